@@ -1,0 +1,26 @@
+// Device: where a tensor's storage lives.
+#pragma once
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+
+namespace ember {
+
+struct Device {
+  enum class Kind : uint8_t { CPU, CUDA };
+  Kind kind = Kind::CPU;
+  int index = 0;
+
+  constexpr Device() = default;
+  constexpr Device(Kind k, int i = 0) : kind(k), index(i) {}
+  explicit Device(const std::string& spec);  // "cpu", "cuda", "cuda:1"
+  bool is_cpu() const { return kind == Kind::CPU; }
+  bool is_cuda() const { return kind == Kind::CUDA; }
+  bool operator==(const Device&) const = default;
+  std::string str() const;  // "cpu", "cuda:0"
+};
+
+inline constexpr Device kCPU{Device::Kind::CPU, 0};
+std::ostream& operator<<(std::ostream& os, const Device& d);
+
+}  // namespace ember

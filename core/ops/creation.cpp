@@ -1,0 +1,115 @@
+// Creation ops.
+#include "core/ops/creation.hpp"
+
+#include <cmath>
+
+#include "core/autograd.hpp"
+#include "core/ops/elementwise.hpp"
+#include "kernels/elementwise.hpp"
+
+namespace ember {
+namespace {
+Tensor finish(Tensor t, const TensorOptions& o) {
+  if (o.requires_grad) {
+    EMBER_CHECK(is_floating(t.dtype()), DTypeError, "[requires_grad] only floating tensors can require gradients, got ",
+                describe(t));
+    t.impl().autograd = std::make_unique<AutogradMeta>();
+    t.impl().autograd->requires_grad = true;
+  }
+  return t;
+}
+}  // namespace
+
+Tensor empty(const Shape& shape, const TensorOptions& o) { return finish(make_tensor(shape, o.dtype, o.device), o); }
+Tensor zeros(const Shape& shape, const TensorOptions& o) { return full(shape, 0, o); }
+Tensor ones(const Shape& shape, const TensorOptions& o) { return full(shape, 1, o); }
+Tensor full(const Shape& shape, const Scalar& value, const TensorOptions& o) {
+  Tensor t = make_tensor(shape, o.dtype, o.device);
+  kernels::fill(t, value);
+  return finish(t, o);
+}
+static TensorOptions like(const Tensor& t) { return {.dtype = t.dtype(), .device = t.device()}; }
+Tensor empty_like(const Tensor& t) { return empty(t.shape(), like(t)); }
+Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), like(t)); }
+Tensor ones_like(const Tensor& t) { return ones(t.shape(), like(t)); }
+Tensor full_like(const Tensor& t, const Scalar& v) { return full(t.shape(), v, like(t)); }
+Tensor empty_like(const Tensor& t, const TensorOptions& o) { return empty(t.shape(), o); }
+Tensor zeros_like(const Tensor& t, const TensorOptions& o) { return zeros(t.shape(), o); }
+Tensor ones_like(const Tensor& t, const TensorOptions& o) { return ones(t.shape(), o); }
+Tensor full_like(const Tensor& t, const Scalar& v, const TensorOptions& o) { return full(t.shape(), v, o); }
+
+Tensor arange(const Scalar& end, std::optional<DType> dtype) { return arange(0, end, 1, dtype); }
+
+Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, std::optional<DType> dtype) {
+  bool floating = start.is_floating() || end.is_floating() || step.is_floating();
+  DType dt = dtype.value_or(floating ? kF32 : kI64);
+  double s = start.to_double(), e = end.to_double(), st = step.to_double();
+  EMBER_CHECK(st != 0, ValueError, "[arange] step must be nonzero");
+  EMBER_CHECK(std::isfinite(s) && std::isfinite(e), ValueError, "[arange] start and end must be finite");
+  EMBER_CHECK((e - s) / st >= 0 || s == e, ValueError, "[arange] upper bound and step sign are inconsistent: start ",
+              s, ", end ", e, ", step ", st);
+  int64_t n;
+  if (!floating) {
+    int64_t is = start.to_int(), ie = end.to_int(), ist = step.to_int();
+    n = ist > 0 ? (ie - is + ist - 1) / ist : (is - ie - ist - 1) / -ist;
+    n = std::max<int64_t>(n, 0);
+  } else {
+    n = static_cast<int64_t>(std::ceil((e - s) / st));
+  }
+  Tensor out = make_tensor({n}, dt);
+  visit_dtype<NumericTypes>(dt, "[arange]", [&]<class T>() {
+    T* p = out.data_ptr<T>();
+    if (floating || is_floating(dt)) {
+      for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(static_cast<acc_t<T>>(s + static_cast<double>(i) * st));
+    } else {
+      int64_t is = start.to_int(), ist = step.to_int();
+      for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(is + i * ist);
+    }
+  });
+  return out;
+}
+
+Tensor linspace(double start, double end, int64_t steps, const TensorOptions& o) {
+  EMBER_CHECK(steps >= 0, ValueError, "[linspace] number of steps must be non-negative, got ", steps);
+  Tensor out = make_tensor({steps}, kF64);
+  double* p = out.data_ptr<double>();
+  double step = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : 0;
+  int64_t half_n = steps / 2;  // fill from both ends, as PyTorch, so the last value is exactly `end`
+  for (int64_t i = 0; i < steps; ++i)
+    p[i] = i < half_n ? start + step * static_cast<double>(i) : end - step * static_cast<double>(steps - 1 - i);
+  return finish(out.to(o.device, o.dtype), o);
+}
+
+Tensor eye(int64_t n, std::optional<int64_t> m, const TensorOptions& o) {
+  int64_t cols = m.value_or(n);
+  EMBER_CHECK(n >= 0 && cols >= 0, ValueError, "[eye] sizes must be non-negative, got ", n, " and ", cols);
+  Tensor t = zeros({n, cols}, {.dtype = o.dtype, .device = o.device});
+  if (n && cols) t.as_strided({std::min(n, cols)}, {cols + 1}, 0).fill_(1);
+  return finish(t, o);
+}
+
+template <class T>
+Tensor tensor_from(const std::vector<T>& values, const Shape& shape, std::optional<TensorOptions> o) {
+  constexpr DType natural = std::is_same_v<T, bool> ? kBool : std::is_floating_point_v<T> ? kF32
+                            : std::is_integral_v<T>  ? kI64 : dtype_of<T>();
+  EMBER_CHECK(shape_numel(shape) == static_cast<int64_t>(values.size()), ShapeError, "[tensor] ", values.size(),
+              " values do not fill shape ", shape);
+  using Src = std::conditional_t<std::is_same_v<T, bool>, bool, std::conditional_t<std::is_floating_point_v<T>, double,
+              std::conditional_t<std::is_integral_v<T>, int64_t, T>>>;
+  Tensor src = make_tensor(shape, dtype_of<Src>());
+  Src* p = src.data_ptr<Src>();
+  for (size_t i = 0; i < values.size(); ++i) p[i] = static_cast<Src>(values[i]);
+  TensorOptions opt = o.value_or(TensorOptions{.dtype = natural});
+  return finish(src.to(opt.device, opt.dtype, true), opt);
+}
+
+template Tensor tensor_from<float>(const std::vector<float>&, const Shape&, std::optional<TensorOptions>);
+template Tensor tensor_from<double>(const std::vector<double>&, const Shape&, std::optional<TensorOptions>);
+template Tensor tensor_from<int>(const std::vector<int>&, const Shape&, std::optional<TensorOptions>);
+template Tensor tensor_from<int64_t>(const std::vector<int64_t>&, const Shape&, std::optional<TensorOptions>);
+template Tensor tensor_from<uint8_t>(const std::vector<uint8_t>&, const Shape&, std::optional<TensorOptions>);
+template Tensor tensor_from<bool>(const std::vector<bool>&, const Shape&, std::optional<TensorOptions>);
+
+Tensor scalar_tensor(const Scalar& v, const TensorOptions& o) { return full({}, v, o); }
+
+}  // namespace ember

@@ -1,0 +1,120 @@
+// Random ops over the Philox generator. Each call reserves philox_blocks(numel) blocks of the
+// generator, so a generator's state (seed, offset) fully determines every later draw.
+#include "core/ops/random.hpp"
+
+#include <numeric>
+
+#include "core/ops/creation.hpp"
+#include "core/ops/elementwise.hpp"
+#include "kernels/philox.hpp"
+#include "kernels/random.hpp"
+
+namespace ember {
+namespace {
+
+using kernels::Distribution;
+
+Generator& gen_or_default(Generator* g) { return g ? *g : default_generator(); }
+
+// Fills t (any layout) by drawing into a contiguous buffer and copying when needed.
+void draw(Tensor& t, const kernels::RandomParams& p, Generator* g) {
+  Generator& gen = gen_or_default(g);
+  uint64_t base = gen.advance(kernels::philox_blocks(t.numel()));
+  if (t.is_contiguous()) {
+    kernels::random_fill(t, p, gen.seed(), base);
+  } else {
+    Tensor tmp = make_tensor(t.shape(), t.dtype(), t.device());
+    kernels::random_fill(tmp, p, gen.seed(), base);
+    t.copy_(tmp);
+  }
+  t.impl().storage->bump_version();
+}
+
+void check_float(const char* op, const TensorOptions& o) {
+  EMBER_CHECK(is_floating(o.dtype), DTypeError, "[", op, "] needs a floating dtype, got ", o.dtype);
+}
+
+}  // namespace
+
+Generator& default_generator() {
+  static Generator g(0);
+  return g;
+}
+void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+
+void uniform_(Tensor& t, double from, double to, Generator* g) {
+  EMBER_CHECK(from <= to, ValueError, "[uniform_] expects from <= to, got from=", from, " to=", to);
+  EMBER_CHECK(is_floating(t.dtype()), DTypeError, "[uniform_] needs a floating tensor, got ", describe(t));
+  draw(t, {.dist = Distribution::Uniform, .a = from, .b = to}, g);
+}
+void normal_(Tensor& t, double mean, double std, Generator* g) {
+  EMBER_CHECK(std >= 0, ValueError, "[normal_] expects std >= 0, got ", std);
+  EMBER_CHECK(is_floating(t.dtype()), DTypeError, "[normal_] needs a floating tensor, got ", describe(t));
+  draw(t, {.dist = Distribution::Normal, .a = mean, .b = std}, g);
+}
+void bernoulli_(Tensor& t, double p, Generator* g) {
+  EMBER_CHECK(p >= 0 && p <= 1, ValueError, "[bernoulli_] expects 0 <= p <= 1, got ", p);
+  draw(t, {.dist = Distribution::Bernoulli, .a = p}, g);
+}
+
+Tensor rand(const Shape& shape, const TensorOptions& o, Generator* g) {
+  check_float("rand", o);
+  Tensor t = empty(shape, {.dtype = o.dtype, .device = o.device});
+  uniform_(t, 0, 1, g);
+  return o.requires_grad ? t.requires_grad_(true) : t;
+}
+Tensor randn(const Shape& shape, const TensorOptions& o, Generator* g) {
+  check_float("randn", o);
+  Tensor t = empty(shape, {.dtype = o.dtype, .device = o.device});
+  normal_(t, 0, 1, g);
+  return o.requires_grad ? t.requires_grad_(true) : t;
+}
+Tensor randint(int64_t low, int64_t high, const Shape& shape, const TensorOptions& o, Generator* g) {
+  EMBER_CHECK(low < high, ValueError, "[randint] expects low < high, got low=", low, " high=", high);
+  Tensor t = empty(shape, {.dtype = o.dtype, .device = o.device});
+  draw(t, {.dist = Distribution::RandInt, .a = static_cast<double>(low), .b = static_cast<double>(high)}, g);
+  return t;
+}
+Tensor rand_like(const Tensor& t, Generator* g) { return rand(t.shape(), {.dtype = t.dtype(), .device = t.device()}, g); }
+Tensor randn_like(const Tensor& t, Generator* g) {
+  return randn(t.shape(), {.dtype = t.dtype(), .device = t.device()}, g);
+}
+
+Tensor bernoulli(const Tensor& p, Generator* g) {
+  EMBER_CHECK(is_floating(p.dtype()), DTypeError, "[bernoulli] needs floating probabilities, got ", describe(p));
+  Tensor probs = p.to(kF64).contiguous();
+  for (double v : probs.to_vector<double>())
+    EMBER_CHECK(v >= 0 && v <= 1, ValueError, "[bernoulli] probabilities must be in [0, 1], got ", v);
+  Tensor out = make_tensor(p.shape(), p.dtype(), p.device());
+  draw(out, {.dist = Distribution::Bernoulli, .probs = &probs}, g);
+  return out;
+}
+
+Tensor randperm(int64_t n, const TensorOptions& o, Generator* g) {
+  EMBER_CHECK(n >= 0, ValueError, "[randperm] n must be non-negative, got ", n);
+  Generator& gen = gen_or_default(g);
+  uint64_t base = gen.advance(kernels::philox_blocks(n));
+  std::vector<int64_t> perm(static_cast<size_t>(n));
+  std::iota(perm.begin(), perm.end(), 0);
+  for (int64_t i = n - 1; i > 0; --i) {  // Fisher-Yates, draw i picks from [0, i]
+    kernels::DrawAt d(gen.seed(), base, i);
+    std::swap(perm[i], perm[d.bits64() % static_cast<uint64_t>(i + 1)]);
+  }
+  return tensor(perm, TensorOptions{.dtype = o.dtype, .device = o.device});
+}
+
+Tensor dropout(const Tensor& x, double p, bool training, Generator* g) {
+  EMBER_CHECK(p >= 0 && p <= 1, ValueError, "[dropout] probability has to be between 0 and 1, got ", p);
+  EMBER_CHECK(is_floating(x.dtype()), DTypeError, "[dropout] needs a floating tensor, got ", describe(x));
+  if (!training || p == 0) return x;
+  if (p == 1) return zeros_like(x);
+  Tensor keep = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
+  bernoulli_(keep, 1 - p, g);
+  return x * keep * (1.0 / (1 - p));
+}
+
+Tensor& Tensor::uniform_(double from, double to) { ember::uniform_(*this, from, to); return *this; }
+Tensor& Tensor::normal_(double mean, double std) { ember::normal_(*this, mean, std); return *this; }
+Tensor& Tensor::bernoulli_(double p) { ember::bernoulli_(*this, p); return *this; }
+
+}  // namespace ember

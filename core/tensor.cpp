@@ -1,0 +1,200 @@
+// Tensor basics: construction, metadata, element access, conversion and copies, type promotion.
+#include "core/tensor.hpp"
+
+#include <cstring>
+
+#include "core/autograd.hpp"
+#include "kernels/elementwise.hpp"
+
+namespace ember {
+
+TensorImpl::TensorImpl() = default;
+TensorImpl::~TensorImpl() = default;
+
+TensorImpl& Tensor::impl() const {
+  EMBER_CHECK(impl_, ValueError, "[tensor] operation on an undefined tensor");
+  return *impl_;
+}
+
+int64_t Tensor::size(int64_t d) const {
+  if (dim() == 0) {
+    wrap_dim(d, 0, "[size]");
+    return 1;
+  }
+  return shape()[wrap_dim(d, dim(), "[size]")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  if (dim() == 0) {
+    wrap_dim(d, 0, "[stride]");
+    return 1;
+  }
+  return strides()[wrap_dim(d, dim(), "[stride]")];
+}
+
+bool Tensor::is_contiguous() const {
+  const TensorImpl& t = impl();
+  int64_t expected = 1;
+  for (size_t i = t.shape.size(); i-- > 0;) {
+    if (t.shape[i] == 1) continue;
+    if (t.strides[i] != expected) return false;
+    expected *= t.shape[i];
+  }
+  return true;
+}
+
+void* Tensor::raw_data() const {
+  const TensorImpl& t = impl();
+  return static_cast<char*>(t.storage->data()) + t.offset * static_cast<int64_t>(itemsize(t.dtype));
+}
+
+void Tensor::check_dtype_access(DType want, const char* what) const {
+  EMBER_CHECK(dtype() == want, DTypeError, "[", what, "] requested ", want, " but the tensor is ",
+              describe(*this));
+  EMBER_CHECK(device().is_cpu(), DeviceError, "[", what, "] needs a CPU tensor, got ", describe(*this),
+              " (call .cpu() first)");
+}
+
+template <class T>
+T Tensor::item() const {
+  EMBER_CHECK(numel() == 1, ShapeError, "[item] needs a tensor with one element, got ", describe(*this));
+  Tensor c = to(kCPU).to(dtype_of<T>()).contiguous();
+  return *static_cast<const T*>(c.raw_data());
+}
+
+Scalar Tensor::item() const {
+  return visit_dtype<AllTypes>(dtype(), "[item]", [&]<class T>() { return Scalar(item<T>()); });
+}
+
+template <class T>
+std::vector<T> Tensor::to_vector() const {
+  Tensor c = to(kCPU).to(dtype_of<T>()).contiguous();
+  const T* p = static_cast<const T*>(c.raw_data());
+  return std::vector<T>(p, p + numel());
+}
+
+#define EMBER_INSTANTIATE(T)                    \
+  template T Tensor::item<T>() const;           \
+  template std::vector<T> Tensor::to_vector<T>() const;
+EMBER_INSTANTIATE(float)
+EMBER_INSTANTIATE(double)
+EMBER_INSTANTIATE(half)
+EMBER_INSTANTIATE(bfloat16)
+EMBER_INSTANTIATE(int32_t)
+EMBER_INSTANTIATE(int64_t)
+EMBER_INSTANTIATE(uint8_t)
+EMBER_INSTANTIATE(bool)
+#undef EMBER_INSTANTIATE
+
+std::string describe(const Tensor& t) {
+  if (!t.defined()) return "undefined tensor";
+  return detail::cat_str(t.shape(), " ", t.dtype(), " ", t.device());
+}
+
+Tensor make_tensor(const Shape& shape, DType dtype, Device device) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->numel = shape_numel(shape);
+  EMBER_CHECK(impl->numel <= INT64_MAX / 8, ShapeError, "[empty] tensor of shape ", shape, " is too large");
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(impl->numel) * itemsize(dtype), device);
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = base.impl().storage;
+  impl->shape = shape;
+  impl->strides = strides;
+  impl->offset = offset;
+  impl->numel = shape_numel(shape);
+  impl->dtype = base.dtype();
+  return Tensor(std::move(impl));
+}
+
+Tensor scalar_to_tensor(const Scalar& s, Device device) {
+  Tensor t = make_tensor({}, s.wrapped_dtype(), device);
+  kernels::fill(t, s);
+  t.impl().wrapped_number = true;
+  return t;
+}
+
+DType result_type(std::initializer_list<const Tensor*> operands) {
+  // PyTorch's three tiers: dimensioned tensors, 0-dim tensors, wrapped numbers. A lower tier only
+  // matters when its category (bool < integral < floating) is higher than the tiers above.
+  std::optional<DType> tier[3];
+  for (const Tensor* t : operands) {
+    int k = t->impl().wrapped_number ? 2 : t->dim() == 0 ? 1 : 0;
+    tier[k] = tier[k] ? promote_types(*tier[k], t->dtype()) : t->dtype();
+  }
+  auto category = [](DType d) { return is_floating(d) ? 2 : d == kBool ? 0 : 1; };
+  auto combine = [&](std::optional<DType> hi, std::optional<DType> lo) -> std::optional<DType> {
+    if (!hi) return lo;
+    if (!lo) return hi;
+    if (category(*lo) > category(*hi)) return promote_types(*hi, *lo);
+    return hi;
+  };
+  std::optional<DType> r = combine(tier[0], combine(tier[1], tier[2]));
+  return r.value_or(kF32);
+}
+DType result_type(const Tensor& a, const Tensor& b) { return result_type({&a, &b}); }
+
+Tensor Tensor::to(DType dt, bool copy) const {
+  if (dt == dtype() && !copy) return *this;
+  Tensor out = make_tensor(shape(), dt, device());
+  kernels::copy(out, *this);
+  return out;
+}
+
+Tensor Tensor::to(Device d, bool copy) const {
+  if (d == device() && !copy) return *this;
+  EMBER_CHECK(d.is_cpu() && device().is_cpu(), DeviceError, "[to] cannot move ", describe(*this), " to ", d,
+              ": CUDA is not available in this build");
+  return to(dtype(), true);
+}
+
+Tensor Tensor::to(Device d, DType dt, bool copy) const {
+  Tensor t = to(d, copy);
+  return t.to(dt, copy && t.is_same(*this));
+}
+
+Tensor Tensor::contiguous() const {
+  if (is_contiguous()) return *this;
+  return clone();
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = make_tensor(shape(), dtype(), device());
+  kernels::copy(out, *this);
+  return out;
+}
+
+Tensor& Tensor::copy_(const Tensor& src) {
+  EMBER_CHECK(src.device() == device(), DeviceError, "[copy_] source ", describe(src), " and destination ",
+              describe(*this), " are on different devices");
+  Tensor s = src.expand(shape());
+  if (s.impl().storage == impl().storage) s = s.clone();  // overlapping source and destination
+  kernels::copy(*this, s);
+  impl().storage->bump_version();
+  return *this;
+}
+
+Tensor& Tensor::fill_(const Scalar& v) {
+  kernels::fill(*this, v);
+  impl().storage->bump_version();
+  return *this;
+}
+
+bool Tensor::requires_grad() const { return impl().autograd && impl().autograd->requires_grad; }
+Tensor& Tensor::requires_grad_(bool on) {
+  EMBER_CHECK(!on || is_floating(dtype()), DTypeError,
+              "[requires_grad_] only floating tensors can require gradients, got ", describe(*this));
+  if (!impl().autograd) impl().autograd = std::make_unique<AutogradMeta>();
+  impl().autograd->requires_grad = on;
+  return *this;
+}
+Tensor Tensor::grad() const { return impl().autograd ? impl().autograd->grad : Tensor(); }
+
+Tensor Tensor::detach() const { return make_view(*this, shape(), strides(), storage_offset()); }
+
+}  // namespace ember

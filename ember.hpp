@@ -1,0 +1,18 @@
+// Ember: the one header users include.
+#pragma once
+#include "core/allocator.hpp"
+#include "core/device.hpp"
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+#include "core/io/safetensors.hpp"
+#include "core/ops/creation.hpp"
+#include "core/ops/elementwise.hpp"
+#include "core/ops/index.hpp"
+#include "core/ops/linalg.hpp"
+#include "core/ops/nn.hpp"
+#include "core/ops/random.hpp"
+#include "core/ops/reduce.hpp"
+#include "core/ops/shape.hpp"
+#include "core/scalar.hpp"
+#include "core/shape.hpp"
+#include "core/tensor.hpp"

@@ -1,0 +1,21 @@
+// Kernel entries of the random family: fill a contiguous tensor with element i drawn from Philox
+// block `base + i/2` (kernels/philox.hpp), so results do not depend on threads or device.
+#pragma once
+#include "core/tensor.hpp"
+
+namespace ember::kernels {
+
+enum class Distribution { Uniform, Normal, Bernoulli, RandInt };
+struct RandomParams {
+  Distribution dist;
+  double a = 0, b = 1;  // uniform [a, b); normal mean a, std b; bernoulli p = a; randint [a, b)
+  const Tensor* probs = nullptr;  // per-element bernoulli probabilities (contiguous f64), if given
+};
+
+void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64_t base);
+
+namespace cpu {
+void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64_t base);
+}
+
+}  // namespace ember::kernels
