@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "kernels/cuda_device.hpp"
 
 namespace ember {
 namespace {
@@ -99,7 +100,7 @@ Allocator& cpu_allocator() {
 }
 
 Allocator& allocator_for(Device d) {
-  EMBER_CHECK(d.is_cpu(), DeviceError, "[allocator] device ", d, " is not available in this build");
+  if (d.is_cuda()) return kernels::cuda::allocator(d.index);
   return cpu_allocator();
 }
 

@@ -25,8 +25,9 @@ class Scalar {
   bool is_floating() const { return kind_ == Kind::Float; }
   bool is_integral() const { return kind_ == Kind::Int; }
   bool is_bool() const { return kind_ == Kind::Bool; }
-  // The dtype a wrapped number of this kind has: f32 (the default float dtype), i64 or bool.
-  DType wrapped_dtype() const { return is_floating() ? kF32 : is_integral() ? kI64 : kBool; }
+  // The dtype that holds a wrapped number exactly: f64, i64 or bool. (For promotion a floating
+  // wrapped number counts as the default dtype f32; see result_type.)
+  DType wrapped_dtype() const { return is_floating() ? kF64 : is_integral() ? kI64 : kBool; }
 
   template <class T>
   T to() const {

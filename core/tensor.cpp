@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/autograd.hpp"
+#include "kernels/cuda_device.hpp"
 #include "kernels/elementwise.hpp"
 
 namespace ember {
@@ -124,8 +125,10 @@ DType result_type(std::initializer_list<const Tensor*> operands) {
   // matters when its category (bool < integral < floating) is higher than the tiers above.
   std::optional<DType> tier[3];
   for (const Tensor* t : operands) {
-    int k = t->impl().wrapped_number ? 2 : t->dim() == 0 ? 1 : 0;
-    tier[k] = tier[k] ? promote_types(*tier[k], t->dtype()) : t->dtype();
+    bool wrapped = t->impl().wrapped_number;
+    int k = wrapped ? 2 : t->dim() == 0 ? 1 : 0;
+    DType d = wrapped && is_floating(t->dtype()) ? kF32 : t->dtype();  // Python floats promote as the default dtype
+    tier[k] = tier[k] ? promote_types(*tier[k], d) : d;
   }
   auto category = [](DType d) { return is_floating(d) ? 2 : d == kBool ? 0 : 1; };
   auto combine = [&](std::optional<DType> hi, std::optional<DType> lo) -> std::optional<DType> {
@@ -148,9 +151,12 @@ Tensor Tensor::to(DType dt, bool copy) const {
 
 Tensor Tensor::to(Device d, bool copy) const {
   if (d == device() && !copy) return *this;
-  EMBER_CHECK(d.is_cpu() && device().is_cpu(), DeviceError, "[to] cannot move ", describe(*this), " to ", d,
-              ": CUDA is not available in this build");
-  return to(dtype(), true);
+  if (d.is_cpu() && device().is_cpu()) return to(dtype(), true);
+  // Across devices: make the source contiguous where it lives, then copy the bytes.
+  Tensor src = contiguous();
+  Tensor out = make_tensor(shape(), dtype(), d);
+  kernels::cuda::copy_bytes(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
+  return out;
 }
 
 Tensor Tensor::to(Device d, DType dt, bool copy) const {

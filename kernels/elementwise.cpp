@@ -4,29 +4,46 @@
 namespace ember::kernels {
 namespace {
 void check_cpu(const Tensor& t, const char* op) {
-  EMBER_CHECK(t.device().is_cpu(), DeviceError, "[", op, "] device ", t.device(),
-              " is not supported in this build");
+  EMBER_CHECK(t.device().is_cpu(), DeviceError, "[", op, "] device ", t.device(), " is not supported in this build");
+}
+
+// A CUDA op's operands must live on the output's device. A wrapped number arrives as a broadcast view
+// of one CPU element: it moves to the device as one element and is broadcast again there.
+Tensor on_device(const Tensor& t, Device d, const char* op) {
+  if (t.device() == d) return t;
+  bool single = true;
+  for (int64_t s : t.strides()) single = single && s == 0;
+  EMBER_CHECK(single || t.numel() <= 1, DeviceError, "[", op, "] expected all tensors on ", d, ", got ", describe(t));
+  return make_view(t, {}, {}, t.storage_offset()).to(d).expand(t.shape());
 }
 }  // namespace
 
 void unary(int op, const Tensor& out, const Tensor& a, const OpParams& p) {
+  if (out.device().is_cuda()) return cuda::unary(op, out, on_device(a, out.device(), "unary"), p);
   check_cpu(out, "unary");
   cpu::unary(op, out, a, p);
 }
 void binary(int op, const Tensor& out, const Tensor& a, const Tensor& b, const OpParams& p) {
+  if (out.device().is_cuda())
+    return cuda::binary(op, out, on_device(a, out.device(), "binary"), on_device(b, out.device(), "binary"), p);
   check_cpu(out, "binary");
   cpu::binary(op, out, a, b, p);
 }
 void ternary(int op, const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& c, const OpParams& p) {
+  if (out.device().is_cuda())
+    return cuda::ternary(op, out, on_device(a, out.device(), "ternary"), on_device(b, out.device(), "ternary"),
+                         on_device(c, out.device(), "ternary"), p);
   check_cpu(out, "ternary");
   cpu::ternary(op, out, a, b, c, p);
 }
 void copy(const Tensor& dst, const Tensor& src) {
+  if (dst.device().is_cuda()) return cuda::copy(dst, on_device(src, dst.device(), "copy"));
   check_cpu(dst, "copy");
   check_cpu(src, "copy");
   cpu::copy(dst, src);
 }
 void fill(const Tensor& dst, const Scalar& v) {
+  if (dst.device().is_cuda()) return cuda::fill(dst, v);
   check_cpu(dst, "fill");
   cpu::fill(dst, v);
 }

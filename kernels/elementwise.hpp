@@ -22,4 +22,12 @@ void copy(const Tensor& dst, const Tensor& src);
 void fill(const Tensor& dst, const Scalar& v);
 }  // namespace cpu
 
+namespace cuda {  // kernels/cuda/elementwise*.cu; every operand on the output's CUDA device
+void unary(int op, const Tensor& out, const Tensor& a, const OpParams& p);
+void binary(int op, const Tensor& out, const Tensor& a, const Tensor& b, const OpParams& p);
+void ternary(int op, const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& c, const OpParams& p);
+void copy(const Tensor& dst, const Tensor& src);
+void fill(const Tensor& dst, const Scalar& v);
+}  // namespace cuda
+
 }  // namespace ember::kernels

@@ -54,10 +54,13 @@ struct Abs : UnaryNumeric {
 };
 struct Sign : UnaryNumeric {
   template <class T> EMBER_HD T operator()(T x) const {
-    if constexpr (std::is_floating_point_v<T>) {
-      if (x != x) return x;
+    if constexpr (std::is_unsigned_v<T>) return static_cast<T>(x != T(0));
+    else {
+      if constexpr (std::is_floating_point_v<T>) {
+        if (x != x) return x;
+      }
+      return static_cast<T>((T(0) < x) - (x < T(0)));
     }
-    return static_cast<T>((T(0) < x) - (x < T(0)));
   }
 };
 struct Exp : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return std::exp(x); } };
@@ -341,7 +344,7 @@ template <class T, class List>
 inline constexpr int index_of_v = index_of<T, List>::value;
 
 template <class F>
-EMBER_HD F make_functor(const OpParams& p) {
+inline F make_functor(const OpParams& p) {  // host only: make() reads OpParams
   if constexpr (requires { F::make(p); }) return F::make(p);
   else return F{};
 }

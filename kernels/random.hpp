@@ -17,5 +17,8 @@ void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64
 namespace cpu {
 void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64_t base);
 }
+namespace cuda {  // same draws as cpu:: for the same seed and base (kernels/cuda/random.cu)
+void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64_t base);
+}
 
 }  // namespace ember::kernels

@@ -1,0 +1,214 @@
+// CPU normalisation forwards: layer_norm and rms_norm per row, batch_norm statistics per channel and
+// its affine apply per (n, c) plane. Statistics accumulate in double; f16/bf16 compute in f32.
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/loops.hpp"
+#include "kernels/nn.hpp"
+
+namespace ember::kernels {
+namespace {
+void check_cpu(const Tensor& t, const char* op) {
+  EMBER_CHECK(t.device().is_cpu(), DeviceError, "[", op, "] device ", t.device(), " is not supported in this build");
+}
+}  // namespace
+
+void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps) {
+  check_cpu(in, "layer_norm");
+  cpu::layer_norm(out, in, weight, bias, eps);
+}
+void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps) {
+  check_cpu(in, "rms_norm");
+  cpu::rms_norm(out, in, weight, eps);
+}
+void batch_norm_stats(const Tensor& mean, const Tensor& var, const Tensor& in) {
+  check_cpu(in, "batch_norm");
+  cpu::batch_norm_stats(mean, var, in);
+}
+void batch_norm_apply(const Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift) {
+  check_cpu(in, "batch_norm");
+  cpu::batch_norm_apply(out, in, scale, shift);
+}
+
+namespace cpu {
+namespace {
+
+// Runs body(i) for i in [0, n), in parallel chunks of about kGrain elements of work when large.
+template <class F>
+void for_each(int64_t n, int64_t work_per_item, F&& body) {
+  work_per_item = std::max<int64_t>(work_per_item, 1);
+  if (n * work_per_item <= kGrain) {
+    for (int64_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+  int64_t grain = std::max<int64_t>(1, kGrain / work_per_item);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, grain), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t i = r.begin(); i < r.end(); ++i) body(i);
+  });
+}
+
+// Sums of (x - k) and (x - k)^2 over a contiguous row in one pass, shifted by k (the row's first
+// element) so that the variance does not cancel when the mean is large. Eight lanes let it vectorise.
+template <class T>
+void shifted_sums(const T* x, int64_t n, double k, double& s, double& ss) {
+  constexpr int L = 8;
+  double a[L] = {}, b[L] = {};
+  int64_t j = 0;
+  for (; j + L <= n; j += L)
+    for (int l = 0; l < L; ++l) {
+      const double d = static_cast<double>(load(x[j + l])) - k;
+      a[l] += d;
+      b[l] += d * d;
+    }
+  s = 0;
+  ss = 0;
+  for (; j < n; ++j) {
+    const double d = static_cast<double>(load(x[j])) - k;
+    s += d;
+    ss += d * d;
+  }
+  for (int l = 0; l < L; ++l) {
+    s += a[l];
+    ss += b[l];
+  }
+}
+
+template <class T>
+void layer_norm_impl(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps) {
+  using A = acc_t<T>;
+  const int64_t rows = in.size(0), cols = in.size(1);
+  const T* src = static_cast<const T*>(in.raw_data());
+  T* dst = static_cast<T*>(out.raw_data());
+  const A* w = weight.defined() ? static_cast<const A*>(weight.raw_data()) : nullptr;
+  const A* b = bias.defined() ? static_cast<const A*>(bias.raw_data()) : nullptr;
+  if (cols == 0) return;
+  for_each(rows, cols, [&](int64_t r) {
+    const T* x = src + r * cols;
+    T* y = dst + r * cols;
+    double s, ss;
+    const double k = static_cast<double>(load(x[0]));
+    shifted_sums(x, cols, k, s, ss);
+    const double dm = s / static_cast<double>(cols);
+    const double var = std::max(ss / static_cast<double>(cols) - dm * dm, 0.0);  // biased
+    // y = (x - mean) * rstd with the mean split into a hi + lo pair of A: x - hi is exact when the
+    // spread is small against the mean, so a large mean does not cost f32 outputs their precision.
+    const double mean = k + dm;
+    const A hi = static_cast<A>(mean), lo = static_cast<A>(mean - static_cast<double>(hi));
+    const A rstd = static_cast<A>(1.0 / std::sqrt(var + eps));
+    if (w && b) {
+      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(((load(x[j]) - hi) - lo) * rstd * w[j] + b[j]);
+    } else if (w) {
+      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(((load(x[j]) - hi) - lo) * rstd * w[j]);
+    } else if (b) {
+      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(((load(x[j]) - hi) - lo) * rstd + b[j]);
+    } else {
+      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(((load(x[j]) - hi) - lo) * rstd);
+    }
+  });
+}
+
+template <class T>
+void rms_norm_impl(const Tensor& out, const Tensor& in, const Tensor& weight, double eps) {
+  using A = acc_t<T>;
+  const int64_t rows = in.size(0), cols = in.size(1);
+  const T* src = static_cast<const T*>(in.raw_data());
+  T* dst = static_cast<T*>(out.raw_data());
+  const A* w = weight.defined() ? static_cast<const A*>(weight.raw_data()) : nullptr;
+  if (cols == 0) return;
+  for_each(rows, cols, [&](int64_t r) {
+    const T* x = src + r * cols;
+    T* y = dst + r * cols;
+    double s, ss;
+    shifted_sums(x, cols, 0.0, s, ss);
+    const A rr = static_cast<A>(1.0 / std::sqrt(ss / static_cast<double>(cols) + eps));
+    if (w) {
+      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(load(x[j]) * rr * w[j]);
+    } else {
+      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(load(x[j]) * rr);
+    }
+  });
+}
+
+// Sum over one channel of an [N, C, S] view: n outer, s inner (stride ss).
+template <class T, class F>
+double channel_sum(const T* x, int64_t n, int64_t sn, int64_t s, int64_t ss, F&& f) {
+  double acc = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const T* row = x + i * sn;
+    double part = 0;
+    if (ss == 1) {
+      for (int64_t j = 0; j < s; ++j) part += f(static_cast<double>(load(row[j])));
+    } else {
+      for (int64_t j = 0; j < s; ++j) part += f(static_cast<double>(load(row[j * ss])));
+    }
+    acc += part;
+  }
+  return acc;
+}
+
+template <class T>
+void bn_stats_impl(const Tensor& mean, const Tensor& var, const Tensor& in) {
+  const int64_t n = in.size(0), c = in.size(1), s = in.size(2);
+  const int64_t sn = in.stride(0), sc = in.stride(1), ss = in.stride(2);
+  const T* src = static_cast<const T*>(in.raw_data());
+  double* m = static_cast<double*>(mean.raw_data());
+  double* v = static_cast<double*>(var.raw_data());
+  const int64_t count = n * s;
+  // Two passes per channel (mean, then squared deviations), as PyTorch's CPU kernel.
+  for_each(c, 2 * count, [&](int64_t ch) {
+    const T* x = src + ch * sc;
+    if (count == 0) {
+      m[ch] = std::nan("");
+      v[ch] = std::nan("");
+      return;
+    }
+    const double mu = channel_sum(x, n, sn, s, ss, [](double e) { return e; }) / static_cast<double>(count);
+    const double sq = channel_sum(x, n, sn, s, ss, [mu](double e) { return (e - mu) * (e - mu); });
+    m[ch] = mu;
+    v[ch] = sq / static_cast<double>(count);
+  });
+}
+
+template <class T>
+void bn_apply_impl(const Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift) {
+  using A = acc_t<T>;
+  const int64_t c = in.size(1), s = in.size(2);
+  const int64_t sn = in.stride(0), sc = in.stride(1), ss = in.stride(2);
+  const T* src = static_cast<const T*>(in.raw_data());
+  T* dst = static_cast<T*>(out.raw_data());
+  const double* a = static_cast<const double*>(scale.raw_data());
+  const double* b = static_cast<const double*>(shift.raw_data());
+  for_each(in.size(0) * c, s, [&](int64_t plane) {
+    const int64_t i = plane / c, ch = plane % c;
+    const T* x = src + i * sn + ch * sc;
+    T* y = dst + plane * s;
+    const A k = static_cast<A>(a[ch]), d = static_cast<A>(b[ch]);
+    if (ss == 1) {
+      for (int64_t j = 0; j < s; ++j) y[j] = convert<T>(load(x[j]) * k + d);
+    } else {
+      for (int64_t j = 0; j < s; ++j) y[j] = convert<T>(load(x[j * ss]) * k + d);
+    }
+  });
+}
+
+}  // namespace
+
+void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps) {
+  visit_dtype<FloatTypes>(in.dtype(), "[layer_norm]",
+                          [&]<class T>() { layer_norm_impl<T>(out, in, weight, bias, eps); });
+}
+void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps) {
+  visit_dtype<FloatTypes>(in.dtype(), "[rms_norm]", [&]<class T>() { rms_norm_impl<T>(out, in, weight, eps); });
+}
+void batch_norm_stats(const Tensor& mean, const Tensor& var, const Tensor& in) {
+  visit_dtype<FloatTypes>(in.dtype(), "[batch_norm]", [&]<class T>() { bn_stats_impl<T>(mean, var, in); });
+}
+void batch_norm_apply(const Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift) {
+  visit_dtype<FloatTypes>(in.dtype(), "[batch_norm]", [&]<class T>() { bn_apply_impl<T>(out, in, scale, shift); });
+}
+
+}  // namespace cpu
+}  // namespace ember::kernels

@@ -1,0 +1,210 @@
+// CPU 2-d pooling forwards (max with indices, average, adaptive average), one (n, c) plane per task,
+// reading the input through its strides. Window rules follow PyTorch's CPU kernels exactly.
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/cpu/loops.hpp"
+#include "kernels/nn.hpp"
+
+namespace ember::kernels {
+namespace {
+void check_cpu(const Tensor& t, const char* op) {
+  EMBER_CHECK(t.device().is_cpu(), DeviceError, "[", op, "] device ", t.device(), " is not supported in this build");
+}
+}  // namespace
+
+void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p) {
+  check_cpu(in, "max_pool2d");
+  cpu::max_pool2d(out, indices, in, p);
+}
+void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p) {
+  check_cpu(in, "avg_pool2d");
+  cpu::avg_pool2d(out, in, p);
+}
+void adaptive_avg_pool2d(const Tensor& out, const Tensor& in) {
+  check_cpu(in, "adaptive_avg_pool2d");
+  cpu::adaptive_avg_pool2d(out, in);
+}
+
+namespace cpu {
+namespace {
+
+// The geometry shared by the pools: the input's plane layout and the output's plane size.
+struct Planes {
+  int64_t n, c, h, w, oh, ow;
+  int64_t sn, sc, sh, sw;  // input strides, elements
+  explicit Planes(const Tensor& in, const Tensor& out)
+      : n(in.size(0)),
+        c(in.size(1)),
+        h(in.size(2)),
+        w(in.size(3)),
+        oh(out.size(2)),
+        ow(out.size(3)),
+        sn(in.stride(0)),
+        sc(in.stride(1)),
+        sh(in.stride(2)),
+        sw(in.stride(3)) {}
+  int64_t count() const { return n * c; }
+  int64_t in_offset(int64_t plane) const { return (plane / c) * sn + (plane % c) * sc; }
+};
+
+// Runs body(plane) for every plane, in parallel chunks of about kGrain window reads when large.
+template <class F>
+void for_planes(int64_t planes, int64_t work_per_plane, F&& body) {
+  work_per_plane = std::max<int64_t>(work_per_plane, 1);
+  auto chunk = [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) body(i);
+  };
+  if (planes * work_per_plane <= kGrain) {
+    chunk(0, planes);
+    return;
+  }
+  int64_t grain = std::max<int64_t>(1, kGrain / work_per_plane);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, planes, grain),
+                    [&](const tbb::blocked_range<int64_t>& r) { chunk(r.begin(), r.end()); });
+}
+
+template <class A>
+constexpr A lowest() {
+  if constexpr (std::numeric_limits<A>::has_infinity)
+    return -std::numeric_limits<A>::infinity();
+  else
+    return std::numeric_limits<A>::lowest();
+}
+
+template <class T, bool kUnitW>
+void max_pool_impl(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p) {
+  using A = acc_t<T>;
+  const Planes g(in, out);
+  const T* src = static_cast<const T*>(in.raw_data());
+  T* dst = static_cast<T*>(out.raw_data());
+  int64_t* idx = indices.defined() ? static_cast<int64_t*>(indices.raw_data()) : nullptr;
+  for_planes(g.count(), g.oh * g.ow * p.kernel[0] * p.kernel[1], [&, g](int64_t plane) {
+    // Locals, so that the index stores cannot alias the geometry and force reloads.
+    const int64_t h = g.h, w = g.w, oh_n = g.oh, ow_n = g.ow, sh = g.sh, sw = kUnitW ? 1 : g.sw;
+    const int64_t kh = p.kernel[0], kw = p.kernel[1], dh = p.dilation[0], dw = p.dilation[1];
+    const int64_t str_h = p.stride[0], str_w = p.stride[1], pad_h = p.padding[0], pad_w = p.padding[1];
+    const T* x = src + g.in_offset(plane);
+    T* y = dst + plane * oh_n * ow_n;
+    int64_t* yi = idx ? idx + plane * oh_n * ow_n : nullptr;
+    for (int64_t oh = 0; oh < oh_n; ++oh) {
+      int64_t h0 = oh * str_h - pad_h;
+      const int64_t h1 = std::min(h0 + (kh - 1) * dh + 1, h);
+      while (h0 < 0) h0 += dh;
+      for (int64_t ow = 0; ow < ow_n; ++ow) {
+        int64_t w0 = ow * str_w - pad_w;
+        const int64_t w1 = std::min(w0 + (kw - 1) * dw + 1, w);
+        while (w0 < 0) w0 += dw;
+        // Ties keep the first position; a NaN wins and the last NaN's position is kept, as PyTorch.
+        A best = lowest<A>();
+        int64_t best_i = h0 * w + w0;
+        for (int64_t ih = h0; ih < h1; ih += dh) {
+          const T* row = x + ih * sh;
+          for (int64_t iw = w0; iw < w1; iw += dw) {
+            const A v = load(row[iw * sw]);
+            bool take = v > best;
+            if constexpr (std::numeric_limits<A>::has_quiet_NaN) take = take || v != v;
+            if (take) {
+              best = v;
+              best_i = ih * w + iw;
+            }
+          }
+        }
+        y[oh * ow_n + ow] = convert<T>(best);
+        if (yi) yi[oh * ow_n + ow] = best_i;
+      }
+    }
+  });
+}
+
+template <class T>
+void avg_pool_impl(const Tensor& out, const Tensor& in, const Pool2dParams& p) {
+  using A = acc_t<T>;
+  const Planes g(in, out);
+  const T* src = static_cast<const T*>(in.raw_data());
+  T* dst = static_cast<T*>(out.raw_data());
+  const int64_t kh = p.kernel[0], kw = p.kernel[1], ph = p.padding[0], pw = p.padding[1];
+  for_planes(g.count(), g.oh * g.ow * kh * kw, [&](int64_t plane) {
+    const T* x = src + g.in_offset(plane);
+    T* y = dst + plane * g.oh * g.ow;
+    for (int64_t oh = 0; oh < g.oh; ++oh) {
+      // The window is clipped to input + padding first (its size is the count_include_pad divisor),
+      // then to the input itself.
+      int64_t h0 = oh * p.stride[0] - ph;
+      int64_t h1 = std::min(h0 + kh, g.h + ph);
+      const int64_t pool_h = h1 - h0;
+      h0 = std::max<int64_t>(h0, 0);
+      h1 = std::min(h1, g.h);
+      for (int64_t ow = 0; ow < g.ow; ++ow) {
+        int64_t w0 = ow * p.stride[1] - pw;
+        int64_t w1 = std::min(w0 + kw, g.w + pw);
+        const int64_t pool_w = w1 - w0;
+        w0 = std::max<int64_t>(w0, 0);
+        w1 = std::min(w1, g.w);
+        if (h0 >= h1 || w0 >= w1) {
+          y[oh * g.ow + ow] = convert<T>(0);
+          continue;
+        }
+        A sum = 0;
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw) sum += load(x[ih * g.sh + iw * g.sw]);
+        const int64_t divisor = p.count_include_pad ? pool_h * pool_w : (h1 - h0) * (w1 - w0);
+        y[oh * g.ow + ow] = convert<T>(sum / static_cast<A>(divisor));
+      }
+    }
+  });
+}
+
+// PyTorch's adaptive bins: [floor(i * in / out), ceil((i + 1) * in / out)).
+inline int64_t bin_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
+inline int64_t bin_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+
+template <class T>
+void adaptive_avg_impl(const Tensor& out, const Tensor& in) {
+  using A = acc_t<T>;
+  const Planes g(in, out);
+  const T* src = static_cast<const T*>(in.raw_data());
+  T* dst = static_cast<T*>(out.raw_data());
+  const int64_t kh = (g.h + g.oh - 1) / std::max<int64_t>(g.oh, 1) + 1;
+  const int64_t kw = (g.w + g.ow - 1) / std::max<int64_t>(g.ow, 1) + 1;
+  for_planes(g.count(), g.oh * g.ow * kh * kw, [&](int64_t plane) {
+    const T* x = src + g.in_offset(plane);
+    T* y = dst + plane * g.oh * g.ow;
+    for (int64_t oh = 0; oh < g.oh; ++oh) {
+      const int64_t h0 = bin_start(oh, g.h, g.oh), h1 = bin_end(oh, g.h, g.oh);
+      for (int64_t ow = 0; ow < g.ow; ++ow) {
+        const int64_t w0 = bin_start(ow, g.w, g.ow), w1 = bin_end(ow, g.w, g.ow);
+        A sum = 0;
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw) sum += load(x[ih * g.sh + iw * g.sw]);
+        y[oh * g.ow + ow] = convert<T>(sum / static_cast<A>((h1 - h0) * (w1 - w0)));
+      }
+    }
+  });
+}
+
+using MaxPoolTypes = NumericTypes;
+
+}  // namespace
+
+void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p) {
+  visit_dtype<MaxPoolTypes>(in.dtype(), "[max_pool2d]", [&]<class T>() {
+    if (in.stride(3) == 1)
+      max_pool_impl<T, true>(out, indices, in, p);
+    else
+      max_pool_impl<T, false>(out, indices, in, p);
+  });
+}
+void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p) {
+  visit_dtype<FloatTypes>(in.dtype(), "[avg_pool2d]", [&]<class T>() { avg_pool_impl<T>(out, in, p); });
+}
+void adaptive_avg_pool2d(const Tensor& out, const Tensor& in) {
+  visit_dtype<FloatTypes>(in.dtype(), "[adaptive_avg_pool2d]", [&]<class T>() { adaptive_avg_impl<T>(out, in); });
+}
+
+}  // namespace cpu
+}  // namespace ember::kernels

@@ -3,6 +3,7 @@
 #include <tbb/parallel_for.h>
 
 #include <cmath>
+#include <limits>
 
 #include "kernels/cpu/loops.hpp"
 #include "kernels/philox.hpp"
@@ -11,11 +12,29 @@
 namespace ember::kernels {
 
 void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64_t base) {
+  if (out.device().is_cuda()) return cuda::random_fill(out, p, seed, base);
   EMBER_CHECK(out.device().is_cpu(), DeviceError, "[random] device ", out.device(), " is not supported in this build");
   cpu::random_fill(out, p, seed, base);
 }
 
 namespace cpu {
+namespace {
+// The largest value of T below b (b representable or not): keeps uniform draws inside [a, b).
+template <class T>
+T below(double b) {
+  if constexpr (std::is_same_v<T, half> || std::is_same_v<T, bfloat16>) {
+    T t = convert<T>(b);
+    float f = static_cast<float>(t);
+    if (f < b) return t;
+    if (f == 0.0f) return T::from_bits(0x8001);  // the negative value closest to zero
+    return T::from_bits(static_cast<uint16_t>(f > 0 ? t.bits - 1 : t.bits + 1));
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return std::nextafter(static_cast<T>(b), -std::numeric_limits<T>::infinity());
+  } else {
+    return static_cast<T>(b);
+  }
+}
+}  // namespace
 
 void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64_t base) {
   visit_dtype<AllTypes>(out.dtype(), "[random]", [&]<class T>() {
@@ -24,10 +43,10 @@ void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64
     auto body = [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         DrawAt d(seed, base, i);
-        double v;
+        double v = 0;
         switch (p.dist) {
-          case Distribution::Uniform: v = p.a + (p.b - p.a) * d.uniform(); break;
-          case Distribution::Normal: v = p.a + p.b * d.normal(); break;
+          case Distribution::Uniform: v = std::fma(p.b - p.a, d.uniform(), p.a); break;  // fma: as CUDA
+          case Distribution::Normal: v = std::fma(p.b, d.normal(), p.a); break;
           case Distribution::Bernoulli: v = d.uniform() < (probs ? probs[i] : p.a) ? 1.0 : 0.0; break;
           case Distribution::RandInt: {
             auto range = static_cast<uint64_t>(p.b - p.a);
@@ -36,11 +55,8 @@ void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64
           }
         }
         o[i] = convert<T>(v);
-        if constexpr (is_floating(dtype_of<T>())) {
-          // Rounding to a narrower float can reach the open bound b; keep uniform draws inside [a, b).
-          if (p.dist == Distribution::Uniform && static_cast<double>(load(o[i])) >= p.b && p.b > p.a)
-            o[i] = convert<T>(std::nextafter(static_cast<acc_t<T>>(p.b), static_cast<acc_t<T>>(p.a)));
-        }
+        if (p.dist == Distribution::Uniform && p.b > p.a && static_cast<double>(load(o[i])) >= p.b)
+          o[i] = below<T>(p.b);  // rounding to a narrow type reached the open bound
       }
     };
     int64_t n = out.numel();

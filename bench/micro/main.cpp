@@ -1,0 +1,4 @@
+// Entry point of the micro benchmarks.
+#include <benchmark/benchmark.h>
+
+BENCHMARK_MAIN();

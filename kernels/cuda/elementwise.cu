@@ -1,0 +1,57 @@
+// CUDA ternary elementwise ops, copy with dtype conversion, and fill.
+// Why: these are the kernels every CUDA tensor needs first (moves, casts, constants, where/lerp);
+// the math lives in kernels/functors.hpp and the launch engine in loops.cuh, so this file holds only
+// the tables and the two functors that are not ops (Identity for copy, Constant for fill).
+#include "kernels/cuda/loops.cuh"
+#include "kernels/elementwise.hpp"
+
+namespace ember::kernels::cuda {
+namespace {
+
+using TernaryFn = void (*)(const std::array<const Tensor*, 4>&, const OpParams&);
+constexpr auto kTernary = make_table<3, TernaryFn>(TernaryFunctors{});
+
+struct Identity {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return x;
+  }
+};
+
+template <class V>
+struct Constant {
+  V v;
+  EMBER_HD V operator()() const { return v; }
+};
+
+}  // namespace
+
+void ternary(int op, const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& c, const OpParams& p) {
+  kTernary.at(op)({&out, &a, &b, &c}, p);
+}
+
+void copy(const Tensor& dst, const Tensor& src) {
+  if (dst.numel() == 0) return;
+  const int dev = device_index(dst.device(), "copy");
+  EMBER_CHECK(src.device() == dst.device(), DeviceError, "[copy] source ", describe(src),
+              " is not on the destination's device ", dst.device());
+  if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous()) {
+    DeviceGuard guard(dev);
+    EMBER_CUDA_CHECK(
+        cudaMemcpyAsync(dst.raw_data(), src.raw_data(), dst.nbytes(), cudaMemcpyDeviceToDevice, current_stream(dev)));
+    return;
+  }
+  visit_dtype<AllTypes>(dst.dtype(), "[copy]", [&]<class Out>() {
+    visit_dtype<AllTypes>(src.dtype(), "[copy]", [&]<class In>() {
+      run_elementwise<Out, In, 1>({&dst, &src}, Identity{});
+    });
+  });
+}
+
+void fill(const Tensor& dst, const Scalar& v) {
+  visit_dtype<AllTypes>(dst.dtype(), "[fill]", [&]<class T>() {
+    run_elementwise<T, T, 0>({&dst}, Constant<acc_t<T>>{static_cast<acc_t<T>>(v.to<T>())});
+  });
+}
+
+}  // namespace ember::kernels::cuda

@@ -1,0 +1,46 @@
+// CUDA runtime helpers shared by the .cu files: error checking with file and line, the stream each
+// device's work goes to, a device guard, and launch geometry.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/device.hpp"
+#include "kernels/cuda_device.hpp"
+
+// Throws ember::Error naming the failed call, file, line and CUDA's message.
+#define EMBER_CUDA_CHECK(expr) ::ember::kernels::cuda::check_error((expr), #expr, __FILE__, __LINE__)
+
+namespace ember::kernels::cuda {
+
+void check_error(cudaError_t err, const char* expr, const char* file, int line);
+
+// Work goes to the legacy default stream of each device: it orders every kernel and cudaMemcpy on the
+// device, so the caching allocator can reuse a freed block at once and host copies need no extra sync.
+inline cudaStream_t current_stream(int /*device*/) { return cudaStreamLegacy; }
+
+// Checks that d is a CUDA device of this machine and returns its index.
+int device_index(Device d, const char* op);
+
+// Makes `device` current for the guard's lifetime (kernels launch on the current device).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = -1;
+  int cur_ = -1;
+};
+
+inline constexpr int kThreads = 256;
+
+inline unsigned blocks_for(int64_t work, int64_t per_block) {
+  int64_t b = (work + per_block - 1) / per_block;
+  constexpr int64_t kMaxBlocks = int64_t{1} << 30;  // grid-stride loops cover the rest
+  return static_cast<unsigned>(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
+}
+
+}  // namespace ember::kernels::cuda

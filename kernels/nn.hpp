@@ -1,0 +1,42 @@
+// Kernel entries of the pooling and normalisation forwards. The builders (core/ops/pool.cpp,
+// core/ops/norm.cpp) have checked every argument; outputs are fresh contiguous tensors.
+#pragma once
+#include "core/tensor.hpp"
+
+namespace ember::kernels {
+
+// Window geometry of a 2-d pool, (h, w) pairs; stride already defaulted to the kernel.
+struct Pool2dParams {
+  int64_t kernel[2];
+  int64_t stride[2];
+  int64_t padding[2];
+  int64_t dilation[2] = {1, 1};
+  bool count_include_pad = true;  // avg_pool2d only
+};
+
+// in: [N, C, H, W] of any strides; out (and indices, i64, when defined): contiguous [N, C, OH, OW].
+void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p);
+void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p);
+void adaptive_avg_pool2d(const Tensor& out, const Tensor& in);
+
+// in, out: contiguous [rows, cols]; weight and bias: contiguous [cols] in the computation dtype
+// (f64 for f64 input, f32 otherwise) or undefined when absent.
+void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps);
+void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps);
+
+// in: [N, C, S] of any strides. Writes each channel's mean and biased variance into f64 [C] tensors.
+void batch_norm_stats(const Tensor& mean, const Tensor& var, const Tensor& in);
+// out (contiguous [N, C, S]) <- in * scale[c] + shift[c]; scale and shift are contiguous f64 [C].
+void batch_norm_apply(const Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift);
+
+namespace cpu {
+void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p);
+void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p);
+void adaptive_avg_pool2d(const Tensor& out, const Tensor& in);
+void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps);
+void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps);
+void batch_norm_stats(const Tensor& mean, const Tensor& var, const Tensor& in);
+void batch_norm_apply(const Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift);
+}  // namespace cpu
+
+}  // namespace ember::kernels

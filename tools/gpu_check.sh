@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The one GPU check: nvidia-smi, a CUDA build (a carried bundle, Meson, or plain g++/nvcc), the CUDA
+# tests and the elementwise bandwidth benchmark, in under 8 minutes. The log goes to $OUT when set.
+#
+#   tools/gpu_check.sh            on the GPU machine (run from anywhere; paths are relative to the repo)
+#   tools/gpu_check.sh --prepare  on a build machine without a GPU: builds build-cuda and packs
+#                                 build-cuda/gpu_bundle/bundle.tar.gz (the test and bench programs and the
+#                                 shared libraries they need that a bare CUDA box may lack; ~15 MB) to carry.
+#
+# Build choice on the GPU machine, first that works:
+#   1. build-cuda/gpu_bundle carried from a build machine (needs the NVIDIA driver and glibc >= 2.34);
+#   2. meson + ninja + the libraries (openblas, tbb, zlib, nlohmann_json, doctest) found by pkg-config;
+#   3. a direct g++/nvcc compile of the sources meson.build lists (needs the same headers and libraries).
+# Environment: EMBER_GPU_ARCH (default 90) selects the nvcc target of the direct compile.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 2
+LOGDIR=${OUT:-$ROOT/build-gpu-check}
+mkdir -p "$LOGDIR"
+LOG=$LOGDIR/gpu_check.log
+: >"$LOG"
+exec > >(tee -a "$LOG") 2>&1
+START=$(date +%s)
+NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+CUDA_HOME=${CUDA_HOME:-$(cd "$(dirname "$NVCC")/.." 2>/dev/null && pwd)}
+JOBS=$(nproc 2>/dev/null || echo 2)
+BUNDLE=$ROOT/build-cuda/gpu_bundle
+
+say() { printf '[gpu_check %4ss] %s\n' "$(($(date +%s) - START))" "$*"; }
+die() { say "FAILED: $*"; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# ---------------------------------------------------------------- --prepare (build machine)
+# Packs the two programs and every shared library they use outside glibc into one gzip'd tarball
+# (the CUDA fatbins and OpenBLAS compress about 8x; the raw files exceed what a device run can carry).
+if [[ "${1:-}" == "--prepare" ]]; then
+  have meson && have ninja || die "--prepare needs meson and ninja"
+  [[ -f build-cuda/build.ninja ]] || meson setup build-cuda -Dcuda=enabled -Dbenchmarks=false -Dexamples=false ||
+    die "meson setup"
+  ninja -C build-cuda -j"${EMBER_JOBS:-2}" tests/ember_tests bm_gpu_elementwise || die "build"
+  stage=$(mktemp -d)
+  mkdir -p "$stage/bin" "$stage/lib" "$stage/lib-cxx"
+  cp build-cuda/tests/ember_tests build-cuda/bm_gpu_elementwise "$stage/bin/"
+  strip --strip-unneeded "$stage"/bin/* 2>/dev/null
+  for lib in $(ldd "$stage"/bin/* | awk '/=> \//{print $3}' | sort -u); do
+    case "$(basename "$lib")" in
+      libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*) ;;
+      libstdc++.so*|libgcc_s.so*) cp -L "$lib" "$stage/lib-cxx/" ;;  # used only if the box's are older
+      *) cp -L "$lib" "$stage/lib/" ;;
+    esac
+  done
+  git -C "$ROOT" rev-parse HEAD >"$stage/commit" 2>/dev/null
+  git -C "$ROOT" status --short >>"$stage/commit" 2>/dev/null
+  rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
+  tar -C "$stage" -czf "$BUNDLE/bundle.tar.gz" . || die "tar"
+  rm -rf "$stage"
+  say "bundle ready: $(du -sh "$BUNDLE/bundle.tar.gz" | cut -f1); carry [\"build-cuda/gpu_bundle\"]"
+  exit 0
+fi
+
+# ---------------------------------------------------------------- the GPU machine
+say "repo $ROOT, log $LOG"
+if have nvidia-smi; then
+  timeout 30 nvidia-smi || say "nvidia-smi failed"
+  timeout 30 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv
+else
+  say "nvidia-smi not found"
+fi
+say "nvcc: $("$NVCC" --version 2>/dev/null | tail -1 || echo missing); g++: $(g++ --version 2>/dev/null | head -1 || echo missing)"
+
+TESTS="" BENCH="" RUN_ENV=()
+# Unpacks a carried bundle and finds a library path under which its programs start.
+bundle_ok() {
+  [[ -f "$BUNDLE/bundle.tar.gz" ]] || return 1
+  local dir=${TMPDIR:-/tmp}/ember_gpu_bundle
+  rm -rf "$dir" && mkdir -p "$dir" && tar -C "$dir" -xzf "$BUNDLE/bundle.tar.gz" || { say "cannot unpack bundle"; return 1; }
+  say "bundle built from: $(head -1 "$dir/commit" 2>/dev/null)"
+  local path
+  for path in "$dir/lib" "$dir/lib:$dir/lib-cxx"; do
+    if LD_LIBRARY_PATH="$path" "$dir/bin/ember_tests" --count >/dev/null 2>&1; then
+      TESTS=$dir/bin/ember_tests BENCH=$dir/bin/bm_gpu_elementwise RUN_ENV=(env LD_LIBRARY_PATH="$path")
+      return 0
+    fi
+  done
+  say "bundle programs do not start here:"
+  LD_LIBRARY_PATH="$dir/lib:$dir/lib-cxx" ldd "$dir/bin/ember_tests" | grep -i "not found"
+  LD_LIBRARY_PATH="$dir/lib:$dir/lib-cxx" "$dir/bin/ember_tests" --count 2>&1 | head -3
+  return 1
+}
+
+use_meson() {
+  have meson && have ninja || return 1
+  local dir=build-gpu
+  if [[ ! -f $dir/build.ninja ]]; then
+    timeout 120 meson setup $dir -Dcuda=enabled -Dbenchmarks=false -Dexamples=false -Dtests=true || return 1
+  fi
+  timeout 330 ninja -C $dir -j"$JOBS" tests/ember_tests bm_gpu_elementwise || return 1
+  TESTS=$dir/tests/ember_tests BENCH=$dir/bm_gpu_elementwise
+}
+
+# Direct compile of the sources meson.build lists, for a box without meson/ninja.
+use_direct() {
+  local arch=${EMBER_GPU_ARCH:-90} dir=build-gpu-direct missing=()
+  have g++ || missing+=("g++")
+  [[ -x "$NVCC" ]] || missing+=("nvcc")
+  for h in tbb/parallel_for.h cblas.h zlib.h nlohmann/json.hpp doctest/doctest.h; do
+    echo "#include <$h>" | g++ -std=c++20 -x c++ -fsyntax-only - 2>/dev/null ||
+      echo "#include <$h>" | g++ -std=c++20 -I/usr/include/openblas -x c++ -fsyntax-only - 2>/dev/null ||
+      missing+=("header <$h>")
+  done
+  for l in tbb openblas z; do
+    echo 'int main(){}' | g++ -x c++ - -l$l -o /dev/null 2>/dev/null || missing+=("library -l$l")
+  done
+  if ((${#missing[@]})); then
+    say "direct build impossible, missing: ${missing[*]}"
+    say "carry a bundle instead: run 'tools/gpu_check.sh --prepare' on the build machine, carry build-cuda/gpu_bundle"
+    return 1
+  fi
+  mkdir -p $dir/obj
+  local srcs cus
+  srcs=$(sed -n "/^ember_sources = files(/,/^)/p" meson.build | grep -o "'[^']*\.cpp'" | tr -d "'")
+  cus=$(grep -o "'kernels/cuda/[a-z_]*\.cu'" meson.build | tr -d "'" | sort -u)
+  local cxx=(g++ -std=c++20 -O2 -DNDEBUG -DEMBER_CUDA=1 -I. -I/usr/include/openblas -I"$CUDA_HOME/include" -fno-math-errno -pthread)
+  say "direct build: $(echo $srcs | wc -w) C++ and $(echo $cus | wc -w) CUDA sources, sm_$arch, $JOBS jobs"
+  printf '%s\n' $srcs tests/test_main.cpp tests/test_cuda.cpp bench/gpu/bm_gpu_elementwise.cpp |
+    xargs -P "$JOBS" -I{} sh -c '"$@" -c {} -o '"$dir"'/obj/$(echo {} | tr / _).o || exit 255' _ "${cxx[@]}" \
+      -DEMBER_TEST_DIR="\"$ROOT/tests\"" || return 1
+  printf '%s\n' $cus | xargs -P "$JOBS" -I{} sh -c '"$@" -c {} -o '"$dir"'/obj/cu_$(basename {}).o || exit 255' _ \
+    "$NVCC" -std=c++20 -O3 --expt-relaxed-constexpr -DNDEBUG -DEMBER_CUDA=1 -I. \
+    -gencode arch=compute_$arch,code=sm_$arch || return 1
+  local lib_objs
+  lib_objs=$(ls $dir/obj/*.o | grep -v -e tests_test_ -e bench_gpu_)
+  local ld=(-L"$CUDA_HOME/lib64" -lcudart_static -ldl -lrt -lopenblas -ltbb -lz -pthread)
+  g++ -o $dir/ember_tests $dir/obj/tests_test_main.cpp.o $dir/obj/tests_test_cuda.cpp.o $lib_objs "${ld[@]}" || return 1
+  g++ -o $dir/bm_gpu_elementwise $dir/obj/bench_gpu_bm_gpu_elementwise.cpp.o $lib_objs "${ld[@]}" || return 1
+  TESTS=$dir/ember_tests BENCH=$dir/bm_gpu_elementwise
+}
+
+if bundle_ok; then say "using the carried bundle"
+elif use_meson; then say "built with meson"
+elif use_direct; then say "built directly with g++/nvcc"
+else die "no way to build here (see the messages above)"; fi
+
+say "CUDA tests"
+timeout 240 ${RUN_ENV[@]+"${RUN_ENV[@]}"} "$TESTS" -sf='*test_cuda*' -s=false --duration=true
+TEST_RC=$?
+say "CUDA tests exit code $TEST_RC"
+say "elementwise bandwidth (256M elements)"
+timeout 150 ${RUN_ENV[@]+"${RUN_ENV[@]}"} "$BENCH" $((1 << 28)) 10
+BENCH_RC=$?
+say "benchmark exit code $BENCH_RC"
+say "done in $(($(date +%s) - START)) s: tests rc=$TEST_RC bench rc=$BENCH_RC"
+[[ $TEST_RC -eq 0 && $BENCH_RC -eq 0 ]]
