@@ -3,6 +3,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/half.hpp"
 
@@ -51,6 +52,26 @@ struct DrawAt {
   }
   EMBER_HD uint64_t bits64() const { return (static_cast<uint64_t>(a) << 32) | b; }
 };
+
+// The largest T below b: where rounding a uniform draw to a narrow type reaches the open bound b,
+// both backends use this value instead, so draws stay in [a, b) and agree bit for bit.
+template <class T>
+EMBER_HD T largest_below(double b) {
+  if constexpr (std::is_same_v<T, half> || std::is_same_v<T, bfloat16>) {
+    T t(static_cast<float>(b));
+    float f = static_cast<float>(t);
+    if (f < b) return t;
+    if (f == 0.0f) return T::from_bits(0x8001);  // the negative value closest to zero
+    return T::from_bits(static_cast<uint16_t>(f > 0 ? t.bits - 1 : t.bits + 1));
+  } else if constexpr (std::is_same_v<T, float>) {
+    float f = static_cast<float>(b);
+    return f < b ? f : ::nextafterf(f, -INFINITY);
+  } else if constexpr (std::is_same_v<T, double>) {
+    return ::nextafter(b, -INFINITY);
+  } else {
+    return static_cast<T>(b);
+  }
+}
 
 // Blocks a draw of n elements consumes.
 inline uint64_t philox_blocks(int64_t n) { return static_cast<uint64_t>((n + 1) / 2); }

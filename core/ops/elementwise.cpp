@@ -18,13 +18,15 @@ bool supports(DType dt) {
   return []<class... Ts>(TypeList<Ts...>, DType d) { return ((dtype_of<Ts>() == d) || ...); }(List{}, dt);
 }
 
+// Operands share one device; a wrapped number (a C++ scalar) may sit on the CPU beside any device.
 void check_devices(const char* op, std::initializer_list<const Tensor*> ts) {
   const Tensor* first = nullptr;
   for (const Tensor* t : ts) {
+    if (t->impl().wrapped_number) continue;
     if (!first) first = t;
     else
-      EMBER_CHECK(t->device() == first->device() || t->impl().wrapped_number, DeviceError, "[", op,
-                  "] expected all tensors on one device, got ", describe(*first), " and ", describe(*t));
+      EMBER_CHECK(t->device() == first->device(), DeviceError, "[", op, "] expected all tensors on one device, got ",
+                  describe(*first), " and ", describe(*t));
   }
 }
 

@@ -18,23 +18,6 @@ void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64
 }
 
 namespace cpu {
-namespace {
-// The largest value of T below b (b representable or not): keeps uniform draws inside [a, b).
-template <class T>
-T below(double b) {
-  if constexpr (std::is_same_v<T, half> || std::is_same_v<T, bfloat16>) {
-    T t = convert<T>(b);
-    float f = static_cast<float>(t);
-    if (f < b) return t;
-    if (f == 0.0f) return T::from_bits(0x8001);  // the negative value closest to zero
-    return T::from_bits(static_cast<uint16_t>(f > 0 ? t.bits - 1 : t.bits + 1));
-  } else if constexpr (std::is_floating_point_v<T>) {
-    return std::nextafter(static_cast<T>(b), -std::numeric_limits<T>::infinity());
-  } else {
-    return static_cast<T>(b);
-  }
-}
-}  // namespace
 
 void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64_t base) {
   visit_dtype<AllTypes>(out.dtype(), "[random]", [&]<class T>() {
@@ -56,7 +39,7 @@ void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64
         }
         o[i] = convert<T>(v);
         if (p.dist == Distribution::Uniform && p.b > p.a && static_cast<double>(load(o[i])) >= p.b)
-          o[i] = below<T>(p.b);  // rounding to a narrow type reached the open bound
+          o[i] = largest_below<T>(p.b);
       }
     };
     int64_t n = out.numel();

@@ -32,15 +32,7 @@ __global__ void __launch_bounds__(kThreads) random_kernel(T* out, int64_t n, Dis
       }
     }
     T o = convert_from<T>(v);
-    if constexpr (is_floating(dtype_of<T>())) {
-      // Rounding to a narrower float can reach the open bound b; keep uniform draws inside [a, b).
-      if (dist == Distribution::Uniform && static_cast<double>(load(o)) >= b && b > a) {
-        if constexpr (std::is_same_v<T, double>)
-          o = nextafter(b, a);
-        else
-          o = convert_from<T>(nextafterf(static_cast<float>(b), static_cast<float>(a)));
-      }
-    }
+    if (dist == Distribution::Uniform && b > a && static_cast<double>(load(o)) >= b) o = largest_below<T>(b);
     out[i] = o;
   }
 }
