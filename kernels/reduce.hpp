@@ -25,8 +25,7 @@ void softmax(const Tensor& out, const Tensor& in, int64_t dim, bool log);
 
 namespace detail {
 inline void check_reduce_device(const Tensor& t, const char* op) {
-  EMBER_CHECK(t.device().is_cpu(), DeviceError, "[", op, "] device ", t.device(),
-              " is not supported in this build");
+  EMBER_CHECK(t.device().is_cpu(), DeviceError, "[", op, "] device ", t.device(), " is not supported in this build");
 }
 }  // namespace detail
 
@@ -47,8 +46,8 @@ inline void logsumexp(const Tensor& out, const Tensor& in) {
   detail::check_reduce_device(in, "logsumexp");
   cpu::logsumexp(out, in);
 }
-// Values (optional) and first indices of the max/min over the size-1 dims of `indices` (one dim, or
-// all dims for a flat index); NaN counts as the extreme, as PyTorch.
+// Values (optional) and first indices of the max/min over the one size-1 dim of `indices` (flatten
+// the input first for a flat index); NaN counts as the extreme, as PyTorch.
 inline void arg_reduce(bool is_max, const Tensor& values, const Tensor& indices, const Tensor& in) {
   detail::check_reduce_device(in, is_max ? "argmax" : "argmin");
   cpu::arg_reduce(is_max, values, indices, in);
@@ -63,8 +62,8 @@ inline void sort(const Tensor& values, const Tensor& indices, const Tensor& in, 
   detail::check_reduce_device(in, "sort");
   cpu::sort(values, indices, in, dim, descending);
 }
-inline void topk(const Tensor& values, const Tensor& indices, const Tensor& in, int64_t k, int64_t dim,
-                 bool largest, bool sorted) {
+inline void topk(const Tensor& values, const Tensor& indices, const Tensor& in, int64_t k, int64_t dim, bool largest,
+                 bool sorted) {
   detail::check_reduce_device(in, "topk");
   cpu::topk(values, indices, in, k, dim, largest, sorted);
 }

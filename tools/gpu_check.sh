@@ -53,7 +53,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
   git -C "$ROOT" rev-parse HEAD >"$stage/commit" 2>/dev/null
   git -C "$ROOT" status --short >>"$stage/commit" 2>/dev/null
   rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
-  tar -C "$stage" -czf "$BUNDLE/bundle.tar.gz" . || die "tar"
+  tar -C "$stage" -czf "$BUNDLE/bundle.tar.gz" . && sync && gzip -t "$BUNDLE/bundle.tar.gz" || die "tar"
   rm -rf "$stage"
   say "bundle ready: $(du -sh "$BUNDLE/bundle.tar.gz" | cut -f1); carry [\"build-cuda/gpu_bundle\"]"
   exit 0
@@ -143,7 +143,7 @@ elif use_direct; then say "built directly with g++/nvcc"
 else die "no way to build here (see the messages above)"; fi
 
 say "CUDA tests"
-timeout 240 ${RUN_ENV[@]+"${RUN_ENV[@]}"} "$TESTS" -sf='*test_cuda*' -s=false --duration=true
+EMBER_REQUIRE_CUDA=1 timeout 240 ${RUN_ENV[@]+"${RUN_ENV[@]}"} "$TESTS" -sf='*test_cuda*' -s=false --duration=true
 TEST_RC=$?
 say "CUDA tests exit code $TEST_RC"
 say "elementwise bandwidth (256M elements)"

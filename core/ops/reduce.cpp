@@ -30,8 +30,8 @@ Reduction resolve(const Tensor& t, const Shape& dims, bool keepdim, const char* 
   std::vector<bool> seen(static_cast<size_t>(std::max<int64_t>(nd, 1)), false);
   for (int64_t d : dims) {
     int64_t w = wrap_dim(d, nd, tg.c_str());
-    EMBER_CHECK(!seen[w], ValueError, tg, " dim ", d, " appears more than once in the dims ", dims,
-                " for input ", describe(t));
+    EMBER_CHECK(!seen[w], ValueError, tg, " dim ", d, " appears more than once in the dims ", dims, " for input ",
+                describe(t));
     seen[w] = true;
     if (nd > 0) reduced[w] = true;
   }
@@ -171,7 +171,9 @@ Tensor amin(const Tensor& t, const Shape& dims, bool keepdim) {
   return reduce_op(ReduceKind::Min, "amin", t, dims, keepdim, t.dtype());
 }
 
-std::tuple<Tensor, Tensor> max(const Tensor& t, int64_t dim, bool keepdim) { return extreme_dim(true, t, dim, keepdim); }
+std::tuple<Tensor, Tensor> max(const Tensor& t, int64_t dim, bool keepdim) {
+  return extreme_dim(true, t, dim, keepdim);
+}
 std::tuple<Tensor, Tensor> min(const Tensor& t, int64_t dim, bool keepdim) {
   return extreme_dim(false, t, dim, keepdim);
 }
@@ -187,19 +189,17 @@ Tensor min(const Tensor& t) {
 }
 
 Tensor argmax(const Tensor& t, std::optional<int64_t> dim, bool keepdim) { return arg_extreme(true, t, dim, keepdim); }
-Tensor argmin(const Tensor& t, std::optional<int64_t> dim, bool keepdim) {
-  return arg_extreme(false, t, dim, keepdim);
-}
+Tensor argmin(const Tensor& t, std::optional<int64_t> dim, bool keepdim) { return arg_extreme(false, t, dim, keepdim); }
 
 Tensor norm(const Tensor& t, double p, const Shape& dims, bool keepdim) {
   check_floating(t, "norm");
   EMBER_CHECK(!std::isnan(p), ValueError, "[norm] the order p must not be NaN");
-  ReduceKind kind = p == 0.0                ? ReduceKind::NormL0
-                    : p == 1.0              ? ReduceKind::NormL1
-                    : p == 2.0              ? ReduceKind::NormL2
-                    : p == INFINITY         ? ReduceKind::NormInf
-                    : p == -INFINITY        ? ReduceKind::NormNegInf
-                                            : ReduceKind::NormP;
+  ReduceKind kind = p == 0.0         ? ReduceKind::NormL0
+                    : p == 1.0       ? ReduceKind::NormL1
+                    : p == 2.0       ? ReduceKind::NormL2
+                    : p == INFINITY  ? ReduceKind::NormInf
+                    : p == -INFINITY ? ReduceKind::NormNegInf
+                                     : ReduceKind::NormP;
   if (std::isinf(p)) check_nonempty(resolve(t, dims, keepdim, "norm"), t, dims, "norm");
   return reduce_op(kind, "norm", t, dims, keepdim, t.dtype(), {.p = p});
 }
@@ -208,8 +208,10 @@ Tensor logsumexp(const Tensor& t, const Shape& dims, bool keepdim) {
   Tensor x = is_floating(t.dtype()) ? t : t.to(kF32);  // integers give the default float dtype, as PyTorch
   Reduction r = resolve(x, dims, keepdim, "logsumexp");
   Tensor out = make_tensor(r.keep, x.dtype(), x.device());
-  if (r.count == 0) out.fill_(-INFINITY);  // log of an empty sum
-  else kernels::logsumexp(out, x);
+  if (r.count == 0)
+    out.fill_(-INFINITY);  // log of an empty sum
+  else
+    kernels::logsumexp(out, x);
   return finish(out, r, keepdim);
 }
 
@@ -230,8 +232,10 @@ std::tuple<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool la
   EMBER_CHECK(k >= 0 && k <= n, IndexError, "[topk] k = ", k, " is out of range for dim ", dim, " of size ", n,
               " of input ", describe(t));
   Shape shape = t.shape();
-  if (t.dim() > 0) shape[d] = k;
-  else if (k == 0) shape = {0};
+  if (t.dim() > 0)
+    shape[d] = k;
+  else if (k == 0)
+    shape = {0};
   Tensor values = make_tensor(shape, t.dtype(), t.device());
   Tensor indices = make_tensor(shape, kI64, t.device());
   kernels::topk(values, indices, t, k, d, largest, sorted);

@@ -1,5 +1,7 @@
 // CPU kernels of the reduction family: monoid reductions, variance, logsumexp and arg-reductions on
 // the engine of reduce_engine.hpp; scans, sort/topk and softmax on contiguous inputs.
+#include "kernels/reduce.hpp"
+
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
@@ -11,7 +13,6 @@
 
 #include "kernels/cpu/reduce_engine.hpp"
 #include "kernels/elementwise.hpp"
-#include "kernels/reduce.hpp"
 
 namespace ember::kernels::cpu {
 
@@ -29,8 +30,10 @@ ReducePlan make_reduce_plan(const Tensor& out, const Tensor& in) {
   for (int64_t d = 0; d < in.dim(); ++d) {
     int64_t sz = in.shape()[d];
     if (sz == 1) continue;
-    if (out.shape()[d] == 1) red.push_back({sz, in.strides()[d] * es, 0});
-    else kept.push_back({sz, in.strides()[d] * es, out.strides()[d]});
+    if (out.shape()[d] == 1)
+      red.push_back({sz, in.strides()[d] * es, 0});
+    else
+      kept.push_back({sz, in.strides()[d] * es, out.strides()[d]});
   }
   // Memory order (largest input stride outermost), then merge neighbours that form one stride.
   auto by_stride = [](const Dim& a, const Dim& b) { return std::abs(a.sin) > std::abs(b.sin); };
@@ -102,7 +105,6 @@ struct KeptIter {
     }
   }
 };
-
 
 // States as raw bytes, suitably aligned for any op's State.
 std::unique_ptr<std::max_align_t[]> state_buffer(int64_t n, const OpTable& t) {
@@ -223,7 +225,8 @@ void run_outer(const ReducePlan& p, const OpTable& t, const void* op) {
       t.init(op, part.get(), nchunks * w);
       parallel_range(nchunks, 1, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c)
-          fold_cols(p, t, op, state_at(part.get(), t, c * w), base, w, out_off, c * chunk, std::min(N, (c + 1) * chunk));
+          fold_cols(p, t, op, state_at(part.get(), t, c * w), base, w, out_off, c * chunk,
+                    std::min(N, (c + 1) * chunk));
       });
       for (int64_t c = 1; c < nchunks; ++c) t.combine(op, part.get(), state_at(part.get(), t, c * w), w);
       t.emit(op, out_off, ko, part.get(), w);
@@ -249,8 +252,10 @@ void run_outer(const ReducePlan& p, const OpTable& t, const void* op) {
 
 void run_reduce(const ReducePlan& p, const OpTable& t, const void* op) {
   if (p.M == 0) return;
-  if (p.outer) run_outer(p, t, op);
-  else run_inner(p, t, op);
+  if (p.outer)
+    run_outer(p, t, op);
+  else
+    run_inner(p, t, op);
 }
 
 namespace {
@@ -266,7 +271,8 @@ void run_monoid(const ReducePlan& plan, const Tensor& out, Tr tr, Fin fin, const
 struct VarF {
   double scale;
   bool root;
-  template <class Out, class S, class C> Out fin(S s, C) const {
+  template <class Out, class S, class C>
+  Out fin(S s, C) const {
     double v = s * scale;
     return convert<Out>(root ? std::sqrt(v) : v);
   }
@@ -286,8 +292,10 @@ struct ArgReduce {
   int64_t* indices;
 
   static bool better(A v, A cur) {
-    if constexpr (kMax) return v > cur || (v != v && cur == cur);
-    else return v < cur || (v != v && cur == cur);
+    if constexpr (kMax)
+      return v > cur || (v != v && cur == cur);
+    else
+      return v < cur || (v != v && cur == cur);
   }
   State init() const { return {A{}, -1}; }
   void combine(State& a, const State& b) const {
@@ -328,9 +336,12 @@ struct Lines {
   int64_t outer = 1, n = 1, inner = 1;
   Lines(const Tensor& t, int64_t dim) {
     for (int64_t d = 0; d < t.dim(); ++d) {
-      if (d < dim) outer *= t.shape()[d];
-      else if (d == dim) n = t.shape()[d];
-      else inner *= t.shape()[d];
+      if (d < dim)
+        outer *= t.shape()[d];
+      else if (d == dim)
+        n = t.shape()[d];
+      else
+        inner *= t.shape()[d];
     }
   }
 };
@@ -403,9 +414,11 @@ void sort_impl(const Tensor& values, const Tensor& indices, const Tensor& in, in
       const int64_t base = (b / l.inner) * l.n * l.inner + b % l.inner;
       for (int64_t i = 0; i < l.n; ++i) buf[i] = {to_acc<K>(x[base + i * l.inner]), i};
       if (descending)
-        std::stable_sort(buf.begin(), buf.end(), [](const auto& a, const auto& c) { return key_less(c.first, a.first); });
+        std::stable_sort(buf.begin(), buf.end(),
+                         [](const auto& a, const auto& c) { return key_less(c.first, a.first); });
       else
-        std::stable_sort(buf.begin(), buf.end(), [](const auto& a, const auto& c) { return key_less(a.first, c.first); });
+        std::stable_sort(buf.begin(), buf.end(),
+                         [](const auto& a, const auto& c) { return key_less(a.first, c.first); });
       for (int64_t i = 0; i < l.n; ++i) {
         v[base + i * l.inner] = convert<T>(buf[i].first);
         ix[base + i * l.inner] = buf[i].second;
@@ -415,8 +428,7 @@ void sort_impl(const Tensor& values, const Tensor& indices, const Tensor& in, in
 }
 
 template <class T>
-void topk_impl(const Tensor& values, const Tensor& indices, const Tensor& in, int64_t k, int64_t dim,
-               bool largest) {
+void topk_impl(const Tensor& values, const Tensor& indices, const Tensor& in, int64_t k, int64_t dim, bool largest) {
   using K = acc_t<T>;
   const Lines l(in, dim);
   const T* x = static_cast<const T*>(in.raw_data());
@@ -442,7 +454,8 @@ void topk_impl(const Tensor& values, const Tensor& indices, const Tensor& in, in
           if (static_cast<int64_t>(buf.size()) < k) {
             buf.push_back(it);
             std::push_heap(buf.begin(), buf.end(), first);
-          } else if (k > 0 && (largest ? key_less(buf.front().first, it.first) : key_less(it.first, buf.front().first))) {
+          } else if (k > 0 &&
+                     (largest ? key_less(buf.front().first, it.first) : key_less(it.first, buf.front().first))) {
             // equal values never displace: the kept one has the lower index
             std::pop_heap(buf.begin(), buf.end(), first);
             buf.back() = it;
@@ -512,8 +525,10 @@ void softmax_cols(const T* x, T* y, int64_t n, int64_t inner, int64_t w, bool lo
   for (int64_t j = 0; j < w; ++j) s[j] = A(1) / s[j];
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < w; ++j) {
-      if constexpr (kStore) y[i * inner + j] *= s[j];
-      else y[i * inner + j] = convert<T>(exp_acc(to_acc<A>(x[i * inner + j]) - m[j]) * s[j]);
+      if constexpr (kStore)
+        y[i * inner + j] *= s[j];
+      else
+        y[i * inner + j] = convert<T>(exp_acc(to_acc<A>(x[i * inner + j]) - m[j]) * s[j]);
     }
 }
 
@@ -557,25 +572,38 @@ void reduce(ReduceKind kind, const Tensor& out, const Tensor& in, const ReducePa
         }
         return;
       case ReduceKind::Prod:
-        if constexpr (kFloat) run_monoid<T, A, A, T, MulM>(plan, out, IdentT<A>{}, PlainF{});
-        else run_monoid<T, int64_t, int64_t, int64_t, MulM>(plan, out, IdentT<int64_t>{}, PlainF{});
+        if constexpr (kFloat)
+          run_monoid<T, A, A, T, MulM>(plan, out, IdentT<A>{}, PlainF{});
+        else
+          run_monoid<T, int64_t, int64_t, int64_t, MulM>(plan, out, IdentT<int64_t>{}, PlainF{});
         return;
-      case ReduceKind::Max: return run_monoid<T, A, A, T, MaxM>(plan, out, IdentT<A>{}, PlainF{});
-      case ReduceKind::Min: return run_monoid<T, A, A, T, MinM>(plan, out, IdentT<A>{}, PlainF{});
-      case ReduceKind::All: return run_monoid<T, bool, bool, bool, AndM>(plan, out, NonZeroT<bool>{}, PlainF{});
-      case ReduceKind::Any: return run_monoid<T, bool, bool, bool, OrM>(plan, out, NonZeroT<bool>{}, PlainF{});
-      default: break;
+      case ReduceKind::Max:
+        return run_monoid<T, A, A, T, MaxM>(plan, out, IdentT<A>{}, PlainF{});
+      case ReduceKind::Min:
+        return run_monoid<T, A, A, T, MinM>(plan, out, IdentT<A>{}, PlainF{});
+      case ReduceKind::All:
+        return run_monoid<T, bool, bool, bool, AndM>(plan, out, NonZeroT<bool>{}, PlainF{});
+      case ReduceKind::Any:
+        return run_monoid<T, bool, bool, bool, OrM>(plan, out, NonZeroT<bool>{}, PlainF{});
+      default:
+        break;
     }
     if constexpr (kFloat) {
       switch (kind) {
-        case ReduceKind::NormL0: return run_monoid<T, A, double, T, AddM>(plan, out, NonZeroT<A>{}, PlainF{});
-        case ReduceKind::NormL1: return run_monoid<T, A, double, T, AddM>(plan, out, AbsT<A>{}, PlainF{});
-        case ReduceKind::NormL2: return run_monoid<T, A, double, T, AddM>(plan, out, SquareT<A>{}, SqrtF{1.0});
-        case ReduceKind::NormInf: return run_monoid<T, A, A, T, MaxM>(plan, out, AbsT<A>{}, PlainF{});
-        case ReduceKind::NormNegInf: return run_monoid<T, A, A, T, MinM>(plan, out, AbsT<A>{}, PlainF{});
+        case ReduceKind::NormL0:
+          return run_monoid<T, A, double, T, AddM>(plan, out, NonZeroT<A>{}, PlainF{});
+        case ReduceKind::NormL1:
+          return run_monoid<T, A, double, T, AddM>(plan, out, AbsT<A>{}, PlainF{});
+        case ReduceKind::NormL2:
+          return run_monoid<T, A, double, T, AddM>(plan, out, SquareT<A>{}, SqrtF{1.0});
+        case ReduceKind::NormInf:
+          return run_monoid<T, A, A, T, MaxM>(plan, out, AbsT<A>{}, PlainF{});
+        case ReduceKind::NormNegInf:
+          return run_monoid<T, A, A, T, MinM>(plan, out, AbsT<A>{}, PlainF{});
         case ReduceKind::NormP:
           return run_monoid<T, A, double, T, AddM>(plan, out, PowAbsT<A>{static_cast<A>(prm.p)}, RootF{1.0 / prm.p});
-        default: break;
+        default:
+          break;
       }
     }
     throw_unsupported_dtype(in.dtype(), "[norm]");
@@ -614,16 +642,20 @@ void arg_reduce(bool is_max, const Tensor& values, const Tensor& indices, const 
   visit_dtype<AllTypes>(in.dtype(), is_max ? "[argmax]" : "[argmin]", [&]<class T>() {
     T* v = values.defined() ? static_cast<T*>(values.raw_data()) : nullptr;
     int64_t* ix = static_cast<int64_t*>(indices.raw_data());
-    if (is_max) run_reduce(plan, ArgReduce<T, true>{v, ix});
-    else run_reduce(plan, ArgReduce<T, false>{v, ix});
+    if (is_max)
+      run_reduce(plan, ArgReduce<T, true>{v, ix});
+    else
+      run_reduce(plan, ArgReduce<T, false>{v, ix});
   });
 }
 
 void cumulative(bool is_prod, const Tensor& out, const Tensor& in, int64_t dim) {
   Tensor x = in.contiguous();
   visit_dtype<AllTypes>(in.dtype(), is_prod ? "[cumprod]" : "[cumsum]", [&]<class T>() {
-    if (is_prod) cumulative_impl<T, true>(out, x, dim);
-    else cumulative_impl<T, false>(out, x, dim);
+    if (is_prod)
+      cumulative_impl<T, true>(out, x, dim);
+    else
+      cumulative_impl<T, false>(out, x, dim);
   });
 }
 
@@ -632,8 +664,7 @@ void sort(const Tensor& values, const Tensor& indices, const Tensor& in, int64_t
   visit_dtype<AllTypes>(in.dtype(), "[sort]", [&]<class T>() { sort_impl<T>(values, indices, x, dim, descending); });
 }
 
-void topk(const Tensor& values, const Tensor& indices, const Tensor& in, int64_t k, int64_t dim, bool largest,
-          bool) {
+void topk(const Tensor& values, const Tensor& indices, const Tensor& in, int64_t k, int64_t dim, bool largest, bool) {
   Tensor x = in.contiguous();
   visit_dtype<AllTypes>(in.dtype(), "[topk]", [&]<class T>() { topk_impl<T>(values, indices, x, k, dim, largest); });
 }

@@ -23,7 +23,8 @@ using RangeFn = void (*)(const void* ctx, int64_t begin, int64_t end);
 void parallel_range_impl(int64_t n, int64_t grain, RangeFn fn, const void* ctx);
 template <class F>
 void parallel_range(int64_t n, int64_t grain, const F& f) {
-  parallel_range_impl(n, grain, [](const void* c, int64_t b, int64_t e) { (*static_cast<const F*>(c))(b, e); }, &f);
+  parallel_range_impl(
+      n, grain, [](const void* c, int64_t b, int64_t e) { (*static_cast<const F*>(c))(b, e); }, &f);
 }
 
 struct ReducePlan {
@@ -43,7 +44,7 @@ ReducePlan make_reduce_plan(const Tensor& out, const Tensor& in);
 // compiled once and only the inner loops are instantiated per op and dtype.
 struct OpTable {
   int64_t state_size;
-  void (*init)(const void* op, void* s, int64_t n);  // n consecutive states
+  void (*init)(const void* op, void* s, int64_t n);                    // n consecutive states
   void (*combine)(const void* op, void* a, const void* b, int64_t n);  // a[i] <- a[i] then b[i]
   void (*emit)(const void* op, int64_t off, int64_t ostride, const void* s, int64_t n);
   // fold n elements p[0], p[stride], ... of output `off` into s; pos = reduced index of p[0]
@@ -66,10 +67,12 @@ const OpTable& table_of() {
         for (int64_t i = 0; i < n; ++i) static_cast<S*>(s)[i] = static_cast<const Op*>(op)->init();
       },
       [](const void* op, void* a, const void* b, int64_t n) {
-        for (int64_t i = 0; i < n; ++i) static_cast<const Op*>(op)->combine(static_cast<S*>(a)[i], static_cast<const S*>(b)[i]);
+        for (int64_t i = 0; i < n; ++i)
+          static_cast<const Op*>(op)->combine(static_cast<S*>(a)[i], static_cast<const S*>(b)[i]);
       },
       [](const void* op, int64_t off, int64_t ostride, const void* s, int64_t n) {
-        for (int64_t i = 0; i < n; ++i) static_cast<const Op*>(op)->emit(off + i * ostride, static_cast<const S*>(s)[i]);
+        for (int64_t i = 0; i < n; ++i)
+          static_cast<const Op*>(op)->emit(off + i * ostride, static_cast<const S*>(s)[i]);
       },
       [](const void* op, void* s, const char* p, int64_t stride, int64_t n, int64_t off, int64_t pos) {
         static_cast<const Op*>(op)->row(*static_cast<S*>(s), p, stride, n, off, pos);
@@ -91,34 +94,70 @@ void run_reduce(const ReducePlan& p, const Op& op) {
 
 // Max/min propagate NaN: once a NaN is seen it sticks (v != v is false for integers).
 struct AddM {
-  template <class A> static A identity() { return A(0); }
-  template <class A> static A op(A a, A b) { return a + b; }
+  template <class A>
+  static A identity() {
+    return A(0);
+  }
+  template <class A>
+  static A op(A a, A b) {
+    return a + b;
+  }
 };
 struct MulM {
-  template <class A> static A identity() { return A(1); }
-  template <class A> static A op(A a, A b) { return a * b; }
+  template <class A>
+  static A identity() {
+    return A(1);
+  }
+  template <class A>
+  static A op(A a, A b) {
+    return a * b;
+  }
 };
 struct MaxM {
-  template <class A> static A identity() {
-    if constexpr (std::numeric_limits<A>::has_infinity) return -std::numeric_limits<A>::infinity();
-    else return std::numeric_limits<A>::lowest();
+  template <class A>
+  static A identity() {
+    if constexpr (std::numeric_limits<A>::has_infinity)
+      return -std::numeric_limits<A>::infinity();
+    else
+      return std::numeric_limits<A>::lowest();
   }
-  template <class A> static A op(A a, A b) { return (b > a || b != b) ? b : a; }
+  template <class A>
+  static A op(A a, A b) {
+    return (b > a || b != b) ? b : a;
+  }
 };
 struct MinM {
-  template <class A> static A identity() {
-    if constexpr (std::numeric_limits<A>::has_infinity) return std::numeric_limits<A>::infinity();
-    else return std::numeric_limits<A>::max();
+  template <class A>
+  static A identity() {
+    if constexpr (std::numeric_limits<A>::has_infinity)
+      return std::numeric_limits<A>::infinity();
+    else
+      return std::numeric_limits<A>::max();
   }
-  template <class A> static A op(A a, A b) { return (b < a || b != b) ? b : a; }
+  template <class A>
+  static A op(A a, A b) {
+    return (b < a || b != b) ? b : a;
+  }
 };
 struct AndM {
-  template <class A> static A identity() { return true; }
-  template <class A> static A op(A a, A b) { return a && b; }
+  template <class A>
+  static A identity() {
+    return true;
+  }
+  template <class A>
+  static A op(A a, A b) {
+    return a && b;
+  }
 };
 struct OrM {
-  template <class A> static A identity() { return false; }
-  template <class A> static A op(A a, A b) { return a || b; }
+  template <class A>
+  static A identity() {
+    return false;
+  }
+  template <class A>
+  static A op(A a, A b) {
+    return a || b;
+  }
 };
 
 struct NoCenter {};
@@ -135,14 +174,16 @@ inline float half_bits_to_float(uint16_t h) {
 }
 template <class Acc, class In>
 inline Acc to_acc(In x) {
-  if constexpr (std::is_same_v<In, half>) return static_cast<Acc>(half_bits_to_float(x.bits));
-  else return static_cast<Acc>(x);
+  if constexpr (std::is_same_v<In, half>)
+    return static_cast<Acc>(half_bits_to_float(x.bits));
+  else
+    return static_cast<Acc>(x);
 }
 
 // exp for float that the compiler vectorises (Cephes polynomial, ~1 ulp); 2^n is applied in two
 // halves so that results from about -104 to 88.7 underflow and overflow as std::exp does.
 inline float exp_fast(float x) {
-  x = std::min(std::max(x, -104.0f), 88.8f);  // NaN passes through both
+  x = std::min(std::max(x, -104.0f), 88.8f);               // NaN passes through both
   const float t = x * 1.44269504088896341f + 12582912.0f;  // round(x / ln2) in the low mantissa bits
   const float n = t - 12582912.0f;
   float r = x - n * 0.693359375f;
@@ -161,21 +202,30 @@ inline float exp_fast(float x) {
 }
 template <class A>
 inline A exp_acc(A x) {
-  if constexpr (std::is_same_v<A, float>) return exp_fast(x);
-  else return std::exp(x);
+  if constexpr (std::is_same_v<A, float>)
+    return exp_fast(x);
+  else
+    return std::exp(x);
 }
 
 template <class Acc>
 struct IdentT {
-  template <class In, class C> Acc operator()(In x, C) const { return to_acc<Acc>(x); }
+  template <class In, class C>
+  Acc operator()(In x, C) const {
+    return to_acc<Acc>(x);
+  }
 };
 template <class Acc>
 struct AbsT {
-  template <class In, class C> Acc operator()(In x, C) const { return std::abs(to_acc<Acc>(x)); }
+  template <class In, class C>
+  Acc operator()(In x, C) const {
+    return std::abs(to_acc<Acc>(x));
+  }
 };
 template <class Acc>
 struct SquareT {
-  template <class In, class C> Acc operator()(In x, C) const {
+  template <class In, class C>
+  Acc operator()(In x, C) const {
     Acc v = to_acc<Acc>(x);
     return v * v;
   }
@@ -183,11 +233,15 @@ struct SquareT {
 template <class Acc>
 struct PowAbsT {
   Acc p;
-  template <class In, class C> Acc operator()(In x, C) const { return std::pow(std::abs(to_acc<Acc>(x)), p); }
+  template <class In, class C>
+  Acc operator()(In x, C) const {
+    return std::pow(std::abs(to_acc<Acc>(x)), p);
+  }
 };
 template <class Acc>
 struct NonZeroT {
-  template <class In, class C> Acc operator()(In x, C) const {
+  template <class In, class C>
+  Acc operator()(In x, C) const {
     return static_cast<Acc>(to_acc<acc_t<In>>(x) != acc_t<In>(0));
   }
 };
@@ -195,7 +249,8 @@ struct NonZeroT {
 template <class Acc>
 struct SqDevT {
   using Center = Acc;
-  template <class In> Acc operator()(In x, Acc c) const {
+  template <class In>
+  Acc operator()(In x, Acc c) const {
     Acc d = to_acc<Acc>(x) - c;
     return d * d;
   }
@@ -204,32 +259,50 @@ struct SqDevT {
 template <class Acc>
 struct ExpShiftT {
   using Center = Acc;
-  template <class In> Acc operator()(In x, Acc c) const { return exp_acc(to_acc<Acc>(x) - c); }
+  template <class In>
+  Acc operator()(In x, Acc c) const {
+    return exp_acc(to_acc<Acc>(x) - c);
+  }
 };
 
 struct PlainF {
-  template <class Out, class S, class C> Out fin(S s, C) const { return convert<Out>(s); }
+  template <class Out, class S, class C>
+  Out fin(S s, C) const {
+    return convert<Out>(s);
+  }
 };
 struct ScaleF {
   double scale;
-  template <class Out, class S, class C> Out fin(S s, C) const { return convert<Out>(s * scale); }
+  template <class Out, class S, class C>
+  Out fin(S s, C) const {
+    return convert<Out>(s * scale);
+  }
 };
 struct SqrtF {
   double scale;
-  template <class Out, class S, class C> Out fin(S s, C) const { return convert<Out>(std::sqrt(s * scale)); }
+  template <class Out, class S, class C>
+  Out fin(S s, C) const {
+    return convert<Out>(std::sqrt(s * scale));
+  }
 };
 struct RootF {
   double inv_p;
-  template <class Out, class S, class C> Out fin(S s, C) const { return convert<Out>(std::pow(s, inv_p)); }
+  template <class Out, class S, class C>
+  Out fin(S s, C) const {
+    return convert<Out>(std::pow(s, inv_p));
+  }
 };
 struct LogShiftF {
-  template <class Out, class S, class C> Out fin(S s, C c) const {
+  template <class Out, class S, class C>
+  Out fin(S s, C c) const {
     return convert<Out>(static_cast<double>(c) + std::log(static_cast<double>(s)));
   }
 };
 
 template <class Tr>
-concept Centered = requires { typename Tr::Center; };
+concept Centered = requires {
+  typename Tr::Center;
+};
 
 // Max/min of plain numbers over explicit vectors: GCC does not vectorise the NaN-aware select
 // of the lane loop below. NaN lanes are tracked in a mask and win at the end.
@@ -238,9 +311,10 @@ struct VecOf {
   typedef A type __attribute__((vector_size(L * sizeof(A))));
 };
 template <class Mon, class A, class In, class Tr>
-inline constexpr bool kVecExtreme = (std::is_same_v<Mon, MaxM> || std::is_same_v<Mon, MinM>) &&
-                                    std::is_same_v<A, In> && std::is_same_v<Tr, IdentT<A>> &&
-                                    std::is_arithmetic_v<A> && !std::is_same_v<A, bool>;
+inline constexpr bool kVecExtreme =
+    (std::is_same_v<Mon, MaxM> ||
+     std::is_same_v<Mon, MinM>)&&std::is_same_v<A, In>&& std::is_same_v<Tr, IdentT<A>>&& std::is_arithmetic_v<A> &&
+    !std::is_same_v<A, bool>;
 template <class Mon, class A>
 A vec_extreme(const A* x, int64_t n, int64_t& done) {
   constexpr int L = 64 / sizeof(A);
@@ -252,8 +326,10 @@ A vec_extreme(const A* x, int64_t n, int64_t& done) {
     V v;
     std::memcpy(&v, x + i, sizeof v);
     if constexpr (std::is_floating_point_v<A>) nan |= v != v;
-    if constexpr (std::is_same_v<Mon, MaxM>) m = v > m ? v : m;
-    else m = v < m ? v : m;
+    if constexpr (std::is_same_v<Mon, MaxM>)
+      m = v > m ? v : m;
+    else
+      m = v < m ? v : m;
   }
   done = i;
   A r = Mon::template identity<A>();
@@ -303,8 +379,10 @@ struct MonoidReduce {
   const void* aux = nullptr;  // per-output centres (Tr::Center, keepdim layout) for centred transforms
 
   auto center(int64_t off) const {
-    if constexpr (Centered<Tr>) return static_cast<const typename Tr::Center*>(aux)[off];
-    else return NoCenter{};
+    if constexpr (Centered<Tr>)
+      return static_cast<const typename Tr::Center*>(aux)[off];
+    else
+      return NoCenter{};
   }
   State init() const { return Mon::template identity<State>(); }
   void combine(State& a, const State& b) const { a = Mon::op(a, b); }
@@ -334,8 +412,8 @@ struct MonoidReduce {
       }
     }
     for (int64_t i = 0; i < w; ++i)
-      acc[i] = Mon::op(acc[i], static_cast<State>(tr(*reinterpret_cast<const In*>(p + i * stride),
-                                                     center(off + i * ostride))));
+      acc[i] = Mon::op(acc[i],
+                       static_cast<State>(tr(*reinterpret_cast<const In*>(p + i * stride), center(off + i * ostride))));
   }
 };
 
