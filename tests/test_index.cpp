@@ -12,39 +12,10 @@
 using namespace ember;
 using ember::testing::allclose;
 using ember::testing::equal;
+using ember::testing::for_each_index;
+using ember::testing::Ref;
 
 namespace {
-
-// A row-major copy of a tensor's values, addressed by multi-index: the independent reference.
-struct Ref {
-  Shape shape;
-  std::vector<double> v;
-  explicit Ref(const Tensor& t) : shape(t.shape()), v(t.to_vector<double>()) {}
-  Ref(const Shape& s, double fill) : shape(s), v(static_cast<size_t>(shape_numel(s)), fill) {}
-  size_t flat(const Shape& idx) const {
-    int64_t f = 0;
-    for (size_t d = 0; d < shape.size(); ++d) f = f * shape[d] + idx[d];
-    return static_cast<size_t>(f);
-  }
-  double& operator[](const Shape& idx) { return v[flat(idx)]; }
-  double operator[](const Shape& idx) const { return v[flat(idx)]; }
-  Tensor to(DType dt) const { return tensor(v, shape, TensorOptions{kF64}).to(dt); }
-};
-
-template <class F>
-void for_each_index(const Shape& s, F&& f) {
-  if (shape_numel(s) == 0) return;
-  Shape idx(s.size(), 0);
-  while (true) {
-    f(idx);
-    int64_t d = static_cast<int64_t>(s.size()) - 1;
-    for (; d >= 0; --d) {
-      if (++idx[d] < s[d]) break;
-      idx[d] = 0;
-    }
-    if (d < 0) return;
-  }
-}
 
 // Small values exact in every dtype; bool gets a mix of true and false.
 Tensor input(const Shape& s, DType dt, int64_t salt = 0) {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "ember.hpp"
 
@@ -28,6 +29,37 @@ inline bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, doubl
 }
 
 inline bool equal(const Tensor& a, const Tensor& b) { return allclose(a, b, 0, 0); }
+
+// A row-major copy of a tensor's values, addressed by multi-index: the independent reference.
+struct Ref {
+  Shape shape;
+  std::vector<double> v;
+  explicit Ref(const Tensor& t) : shape(t.shape()), v(t.to_vector<double>()) {}
+  Ref(const Shape& s, double fill) : shape(s), v(static_cast<size_t>(shape_numel(s)), fill) {}
+  size_t flat(const Shape& idx) const {
+    int64_t f = 0;
+    for (size_t d = 0; d < shape.size(); ++d) f = f * shape[d] + idx[d];
+    return static_cast<size_t>(f);
+  }
+  double& operator[](const Shape& idx) { return v[flat(idx)]; }
+  double operator[](const Shape& idx) const { return v[flat(idx)]; }
+  Tensor to(DType dt) const { return tensor(v, shape, TensorOptions{kF64}).to(dt); }
+};
+
+template <class F>
+void for_each_index(const Shape& s, F&& f) {
+  if (shape_numel(s) == 0) return;
+  Shape idx(s.size(), 0);
+  while (true) {
+    f(idx);
+    int64_t d = static_cast<int64_t>(s.size()) - 1;
+    for (; d >= 0; --d) {
+      if (++idx[d] < s[d]) break;
+      idx[d] = 0;
+    }
+    if (d < 0) return;
+  }
+}
 
 inline TensorMap fixtures(const std::string& family) {
   return load(std::string(EMBER_TEST_DIR) + "/reference/" + family + ".safetensors");
