@@ -1,17 +1,19 @@
 // CPU matrix products: OpenBLAS sgemm/dgemm (row- or column-contiguous operands passed by trans flag and
 // leading dim, never copied), f16/bf16 through f32, integer i-k-j loops, batching, dot, thread counts.
 #include <cblas.h>
+#include <strings.h>
 #include <tbb/blocked_range.h>
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <memory>
-#include <vector>
 #include <mutex>
 #include <optional>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/cpu/loops.hpp"
 #include "kernels/elementwise.hpp"
@@ -249,6 +251,39 @@ Tensor to_f32(const Tensor& t) {
 
 std::mutex g_threads_mutex;
 std::unique_ptr<tbb::global_control> g_parallelism;
+
+// Debian 12's OpenBLAS 0.3.21 (DYNAMIC_ARCH) does not recognise CPUs newer than itself (Sapphire and
+// Emerald Rapids) and falls back to its SSE3 "Prescott" kernels: sgemm ran about 6x slower than with
+// its AVX-512 kernels on such a machine. Unless the user chose a core (OPENBLAS_CORETYPE), rerun
+// OpenBLAS's own core selection with the best kernel set this CPU supports, at program start (before
+// any BLAS call). The hooks are weak symbols: an OpenBLAS without runtime dispatch just skips this.
+extern "C" void gotoblas_dynamic_init(void) __attribute__((weak));
+extern "C" void gotoblas_dynamic_quit(void) __attribute__((weak));
+
+const char* best_openblas_core() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512cd"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  if (__builtin_cpu_supports("avx")) return "Sandybridge";
+#endif
+  return nullptr;
+}
+
+bool select_openblas_core() {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr || !gotoblas_dynamic_init || !gotoblas_dynamic_quit) return false;
+  const char* current = openblas_get_corename();
+  const char* best = best_openblas_core();
+  if (current == nullptr || strcasecmp(current, "prescott") != 0 || best == nullptr) return false;
+  setenv("OPENBLAS_CORETYPE", best, 1);
+  gotoblas_dynamic_quit();
+  gotoblas_dynamic_init();
+  unsetenv("OPENBLAS_CORETYPE");
+  return true;
+}
+[[maybe_unused]] const bool g_openblas_core_selected = select_openblas_core();
 
 }  // namespace
 
