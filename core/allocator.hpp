@@ -50,7 +50,12 @@ class Storage {
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
   uint32_t version() const { return version_.load(std::memory_order_relaxed); }
-  void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
+  // op names the in-place op, for autograd's "modified in place by" errors.
+  void bump_version(const char* op = "an in-place op") {
+    last_writer_ = op;
+    version_.fetch_add(1, std::memory_order_relaxed);
+  }
+  const char* last_writer() const { return last_writer_; }
 
  private:
   void* data_ = nullptr;
@@ -59,6 +64,7 @@ class Storage {
   Allocator* allocator_ = nullptr;
   std::shared_ptr<void> keepalive_;
   std::atomic<uint32_t> version_{0};
+  const char* last_writer_ = "";
 };
 
 }  // namespace ember

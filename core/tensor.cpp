@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/autograd.hpp"
+#include "core/ops/creation.hpp"
 #include "kernels/cuda_device.hpp"
 #include "kernels/elementwise.hpp"
 
@@ -111,6 +112,8 @@ Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, i
   impl->offset = offset;
   impl->numel = shape_numel(shape);
   impl->dtype = base.dtype();
+  const TensorImpl& b = base.impl();
+  impl->view_base = b.view_base ? b.view_base : base.impl_ptr();
   return Tensor(std::move(impl));
 }
 
@@ -147,6 +150,8 @@ Tensor Tensor::to(DType dt, bool copy) const {
   if (dt == dtype() && !copy) return *this;
   Tensor out = make_tensor(shape(), dt, device());
   kernels::copy(out, *this);
+  if (autograd::needs_grad(*this))  // the engine casts the gradient back to this dtype
+    autograd::record("to", {&out}, {this}, {}, [](autograd::Ctx& c) { return autograd::Grads{c.grad()}; });
   return out;
 }
 
@@ -157,6 +162,9 @@ Tensor Tensor::to(Device d, bool copy) const {
   Tensor src = contiguous();
   Tensor out = make_tensor(shape(), dtype(), d);
   kernels::cuda::copy_bytes(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
+  if (autograd::needs_grad(*this))
+    autograd::record("to", {&out}, {this}, {},
+                     [](autograd::Ctx& c) { return autograd::Grads{c.grad().to(c.input(0).device)}; });
   return out;
 }
 
@@ -173,35 +181,18 @@ Tensor Tensor::contiguous() const {
 Tensor Tensor::clone() const {
   Tensor out = make_tensor(shape(), dtype(), device());
   kernels::copy(out, *this);
+  if (autograd::needs_grad(*this))
+    autograd::record("clone", {&out}, {this}, {}, [](autograd::Ctx& c) { return autograd::Grads{c.grad()}; });
   return out;
 }
 
-Tensor& Tensor::copy_(const Tensor& src) {
-  EMBER_CHECK(src.device() == device(), DeviceError, "[copy_] source ", describe(src), " and destination ",
-              describe(*this), " are on different devices");
-  Tensor s = src.expand(shape());
-  if (s.impl().storage == impl().storage) s = s.clone();  // overlapping source and destination
-  kernels::copy(*this, s);
-  impl().storage->bump_version();
-  return *this;
-}
+Tensor& Tensor::copy_(const Tensor& src) { return autograd::assign(*this, src, "copy_"); }
 
 Tensor& Tensor::fill_(const Scalar& v) {
+  if (autograd::needs_grad(*this)) return autograd::assign(*this, full_like(*this, v), "fill_");
   kernels::fill(*this, v);
-  impl().storage->bump_version();
+  impl().storage->bump_version("fill_");
   return *this;
 }
-
-bool Tensor::requires_grad() const { return impl().autograd && impl().autograd->requires_grad; }
-Tensor& Tensor::requires_grad_(bool on) {
-  EMBER_CHECK(!on || is_floating(dtype()), DTypeError,
-              "[requires_grad_] only floating tensors can require gradients, got ", describe(*this));
-  if (!impl().autograd) impl().autograd = std::make_unique<AutogradMeta>();
-  impl().autograd->requires_grad = on;
-  return *this;
-}
-Tensor Tensor::grad() const { return impl().autograd ? impl().autograd->grad : Tensor(); }
-
-Tensor Tensor::detach() const { return make_view(*this, shape(), strides(), storage_offset()); }
 
 }  // namespace ember

@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <functional>
+#include <utility>
 #include <vector>
 
 #include "core/allocator.hpp"
@@ -19,6 +21,28 @@
 namespace ember {
 
 struct AutogradMeta;  // core/autograd.hpp
+namespace autograd {
+class Node;
+}
+class Tensor;
+
+// A tensor hook sees the gradient w.r.t. the tensor; returning a defined tensor replaces it.
+using TensorHook = std::function<Tensor(const Tensor&)>;
+// A post-accumulate hook sees the leaf after its .grad was updated (DDP starts its all-reduce here).
+using PostAccumulateGradHook = std::function<void(const Tensor&)>;
+
+// Returned by register_hook; remove() unregisters (idempotent, harmless once the graph is gone).
+class HookHandle {
+ public:
+  HookHandle() = default;
+  explicit HookHandle(std::function<void()> remover) : remover_(std::move(remover)) {}
+  void remove() {
+    if (remover_) std::exchange(remover_, nullptr)();
+  }
+
+ private:
+  std::function<void()> remover_;
+};
 
 // Internal representation; users hold Tensor. Fields are public to the ops and kernels.
 struct TensorImpl {
@@ -30,6 +54,9 @@ struct TensorImpl {
   DType dtype = kF32;
   bool wrapped_number = false;  // a Scalar turned into a 0-dim tensor: weakest in type promotion
   std::unique_ptr<AutogradMeta> autograd;
+  // Views: the tensor that owns the storage (never itself a view). Autograd routes in-place writes
+  // through a view to the base's history.
+  std::shared_ptr<TensorImpl> view_base;
 
   TensorImpl();
   ~TensorImpl();
@@ -91,7 +118,8 @@ class Tensor {
   Tensor& copy_(const Tensor& src);  // broadcasts src, converts dtype
   Tensor& fill_(const Scalar& v);
   Tensor& zero_() { return fill_(0); }
-  Tensor detach() const;
+  Tensor detach() const;  // shares storage, no history
+  Tensor& detach_();
 
   // ---- views and shape ----
   Tensor view(const Shape& shape) const;
@@ -255,10 +283,19 @@ class Tensor {
   Tensor softmax(int64_t dim) const;
   Tensor log_softmax(int64_t dim) const;
 
-  // ---- autograd flags (the tape engine builds on these) ----
+  // ---- autograd (core/autograd.cpp) ----
   bool requires_grad() const;
   Tensor& requires_grad_(bool on = true);
   Tensor grad() const;
+  void set_grad(const Tensor& g);  // set_grad({}) is PyTorch's `t.grad = None`
+  bool is_leaf() const;
+  std::shared_ptr<autograd::Node> grad_fn() const;
+  // Accumulates d(this)/d(leaf) into every leaf's grad(); gradient defaults to 1 for one-element tensors.
+  void backward(const Tensor& gradient = {}, std::optional<bool> retain_graph = {}, bool create_graph = false) const;
+  HookHandle register_hook(TensorHook hook) const;
+  HookHandle register_post_accumulate_grad_hook(PostAccumulateGradHook hook) const;
+  void retain_grad() const;  // a non-leaf keeps its grad() after backward
+  bool retains_grad() const;
 
   // ---- random, in place ----
   Tensor& uniform_(double from = 0.0, double to = 1.0);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
 #include "kernels/elementwise.hpp"
 
@@ -39,6 +40,7 @@ DType compute_dtype(const char* op, DType dt) {
 
 template <class F>
 Tensor unary_op(const char* op, const Tensor& x, const OpParams& p = {}) {
+  autograd::NoGradGuard no_grad;  // the conversions below are not part of the tape
   DType ct = compute_dtype<F>(op, x.dtype());
   Tensor out = make_tensor(x.shape(), F::kBoolOut ? kBool : ct, x.device());
   unary(index_of_v<F, UnaryFunctors>, out, x.to(ct), p);
@@ -47,6 +49,7 @@ Tensor unary_op(const char* op, const Tensor& x, const OpParams& p = {}) {
 
 template <class F>
 Tensor binary_op(const char* op, const Tensor& a, const Tensor& b, const OpParams& p = {}) {
+  autograd::NoGradGuard no_grad;
   check_devices(op, {&a, &b});
   DType ct = compute_dtype<F>(op, result_type(a, b));
   Shape shape = broadcast_shapes(a.shape(), b.shape(), (std::string("[") + op + "]").c_str());
@@ -59,6 +62,7 @@ Tensor binary_op(const char* op, const Tensor& a, const Tensor& b, const OpParam
 template <class F>
 Tensor ternary_op(const char* op, const Tensor& a, const Tensor& b, const Tensor& c, DType ct,
                   const OpParams& p = {}) {
+  autograd::NoGradGuard no_grad;
   check_devices(op, {&a, &b, &c});
   ct = compute_dtype<F>(op, ct);
   std::string tag = std::string("[") + op + "]";
@@ -75,37 +79,96 @@ bool can_cast(DType from, DType to) {
   return true;
 }
 
-// Writes `result` (computed out of place) into self, checking PyTorch's in-place rules.
+// Writes `result` (computed out of place) into self, checking PyTorch's in-place rules; under
+// autograd this is how every in-place op enters the tape (autograd::assign).
 Tensor& assign_inplace(const char* op, Tensor& self, const Tensor& result) {
   EMBER_CHECK(result.shape() == self.shape(), ShapeError, "[", op, "] output with shape ", self.shape(),
               " doesn't match the broadcast shape ", result.shape());
   EMBER_CHECK(can_cast(result.dtype(), self.dtype()), DTypeError, "[", op, "] result type ", result.dtype(),
               " can't be cast to the desired output type ", self.dtype());
-  kernels::copy(self, result);
-  self.impl().storage->bump_version();
-  return self;
+  return autograd::assign(self, result, op);
 }
 
-template <class F>
-Tensor& binary_inplace(const char* op, Tensor& self, const Tensor& b, const OpParams& p = {}) {
+// In-place forms run the kernel into self directly, unless autograd must see the op: then `row`
+// (the differentiable out-of-place op) computes the result and assign_inplace writes it.
+template <class F, class Row>
+Tensor& binary_inplace(const char* op, Tensor& self, const Tensor& b, const OpParams& p, Row row) {
+  if (autograd::needs_grad({&self, &b})) return assign_inplace(op, self, row());
   DType ct = compute_dtype<F>(op, result_type(self, b));
   bool direct = ct == self.dtype() && !F::kBoolOut && b.impl().storage != self.impl().storage &&
                 broadcast_shapes(self.shape(), b.shape(), op) == self.shape();
   if (!direct) return assign_inplace(op, self, binary_op<F>(op, self, b, p));
   check_devices(op, {&self, &b});
   binary(index_of_v<F, BinaryFunctors>, self, self, b.to(ct).expand(self.shape()), p);
-  self.impl().storage->bump_version();
+  self.impl().storage->bump_version(op);
   return self;
 }
 
-template <class F>
-Tensor& unary_inplace(const char* op, Tensor& self, const OpParams& p = {}) {
+template <class F, class Row>
+Tensor& unary_inplace(const char* op, Tensor& self, Row row) {
+  if (autograd::needs_grad(self)) return assign_inplace(op, self, row());
   DType ct = compute_dtype<F>(op, self.dtype());
-  if (ct != self.dtype() || F::kBoolOut) return assign_inplace(op, self, unary_op<F>(op, self, p));
-  unary(index_of_v<F, UnaryFunctors>, self, self, p);
-  self.impl().storage->bump_version();
+  if (ct != self.dtype() || F::kBoolOut) return assign_inplace(op, self, unary_op<F>(op, self));
+  unary(index_of_v<F, UnaryFunctors>, self, self, {});
+  self.impl().storage->bump_version(op);
   return self;
 }
+
+// ---------------------------------------------------------------- derivative rows
+// What a derivative sees: the output's gradient, the operands and output it asked to keep, and which
+// inputs need a gradient. A unary derivative returns d(loss)/dx; an n-ary one returns one per input.
+struct Keep {
+  bool a = false, b = false, c = false, out = false;
+};
+struct D {
+  Tensor g, a, b, c, out;
+  bool need[3] = {false, false, false};
+};
+
+template <class Fn>
+void record_row(const char* op, Tensor& y, const std::vector<const Tensor*>& inputs, Keep k, Fn fn) {
+  if (!is_floating(y.dtype()) || !autograd::needs_grad(inputs)) return;
+  std::vector<Tensor> saved;
+  const Tensor none;
+  auto in = [&](size_t i) -> const Tensor& { return i < inputs.size() ? *inputs[i] : none; };
+  if (k.a) saved.push_back(in(0));
+  if (k.b) saved.push_back(in(1));
+  if (k.c) saved.push_back(in(2));
+  if (k.out) saved.push_back(y);
+  size_t n = inputs.size();
+  autograd::record(op, {&y}, inputs, saved, [k, n, fn](autograd::Ctx& c) {
+    D d{.g = c.grad()};
+    size_t i = 0;
+    if (k.a) d.a = c.saved(i++);
+    if (k.b) d.b = c.saved(i++);
+    if (k.c) d.c = c.saved(i++);
+    if (k.out) d.out = c.saved(i++);
+    for (size_t j = 0; j < n; ++j) d.need[j] = c.needs_grad(j);
+    if constexpr (std::is_same_v<decltype(fn(d)), Tensor>) return autograd::Grads{fn(d)};
+    else return autograd::Grads(fn(d));
+  });
+}
+
+template <class F, class Fn>
+Tensor unary_row(const char* op, const Tensor& x, const OpParams& p, Keep k, Fn fn) {
+  Tensor y = unary_op<F>(op, x, p);
+  record_row(op, y, {&x}, k, fn);
+  return y;
+}
+template <class F, class Fn>
+Tensor binary_row(const char* op, const Tensor& a, const Tensor& b, const OpParams& p, Keep k, Fn fn) {
+  Tensor y = binary_op<F>(op, a, b, p);
+  record_row(op, y, {&a, &b}, k, fn);
+  return y;
+}
+template <class F, class Fn>
+Tensor ternary_row(const char* op, const Tensor& a, const Tensor& b, const Tensor& c, DType ct,
+                   const OpParams& p, Keep k, Fn fn) {
+  Tensor y = ternary_op<F>(op, a, b, c, ct, p);
+  record_row(op, y, {&a, &b, &c}, k, fn);
+  return y;
+}
+Tensor zero_grad(const D& d) { return zeros_like(d.g); }  // piecewise-constant ops
 
 Tensor wrap(const Scalar& s) { return scalar_to_tensor(s); }
 
@@ -128,43 +191,94 @@ double dtype_max(DType dt) {
 }  // namespace
 
 // ---------------------------------------------------------------- unary rows
+// Each row: name, functor, what the derivative keeps, the derivative (PyTorch's formulas).
+constexpr double kLn2 = 0.69314718055994530942;
+constexpr double kSqrt1_2 = 0.70710678118654752440;   // 1/sqrt(2)
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1/sqrt(2 pi)
+constexpr double k2InvSqrtPi = 1.12837916709551257390;  // 2/sqrt(pi)
+
 Tensor neg(const Tensor& x) {
   EMBER_CHECK(x.dtype() != kBool, DTypeError, "[neg] negation of a bool tensor is not supported; use logical_not");
-  return unary_op<Neg>("neg", x);
+  return unary_row<Neg>("neg", x, {}, {}, [](const D& d) { return -d.g; });
 }
-Tensor abs(const Tensor& x) { return unary_op<Abs>("abs", x); }
-Tensor sign(const Tensor& x) { return unary_op<Sign>("sign", x); }
-Tensor exp(const Tensor& x) { return unary_op<Exp>("exp", x); }
-Tensor exp2(const Tensor& x) { return unary_op<Exp2>("exp2", x); }
-Tensor log(const Tensor& x) { return unary_op<Log>("log", x); }
-Tensor log2(const Tensor& x) { return unary_op<Log2>("log2", x); }
-Tensor log1p(const Tensor& x) { return unary_op<Log1p>("log1p", x); }
-Tensor expm1(const Tensor& x) { return unary_op<Expm1>("expm1", x); }
-Tensor sqrt(const Tensor& x) { return unary_op<Sqrt>("sqrt", x); }
-Tensor rsqrt(const Tensor& x) { return unary_op<Rsqrt>("rsqrt", x); }
-Tensor reciprocal(const Tensor& x) { return unary_op<Reciprocal>("reciprocal", x); }
-Tensor sin(const Tensor& x) { return unary_op<Sin>("sin", x); }
-Tensor cos(const Tensor& x) { return unary_op<Cos>("cos", x); }
-Tensor tan(const Tensor& x) { return unary_op<Tan>("tan", x); }
-Tensor tanh(const Tensor& x) { return unary_op<Tanh>("tanh", x); }
-Tensor sigmoid(const Tensor& x) { return unary_op<Sigmoid>("sigmoid", x); }
-Tensor relu(const Tensor& x) { return unary_op<Relu>("relu", x); }
-Tensor leaky_relu(const Tensor& x, double slope) { return unary_op<LeakyRelu>("leaky_relu", x, {.a = slope}); }
+Tensor abs(const Tensor& x) { return unary_row<Abs>("abs", x, {}, {.a = true}, [](const D& d) { return d.g * sign(d.a); }); }
+Tensor sign(const Tensor& x) { return unary_row<Sign>("sign", x, {}, {}, zero_grad); }
+Tensor exp(const Tensor& x) { return unary_row<Exp>("exp", x, {}, {.out = true}, [](const D& d) { return d.g * d.out; }); }
+Tensor exp2(const Tensor& x) {
+  return unary_row<Exp2>("exp2", x, {}, {.out = true}, [](const D& d) { return d.g * d.out * kLn2; });
+}
+Tensor log(const Tensor& x) { return unary_row<Log>("log", x, {}, {.a = true}, [](const D& d) { return d.g / d.a; }); }
+Tensor log2(const Tensor& x) {
+  return unary_row<Log2>("log2", x, {}, {.a = true}, [](const D& d) { return d.g / (d.a * kLn2); });
+}
+Tensor log1p(const Tensor& x) {
+  return unary_row<Log1p>("log1p", x, {}, {.a = true}, [](const D& d) { return d.g / (d.a + 1); });
+}
+Tensor expm1(const Tensor& x) {
+  return unary_row<Expm1>("expm1", x, {}, {.out = true}, [](const D& d) { return d.g * (d.out + 1); });
+}
+Tensor sqrt(const Tensor& x) {
+  return unary_row<Sqrt>("sqrt", x, {}, {.out = true}, [](const D& d) { return d.g / (d.out * 2); });
+}
+Tensor rsqrt(const Tensor& x) {
+  return unary_row<Rsqrt>("rsqrt", x, {}, {.out = true}, [](const D& d) { return d.g * d.out * d.out * d.out * -0.5; });
+}
+Tensor reciprocal(const Tensor& x) {
+  return unary_row<Reciprocal>("reciprocal", x, {}, {.out = true}, [](const D& d) { return -d.g * d.out * d.out; });
+}
+Tensor sin(const Tensor& x) { return unary_row<Sin>("sin", x, {}, {.a = true}, [](const D& d) { return d.g * cos(d.a); }); }
+Tensor cos(const Tensor& x) { return unary_row<Cos>("cos", x, {}, {.a = true}, [](const D& d) { return -d.g * sin(d.a); }); }
+Tensor tan(const Tensor& x) {
+  return unary_row<Tan>("tan", x, {}, {.out = true}, [](const D& d) { return d.g * (d.out * d.out + 1); });
+}
+Tensor tanh(const Tensor& x) {
+  return unary_row<Tanh>("tanh", x, {}, {.out = true}, [](const D& d) { return d.g * (1 - d.out * d.out); });
+}
+Tensor sigmoid(const Tensor& x) {
+  return unary_row<Sigmoid>("sigmoid", x, {}, {.out = true}, [](const D& d) { return d.g * d.out * (1 - d.out); });
+}
+Tensor relu(const Tensor& x) {
+  return unary_row<Relu>("relu", x, {}, {.out = true}, [](const D& d) { return d.g * (d.out > 0); });
+}
+Tensor leaky_relu(const Tensor& x, double slope) {
+  return unary_row<LeakyRelu>("leaky_relu", x, {.a = slope}, {.a = true},
+                              [slope](const D& d) { return where(d.a > 0, d.g, d.g * slope); });
+}
 Tensor gelu(const Tensor& x, const std::string& approximate) {
-  if (approximate == "none") return unary_op<Gelu>("gelu", x);
+  if (approximate == "none")
+    return unary_row<Gelu>("gelu", x, {}, {.a = true}, [](const D& d) {
+      Tensor cdf = (erf(d.a * kSqrt1_2) + 1) * 0.5;
+      Tensor pdf = exp(d.a * d.a * -0.5) * kInvSqrt2Pi;
+      return d.g * (cdf + d.a * pdf);
+    });
   EMBER_CHECK(approximate == "tanh", ValueError, "[gelu] approximate must be 'none' or 'tanh', got '",
               approximate, "'");
-  return unary_op<GeluTanh>("gelu", x);
+  return unary_row<GeluTanh>("gelu", x, {}, {.a = true}, [](const D& d) {
+    constexpr double k = 0.79788456080286535588, c = 0.044715;  // sqrt(2/pi)
+    Tensor x2 = d.a * d.a;
+    Tensor t = tanh((d.a + d.a * x2 * c) * k);
+    return d.g * ((t + 1) * 0.5 + d.a * (1 - t * t) * (x2 * (3 * c) + 1) * (0.5 * k));
+  });
 }
-Tensor silu(const Tensor& x) { return unary_op<Silu>("silu", x); }
+Tensor silu(const Tensor& x) {
+  return unary_row<Silu>("silu", x, {}, {.a = true}, [](const D& d) {
+    Tensor s = sigmoid(d.a);
+    return d.g * s * (d.a * (1 - s) + 1);
+  });
+}
 Tensor softplus(const Tensor& x, double beta, double threshold) {
-  return unary_op<Softplus>("softplus", x, {.a = beta, .b = threshold});
+  return unary_row<Softplus>("softplus", x, {.a = beta, .b = threshold}, {.a = true}, [beta, threshold](const D& d) {
+    Tensor bx = d.a * beta;
+    return d.g * where(bx > threshold, ones_like(bx), sigmoid(bx));
+  });
 }
-Tensor erf(const Tensor& x) { return unary_op<Erf>("erf", x); }
-Tensor floor(const Tensor& x) { return unary_op<Floor>("floor", x); }
-Tensor ceil(const Tensor& x) { return unary_op<Ceil>("ceil", x); }
-Tensor round(const Tensor& x) { return unary_op<Round>("round", x); }
-Tensor trunc(const Tensor& x) { return unary_op<Trunc>("trunc", x); }
+Tensor erf(const Tensor& x) {
+  return unary_row<Erf>("erf", x, {}, {.a = true}, [](const D& d) { return d.g * exp(-(d.a * d.a)) * k2InvSqrtPi; });
+}
+Tensor floor(const Tensor& x) { return unary_row<Floor>("floor", x, {}, {}, zero_grad); }
+Tensor ceil(const Tensor& x) { return unary_row<Ceil>("ceil", x, {}, {}, zero_grad); }
+Tensor round(const Tensor& x) { return unary_row<Round>("round", x, {}, {}, zero_grad); }
+Tensor trunc(const Tensor& x) { return unary_row<Trunc>("trunc", x, {}, {}, zero_grad); }
 Tensor logical_not(const Tensor& x) { return unary_op<LogicalNot>("logical_not", x); }
 Tensor isnan(const Tensor& x) { return unary_op<IsNan>("isnan", x); }
 Tensor isinf(const Tensor& x) { return unary_op<IsInf>("isinf", x); }
@@ -175,7 +289,14 @@ Tensor clamp(const Tensor& x, std::optional<Scalar> min, std::optional<Scalar> m
   Tensor lo = wrap(min.value_or(0)), hi = wrap(max.value_or(0));
   DType ct = result_type({&x, min ? &lo : &x, max ? &hi : &x});
   OpParams p{.a = min ? min->to_double() : 0, .b = max ? max->to_double() : 0, .has_a = bool(min), .has_b = bool(max)};
-  return unary_op<Clamp>("clamp", x.to(ct), p);
+  Tensor y = unary_op<Clamp>("clamp", x.to(ct), p);
+  // Gradient passes where min <= x <= max (both ends included, as PyTorch).
+  record_row("clamp", y, {&x}, {.a = true}, [min, max](const D& d) {
+    Tensor pass = min ? d.a >= *min : d.a <= *max;
+    if (min && max) pass = pass & (d.a <= *max);
+    return d.g * pass;
+  });
+  return y;
 }
 Tensor clamp(const Tensor& x, const Tensor& min, const Tensor& max) {
   EMBER_CHECK(min.defined() || max.defined(), ValueError, "[clamp] at least one of min or max must be given");
@@ -185,43 +306,99 @@ Tensor clamp(const Tensor& x, const Tensor& min, const Tensor& max) {
 Tensor nan_to_num(const Tensor& x, double nan, std::optional<double> posinf, std::optional<double> neginf) {
   DType ct = x.dtype();
   double big = is_floating(ct) ? dtype_max(ct) : 0;
-  return unary_op<NanToNum>("nan_to_num", x, {.a = nan, .b = posinf.value_or(big), .c = neginf.value_or(-big)});
+  return unary_row<NanToNum>("nan_to_num", x, {.a = nan, .b = posinf.value_or(big), .c = neginf.value_or(-big)},
+                             {.a = true}, [](const D& d) { return d.g * isfinite(d.a); });
 }
 Tensor pow(const Tensor& x, const Scalar& e) {
   Tensor w = wrap(e);
   DType ct = result_type(x, w);
   EMBER_CHECK(is_floating(ct) || e.to_double() >= 0, ValueError,
               "[pow] integers to negative integer powers are not allowed");
-  return unary_op<PowScalar>("pow", x.to(ct), {.a = e.to_double()});
+  double k = e.to_double();
+  Tensor y = unary_op<PowScalar>("pow", x.to(ct), {.a = k});
+  record_row("pow", y, {&x}, {.a = true}, [k](const D& d) {
+    return k == 0 ? zeros_like(d.g) : d.g * pow(d.a, k - 1) * k;
+  });
+  return y;
 }
-Tensor pow(const Tensor& x, const Tensor& e) { return binary_op<Pow>("pow", x, e); }
-Tensor pow(const Scalar& base, const Tensor& e) { return binary_op<Pow>("pow", wrap(base), e); }
+// d/dx = e x^(e-1) (0 where e = 0); d/de = x^e log x (0 where x = 0 and e >= 0), as PyTorch.
+Tensor pow_exponent_grad(const D& d, const Tensor& base) {
+  Tensor r = d.g * d.out * log(base);
+  return where((base == 0) & (d.b >= 0), zeros_like(r), r);
+}
+Tensor pow(const Tensor& x, const Tensor& e) {
+  return binary_row<Pow>("pow", x, e, {}, {.a = true, .b = true, .out = true}, [](const D& d) {
+    Tensor gx;
+    if (d.need[0]) {
+      gx = d.g * d.b * pow(d.a, d.b - 1);
+      gx = where(d.b == 0, zeros_like(gx), gx);
+    }
+    return autograd::Grads{gx, d.need[1] ? pow_exponent_grad(d, d.a) : Tensor()};
+  });
+}
+Tensor pow(const Scalar& base, const Tensor& e) {
+  return binary_row<Pow>("pow", wrap(base), e, {}, {.a = true, .b = true, .out = true}, [](const D& d) {
+    return autograd::Grads{Tensor(), pow_exponent_grad(d, d.a)};
+  });
+}
 
 // ---------------------------------------------------------------- binary rows
+// Gradients come back in the promoted dtype and the broadcast shape; the engine casts and sums them
+// down to each input's own.
 Tensor add(const Tensor& a, const Tensor& b, const Scalar& alpha) {
-  return binary_op<Add>("add", a, b, {.a = alpha.to_double()});
+  double k = alpha.to_double();
+  return binary_row<Add>("add", a, b, {.a = k}, {}, [k](const D& d) {
+    return autograd::Grads{d.g, d.need[1] ? (k == 1 ? d.g : d.g * k) : Tensor()};
+  });
 }
 Tensor sub(const Tensor& a, const Tensor& b, const Scalar& alpha) {
   EMBER_CHECK(a.dtype() != kBool || b.dtype() != kBool, DTypeError,
               "[sub] subtraction of two bool tensors is not supported; use logical_xor");
-  return binary_op<Sub>("sub", a, b, {.a = alpha.to_double()});
+  double k = alpha.to_double();
+  return binary_row<Sub>("sub", a, b, {.a = k}, {}, [k](const D& d) {
+    return autograd::Grads{d.g, d.need[1] ? (k == 1 ? -d.g : d.g * -k) : Tensor()};
+  });
 }
-Tensor mul(const Tensor& a, const Tensor& b) { return binary_op<Mul>("mul", a, b); }
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return binary_row<Mul>("mul", a, b, {}, {.a = autograd::needs_grad(b), .b = autograd::needs_grad(a)}, [](const D& d) {
+    return autograd::Grads{d.need[0] ? d.g * d.b : Tensor(), d.need[1] ? d.g * d.a : Tensor()};
+  });
+}
 Tensor div(const Tensor& a, const Tensor& b, const std::string& mode) {
-  if (mode.empty()) return binary_op<Div>("div", a, b);
+  if (mode.empty())
+    return binary_row<Div>("div", a, b, {}, {.a = autograd::needs_grad(b), .b = true}, [](const D& d) {
+      return autograd::Grads{d.need[0] ? d.g / d.b : Tensor(), d.need[1] ? -d.g * d.a / (d.b * d.b) : Tensor()};
+    });
   DType ct = result_type(a, b);
   check_no_int_zero("div", b, ct);
-  if (mode == "floor") return binary_op<DivFloor>("div", a, b);
+  auto zero = [](const D& d) { return autograd::Grads{zeros_like(d.g), zeros_like(d.g)}; };
+  if (mode == "floor") return binary_row<DivFloor>("div", a, b, {}, {}, zero);
   EMBER_CHECK(mode == "trunc", ValueError, "[div] rounding_mode must be '', 'floor' or 'trunc', got '", mode, "'");
-  return binary_op<DivTrunc>("div", a, b);
+  return binary_row<DivTrunc>("div", a, b, {}, {}, zero);
 }
 Tensor floor_divide(const Tensor& a, const Tensor& b) { return div(a, b, "floor"); }
 Tensor remainder(const Tensor& a, const Tensor& b) {
   check_no_int_zero("remainder", b, result_type(a, b));
-  return binary_op<Remainder>("remainder", a, b);
+  return binary_row<Remainder>("remainder", a, b, {}, {.a = true, .b = true}, [](const D& d) {
+    return autograd::Grads{d.g, d.need[1] ? -d.g * div(d.a, d.b, "floor") : Tensor()};
+  });
 }
-Tensor maximum(const Tensor& a, const Tensor& b) { return binary_op<Maximum>("maximum", a, b); }
-Tensor minimum(const Tensor& a, const Tensor& b) { return binary_op<Minimum>("minimum", a, b); }
+// The winner takes the gradient; ties split it evenly, as PyTorch.
+Tensor share(const Tensor& g, const Tensor& win, const Tensor& tie) { return g * win + g * tie * 0.5; }
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  return binary_row<Maximum>("maximum", a, b, {}, {.a = true, .b = true}, [](const D& d) {
+    Tensor tie = d.a == d.b;
+    return autograd::Grads{d.need[0] ? share(d.g, d.a > d.b, tie) : Tensor(),
+                           d.need[1] ? share(d.g, d.b > d.a, tie) : Tensor()};
+  });
+}
+Tensor minimum(const Tensor& a, const Tensor& b) {
+  return binary_row<Minimum>("minimum", a, b, {}, {.a = true, .b = true}, [](const D& d) {
+    Tensor tie = d.a == d.b;
+    return autograd::Grads{d.need[0] ? share(d.g, d.a < d.b, tie) : Tensor(),
+                           d.need[1] ? share(d.g, d.b < d.a, tie) : Tensor()};
+  });
+}
 Tensor eq(const Tensor& a, const Tensor& b) { return binary_op<Eq>("eq", a, b); }
 Tensor ne(const Tensor& a, const Tensor& b) { return binary_op<Ne>("ne", a, b); }
 Tensor lt(const Tensor& a, const Tensor& b) { return binary_op<Lt>("lt", a, b); }
@@ -236,7 +413,11 @@ Tensor logical_xor(const Tensor& a, const Tensor& b) { return binary_op<LogicalX
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   EMBER_CHECK(cond.dtype() == kBool || cond.dtype() == kU8, DTypeError,
               "[where] condition must be a bool tensor, got ", describe(cond));
-  return ternary_op<Where>("where", cond, a, b, result_type(a, b));
+  return ternary_row<Where>("where", cond, a, b, result_type(a, b), {}, {.a = true}, [](const D& d) {
+    Tensor zero = zeros_like(d.g);
+    return autograd::Grads{Tensor(), d.need[1] ? where(d.a, d.g, zero) : Tensor(),
+                           d.need[2] ? where(d.a, zero, d.g) : Tensor()};
+  });
 }
 Tensor where(const Tensor& cond, const Tensor& a, const Scalar& b) { return where(cond, a, wrap(b)); }
 Tensor where(const Tensor& cond, const Scalar& a, const Tensor& b) { return where(cond, wrap(a), b); }
@@ -244,21 +425,38 @@ Tensor lerp(const Tensor& start, const Tensor& end, const Scalar& w) {
   EMBER_CHECK(start.dtype() == end.dtype(), DTypeError, "[lerp] expected start and end of one dtype, got ",
               describe(start), " and ", describe(end));
   EMBER_CHECK(is_floating(start.dtype()), DTypeError, "[lerp] needs floating tensors, got ", describe(start));
-  return binary_op<LerpScalar>("lerp", start, end, {.a = w.to_double()});
+  double k = w.to_double();
+  return binary_row<LerpScalar>("lerp", start, end, {.a = k}, {}, [k](const D& d) {
+    return autograd::Grads{d.g * (1 - k), d.g * k};
+  });
 }
 Tensor lerp(const Tensor& start, const Tensor& end, const Tensor& w) {
   EMBER_CHECK(start.dtype() == end.dtype() && is_floating(start.dtype()), DTypeError,
               "[lerp] needs floating start and end of one dtype, got ", describe(start), " and ", describe(end));
-  return ternary_op<Lerp>("lerp", start, end, w, start.dtype());
+  return ternary_row<Lerp>("lerp", start, end, w, start.dtype(), {}, {.a = true, .b = true, .c = true},
+                           [](const D& d) {
+                             return autograd::Grads{d.need[0] ? d.g * (1 - d.c) : Tensor(),
+                                                    d.need[1] ? d.g * d.c : Tensor(),
+                                                    d.need[2] ? d.g * (d.b - d.a) : Tensor()};
+                           });
 }
 Tensor addcmul(const Tensor& x, const Tensor& t1, const Tensor& t2, const Scalar& v) {
-  return ternary_op<Addcmul>("addcmul", x, t1, t2, result_type({&x, &t1, &t2}), {.a = v.to_double()});
+  double k = v.to_double();
+  return ternary_row<Addcmul>("addcmul", x, t1, t2, result_type({&x, &t1, &t2}), {.a = k}, {.b = true, .c = true},
+                              [k](const D& d) {
+                                return autograd::Grads{d.g, d.need[1] ? d.g * d.c * k : Tensor(),
+                                                       d.need[2] ? d.g * d.b * k : Tensor()};
+                              });
 }
 Tensor addcdiv(const Tensor& x, const Tensor& t1, const Tensor& t2, const Scalar& v) {
   DType ct = result_type({&x, &t1, &t2});
   EMBER_CHECK(is_floating(ct), DTypeError, "[addcdiv] integer division is not supported, got ", describe(t1),
               " and ", describe(t2));
-  return ternary_op<Addcdiv>("addcdiv", x, t1, t2, ct, {.a = v.to_double()});
+  double k = v.to_double();
+  return ternary_row<Addcdiv>("addcdiv", x, t1, t2, ct, {.a = k}, {.b = true, .c = true}, [k](const D& d) {
+    return autograd::Grads{d.g, d.need[1] ? d.g * k / d.c : Tensor(),
+                           d.need[2] ? -d.g * k * d.b / (d.c * d.c) : Tensor()};
+  });
 }
 
 // ---------------------------------------------------------------- operators
@@ -311,26 +509,26 @@ Tensor& operator*=(Tensor& a, const Scalar& b) { return a.mul_(wrap(b)); }
 Tensor& operator/=(Tensor& a, const Scalar& b) { return a.div_(wrap(b)); }
 
 // ---------------------------------------------------------------- in-place methods
-Tensor& Tensor::neg_() { return unary_inplace<Neg>("neg_", *this); }
-Tensor& Tensor::abs_() { return unary_inplace<Abs>("abs_", *this); }
-Tensor& Tensor::exp_() { return unary_inplace<Exp>("exp_", *this); }
-Tensor& Tensor::log_() { return unary_inplace<Log>("log_", *this); }
-Tensor& Tensor::sqrt_() { return unary_inplace<Sqrt>("sqrt_", *this); }
-Tensor& Tensor::tanh_() { return unary_inplace<Tanh>("tanh_", *this); }
-Tensor& Tensor::sigmoid_() { return unary_inplace<Sigmoid>("sigmoid_", *this); }
-Tensor& Tensor::relu_() { return unary_inplace<Relu>("relu_", *this); }
+Tensor& Tensor::neg_() { return unary_inplace<Neg>("neg_", *this, [&] { return ember::neg(*this); }); }
+Tensor& Tensor::abs_() { return unary_inplace<Abs>("abs_", *this, [&] { return ember::abs(*this); }); }
+Tensor& Tensor::exp_() { return unary_inplace<Exp>("exp_", *this, [&] { return ember::exp(*this); }); }
+Tensor& Tensor::log_() { return unary_inplace<Log>("log_", *this, [&] { return ember::log(*this); }); }
+Tensor& Tensor::sqrt_() { return unary_inplace<Sqrt>("sqrt_", *this, [&] { return ember::sqrt(*this); }); }
+Tensor& Tensor::tanh_() { return unary_inplace<Tanh>("tanh_", *this, [&] { return ember::tanh(*this); }); }
+Tensor& Tensor::sigmoid_() { return unary_inplace<Sigmoid>("sigmoid_", *this, [&] { return ember::sigmoid(*this); }); }
+Tensor& Tensor::relu_() { return unary_inplace<Relu>("relu_", *this, [&] { return ember::relu(*this); }); }
 Tensor& Tensor::clamp_(std::optional<Scalar> min, std::optional<Scalar> max) {
   return assign_inplace("clamp_", *this, ember::clamp(*this, min, max));
 }
 Tensor& Tensor::pow_(const Scalar& e) { return assign_inplace("pow_", *this, ember::pow(*this, e)); }
 Tensor& Tensor::add_(const Tensor& o, const Scalar& alpha) {
-  return binary_inplace<Add>("add_", *this, o, {.a = alpha.to_double()});
+  return binary_inplace<Add>("add_", *this, o, {.a = alpha.to_double()}, [&] { return ember::add(*this, o, alpha); });
 }
 Tensor& Tensor::sub_(const Tensor& o, const Scalar& alpha) {
-  return binary_inplace<Sub>("sub_", *this, o, {.a = alpha.to_double()});
+  return binary_inplace<Sub>("sub_", *this, o, {.a = alpha.to_double()}, [&] { return ember::sub(*this, o, alpha); });
 }
-Tensor& Tensor::mul_(const Tensor& o) { return binary_inplace<Mul>("mul_", *this, o); }
-Tensor& Tensor::div_(const Tensor& o) { return binary_inplace<Div>("div_", *this, o); }
+Tensor& Tensor::mul_(const Tensor& o) { return binary_inplace<Mul>("mul_", *this, o, {}, [&] { return ember::mul(*this, o); }); }
+Tensor& Tensor::div_(const Tensor& o) { return binary_inplace<Div>("div_", *this, o, {}, [&] { return ember::div(*this, o); }); }
 Tensor& Tensor::add_(const Scalar& o) { return add_(wrap(o)); }
 Tensor& Tensor::mul_(const Scalar& o) { return mul_(wrap(o)); }
 Tensor& Tensor::lerp_(const Tensor& end, const Scalar& w) { return assign_inplace("lerp_", *this, ember::lerp(*this, end, w)); }

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
+#include "core/ops/elementwise.hpp"
 #include "kernels/reduce.hpp"
 
 namespace ember {
@@ -71,6 +73,9 @@ Tensor reduce_op(ReduceKind kind, const char* op, const Tensor& t, const Shape& 
   return finish(out, r, keepdim);
 }
 
+// The gradient of a reduction's output brought back over the reduced dims of an input of shape `in`.
+Tensor expand_back(const Tensor& g, const Reduction& r, const Shape& in) { return g.reshape(r.keep).expand(in); }
+
 DType int_to_i64(DType dt) { return is_floating(dt) ? dt : kI64; }
 
 std::tuple<Tensor, Tensor> extreme_dim(bool is_max, const Tensor& t, int64_t dim, bool keepdim) {
@@ -124,12 +129,21 @@ Tensor sum(const Tensor& t, const Shape& dims, bool keepdim, std::optional<DType
   Tensor x = dtype && !(*dtype == kI64 && !is_floating(t.dtype())) ? t.to(*dtype) : t;
   DType natural = int_to_i64(x.dtype());
   Tensor out = reduce_op(ReduceKind::Sum, "sum", x, dims, keepdim, natural);
+  if (autograd::needs_grad(x))
+    autograd::record("sum", {&out}, {&x}, {}, [r = resolve(x, dims, keepdim, "sum"), in = x.shape()](autograd::Ctx& c) {
+      return autograd::Grads{expand_back(c.grad(), r, in)};
+    });
   return dtype && *dtype != natural ? out.to(*dtype) : out;
 }
 
 Tensor mean(const Tensor& t, const Shape& dims, bool keepdim) {
   check_floating(t, "mean");
-  return reduce_op(ReduceKind::Mean, "mean", t, dims, keepdim, t.dtype());
+  Tensor out = reduce_op(ReduceKind::Mean, "mean", t, dims, keepdim, t.dtype());
+  if (autograd::needs_grad(t))
+    autograd::record("mean", {&out}, {&t}, {}, [r = resolve(t, dims, keepdim, "mean"), in = t.shape()](autograd::Ctx& c) {
+      return autograd::Grads{expand_back(c.grad() / static_cast<double>(r.count), r, in)};
+    });
+  return out;
 }
 
 Tensor prod(const Tensor& t, const Shape& dims, bool keepdim) {

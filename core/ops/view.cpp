@@ -3,10 +3,34 @@
 #include <algorithm>
 #include <numeric>
 
+#include "core/autograd.hpp"
+#include "core/ops/creation.hpp"
 #include "core/ops/shape.hpp"
 
 namespace ember {
 namespace {
+
+// Records a view op when its input requires grad: the backward maps the view's gradient `g` to the
+// input's with `back(g)`.
+template <class Back>
+Tensor recorded(const char* op, const Tensor& in, Tensor out, Back back) {
+  if (autograd::needs_grad(in))
+    autograd::record(op, {&out}, {&in}, {}, [back](autograd::Ctx& c) { return autograd::Grads{back(c.grad())}; });
+  return out;
+}
+
+// Backward of a view that picks some of its input's elements: zeros with g written through the same view.
+template <class Pick>
+auto pick_back(const Shape& in, Pick pick) {
+  return [in, pick](const Tensor& g) {
+    Tensor r = zeros(in, {.dtype = g.dtype(), .device = g.device()});
+    pick(r).copy_(g);
+    return r;
+  };
+}
+auto reshape_back(const Shape& in) {
+  return [in](const Tensor& g) { return g.reshape(in); };
+}
 
 // Resolves a single -1 in a requested shape and checks the element count.
 Shape infer_shape(const Shape& req, int64_t numel, const char* op, const Tensor& t) {
@@ -67,19 +91,20 @@ Tensor Tensor::view(const Shape& req) const {
   auto st = view_strides(shape(), strides(), s);
   EMBER_CHECK(st.has_value(), ShapeError, "[view] shape ", req, " is incompatible with the strides of ",
               describe(*this), "; use reshape (which copies) or contiguous() first");
-  return make_view(*this, s, *st, storage_offset());
+  return recorded("view", *this, make_view(*this, s, *st, storage_offset()), reshape_back(shape()));
 }
 
 Tensor Tensor::reshape(const Shape& req) const {
   Shape s = infer_shape(req, numel(), "[reshape]", *this);
-  if (auto st = view_strides(shape(), strides(), s)) return make_view(*this, s, *st, storage_offset());
+  if (auto st = view_strides(shape(), strides(), s))
+    return recorded("reshape", *this, make_view(*this, s, *st, storage_offset()), reshape_back(shape()));
   return clone().view(s);
 }
 
 Tensor Tensor::permute(const Shape& dims) const {
   EMBER_CHECK(static_cast<int64_t>(dims.size()) == dim(), ShapeError, "[permute] got ", dims.size(),
               " dims for ", describe(*this));
-  Shape s(dims.size(), 0), st(dims.size(), 0);
+  Shape s(dims.size(), 0), st(dims.size(), 0), inverse(dims.size(), 0);
   std::vector<bool> seen(dims.size(), false);
   for (size_t i = 0; i < dims.size(); ++i) {
     int64_t d = wrap_dim(dims[i], dim(), "[permute]");
@@ -87,8 +112,10 @@ Tensor Tensor::permute(const Shape& dims) const {
     seen[d] = true;
     s[i] = shape()[d];
     st[i] = strides()[d];
+    inverse[d] = static_cast<int64_t>(i);
   }
-  return make_view(*this, s, st, storage_offset());
+  return recorded("permute", *this, make_view(*this, s, st, storage_offset()),
+                  [inverse](const Tensor& g) { return g.permute(inverse); });
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
@@ -98,7 +125,8 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   Shape s = shape(), st = strides();
   std::swap(s[d0], s[d1]);
   std::swap(st[d0], st[d1]);
-  return make_view(*this, s, st, storage_offset());
+  return recorded("transpose", *this, make_view(*this, s, st, storage_offset()),
+                  [d0, d1](const Tensor& g) { return g.transpose(d0, d1); });
 }
 
 Tensor Tensor::t() const {
@@ -113,7 +141,7 @@ Tensor Tensor::squeeze() const {
       s.push_back(shape()[i]);
       st.push_back(strides()[i]);
     }
-  return make_view(*this, s, st, storage_offset());
+  return recorded("squeeze", *this, make_view(*this, s, st, storage_offset()), reshape_back(shape()));
 }
 
 Tensor Tensor::squeeze(int64_t d) const {
@@ -123,7 +151,7 @@ Tensor Tensor::squeeze(int64_t d) const {
   Shape s = shape(), st = strides();
   s.erase(d);
   st.erase(d);
-  return make_view(*this, s, st, storage_offset());
+  return recorded("squeeze", *this, make_view(*this, s, st, storage_offset()), reshape_back(shape()));
 }
 
 Tensor Tensor::unsqueeze(int64_t d) const {
@@ -132,7 +160,7 @@ Tensor Tensor::unsqueeze(int64_t d) const {
   int64_t stride = d < dim() ? shape()[d] * strides()[d] : 1;
   s.insert(d, 1);
   st.insert(d, stride);
-  return make_view(*this, s, st, storage_offset());
+  return recorded("unsqueeze", *this, make_view(*this, s, st, storage_offset()), reshape_back(shape()));
 }
 
 Tensor Tensor::expand(const Shape& req) const {
@@ -154,7 +182,8 @@ Tensor Tensor::expand(const Shape& req) const {
     s[i] = want;
     st[i] = have == want ? strides()[i - lead] : 0;
   }
-  return make_view(*this, s, st, storage_offset());
+  return recorded("expand", *this, make_view(*this, s, st, storage_offset()),
+                  [in = shape()](const Tensor& g) { return autograd::sum_to(g, in); });
 }
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
@@ -166,7 +195,8 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
               " + length ", length, " exceeds dim ", d, " of size ", n, " in ", describe(*this));
   Shape s = shape();
   s[d] = length;
-  return make_view(*this, s, strides(), storage_offset() + start * strides()[d]);
+  return recorded("narrow", *this, make_view(*this, s, strides(), storage_offset() + start * strides()[d]),
+                  pick_back(shape(), [d, start, length](const Tensor& r) { return r.narrow(d, start, length); }));
 }
 
 Tensor Tensor::slice(int64_t d, std::optional<int64_t> start, std::optional<int64_t> end, int64_t step) const {
@@ -180,7 +210,8 @@ Tensor Tensor::slice(int64_t d, std::optional<int64_t> start, std::optional<int6
   Shape s = shape(), st = strides();
   s[d] = len;
   st[d] *= step;
-  return make_view(*this, s, st, storage_offset() + b * strides()[d]);
+  return recorded("slice", *this, make_view(*this, s, st, storage_offset() + b * strides()[d]),
+                  pick_back(shape(), [d, b, e, step](const Tensor& r) { return r.slice(d, b, e, step); }));
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
@@ -193,7 +224,8 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
   Shape s = shape(), st = strides();
   s.erase(d);
   st.erase(d);
-  return make_view(*this, s, st, storage_offset() + index * strides()[d]);
+  return recorded("select", *this, make_view(*this, s, st, storage_offset() + index * strides()[d]),
+                  pick_back(shape(), [d, index](const Tensor& r) { return r.select(d, index); }));
 }
 
 Tensor Tensor::flatten(int64_t start, int64_t end) const {
@@ -235,7 +267,10 @@ Tensor Tensor::as_strided(const Shape& size, const Shape& stride, std::optional<
   int64_t cap = static_cast<int64_t>(impl().storage->nbytes() / element_size());
   EMBER_CHECK(last < cap, IndexError, "[as_strided] size ", size, " stride ", stride, " offset ", off,
               " reaches element ", last, " of a storage of ", cap);
-  return make_view(*this, size, stride, off);
+  Tensor out = make_view(*this, size, stride, off);
+  return recorded("as_strided", *this, out, [in = autograd::Strided(*this), o = autograd::Strided(out)](const Tensor& g) {
+    return autograd::as_strided_backward(g, in, o);
+  });
 }
 
 Tensor broadcast_to(const Tensor& t, const Shape& shape) { return t.expand(shape); }

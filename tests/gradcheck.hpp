@@ -1,0 +1,130 @@
+// gradcheck and gradgradcheck: the Jacobian from backward against central differences, in f64.
+// Every differentiable op's test runs its function through these (see tests/test_grad_*.cpp).
+#pragma once
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ember.hpp"
+
+namespace ember::testing {
+
+using GradFn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+struct GradcheckOptions {
+  double eps = 1e-6;
+  double atol = 1e-5;
+  double rtol = 1e-3;
+};
+
+namespace detail {
+
+// Storage offset of the element with flat (row-major) index i of t.
+inline int64_t element_offset(const Tensor& t, int64_t i) {
+  int64_t off = t.storage_offset();
+  for (int64_t d = t.dim() - 1; d >= 0; --d) {
+    off += (i % t.size(d)) * t.stride(d);
+    i /= t.size(d);
+  }
+  return off;
+}
+
+inline std::vector<double> flat_values(const Tensor& t) { return t.defined() ? t.to_vector<double>() : std::vector<double>(); }
+
+}  // namespace detail
+
+// True when d f / d inputs from backward matches central differences for every input that requires
+// grad; on a mismatch, MESSAGEs the input, output and input element and both values.
+inline bool gradcheck(const GradFn& f, const std::vector<Tensor>& inputs, GradcheckOptions o = {}) {
+  Tensor out = f(inputs);
+  if (!out.requires_grad()) {
+    MESSAGE("gradcheck: the output does not require grad");
+    return false;
+  }
+  std::vector<Tensor> diff;
+  std::vector<size_t> diff_index;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].defined() && inputs[i].requires_grad()) {
+      diff.push_back(inputs[i]);
+      diff_index.push_back(i);
+    }
+  int64_t n_out = out.numel();
+  // Analytical: one backward per output element.
+  std::vector<std::vector<std::vector<double>>> analytic(diff.size(), std::vector<std::vector<double>>(n_out));
+  for (int64_t k = 0; k < n_out; ++k) {
+    Tensor seed = zeros(out.shape(), {.dtype = out.dtype(), .device = out.device()});
+    {
+      autograd::NoGradGuard g;
+      seed.reshape({-1}).narrow(0, k, 1).fill_(1.0);
+    }
+    auto grads = autograd::grad({out}, diff, {seed}, true, false, true);
+    for (size_t j = 0; j < diff.size(); ++j) {
+      analytic[j][k] = grads[j].defined() ? detail::flat_values(grads[j]) : std::vector<double>(diff[j].numel(), 0.0);
+      if (static_cast<int64_t>(analytic[j][k].size()) != diff[j].numel()) {
+        MESSAGE("gradcheck: gradient of input " << diff_index[j] << " has " << analytic[j][k].size()
+                                                << " elements, expected " << diff[j].numel());
+        return false;
+      }
+    }
+  }
+  // Numerical: perturb one storage element at a time.
+  autograd::NoGradGuard no_grad;
+  for (size_t j = 0; j < diff.size(); ++j) {
+    const Tensor& x = diff[j];
+    for (int64_t e = 0; e < x.numel(); ++e) {
+      Tensor cell = x.as_strided({}, {}, detail::element_offset(x, e));
+      double v = cell.item<double>();
+      cell.fill_(v + o.eps);
+      std::vector<double> hi = detail::flat_values(f(inputs));
+      cell.fill_(v - o.eps);
+      std::vector<double> lo = detail::flat_values(f(inputs));
+      cell.fill_(v);
+      for (int64_t k = 0; k < n_out; ++k) {
+        double num = (hi[k] - lo[k]) / (2 * o.eps), an = analytic[j][k][e];
+        if (!(std::abs(num - an) <= o.atol + o.rtol * std::abs(num))) {
+          MESSAGE("gradcheck: input " << diff_index[j] << " element " << e << ", output element " << k
+                                      << ": backward " << an << " vs numerical " << num);
+          return false;
+        }
+      }
+    }
+  }
+  return true;
+}
+
+// gradcheck of the gradient itself: (inputs, v) -> d<f, v>/d inputs, built with create_graph.
+inline bool gradgradcheck(const GradFn& f, const std::vector<Tensor>& inputs, GradcheckOptions o = {}) {
+  Tensor out = f(inputs);
+  Tensor v = randn(out.shape(), {.dtype = out.dtype(), .device = out.device(), .requires_grad = true});
+  std::vector<Tensor> args = inputs;
+  args.push_back(v);
+  GradFn g = [&](const std::vector<Tensor>& a) {
+    std::vector<Tensor> in(a.begin(), a.end() - 1), diff;
+    for (const Tensor& t : in)
+      if (t.defined() && t.requires_grad()) diff.push_back(t);
+    auto grads = autograd::grad({f(in)}, diff, {a.back()}, true, true, true);
+    std::vector<Tensor> flat;
+    for (size_t i = 0; i < grads.size(); ++i)
+      flat.push_back(grads[i].defined() ? grads[i].reshape({-1}) : zeros({diff[i].numel()}, {.dtype = kF64}));
+    return cat(flat);
+  };
+  o.atol = std::max(o.atol, 1e-4);
+  return gradcheck(g, args, o);
+}
+
+// A non-contiguous f64 copy of t (same values, every other element of a wider buffer), requiring grad.
+inline Tensor noncontiguous(const Tensor& t) {
+  Shape wide = t.shape();
+  if (wide.empty()) return t.detach().clone().requires_grad_();
+  wide.back() *= 2;
+  Tensor buf = zeros(wide, {.dtype = t.dtype()});
+  Tensor v = buf.slice(-1, 0, std::nullopt, 2);
+  v.copy_(t.detach());
+  return v.requires_grad_();
+}
+
+}  // namespace ember::testing
