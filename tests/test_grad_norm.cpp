@@ -1,0 +1,5 @@
+// Gradient checks for the norm ops (gradcheck, gradgradcheck, PyTorch reference gradients).
+#include <doctest/doctest.h>
+
+#include "gradcheck.hpp"
+#include "test_util.hpp"
