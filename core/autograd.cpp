@@ -215,13 +215,13 @@ void attach(const std::shared_ptr<Node>& node, const std::vector<Tensor*>& outpu
 // ---------------------------------------------------------------- in-place writes
 void check_inplace(const Tensor& self, const char* op) {
   if (!t_grad_enabled) return;
-  EMBER_CHECK(!(self.is_leaf() && self.requires_grad()), AutogradError, "[", op, "] a leaf tensor ",
-              describe(self), " that requires grad is used in an in-place operation; do it under NoGradGuard "
+  EMBER_CHECK(!(self.is_leaf() && self.requires_grad()), AutogradError, "[", op, "] a leaf tensor ", describe(self),
+              " that requires grad is used in an in-place operation; do it under NoGradGuard "
               "(as optimizers do) or on a clone()");
   if (const auto& base = self.impl().view_base) {
     Tensor b(base);
-    EMBER_CHECK(!(b.is_leaf() && b.requires_grad()), AutogradError, "[", op, "] a view of a leaf tensor ",
-                describe(b), " that requires grad is used in an in-place operation");
+    EMBER_CHECK(!(b.is_leaf() && b.requires_grad()), AutogradError, "[", op, "] a view of a leaf tensor ", describe(b),
+                " that requires grad is used in an in-place operation");
   }
 }
 
@@ -276,10 +276,7 @@ Tensor as_strided_backward(const Tensor& g, const Strided& in, const Strided& ou
     return hi + 1;
   };
   int64_t n = std::max(extent(in), extent(out));
-  Tensor positions = arange(n, kI64)
-                         .to(g.device())
-                         .as_strided(out.shape, out.strides, out.offset)
-                         .reshape({-1});
+  Tensor positions = arange(n, kI64).to(g.device()).as_strided(out.shape, out.strides, out.offset).reshape({-1});
   Tensor flat = zeros({n}, {.dtype = g.dtype(), .device = g.device()}).index_add(0, positions, g.reshape({-1}));
   return flat.as_strided(in.shape, in.strides, in.offset);
 }
@@ -304,8 +301,8 @@ class Engine {
 
   // Runs backward from roots. Without captures, leaves accumulate into .grad; with captures (grad()),
   // only the nodes leading to the captured edges run and the captured gradients are returned.
-  static std::vector<Tensor> run(const std::vector<Edge>& roots, std::vector<Tensor> root_grads,
-                                 bool keep_graph, bool create_graph, const std::vector<Edge>* captures) {
+  static std::vector<Tensor> run(const std::vector<Edge>& roots, std::vector<Tensor> root_grads, bool keep_graph,
+                                 bool create_graph, const std::vector<Edge>* captures) {
     struct Slot {
       Node* node;
       Grads buffer;
@@ -360,7 +357,8 @@ class Engine {
           if (e.fn) ++slots[e.fn->slot_].deps;
 
     auto add_grad = [](Tensor& buf, Tensor g) { buf = buf.defined() ? buf + g : std::move(g); };
-    for (size_t i = 0; i < roots.size(); ++i) add_grad(slots[roots[i].fn->slot_].buffer[roots[i].input_nr], root_grads[i]);
+    for (size_t i = 0; i < roots.size(); ++i)
+      add_grad(slots[roots[i].fn->slot_].buffer[roots[i].input_nr], root_grads[i]);
 
     auto later = [](Slot* a, Slot* b) { return a->node->seq_ < b->node->seq_; };
     std::priority_queue<Slot*, std::vector<Slot*>, decltype(later)> ready(later);
@@ -381,7 +379,8 @@ class Engine {
       if (any) {
         for (size_t i = 0; i < s.buffer.size() && i < node.outputs.size(); ++i)
           if (!s.buffer[i].defined())
-            s.buffer[i] = zeros(node.outputs[i].shape, {.dtype = node.outputs[i].dtype, .device = node.outputs[i].device});
+            s.buffer[i] =
+                zeros(node.outputs[i].shape, {.dtype = node.outputs[i].dtype, .device = node.outputs[i].device});
         Ctx ctx(node, s.buffer);
         out = node.apply(ctx);
         if (!keep_graph) node.release_saved();
@@ -407,9 +406,8 @@ class Engine {
                 " returned a gradient on ", g.device(), " for input ", i, " on ", m.device);
     if (t_anomaly && is_floating(g.dtype())) {
       bool finite = isfinite(g).all().item<bool>();
-      EMBER_CHECK(finite, AutogradError, "[autograd] detect_anomaly: the backward of ", node.name(),
-                  " (forward op #", node.sequence_nr(), ") returned NaN or Inf in its gradient for input ", i,
-                  " of shape ", m.shape);
+      EMBER_CHECK(finite, AutogradError, "[autograd] detect_anomaly: the backward of ", node.name(), " (forward op #",
+                  node.sequence_nr(), ") returned NaN or Inf in its gradient for input ", i, " of shape ", m.shape);
     }
     if (g.shape() != m.shape) {
       bool ok = g.dim() >= static_cast<int64_t>(m.shape.size());
@@ -439,8 +437,10 @@ std::vector<Edge> root_edges(const std::vector<Tensor>& roots, const std::vector
                 describe(r), ") does not require grad and has no grad_fn");
     Tensor g = grad_roots.empty() ? Tensor() : grad_roots[i];
     if (!g.defined()) {
-      EMBER_CHECK(r.numel() == 1, AutogradError, "[", op, "] a gradient can be implied only for one-element "
-                  "outputs, got ", describe(r), "; pass the gradient explicitly");
+      EMBER_CHECK(r.numel() == 1, AutogradError, "[", op,
+                  "] a gradient can be implied only for one-element "
+                  "outputs, got ",
+                  describe(r), "; pass the gradient explicitly");
       g = ones_like(r);
     }
     EMBER_CHECK(g.shape() == r.shape(), ShapeError, "[", op, "] gradient of shape ", g.shape(),
@@ -475,8 +475,8 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
   std::vector<Tensor> r =
       Engine::run(edges, std::move(seeds), retain_graph.value_or(create_graph), create_graph, &targets);
   for (size_t i = 0; i < r.size(); ++i) {
-    EMBER_CHECK(r[i].defined() || allow_unused, AutogradError, "[autograd::grad] input ", i, " (",
-                describe(inputs[i]), ") is not used by the outputs' graph; pass allow_unused=true to get an "
+    EMBER_CHECK(r[i].defined() || allow_unused, AutogradError, "[autograd::grad] input ", i, " (", describe(inputs[i]),
+                ") is not used by the outputs' graph; pass allow_unused=true to get an "
                 "undefined gradient for it");
     if (r[i].defined() && r[i].dtype() != inputs[i].dtype()) r[i] = r[i].to(inputs[i].dtype());
   }
@@ -497,8 +497,10 @@ bool Tensor::requires_grad() const {
 Tensor& Tensor::requires_grad_(bool on) {
   EMBER_CHECK(!on || is_floating(dtype()), DTypeError,
               "[requires_grad_] only floating tensors can require gradients, got ", describe(*this));
-  EMBER_CHECK(is_leaf() || on, AutogradError, "[requires_grad_] only a leaf's flag can be turned off; use detach() "
-              "on ", describe(*this));
+  EMBER_CHECK(is_leaf() || on, AutogradError,
+              "[requires_grad_] only a leaf's flag can be turned off; use detach() "
+              "on ",
+              describe(*this));
   if (is_leaf()) meta_of(*this).requires_grad = on;
   return *this;
 }
@@ -513,9 +515,7 @@ void Tensor::set_grad(const Tensor& g) {
 
 bool Tensor::is_leaf() const { return !impl().autograd || !impl().autograd->grad_fn; }
 
-std::shared_ptr<autograd::Node> Tensor::grad_fn() const {
-  return impl().autograd ? impl().autograd->grad_fn : nullptr;
-}
+std::shared_ptr<autograd::Node> Tensor::grad_fn() const { return impl().autograd ? impl().autograd->grad_fn : nullptr; }
 
 void Tensor::backward(const Tensor& gradient, std::optional<bool> retain_graph, bool create_graph) const {
   autograd::backward({*this}, {gradient}, retain_graph.value_or(create_graph), create_graph);
@@ -541,8 +541,10 @@ HookHandle Tensor::register_hook(TensorHook hook) const {
 }
 
 HookHandle Tensor::register_post_accumulate_grad_hook(PostAccumulateGradHook hook) const {
-  EMBER_CHECK(is_leaf() && requires_grad(), AutogradError, "[register_post_accumulate_grad_hook] needs a leaf "
-              "that requires grad, got ", describe(*this));
+  EMBER_CHECK(is_leaf() && requires_grad(), AutogradError,
+              "[register_post_accumulate_grad_hook] needs a leaf "
+              "that requires grad, got ",
+              describe(*this));
   int64_t id = autograd::g_next_hook_id.fetch_add(1);
   meta_of(*this).post_accumulate_hooks.emplace_back(id, std::move(hook));
   std::weak_ptr<TensorImpl> weak = impl_ptr();

@@ -22,7 +22,7 @@ struct AutogradMeta {
   std::shared_ptr<autograd::Node> grad_fn;  // null for leaves
   uint32_t output_nr = 0;                   // which output of grad_fn this tensor is
   uint32_t view_version = 0;  // for views: the storage version grad_fn was made for (regenerated when stale)
-  std::weak_ptr<autograd::Node> grad_accumulator;  // leaves: the node accumulating into .grad
+  std::weak_ptr<autograd::Node> grad_accumulator;     // leaves: the node accumulating into .grad
   std::vector<std::pair<int64_t, TensorHook>> hooks;  // leaves (non-leaf hooks live on grad_fn)
   std::vector<std::pair<int64_t, PostAccumulateGradHook>> post_accumulate_hooks;
 };
@@ -204,8 +204,8 @@ Tensor as_strided_backward(const Tensor& g, const Strided& in, const Strided& ou
 
 // ---------------------------------------------------------------- running backward
 // Gradients of roots w.r.t. every leaf they depend on, accumulated into the leaves' .grad.
-void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots = {},
-              bool retain_graph = false, bool create_graph = false);
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots = {}, bool retain_graph = false,
+              bool create_graph = false);
 
 // Gradients of outputs w.r.t. inputs, returned rather than accumulated. retain_graph defaults to
 // create_graph. An input the outputs do not depend on is an error unless allow_unused (then undefined).

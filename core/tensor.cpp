@@ -51,8 +51,7 @@ void* Tensor::raw_data() const {
 }
 
 void Tensor::check_dtype_access(DType want, const char* what) const {
-  EMBER_CHECK(dtype() == want, DTypeError, "[", what, "] requested ", want, " but the tensor is ",
-              describe(*this));
+  EMBER_CHECK(dtype() == want, DTypeError, "[", what, "] requested ", want, " but the tensor is ", describe(*this));
   EMBER_CHECK(device().is_cpu(), DeviceError, "[", what, "] needs a CPU tensor, got ", describe(*this),
               " (call .cpu() first)");
 }
@@ -75,8 +74,8 @@ std::vector<T> Tensor::to_vector() const {
   return std::vector<T>(p, p + numel());
 }
 
-#define EMBER_INSTANTIATE(T)                    \
-  template T Tensor::item<T>() const;           \
+#define EMBER_INSTANTIATE(T)          \
+  template T Tensor::item<T>() const; \
   template std::vector<T> Tensor::to_vector<T>() const;
 EMBER_INSTANTIATE(float)
 EMBER_INSTANTIATE(double)

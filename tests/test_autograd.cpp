@@ -35,7 +35,7 @@ TEST_CASE("backward: a scalar loss fills leaf grads; leaves accumulate over call
   CHECK(a.is_leaf());
   loss.backward();
   CHECK(allclose(a.grad(), f64({1.0, -16.0, -6.0}, {3})));  // 2ab
-  CHECK(allclose(b.grad(), f64({1.0, 4.0, 9.0}, {3})));      // a^2
+  CHECK(allclose(b.grad(), f64({1.0, 4.0, 9.0}, {3})));     // a^2
   (a * 3).sum().backward();
   CHECK(allclose(a.grad(), f64({4.0, -13.0, -3.0}, {3})));
   a.set_grad({});
@@ -105,7 +105,7 @@ TEST_CASE("detach, NoGradGuard and EnableGradGuard cut or restore recording") {
 }
 
 TEST_CASE("dtype conversions and broadcasting: gradients come back in each input's dtype and shape") {
-  Tensor a = ones({2, 3}, {.requires_grad = true});                // f32
+  Tensor a = ones({2, 3}, {.requires_grad = true});                   // f32
   Tensor b = full({3}, 2.0, {.dtype = kF64, .requires_grad = true});  // f64, broadcast
   Tensor y = (a * b).sum();
   CHECK(y.dtype() == kF64);

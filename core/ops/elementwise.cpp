@@ -24,7 +24,8 @@ void check_devices(const char* op, std::initializer_list<const Tensor*> ts) {
   const Tensor* first = nullptr;
   for (const Tensor* t : ts) {
     if (t->impl().wrapped_number) continue;
-    if (!first) first = t;
+    if (!first)
+      first = t;
     else
       EMBER_CHECK(t->device() == first->device(), DeviceError, "[", op, "] expected all tensors on one device, got ",
                   describe(*first), " and ", describe(*t));
@@ -60,16 +61,15 @@ Tensor binary_op(const char* op, const Tensor& a, const Tensor& b, const OpParam
 }
 
 template <class F>
-Tensor ternary_op(const char* op, const Tensor& a, const Tensor& b, const Tensor& c, DType ct,
-                  const OpParams& p = {}) {
+Tensor ternary_op(const char* op, const Tensor& a, const Tensor& b, const Tensor& c, DType ct, const OpParams& p = {}) {
   autograd::NoGradGuard no_grad;
   check_devices(op, {&a, &b, &c});
   ct = compute_dtype<F>(op, ct);
   std::string tag = std::string("[") + op + "]";
   Shape shape = broadcast_shapes(broadcast_shapes(a.shape(), b.shape(), tag.c_str()), c.shape(), tag.c_str());
   Tensor out = make_tensor(shape, F::kBoolOut ? kBool : ct, a.device());
-  ternary(index_of_v<F, TernaryFunctors>, out, a.to(ct).expand(shape), b.to(ct).expand(shape),
-          c.to(ct).expand(shape), p);
+  ternary(index_of_v<F, TernaryFunctors>, out, a.to(ct).expand(shape), b.to(ct).expand(shape), c.to(ct).expand(shape),
+          p);
   return out;
 }
 
@@ -89,11 +89,12 @@ Tensor& assign_inplace(const char* op, Tensor& self, const Tensor& result) {
   return autograd::assign(self, result, op);
 }
 
-// In-place forms run the kernel into self directly, unless autograd must see the op: then `row`
-// (the differentiable out-of-place op) computes the result and assign_inplace writes it.
+// In-place forms run the kernel into self directly, unless autograd must see the op: then `row` (the
+// differentiable out-of-place op) computes the result from a copy of self, so a node that saves self
+// keeps its old value (PyTorch's original_self), and assign_inplace writes it.
 template <class F, class Row>
 Tensor& binary_inplace(const char* op, Tensor& self, const Tensor& b, const OpParams& p, Row row) {
-  if (autograd::needs_grad({&self, &b})) return assign_inplace(op, self, row());
+  if (autograd::needs_grad({&self, &b})) return assign_inplace(op, self, row(self.clone()));
   DType ct = compute_dtype<F>(op, result_type(self, b));
   bool direct = ct == self.dtype() && !F::kBoolOut && b.impl().storage != self.impl().storage &&
                 broadcast_shapes(self.shape(), b.shape(), op) == self.shape();
@@ -104,9 +105,14 @@ Tensor& binary_inplace(const char* op, Tensor& self, const Tensor& b, const OpPa
   return self;
 }
 
+// self's value before an in-place op, as the out-of-place op that autograd records must see it.
+Tensor original(const Tensor& self, std::initializer_list<const Tensor*> operands) {
+  return autograd::needs_grad(operands) ? self.clone() : self;
+}
+
 template <class F, class Row>
 Tensor& unary_inplace(const char* op, Tensor& self, Row row) {
-  if (autograd::needs_grad(self)) return assign_inplace(op, self, row());
+  if (autograd::needs_grad(self)) return assign_inplace(op, self, row(self.clone()));
   DType ct = compute_dtype<F>(op, self.dtype());
   if (ct != self.dtype() || F::kBoolOut) return assign_inplace(op, self, unary_op<F>(op, self));
   unary(index_of_v<F, UnaryFunctors>, self, self, {});
@@ -144,8 +150,10 @@ void record_row(const char* op, Tensor& y, const std::vector<const Tensor*>& inp
     if (k.c) d.c = c.saved(i++);
     if (k.out) d.out = c.saved(i++);
     for (size_t j = 0; j < n; ++j) d.need[j] = c.needs_grad(j);
-    if constexpr (std::is_same_v<decltype(fn(d)), Tensor>) return autograd::Grads{fn(d)};
-    else return autograd::Grads(fn(d));
+    if constexpr (std::is_same_v<decltype(fn(d)), Tensor>)
+      return autograd::Grads{fn(d)};
+    else
+      return autograd::Grads(fn(d));
   });
 }
 
@@ -162,8 +170,8 @@ Tensor binary_row(const char* op, const Tensor& a, const Tensor& b, const OpPara
   return y;
 }
 template <class F, class Fn>
-Tensor ternary_row(const char* op, const Tensor& a, const Tensor& b, const Tensor& c, DType ct,
-                   const OpParams& p, Keep k, Fn fn) {
+Tensor ternary_row(const char* op, const Tensor& a, const Tensor& b, const Tensor& c, DType ct, const OpParams& p,
+                   Keep k, Fn fn) {
   Tensor y = ternary_op<F>(op, a, b, c, ct, p);
   record_row(op, y, {&a, &b, &c}, k, fn);
   return y;
@@ -182,9 +190,12 @@ void check_no_int_zero(const char* op, const Tensor& divisor, DType ct) {
 
 double dtype_max(DType dt) {
   return visit_dtype<AllTypes>(dt, "[nan_to_num]", [&]<class T>() -> double {
-    if constexpr (std::is_same_v<T, half>) return 65504.0;
-    else if constexpr (std::is_same_v<T, bfloat16>) return 3.3895313892515355e38;
-    else return static_cast<double>(std::numeric_limits<T>::max());
+    if constexpr (std::is_same_v<T, half>)
+      return 65504.0;
+    else if constexpr (std::is_same_v<T, bfloat16>)
+      return 3.3895313892515355e38;
+    else
+      return static_cast<double>(std::numeric_limits<T>::max());
   });
 }
 
@@ -193,7 +204,7 @@ double dtype_max(DType dt) {
 // ---------------------------------------------------------------- unary rows
 // Each row: name, functor, what the derivative keeps, the derivative (PyTorch's formulas).
 constexpr double kLn2 = 0.69314718055994530942;
-constexpr double kSqrt1_2 = 0.70710678118654752440;   // 1/sqrt(2)
+constexpr double kSqrt1_2 = 0.70710678118654752440;     // 1/sqrt(2)
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1/sqrt(2 pi)
 constexpr double k2InvSqrtPi = 1.12837916709551257390;  // 2/sqrt(pi)
 
@@ -201,13 +212,19 @@ Tensor neg(const Tensor& x) {
   EMBER_CHECK(x.dtype() != kBool, DTypeError, "[neg] negation of a bool tensor is not supported; use logical_not");
   return unary_row<Neg>("neg", x, {}, {}, [](const D& d) { return -d.g; });
 }
-Tensor abs(const Tensor& x) { return unary_row<Abs>("abs", x, {}, {.a = true}, [](const D& d) { return d.g * sign(d.a); }); }
+Tensor abs(const Tensor& x) {
+  return unary_row<Abs>("abs", x, {}, {.a = true}, [](const D& d) { return d.g * sign(d.a); });
+}
 Tensor sign(const Tensor& x) { return unary_row<Sign>("sign", x, {}, {}, zero_grad); }
-Tensor exp(const Tensor& x) { return unary_row<Exp>("exp", x, {}, {.out = true}, [](const D& d) { return d.g * d.out; }); }
+Tensor exp(const Tensor& x) {
+  return unary_row<Exp>("exp", x, {}, {.out = true}, [](const D& d) { return d.g * d.out; });
+}
 Tensor exp2(const Tensor& x) {
   return unary_row<Exp2>("exp2", x, {}, {.out = true}, [](const D& d) { return d.g * d.out * kLn2; });
 }
-Tensor log(const Tensor& x) { return unary_row<Log>("log", x, {}, {.a = true}, [](const D& d) { return d.g / d.a; }); }
+Tensor log(const Tensor& x) {
+  return unary_row<Log>("log", x, {}, {.a = true}, [](const D& d) { return d.g / d.a; });
+}
 Tensor log2(const Tensor& x) {
   return unary_row<Log2>("log2", x, {}, {.a = true}, [](const D& d) { return d.g / (d.a * kLn2); });
 }
@@ -226,8 +243,12 @@ Tensor rsqrt(const Tensor& x) {
 Tensor reciprocal(const Tensor& x) {
   return unary_row<Reciprocal>("reciprocal", x, {}, {.out = true}, [](const D& d) { return -d.g * d.out * d.out; });
 }
-Tensor sin(const Tensor& x) { return unary_row<Sin>("sin", x, {}, {.a = true}, [](const D& d) { return d.g * cos(d.a); }); }
-Tensor cos(const Tensor& x) { return unary_row<Cos>("cos", x, {}, {.a = true}, [](const D& d) { return -d.g * sin(d.a); }); }
+Tensor sin(const Tensor& x) {
+  return unary_row<Sin>("sin", x, {}, {.a = true}, [](const D& d) { return d.g * cos(d.a); });
+}
+Tensor cos(const Tensor& x) {
+  return unary_row<Cos>("cos", x, {}, {.a = true}, [](const D& d) { return -d.g * sin(d.a); });
+}
 Tensor tan(const Tensor& x) {
   return unary_row<Tan>("tan", x, {}, {.out = true}, [](const D& d) { return d.g * (d.out * d.out + 1); });
 }
@@ -251,8 +272,8 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
       Tensor pdf = exp(d.a * d.a * -0.5) * kInvSqrt2Pi;
       return d.g * (cdf + d.a * pdf);
     });
-  EMBER_CHECK(approximate == "tanh", ValueError, "[gelu] approximate must be 'none' or 'tanh', got '",
-              approximate, "'");
+  EMBER_CHECK(approximate == "tanh", ValueError, "[gelu] approximate must be 'none' or 'tanh', got '", approximate,
+              "'");
   return unary_row<GeluTanh>("gelu", x, {}, {.a = true}, [](const D& d) {
     constexpr double k = 0.79788456080286535588, c = 0.044715;  // sqrt(2/pi)
     Tensor x2 = d.a * d.a;
@@ -316,9 +337,8 @@ Tensor pow(const Tensor& x, const Scalar& e) {
               "[pow] integers to negative integer powers are not allowed");
   double k = e.to_double();
   Tensor y = unary_op<PowScalar>("pow", x.to(ct), {.a = k});
-  record_row("pow", y, {&x}, {.a = true}, [k](const D& d) {
-    return k == 0 ? zeros_like(d.g) : d.g * pow(d.a, k - 1) * k;
-  });
+  record_row("pow", y, {&x}, {.a = true},
+             [k](const D& d) { return k == 0 ? zeros_like(d.g) : d.g * pow(d.a, k - 1) * k; });
   return y;
 }
 // d/dx = e x^(e-1) (0 where e = 0); d/de = x^e log x (0 where x = 0 and e >= 0), as PyTorch.
@@ -411,8 +431,8 @@ Tensor logical_xor(const Tensor& a, const Tensor& b) { return binary_op<LogicalX
 
 // ---------------------------------------------------------------- ternary rows
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  EMBER_CHECK(cond.dtype() == kBool || cond.dtype() == kU8, DTypeError,
-              "[where] condition must be a bool tensor, got ", describe(cond));
+  EMBER_CHECK(cond.dtype() == kBool || cond.dtype() == kU8, DTypeError, "[where] condition must be a bool tensor, got ",
+              describe(cond));
   return ternary_row<Where>("where", cond, a, b, result_type(a, b), {}, {.a = true}, [](const D& d) {
     Tensor zero = zeros_like(d.g);
     return autograd::Grads{Tensor(), d.need[1] ? where(d.a, d.g, zero) : Tensor(),
@@ -433,25 +453,22 @@ Tensor lerp(const Tensor& start, const Tensor& end, const Scalar& w) {
 Tensor lerp(const Tensor& start, const Tensor& end, const Tensor& w) {
   EMBER_CHECK(start.dtype() == end.dtype() && is_floating(start.dtype()), DTypeError,
               "[lerp] needs floating start and end of one dtype, got ", describe(start), " and ", describe(end));
-  return ternary_row<Lerp>("lerp", start, end, w, start.dtype(), {}, {.a = true, .b = true, .c = true},
-                           [](const D& d) {
-                             return autograd::Grads{d.need[0] ? d.g * (1 - d.c) : Tensor(),
-                                                    d.need[1] ? d.g * d.c : Tensor(),
-                                                    d.need[2] ? d.g * (d.b - d.a) : Tensor()};
-                           });
+  return ternary_row<Lerp>("lerp", start, end, w, start.dtype(), {}, {.a = true, .b = true, .c = true}, [](const D& d) {
+    return autograd::Grads{d.need[0] ? d.g * (1 - d.c) : Tensor(), d.need[1] ? d.g * d.c : Tensor(),
+                           d.need[2] ? d.g * (d.b - d.a) : Tensor()};
+  });
 }
 Tensor addcmul(const Tensor& x, const Tensor& t1, const Tensor& t2, const Scalar& v) {
   double k = v.to_double();
-  return ternary_row<Addcmul>("addcmul", x, t1, t2, result_type({&x, &t1, &t2}), {.a = k}, {.b = true, .c = true},
-                              [k](const D& d) {
-                                return autograd::Grads{d.g, d.need[1] ? d.g * d.c * k : Tensor(),
-                                                       d.need[2] ? d.g * d.b * k : Tensor()};
-                              });
+  return ternary_row<Addcmul>(
+      "addcmul", x, t1, t2, result_type({&x, &t1, &t2}), {.a = k}, {.b = true, .c = true}, [k](const D& d) {
+        return autograd::Grads{d.g, d.need[1] ? d.g * d.c * k : Tensor(), d.need[2] ? d.g * d.b * k : Tensor()};
+      });
 }
 Tensor addcdiv(const Tensor& x, const Tensor& t1, const Tensor& t2, const Scalar& v) {
   DType ct = result_type({&x, &t1, &t2});
-  EMBER_CHECK(is_floating(ct), DTypeError, "[addcdiv] integer division is not supported, got ", describe(t1),
-              " and ", describe(t2));
+  EMBER_CHECK(is_floating(ct), DTypeError, "[addcdiv] integer division is not supported, got ", describe(t1), " and ",
+              describe(t2));
   double k = v.to_double();
   return ternary_row<Addcdiv>("addcdiv", x, t1, t2, ct, {.a = k}, {.b = true, .c = true}, [k](const D& d) {
     return autograd::Grads{d.g, d.need[1] ? d.g * k / d.c : Tensor(),
@@ -492,9 +509,18 @@ static void check_bool_operands(const char* op, const Tensor& a, const Tensor& b
   EMBER_CHECK(a.dtype() == kBool && b.dtype() == kBool, DTypeError, "[", op,
               "] operators &, |, ^ need bool tensors, got ", describe(a), " and ", describe(b));
 }
-Tensor operator&(const Tensor& a, const Tensor& b) { check_bool_operands("and", a, b); return logical_and(a, b); }
-Tensor operator|(const Tensor& a, const Tensor& b) { check_bool_operands("or", a, b); return logical_or(a, b); }
-Tensor operator^(const Tensor& a, const Tensor& b) { check_bool_operands("xor", a, b); return logical_xor(a, b); }
+Tensor operator&(const Tensor& a, const Tensor& b) {
+  check_bool_operands("and", a, b);
+  return logical_and(a, b);
+}
+Tensor operator|(const Tensor& a, const Tensor& b) {
+  check_bool_operands("or", a, b);
+  return logical_or(a, b);
+}
+Tensor operator^(const Tensor& a, const Tensor& b) {
+  check_bool_operands("xor", a, b);
+  return logical_xor(a, b);
+}
 Tensor operator~(const Tensor& a) {
   EMBER_CHECK(a.dtype() == kBool, DTypeError, "[not] operator ~ needs a bool tensor, got ", describe(a));
   return logical_not(a);
@@ -509,34 +535,58 @@ Tensor& operator*=(Tensor& a, const Scalar& b) { return a.mul_(wrap(b)); }
 Tensor& operator/=(Tensor& a, const Scalar& b) { return a.div_(wrap(b)); }
 
 // ---------------------------------------------------------------- in-place methods
-Tensor& Tensor::neg_() { return unary_inplace<Neg>("neg_", *this, [&] { return ember::neg(*this); }); }
-Tensor& Tensor::abs_() { return unary_inplace<Abs>("abs_", *this, [&] { return ember::abs(*this); }); }
-Tensor& Tensor::exp_() { return unary_inplace<Exp>("exp_", *this, [&] { return ember::exp(*this); }); }
-Tensor& Tensor::log_() { return unary_inplace<Log>("log_", *this, [&] { return ember::log(*this); }); }
-Tensor& Tensor::sqrt_() { return unary_inplace<Sqrt>("sqrt_", *this, [&] { return ember::sqrt(*this); }); }
-Tensor& Tensor::tanh_() { return unary_inplace<Tanh>("tanh_", *this, [&] { return ember::tanh(*this); }); }
-Tensor& Tensor::sigmoid_() { return unary_inplace<Sigmoid>("sigmoid_", *this, [&] { return ember::sigmoid(*this); }); }
-Tensor& Tensor::relu_() { return unary_inplace<Relu>("relu_", *this, [&] { return ember::relu(*this); }); }
-Tensor& Tensor::clamp_(std::optional<Scalar> min, std::optional<Scalar> max) {
-  return assign_inplace("clamp_", *this, ember::clamp(*this, min, max));
+Tensor& Tensor::neg_() {
+  return unary_inplace<Neg>("neg_", *this, [&](const Tensor& s) { return ember::neg(s); });
 }
-Tensor& Tensor::pow_(const Scalar& e) { return assign_inplace("pow_", *this, ember::pow(*this, e)); }
+Tensor& Tensor::abs_() {
+  return unary_inplace<Abs>("abs_", *this, [&](const Tensor& s) { return ember::abs(s); });
+}
+Tensor& Tensor::exp_() {
+  return unary_inplace<Exp>("exp_", *this, [&](const Tensor& s) { return ember::exp(s); });
+}
+Tensor& Tensor::log_() {
+  return unary_inplace<Log>("log_", *this, [&](const Tensor& s) { return ember::log(s); });
+}
+Tensor& Tensor::sqrt_() {
+  return unary_inplace<Sqrt>("sqrt_", *this, [&](const Tensor& s) { return ember::sqrt(s); });
+}
+Tensor& Tensor::tanh_() {
+  return unary_inplace<Tanh>("tanh_", *this, [&](const Tensor& s) { return ember::tanh(s); });
+}
+Tensor& Tensor::sigmoid_() {
+  return unary_inplace<Sigmoid>("sigmoid_", *this, [&](const Tensor& s) { return ember::sigmoid(s); });
+}
+Tensor& Tensor::relu_() {
+  return unary_inplace<Relu>("relu_", *this, [&](const Tensor& s) { return ember::relu(s); });
+}
+Tensor& Tensor::clamp_(std::optional<Scalar> min, std::optional<Scalar> max) {
+  return assign_inplace("clamp_", *this, ember::clamp(original(*this, {this}), min, max));
+}
+Tensor& Tensor::pow_(const Scalar& e) { return assign_inplace("pow_", *this, ember::pow(original(*this, {this}), e)); }
 Tensor& Tensor::add_(const Tensor& o, const Scalar& alpha) {
-  return binary_inplace<Add>("add_", *this, o, {.a = alpha.to_double()}, [&] { return ember::add(*this, o, alpha); });
+  return binary_inplace<Add>("add_", *this, o, {.a = alpha.to_double()},
+                             [&](const Tensor& s) { return ember::add(s, o, alpha); });
 }
 Tensor& Tensor::sub_(const Tensor& o, const Scalar& alpha) {
-  return binary_inplace<Sub>("sub_", *this, o, {.a = alpha.to_double()}, [&] { return ember::sub(*this, o, alpha); });
+  return binary_inplace<Sub>("sub_", *this, o, {.a = alpha.to_double()},
+                             [&](const Tensor& s) { return ember::sub(s, o, alpha); });
 }
-Tensor& Tensor::mul_(const Tensor& o) { return binary_inplace<Mul>("mul_", *this, o, {}, [&] { return ember::mul(*this, o); }); }
-Tensor& Tensor::div_(const Tensor& o) { return binary_inplace<Div>("div_", *this, o, {}, [&] { return ember::div(*this, o); }); }
+Tensor& Tensor::mul_(const Tensor& o) {
+  return binary_inplace<Mul>("mul_", *this, o, {}, [&](const Tensor& s) { return ember::mul(s, o); });
+}
+Tensor& Tensor::div_(const Tensor& o) {
+  return binary_inplace<Div>("div_", *this, o, {}, [&](const Tensor& s) { return ember::div(s, o); });
+}
 Tensor& Tensor::add_(const Scalar& o) { return add_(wrap(o)); }
 Tensor& Tensor::mul_(const Scalar& o) { return mul_(wrap(o)); }
-Tensor& Tensor::lerp_(const Tensor& end, const Scalar& w) { return assign_inplace("lerp_", *this, ember::lerp(*this, end, w)); }
+Tensor& Tensor::lerp_(const Tensor& end, const Scalar& w) {
+  return assign_inplace("lerp_", *this, ember::lerp(original(*this, {this, &end}), end, w));
+}
 Tensor& Tensor::addcmul_(const Tensor& t1, const Tensor& t2, const Scalar& v) {
-  return assign_inplace("addcmul_", *this, ember::addcmul(*this, t1, t2, v));
+  return assign_inplace("addcmul_", *this, ember::addcmul(original(*this, {this, &t1, &t2}), t1, t2, v));
 }
 Tensor& Tensor::addcdiv_(const Tensor& t1, const Tensor& t2, const Scalar& v) {
-  return assign_inplace("addcdiv_", *this, ember::addcdiv(*this, t1, t2, v));
+  return assign_inplace("addcdiv_", *this, ember::addcdiv(original(*this, {this, &t1, &t2}), t1, t2, v));
 }
 
 }  // namespace ember

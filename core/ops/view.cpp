@@ -102,8 +102,8 @@ Tensor Tensor::reshape(const Shape& req) const {
 }
 
 Tensor Tensor::permute(const Shape& dims) const {
-  EMBER_CHECK(static_cast<int64_t>(dims.size()) == dim(), ShapeError, "[permute] got ", dims.size(),
-              " dims for ", describe(*this));
+  EMBER_CHECK(static_cast<int64_t>(dims.size()) == dim(), ShapeError, "[permute] got ", dims.size(), " dims for ",
+              describe(*this));
   Shape s(dims.size(), 0), st(dims.size(), 0), inverse(dims.size(), 0);
   std::vector<bool> seen(dims.size(), false);
   for (size_t i = 0; i < dims.size(); ++i) {
@@ -191,8 +191,8 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   d = wrap_dim(d, dim(), "[narrow]");
   int64_t n = shape()[d];
   if (start < 0) start += n;
-  EMBER_CHECK(start >= 0 && length >= 0 && start + length <= n, IndexError, "[narrow] start ", start,
-              " + length ", length, " exceeds dim ", d, " of size ", n, " in ", describe(*this));
+  EMBER_CHECK(start >= 0 && length >= 0 && start + length <= n, IndexError, "[narrow] start ", start, " + length ",
+              length, " exceeds dim ", d, " of size ", n, " in ", describe(*this));
   Shape s = shape();
   s[d] = length;
   return recorded("narrow", *this, make_view(*this, s, strides(), storage_offset() + start * strides()[d]),
@@ -259,8 +259,8 @@ Tensor Tensor::as_strided(const Shape& size, const Shape& stride, std::optional<
   EMBER_CHECK(off >= 0, IndexError, "[as_strided] negative storage offset ", off);
   int64_t last = off;
   for (size_t i = 0; i < size.size(); ++i) {
-    EMBER_CHECK(size[i] >= 0 && stride[i] >= 0, ShapeError, "[as_strided] negative size or stride in ", size,
-                " / ", stride);
+    EMBER_CHECK(size[i] >= 0 && stride[i] >= 0, ShapeError, "[as_strided] negative size or stride in ", size, " / ",
+                stride);
     if (size[i] == 0) last = -1;
     if (last >= 0) last += (size[i] - 1) * stride[i];
   }
@@ -268,9 +268,10 @@ Tensor Tensor::as_strided(const Shape& size, const Shape& stride, std::optional<
   EMBER_CHECK(last < cap, IndexError, "[as_strided] size ", size, " stride ", stride, " offset ", off,
               " reaches element ", last, " of a storage of ", cap);
   Tensor out = make_view(*this, size, stride, off);
-  return recorded("as_strided", *this, out, [in = autograd::Strided(*this), o = autograd::Strided(out)](const Tensor& g) {
-    return autograd::as_strided_backward(g, in, o);
-  });
+  return recorded("as_strided", *this, out,
+                  [in = autograd::Strided(*this), o = autograd::Strided(out)](const Tensor& g) {
+                    return autograd::as_strided_backward(g, in, o);
+                  });
 }
 
 Tensor broadcast_to(const Tensor& t, const Shape& shape) { return t.expand(shape); }
