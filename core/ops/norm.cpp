@@ -2,9 +2,11 @@
 // PyTorch does; the per-row and per-channel work is in kernels/cpu/norm.cpp.
 #include <limits>
 
+#include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
 #include "core/ops/nn.hpp"
+#include "core/ops/reduce.hpp"
 #include "kernels/nn.hpp"
 
 namespace ember {
@@ -61,6 +63,21 @@ int64_t row_count(const Tensor& input, int64_t nd) {
   return rows;
 }
 
+// The trailing nd dims, which layer_norm and rms_norm normalise over.
+Shape last_dims(size_t nd) {
+  Shape dims;
+  for (size_t i = nd; i > 0; --i) dims.push_back(-static_cast<int64_t>(i));
+  return dims;
+}
+
+// d/dx of xhat = (x - mean) * rstd (mean-centred when `centred`) given gw = d/dxhat, over `dims`.
+Tensor normalized_input_grad(const Tensor& gw, const Tensor& xhat, const Tensor& rstd, const Shape& dims,
+                             bool centred) {
+  Tensor inner = gw - xhat * mean(gw * xhat, dims, true);
+  if (centred) inner = inner - mean(gw, dims, true);
+  return rstd * inner;
+}
+
 }  // namespace
 
 Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
@@ -76,9 +93,28 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
   check_device(op, "bias", input, bias);
   const int64_t rows = row_count(input, static_cast<int64_t>(normalized_shape.size()));
   const DType ct = compute_dtype(input.dtype());
+  const bool record = autograd::needs_grad({&input, &weight, &bias});
   Tensor out = make_tensor(input.shape(), input.dtype(), input.device());
-  kernels::layer_norm(out.view({rows, cols}), input.contiguous().view({rows, cols}), flat_param(weight, ct, cols),
-                      flat_param(bias, ct, cols), eps);
+  {
+    autograd::NoGradGuard no_grad;
+    kernels::layer_norm(out.view({rows, cols}), input.contiguous().view({rows, cols}), flat_param(weight, ct, cols),
+                        flat_param(bias, ct, cols), eps);
+  }
+  if (record)  // recomputes the row statistics from the saved input: cheaper to keep than two more tensors
+    autograd::record(op, {&out}, {&input, &weight, &bias}, {input, weight},
+                     [dims = last_dims(normalized_shape.size()), eps](autograd::Ctx& c) {
+                       Tensor x = c.saved(0), w = c.saved(1);
+                       const DType ct = compute_dtype(x.dtype());
+                       Tensor xc = x.to(ct), g = c.grad().to(ct);
+                       Tensor xm = xc - mean(xc, dims, true);
+                       Tensor rstd = rsqrt(mean(xm * xm, dims, true) + eps);
+                       Tensor xhat = xm * rstd;
+                       Tensor gw = w.defined() ? g * w.to(ct) : g;
+                       return autograd::Grads{
+                           c.needs_grad(0) ? normalized_input_grad(gw, xhat, rstd, dims, true) : Tensor(),
+                           c.needs_grad(1) ? g * xhat : Tensor(),  // the engine sums the rows away
+                           c.needs_grad(2) ? g : Tensor()};
+                     });
   return out;
 }
 
@@ -95,8 +131,25 @@ Tensor rms_norm(const Tensor& input, const Shape& normalized_shape, const Tensor
   // PyTorch's default is the machine epsilon of the computation type (f32 for f16/bf16 inputs).
   const double e = eps.value_or(ct == kF64 ? std::numeric_limits<double>::epsilon()
                                            : static_cast<double>(std::numeric_limits<float>::epsilon()));
+  const bool record = autograd::needs_grad({&input, &weight});
   Tensor out = make_tensor(input.shape(), input.dtype(), input.device());
-  kernels::rms_norm(out.view({rows, cols}), input.contiguous().view({rows, cols}), flat_param(weight, ct, cols), e);
+  {
+    autograd::NoGradGuard no_grad;
+    kernels::rms_norm(out.view({rows, cols}), input.contiguous().view({rows, cols}), flat_param(weight, ct, cols), e);
+  }
+  if (record)
+    autograd::record(op, {&out}, {&input, &weight}, {input, weight},
+                     [dims = last_dims(normalized_shape.size()), e](autograd::Ctx& c) {
+                       Tensor x = c.saved(0), w = c.saved(1);
+                       const DType ct = compute_dtype(x.dtype());
+                       Tensor xc = x.to(ct), g = c.grad().to(ct);
+                       Tensor rstd = rsqrt(mean(xc * xc, dims, true) + e);
+                       Tensor xhat = xc * rstd;
+                       Tensor gw = w.defined() ? g * w.to(ct) : g;
+                       return autograd::Grads{
+                           c.needs_grad(0) ? normalized_input_grad(gw, xhat, rstd, dims, false) : Tensor(),
+                           c.needs_grad(1) ? g * xhat : Tensor()};
+                     });
   return out;
 }
 
@@ -126,6 +179,8 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
   EMBER_CHECK(!training || count != 1, ValueError, "[", op,
               "] expected more than 1 value per channel when training, got input ", describe(input));
 
+  const bool record = autograd::needs_grad({&input, &weight, &bias});
+  autograd::NoGradGuard no_grad;  // the statistics below are constants; the node is recorded at the end
   Tensor x = input.reshape({n, c, spatial});
   Tensor out = make_tensor(input.shape(), input.dtype(), input.device());
   if (out.numel() == 0) return out;  // nothing to normalise and, as PyTorch, no statistics to update
@@ -156,6 +211,34 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
   if (weight.defined()) scale = scale * weight.to(kF64).reshape({c});
   Tensor shift = bias.defined() ? bias.to(kF64).reshape({c}) - mean * scale : -(mean * scale);
   kernels::batch_norm_apply(out.view(x.shape()), x, scale.contiguous(), shift.contiguous());
+  if (!record) return out;
+  // Training differentiates through the batch statistics (recomputed from the saved input); evaluation
+  // treats the running statistics as constants, kept here as they were.
+  Tensor eval_mean = training ? Tensor() : mean.clone(), eval_rstd = training ? Tensor() : rsqrt(var + f64(eps));
+  autograd::record(
+      op, {&out}, {&input, &weight, &bias}, {input, weight},
+      [training, eps, n, c, spatial, eval_mean, eval_rstd](autograd::Ctx& ctx) {
+        Tensor x = ctx.saved(0), w = ctx.saved(1);
+        const DType ct = compute_dtype(x.dtype());
+        const Shape dims{0, 2}, channel{1, c, 1};
+        Tensor x3 = x.to(ct).reshape({n, c, spatial}), g3 = ctx.grad().to(ct).reshape({n, c, spatial});
+        Tensor xm, rstd;
+        if (training) {
+          xm = x3 - ember::mean(x3, dims, true);
+          rstd = rsqrt(ember::mean(xm * xm, dims, true) + eps);
+        } else {
+          xm = x3 - eval_mean.to(ct).reshape(channel);
+          rstd = eval_rstd.to(ct).reshape(channel);
+        }
+        Tensor xhat = xm * rstd;
+        Tensor gw = w.defined() ? g3 * w.to(ct).reshape(channel) : g3;
+        autograd::Grads r(3);
+        if (ctx.needs_grad(0))
+          r[0] = (training ? normalized_input_grad(gw, xhat, rstd, dims, true) : gw * rstd).reshape(ctx.input(0).shape);
+        if (ctx.needs_grad(1)) r[1] = sum(g3 * xhat, dims).reshape(ctx.input(1).shape);
+        if (ctx.needs_grad(2)) r[2] = sum(g3, dims).reshape(ctx.input(2).shape);
+        return r;
+      });
   return out;
 }
 

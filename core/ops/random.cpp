@@ -4,8 +4,10 @@
 
 #include <numeric>
 
+#include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
+#include "kernels/elementwise.hpp"
 #include "kernels/philox.hpp"
 #include "kernels/random.hpp"
 
@@ -18,6 +20,7 @@ Generator& gen_or_default(Generator* g) { return g ? *g : default_generator(); }
 
 // Fills t (any layout) by drawing into a contiguous buffer and copying when needed.
 void draw(Tensor& t, const kernels::RandomParams& p, Generator* g) {
+  autograd::check_inplace(t, "random fill");  // e.g. uniform_ on a parameter outside NoGradGuard
   Generator& gen = gen_or_default(g);
   uint64_t base = gen.advance(kernels::philox_blocks(t.numel()));
   if (t.is_contiguous()) {
@@ -25,9 +28,9 @@ void draw(Tensor& t, const kernels::RandomParams& p, Generator* g) {
   } else {
     Tensor tmp = make_tensor(t.shape(), t.dtype(), t.device());
     kernels::random_fill(tmp, p, gen.seed(), base);
-    t.copy_(tmp);
+    kernels::copy(t, tmp);
   }
-  t.impl().storage->bump_version();
+  t.impl().storage->bump_version("random fill");
 }
 
 void check_float(const char* op, const TensorOptions& o) {
@@ -75,7 +78,9 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, const TensorOption
   draw(t, {.dist = Distribution::RandInt, .a = static_cast<double>(low), .b = static_cast<double>(high)}, g);
   return t;
 }
-Tensor rand_like(const Tensor& t, Generator* g) { return rand(t.shape(), {.dtype = t.dtype(), .device = t.device()}, g); }
+Tensor rand_like(const Tensor& t, Generator* g) {
+  return rand(t.shape(), {.dtype = t.dtype(), .device = t.device()}, g);
+}
 Tensor randn_like(const Tensor& t, Generator* g) {
   return randn(t.shape(), {.dtype = t.dtype(), .device = t.device()}, g);
 }
@@ -107,14 +112,25 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* g) {
   EMBER_CHECK(p >= 0 && p <= 1, ValueError, "[dropout] probability has to be between 0 and 1, got ", p);
   EMBER_CHECK(is_floating(x.dtype()), DTypeError, "[dropout] needs a floating tensor, got ", describe(x));
   if (!training || p == 0) return x;
-  if (p == 1) return zeros_like(x);
-  Tensor keep = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
-  bernoulli_(keep, 1 - p, g);
-  return x * keep * (1.0 / (1 - p));
+  if (p == 1) return x * 0.0;  // zeros that still carry a (zero) gradient
+  // One multiply by the scaled keep-mask: the backward is g * mask.
+  Tensor mask = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
+  bernoulli_(mask, 1 - p, g);
+  mask.mul_(1.0 / (1 - p));
+  return x * mask;
 }
 
-Tensor& Tensor::uniform_(double from, double to) { ember::uniform_(*this, from, to); return *this; }
-Tensor& Tensor::normal_(double mean, double std) { ember::normal_(*this, mean, std); return *this; }
-Tensor& Tensor::bernoulli_(double p) { ember::bernoulli_(*this, p); return *this; }
+Tensor& Tensor::uniform_(double from, double to) {
+  ember::uniform_(*this, from, to);
+  return *this;
+}
+Tensor& Tensor::normal_(double mean, double std) {
+  ember::normal_(*this, mean, std);
+  return *this;
+}
+Tensor& Tensor::bernoulli_(double p) {
+  ember::bernoulli_(*this, p);
+  return *this;
+}
 
 }  // namespace ember
