@@ -194,6 +194,10 @@ void attach(const std::shared_ptr<Node>& node, const std::vector<Tensor*>& outpu
     Tensor& out = *outputs[i];
     node->outputs.push_back(out.defined() ? TensorGeometry(out) : TensorGeometry());
     if (!out.defined() || !is_floating(out.dtype())) continue;  // indices and masks stay constants
+    // An op that returns a view of a buffer it allocated (e.g. a reduction reshaping its result) makes a
+    // new tensor as far as the tape is concerned: in-place writes into it must not be routed to a base
+    // that has no history.
+    if (const auto& base = out.impl().view_base; base && !Tensor(base).requires_grad()) out.impl().view_base.reset();
     AutogradMeta& m = meta_of(out);
     m.grad_fn = node;
     m.output_nr = static_cast<uint32_t>(i);

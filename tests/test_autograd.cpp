@@ -267,3 +267,11 @@ TEST_CASE("graphs free themselves: long chains, and steady memory over many iter
     REQUIRE(memory_stats().current_bytes == base);
   }
 }
+
+TEST_CASE("in-place writes into an op's result that is a view of the op's own buffer keep the op's gradient") {
+  Tensor x = ones({2, 3}, {.dtype = kF64, .requires_grad = true});
+  Tensor s = sum(x, {1});  // a view of the reduction's [2, 1] buffer
+  s.narrow(0, 0, 1).mul_(3.0);
+  s.sum().backward();
+  CHECK(allclose(x.grad(), f64({3, 3, 3, 1, 1, 1}, {2, 3})));
+}

@@ -1,10 +1,14 @@
 // Indexing op builders: argument, shape and index-range checks (PyTorch's rules), output allocation,
 // then the kernels of kernels/index.hpp. Indices must lie in [0, size): negative ones are errors.
+// Backward formulas pair the ops up: gather <-> scatter_add, index_select <-> index_add.
 #include "core/ops/index.hpp"
 
 #include <string>
 
+#include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
+#include "core/ops/elementwise.hpp"
+#include "core/ops/shape.hpp"
 #include "kernels/index.hpp"
 
 namespace ember {
@@ -101,27 +105,33 @@ Tensor broadcast_value(const Scalar& value, const Tensor& t, const Shape& shape)
   return full({}, value, TensorOptions{t.dtype(), t.device()}).expand(shape);
 }
 
-}  // namespace
+TensorOptions like(const Tensor& g) { return {.dtype = g.dtype(), .device = g.device()}; }
 
-Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
-  return index_select_impl("index_select", t, dim, index);
+// The gradient of a scatter's src from the index-shaped gather of g: src may be larger than the index
+// in any dim (its extra elements are unused and get zeros) and 0-dim where the index is 1-element 1-d.
+Tensor fit_to(const Tensor& g, const Shape& shape) {
+  if (g.shape() == shape) return g;
+  Tensor r = g.dim() == 0 ? g.reshape({1}) : g;
+  Shape target = shape.empty() ? Shape{1} : shape;
+  std::vector<int64_t> p;
+  for (int64_t d = r.dim() - 1; d >= 0; --d) {
+    p.push_back(0);
+    p.push_back(target[d] - r.shape()[d]);
+  }
+  return pad(r, p).reshape(shape);
 }
 
-Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) { return gather_impl("gather", t, dim, index); }
-
-Tensor scatter(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src) {
-  return scatter_impl("scatter", t, dim, index, src, kernels::ScatterMode::Assign);
+// Runs an op's forward with grad mode off: the reshapes, clones and expands inside are scaffolding.
+// A result that is a reshaped view of the op's own fresh buffer is handed out as a plain tensor, so
+// an in-place write into it is not taken for a write through a view (which would re-route its history).
+template <class F>
+Tensor untracked(F f) {
+  autograd::NoGradGuard no_grad;
+  Tensor r = f();
+  return r.impl().view_base ? r.detach() : r;
 }
 
-Tensor scatter(const Tensor& t, int64_t dim, const Tensor& index, const Scalar& value) {
-  return scatter_impl("scatter", t, dim, index, broadcast_value(value, t, index.shape()), kernels::ScatterMode::Assign);
-}
-
-Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src) {
-  return scatter_impl("scatter_add", t, dim, index, src, kernels::ScatterMode::Add);
-}
-
-Tensor index_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src, const Scalar& alpha) {
+Tensor index_add_impl(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src, const Scalar& alpha) {
   const char* op = "index_add";
   check_index_dtype(op, index);
   check_same_device(op, t, index);
@@ -147,6 +157,90 @@ Tensor index_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor
   return out.view(t.shape());
 }
 
+// take_along_dim as a gather from t broadcast to `shape` (t's shape but in dim) with the broadcast
+// index; the gradient is scattered into that shape and summed down to t's.
+Tensor take_along_dim_impl(const Tensor& t, int64_t dim, const Shape& shape, const Tensor& index) {
+  Tensor out = untracked([&] { return gather_impl("take_along_dim", t.expand(shape), dim, index); });
+  if (autograd::needs_grad(t))
+    autograd::record("take_along_dim", {&out}, {&t}, {index}, [dim, shape, in = t.shape()](autograd::Ctx& c) {
+      const Tensor& g = c.grad();
+      return autograd::Grads{autograd::sum_to(zeros(shape, like(g)).scatter_add(dim, c.saved(0), g), in)};
+    });
+  return out;
+}
+
+}  // namespace
+
+Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
+  Tensor out = untracked([&] { return index_select_impl("index_select", t, dim, index); });
+  if (autograd::needs_grad(t))
+    autograd::record("index_select", {&out}, {&t}, {index}, [dim, in = t.shape()](autograd::Ctx& c) {
+      const Tensor& g = c.grad();
+      return autograd::Grads{zeros(in, like(g)).index_add(dim, c.saved(0), g)};
+    });
+  return out;
+}
+
+Tensor gather(const Tensor& t, int64_t dim, const Tensor& index) {
+  Tensor out = untracked([&] { return gather_impl("gather", t, dim, index); });
+  if (autograd::needs_grad(t))
+    autograd::record("gather", {&out}, {&t}, {index}, [dim, in = t.shape()](autograd::Ctx& c) {
+      const Tensor& g = c.grad();
+      return autograd::Grads{zeros(in, like(g)).scatter_add(dim, c.saved(0), g)};
+    });
+  return out;
+}
+
+Tensor scatter(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src) {
+  Tensor out = untracked([&] { return scatter_impl("scatter", t, dim, index, src, kernels::ScatterMode::Assign); });
+  // self: g where nothing was written; src: g at the positions each element went to.
+  if (autograd::needs_grad({&t, &src}))
+    autograd::record("scatter", {&out}, {&t, &src}, {index}, [dim, src_shape = src.shape()](autograd::Ctx& c) {
+      const Tensor& g = c.grad();
+      Tensor index = c.saved(0);
+      return autograd::Grads{c.needs_grad(0) ? g.scatter(dim, index, 0.0) : Tensor(),
+                             c.needs_grad(1) ? fit_to(g.gather(dim, index), src_shape) : Tensor()};
+    });
+  return out;
+}
+
+Tensor scatter(const Tensor& t, int64_t dim, const Tensor& index, const Scalar& value) {
+  Tensor out = untracked([&] {
+    return scatter_impl("scatter", t, dim, index, broadcast_value(value, t, index.shape()),
+                        kernels::ScatterMode::Assign);
+  });
+  if (autograd::needs_grad(t))
+    autograd::record("scatter", {&out}, {&t}, {index},
+                     [dim](autograd::Ctx& c) { return autograd::Grads{c.grad().scatter(dim, c.saved(0), 0.0)}; });
+  return out;
+}
+
+Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src) {
+  Tensor out = untracked([&] { return scatter_impl("scatter_add", t, dim, index, src, kernels::ScatterMode::Add); });
+  if (autograd::needs_grad({&t, &src}))
+    autograd::record("scatter_add", {&out}, {&t, &src}, {index}, [dim, src_shape = src.shape()](autograd::Ctx& c) {
+      const Tensor& g = c.grad();
+      return autograd::Grads{c.needs_grad(0) ? g : Tensor(),
+                             c.needs_grad(1) ? fit_to(g.gather(dim, c.saved(0)), src_shape) : Tensor()};
+    });
+  return out;
+}
+
+Tensor index_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src, const Scalar& alpha) {
+  Tensor out = untracked([&] { return index_add_impl(t, dim, index, src, alpha); });
+  if (autograd::needs_grad({&t, &src}))
+    autograd::record("index_add", {&out}, {&t, &src}, {index}, [dim, alpha, src_shape = src.shape()](autograd::Ctx& c) {
+      const Tensor& g = c.grad();
+      Tensor gs;
+      if (c.needs_grad(1)) {
+        gs = g.index_select(dim, c.saved(0)).reshape(src_shape);
+        if (alpha.to_double() != 1.0) gs = gs * alpha;
+      }
+      return autograd::Grads{c.needs_grad(0) ? g : Tensor(), gs};
+    });
+  return out;
+}
+
 Tensor masked_fill(const Tensor& t, const Tensor& mask, const Scalar& value) {
   EMBER_CHECK(mask.dtype() == kBool, DTypeError, "[masked_fill] mask must be bool, got ", describe(mask));
   check_same_device("masked_fill", t, mask);
@@ -155,6 +249,9 @@ Tensor masked_fill(const Tensor& t, const Tensor& mask, const Scalar& value) {
               describe(t));
   Tensor out = make_tensor(t.shape(), t.dtype(), t.device());
   kernels::masked_fill(out, t, mask.expand(t.shape()), value);
+  if (autograd::needs_grad(t))
+    autograd::record("masked_fill", {&out}, {&t}, {mask},
+                     [](autograd::Ctx& c) { return autograd::Grads{c.grad().masked_fill(c.saved(0), 0.0)}; });
   return out;
 }
 
@@ -162,9 +259,22 @@ Tensor masked_select(const Tensor& t, const Tensor& mask) {
   EMBER_CHECK(mask.dtype() == kBool, DTypeError, "[masked_select] mask must be bool, got ", describe(mask));
   check_same_device("masked_select", t, mask);
   Shape shape = broadcast_shapes(t.shape(), mask.shape(), "[masked_select]");
-  Tensor tb = t.expand(shape), mb = mask.expand(shape);
-  Tensor out = make_tensor({kernels::count_true(mb)}, t.dtype(), t.device());
-  kernels::masked_select(out, tb, mb);
+  Tensor out = untracked([&] {
+    Tensor tb = t.expand(shape), mb = mask.expand(shape);
+    Tensor r = make_tensor({kernels::count_true(mb)}, t.dtype(), t.device());
+    kernels::masked_select(r, tb, mb);
+    return r;
+  });
+  // The gradient goes back to the selected positions of the broadcast shape (found by selecting from
+  // their flat indices); the engine sums it down to t's shape.
+  if (autograd::needs_grad(t))
+    autograd::record("masked_select", {&out}, {&t}, {mask}, [shape](autograd::Ctx& c) {
+      const Tensor& g = c.grad();
+      int64_t n = shape_numel(shape);
+      Tensor m = c.saved(0).expand(shape).reshape({n});
+      Tensor positions = arange(n, kI64).to(g.device()).masked_select(m);
+      return autograd::Grads{zeros({n}, like(g)).index_add(0, positions, g).reshape(shape)};
+    });
   return out;
 }
 
@@ -173,7 +283,7 @@ Tensor take_along_dim(const Tensor& t, const Tensor& indices, int64_t dim) {
   check_index_dtype(op, indices);
   EMBER_CHECK(t.dim() == indices.dim(), ShapeError, "[", op, "] input ", describe(t), " and indices ",
               describe(indices), " must have the same number of dims");
-  if (t.dim() == 0) return gather_impl(op, t, dim, indices);
+  if (t.dim() == 0) return take_along_dim_impl(t, dim, t.shape(), indices);
   dim = wrap_dim(dim, t.dim(), "[take_along_dim]");
   // Broadcast every dim but `dim`, where each side keeps its own size.
   Shape ts = t.shape(), is = indices.shape();
@@ -184,7 +294,7 @@ Tensor take_along_dim(const Tensor& t, const Tensor& indices, int64_t dim) {
   is = b;
   ts[dim] = t.shape()[dim];
   is[dim] = indices.shape()[dim];
-  return gather_impl(op, t.expand(ts), dim, indices.expand(is));
+  return take_along_dim_impl(t, dim, ts, indices.expand(is));
 }
 
 Tensor one_hot(const Tensor& indices, int64_t num_classes) {
@@ -215,10 +325,24 @@ Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<int6
   EMBER_CHECK(!padding_idx || (*padding_idx >= -n && *padding_idx < n), ValueError, "[embedding] padding_idx ",
               *padding_idx, " is out of range for ", n, " embeddings");
   check_index_dtype("embedding", indices);
-  Tensor rows = index_select_impl("embedding", weight, 0, indices.reshape({-1}));
-  Shape shape = indices.shape();
-  shape.push_back(weight.shape()[1]);
-  return rows.view(shape);
+  const int64_t width = weight.shape()[1];
+  Tensor out = untracked([&] {
+    Tensor rows = index_select_impl("embedding", weight, 0, indices.reshape({-1}));
+    Shape shape = indices.shape();
+    shape.push_back(width);
+    return rows.view(shape);
+  });
+  // Each row's gradient is the sum of the output rows that picked it; the padding row gets none.
+  std::optional<int64_t> pad;
+  if (padding_idx) pad = *padding_idx < 0 ? *padding_idx + n : *padding_idx;
+  if (autograd::needs_grad(weight))
+    autograd::record("embedding", {&out}, {&weight}, {indices}, [pad, n, width](autograd::Ctx& c) {
+      Tensor index = c.saved(0).reshape({-1});
+      Tensor g = c.grad().reshape({-1, width});
+      if (pad) g = g.masked_fill((index == *pad).unsqueeze(1), 0.0);
+      return autograd::Grads{zeros({n, width}, like(g)).index_add(0, index, g)};
+    });
+  return out;
 }
 
 }  // namespace ember
