@@ -370,4 +370,17 @@ int get_num_threads() {
   return static_cast<int>(tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
 }
 
+namespace {
+// EMBER_NUM_THREADS sets the thread count at start-up (as OMP_NUM_THREADS does for PyTorch).
+bool apply_thread_env() {
+  const char* v = std::getenv("EMBER_NUM_THREADS");
+  if (v == nullptr) return false;
+  int n = std::atoi(v);
+  EMBER_CHECK(n >= 1, ValueError, "[EMBER_NUM_THREADS] expected a positive thread count, got '", v, "'");
+  set_num_threads(n);
+  return true;
+}
+[[maybe_unused]] const bool g_thread_env_applied = apply_thread_env();
+}  // namespace
+
 }  // namespace ember::kernels::cpu
