@@ -1,5 +1,5 @@
-// Kernel entry of the convolution family: conv2d forward as im2col + GEMM (conv1d is conv2d with H = 1).
-// Device dispatch is inline: CPU only for now.
+// Kernel entries of the convolution family: conv2d forward as im2col + GEMM (conv1d is conv2d with H = 1),
+// the transposed convolution as GEMM + col2im, and the weight gradient. Device dispatch is inline: CPU only.
 #pragma once
 #include <cstdint>
 
@@ -19,12 +19,33 @@ namespace cpu {
 // in: contiguous [N, C, H, W]; weight: contiguous [O, C / groups, kH, kW]; bias: contiguous [O] or
 // undefined. One dtype, numeric but not bool; f16/bf16 are computed in f32.
 void conv2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, const Conv2dParams& p);
+// The adjoint of conv2d w.r.t. its input, plus bias. out: contiguous [N, O, OH, OW]; in: contiguous
+// [N, C, H, W]; weight: contiguous [C, O / groups, kH, kW]; bias: contiguous [O] or undefined. p is the
+// geometry of the conv2d mapping out's spatial size to in's (output padding shows in OH, OW). Floating dtypes.
+void conv_transpose2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias,
+                      const Conv2dParams& p);
+// grad_weight [O, C / groups, kH, kW] (contiguous, overwritten) = the gradient of conv2d(in, weight) w.r.t.
+// weight for the output gradient grad_out [N, O, OH, OW] (contiguous; OH, OW may be smaller than the
+// conv's full output, the missing positions counting as zero); in: contiguous [N, C, H, W]. Floating dtypes.
+void conv2d_weight_backward(const Tensor& grad_weight, const Tensor& grad_out, const Tensor& in, const Conv2dParams& p);
 }  // namespace cpu
 
 inline void conv2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias,
                    const Conv2dParams& p) {
   EMBER_CHECK(out.device().is_cpu(), DeviceError, "[conv2d] device ", out.device(), " is not supported in this build");
   cpu::conv2d(out, in, weight, bias, p);
+}
+inline void conv_transpose2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias,
+                             const Conv2dParams& p) {
+  EMBER_CHECK(out.device().is_cpu(), DeviceError, "[conv_transpose2d] device ", out.device(),
+              " is not supported in this build");
+  cpu::conv_transpose2d(out, in, weight, bias, p);
+}
+inline void conv2d_weight_backward(const Tensor& grad_weight, const Tensor& grad_out, const Tensor& in,
+                                   const Conv2dParams& p) {
+  EMBER_CHECK(grad_weight.device().is_cpu(), DeviceError, "[conv2d_backward] device ", grad_weight.device(),
+              " is not supported in this build");
+  cpu::conv2d_weight_backward(grad_weight, grad_out, in, p);
 }
 
 }  // namespace ember::kernels

@@ -18,6 +18,11 @@ struct Pool2dParams {
 void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p);
 void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p);
 void adaptive_avg_pool2d(const Tensor& out, const Tensor& in);
+// Pool backwards: grad_in contiguous [N, C, H, W] (overwritten); grad_out [N, C, OH, OW] of any strides,
+// of grad_in's dtype (floating); indices: contiguous i64 [N, C, OH, OW] from max_pool2d.
+void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices);
+void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p);
+void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out);
 
 // in, out: contiguous [rows, cols]; weight and bias: contiguous [cols] in the computation dtype
 // (f64 for f64 input, f32 otherwise) or undefined when absent.
@@ -33,6 +38,9 @@ namespace cpu {
 void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p);
 void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p);
 void adaptive_avg_pool2d(const Tensor& out, const Tensor& in);
+void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices);
+void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p);
+void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out);
 void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps);
 void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps);
 void batch_norm_stats(const Tensor& mean, const Tensor& var, const Tensor& in);

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <map>
 #include <string>
 
 #include "gradcheck.hpp"
@@ -274,4 +275,51 @@ TEST_CASE("in-place writes into an op's result that is a view of the op's own bu
   s.narrow(0, 0, 1).mul_(3.0);
   s.sum().backward();
   CHECK(allclose(x.grad(), f64({3, 3, 3, 1, 1, 1}, {2, 3})));
+}
+
+TEST_CASE("composite models match PyTorch's gradients: an MLP, a conv net and a causal attention block") {
+  auto ref = load(std::string(EMBER_TEST_DIR) + "/reference/grad_composite.safetensors");
+  auto param = [&](const std::string& k) { return ref.at(k).detach().clone().requires_grad_(); };
+  auto check = [&](const std::string& model, const Tensor& loss, const std::map<std::string, Tensor>& ps) {
+    CAPTURE(model);
+    CHECK(allclose(loss.reshape({1}), ref.at(model + ".loss"), 1e-10, 1e-12));
+    std::vector<Tensor> xs;
+    for (const auto& [k, v] : ps) xs.push_back(v);
+    auto grads = autograd::grad({loss}, xs);
+    size_t i = 0;
+    for (const auto& [k, v] : ps) {
+      CAPTURE(k);
+      CHECK(allclose(grads[i++], ref.at(model + ".grad_" + k), 1e-8, 1e-11));
+    }
+  };
+  {
+    Tensor x = param("mlp.x"), w1 = param("mlp.w1"), b1 = param("mlp.b1"), w2 = param("mlp.w2"), b2 = param("mlp.b2");
+    Tensor h = gelu(tanh(matmul(x, w1) + b1));
+    Tensor logits = matmul(h, w2) + b2;
+    Tensor loss = -log_softmax(logits, 1).gather(1, ref.at("mlp.y").unsqueeze(1)).mean();
+    check("mlp", loss, {{"x", x}, {"w1", w1}, {"b1", b1}, {"w2", w2}, {"b2", b2}});
+  }
+  {
+    Tensor x = param("conv.x"), w1 = param("conv.w1"), b1 = param("conv.b1"), w2 = param("conv.w2"),
+           b2 = param("conv.b2"), w3 = param("conv.w3");
+    Tensor h = max_pool2d(relu(conv2d(x, w1, b1, {1, 1}, {1, 1})), {2, 2});
+    h = conv2d(h, w2, b2, {2, 2}, {1, 1}, {1, 1}, 2);
+    h = avg_pool2d(h, {1, 1}).flatten(1);
+    Tensor loss = log_softmax(matmul(h, w3), 1).select(1, 0).sum();
+    check("conv", loss, {{"x", x}, {"w1", w1}, {"b1", b1}, {"w2", w2}, {"b2", b2}, {"w3", w3}});
+  }
+  {
+    std::map<std::string, Tensor> p;
+    for (const char* k : {"x", "wq", "wk", "wv", "wo", "ln_w", "ln_b", "target"}) p[k] = param(std::string("attn.") + k);
+    const int64_t B = 2, T = 5, C = 8, H = 2, D = 4;
+    auto heads = [&](const Tensor& z) { return z.reshape({B, T, H, D}).transpose(1, 2); };
+    Tensor x = p["x"];
+    Tensor q = heads(matmul(x, p["wq"])), k = heads(matmul(x, p["wk"])), v = heads(matmul(x, p["wv"]));
+    Tensor att = matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(D));
+    Tensor mask = arange(T).unsqueeze(0) > arange(T).unsqueeze(1);  // j > i: the future
+    att = softmax(att.masked_fill(mask, -INFINITY), -1);
+    Tensor yv = matmul(att, v).transpose(1, 2).reshape({B, T, C});
+    Tensor out = layer_norm(x + matmul(yv, p["wo"]), {C}, p["ln_w"], p["ln_b"]);
+    check("attn", (out * p["target"]).sum(), p);
+  }
 }

@@ -19,5 +19,24 @@ WORKLOADS = {
     "BM_matmul_bf16_512": ("a = torch.randn(512, 512, dtype=torch.bfloat16); b = torch.randn(512, 512, dtype=torch.bfloat16)",
                            "c = a @ b"),
 }
+CHAIN = "y = x\nfor _ in range(50): y = (y * 1.001).tanh()\n"
+MLP_SETUP = """torch.manual_seed(0)
+p = []
+for i, o in ((784, 1024), (1024, 1024), (1024, 10)):
+    p += [(torch.randn(i, o) / i ** 0.5).requires_grad_(), torch.zeros(o, requires_grad=True)]
+x = torch.randn(128, 784); y = torch.randint(0, 10, (128, 1))"""
+MLP_STEP = """h = torch.relu(x @ p[0] + p[1])
+h = torch.relu(h @ p[2] + p[3])
+loss = -torch.log_softmax(h @ p[4] + p[5], 1).gather(1, y).mean()
+loss.backward()
+for t in p: t.grad = None"""
+for n in (1, 64):
+    WORKLOADS[f"BM_chain100_grad/{n}"] = (f"x = torch.rand({n}, requires_grad=True)",
+                                          CHAIN + "y.sum().backward(); x.grad = None")
+    WORKLOADS[f"BM_chain100_nograd/{n}"] = (f"x = torch.rand({n})", CHAIN + "y.sum()")
+    WORKLOADS[f"BM_chain100_manual_backward/{n}"] = (
+        f"x = torch.rand({n})\nouts = []\ny = x\nfor _ in range(50): y = (y * 1.001).tanh(); outs.append(y)",
+        "g = torch.ones_like(x)\nfor o in reversed(outs): g = g * (1 - o * o) * 1.001")
+WORKLOADS["BM_mlp_fwd_bwd"] = (MLP_SETUP, MLP_STEP)
 for n in (128, 256, 512, 1024, 2048):
     WORKLOADS[f"BM_matmul_f32/{n}"] = (f"a = torch.randn({n}, {n}); b = torch.randn({n}, {n})", "c = a @ b")

@@ -1,8 +1,11 @@
 // Matrix-product builders: argument checks, PyTorch's matmul shape rules (1-D operands get a dim prepended
 // or appended and removed again; batch dims broadcast), output allocation; compute is kernels::gemm.
+// Backwards are products with transposed views (the GEMM takes them by trans flag, without copies).
 #include "core/ops/linalg.hpp"
 
+#include "core/autograd.hpp"
 #include "core/ops/elementwise.hpp"
+#include "core/ops/shape.hpp"
 #include "kernels/elementwise.hpp"
 #include "kernels/linalg.hpp"
 
@@ -31,6 +34,70 @@ void check_input(const char* op, const Tensor& input, const Tensor& a, const Sha
               shape);
 }
 
+// The matrix transpose of the last two dims, a view.
+Tensor mt(const Tensor& t) { return t.transpose(-1, -2); }
+
+// alpha * t, skipping the multiply when alpha is 1 (PyTorch's maybe_multiply).
+Tensor scaled(const Tensor& t, const Scalar& alpha) { return alpha.to_double() == 1.0 ? t : t * alpha; }
+
+// Whether t's matrices are stored transposed (t^T contiguous), as a Linear weight used as w.t() is.
+bool column_major(const Tensor& t) {
+  return t.dim() >= 2 && t.size(-1) > 1 && t.size(-2) > 1 && t.stride(-2) == 1 && mt(t).is_contiguous();
+}
+
+using Product = Tensor (*)(const Tensor&, const Tensor&);
+
+// x @ y, computed as (y^T @ x^T)^T when the operand it is the gradient of is column-major: the gradient
+// then has its operand's layout (as PyTorch's), so the gradient of a w.t() view lands contiguous in w.
+Tensor product_in_layout(Product prod, const Tensor& x, const Tensor& y, bool col_major) {
+  return col_major ? mt(prod(mt(y), mt(x))) : prod(x, y);
+}
+
+// Records a product op (mm, bmm, addmm, baddbmm: a @ b with equal ranks) with an optional added input:
+// grad_input = beta * g (summed to input's shape by the engine), grad_a = alpha * g @ b^T,
+// grad_b = alpha * a^T @ g. `prod` is mm or bmm.
+void record_product(const char* op, Tensor& out, const Tensor* input, const Tensor& a, const Tensor& b,
+                    const Scalar& beta, const Scalar& alpha, Product prod) {
+  const bool need_a = autograd::needs_grad(a), need_b = autograd::needs_grad(b);
+  autograd::record(op, {&out}, {input, &a, &b}, {need_b ? a : Tensor(), need_a ? b : Tensor()},
+                   [beta, alpha, prod, a_cm = column_major(a), b_cm = column_major(b)](autograd::Ctx& c) {
+                     const Tensor& g = c.grad();
+                     autograd::Grads r(3);
+                     if (c.needs_grad(0)) r[0] = scaled(g, beta);
+                     if (c.needs_grad(1)) r[1] = scaled(product_in_layout(prod, g, mt(c.saved(1)), a_cm), alpha);
+                     if (c.needs_grad(2)) r[2] = scaled(product_in_layout(prod, mt(c.saved(0)), g, b_cm), alpha);
+                     return r;
+                   });
+}
+
+// matmul's backward for a [..., M, K] or [K] and b [..., K, N] or [K] (not both 1-D), g the product's
+// gradient. A 1-D operand's dim is restored in g and removed from its gradient again; gradients w.r.t.
+// broadcast batch dims are summed by the engine, except that a batched a against an unbatched b folds
+// the batch into the rows of one GEMM (a^T @ g over all rows) instead of summing a batch of products.
+autograd::Grads matmul_backward(autograd::Ctx& c, int64_t da, int64_t db, bool a_cm, bool b_cm) {
+  Tensor g = c.grad();
+  if (da == 1) g = g.unsqueeze(-2);  // [..., 1, N]
+  if (db == 1) g = g.unsqueeze(-1);  // [..., M, 1]
+  autograd::Grads r(2);
+  if (c.needs_grad(0)) {
+    const Tensor b = c.saved(1);
+    Tensor ga = product_in_layout(matmul, g, db == 1 ? b.unsqueeze(0) : mt(b), a_cm);  // [..., M, K]
+    r[0] = da == 1 ? ga.squeeze(-2) : ga;
+  }
+  if (c.needs_grad(1)) {
+    const Tensor a = c.saved(0);
+    Tensor gb;
+    if (da >= 3 && db <= 2) {
+      const int64_t k = a.size(-1);
+      gb = product_in_layout(mm, mt(a.reshape({-1, k})), g.reshape({-1, g.size(-1)}), b_cm);  // [K, N]
+    } else {
+      gb = product_in_layout(matmul, da == 1 ? a.unsqueeze(1) : mt(a), g, b_cm);  // [..., K, N]
+    }
+    r[1] = db == 1 ? gb.squeeze(-1) : gb;
+  }
+  return r;
+}
+
 [[noreturn]] void throw_mismatch(const char* op, const Tensor& a, const Tensor& b) {
   throw ShapeError(detail::cat_str("[", op, "] shapes ", a.shape(), " and ", b.shape(), " cannot be multiplied"));
 }
@@ -38,10 +105,35 @@ void check_input(const char* op, const Tensor& input, const Tensor& a, const Sha
 // beta * input + alpha * a @ b for a [..., M, K], b [..., K, N] already broadcast to one batch shape.
 Tensor product(const Shape& shape, const Tensor& a, const Tensor& b, const Tensor* input, const Scalar& beta,
                const Scalar& alpha) {
+  autograd::NoGradGuard no_grad;  // the broadcast view of input is scaffolding
   Tensor out = make_tensor(shape, a.dtype(), a.device());
   const bool use_input = input != nullptr && beta.to_double() != 0.0;
   if (use_input) kernels::copy(out, input->expand(shape));
   kernels::gemm(out, a, b, alpha, use_input ? beta : Scalar(0));
+  return out;
+}
+
+// matmul of operands with at least one of them 2-D or more; call without grad mode (views are scaffolding).
+Tensor matmul_forward(const Tensor& a, const Tensor& b) {
+  const int64_t da = a.dim(), db = b.dim();
+  // A 1-D operand becomes a matrix ([1, K] or [K, 1]) whose extra dim is removed from the result.
+  Tensor a2 = da == 1 ? a.unsqueeze(0) : a;
+  Tensor b2 = db == 1 ? b.unsqueeze(1) : b;
+  const int64_t m = a2.shape()[a2.dim() - 2], k = a2.shape()[a2.dim() - 1];
+  const int64_t n = b2.shape()[b2.dim() - 1];
+  if (b2.shape()[b2.dim() - 2] != k) throw_mismatch("matmul", a, b);
+  Shape batch = broadcast_shapes(Shape(a2.shape().begin(), a2.shape().end() - 2),
+                                 Shape(b2.shape().begin(), b2.shape().end() - 2), "[matmul]");
+  Shape sa = batch, sb = batch, so = batch;
+  sa.push_back(m), sa.push_back(k);
+  sb.push_back(k), sb.push_back(n);
+  so.push_back(m), so.push_back(n);
+  // Allocated in the result's shape (not a view of a bigger one), so the node sits on a plain tensor.
+  Shape final = batch;
+  if (da != 1) final.push_back(m);
+  if (db != 1) final.push_back(n);
+  Tensor out = make_tensor(final, a.dtype(), a.device());
+  kernels::gemm(out.view(so), a2.expand(sa), b2.expand(sb), 1, 0);
   return out;
 }
 
@@ -56,24 +148,17 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     if (a.numel() != b.numel()) throw_mismatch("matmul", a, b);
     return dot(a, b);
   }
-  // A 1-D operand becomes a matrix ([1, K] or [K, 1]) whose extra dim is removed from the result.
-  Tensor a2 = da == 1 ? a.unsqueeze(0) : a;
-  Tensor b2 = db == 1 ? b.unsqueeze(1) : b;
-  const int64_t m = a2.shape()[a2.dim() - 2], k = a2.shape()[a2.dim() - 1];
-  const int64_t n = b2.shape()[b2.dim() - 1];
-  if (b2.shape()[b2.dim() - 2] != k) throw_mismatch("matmul", a, b);
-  Shape batch = broadcast_shapes(Shape(a2.shape().begin(), a2.shape().end() - 2),
-                                 Shape(b2.shape().begin(), b2.shape().end() - 2), "[matmul]");
-  Shape sa = batch, sb = batch, so = batch;
-  sa.push_back(m), sa.push_back(k);
-  sb.push_back(k), sb.push_back(n);
-  so.push_back(m), so.push_back(n);
-  Tensor out = product(so, a2.expand(sa), b2.expand(sb), nullptr, 0, 1);
-  if (da == 1 || db == 1) {
-    Shape final = batch;
-    if (da != 1) final.push_back(m);
-    if (db != 1) final.push_back(n);
-    out = out.view(final);
+  Tensor out;
+  {
+    autograd::NoGradGuard no_grad;  // the node is recorded on a and b themselves
+    out = matmul_forward(a, b);
+  }
+  if (autograd::needs_grad({&a, &b})) {
+    const bool need_a = autograd::needs_grad(a), need_b = autograd::needs_grad(b);
+    autograd::record("matmul", {&out}, {&a, &b}, {need_b ? a : Tensor(), need_a ? b : Tensor()},
+                     [da, db, a_cm = column_major(a), b_cm = column_major(b)](autograd::Ctx& c) {
+                       return matmul_backward(c, da, db, a_cm, b_cm);
+                     });
   }
   return out;
 }
@@ -83,7 +168,9 @@ Tensor mm(const Tensor& a, const Tensor& b) {
   EMBER_CHECK(a.dim() == 2 && b.dim() == 2, ShapeError, "[mm] expected 2-D tensors, got ", describe(a), " and ",
               describe(b));
   if (a.shape()[1] != b.shape()[0]) throw_mismatch("mm", a, b);
-  return product({a.shape()[0], b.shape()[1]}, a, b, nullptr, 0, 1);
+  Tensor out = product({a.shape()[0], b.shape()[1]}, a, b, nullptr, 0, 1);
+  if (autograd::needs_grad({&a, &b})) record_product("mm", out, nullptr, a, b, 0, 1, mm);
+  return out;
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
@@ -93,7 +180,9 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
   EMBER_CHECK(a.shape()[0] == b.shape()[0], ShapeError, "[bmm] batch sizes differ: ", describe(a), " and ",
               describe(b));
   if (a.shape()[2] != b.shape()[1]) throw_mismatch("bmm", a, b);
-  return product({a.shape()[0], a.shape()[1], b.shape()[2]}, a, b, nullptr, 0, 1);
+  Tensor out = product({a.shape()[0], a.shape()[1], b.shape()[2]}, a, b, nullptr, 0, 1);
+  if (autograd::needs_grad({&a, &b})) record_product("bmm", out, nullptr, a, b, 0, 1, bmm);
+  return out;
 }
 
 Tensor addmm(const Tensor& input, const Tensor& a, const Tensor& b, const Scalar& beta, const Scalar& alpha) {
@@ -103,7 +192,9 @@ Tensor addmm(const Tensor& input, const Tensor& a, const Tensor& b, const Scalar
   if (a.shape()[1] != b.shape()[0]) throw_mismatch("addmm", a, b);
   Shape shape{a.shape()[0], b.shape()[1]};
   check_input("addmm", input, a, shape);
-  return product(shape, a, b, &input, beta, alpha);
+  Tensor out = product(shape, a, b, &input, beta, alpha);
+  if (autograd::needs_grad({&input, &a, &b})) record_product("addmm", out, &input, a, b, beta, alpha, mm);
+  return out;
 }
 
 Tensor baddbmm(const Tensor& input, const Tensor& a, const Tensor& b, const Scalar& beta, const Scalar& alpha) {
@@ -115,7 +206,9 @@ Tensor baddbmm(const Tensor& input, const Tensor& a, const Tensor& b, const Scal
   if (a.shape()[2] != b.shape()[1]) throw_mismatch("baddbmm", a, b);
   Shape shape{a.shape()[0], a.shape()[1], b.shape()[2]};
   check_input("baddbmm", input, a, shape);
-  return product(shape, a, b, &input, beta, alpha);
+  Tensor out = product(shape, a, b, &input, beta, alpha);
+  if (autograd::needs_grad({&input, &a, &b})) record_product("baddbmm", out, &input, a, b, beta, alpha, bmm);
+  return out;
 }
 
 Tensor outer(const Tensor& a, const Tensor& b) {
@@ -133,6 +226,15 @@ Tensor dot(const Tensor& a, const Tensor& b) {
   EMBER_CHECK(a.numel() == b.numel(), ShapeError, "[dot] sizes differ: ", describe(a), " and ", describe(b));
   Tensor out = make_tensor({}, a.dtype(), a.device());
   kernels::dot(out, a, b);
+  if (autograd::needs_grad({&a, &b})) {
+    const bool need_a = autograd::needs_grad(a), need_b = autograd::needs_grad(b);
+    autograd::record("dot", {&out}, {&a, &b}, {need_b ? a : Tensor(), need_a ? b : Tensor()}, [](autograd::Ctx& c) {
+      autograd::Grads r(2);
+      if (c.needs_grad(0)) r[0] = c.grad() * c.saved(1);
+      if (c.needs_grad(1)) r[1] = c.grad() * c.saved(0);
+      return r;
+    });
+  }
   return out;
 }
 

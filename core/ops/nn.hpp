@@ -16,6 +16,15 @@ Tensor conv1d(const Tensor& input, const Tensor& weight, const Tensor& bias = {}
 Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias = {},
               std::array<int64_t, 2> stride = {1, 1}, std::array<int64_t, 2> padding = {0, 0},
               std::array<int64_t, 2> dilation = {1, 1}, int64_t groups = 1);
+// Transposed convolutions (PyTorch's argument order): input [N, C, L] or [N, C, H, W] (or unbatched),
+// weight [C, O / groups, kL] or [C, O / groups, kH, kW], bias [O]; output padding (below stride or
+// dilation) adds rows at the end. conv_transpose2d is the gradient of conv2d w.r.t. its input.
+Tensor conv_transpose1d(const Tensor& input, const Tensor& weight, const Tensor& bias = {}, int64_t stride = 1,
+                        int64_t padding = 0, int64_t output_padding = 0, int64_t groups = 1, int64_t dilation = 1);
+Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const Tensor& bias = {},
+                        std::array<int64_t, 2> stride = {1, 1}, std::array<int64_t, 2> padding = {0, 0},
+                        std::array<int64_t, 2> output_padding = {0, 0}, int64_t groups = 1,
+                        std::array<int64_t, 2> dilation = {1, 1});
 // Max pooling; the indices are flat positions within each (H*W) plane, as PyTorch's.
 std::tuple<Tensor, Tensor> max_pool2d_with_indices(const Tensor& input, std::array<int64_t, 2> kernel,
                                                    std::array<int64_t, 2> stride = {0, 0},

@@ -1,11 +1,13 @@
-// CPU 2-d pooling forwards (max with indices, average, adaptive average), one (n, c) plane per task,
-// reading the input through its strides. Window rules follow PyTorch's CPU kernels exactly.
+// CPU 2-d pooling forwards (max with indices, average, adaptive average) and their backwards, one
+// (n, c) plane per task, reading inputs through their strides. Window rules follow PyTorch's CPU kernels.
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
+#include <vector>
 
 #include "kernels/cpu/loops.hpp"
 #include "kernels/nn.hpp"
@@ -28,6 +30,18 @@ void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p) {
 void adaptive_avg_pool2d(const Tensor& out, const Tensor& in) {
   check_cpu(in, "adaptive_avg_pool2d");
   cpu::adaptive_avg_pool2d(out, in);
+}
+void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices) {
+  check_cpu(grad_in, "max_pool2d_backward");
+  cpu::max_pool2d_backward(grad_in, grad_out, indices);
+}
+void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p) {
+  check_cpu(grad_in, "avg_pool2d_backward");
+  cpu::avg_pool2d_backward(grad_in, grad_out, p);
+}
+void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out) {
+  check_cpu(grad_in, "adaptive_avg_pool2d_backward");
+  cpu::adaptive_avg_pool2d_backward(grad_in, grad_out);
 }
 
 namespace cpu {
@@ -187,6 +201,90 @@ void adaptive_avg_impl(const Tensor& out, const Tensor& in) {
   });
 }
 
+// The backwards: each plane of grad_in is zeroed, then every output position adds its gradient (times
+// its weight) into the input positions it read. f16/bf16 accumulate in a float plane first.
+// body(go, acc) adds plane `plane`'s contributions into acc [h * w], reading grad_out through go(oh, ow).
+template <class T, class Body>
+void backward_planes(const Tensor& grad_in, const Tensor& grad_out, int64_t work_per_plane, Body&& body) {
+  using A = acc_t<T>;
+  const int64_t c = grad_in.size(1), hw = grad_in.size(2) * grad_in.size(3);
+  const int64_t s0 = grad_out.stride(0), s1 = grad_out.stride(1), s2 = grad_out.stride(2), s3 = grad_out.stride(3);
+  const T* gsrc = static_cast<const T*>(grad_out.raw_data());
+  T* dst = static_cast<T*>(grad_in.raw_data());
+  for_planes(grad_in.size(0) * c, std::max(work_per_plane, hw), [&](int64_t plane) {
+    const T* go_plane = gsrc + (plane / c) * s0 + (plane % c) * s1;
+    auto go = [&](int64_t oh, int64_t ow) { return static_cast<A>(load(go_plane[oh * s2 + ow * s3])); };
+    T* gi = dst + plane * hw;
+    if constexpr (std::is_same_v<A, T>) {
+      std::fill(gi, gi + hw, T(0));
+      body(plane, go, gi);
+    } else {
+      std::vector<A> acc(static_cast<size_t>(hw), A(0));
+      body(plane, go, acc.data());
+      for (int64_t i = 0; i < hw; ++i) gi[i] = convert<T>(acc[i]);
+    }
+  });
+}
+
+template <class T>
+void max_pool_backward_impl(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices) {
+  const int64_t oh_n = grad_out.size(2), ow_n = grad_out.size(3);
+  const int64_t* idx = static_cast<const int64_t*>(indices.raw_data());
+  backward_planes<T>(grad_in, grad_out, oh_n * ow_n, [&](int64_t plane, auto go, auto* acc) {
+    const int64_t* pi = idx + plane * oh_n * ow_n;
+    for (int64_t oh = 0; oh < oh_n; ++oh)
+      for (int64_t ow = 0; ow < ow_n; ++ow) acc[pi[oh * ow_n + ow]] += go(oh, ow);
+  });
+}
+
+template <class T>
+void avg_pool_backward_impl(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p) {
+  using A = acc_t<T>;
+  const int64_t h = grad_in.size(2), w = grad_in.size(3), oh_n = grad_out.size(2), ow_n = grad_out.size(3);
+  const int64_t kh = p.kernel[0], kw = p.kernel[1], ph = p.padding[0], pw = p.padding[1];
+  backward_planes<T>(grad_in, grad_out, oh_n * ow_n * kh * kw, [&](int64_t, auto go, auto* acc) {
+    for (int64_t oh = 0; oh < oh_n; ++oh) {
+      // The forward's windows and divisors (see avg_pool_impl).
+      int64_t h0 = oh * p.stride[0] - ph;
+      int64_t h1 = std::min(h0 + kh, h + ph);
+      const int64_t pool_h = h1 - h0;
+      h0 = std::max<int64_t>(h0, 0);
+      h1 = std::min(h1, h);
+      for (int64_t ow = 0; ow < ow_n; ++ow) {
+        int64_t w0 = ow * p.stride[1] - pw;
+        int64_t w1 = std::min(w0 + kw, w + pw);
+        const int64_t pool_w = w1 - w0;
+        w0 = std::max<int64_t>(w0, 0);
+        w1 = std::min(w1, w);
+        if (h0 >= h1 || w0 >= w1) continue;
+        const int64_t divisor = p.count_include_pad ? pool_h * pool_w : (h1 - h0) * (w1 - w0);
+        const A v = go(oh, ow) / static_cast<A>(divisor);
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw) acc[ih * w + iw] += v;
+      }
+    }
+  });
+}
+
+template <class T>
+void adaptive_avg_backward_impl(const Tensor& grad_in, const Tensor& grad_out) {
+  using A = acc_t<T>;
+  const int64_t h = grad_in.size(2), w = grad_in.size(3), oh_n = grad_out.size(2), ow_n = grad_out.size(3);
+  const int64_t kh = (h + oh_n - 1) / std::max<int64_t>(oh_n, 1) + 1;
+  const int64_t kw = (w + ow_n - 1) / std::max<int64_t>(ow_n, 1) + 1;
+  backward_planes<T>(grad_in, grad_out, oh_n * ow_n * kh * kw, [&](int64_t, auto go, auto* acc) {
+    for (int64_t oh = 0; oh < oh_n; ++oh) {
+      const int64_t h0 = bin_start(oh, h, oh_n), h1 = bin_end(oh, h, oh_n);
+      for (int64_t ow = 0; ow < ow_n; ++ow) {
+        const int64_t w0 = bin_start(ow, w, ow_n), w1 = bin_end(ow, w, ow_n);
+        const A v = go(oh, ow) / static_cast<A>((h1 - h0) * (w1 - w0));
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw) acc[ih * w + iw] += v;
+      }
+    }
+  });
+}
+
 using MaxPoolTypes = NumericTypes;
 
 }  // namespace
@@ -204,6 +302,18 @@ void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p) {
 }
 void adaptive_avg_pool2d(const Tensor& out, const Tensor& in) {
   visit_dtype<FloatTypes>(in.dtype(), "[adaptive_avg_pool2d]", [&]<class T>() { adaptive_avg_impl<T>(out, in); });
+}
+void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices) {
+  visit_dtype<FloatTypes>(grad_in.dtype(), "[max_pool2d_backward]",
+                          [&]<class T>() { max_pool_backward_impl<T>(grad_in, grad_out, indices); });
+}
+void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p) {
+  visit_dtype<FloatTypes>(grad_in.dtype(), "[avg_pool2d_backward]",
+                          [&]<class T>() { avg_pool_backward_impl<T>(grad_in, grad_out, p); });
+}
+void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out) {
+  visit_dtype<FloatTypes>(grad_in.dtype(), "[adaptive_avg_pool2d_backward]",
+                          [&]<class T>() { adaptive_avg_backward_impl<T>(grad_in, grad_out); });
 }
 
 }  // namespace cpu
