@@ -256,10 +256,17 @@ TEST_CASE("graphs free themselves: long chains, and steady memory over many iter
     Tensor y = x;
     for (int i = 0; i < 100000; ++i) y = y * 1.0;  // freeing this chain must not recurse 100k deep
   }
+  // A small MLP, forward and backward, gradients reset as an optimizer's zero_grad(set_to_none) does.
+  manual_seed(3);
+  Tensor w1 = randn({8, 16}, {.requires_grad = true}), b1 = zeros({16}, {.requires_grad = true});
+  Tensor w2 = randn({16, 3}, {.requires_grad = true});
+  Tensor in = randn({5, 8});
+  Tensor target = randint(0, 3, {5, 1});
   auto step = [&] {
-    Tensor h = (x * 2.0).tanh();
-    Tensor loss = (h * h + x.sigmoid()).sum();
+    Tensor h = gelu(matmul(in, w1) + b1);
+    Tensor loss = -log_softmax(matmul(h, w2), 1).gather(1, target).mean();
     loss.backward();
+    for (Tensor* t : {&w1, &b1, &w2}) t->set_grad({});
   };
   step();
   int64_t base = memory_stats().current_bytes;
