@@ -34,7 +34,7 @@ class AccumulateGrad final : public Node {
  public:
   explicit AccumulateGrad(Tensor leaf) : Node("accumulate_grad"), leaf_(std::move(leaf)) { seq_ = kAccumulatorSeq; }
 
-  void run_pre_hooks(Grads& grads) override {
+  void run_pre_hooks(std::span<Tensor> grads) override {
     for (auto& [id, hook] : meta_of(leaf_).hooks)
       if (Tensor r = hook(grads[0]); r.defined()) grads[0] = r;
   }
@@ -100,8 +100,8 @@ Node::~Node() {
   std::vector<std::shared_ptr<Node>> local;
   bool outermost = pending == nullptr;
   if (outermost) pending = &local;
-  for (Edge& e : next_edges)
-    if (e.fn) pending->push_back(std::move(e.fn));
+  for (NodeInput& in : inputs)
+    if (in.edge.fn) pending->push_back(std::move(in.edge.fn));
   if (outermost) {
     while (!local.empty()) {
       std::shared_ptr<Node> n = std::move(local.back());
@@ -112,7 +112,7 @@ Node::~Node() {
   }
 }
 
-void Node::run_pre_hooks(Grads& grads) {
+void Node::run_pre_hooks(std::span<Tensor> grads) {
   for (const PreHook& h : pre_hooks)
     if (Tensor r = h.fn(grads[h.output_nr]); r.defined()) grads[h.output_nr] = r;
 }
@@ -155,7 +155,7 @@ bool needs_grad(std::initializer_list<const Tensor*> inputs) {
     if (t && t->defined() && t->requires_grad()) return true;
   return false;
 }
-bool needs_grad(const std::vector<const Tensor*>& inputs) {
+bool needs_grad(std::span<const Tensor* const> inputs) {
   if (!t_grad_enabled) return false;
   for (const Tensor* t : inputs)
     if (t && t->defined() && t->requires_grad()) return true;
@@ -179,20 +179,23 @@ Edge gradient_edge(const Tensor& t) {
   return {};
 }
 
-void attach(const std::shared_ptr<Node>& node, const std::vector<Tensor*>& outputs,
-            const std::vector<const Tensor*>& inputs, const std::vector<Tensor>& saved) {
-  node->next_edges.reserve(inputs.size());
+void attach(const std::shared_ptr<Node>& node, std::span<Tensor* const> outputs, std::span<const Tensor* const> inputs,
+            std::span<const Tensor> saved) {
   node->inputs.reserve(inputs.size());
   for (const Tensor* in : inputs) {
-    bool differentiable = in && in->defined() && is_floating(in->dtype());
-    node->next_edges.push_back(differentiable ? gradient_edge(*in) : Edge{});
-    node->inputs.push_back(differentiable ? TensorGeometry(*in) : TensorGeometry());
+    if (in && in->defined() && is_floating(in->dtype()))
+      node->inputs.push_back({gradient_edge(*in), TensorGeometry(*in)});
+    else
+      node->inputs.emplace_back();
   }
   node->seq_ = g_next_seq.fetch_add(1, std::memory_order_relaxed);  // after the inputs' (view) nodes
-  node->outputs.reserve(outputs.size());
+  node->num_outputs = static_cast<uint32_t>(outputs.size());
+  if (outputs.size() > 1) {
+    node->outputs.reserve(outputs.size());
+    for (Tensor* out : outputs) node->outputs.push_back(out->defined() ? TensorGeometry(*out) : TensorGeometry());
+  }
   for (size_t i = 0; i < outputs.size(); ++i) {
     Tensor& out = *outputs[i];
-    node->outputs.push_back(out.defined() ? TensorGeometry(out) : TensorGeometry());
     if (!out.defined() || !is_floating(out.dtype())) continue;  // indices and masks stay constants
     // An op that returns a view of a buffer it allocated (e.g. a reduction reshaping its result) makes a
     // new tensor as far as the tape is concerned: in-place writes into it must not be routed to a base
@@ -309,19 +312,21 @@ class Engine {
                                  bool create_graph, const std::vector<Edge>* captures) {
     struct Slot {
       Node* node;
-      Grads buffer;
+      size_t grads;  // offset of the node's output gradients in `grads`
       int64_t deps = 0;
       bool needed = true;   // runs (or is captured) in this pass
       bool execute = true;  // its backward runs
       std::vector<Capture> captures;
     };
     std::vector<Slot> slots;
+    size_t n_grads = 0;
     uint64_t epoch = g_next_epoch.fetch_add(1, std::memory_order_relaxed);
     auto visit = [&](Node* n) {
       if (n->epoch_ == epoch) return false;
       n->epoch_ = epoch;
       n->slot_ = static_cast<int64_t>(slots.size());
-      slots.push_back({n, Grads(n->outputs.empty() ? 1 : n->outputs.size()), 0, true, true, {}});
+      slots.push_back({n, n_grads, 0, true, true, {}});
+      n_grads += std::max<uint32_t>(n->num_outputs, 1);
       return true;
     };
 
@@ -332,9 +337,13 @@ class Engine {
     while (!stack.empty()) {
       Node* n = stack.back();
       stack.pop_back();
-      for (const Edge& e : n->next_edges)
-        if (e.fn && visit(e.fn.get())) stack.push_back(e.fn.get());
+      for (const NodeInput& in : n->inputs)
+        if (in.edge.fn && visit(in.edge.fn.get())) stack.push_back(in.edge.fn.get());
     }
+    std::vector<Tensor> grads(n_grads);
+    auto grads_of = [&](const Slot& s) {
+      return std::span<Tensor>(grads).subspan(s.grads, std::max<uint32_t>(s.node->num_outputs, 1));
+    };
 
     std::vector<Tensor> results;
     if (captures) {
@@ -352,17 +361,17 @@ class Engine {
       for (Slot& s : slots) order.push_back(&s);
       std::sort(order.begin(), order.end(), [](Slot* a, Slot* b) { return a->node->seq_ < b->node->seq_; });
       for (Slot* s : order)
-        for (const Edge& e : s->node->next_edges)
-          if (e.fn && slots[e.fn->slot_].needed) s->needed = s->execute = true;
+        for (const NodeInput& in : s->node->inputs)
+          if (in.edge.fn && slots[in.edge.fn->slot_].needed) s->needed = s->execute = true;
     }
     for (Slot& s : slots)
       if (s.execute)
-        for (const Edge& e : s.node->next_edges)
-          if (e.fn) ++slots[e.fn->slot_].deps;
+        for (const NodeInput& in : s.node->inputs)
+          if (in.edge.fn) ++slots[in.edge.fn->slot_].deps;
 
     auto add_grad = [](Tensor& buf, Tensor g) { buf = buf.defined() ? buf + g : std::move(g); };
     for (size_t i = 0; i < roots.size(); ++i)
-      add_grad(slots[roots[i].fn->slot_].buffer[roots[i].input_nr], root_grads[i]);
+      add_grad(grads[slots[roots[i].fn->slot_].grads + roots[i].input_nr], root_grads[i]);
 
     auto later = [](Slot* a, Slot* b) { return a->node->seq_ < b->node->seq_; };
     std::priority_queue<Slot*, std::vector<Slot*>, decltype(later)> ready(later);
@@ -374,28 +383,29 @@ class Engine {
       Slot& s = *ready.top();
       ready.pop();
       Node& node = *s.node;
-      bool any = std::any_of(s.buffer.begin(), s.buffer.end(), [](const Tensor& g) { return g.defined(); });
-      if (any) node.run_pre_hooks(s.buffer);
-      for (const Capture& c : s.captures) results[c.index] = s.buffer[c.output_nr];
+      std::span<Tensor> in_grads = grads_of(s);
+      bool any = std::any_of(in_grads.begin(), in_grads.end(), [](const Tensor& g) { return g.defined(); });
+      if (any) node.run_pre_hooks(in_grads);
+      for (const Capture& c : s.captures) results[c.index] = in_grads[c.output_nr];
       if (!s.execute && captures) continue;
 
       Grads out;
       if (any) {
-        for (size_t i = 0; i < s.buffer.size() && i < node.outputs.size(); ++i)
-          if (!s.buffer[i].defined())
-            s.buffer[i] =
+        for (size_t i = 0; i < node.outputs.size(); ++i)
+          if (!in_grads[i].defined())
+            in_grads[i] =
                 zeros(node.outputs[i].shape, {.dtype = node.outputs[i].dtype, .device = node.outputs[i].device});
-        Ctx ctx(node, s.buffer);
+        Ctx ctx(node, in_grads);
         out = node.apply(ctx);
         if (!keep_graph) node.release_saved();
       }
-      s.buffer.clear();
-      for (size_t i = 0; i < node.next_edges.size(); ++i) {
-        const Edge& e = node.next_edges[i];
+      for (Tensor& g : in_grads) g = Tensor();  // free as we go
+      for (size_t i = 0; i < node.inputs.size(); ++i) {
+        const Edge& e = node.inputs[i].edge;
         if (!e.fn) continue;
         Slot& child = slots[e.fn->slot_];
         if (!child.needed) continue;
-        if (i < out.size() && out[i].defined()) add_grad(child.buffer[e.input_nr], validate(node, i, out[i]));
+        if (i < out.size() && out[i].defined()) add_grad(grads[child.grads + e.input_nr], validate(node, i, out[i]));
         if (--child.deps == 0) ready.push(&child);
       }
     }
@@ -405,7 +415,7 @@ class Engine {
  private:
   // Brings gradient i of node to its input's dtype and shape (summing broadcast dims), or says why not.
   static Tensor validate(const Node& node, size_t i, Tensor g) {
-    const TensorGeometry& m = node.inputs[i];
+    const TensorGeometry& m = node.inputs[i].geometry;
     EMBER_CHECK(g.device() == m.device, AutogradError, "[autograd] the backward of ", node.name(),
                 " returned a gradient on ", g.device(), " for input ", i, " on ", m.device);
     if (t_anomaly && is_floating(g.dtype())) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -99,6 +100,12 @@ class SavedTensor {
 class Ctx;
 using Grads = std::vector<Tensor>;  // one gradient per input; undefined = none
 
+// One input of a node: where its gradient goes and what it must look like.
+struct NodeInput {
+  Edge edge;
+  TensorGeometry geometry;
+};
+
 class Node : public std::enable_shared_from_this<Node> {
  public:
   explicit Node(const char* name) : name_(name) {}
@@ -109,12 +116,12 @@ class Node : public std::enable_shared_from_this<Node> {
   const char* name() const { return name_; }  // the forward op
   uint64_t sequence_nr() const { return seq_; }
   virtual Grads apply(Ctx& ctx) = 0;
-  virtual void run_pre_hooks(Grads& grads);  // tensor hooks of the outputs, before apply
-  void release_saved();                      // after a backward without retain_graph
+  virtual void run_pre_hooks(std::span<Tensor> grads);  // tensor hooks of the outputs, before apply
+  void release_saved();                                 // after a backward without retain_graph
 
-  std::vector<Edge> next_edges;         // one per input
-  std::vector<TensorGeometry> inputs;   // one per input
-  std::vector<TensorGeometry> outputs;  // one per output
+  std::vector<NodeInput> inputs;
+  uint32_t num_outputs = 1;
+  std::vector<TensorGeometry> outputs;  // kept only for nodes with several outputs (to fill in zeros)
   std::vector<SavedTensor> saved;
   struct PreHook {
     int64_t id;
@@ -128,8 +135,8 @@ class Node : public std::enable_shared_from_this<Node> {
 
  private:
   friend class Engine;
-  friend void attach(const std::shared_ptr<Node>&, const std::vector<Tensor*>&, const std::vector<const Tensor*>&,
-                     const std::vector<Tensor>&);
+  friend void attach(const std::shared_ptr<Node>&, std::span<Tensor* const>, std::span<const Tensor* const>,
+                     std::span<const Tensor>);
   const char* name_;
   uint64_t epoch_ = 0;  // engine scratch: the run that last visited this node, and its slot there
   int64_t slot_ = -1;
@@ -138,18 +145,18 @@ class Node : public std::enable_shared_from_this<Node> {
 // What a backward formula sees.
 class Ctx {
  public:
-  Ctx(const Node& node, Grads& grads) : node_(node), grads_(grads) {}
+  Ctx(const Node& node, std::span<Tensor> grads) : node_(node), grads_(grads) {}
   // Gradient w.r.t. output i (zeros when none arrived for it).
   const Tensor& grad(size_t i = 0) const { return grads_[i]; }
   // Saved tensor i (in the order given to record), checked against in-place writes since.
   Tensor saved(size_t i) const { return node_.saved.at(i).unpack(node_); }
   // Whether input i takes a gradient (skip work for the others: return an undefined tensor).
-  bool needs_grad(size_t i) const { return node_.next_edges.at(i).valid(); }
-  const TensorGeometry& input(size_t i) const { return node_.inputs.at(i); }
+  bool needs_grad(size_t i) const { return node_.inputs.at(i).edge.valid(); }
+  const TensorGeometry& input(size_t i) const { return node_.inputs.at(i).geometry; }
 
  private:
   const Node& node_;
-  Grads& grads_;
+  std::span<Tensor> grads_;
 };
 
 template <class F>
@@ -166,18 +173,24 @@ class FnNode final : public Node {
 // Whether an op over these inputs must be recorded: grad mode is on and an input requires grad.
 bool needs_grad(std::initializer_list<const Tensor*> inputs);
 bool needs_grad(const std::vector<Tensor>& inputs);
-bool needs_grad(const std::vector<const Tensor*>& inputs);
+bool needs_grad(std::span<const Tensor* const> inputs);
 inline bool needs_grad(const Tensor& t) { return needs_grad({&t}); }
 
 // The edge a gradient for t travels along (grad_fn, or the leaf's accumulator), or an invalid edge.
 Edge gradient_edge(const Tensor& t);
 
 // Links `node` into the graph: edges to the inputs, outputs' grad_fn, saved tensors.
-void attach(const std::shared_ptr<Node>& node, const std::vector<Tensor*>& outputs,
-            const std::vector<const Tensor*>& inputs, const std::vector<Tensor>& saved);
+void attach(const std::shared_ptr<Node>& node, std::span<Tensor* const> outputs, std::span<const Tensor* const> inputs,
+            std::span<const Tensor> saved);
 
 // Records `outputs = op(inputs)`; call only when needs_grad(inputs). backward(Ctx&) returns one
 // gradient per input. Floating outputs get the node as grad_fn; others stay constants.
+template <class F>
+void record(const char* name, std::initializer_list<Tensor*> outputs, std::initializer_list<const Tensor*> inputs,
+            std::initializer_list<Tensor> saved, F backward) {
+  attach(std::make_shared<FnNode<F>>(name, std::move(backward)), {outputs.begin(), outputs.size()},
+         {inputs.begin(), inputs.size()}, {saved.begin(), saved.size()});
+}
 template <class F>
 void record(const char* name, const std::vector<Tensor*>& outputs, const std::vector<const Tensor*>& inputs,
             const std::vector<Tensor>& saved, F backward) {

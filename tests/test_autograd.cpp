@@ -130,7 +130,7 @@ TEST_CASE("hooks: tensor hooks see and may replace gradients; handles remove the
     ++seen;
     return g * 10;
   });
-  HookHandle ha = a.register_hook([&](const Tensor& g) {
+  HookHandle ha = a.register_hook([&](const Tensor&) {
     ++seen;
     return Tensor();  // keep
   });

@@ -48,7 +48,7 @@ GradFn squared(GradFn f) {
 // The node that produced t and the nodes its edges lead to (to see that scaffolding is not recorded).
 std::string node_name(const Tensor& t) { return t.grad_fn() ? t.grad_fn()->name() : "leaf"; }
 std::string child_name(const Tensor& t, size_t i) {
-  const auto& e = t.grad_fn()->next_edges.at(i);
+  const auto& e = t.grad_fn()->inputs.at(i).edge;
   return e.fn ? e.fn->name() : "none";
 }
 }  // namespace

@@ -2,6 +2,8 @@
 // so the difference is the tape's cost), and a full MLP forward + backward.
 #include <benchmark/benchmark.h>
 
+#include <cmath>
+
 #include "ember.hpp"
 
 using namespace ember;
@@ -20,8 +22,8 @@ void BM_chain100_grad(benchmark::State& st) {
     chain(x).sum().backward();
     x.set_grad({});
   }
-  st.counters["per_op_us"] = benchmark::Counter(100.0, benchmark::Counter::kIsIterationInvariantRate |
-                                                           benchmark::Counter::kInvert);
+  st.counters["per_op_us"] =
+      benchmark::Counter(100.0, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_chain100_grad)->Arg(1)->Arg(64);
 

@@ -2,6 +2,7 @@
 // builders check devices, promote types as PyTorch does, broadcast, and call the kernel family.
 #include "core/ops/elementwise.hpp"
 
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -132,18 +133,20 @@ struct D {
 };
 
 template <class Fn>
-void record_row(const char* op, Tensor& y, const std::vector<const Tensor*>& inputs, Keep k, Fn fn) {
+void record_row(const char* op, Tensor& y, std::initializer_list<const Tensor*> inputs, Keep k, Fn fn) {
   if (!is_floating(y.dtype()) || !autograd::needs_grad(inputs)) return;
-  std::vector<Tensor> saved;
-  const Tensor none;
-  auto in = [&](size_t i) -> const Tensor& { return i < inputs.size() ? *inputs[i] : none; };
-  if (k.a) saved.push_back(in(0));
-  if (k.b) saved.push_back(in(1));
-  if (k.c) saved.push_back(in(2));
-  if (k.out) saved.push_back(y);
+  std::array<Tensor, 4> saved;  // no heap for the bookkeeping of the most common ops
+  size_t n_saved = 0;
+  const Tensor* const* in = inputs.begin();
+  if (k.a) saved[n_saved++] = *in[0];
+  if (k.b) saved[n_saved++] = *in[1];
+  if (k.c) saved[n_saved++] = *in[2];
+  if (k.out) saved[n_saved++] = y;
   size_t n = inputs.size();
-  autograd::record(op, {&y}, inputs, saved, [k, n, fn](autograd::Ctx& c) {
-    D d{.g = c.grad()};
+  Tensor* outputs[] = {&y};
+  auto backward = [k, n, fn](autograd::Ctx& c) {
+    D d;
+    d.g = c.grad();
     size_t i = 0;
     if (k.a) d.a = c.saved(i++);
     if (k.b) d.b = c.saved(i++);
@@ -154,7 +157,9 @@ void record_row(const char* op, Tensor& y, const std::vector<const Tensor*>& inp
       return autograd::Grads{fn(d)};
     else
       return autograd::Grads(fn(d));
-  });
+  };
+  autograd::attach(std::make_shared<autograd::FnNode<decltype(backward)>>(op, std::move(backward)), outputs,
+                   {inputs.begin(), inputs.size()}, {saved.data(), n_saved});
 }
 
 template <class F, class Fn>
