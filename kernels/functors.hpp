@@ -11,6 +11,7 @@
 
 #include "core/dtype.hpp"
 #include "core/half.hpp"
+#include "kernels/vec_math.hpp"
 
 namespace ember::kernels {
 
@@ -21,8 +22,23 @@ struct OpParams {
 
 template <class T>
 EMBER_HD bool nan_(T x) {
-  if constexpr (std::is_floating_point_v<T>) return x != x;
-  else return false;
+  if constexpr (std::is_floating_point_v<T>)
+    return x != x;
+  else
+    return false;
+}
+
+// exp in the computation type; float on the host takes the vectorisable polynomial (about 1 ulp).
+template <class T>
+EMBER_HD T exp_(T x) {
+#if defined(__CUDA_ARCH__)
+  return std::exp(x);
+#else
+  if constexpr (std::is_same_v<T, float>)
+    return exp_fast(x);
+  else
+    return std::exp(x);
+#endif
 }
 
 struct UnaryFloat {  // ops that compute in floating point; integer inputs promote to f32
@@ -44,17 +60,25 @@ struct Predicate {
 // ---------------------------------------------------------------- unary
 struct Neg : UnaryNumeric {
   using Types = SignedTypes;
-  template <class T> EMBER_HD T operator()(T x) const { return -x; }
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return -x;
+  }
 };
 struct Abs : UnaryNumeric {
-  template <class T> EMBER_HD T operator()(T x) const {
-    if constexpr (std::is_unsigned_v<T>) return x;
-    else return x < T(0) ? -x : x;
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    if constexpr (std::is_unsigned_v<T>)
+      return x;
+    else
+      return x < T(0) ? -x : x;
   }
 };
 struct Sign : UnaryNumeric {
-  template <class T> EMBER_HD T operator()(T x) const {
-    if constexpr (std::is_unsigned_v<T>) return static_cast<T>(x != T(0));
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    if constexpr (std::is_unsigned_v<T>)
+      return static_cast<T>(x != T(0));
     else {
       if constexpr (std::is_floating_point_v<T>) {
         if (x != x) return x;
@@ -63,24 +87,93 @@ struct Sign : UnaryNumeric {
     }
   }
 };
-struct Exp : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return std::exp(x); } };
-struct Exp2 : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return std::exp2(x); } };
-struct Log : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return std::log(x); } };
-struct Log2 : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return std::log2(x); } };
-struct Log1p : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return std::log1p(x); } };
-struct Expm1 : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return std::expm1(x); } };
-struct Sqrt : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return std::sqrt(x); } };
-struct Rsqrt : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return T(1) / std::sqrt(x); } };
-struct Reciprocal : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return T(1) / x; } };
-struct Sin : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return std::sin(x); } };
-struct Cos : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return std::cos(x); } };
-struct Tan : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return std::tan(x); } };
-struct Tanh : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return std::tanh(x); } };
+struct Exp : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return exp_(x);
+  }
+};
+struct Exp2 : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return std::exp2(x);
+  }
+};
+struct Log : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return std::log(x);
+  }
+};
+struct Log2 : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return std::log2(x);
+  }
+};
+struct Log1p : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return std::log1p(x);
+  }
+};
+struct Expm1 : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return std::expm1(x);
+  }
+};
+struct Sqrt : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return std::sqrt(x);
+  }
+};
+struct Rsqrt : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return T(1) / std::sqrt(x);
+  }
+};
+struct Reciprocal : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return T(1) / x;
+  }
+};
+struct Sin : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return std::sin(x);
+  }
+};
+struct Cos : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return std::cos(x);
+  }
+};
+struct Tan : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return std::tan(x);
+  }
+};
+struct Tanh : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return std::tanh(x);
+  }
+};
 struct Sigmoid : UnaryFloat {
-  template <class T> EMBER_HD T operator()(T x) const { return T(1) / (T(1) + std::exp(-x)); }
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return T(1) / (T(1) + exp_(-x));
+  }
 };
 struct Relu : UnaryNumeric {
-  template <class T> EMBER_HD T operator()(T x) const {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
     if constexpr (std::is_floating_point_v<T>) {
       if (x != x) return x;
     }
@@ -89,69 +182,134 @@ struct Relu : UnaryNumeric {
 };
 struct LeakyRelu : UnaryFloat {
   double slope = 0.01;
-  static LeakyRelu make(const OpParams& p) { LeakyRelu f; f.slope = p.a; return f; }
-  template <class T> EMBER_HD T operator()(T x) const { return x > T(0) ? x : x * static_cast<T>(slope); }
+  static LeakyRelu make(const OpParams& p) {
+    LeakyRelu f;
+    f.slope = p.a;
+    return f;
+  }
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return x > T(0) ? x : x * static_cast<T>(slope);
+  }
 };
 struct Gelu : UnaryFloat {  // exact: x * Phi(x)
-  template <class T> EMBER_HD T operator()(T x) const {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
     return x * T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
   }
 };
 struct GeluTanh : UnaryFloat {
-  template <class T> EMBER_HD T operator()(T x) const {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
     const T k = T(0.79788456080286535588);  // sqrt(2/pi)
     return T(0.5) * x * (T(1) + std::tanh(k * (x + T(0.044715) * x * x * x)));
   }
 };
 struct Silu : UnaryFloat {
-  template <class T> EMBER_HD T operator()(T x) const { return x / (T(1) + std::exp(-x)); }
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return x / (T(1) + exp_(-x));
+  }
 };
 struct Softplus : UnaryFloat {
   double beta = 1, threshold = 20;
-  static Softplus make(const OpParams& p) { Softplus f; f.beta = p.a; f.threshold = p.b; return f; }
-  template <class T> EMBER_HD T operator()(T x) const {
+  static Softplus make(const OpParams& p) {
+    Softplus f;
+    f.beta = p.a;
+    f.threshold = p.b;
+    return f;
+  }
+  template <class T>
+  EMBER_HD T operator()(T x) const {
     T bx = x * static_cast<T>(beta);
     return bx > static_cast<T>(threshold) ? x : std::log1p(std::exp(bx)) / static_cast<T>(beta);
   }
 };
-struct Erf : UnaryFloat { template <class T> EMBER_HD T operator()(T x) const { return std::erf(x); } };
+struct Erf : UnaryFloat {
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return std::erf(x);
+  }
+};
 struct Floor : UnaryNumeric {
-  template <class T> EMBER_HD T operator()(T x) const {
-    if constexpr (std::is_floating_point_v<T>) return std::floor(x); else return x;
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    if constexpr (std::is_floating_point_v<T>)
+      return std::floor(x);
+    else
+      return x;
   }
 };
 struct Ceil : UnaryNumeric {
-  template <class T> EMBER_HD T operator()(T x) const {
-    if constexpr (std::is_floating_point_v<T>) return std::ceil(x); else return x;
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    if constexpr (std::is_floating_point_v<T>)
+      return std::ceil(x);
+    else
+      return x;
   }
 };
 struct Round : UnaryNumeric {  // half to even, as PyTorch
-  template <class T> EMBER_HD T operator()(T x) const {
-    if constexpr (std::is_floating_point_v<T>) return std::nearbyint(x); else return x;
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    if constexpr (std::is_floating_point_v<T>)
+      return std::nearbyint(x);
+    else
+      return x;
   }
 };
 struct Trunc : UnaryNumeric {
-  template <class T> EMBER_HD T operator()(T x) const {
-    if constexpr (std::is_floating_point_v<T>) return std::trunc(x); else return x;
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    if constexpr (std::is_floating_point_v<T>)
+      return std::trunc(x);
+    else
+      return x;
   }
 };
-struct LogicalNot : Predicate { template <class T> EMBER_HD bool operator()(T x) const { return !static_cast<bool>(x); } };
-struct IsNan : Predicate { template <class T> EMBER_HD bool operator()(T x) const { return nan_(x); } };
+struct LogicalNot : Predicate {
+  template <class T>
+  EMBER_HD bool operator()(T x) const {
+    return !static_cast<bool>(x);
+  }
+};
+struct IsNan : Predicate {
+  template <class T>
+  EMBER_HD bool operator()(T x) const {
+    return nan_(x);
+  }
+};
 struct IsInf : Predicate {
-  template <class T> EMBER_HD bool operator()(T x) const {
-    if constexpr (std::is_floating_point_v<T>) return std::isinf(x); else return false;
+  template <class T>
+  EMBER_HD bool operator()(T x) const {
+    if constexpr (std::is_floating_point_v<T>)
+      return std::isinf(x);
+    else
+      return false;
   }
 };
 struct IsFinite : Predicate {
-  template <class T> EMBER_HD bool operator()(T x) const {
-    if constexpr (std::is_floating_point_v<T>) return std::isfinite(x); else return true;
+  template <class T>
+  EMBER_HD bool operator()(T x) const {
+    if constexpr (std::is_floating_point_v<T>)
+      return std::isfinite(x);
+    else
+      return true;
   }
 };
 struct Clamp : UnaryNumeric {  // NaN propagates; absent bounds are skipped
   double lo = 0, hi = 0;
   bool has_lo = false, has_hi = false;
-  static Clamp make(const OpParams& p) { Clamp f; f.lo = p.a; f.hi = p.b; f.has_lo = p.has_a; f.has_hi = p.has_b; return f; }
-  template <class T> EMBER_HD T operator()(T x) const {
+  static Clamp make(const OpParams& p) {
+    Clamp f;
+    f.lo = p.a;
+    f.hi = p.b;
+    f.has_lo = p.has_a;
+    f.has_hi = p.has_b;
+    return f;
+  }
+  template <class T>
+  EMBER_HD T operator()(T x) const {
     if (nan_(x)) return x;
     if (has_lo && x < static_cast<T>(lo)) x = static_cast<T>(lo);
     if (has_hi && x > static_cast<T>(hi)) x = static_cast<T>(hi);
@@ -160,8 +318,15 @@ struct Clamp : UnaryNumeric {  // NaN propagates; absent bounds are skipped
 };
 struct NanToNum : UnaryNumeric {
   double nan = 0, posinf = 0, neginf = 0;
-  static NanToNum make(const OpParams& p) { NanToNum f; f.nan = p.a; f.posinf = p.b; f.neginf = p.c; return f; }
-  template <class T> EMBER_HD T operator()(T x) const {
+  static NanToNum make(const OpParams& p) {
+    NanToNum f;
+    f.nan = p.a;
+    f.posinf = p.b;
+    f.neginf = p.c;
+    return f;
+  }
+  template <class T>
+  EMBER_HD T operator()(T x) const {
     if constexpr (std::is_floating_point_v<T>) {
       if (x != x) return static_cast<T>(nan);
       if (std::isinf(x)) return static_cast<T>(x > 0 ? posinf : neginf);
@@ -171,8 +336,13 @@ struct NanToNum : UnaryNumeric {
 };
 struct PowScalar : UnaryNumeric {
   double e = 1;
-  static PowScalar make(const OpParams& p) { PowScalar f; f.e = p.a; return f; }
-  template <class T> EMBER_HD T operator()(T x) const {
+  static PowScalar make(const OpParams& p) {
+    PowScalar f;
+    f.e = p.a;
+    return f;
+  }
+  template <class T>
+  EMBER_HD T operator()(T x) const {
     if constexpr (std::is_floating_point_v<T>) {
       if (e == 2) return x * x;
       if (e == 0.5) return std::sqrt(x);
@@ -196,33 +366,52 @@ struct BinaryNumeric {
 struct Add : BinaryNumeric {
   using Types = AllTypes;
   double alpha = 1;
-  static Add make(const OpParams& p) { Add f; f.alpha = p.a; return f; }
-  template <class T> EMBER_HD T operator()(T x, T y) const {
-    if constexpr (std::is_same_v<T, bool>) return x || y;
-    else return alpha == 1 ? x + y : static_cast<T>(x + static_cast<T>(alpha) * y);
+  static Add make(const OpParams& p) {
+    Add f;
+    f.alpha = p.a;
+    return f;
+  }
+  template <class T>
+  EMBER_HD T operator()(T x, T y) const {
+    if constexpr (std::is_same_v<T, bool>)
+      return x || y;
+    else
+      return alpha == 1 ? x + y : static_cast<T>(x + static_cast<T>(alpha) * y);
   }
 };
 struct Sub : BinaryNumeric {
   double alpha = 1;
-  static Sub make(const OpParams& p) { Sub f; f.alpha = p.a; return f; }
-  template <class T> EMBER_HD T operator()(T x, T y) const {
+  static Sub make(const OpParams& p) {
+    Sub f;
+    f.alpha = p.a;
+    return f;
+  }
+  template <class T>
+  EMBER_HD T operator()(T x, T y) const {
     return alpha == 1 ? static_cast<T>(x - y) : static_cast<T>(x - static_cast<T>(alpha) * y);
   }
 };
 struct Mul : BinaryNumeric {
   using Types = AllTypes;
-  template <class T> EMBER_HD T operator()(T x, T y) const {
-    if constexpr (std::is_same_v<T, bool>) return x && y;
-    else return static_cast<T>(x * y);
+  template <class T>
+  EMBER_HD T operator()(T x, T y) const {
+    if constexpr (std::is_same_v<T, bool>)
+      return x && y;
+    else
+      return static_cast<T>(x * y);
   }
 };
 struct Div : BinaryNumeric {  // true division; integer inputs compute in f32
   using Types = FloatTypes;
   static constexpr bool kIntToFloat = true;
-  template <class T> EMBER_HD T operator()(T x, T y) const { return x / y; }
+  template <class T>
+  EMBER_HD T operator()(T x, T y) const {
+    return x / y;
+  }
 };
 struct DivFloor : BinaryNumeric {
-  template <class T> EMBER_HD T operator()(T x, T y) const {
+  template <class T>
+  EMBER_HD T operator()(T x, T y) const {
     if constexpr (std::is_floating_point_v<T>) {
       return std::floor(x / y);
     } else {
@@ -234,13 +423,17 @@ struct DivFloor : BinaryNumeric {
   }
 };
 struct DivTrunc : BinaryNumeric {
-  template <class T> EMBER_HD T operator()(T x, T y) const {
-    if constexpr (std::is_floating_point_v<T>) return std::trunc(x / y);
-    else return y == 0 ? T(0) : static_cast<T>(x / y);
+  template <class T>
+  EMBER_HD T operator()(T x, T y) const {
+    if constexpr (std::is_floating_point_v<T>)
+      return std::trunc(x / y);
+    else
+      return y == 0 ? T(0) : static_cast<T>(x / y);
   }
 };
 struct Remainder : BinaryNumeric {  // Python's modulo: the result takes the divisor's sign
-  template <class T> EMBER_HD T operator()(T x, T y) const {
+  template <class T>
+  EMBER_HD T operator()(T x, T y) const {
     if constexpr (std::is_floating_point_v<T>) {
       T r = std::fmod(x, y);
       return (r != 0 && ((r < 0) != (y < 0))) ? r + y : r;
@@ -253,7 +446,8 @@ struct Remainder : BinaryNumeric {  // Python's modulo: the result takes the div
 };
 struct Maximum : BinaryNumeric {
   using Types = AllTypes;
-  template <class T> EMBER_HD T operator()(T x, T y) const {
+  template <class T>
+  EMBER_HD T operator()(T x, T y) const {
     if (nan_(x)) return x;
     if (nan_(y)) return y;
     return x > y ? x : y;
@@ -261,14 +455,16 @@ struct Maximum : BinaryNumeric {
 };
 struct Minimum : BinaryNumeric {
   using Types = AllTypes;
-  template <class T> EMBER_HD T operator()(T x, T y) const {
+  template <class T>
+  EMBER_HD T operator()(T x, T y) const {
     if (nan_(x)) return x;
     if (nan_(y)) return y;
     return x < y ? x : y;
   }
 };
 struct Pow : BinaryNumeric {
-  template <class T> EMBER_HD T operator()(T x, T y) const {
+  template <class T>
+  EMBER_HD T operator()(T x, T y) const {
     if constexpr (std::is_floating_point_v<T>) {
       return std::pow(x, y);
     } else {
@@ -280,25 +476,69 @@ struct Pow : BinaryNumeric {
     }
   }
 };
-struct Eq : Predicate { template <class T> EMBER_HD bool operator()(T x, T y) const { return x == y; } };
-struct Ne : Predicate { template <class T> EMBER_HD bool operator()(T x, T y) const { return x != y; } };
-struct Lt : Predicate { template <class T> EMBER_HD bool operator()(T x, T y) const { return x < y; } };
-struct Le : Predicate { template <class T> EMBER_HD bool operator()(T x, T y) const { return x <= y; } };
-struct Gt : Predicate { template <class T> EMBER_HD bool operator()(T x, T y) const { return x > y; } };
-struct Ge : Predicate { template <class T> EMBER_HD bool operator()(T x, T y) const { return x >= y; } };
+struct Eq : Predicate {
+  template <class T>
+  EMBER_HD bool operator()(T x, T y) const {
+    return x == y;
+  }
+};
+struct Ne : Predicate {
+  template <class T>
+  EMBER_HD bool operator()(T x, T y) const {
+    return x != y;
+  }
+};
+struct Lt : Predicate {
+  template <class T>
+  EMBER_HD bool operator()(T x, T y) const {
+    return x < y;
+  }
+};
+struct Le : Predicate {
+  template <class T>
+  EMBER_HD bool operator()(T x, T y) const {
+    return x <= y;
+  }
+};
+struct Gt : Predicate {
+  template <class T>
+  EMBER_HD bool operator()(T x, T y) const {
+    return x > y;
+  }
+};
+struct Ge : Predicate {
+  template <class T>
+  EMBER_HD bool operator()(T x, T y) const {
+    return x >= y;
+  }
+};
 struct LogicalAnd : Predicate {
-  template <class T> EMBER_HD bool operator()(T x, T y) const { return static_cast<bool>(x) && static_cast<bool>(y); }
+  template <class T>
+  EMBER_HD bool operator()(T x, T y) const {
+    return static_cast<bool>(x) && static_cast<bool>(y);
+  }
 };
 struct LogicalOr : Predicate {
-  template <class T> EMBER_HD bool operator()(T x, T y) const { return static_cast<bool>(x) || static_cast<bool>(y); }
+  template <class T>
+  EMBER_HD bool operator()(T x, T y) const {
+    return static_cast<bool>(x) || static_cast<bool>(y);
+  }
 };
 struct LogicalXor : Predicate {
-  template <class T> EMBER_HD bool operator()(T x, T y) const { return static_cast<bool>(x) != static_cast<bool>(y); }
+  template <class T>
+  EMBER_HD bool operator()(T x, T y) const {
+    return static_cast<bool>(x) != static_cast<bool>(y);
+  }
 };
 struct LerpScalar : UnaryFloat {  // binary: start + w * (end - start)
   double w = 0;
-  static LerpScalar make(const OpParams& p) { LerpScalar f; f.w = p.a; return f; }
-  template <class T> EMBER_HD T operator()(T x, T y) const {
+  static LerpScalar make(const OpParams& p) {
+    LerpScalar f;
+    f.w = p.a;
+    return f;
+  }
+  template <class T>
+  EMBER_HD T operator()(T x, T y) const {
     T wt = static_cast<T>(w);
     return wt < T(0.5) ? x + wt * (y - x) : y - (y - x) * (T(1) - wt);
   }
@@ -306,32 +546,49 @@ struct LerpScalar : UnaryFloat {  // binary: start + w * (end - start)
 
 // ---------------------------------------------------------------- ternary
 struct Lerp : UnaryFloat {
-  template <class T> EMBER_HD T operator()(T x, T y, T w) const {
+  template <class T>
+  EMBER_HD T operator()(T x, T y, T w) const {
     return std::abs(w) < T(0.5) ? x + w * (y - x) : y - (y - x) * (T(1) - w);
   }
 };
 struct Addcmul : UnaryNumeric {
   double value = 1;
-  static Addcmul make(const OpParams& p) { Addcmul f; f.value = p.a; return f; }
-  template <class T> EMBER_HD T operator()(T x, T a, T b) const { return static_cast<T>(x + static_cast<T>(value) * a * b); }
+  static Addcmul make(const OpParams& p) {
+    Addcmul f;
+    f.value = p.a;
+    return f;
+  }
+  template <class T>
+  EMBER_HD T operator()(T x, T a, T b) const {
+    return static_cast<T>(x + static_cast<T>(value) * a * b);
+  }
 };
 struct Addcdiv : UnaryFloat {
   double value = 1;
-  static Addcdiv make(const OpParams& p) { Addcdiv f; f.value = p.a; return f; }
-  template <class T> EMBER_HD T operator()(T x, T a, T b) const { return x + static_cast<T>(value) * a / b; }
+  static Addcdiv make(const OpParams& p) {
+    Addcdiv f;
+    f.value = p.a;
+    return f;
+  }
+  template <class T>
+  EMBER_HD T operator()(T x, T a, T b) const {
+    return x + static_cast<T>(value) * a / b;
+  }
 };
 // where(cond, a, b): the condition arrives converted to T; nonzero selects a.
 struct Where : UnaryNumeric {
   using Types = AllTypes;
-  template <class T> EMBER_HD T operator()(T c, T a, T b) const { return c != T(0) ? a : b; }
+  template <class T>
+  EMBER_HD T operator()(T c, T a, T b) const {
+    return c != T(0) ? a : b;
+  }
 };
 
-using UnaryFunctors = TypeList<Neg, Abs, Sign, Exp, Exp2, Log, Log2, Log1p, Expm1, Sqrt, Rsqrt, Reciprocal,
-                               Sin, Cos, Tan, Tanh, Sigmoid, Relu, LeakyRelu, Gelu, GeluTanh, Silu, Softplus,
-                               Erf, Floor, Ceil, Round, Trunc, LogicalNot, IsNan, IsInf, IsFinite, Clamp,
-                               NanToNum, PowScalar>;
-using BinaryFunctors = TypeList<Add, Sub, Mul, Div, DivFloor, DivTrunc, Remainder, Maximum, Minimum, Pow, Eq, Ne,
-                                Lt, Le, Gt, Ge, LogicalAnd, LogicalOr, LogicalXor, LerpScalar>;
+using UnaryFunctors = TypeList<Neg, Abs, Sign, Exp, Exp2, Log, Log2, Log1p, Expm1, Sqrt, Rsqrt, Reciprocal, Sin, Cos,
+                               Tan, Tanh, Sigmoid, Relu, LeakyRelu, Gelu, GeluTanh, Silu, Softplus, Erf, Floor, Ceil,
+                               Round, Trunc, LogicalNot, IsNan, IsInf, IsFinite, Clamp, NanToNum, PowScalar>;
+using BinaryFunctors = TypeList<Add, Sub, Mul, Div, DivFloor, DivTrunc, Remainder, Maximum, Minimum, Pow, Eq, Ne, Lt,
+                                Le, Gt, Ge, LogicalAnd, LogicalOr, LogicalXor, LerpScalar>;
 using TernaryFunctors = TypeList<Lerp, Addcmul, Addcdiv, Where>;
 
 template <class T, class List>
@@ -345,8 +602,10 @@ inline constexpr int index_of_v = index_of<T, List>::value;
 
 template <class F>
 inline F make_functor(const OpParams& p) {  // host only: make() reads OpParams
-  if constexpr (requires { F::make(p); }) return F::make(p);
-  else return F{};
+  if constexpr (requires { F::make(p); })
+    return F::make(p);
+  else
+    return F{};
 }
 
 }  // namespace ember::kernels
