@@ -8,7 +8,8 @@ namespace ember::kernels {
 enum class Distribution { Uniform, Normal, Bernoulli, RandInt };
 struct RandomParams {
   Distribution dist;
-  double a = 0, b = 1;  // uniform [a, b); normal mean a, std b; bernoulli p = a; randint [a, b)
+  // uniform [a, b); normal mean a, std b; bernoulli: b with probability a, else 0; randint [a, b)
+  double a = 0, b = 1;
   const Tensor* probs = nullptr;  // per-element bernoulli probabilities (contiguous f64), if given
 };
 

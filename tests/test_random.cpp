@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "kernels/philox.hpp"
 #include "test_util.hpp"
 
 using namespace ember;
@@ -40,8 +41,8 @@ TEST_CASE("same seed gives the same numbers; draws advance the generator") {
 
 TEST_CASE("element i does not depend on the draw's size or the thread split") {
   Generator g1(3), g2(3);
-  Tensor big = rand({200000}, {}, &g1);   // parallel path
-  Tensor small = rand({1000}, {}, &g2);   // serial path
+  Tensor big = rand({200000}, {}, &g1);  // parallel path
+  Tensor small = rand({1000}, {}, &g2);  // serial path
   CHECK(equal(big.narrow(0, 0, 1000), small));
 }
 
@@ -107,7 +108,26 @@ TEST_CASE("random fill of a non-contiguous view writes only the view") {
   for (int i = 0; i < 4; ++i)
     for (int j = 0; j < 6; ++j) {
       float e = v[i * 6 + j];
-      if (j == 2) CHECK((e >= 1 && e < 2));
-      else CHECK(e == 0);
+      if (j == 2)
+        CHECK((e >= 1 && e < 2));
+      else
+        CHECK(e == 0);
     }
+}
+
+TEST_CASE("the CPU fill draws exactly the per-element Philox values the CUDA kernel uses") {
+  // kernels::DrawAt is the definition both backends follow; the CPU fill batches the blocks.
+  for (int64_t n : {1, 7, 33, 100001}) {
+    CAPTURE(n);
+    for (bool normal : {false, true}) {
+      Generator g(1234);
+      g.advance(5);  // an odd starting block
+      uint64_t base = g.state().offset;
+      auto v = (normal ? randn({n}, {.dtype = kF64}, &g) : rand({n}, {.dtype = kF64}, &g)).to_vector<double>();
+      for (int64_t i = 0; i < n; i += std::max<int64_t>(1, n / 97)) {
+        kernels::DrawAt d(1234, base, i);
+        CHECK(v[static_cast<size_t>(i)] == (normal ? std::fma(1.0, d.normal(), 0.0) : d.uniform()));
+      }
+    }
+  }
 }

@@ -113,10 +113,9 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* g) {
   EMBER_CHECK(is_floating(x.dtype()), DTypeError, "[dropout] needs a floating tensor, got ", describe(x));
   if (!training || p == 0) return x;
   if (p == 1) return x * 0.0;  // zeros that still carry a (zero) gradient
-  // One multiply by the scaled keep-mask: the backward is g * mask.
+  // One multiply by the scaled keep-mask (drawn as 1/(1-p) or 0 directly): the backward is g * mask.
   Tensor mask = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
-  bernoulli_(mask, 1 - p, g);
-  mask.mul_(1.0 / (1 - p));
+  draw(mask, {.dist = Distribution::Bernoulli, .a = 1 - p, .b = 1.0 / (1 - p)}, g);
   return x * mask;
 }
 

@@ -23,7 +23,7 @@ __global__ void __launch_bounds__(kThreads) random_kernel(T* out, int64_t n, Dis
         v = fma(b, d.normal(), a);
         break;
       case Distribution::Bernoulli:
-        v = d.uniform() < (probs ? probs[i] : a) ? 1.0 : 0.0;
+        v = d.uniform() < (probs ? probs[i] : a) ? b : 0.0;
         break;
       case Distribution::RandInt: {
         auto range = static_cast<uint64_t>(b - a);
