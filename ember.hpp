@@ -17,3 +17,7 @@
 #include "core/scalar.hpp"
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
+#include "nn/nn.hpp"
+#include "nn/functional.hpp"
+#include "nn/optim/optim.hpp"
+#include "train/data/data.hpp"

@@ -1,0 +1,98 @@
+// Fused cross entropy over class indices: the builder checks the canonical [N, C, K] layout, runs the
+// kernel of kernels/loss.hpp, reduces, and records a node whose backward is the fused kernel, or
+// under create_graph the same formula in public ops (softmax stays differentiable).
+#include "core/ops/loss.hpp"
+
+#include "core/autograd.hpp"
+#include "core/ops/creation.hpp"
+#include "core/ops/elementwise.hpp"
+#include "core/ops/index.hpp"
+#include "core/ops/reduce.hpp"
+#include "kernels/loss.hpp"
+
+namespace ember {
+namespace {
+
+// d loss / d input = coef * (s * softmax(x) - q) in public ops: coef the upstream gradient per
+// position, s = (1 - ls) w_t + ls W / C, q_c = (1 - ls) w_t [c == t] + ls w_c / C.
+Tensor cross_entropy_grad_composite(const Tensor& g, const Tensor& x, const Tensor& target, const Tensor& weight,
+                                    const kernels::CrossEntropyParams& p, LossReduction reduction, double divisor) {
+  const int64_t n = x.size(0), c = x.size(1), k = x.size(2);
+  const TensorOptions fo{.dtype = x.dtype(), .device = x.device()};
+  const double ls = p.label_smoothing;
+  Tensor valid = target != Scalar(p.ignore_index);
+  Tensor safe = where(valid, target, zeros({}, {.dtype = kI64, .device = x.device()}));
+  Tensor validf = valid.to(x.dtype());
+  Tensor wt = weight.defined() ? index_select(weight, 0, safe.reshape({-1})).reshape({n, k}) * validf : validf;
+  Tensor coef = reduction == LossReduction::None ? g : g.expand({n, k});
+  if (reduction == LossReduction::Mean) coef = coef / divisor;
+  coef = where(valid, coef, zeros({}, fo));
+  const double w_total = weight.defined() ? sum(weight).item<double>() : static_cast<double>(c);
+  Tensor s = wt * (1.0 - ls) + validf * (ls * w_total / static_cast<double>(c));
+  Tensor q = one_hot(safe, c).to(x.dtype()).permute({0, 2, 1}) * (wt * (1.0 - ls)).unsqueeze(1);
+  if (ls != 0) {
+    Tensor wc = weight.defined() ? weight.reshape({1, c, 1}) : ones({1, c, 1}, fo);
+    q = q + wc * validf.unsqueeze(1) * (ls / static_cast<double>(c));
+  }
+  return coef.unsqueeze(1) * (s.unsqueeze(1) * softmax(x, 1) - q);
+}
+
+}  // namespace
+
+Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tensor& weight, int64_t ignore_index,
+                          LossReduction reduction, double label_smoothing) {
+  EMBER_CHECK(input.defined() && target.defined(), ValueError, "[cross_entropy] input and target must be defined");
+  EMBER_CHECK(input.dtype() == kF32 || input.dtype() == kF64, DTypeError,
+              "[cross_entropy] the fused op takes float32 or float64 logits, got ", describe(input));
+  EMBER_CHECK(input.dim() == 3, ShapeError, "[cross_entropy] the fused op takes input [N, C, K], got ",
+              describe(input));
+  const int64_t n = input.size(0), c = input.size(1), k = input.size(2);
+  EMBER_CHECK(target.dim() == 2 && target.size(0) == n && target.size(1) == k, ShapeError,
+              "[cross_entropy] expected target [", n, ", ", k, "] for input ", describe(input), ", got ",
+              describe(target));
+  EMBER_CHECK(target.dtype() == kI64 || target.dtype() == kI32 || target.dtype() == kU8, DTypeError,
+              "[cross_entropy] class-index target must be int64 (or int32/uint8), got ", describe(target));
+  EMBER_CHECK(!weight.defined() || (weight.dim() == 1 && weight.size(0) == c), ShapeError,
+              "[cross_entropy] weight must be [", c, "] (one per class of input ", describe(input), "), got ",
+              describe(weight));
+  EMBER_CHECK(c > 0 || n * k == 0, ShapeError, "[cross_entropy] input ", describe(input), " has no classes");
+  EMBER_CHECK(label_smoothing >= 0 && label_smoothing <= 1, ValueError,
+              "[cross_entropy] label_smoothing must be in [0, 1], got ", label_smoothing);
+  for (const Tensor* t : {&target, &weight})
+    EMBER_CHECK(!t->defined() || t->device() == input.device(), DeviceError,
+                "[cross_entropy] expected all tensors on one device, got input ", describe(input), " and ",
+                describe(*t));
+
+  const kernels::CrossEntropyParams params{.ignore_index = ignore_index, .label_smoothing = label_smoothing};
+  const DType dt = input.dtype();
+  Tensor x = input.contiguous();
+  Tensor t = target.to(kI64).contiguous();
+  Tensor w = weight.defined() ? weight.to(dt).contiguous() : Tensor();
+  Tensor loss = make_tensor({n, k}, dt, input.device()), lse = make_tensor({n, k}, dt, input.device());
+  const auto [total, wsum] = [&] {
+    autograd::NoGradGuard no_grad;
+    return kernels::cross_entropy_forward(loss, lse, x, t, w, params);
+  }();
+  Tensor out = reduction == LossReduction::None  ? loss
+               : reduction == LossReduction::Sum ? full({}, total, {.dtype = dt, .device = input.device()})
+                                                 : full({}, total / wsum, {.dtype = dt, .device = input.device()});
+  if (autograd::needs_grad(input)) {
+    autograd::record("cross_entropy", {&out}, {&input}, {x, t, w, lse}, [params, reduction, wsum](autograd::Ctx& ctx) {
+      Tensor x = ctx.saved(0), t = ctx.saved(1), w = ctx.saved(2), g = ctx.grad();
+      if (autograd::is_grad_enabled() || !x.device().is_cpu())
+        return autograd::Grads{cross_entropy_grad_composite(g, x, t, w, params, reduction, wsum)};
+      Tensor gi = make_tensor(x.shape(), x.dtype(), x.device());
+      Tensor g_loss = reduction == LossReduction::None ? g.to(x.dtype()).contiguous() : Tensor();
+      double scale = 1.0;
+      if (reduction != LossReduction::None) {
+        scale = g.item<double>();
+        if (reduction == LossReduction::Mean) scale /= wsum;
+      }
+      kernels::cross_entropy_backward(gi, g_loss, scale, x, t, w, ctx.saved(3), params);
+      return autograd::Grads{gi};
+    });
+  }
+  return out;
+}
+
+}  // namespace ember

@@ -1,0 +1,21 @@
+// Fused loss ops: cross entropy over class indices (log_softmax + target pick + label smoothing +
+// class weights in one kernel, and a one-pass backward). nn::functional::cross_entropy calls it.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.hpp"
+
+namespace ember {
+
+enum class LossReduction { None, Mean, Sum };
+
+// input: f32/f64 logits [N, C, K] (K positions per sample; K = 1 for [N, C]); target: integer class
+// indices [N, K]; weight: [C] or undefined (a constant: no gradient, as PyTorch). Returns the losses
+// [N, K] (None), their sum (Sum) or their sum over the summed target weights of the non-ignored
+// positions (Mean; NaN when all are ignored, as PyTorch). Backward is one fused pass, or under
+// create_graph a formula of public ops over softmax (so double backward works).
+Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tensor& weight = {},
+                          int64_t ignore_index = -100, LossReduction reduction = LossReduction::Mean,
+                          double label_smoothing = 0.0);
+
+}  // namespace ember

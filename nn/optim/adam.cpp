@@ -1,0 +1,117 @@
+// Adam and AdamW share one update: the fused CPU kernel (core/ops/optim.hpp) or PyTorch's single-tensor
+// form in in-place ops.
+#include "nn/optim/adam.hpp"
+
+#include <cmath>
+
+#include "core/ops/creation.hpp"
+#include "core/ops/elementwise.hpp"
+#include "core/ops/optim.hpp"
+
+namespace ember::optim {
+namespace {
+
+template <class O>
+void validate_adam(const O& o, const std::string& prefix) {
+  EMBER_CHECK(o.lr >= 0, ValueError, prefix, "Invalid learning rate: ", o.lr);
+  EMBER_CHECK(o.eps >= 0, ValueError, prefix, "Invalid epsilon value: ", o.eps);
+  EMBER_CHECK(o.betas.first >= 0 && o.betas.first < 1, ValueError, prefix,
+              "Invalid beta parameter at index 0: ", o.betas.first);
+  EMBER_CHECK(o.betas.second >= 0 && o.betas.second < 1, ValueError, prefix,
+              "Invalid beta parameter at index 1: ", o.betas.second);
+  EMBER_CHECK(o.weight_decay >= 0, ValueError, prefix, "Invalid weight_decay value: ", o.weight_decay);
+}
+
+void adam_update(Tensor param, const Tensor& grad, AdamState& s, const AdamStepArgs& a, bool fused) {
+  if (!s.exp_avg.defined()) {
+    s.exp_avg = zeros_like(param);
+    s.exp_avg_sq = zeros_like(param);
+  }
+  if (a.amsgrad && !s.max_exp_avg_sq.defined()) s.max_exp_avg_sq = zeros_like(param);
+  s.step += 1;
+  AdamStepArgs args = a;
+  args.step = s.step;
+  const Tensor& vmax = a.amsgrad ? s.max_exp_avg_sq : Tensor();
+  if (fused && fused_step_supported(param, {&grad, &s.exp_avg, &s.exp_avg_sq, &vmax}))
+    return adam_step_(param, grad, s.exp_avg, s.exp_avg_sq, vmax, args);
+
+  Tensor g = a.maximize ? grad.neg() : grad;
+  if (a.weight_decay != 0) {
+    if (a.decoupled)
+      param.mul_(1 - a.lr * a.weight_decay);
+    else
+      g = g.add(param, a.weight_decay);
+  }
+  s.exp_avg.lerp_(g, 1 - a.beta1);
+  s.exp_avg_sq.mul_(a.beta2).addcmul_(g, g, 1 - a.beta2);
+  const double bias_correction1 = 1 - std::pow(a.beta1, s.step);
+  const double bias_correction2 = 1 - std::pow(a.beta2, s.step);
+  const double step_size = a.lr / bias_correction1;
+  const double bias_correction2_sqrt = std::pow(bias_correction2, 0.5);
+  Tensor denom;
+  if (a.amsgrad) {
+    s.max_exp_avg_sq.copy_(maximum(s.max_exp_avg_sq, s.exp_avg_sq));
+    denom = s.max_exp_avg_sq.sqrt() / bias_correction2_sqrt;
+  } else {
+    denom = s.exp_avg_sq.sqrt() / bias_correction2_sqrt;
+  }
+  denom.add_(a.eps);
+  param.addcdiv_(s.exp_avg, denom, -step_size);
+}
+
+template <class O>
+AdamStepArgs adam_args(const O& o, bool decoupled) {
+  return {.lr = o.lr,
+          .beta1 = o.betas.first,
+          .beta2 = o.betas.second,
+          .eps = o.eps,
+          .weight_decay = o.weight_decay,
+          .decoupled = decoupled,
+          .amsgrad = o.amsgrad,
+          .maximize = o.maximize,
+          .step = 0};
+}
+
+}  // namespace
+
+Adam::Adam(std::vector<Tensor> params, AdamOptions defaults) : TypedOptimizer("Adam", defaults) {
+  EMBER_CHECK(!params.empty(), ValueError, "[Adam] optimizer got an empty parameter list");
+  init({ParamGroup{.params = std::move(params)}});
+}
+Adam::Adam(std::vector<ParamGroup> groups, AdamOptions defaults) : TypedOptimizer("Adam", defaults) {
+  init(std::move(groups));
+}
+void Adam::validate(const AdamOptions& o, const std::string& prefix) const { validate_adam(o, prefix); }
+void Adam::step_group(size_t group) {
+  const AdamOptions& o = options_[group];
+  const AdamStepArgs args = adam_args(o, o.decoupled_weight_decay);
+  for (size_t i = 0; i < params_[group].size(); ++i) {
+    const Tensor& param = params_[group][i];
+    const Tensor grad = param.grad();
+    if (!grad.defined()) continue;
+    check_grad(group, i, param, grad);
+    adam_update(param, grad, state_[group][i], args, o.fused);
+  }
+}
+
+AdamW::AdamW(std::vector<Tensor> params, AdamWOptions defaults) : TypedOptimizer("AdamW", defaults) {
+  EMBER_CHECK(!params.empty(), ValueError, "[AdamW] optimizer got an empty parameter list");
+  init({ParamGroup{.params = std::move(params)}});
+}
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions defaults) : TypedOptimizer("AdamW", defaults) {
+  init(std::move(groups));
+}
+void AdamW::validate(const AdamWOptions& o, const std::string& prefix) const { validate_adam(o, prefix); }
+void AdamW::step_group(size_t group) {
+  const AdamWOptions& o = options_[group];
+  const AdamStepArgs args = adam_args(o, true);
+  for (size_t i = 0; i < params_[group].size(); ++i) {
+    const Tensor& param = params_[group][i];
+    const Tensor grad = param.grad();
+    if (!grad.defined()) continue;
+    check_grad(group, i, param, grad);
+    adam_update(param, grad, state_[group][i], args, o.fused);
+  }
+}
+
+}  // namespace ember::optim
