@@ -157,8 +157,13 @@ Tensor Tensor::to(DType dt, bool copy) const {
 Tensor Tensor::to(Device d, bool copy) const {
   if (d == device() && !copy) return *this;
   if (d.is_cpu() && device().is_cpu()) return to(dtype(), true);
-  // Across devices: make the source contiguous where it lives, then copy the bytes.
-  Tensor src = contiguous();
+  // Across devices: make the source contiguous where it lives (unrecorded: the "to" node below is the
+  // one autograd needs), then copy the bytes.
+  Tensor src;
+  {
+    autograd::NoGradGuard no_grad;
+    src = contiguous();
+  }
   Tensor out = make_tensor(shape(), dtype(), d);
   kernels::cuda::copy_bytes(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
   if (autograd::needs_grad(*this))

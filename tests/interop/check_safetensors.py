@@ -72,6 +72,51 @@ def check_ember_files(d):
             errors.append(f"bf16: got {t.dtype}{tuple(t.shape)}")
         elif t.float().flatten().tolist() != bf16_values():
             errors.append(f"bf16: values {t.float().flatten().tolist()}")
+    return errors + check_model(d)
+
+
+# PyTorch's state_dict of the Net below: names, shapes and dtypes an Ember state_dict must reproduce.
+TORCH_NET_STATE = {
+    "features.0.weight": ((4, 1, 3, 3), np.float32), "features.0.bias": ((4,), np.float32),
+    "features.1.weight": ((4,), np.float32), "features.1.bias": ((4,), np.float32),
+    "features.1.running_mean": ((4,), np.float32), "features.1.running_var": ((4,), np.float32),
+    "features.1.num_batches_tracked": ((), np.int64),
+    "head.1.weight": ((5, 36), np.float32), "head.1.bias": ((5,), np.float32),
+    "head.4.weight": ((3, 5), np.float32), "head.4.bias": ((3,), np.float32),
+}
+
+
+def check_model(d):
+    """Ember's state_dict has PyTorch's names and layouts; with torch, it loads and gives Ember's output."""
+    errors = []
+    sd = load_file(os.path.join(d, "model.safetensors"))
+    if set(sd) != set(TORCH_NET_STATE):
+        errors.append(f"model names {sorted(sd)} != {sorted(TORCH_NET_STATE)}")
+    for name, (shape, dtype) in TORCH_NET_STATE.items():
+        if name in sd and (sd[name].shape != shape or sd[name].dtype != dtype):
+            errors.append(f"model {name}: got {sd[name].dtype}{sd[name].shape}, want {np.dtype(dtype)}{shape}")
+    try:
+        import torch
+        import torch.nn as nn
+        from safetensors.torch import load_file as torch_load
+    except ImportError:
+        print("skip model outputs: torch is not installed")
+        return errors
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(36, 5), nn.GELU(), nn.Dropout(0.1), nn.Linear(5, 3))
+
+    net = Net()
+    net.load_state_dict(torch_load(os.path.join(d, "model.safetensors")))  # strict
+    net.eval()
+    io = torch_load(os.path.join(d, "model_io.safetensors"))
+    with torch.no_grad():
+        y = net.head(net.features(io["x"]))
+    if not torch.allclose(y, io["y"], rtol=1e-5, atol=1e-6):
+        errors.append(f"model output in PyTorch {y.tolist()} != Ember's {io['y'].tolist()}")
     return errors
 
 

@@ -7,7 +7,7 @@
 #include <functional>
 #include <string>
 
-#include "core/io/safetensors.hpp"
+#include "ember.hpp"
 
 using namespace ember;
 
@@ -70,7 +70,20 @@ int write_files(const std::string& dir) {
   };
   save(dir + "/ember.safetensors", m, {{"framework", "ember"}, {"note", "h\xc3\xa9llo"}});
   save(dir + "/ember_bf16.safetensors", {{"bf16", filled<bfloat16>({2, 2}, bf16_value)}});
-  std::printf("wrote %s/ember.safetensors and ember_bf16.safetensors\n", dir.c_str());
+  // A model's state_dict (same layers and names as check_safetensors.py's PyTorch Net) with an input and
+  // Ember's output, so Python can load the weights into PyTorch and compare.
+  manual_seed(0);
+  nn::Sequential features{nn::Conv2d(1, 4, 3), nn::BatchNorm2d(4), nn::ReLU(), nn::MaxPool2d(2)};
+  nn::Sequential head{nn::Flatten(), nn::Linear(4 * 3 * 3, 5), nn::GELU(), nn::Dropout(0.1), nn::Linear(5, 3)};
+  struct Net : nn::Module {} net;
+  net.register_module("features", features);
+  net.register_module("head", head);
+  features(randn({8, 1, 8, 8}));  // one training step of BatchNorm's running statistics
+  net.eval();
+  Tensor x = randn({2, 1, 8, 8});
+  save(dir + "/model.safetensors", net.state_dict());
+  save(dir + "/model_io.safetensors", {{"x", x}, {"y", head(features(x))}});
+  std::printf("wrote %s/ember.safetensors, ember_bf16.safetensors, model.safetensors\n", dir.c_str());
   return 0;
 }
 
