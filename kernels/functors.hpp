@@ -195,6 +195,9 @@ struct LeakyRelu : UnaryFloat {
 struct Gelu : UnaryFloat {  // exact: x * Phi(x)
   template <class T>
   EMBER_HD T operator()(T x) const {
+#if !defined(__CUDA_ARCH__)
+    if constexpr (std::is_same_v<T, float>) return x * normal_cdf_fast(x);
+#endif
     return x * T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
   }
 };
@@ -228,6 +231,9 @@ struct Softplus : UnaryFloat {
 struct Erf : UnaryFloat {
   template <class T>
   EMBER_HD T operator()(T x) const {
+#if !defined(__CUDA_ARCH__)
+    if constexpr (std::is_same_v<T, float>) return erf_fast(x);
+#endif
     return std::erf(x);
   }
 };
