@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang + ASan/UBSan and fuzzes the safetensors reader.
-# Usage: tools/fuzz.sh [SECONDS=60] [BUILD_DIR=build-fuzz]. Exits non-zero on a crash, a leak,
+# Builds the libFuzzer targets with clang + ASan/UBSan and fuzzes the safetensors reader, then the data
+# readers (IDX, CSV, text). Usage: tools/fuzz.sh [SECONDS=60 per target] [BUILD_DIR=build-fuzz]. Exits non-zero on a crash, a leak,
 # undefined behaviour or an oversized allocation; the failing input is saved in BUILD_DIR/artifacts/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,15 +24,18 @@ if [[ ! -f "$build/build.ninja" ]]; then
     "-Dcpp_args=-fsanitize=fuzzer-no-link -fno-sanitize-recover=all" \
     "-Dcpp_link_args=-fno-sanitize-recover=all"
 fi
-ninja -C "$build" -j "$jobs" tests/fuzz/fuzz_safetensors
+ninja -C "$build" -j "$jobs" tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_data
 
-work="$build/fuzz-corpus"   # new inputs go here; the committed seeds stay untouched
-mkdir -p "$work" "$build/artifacts"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-"$build/tests/fuzz/fuzz_safetensors" \
-  -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048 -timeout=10 \
-  -dict="$root/tests/fuzz/safetensors.dict" \
-  -artifact_prefix="$build/artifacts/" -print_final_stats=1 \
-  "$work" "$root/tests/fuzz/corpus"
-echo "fuzz: no failures in ${seconds}s"
+# fuzz TARGET SEEDS [extra libFuzzer flags]: new inputs go to BUILD_DIR/corpus-TARGET (seeds stay untouched).
+fuzz() {
+  local target=$1 seeds=$2 work="$build/corpus-$1"
+  shift 2
+  mkdir -p "$work" "$build/artifacts"
+  "$build/tests/fuzz/$target" -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048 -timeout=10 \
+    -artifact_prefix="$build/artifacts/" -print_final_stats=1 "$@" "$work" "$seeds"
+}
+fuzz fuzz_safetensors "$root/tests/fuzz/corpus" -dict="$root/tests/fuzz/safetensors.dict"
+fuzz fuzz_data "$root/tests/fuzz/corpus_data"
+echo "fuzz: no failures in ${seconds}s per target"

@@ -69,10 +69,11 @@ Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tenso
   Tensor t = target.to(kI64).contiguous();
   Tensor w = weight.defined() ? weight.to(dt).contiguous() : Tensor();
   Tensor loss = make_tensor({n, k}, dt, input.device()), lse = make_tensor({n, k}, dt, input.device());
-  const auto [total, wsum] = [&] {
+  const auto sums = [&] {
     autograd::NoGradGuard no_grad;
     return kernels::cross_entropy_forward(loss, lse, x, t, w, params);
   }();
+  const double total = sums.first, wsum = sums.second;  // not a structured binding: clang 14 cannot capture those
   Tensor out = reduction == LossReduction::None  ? loss
                : reduction == LossReduction::Sum ? full({}, total, {.dtype = dt, .device = input.device()})
                                                  : full({}, total / wsum, {.dtype = dt, .device = input.device()});

@@ -213,9 +213,10 @@ class TypedOptimizer : public Optimizer {
     State s;
     std::string names = State::kHasStep ? "step" : "";
     s.visit([&](const char* key, Tensor&, bool) { names += (names.empty() ? "" : ", ") + std::string(key); });
-    for (const auto& [key, t] : entries) {
+    for (const auto& entry : entries) {
+      const auto& [key, t] = entry;  // named copies below: clang 14 cannot capture structured bindings
       bool known = State::kHasStep && key == "step";
-      s.visit([&](const char* k, Tensor&, bool) { known = known || key == k; });
+      s.visit([&, &key = entry.first](const char* k, Tensor&, bool) { known = known || key == k; });
       EMBER_CHECK(known, ValueError, where, ": unknown state '", key, "' (", name_, " keeps ", names, ")");
       if (key == "step")
         (void)detail::step_value(t, where + ".step");

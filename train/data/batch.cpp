@@ -67,8 +67,8 @@ Out join(const char* op, const std::vector<Item>& items, bool stack_) {
       op, items, "input", [](const Item& x) -> const Tensor& { return x.input; }, stack_);
   out.target = join_field(
       op, items, "target", [](const Item& x) -> const Tensor& { return x.target; }, stack_);
-  for (const auto& [name, t0] : items[0].extra) {
-    (void)t0;
+  for (const auto& field : items[0].extra) {
+    const std::string& name = field.first;  // not a structured binding: clang 14 cannot capture those
     out.extra[name] = join_field(
         op, items, name,
         [&](const Item& x) -> const Tensor& {
