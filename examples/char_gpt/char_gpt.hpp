@@ -19,7 +19,7 @@ struct Config {
   double dropout = 0.1;
   double lr = 2e-3, min_lr = 1e-4, weight_decay = 0.1;
   int64_t max_steps = 5000, warmup_steps = 100;
-  double max_seconds = 14 * 60;  // stop training after this long
+  double max_seconds = 14 * 60;  // stop training after this long (the schedule shrinks to fit)
   double target_val_loss = 0;    // stop once the validation loss is below this (0: never)
   int64_t eval_every = 250, eval_batches = 40;
   uint64_t seed = 0;
@@ -128,9 +128,11 @@ inline Result train(const Config& cfg, const std::string& text) {
     (p.dim() >= 2 && name.find("tok") != 0 && name.find("pos") != 0 ? decay : no_decay).push_back(p);
   optim::AdamW opt({optim::ParamGroup{decay}, optim::ParamGroup{no_decay, {{"weight_decay", 0.0}}}},
                    optim::AdamWOptions{.lr = cfg.lr, .betas = {0.9, 0.99}, .weight_decay = cfg.weight_decay});
+  // Warmup, then cosine decay to min_lr at step `total`: max_steps, or fewer once the first steps show
+  // that the time budget ends sooner (the schedule is stretched to the run that will really happen).
   int64_t warm = cfg.warmup_steps, total = cfg.max_steps;
   double lr_ratio = cfg.min_lr / cfg.lr;
-  optim::LambdaLR sched(opt, [=](int64_t step) {
+  optim::LambdaLR sched(opt, [=, &total](int64_t step) {
     if (step < warm) return static_cast<double>(step + 1) / static_cast<double>(warm);
     double t =
         std::min(1.0, static_cast<double>(step - warm) / static_cast<double>(std::max<int64_t>(1, total - warm)));
@@ -150,7 +152,11 @@ inline Result train(const Config& cfg, const std::string& text) {
       sched.step();
       if (step == 0) r.first_train_loss = loss.item<float>();
       ++step;
-      bool last = step >= cfg.max_steps || elapsed() > cfg.max_seconds;
+      if (step == 20) {
+        double per_step = elapsed() / 20 * 1.05;  // evaluation and sampling take a little extra
+        total = std::min(cfg.max_steps, std::max<int64_t>(warm + 1, static_cast<int64_t>(cfg.max_seconds / per_step)));
+      }
+      bool last = step >= total || elapsed() > cfg.max_seconds;
       if (step % cfg.eval_every == 0 || last) {
         double v = evaluate(model, val_loader, cfg.eval_batches);
         r.val_losses.emplace_back(step, v);
