@@ -74,44 +74,49 @@ AdamStepArgs adam_args(const O& o, bool decoupled) {
 
 }  // namespace
 
-Adam::Adam(std::vector<Tensor> params, AdamOptions defaults) : TypedOptimizer("Adam", defaults) {
-  EMBER_CHECK(!params.empty(), ValueError, "[Adam] optimizer got an empty parameter list");
-  init({ParamGroup{.params = std::move(params)}});
+template <class Options>
+AdamFamily<Options>::AdamFamily(const char* name, std::vector<ParamGroup> groups, Options defaults)
+    : TypedOptimizer<Options, AdamState>(name, defaults) {
+  this->init(std::move(groups));
 }
-Adam::Adam(std::vector<ParamGroup> groups, AdamOptions defaults) : TypedOptimizer("Adam", defaults) {
-  init(std::move(groups));
+
+template <class Options>
+void AdamFamily<Options>::validate(const Options& o, const std::string& prefix) const {
+  validate_adam(o, prefix);
 }
-void Adam::validate(const AdamOptions& o, const std::string& prefix) const { validate_adam(o, prefix); }
-void Adam::step_group(size_t group) {
-  const AdamOptions& o = options_[group];
-  const AdamStepArgs args = adam_args(o, o.decoupled_weight_decay);
-  for (size_t i = 0; i < params_[group].size(); ++i) {
-    const Tensor& param = params_[group][i];
+
+template <class Options>
+void AdamFamily<Options>::step_group(size_t group) {
+  const Options& o = this->options_[group];
+  bool decoupled = true;
+  if constexpr (std::is_same_v<Options, AdamOptions>) decoupled = o.decoupled_weight_decay;
+  const AdamStepArgs args = adam_args(o, decoupled);
+  for (size_t i = 0; i < this->params_[group].size(); ++i) {
+    const Tensor& param = this->params_[group][i];
     const Tensor grad = param.grad();
     if (!grad.defined()) continue;
-    check_grad(group, i, param, grad);
-    adam_update(param, grad, state_[group][i], args, o.fused);
+    this->check_grad(group, i, param, grad);
+    adam_update(param, grad, this->state_[group][i], args, o.fused);
   }
 }
 
-AdamW::AdamW(std::vector<Tensor> params, AdamWOptions defaults) : TypedOptimizer("AdamW", defaults) {
-  EMBER_CHECK(!params.empty(), ValueError, "[AdamW] optimizer got an empty parameter list");
-  init({ParamGroup{.params = std::move(params)}});
+template class AdamFamily<AdamOptions>;
+template class AdamFamily<AdamWOptions>;
+
+namespace {
+// An empty parameter list is an error; an empty list of groups is not (groups may be added later).
+std::vector<ParamGroup> one_group(std::vector<Tensor> params, const char* name) {
+  EMBER_CHECK(!params.empty(), ValueError, "[", name, "] optimizer got an empty parameter list");
+  return {ParamGroup{.params = std::move(params)}};
 }
-AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions defaults) : TypedOptimizer("AdamW", defaults) {
-  init(std::move(groups));
-}
-void AdamW::validate(const AdamWOptions& o, const std::string& prefix) const { validate_adam(o, prefix); }
-void AdamW::step_group(size_t group) {
-  const AdamWOptions& o = options_[group];
-  const AdamStepArgs args = adam_args(o, true);
-  for (size_t i = 0; i < params_[group].size(); ++i) {
-    const Tensor& param = params_[group][i];
-    const Tensor grad = param.grad();
-    if (!grad.defined()) continue;
-    check_grad(group, i, param, grad);
-    adam_update(param, grad, state_[group][i], args, o.fused);
-  }
-}
+}  // namespace
+
+Adam::Adam(std::vector<Tensor> params, AdamOptions defaults)
+    : AdamFamily("Adam", one_group(std::move(params), "Adam"), defaults) {}
+Adam::Adam(std::vector<ParamGroup> groups, AdamOptions defaults) : AdamFamily("Adam", std::move(groups), defaults) {}
+AdamW::AdamW(std::vector<Tensor> params, AdamWOptions defaults)
+    : AdamFamily("AdamW", one_group(std::move(params), "AdamW"), defaults) {}
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions defaults)
+    : AdamFamily("AdamW", std::move(groups), defaults) {}
 
 }  // namespace ember::optim

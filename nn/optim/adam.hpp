@@ -64,34 +64,31 @@ struct AdamState {
   }
 };
 
-class Adam : public TypedOptimizer<AdamOptions, AdamState> {
+// Adam and AdamW: one class body over their options (AdamW always decouples the weight decay).
+template <class Options>
+class AdamFamily : public TypedOptimizer<Options, AdamState> {
  public:
-  explicit Adam(std::vector<Tensor> params, AdamOptions defaults = {});
-  explicit Adam(std::vector<ParamGroup> groups, AdamOptions defaults = {});
-
   bool has_momentum() const override { return true; }
   bool momentum_is_beta1() const override { return true; }
-  std::optional<double> momentum(size_t group) const override { return options(group).betas.first; }
-  void set_momentum(size_t group, double m) override { options(group).betas.first = m; }
+  std::optional<double> momentum(size_t group) const override { return this->options(group).betas.first; }
+  void set_momentum(size_t group, double m) override { this->options(group).betas.first = m; }
 
  protected:
-  void validate(const AdamOptions& o, const std::string& prefix) const override;
+  AdamFamily(const char* name, std::vector<ParamGroup> groups, Options defaults);
+  void validate(const Options& o, const std::string& prefix) const override;
   void step_group(size_t group) override;
 };
 
-class AdamW : public TypedOptimizer<AdamWOptions, AdamState> {
+class Adam : public AdamFamily<AdamOptions> {
+ public:
+  explicit Adam(std::vector<Tensor> params, AdamOptions defaults = {});
+  explicit Adam(std::vector<ParamGroup> groups, AdamOptions defaults = {});
+};
+
+class AdamW : public AdamFamily<AdamWOptions> {
  public:
   explicit AdamW(std::vector<Tensor> params, AdamWOptions defaults = {});
   explicit AdamW(std::vector<ParamGroup> groups, AdamWOptions defaults = {});
-
-  bool has_momentum() const override { return true; }
-  bool momentum_is_beta1() const override { return true; }
-  std::optional<double> momentum(size_t group) const override { return options(group).betas.first; }
-  void set_momentum(size_t group, double m) override { options(group).betas.first = m; }
-
- protected:
-  void validate(const AdamWOptions& o, const std::string& prefix) const override;
-  void step_group(size_t group) override;
 };
 
 }  // namespace ember::optim
