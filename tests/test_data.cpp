@@ -575,6 +575,8 @@ TEST_CASE("data: read_idx with good and damaged files") {
   damaged(idx_bytes(0x07, {2}, "ab"), "not an IDX type");
   damaged(idx_bytes(0x08, {}, ""), "0 dimensions");
   damaged(idx_bytes(0x08, {0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}, "abc"), "describe more than");
+  // Found by tools/fuzz.sh: an empty tensor whose other dims would overflow its strides.
+  damaged(idx_bytes(0x08, {0, 0xFFFFFF, 0xFFFFFF, 0xFFFFFF}, ""), "describe more than");
   damaged(idx_bytes(0x08, {60000, 28, 28}, "abc"), "truncated");  // a lying header: no 47 MB allocation
 
   const std::string gz = read_bytes(dir.file("a.idx.gz"));

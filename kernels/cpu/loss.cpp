@@ -16,6 +16,12 @@
 #include "kernels/cpu/loops.hpp"
 #include "kernels/vec_math.hpp"
 
+// The 8-float vector helpers below are internal (inlined, never across a library boundary), so GCC's
+// note that their ABI depends on -mavx is moot; builds without -march=native (a plain subproject) warn.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 namespace ember::kernels {
 
 std::pair<double, double> cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input,

@@ -138,11 +138,15 @@ Tensor read_idx_from(Src& src, const std::string& name, int64_t max_bytes) {
   EMBER_CHECK(buf.size() == static_cast<size_t>(4 * ndims), FormatError, "[read_idx] ", name,
               ": truncated header: ", ndims, " dimensions need ", 4 * ndims, " bytes, found ", buf.size());
   Shape shape;
-  uint64_t bytes = elem;
+  // bytes: the data the dimensions describe; extent: the same with zero dims counted as 1, bounded too,
+  // so that an empty tensor with absurd other dims cannot overflow its strides.
+  uint64_t bytes = elem, extent = elem;
   for (int d = 0; d < ndims; ++d) {
     const uint32_t n = be32(reinterpret_cast<const unsigned char*>(buf.data()) + 4 * d);
     shape.push_back(static_cast<int64_t>(n));
-    EMBER_CHECK(!__builtin_mul_overflow(bytes, uint64_t{n}, &bytes) && bytes <= static_cast<uint64_t>(max_bytes),
+    bytes *= n;  // cannot overflow: at most extent
+    EMBER_CHECK(!__builtin_mul_overflow(extent, uint64_t{std::max<uint32_t>(n, 1)}, &extent) &&
+                    extent <= static_cast<uint64_t>(max_bytes),
                 FormatError, "[read_idx] ", name, ": the header's dimensions ", shape, (d + 1 < ndims ? "..." : ""),
                 " describe more than ", max_bytes, " bytes of data");
   }
