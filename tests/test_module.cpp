@@ -140,7 +140,7 @@ TEST_CASE("module: train/eval reaches every child; dropout is the identity in ev
   for (auto* m : s->modules()) CHECK_FALSE(m->is_training());
   Tensor b = s(x), c = s(x);
   CHECK(ember::testing::equal(b, c));
-  CHECK_FALSE(ember::testing::equal(a, b));  // training dropped about half the units
+  CHECK((a - b).abs().sum().item<float>() > 0);  // training dropped about half the units
   s->train();
   CHECK(s->at<nn::DropoutImpl>(1)->is_training());
 }
