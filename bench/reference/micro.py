@@ -52,8 +52,8 @@ WORKLOADS["BM_mlp_sgd_step"] = (
     "x = torch.randn(128, 784); y = torch.randint(0, 10, (128,))",
     STEP.format(out="m(x)", y="y"))
 WORKLOADS["BM_mlp_infer_b32"] = (
-    TRAIN_PRELUDE + f"m = {MLP}\nx = torch.randn(32, 784)\ntorch.set_grad_enabled(False)",
-    "m(x)")
+    TRAIN_PRELUDE + f"m = {MLP}\nx = torch.randn(32, 784)",
+    "with torch.no_grad(): m(x)")
 WORKLOADS["BM_lenet_adam_step"] = (
     TRAIN_PRELUDE + "m = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5),"
     " nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),"
