@@ -23,20 +23,7 @@ template <class T>
 void gemm_strided(int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
                   int64_t b_rs, int64_t b_cs, T beta, T* c, int64_t c_rs, int64_t c_cs);
 
-// While alive, OpenBLAS runs single-threaded: for GEMMs issued from inside our own parallel loops,
-// so that the two thread pools never both run at once.
-class BlasSingleThreaded {
- public:
-  BlasSingleThreaded();
-  ~BlasSingleThreaded();
-  BlasSingleThreaded(const BlasSingleThreaded&) = delete;
-  BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
-
- private:
-  int saved_;
-};
-
-// Sets oneTBB's parallelism (a global_control) and OpenBLAS's thread count together.
+// oneTBB's parallelism (a global_control); OpenBLAS always runs single-threaded inside our splits.
 void set_num_threads(int n);
 int get_num_threads();
 }  // namespace cpu

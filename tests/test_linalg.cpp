@@ -274,7 +274,7 @@ TEST_CASE("matmul of zero-size operands") {
   }
 }
 
-TEST_CASE("set_num_threads sets oneTBB and OpenBLAS together") {
+TEST_CASE("set_num_threads limits the threads of every kernel") {
   const int original = get_num_threads();
   CHECK(original >= 1);
   set_num_threads(1);

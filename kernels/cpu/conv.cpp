@@ -21,7 +21,7 @@ namespace {
 
 // Multiply-adds below which a convolution stays on one thread.
 constexpr double kMinParallelWork = 1 << 17;
-// Per-(sample, group) GEMM work above which OpenBLAS's own threading beats splitting the batch.
+// Per-(sample, group) GEMM work above which splitting each GEMM beats splitting the batch.
 constexpr double kMaxUnitParallelWork = 1 << 26;
 
 struct Geometry {
@@ -123,8 +123,8 @@ void col2im(const T* col, const Geometry& g, T* x, bool parallel) {
   });
 }
 
-// Whether `units` independent pieces of `unit_work` multiply-adds each run best one per task (OpenBLAS
-// single-threaded inside) rather than one after another with OpenBLAS threading each GEMM.
+// Whether `units` independent pieces of `unit_work` multiply-adds each run best one per task
+// rather than one after another with each GEMM split across the threads.
 bool split_units(int64_t units, double unit_work) {
   const int threads = get_num_threads();
   return threads > 1 && units >= threads && unit_work <= kMaxUnitParallelWork &&
@@ -165,8 +165,7 @@ void conv2d_typed(const Tensor& out, const Tensor& in, const Tensor& weight, con
   const size_t col_size = direct ? 0 : size_t(k * l);
   const double unit_work = double(og) * double(l) * double(std::max<int64_t>(k, 1));
   if (split_units(units, unit_work)) {
-    // Many (sample, group) pairs: one per task, OpenBLAS single-threaded inside.
-    BlasSingleThreaded single;
+    // Many (sample, group) pairs: one per task.
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, units, 1), [&](const tbb::blocked_range<int64_t>& r) {
       std::unique_ptr<T[]> col(new T[std::max<size_t>(col_size, 1)]);
       for (int64_t u = r.begin(); u < r.end(); ++u) unit(u, col.get(), false);
@@ -206,7 +205,6 @@ void conv_transpose2d_typed(const Tensor& out, const Tensor& in, const Tensor& w
   const size_t col_size = direct ? 0 : size_t(k * l);
   const double unit_work = double(k) * double(l) * double(std::max<int64_t>(cg, 1));
   if (split_units(units, unit_work)) {
-    BlasSingleThreaded single;
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, units, 1), [&](const tbb::blocked_range<int64_t>& r) {
       std::unique_ptr<T[]> col(new T[std::max<size_t>(col_size, 1)]);
       for (int64_t u = r.begin(); u < r.end(); ++u) unit(u, col.get(), false);
@@ -253,7 +251,6 @@ void conv2d_weight_backward_typed(const Tensor& grad_weight, const Tensor& grad_
   if (split_units(n_batch, sample_work)) {
     const int64_t chunks = std::min<int64_t>(get_num_threads(), n_batch);
     std::unique_ptr<T[]> partial(new T[size_t((chunks - 1) * size)]());
-    BlasSingleThreaded single;
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, chunks, 1), [&](const tbb::blocked_range<int64_t>& r) {
       std::unique_ptr<T[]> col(new T[std::max<size_t>(col_size, 1)]);
       for (int64_t c = r.begin(); c < r.end(); ++c) {
