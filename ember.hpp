@@ -21,3 +21,4 @@
 #include "nn/functional.hpp"
 #include "nn/optim/optim.hpp"
 #include "train/data/data.hpp"
+#include "train/train.hpp"

@@ -4,6 +4,7 @@
 #include <ostream>
 
 #include "core/error.hpp"
+#include "kernels/cuda_device.hpp"
 
 namespace ember {
 
@@ -24,5 +25,8 @@ Device::Device(const std::string& spec) {
 std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
 
 std::ostream& operator<<(std::ostream& os, const Device& d) { return os << d.str(); }
+
+int cuda_device_count() { return kernels::cuda::device_count(); }
+bool cuda_is_available() { return kernels::cuda::is_available(); }
 
 }  // namespace ember

@@ -23,4 +23,8 @@ struct Device {
 inline constexpr Device kCPU{Device::Kind::CPU, 0};
 std::ostream& operator<<(std::ostream& os, const Device& d);
 
+// Usable CUDA devices (0 in a CPU-only build, or without driver or device), as torch.cuda.device_count().
+int cuda_device_count();
+bool cuda_is_available();
+
 }  // namespace ember

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
                 static_cast<long long>(cfg.epochs));
     auto r = digits_mlp::train(cfg);
     std::printf("test accuracy %.2f%% in %.1f s (goal: at least 97%%)\n", 100 * r.test_accuracy, r.seconds);
+    std::printf("logs, chart and checkpoint: %s\n", r.log_dir.c_str());
     return r.test_accuracy >= 0.97 ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "digits_mlp: %s\n", e.what());

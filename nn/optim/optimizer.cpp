@@ -108,6 +108,7 @@ std::vector<Tensor> Optimizer::parameters() const {
 void Optimizer::step() {
   autograd::NoGradGuard no_grad;
   for (size_t g = 0; g < params_.size(); ++g) step_group(g);
+  ++step_count_;
 }
 
 Tensor Optimizer::step(const std::function<Tensor()>& closure) {

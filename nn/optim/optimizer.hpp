@@ -47,6 +47,8 @@ class Optimizer {
 
   // Updates every parameter that has a gradient (others are skipped), under NoGradGuard.
   void step();
+  // How many times step() has run (the Trainer counts manual-optimisation steps with it).
+  int64_t step_count() const { return step_count_; }
   // PyTorch's step(closure): evaluates the closure with grad mode on, steps, and returns its loss.
   Tensor step(const std::function<Tensor()>& closure);
   // set_to_none drops each gradient (PyTorch's default); otherwise zeroes it in place.
@@ -110,6 +112,7 @@ class Optimizer {
   std::string name_;
   std::vector<std::vector<Tensor>> params_;
   std::vector<std::map<std::string, double>> extras_;
+  int64_t step_count_ = 0;
 };
 
 namespace detail {

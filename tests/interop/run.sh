@@ -24,3 +24,16 @@ trap 'rm -rf "$dir"' EXIT
 "$python" "$here/check_safetensors.py" "$dir"
 "$exe" check "$dir"
 echo "interop: OK"
+
+# TensorBoard's own reader on the event file a TensorBoardLogger wrote (plus the CSVLogger's files).
+tb_exe="$build/tests/ember_write_tensorboard"
+if ! "$python" -c 'import tensorboard' >/dev/null 2>&1; then
+  "$python" -m pip install --quiet --break-system-packages tensorboard >/dev/null 2>&1 || true
+fi
+if "$python" -c 'import tensorboard' >/dev/null 2>&1; then
+  "$tb_exe" "$dir/loggers" >/dev/null
+  "$python" "$here/check_tensorboard.py" "$dir/loggers"
+  echo "interop: tensorboard OK"
+else
+  echo "interop: tensorboard SKIP (pip install tensorboard failed; $python cannot import tensorboard)"
+fi

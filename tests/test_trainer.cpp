@@ -1,0 +1,812 @@
+// Tests of the Trainer (train/): the loops and their options, logging rules, optimisation (accumulation,
+// clipping, schedulers, manual), checkpoints (atomic, validated, exact resume), ModelCheckpoint and
+// EarlyStopping.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+
+#include "ember.hpp"
+#include "tests/test_util.hpp"
+
+using namespace ember;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh empty folder under the system temp dir, removed at scope exit.
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / ("ember_trainer_" + name)) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string str() const { return path.string(); }
+};
+
+template <class Err>
+bool throws_with(const std::function<void()>& f, const std::string& text) {
+  try {
+    f();
+  } catch (const Err& e) {
+    if (std::string(e.what()).find(text) != std::string::npos) return true;
+    MESSAGE("message was: " << e.what());
+    return false;
+  }
+  MESSAGE("no exception");
+  return false;
+}
+
+// Records every log_metrics call.
+struct RecordingLogger : train::Logger {
+  std::vector<std::pair<int64_t, train::MetricMap>> rows;
+  nlohmann::json hparams;
+  std::vector<std::string> finalized;
+  std::string name() const override { return "recording"; }
+  std::string version() const override { return "0"; }
+  std::string log_dir() const override { return dir; }
+  void log_metrics(const std::map<std::string, double>& metrics, int64_t step) override {
+    rows.emplace_back(step, metrics);
+  }
+  void log_hyperparams(const nlohmann::json& params) override { hparams = params; }
+  void finalize(const std::string& status) override { finalized.push_back(status); }
+  std::string dir = ".";
+  // Values of one key in logging order, with their steps.
+  std::vector<std::pair<int64_t, double>> series(const std::string& key) const {
+    std::vector<std::pair<int64_t, double>> out;
+    for (const auto& [step, m] : rows)
+      if (auto it = m.find(key); it != m.end()) out.emplace_back(step, it->second);
+    return out;
+  }
+};
+
+// 4 -> 3 linear classifier on a fixed random problem; logs train_loss per step and val_loss/val_acc.
+struct Tiny : train::TrainModule {
+  nn::Linear fc{4, 3};
+  nn::Dropout drop{0.2};
+  double lr = 0.1;
+  bool use_adam = false;
+  std::function<train::OptimizerConfig(Tiny&)> configure;
+  Tiny() {
+    register_module("fc", fc);
+    register_module("drop", drop);
+  }
+  Tensor forward(const Tensor& x) { return fc(drop(x)); }
+  Tensor training_step(const data::Batch& b, int64_t) override {
+    Tensor loss = nn::functional::cross_entropy(forward(b.input), b.target);
+    log("train_loss", loss, {.prog_bar = true});
+    return loss;
+  }
+  void validation_step(const data::Batch& b, int64_t) override {
+    Tensor out = forward(b.input);
+    log("val_loss", nn::functional::cross_entropy(out, b.target));
+    log("val_acc", out.argmax(1).eq(b.target).to(kF32).mean());
+  }
+  void test_step(const data::Batch& b, int64_t) override {
+    log("test_acc", forward(b.input).argmax(1).eq(b.target).to(kF32).mean());
+  }
+  Tensor predict_step(const data::Batch& b, int64_t) override { return forward(b.input).argmax(1); }
+  train::OptimizerConfig configure_optimizers() override {
+    if (configure) return configure(*this);
+    if (use_adam) return {std::make_shared<optim::Adam>(parameters(), optim::AdamOptions{.lr = lr})};
+    return {std::make_shared<optim::SGD>(parameters(), optim::SGDOptions{.lr = lr})};
+  }
+};
+
+data::TensorDataset problem(int64_t n, uint64_t seed) {
+  Generator g(seed);
+  Tensor x = randn({n, 4}, {}, &g);
+  Tensor y = x.narrow(1, 0, 3).argmax(1);  // learnable: the largest of the first three features
+  return data::TensorDataset(x, y);
+}
+
+std::shared_ptr<data::DataLoader> loader(int64_t n, int64_t batch, bool shuffle, uint64_t seed = 1) {
+  return std::make_shared<data::DataLoader>(
+      problem(n, seed), data::DataLoaderOptions{.batch_size = batch, .shuffle = shuffle, .seed = 7});
+}
+
+// Options for quiet test runs: no default logger, checkpoint, progress bar or summary.
+train::TrainerOptions quiet(train::TrainerOptions o = {}) {
+  o.enable_checkpointing = false;
+  o.enable_progress_bar = false;
+  o.enable_model_summary = false;
+  o.logger = o.logger && !o.loggers.empty();
+  return o;
+}
+
+std::vector<double> flat_params(const nn::Module& m) {
+  std::vector<double> out;
+  for (const Tensor& p : m.parameters()) {
+    Tensor f = p.detach().to(kF64).contiguous().reshape({-1});
+    for (int64_t i = 0; i < f.numel(); ++i) out.push_back(f.data_ptr<double>()[i]);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_SUITE("trainer") {
+  TEST_CASE("the DESIGN.md contract: fit trains the digits classifier") {
+    struct Classifier : train::TrainModule {
+      nn::Sequential net{nn::Linear(64, 128), nn::ReLU(), nn::Linear(128, 10)};
+      Classifier() { register_module("net", net); }
+      Tensor forward(const Tensor& x) { return net(x); }
+      Tensor training_step(const data::Batch& b, int64_t) override {
+        Tensor loss = nn::functional::cross_entropy(forward(b.input), b.target);
+        log("train_loss", loss, {.prog_bar = true});
+        return loss;
+      }
+      void validation_step(const data::Batch& b, int64_t) override {
+        log("val_acc", (forward(b.input).argmax(1) == b.target).to(kF32).mean());
+      }
+      train::OptimizerConfig configure_optimizers() override {
+        return {std::make_shared<optim::AdamW>(parameters(), optim::AdamWOptions{.lr = 1e-3})};
+      }
+    };
+    manual_seed(0);
+    auto data = data::DigitsDataModule({.batch_size = 64});
+    Classifier model;
+    auto log = std::make_shared<RecordingLogger>();
+    train::Trainer trainer(quiet({.max_epochs = 10, .accelerator = "auto", .precision = "32", .loggers = {log}}));
+    trainer.fit(model, data);
+    CHECK(trainer.current_epoch() == 10);
+    CHECK(trainer.global_step() == 10 * 23);  // 1438 training digits in batches of 64
+    CHECK(trainer.callback_metrics().at("val_acc") > 0.95);
+    CHECK(log->series("val_acc").size() == 10);  // one validation per epoch, sanity check not logged
+    CHECK(log->finalized == std::vector<std::string>{"success"});
+  }
+
+  TEST_CASE("hooks run in Lightning's order, module before callbacks") {
+    std::vector<std::string> calls;
+    struct Rec : train::Callback {
+      std::vector<std::string>* calls;
+      explicit Rec(std::vector<std::string>* c) : calls(c) {}
+      void on_fit_start(train::Trainer&, train::TrainModule&) override { calls->push_back("cb:fit_start"); }
+      void on_sanity_check_start(train::Trainer&, train::TrainModule&) override { calls->push_back("cb:sanity_start"); }
+      void on_sanity_check_end(train::Trainer&, train::TrainModule&) override { calls->push_back("cb:sanity_end"); }
+      void on_train_epoch_start(train::Trainer&, train::TrainModule&) override { calls->push_back("cb:epoch_start"); }
+      void on_train_batch_start(train::Trainer&, train::TrainModule&, const data::Batch&, int64_t i) override {
+        calls->push_back("cb:batch_start" + std::to_string(i));
+      }
+      void on_before_backward(train::Trainer&, train::TrainModule&, const Tensor&) override {
+        calls->push_back("cb:before_backward");
+      }
+      void on_after_backward(train::Trainer&, train::TrainModule&) override { calls->push_back("cb:after_backward"); }
+      void on_before_optimizer_step(train::Trainer&, train::TrainModule&, optim::Optimizer&) override {
+        calls->push_back("cb:before_opt");
+      }
+      void on_before_zero_grad(train::Trainer&, train::TrainModule&, optim::Optimizer&) override {
+        calls->push_back("cb:zero_grad");
+      }
+      void on_train_batch_end(train::Trainer&, train::TrainModule&, const Tensor&, const data::Batch&,
+                              int64_t i) override {
+        calls->push_back("cb:batch_end" + std::to_string(i));
+      }
+      void on_validation_start(train::Trainer&, train::TrainModule&) override { calls->push_back("cb:val_start"); }
+      void on_validation_end(train::Trainer&, train::TrainModule&) override { calls->push_back("cb:val_end"); }
+      void on_train_epoch_end(train::Trainer&, train::TrainModule&) override { calls->push_back("cb:epoch_end"); }
+      void on_train_end(train::Trainer&, train::TrainModule&) override { calls->push_back("cb:train_end"); }
+      void on_fit_end(train::Trainer&, train::TrainModule&) override { calls->push_back("cb:fit_end"); }
+    };
+    struct M : Tiny {
+      std::vector<std::string>* calls;
+      void on_train_epoch_start() override { calls->push_back("m:epoch_start"); }
+      void on_train_epoch_end() override { calls->push_back("m:epoch_end"); }
+    };
+    M model;
+    model.calls = &calls;
+    train::Trainer trainer(
+        quiet({.max_epochs = 1, .num_sanity_val_steps = 1, .callbacks = {std::make_shared<Rec>(&calls)}}));
+    trainer.fit(model, loader(8, 4, false), loader(4, 4, false));
+    const std::vector<std::string> expected = {
+        "cb:fit_start",      "cb:sanity_start", "cb:val_start",    "cb:val_end",         "cb:sanity_end",
+        "m:epoch_start",     "cb:epoch_start",  "cb:batch_start0", "cb:before_backward", "cb:after_backward",
+        "cb:before_opt",     "cb:zero_grad",    "cb:batch_end0",   "cb:batch_start1",    "cb:before_backward",
+        "cb:after_backward", "cb:before_opt",   "cb:zero_grad",    "cb:batch_end1",      "cb:val_start",
+        "cb:val_end",        "m:epoch_end",     "cb:epoch_end",    "cb:train_end",       "cb:fit_end"};
+    CHECK(calls == expected);
+  }
+
+  TEST_CASE("logging: step and epoch keys, batch-size-weighted means, reductions, log_every_n_steps") {
+    struct M : Tiny {
+      Tensor training_step(const data::Batch& b, int64_t i) override {
+        Tensor loss = Tiny::training_step(b, i);
+        log("bsize", double(b.size()), {.on_step = true, .on_epoch = true});  // mean weighted by batch size
+        log("idx_max", double(i), {.on_epoch = true, .reduce = "max"});
+        log("ones", 1.0, {.on_step = false, .on_epoch = true, .reduce = "sum"});
+        return loss;
+      }
+    };
+    M model;
+    auto log = std::make_shared<RecordingLogger>();
+    train::Trainer trainer(
+        quiet({.max_epochs = 2, .num_sanity_val_steps = 0, .log_every_n_steps = 2, .loggers = {log}}));
+    trainer.fit(model, loader(10, 4, false), loader(6, 4, false));  // batches of 4, 4, 2
+    // Step values at global steps 2, 4, 6 (log_every_n_steps = 2) under "<name>_step" and plain names.
+    auto steps = log->series("train_loss");
+    REQUIRE(steps.size() == 3);
+    CHECK(steps[0].first == 2);
+    CHECK(steps[2].first == 6);
+    CHECK(log->series("bsize_step").size() == 3);
+    // Epoch values: (4*4 + 4*4 + 2*2) / 10 = 3.6 for the weighted mean; max index 2; sum 3.
+    auto bsize = log->series("bsize_epoch");
+    REQUIRE(bsize.size() == 2);
+    CHECK(bsize[0].second == doctest::Approx(3.6));
+    CHECK(bsize[0].first == 3);  // logged at the epoch's last global step
+    REQUIRE(log->series("idx_max_epoch").size() == 2);
+    CHECK(log->series("idx_max_epoch").back().second == 2);
+    REQUIRE(log->series("ones").size() == 2);
+    CHECK(log->series("ones").back().second == 3);
+    // Validation: batches of 4 and 2, the mean weighted by batch size.
+    CHECK(log->series("val_loss").size() == 2);
+    CHECK(trainer.callback_metrics().contains("val_acc"));
+    CHECK(trainer.progress_bar_metrics().contains("train_loss"));
+    CHECK(log->series("epoch").back().second == 1);
+    // A name logged with different options in one epoch is an error.
+    struct Bad : Tiny {
+      Tensor training_step(const data::Batch& b, int64_t i) override {
+        log("x", 1.0, {.reduce = i == 0 ? "mean" : "max"});
+        return Tiny::training_step(b, i);
+      }
+    };
+    Bad bad;
+    train::Trainer t2(quiet({.max_epochs = 1}));
+    CHECK(throws_with<ValueError>([&] { t2.fit(bad, loader(8, 4, false)); }, "different on_step/on_epoch/reduce"));
+    struct BadReduce : Tiny {
+      Tensor training_step(const data::Batch& b, int64_t i) override {
+        log("x", 1.0, {.reduce = "median"});
+        return Tiny::training_step(b, i);
+      }
+    };
+    BadReduce br;
+    train::Trainer t3(quiet({.max_epochs = 1}));
+    CHECK(throws_with<ValueError>([&] { t3.fit(br, loader(8, 4, false)); }, "reduce must be"));
+  }
+
+  TEST_CASE("epoch and step limits: max_epochs, max_steps, limit_*_batches, min_epochs, fast_dev_run") {
+    Tiny model;
+    {
+      train::Trainer t(quiet({.max_epochs = 3, .limit_train_batches = 2}));
+      t.fit(model, loader(20, 4, true));
+      CHECK(t.global_step() == 6);
+      CHECK(t.current_epoch() == 3);
+    }
+    {
+      train::Trainer t(quiet({.max_epochs = 5, .max_steps = 7}));
+      t.fit(model, loader(20, 4, true));  // 5 batches per epoch: stops in the second epoch
+      CHECK(t.global_step() == 7);
+      CHECK(t.current_epoch() == 2);
+    }
+    {
+      train::Trainer t(quiet({.max_epochs = 1, .limit_train_batches = 0.5, .limit_val_batches = 1}));
+      int64_t val_batches = 0;
+      struct Count : Tiny {
+        int64_t* n;
+        void validation_step(const data::Batch& b, int64_t i) override {
+          ++*n;
+          Tiny::validation_step(b, i);
+        }
+      } m;
+      m.n = &val_batches;
+      t.fit(m, loader(20, 4, true), loader(12, 4, false));
+      CHECK(t.global_step() == 2);  // floor(5 * 0.5)
+      CHECK(val_batches == 1 + 1);  // the sanity check and the validation, each limited to 1 batch
+    }
+    {
+      // should_stop from the first batch on; min_epochs keeps it training for 2 epochs.
+      struct Stopper : Tiny {
+        Tensor training_step(const data::Batch& b, int64_t i) override {
+          trainer().should_stop = true;
+          return Tiny::training_step(b, i);
+        }
+      } m;
+      train::Trainer t(quiet({.max_epochs = 10, .min_epochs = 2}));
+      t.fit(m, loader(8, 4, true));
+      CHECK(t.current_epoch() == 2);
+      CHECK(t.global_step() == 4);
+    }
+    {
+      auto log = std::make_shared<RecordingLogger>();
+      train::Trainer t(quiet({.max_epochs = 10, .fast_dev_run = 2, .loggers = {log}}));
+      t.fit(model, loader(40, 4, true), loader(40, 4, false));
+      CHECK(t.global_step() == 2);
+      CHECK(t.current_epoch() == 1);
+      CHECK(t.loggers().empty());
+      CHECK(log->rows.empty());
+      CHECK(t.test(model, loader(40, 4, false))[0].contains("test_acc"));
+      CHECK(t.num_test_batches() == 2);
+    }
+    {
+      train::Trainer t(quiet({.max_epochs = 1000, .max_time = 0.0}));
+      t.fit(model, loader(8, 4, true));
+      CHECK(t.global_step() == 0);  // out of time before the first batch
+    }
+  }
+
+  TEST_CASE("validation schedule: val_check_interval, check_val_every_n_epoch, sanity steps, overfit_batches") {
+    auto count_vals = [](train::TrainerOptions o, int64_t n_train = 40) {
+      auto log = std::make_shared<RecordingLogger>();
+      o.loggers = {log};
+      Tiny m;
+      train::Trainer t(quiet(o));
+      t.fit(m, loader(n_train, 4, true), loader(8, 4, false));
+      return log->series("val_loss");
+    };
+    // 10 batches per epoch.
+    CHECK(count_vals({.max_epochs = 2}).size() == 2);
+    auto quarter = count_vals({.max_epochs = 1, .val_check_interval = 0.25});  // every int(2.5) = 2 batches
+    REQUIRE(quarter.size() == 5);
+    CHECK(quarter[0].first == 2);
+    CHECK(count_vals({.max_epochs = 2, .val_check_interval = 5}).size() == 4);
+    CHECK(count_vals({.max_epochs = 4, .check_val_every_n_epoch = 2}).size() == 2);
+    // val_check_interval across epochs (check_val_every_n_epoch unset): every 15 of 30 batches.
+    CHECK(count_vals({.max_epochs = 3, .val_check_interval = 15, .check_val_every_n_epoch = std::nullopt}).size() == 2);
+    CHECK_THROWS_AS(count_vals({.max_epochs = 1, .val_check_interval = 11}), ValueError);
+    CHECK(count_vals({.max_epochs = 1, .limit_val_batches = 0}).empty());
+
+    int64_t sanity = 0;
+    struct S : train::Callback {
+      int64_t* n;
+      void on_validation_batch_end(train::Trainer& t, train::TrainModule&, const data::Batch&, int64_t) override {
+        if (t.sanity_checking()) ++*n;
+      }
+    };
+    auto s = std::make_shared<S>();
+    s->n = &sanity;
+    Tiny m;
+    train::Trainer t(quiet({.max_epochs = 1, .num_sanity_val_steps = -1, .callbacks = {s}}));
+    t.fit(m, loader(8, 4, true), loader(12, 4, false));
+    CHECK(sanity == 3);
+    CHECK(!t.callback_metrics().empty());
+
+    // overfit_batches: the same first batches every epoch, in order, validated on themselves.
+    struct Seen : Tiny {
+      std::vector<double> firsts;
+      Tensor training_step(const data::Batch& b, int64_t i) override {
+        firsts.push_back(b.input.select(0, 0).select(0, 0).item<float>());
+        return Tiny::training_step(b, i);
+      }
+    } seen;
+    train::Trainer o(quiet({.max_epochs = 2, .overfit_batches = 2}));
+    o.fit(seen, loader(40, 4, true), loader(8, 4, false));
+    REQUIRE(seen.firsts.size() == 4);
+    CHECK(seen.firsts[0] == seen.firsts[2]);
+    CHECK(seen.firsts[1] == seen.firsts[3]);
+  }
+
+  TEST_CASE("gradient accumulation: N small batches step like one big batch; global_step counts steps") {
+    // Mean losses over 2 x 4 examples divided by 2 equal the mean over 8: the same SGD step.
+    auto train_once = [](int64_t batch, int64_t accumulate) {
+      manual_seed(3);
+      Tiny m;
+      m.drop->p = 0.0;
+      train::Trainer t(quiet({.max_epochs = 1, .accumulate_grad_batches = accumulate}));
+      t.fit(m, loader(16, batch, false));
+      return std::make_pair(flat_params(m), t.global_step());
+    };
+    auto [big, big_steps] = train_once(8, 1);
+    auto [small, small_steps] = train_once(4, 2);
+    CHECK(big_steps == 2);
+    CHECK(small_steps == 2);
+    REQUIRE(big.size() == small.size());
+    for (size_t i = 0; i < big.size(); ++i) CHECK(big[i] == doctest::Approx(small[i]).epsilon(1e-5));
+    // The epoch's last batch closes a partial window: 5 batches with N = 2 -> 3 steps.
+    Tiny m;
+    train::Trainer t(quiet({.max_epochs = 1, .accumulate_grad_batches = 2}));
+    t.fit(m, loader(20, 4, false));
+    CHECK(t.global_step() == 3);
+  }
+
+  TEST_CASE("gradient clipping by norm and by value bounds the update") {
+    for (std::string algo : {"norm", "value"}) {
+      manual_seed(0);
+      Tiny m;
+      m.drop->p = 0.0;
+      m.lr = 1.0;
+      const std::vector<double> before = flat_params(m);
+      train::Trainer t(quiet({.max_steps = 1, .gradient_clip_val = 1e-3, .gradient_clip_algorithm = algo}));
+      t.fit(m, loader(8, 8, false));
+      const std::vector<double> after = flat_params(m);
+      double norm2 = 0, maxabs = 0;
+      for (size_t i = 0; i < before.size(); ++i) {
+        norm2 += (after[i] - before[i]) * (after[i] - before[i]);
+        maxabs = std::max(maxabs, std::fabs(after[i] - before[i]));
+      }
+      if (algo == "norm")
+        CHECK(std::sqrt(norm2) <= 1e-3 * (1 + 1e-4));
+      else
+        CHECK(maxabs <= 1e-3 * (1 + 1e-4));
+      CHECK(norm2 > 0);
+    }
+    CHECK_THROWS_AS(train::Trainer({.gradient_clip_algorithm = "max"}), ValueError);
+  }
+
+  TEST_CASE("schedulers step per epoch or per step with their frequency; ReduceLROnPlateau reads its monitor") {
+    Tiny m;
+    std::shared_ptr<optim::SGD> opt;
+    m.configure = [&](Tiny& self) -> train::OptimizerConfig {
+      opt = std::make_shared<optim::SGD>(self.parameters(), optim::SGDOptions{.lr = 1.0});
+      auto s = std::make_shared<optim::StepLR>(*opt, 1, 0.5);
+      return {opt, {.scheduler = s, .interval = "step", .frequency = 2}};
+    };
+    train::Trainer t(quiet({.max_epochs = 1}));
+    t.fit(m, loader(24, 4, false));  // 6 steps -> 3 scheduler steps
+    CHECK(opt->lr(0) == doctest::Approx(0.125));
+
+    m.configure = [&](Tiny& self) -> train::OptimizerConfig {
+      opt = std::make_shared<optim::SGD>(self.parameters(), optim::SGDOptions{.lr = 1.0});
+      auto s = std::make_shared<optim::StepLR>(*opt, 1, 0.5);
+      return {opt, {.scheduler = s}};
+    };
+    train::Trainer t2(quiet({.max_epochs = 3}));
+    t2.fit(m, loader(8, 4, false));
+    CHECK(opt->lr(0) == doctest::Approx(0.125));
+
+    // The plateau scheduler halves the lr when the monitored (constant) metric stops improving.
+    struct Flat : Tiny {
+      void validation_step(const data::Batch&, int64_t) override { log("flat", 1.0); }
+    } f;
+    f.configure = [&](Tiny& self) -> train::OptimizerConfig {
+      opt = std::make_shared<optim::SGD>(self.parameters(), optim::SGDOptions{.lr = 1.0});
+      auto s = std::make_shared<optim::ReduceLROnPlateau>(*opt, optim::ReduceLROnPlateauOptions{.patience = 0});
+      return {opt, {.scheduler = s, .monitor = "flat"}};
+    };
+    train::Trainer t3(quiet({.max_epochs = 3, .num_sanity_val_steps = 0}));
+    t3.fit(f, loader(8, 4, false), loader(4, 4, false));
+    CHECK(opt->lr(0) == doctest::Approx(0.01));  // epoch 0 sets the best; epochs 1 and 2 reduce by 0.1
+    f.configure = [&](Tiny& self) -> train::OptimizerConfig {
+      opt = std::make_shared<optim::SGD>(self.parameters(), optim::SGDOptions{.lr = 1.0});
+      auto s = std::make_shared<optim::ReduceLROnPlateau>(*opt);
+      return {opt, {.scheduler = s, .monitor = "missing"}};
+    };
+    train::Trainer t4(quiet({.max_epochs = 1, .num_sanity_val_steps = 0}));
+    CHECK(throws_with<ValueError>([&] { t4.fit(f, loader(8, 4, false), loader(4, 4, false)); }, "monitors 'missing'"));
+  }
+
+  TEST_CASE("manual optimisation: two optimizers stepped in training_step, global_step counts both") {
+    struct Gan : train::TrainModule {
+      nn::Linear g{4, 4}, d{4, 1};
+      Gan() {
+        automatic_optimization = false;
+        register_module("g", g);
+        register_module("d", d);
+      }
+      Tensor training_step(const data::Batch& b, int64_t) override {
+        auto& opts = optimizers();
+        Tensor d_loss = d(b.input).pow(2).mean() + d(g(b.input).detach()).mean();
+        opts[1]->zero_grad();
+        manual_backward(d_loss);
+        opts[1]->step();
+        Tensor g_loss = -d(g(b.input)).mean();
+        opts[0]->zero_grad();
+        manual_backward(g_loss);
+        opts[0]->step();
+        log("g_loss", g_loss);
+        return {};
+      }
+      train::OptimizerConfig configure_optimizers() override {
+        return {std::vector<std::shared_ptr<optim::Optimizer>>{
+            std::make_shared<optim::SGD>(g->parameters(), optim::SGDOptions{.lr = 0.01}),
+            std::make_shared<optim::SGD>(d->parameters(), optim::SGDOptions{.lr = 0.01})}};
+      }
+    } gan;
+    int64_t backwards = 0;
+    struct B : train::Callback {
+      int64_t* n;
+      void on_after_backward(train::Trainer&, train::TrainModule&) override { ++*n; }
+    };
+    auto b = std::make_shared<B>();
+    b->n = &backwards;
+    train::Trainer t(quiet({.max_epochs = 1, .callbacks = {b}}));
+    t.fit(gan, loader(12, 4, false));
+    CHECK(t.global_step() == 6);
+    CHECK(backwards == 6);
+    // Automatic optimisation refuses two optimizers.
+    struct Two : Tiny {
+      train::OptimizerConfig configure_optimizers() override {
+        return {std::vector<std::shared_ptr<optim::Optimizer>>{
+            std::make_shared<optim::SGD>(parameters(), optim::SGDOptions{.lr = 0.1}),
+            std::make_shared<optim::SGD>(parameters(), optim::SGDOptions{.lr = 0.1})}};
+      }
+    } two;
+    train::Trainer t2(quiet({.max_epochs = 1}));
+    CHECK(throws_with<ValueError>([&] { t2.fit(two, loader(8, 4, false)); }, "automatic optimisation"));
+  }
+
+  TEST_CASE("bad options and bad steps raise clear errors") {
+    CHECK(throws_with<ValueError>([] { train::Trainer t({.accelerator = "tpu"}); }, "accelerator"));
+    CHECK(throws_with<ValueError>([] { train::Trainer t({.precision = "8"}); }, "precision \"8\""));
+    CHECK(throws_with<ValueError>([] { train::Trainer t({.devices = 2}); }, "DDP"));
+    CHECK_THROWS_AS(train::Trainer({.accumulate_grad_batches = 0}), ValueError);
+    CHECK_THROWS_AS(train::Trainer({.val_check_interval = 0}), ValueError);
+    CHECK_THROWS_AS(train::Trainer({.log_every_n_steps = 0}), ValueError);
+    if (!cuda_is_available()) CHECK_THROWS_AS(train::Trainer({.accelerator = "cuda"}), DeviceError);
+
+    struct NoGrad : Tiny {
+      Tensor training_step(const data::Batch& b, int64_t) override {
+        autograd::NoGradGuard g;
+        return nn::functional::cross_entropy(forward(b.input), b.target);
+      }
+    } ng;
+    train::Trainer t(quiet({.max_epochs = 1}));
+    CHECK(throws_with<AutogradError>([&] { t.fit(ng, loader(8, 4, false)); }, "does not require grad"));
+    // The exception reaches on_exception and the loggers finalize as failed.
+    auto log = std::make_shared<RecordingLogger>();
+    bool seen = false;
+    struct E : train::Callback {
+      bool* seen;
+      void on_exception(train::Trainer&, train::TrainModule&, const std::exception&) override { *seen = true; }
+    };
+    auto e = std::make_shared<E>();
+    e->seen = &seen;
+    train::Trainer t2(quiet({.max_epochs = 1, .callbacks = {e}, .loggers = {log}}));
+    CHECK_THROWS_AS(t2.fit(ng, loader(8, 4, false)), AutogradError);
+    CHECK(seen);
+    CHECK(log->finalized == std::vector<std::string>{"failed"});
+    // A loss that is not one element.
+    struct Vec : Tiny {
+      Tensor training_step(const data::Batch& b, int64_t) override { return forward(b.input).sum({1}); }
+    } v;
+    CHECK(throws_with<ValueError>([&] { t.fit(v, loader(8, 4, false)); }, "one-element loss"));
+    // precision "64" trains in float64.
+    Tiny m64;
+    train::Trainer t64(quiet({.max_epochs = 1, .precision = "64"}));
+    t64.fit(m64, loader(8, 4, false));
+    CHECK(m64.fc->weight.dtype() == kF64);
+  }
+
+  TEST_CASE("predict returns one tensor per batch; validate and test return their metrics") {
+    Tiny m;
+    train::Trainer t(quiet({.max_epochs = 2}));
+    t.fit(m, loader(40, 8, true));
+    auto preds = t.predict(m, loader(20, 8, false));
+    REQUIRE(preds.size() == 3);
+    CHECK(preds[2].shape() == Shape{4});
+    auto val = t.validate(m, loader(16, 8, false));
+    REQUIRE(val.size() == 1);
+    CHECK(val[0].contains("val_loss"));
+    CHECK(val[0].at("val_acc") >= 0.0);
+    auto test = t.test(m, loader(16, 8, false));
+    CHECK(test[0].contains("test_acc"));
+  }
+
+  TEST_CASE("checkpoints: weights under state_dict names, optimizer state, validation of damaged files") {
+    TempDir dir("ckpt");
+    Tiny m;
+    m.use_adam = true;
+    m.save_hyperparameters({{"lr", 0.1}, {"hidden", 4}});
+    train::Trainer t(quiet({.max_epochs = 2}));
+    t.fit(m, loader(16, 4, true));
+    const std::string path = (dir.path / "run.safetensors").string();
+    t.save_checkpoint(path);
+
+    Metadata meta;
+    TensorMap raw = load(path, &meta);
+    CHECK(raw.contains("fc.weight"));
+    CHECK(raw.contains("fc.bias"));
+    CHECK(raw.contains("optimizer_states.0.state.0.exp_avg"));
+    train::Checkpoint ck = train::Checkpoint::load(path);
+    CHECK(ck.state.at("global_step") == 8);
+    CHECK(ck.state.at("epoch") == 2);
+    CHECK(ck.state.at("hparams").at("hidden") == 4);
+    CHECK(ck.weights().size() == 2);
+
+    // validate() with the checkpoint restores its weights into a fresh module.
+    Tiny fresh;
+    train::Trainer t2(quiet({}));
+    auto a = t2.validate(fresh, loader(16, 8, false), {.ckpt_path = path});
+    auto b = t.validate(m, loader(16, 8, false));
+    CHECK(a[0].at("val_loss") == b[0].at("val_loss"));
+
+    // Damage: truncated, garbage, not an Ember checkpoint, shape mismatch, weights-only resume.
+    std::string bytes;
+    {
+      std::ifstream in(path, std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    const std::string bad = (dir.path / "bad.safetensors").string();
+    std::ofstream(bad, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+    CHECK_THROWS_AS(train::Checkpoint::load(bad), Error);
+    std::ofstream(bad, std::ios::binary) << "not a checkpoint at all";
+    CHECK_THROWS_AS(train::Checkpoint::load(bad), Error);
+    save(bad, {{"fc.weight", zeros({3, 4})}});
+    CHECK(throws_with<ValueError>([&] { train::Checkpoint::load(bad); }, "not an Ember checkpoint"));
+    struct Wide : train::TrainModule {
+      nn::Linear fc{4, 5};
+      Wide() { register_module("fc", fc); }
+      Tensor training_step(const data::Batch&, int64_t) override { return {}; }
+      void validation_step(const data::Batch&, int64_t) override {}
+      train::OptimizerConfig configure_optimizers() override {
+        return {std::make_shared<optim::SGD>(parameters(), optim::SGDOptions{.lr = 0.1})};
+      }
+    } wide;
+    train::Trainer t3(quiet({}));
+    CHECK(throws_with<Error>([&] { t3.validate(wide, loader(8, 4, false), {.ckpt_path = path}); }, "fc.weight"));
+    const std::string weights = (dir.path / "w.safetensors").string();
+    t.save_checkpoint(weights, /*weights_only=*/true);
+    CHECK(load(weights).size() == 2);
+    Tiny again;
+    train::Trainer t4(quiet({.max_epochs = 3}));
+    CHECK(throws_with<ValueError>([&] { t4.fit(again, loader(16, 4, true), nullptr, {.ckpt_path = weights}); },
+                                  "weights only"));
+    train::Trainer t5(quiet({}));
+    CHECK(throws_with<ValueError>([&] { t5.validate(again, loader(8, 4, false), {.ckpt_path = "best"}); },
+                                  "ModelCheckpoint"));
+  }
+
+  TEST_CASE("a checkpoint write killed at any moment leaves the previous file intact") {
+    TempDir dir("kill");
+    const std::string path = (dir.path / "ck.safetensors").string();
+    Tiny m;
+    train::Trainer t(quiet({.max_epochs = 1}));
+    t.fit(m, loader(8, 4, false));
+    t.save_checkpoint(path);
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      pid_t pid = fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {  // the child rewrites the checkpoint until killed
+        for (;;) t.save_checkpoint(path);
+      }
+      usleep(2000 + attempt * 3000);
+      kill(pid, SIGKILL);
+      int status = 0;
+      waitpid(pid, &status, 0);
+      CHECK(WIFSIGNALED(status));
+      train::Checkpoint ck = train::Checkpoint::load(path);  // whole and valid
+      CHECK(ck.state.at("global_step") == 2);
+    }
+    // A folder that cannot be written: a clear error and the old file stays.
+    CHECK_THROWS_AS(t.save_checkpoint((dir.path / "missing" / "x.safetensors").string()), IOError);
+  }
+
+  TEST_CASE("exact resume: a run crashed after any batch and resumed ends bitwise equal to an uninterrupted run") {
+    // Dropout (RNG), shuffling, Adam, a per-step scheduler, validation twice per epoch, step logging.
+    auto options = [](const std::string& dir, std::vector<train::CallbackPtr> extra,
+                      std::shared_ptr<RecordingLogger> log) {
+      // The checkpoint first: a crash in a later callback comes after this step's save.
+      extra.insert(extra.begin(), std::make_shared<train::ModelCheckpoint>(train::ModelCheckpointOptions{
+                                      .dirpath = dir, .save_last = true, .every_n_train_steps = 1}));
+      return quiet({.max_epochs = 3,
+                    .val_check_interval = 0.5,
+                    .num_sanity_val_steps = 0,
+                    .log_every_n_steps = 2,
+                    .callbacks = extra,
+                    .loggers = {log}});
+    };
+    auto make_model = [] {
+      auto m = std::make_unique<Tiny>();
+      m->configure = [](Tiny& self) -> train::OptimizerConfig {
+        auto opt = std::make_shared<optim::Adam>(self.parameters(), optim::AdamOptions{.lr = 0.05});
+        auto s = std::make_shared<optim::StepLR>(*opt, 3, 0.7);
+        return {opt, {.scheduler = s, .interval = "step"}};
+      };
+      return m;
+    };
+    TempDir full_dir("resume_full");
+    manual_seed(11);
+    auto full_model = make_model();
+    auto full_log = std::make_shared<RecordingLogger>();
+    train::Trainer full(options(full_dir.str(), {}, full_log));
+    full.fit(*full_model, loader(24, 4, true), loader(8, 4, false));  // 6 batches per epoch, 18 in all
+    const std::vector<double> want = flat_params(*full_model);
+
+    struct Crash : train::Callback {
+      int64_t at;
+      void on_train_batch_end(train::Trainer& t, train::TrainModule&, const Tensor&, const data::Batch&,
+                              int64_t) override {
+        if (t.global_step() == at) throw std::runtime_error("simulated crash");
+      }
+    };
+    for (int64_t crash_at : {1, 3, 6, 8, 13}) {
+      CAPTURE(crash_at);
+      TempDir dir("resume_part");
+      manual_seed(11);
+      auto model = make_model();
+      auto log = std::make_shared<RecordingLogger>();
+      auto crash = std::make_shared<Crash>();
+      crash->at = crash_at;
+      train::Trainer first(options(dir.str(), {crash}, log));
+      CHECK_THROWS_AS(first.fit(*model, loader(24, 4, true), loader(8, 4, false)), std::runtime_error);
+
+      manual_seed(999);  // the resumed run takes its RNG state from the checkpoint
+      auto resumed_model = make_model();
+      auto resumed_log = std::make_shared<RecordingLogger>();
+      train::Trainer second(options(dir.str(), {}, resumed_log));
+      second.fit(*resumed_model, loader(24, 4, true), loader(8, 4, false),
+                 {.ckpt_path = (dir.path / "last.safetensors").string()});
+      CHECK(second.global_step() == full.global_step());
+      CHECK(flat_params(*resumed_model) == want);
+      // The logged rows of both parts together are the uninterrupted run's, bit for bit.
+      auto rows = log->rows;
+      rows.insert(rows.end(), resumed_log->rows.begin(), resumed_log->rows.end());
+      CHECK(rows == full_log->rows);
+    }
+  }
+
+  TEST_CASE("ModelCheckpoint: top-k by a monitor, file name templates, last, best for validate") {
+    TempDir dir("topk");
+    // A validation metric that follows a fixed sequence: 5, 3, 4, 1, 2 (min mode keeps 1 and 3... top 2).
+    struct Seq : Tiny {
+      std::vector<double> values{5, 3, 4, 1, 2};
+      void validation_step(const data::Batch&, int64_t) override {
+        if (!trainer().sanity_checking()) log("score", values.at(std::min<size_t>(size_t(current_epoch()), 4)));
+      }
+    } m;
+    auto mc = std::make_shared<train::ModelCheckpoint>(train::ModelCheckpointOptions{.dirpath = dir.str(),
+                                                                                     .filename = "{epoch}-{score:.1f}",
+                                                                                     .monitor = "score",
+                                                                                     .save_last = true,
+                                                                                     .save_top_k = 2});
+    train::Trainer t(quiet({.max_epochs = 5, .callbacks = {mc}}));
+    t.fit(m, loader(8, 4, false), loader(4, 4, false));
+    std::set<std::string> files;
+    for (const auto& e : fs::directory_iterator(dir.path)) files.insert(e.path().filename().string());
+    CHECK(files ==
+          std::set<std::string>{"epoch=3-score=1.0.safetensors", "epoch=4-score=2.0.safetensors", "last.safetensors"});
+    CHECK(mc->best_model_path() == (dir.path / "epoch=3-score=1.0.safetensors").string());
+    CHECK(*mc->best_model_score() == 1.0);
+    CHECK(train::Checkpoint::load(mc->best_model_path()).state.at("epoch") == 3);
+    CHECK(train::Checkpoint::load(mc->last_model_path()).state.at("epoch") == 4);
+    auto best = t.validate(m, loader(8, 4, false), {.ckpt_path = "best"});
+    CHECK(best.size() == 1);
+
+    // Without a monitor: the latest only; every_n_train_steps names by step; a name in use gets -v1.
+    TempDir dir2("latest");
+    auto latest = std::make_shared<train::ModelCheckpoint>(
+        train::ModelCheckpointOptions{.dirpath = dir2.str(), .every_n_train_steps = 3});
+    Tiny m2;
+    train::Trainer t2(quiet({.max_epochs = 2, .callbacks = {latest}}));
+    t2.fit(m2, loader(16, 4, false));  // 8 steps: saves at 3 and 6, the latest kept
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir2.path)) names.push_back(e.path().filename().string());
+    CHECK(names == std::vector<std::string>{"epoch=1-step=6.safetensors"});
+    CHECK(latest->format_checkpoint_name({{"epoch", 2}, {"step", 10}}) == "epoch=2-step=10");
+
+    CHECK_THROWS_AS(train::ModelCheckpoint({.save_top_k = 3}), ValueError);  // top 3 of what?
+    CHECK_THROWS_AS(train::ModelCheckpoint({.mode = "best"}), ValueError);
+    auto missing = std::make_shared<train::ModelCheckpoint>(
+        train::ModelCheckpointOptions{.dirpath = dir2.str(), .monitor = "nope"});
+    Tiny m3;
+    train::Trainer t3(quiet({.max_epochs = 1, .callbacks = {missing}}));
+    CHECK(throws_with<ValueError>([&] { t3.fit(m3, loader(8, 4, false)); }, "monitor 'nope' was not logged"));
+  }
+
+  TEST_CASE("EarlyStopping: patience in validation checks, min_delta, thresholds, non-finite values") {
+    auto run = [](std::vector<double> values, train::EarlyStoppingOptions o) {
+      struct Seq : Tiny {
+        std::vector<double> values;
+        void validation_step(const data::Batch&, int64_t) override {
+          if (!trainer().sanity_checking()) log("metric", values.at(size_t(current_epoch())));
+        }
+      } m;
+      m.values = std::move(values);
+      o.monitor = "metric";
+      auto es = std::make_shared<train::EarlyStopping>(o);
+      train::Trainer t(quiet({.max_epochs = int64_t(m.values.size()), .callbacks = {es}}));
+      t.fit(m, loader(8, 4, false), loader(4, 4, false));
+      return std::make_pair(t.current_epoch(), es->stopping_reason());
+    };
+    CHECK(run({5, 4, 4, 4, 4, 4, 4}, {.patience = 3}).first == 5);  // no improvement in epochs 2, 3, 4
+    CHECK(run({5, 4, 3.95, 3.9, 3.85, 3.8, 3.7}, {.min_delta = 0.1, .patience = 2}).first == 4);
+    CHECK(run({1, 2, 3, 4, 5}, {.patience = 1, .mode = "max"}).first == 5);  // always improving
+    auto [epochs, reason] = run({5, 4, NAN, 3, 2}, {.patience = 5});
+    CHECK(epochs == 3);
+    CHECK(reason.find("not finite") != std::string::npos);
+    CHECK(run({5, 4, 0.5, 0.4}, {.stopping_threshold = 1.0}).first == 3);
+    CHECK(run({5, 4, 50, 3}, {.divergence_threshold = 10.0}).first == 3);
+    CHECK_THROWS_AS(train::EarlyStopping({}), ValueError);
+    // Its state survives a checkpoint round trip.
+    train::EarlyStopping es({.monitor = "m"});
+    nlohmann::json s = es.state_dict();
+    train::EarlyStopping es2({.monitor = "m"});
+    es2.load_state_dict(nlohmann::json::parse(s.dump()));
+    CHECK(es2.best_score() == INFINITY);
+  }
+
+}  // TEST_SUITE

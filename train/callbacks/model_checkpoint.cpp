@@ -1,0 +1,270 @@
+// ModelCheckpoint: when to save, file names from templates, the top-k bookkeeping and its state.
+#include "train/callbacks/model_checkpoint.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "core/error.hpp"
+#include "train/trainer.hpp"
+
+namespace ember::train {
+namespace fs = std::filesystem;
+namespace {
+
+// Python-style formatting of one value: "" (shortest round-trip), ".Nf", ".Ne", "d", "0Nd".
+std::string format_value(double v, const std::string& spec, const std::string& field) {
+  if (spec.empty()) {
+    if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(int64_t(v));
+    char buf[64];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
+  }
+  char kind = spec.back();
+  std::string body = spec.substr(0, spec.size() - 1);
+  char fmt[32];
+  if ((kind == 'f' || kind == 'e' || kind == 'g') && (body.empty() || body[0] == '.' || std::isdigit(body[0])))
+    std::snprintf(fmt, sizeof fmt, "%%%s%c", body.c_str(), kind);
+  else if (kind == 'd')
+    std::snprintf(fmt, sizeof fmt, "%%%slld", body.c_str());
+  else
+    throw ValueError(detail::cat_str("[ModelCheckpoint] filename field {", field, ":", spec,
+                                     "}: supported formats are .Nf, .Ne, .Ng, d and 0Nd"));
+  char out[128];
+  if (kind == 'd')
+    std::snprintf(out, sizeof out, fmt, static_cast<long long>(std::llround(v)));
+  else
+    std::snprintf(out, sizeof out, fmt, v);
+  return out;
+}
+
+// Scores in the state: JSON numbers, or "inf"/"-inf" (JSON has no spelling for them).
+nlohmann::json score_json(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(v > 0 ? "inf" : "-inf");
+}
+double score_value(const nlohmann::json& j) {
+  if (j.is_string()) return j.get<std::string>() == "inf" ? INFINITY : -INFINITY;
+  return j.get<double>();
+}
+
+}  // namespace
+
+ModelCheckpoint::ModelCheckpoint(ModelCheckpointOptions options) : o_(std::move(options)) {
+  EMBER_CHECK(o_.mode == "min" || o_.mode == "max", ValueError,
+              "[ModelCheckpoint] mode must be \"min\" or \"max\", got \"", o_.mode, "\"");
+  EMBER_CHECK(o_.save_top_k >= -1, ValueError, "[ModelCheckpoint] save_top_k must be >= -1, got ", o_.save_top_k);
+  EMBER_CHECK(!o_.monitor.empty() || o_.save_top_k == -1 || o_.save_top_k == 0 || o_.save_top_k == 1, ValueError,
+              "[ModelCheckpoint] save_top_k = ", o_.save_top_k, " needs a monitor to rank checkpoints by");
+  EMBER_CHECK(o_.every_n_train_steps >= 0, ValueError, "[ModelCheckpoint] every_n_train_steps must be >= 0");
+  EMBER_CHECK(!o_.every_n_epochs || *o_.every_n_epochs >= 0, ValueError,
+              "[ModelCheckpoint] every_n_epochs must be >= 0");
+  EMBER_CHECK(!o_.train_time_interval || *o_.train_time_interval > 0, ValueError,
+              "[ModelCheckpoint] train_time_interval must be > 0 seconds");
+  const int triggers =
+      (o_.every_n_train_steps > 0) + (o_.train_time_interval.has_value()) + (o_.every_n_epochs.value_or(0) > 0);
+  EMBER_CHECK(triggers <= 1, ValueError,
+              "[ModelCheckpoint] every_n_train_steps, every_n_epochs and "
+              "train_time_interval are mutually exclusive");
+  if (!o_.every_n_epochs) o_.every_n_epochs = triggers == 0 ? 1 : 0;
+  if (o_.filename.empty()) o_.filename = "{epoch}-{step}";
+  dirpath_ = o_.dirpath;
+}
+
+std::string ModelCheckpoint::state_key() const {
+  return detail::cat_str("ModelCheckpoint{monitor=", o_.monitor, ",mode=", o_.mode,
+                         ",every_n_train_steps=", o_.every_n_train_steps, ",every_n_epochs=", *o_.every_n_epochs,
+                         ",train_time_interval=", o_.train_time_interval.value_or(0), "}");
+}
+
+void ModelCheckpoint::setup(Trainer& trainer, TrainModule& /*module*/, const std::string& stage) {
+  if (stage != "fit") return;
+  if (dirpath_.empty()) dirpath_ = (fs::path(trainer.log_dir()) / "checkpoints").string();
+  const TrainerOptions& t = trainer.options();
+  const bool val_once_at_end = t.val_check_interval.is_fraction() && t.val_check_interval.fraction() == 1.0 &&
+                               t.check_val_every_n_epoch.value_or(0) == 1;
+  save_on_epoch_end_ = o_.save_on_train_epoch_end.value_or(val_once_at_end);
+}
+
+void ModelCheckpoint::on_train_start(Trainer& /*trainer*/, TrainModule& /*module*/) {
+  last_time_check_ = std::chrono::steady_clock::now();
+}
+
+bool ModelCheckpoint::on_epoch_end_trigger(Trainer& trainer) const {
+  const int64_t n = *o_.every_n_epochs;
+  return n > 0 && (trainer.current_epoch() + 1) % n == 0;
+}
+
+void ModelCheckpoint::on_train_batch_end(Trainer& trainer, TrainModule& /*module*/, const Tensor& /*loss*/,
+                                         const data::Batch& /*batch*/, int64_t /*batch_idx*/) {
+  if (trainer.global_step() == last_global_step_saved_) return;
+  bool due = o_.every_n_train_steps > 0 && trainer.global_step() % o_.every_n_train_steps == 0;
+  if (o_.train_time_interval) {
+    const auto now = std::chrono::steady_clock::now();
+    if (std::chrono::duration<double>(now - last_time_check_).count() >= *o_.train_time_interval) {
+      due = true;
+      last_time_check_ = now;
+    }
+  }
+  if (due) save(trainer);
+}
+
+void ModelCheckpoint::on_train_epoch_end(Trainer& trainer, TrainModule& /*module*/) {
+  if (save_on_epoch_end_ && on_epoch_end_trigger(trainer)) save(trainer);
+}
+
+void ModelCheckpoint::on_validation_end(Trainer& trainer, TrainModule& /*module*/) {
+  if (!trainer.training() || save_on_epoch_end_ || !on_epoch_end_trigger(trainer)) return;
+  save(trainer);
+}
+
+void ModelCheckpoint::save(Trainer& trainer) {
+  if (trainer.global_step() == last_global_step_saved_ && !last_model_path_.empty()) return;
+  MetricMap candidates = trainer.callback_metrics();
+  candidates["epoch"] = double(trainer.current_epoch());
+  candidates["step"] = double(trainer.global_step());
+  last_global_step_saved_ = trainer.global_step();
+  fs::create_directories(dirpath_);
+  save_top_k(trainer, candidates);
+}
+
+std::string ModelCheckpoint::format_checkpoint_name(const MetricMap& metrics) const {
+  std::string out;
+  const std::string& f = o_.filename;
+  size_t i = 0;
+  while (i < f.size()) {
+    if (f[i] != '{') {
+      out += f[i++];
+      continue;
+    }
+    const size_t close = f.find('}', i);
+    EMBER_CHECK(close != std::string::npos, ValueError, "[ModelCheckpoint] filename '", f, "' has an unclosed '{'");
+    const std::string field = f.substr(i + 1, close - i - 1);
+    const size_t colon = field.find(':');
+    const std::string name = field.substr(0, colon);
+    const std::string spec = colon == std::string::npos ? "" : field.substr(colon + 1);
+    auto it = metrics.find(name);
+    const double v = it == metrics.end() ? 0.0 : it->second;  // Lightning writes 0 for a missing metric
+    if (o_.auto_insert_metric_name) out += name + "=";
+    out += format_value(v, spec, name);
+    i = close + 1;
+  }
+  return out;
+}
+
+std::string ModelCheckpoint::unique_path(const MetricMap& candidates) const {
+  const std::string base = format_checkpoint_name(candidates);
+  fs::path p = fs::path(dirpath_) / (base + kExtension);
+  if (!o_.enable_version_counter) return p.string();
+  for (int v = 1; fs::exists(p) && !best_k_models_.contains(p.string()) && p.string() != last_model_path_; ++v)
+    p = fs::path(dirpath_) / (base + "-v" + std::to_string(v) + kExtension);
+  return p.string();
+}
+
+bool ModelCheckpoint::better(double a, double b) const {
+  if (std::isnan(a)) return false;
+  if (std::isnan(b)) return true;
+  return o_.mode == "min" ? a < b : a > b;
+}
+
+void ModelCheckpoint::save_top_k(Trainer& trainer, const MetricMap& candidates) {
+  std::string written;
+  if (o_.save_top_k != 0) {
+    if (o_.monitor.empty()) {  // the latest save_top_k (1: replace, -1: keep all)
+      const std::string path = unique_path(candidates);
+      const std::string previous = best_model_path_;
+      best_model_path_ = path;
+      if (o_.save_top_k == -1) best_k_models_[path] = 0;
+      trainer.save_checkpoint(path, o_.save_weights_only);
+      written = path;
+      if (o_.save_top_k == 1 && !previous.empty() && previous != path) fs::remove(previous);
+    } else {
+      auto it = candidates.find(o_.monitor);
+      if (it == candidates.end()) {
+        std::string available;
+        for (const auto& [k, v] : candidates) available += (available.empty() ? "" : ", ") + k;
+        throw ValueError(detail::cat_str("[ModelCheckpoint] monitor '", o_.monitor,
+                                         "' was not logged; available metrics: ", available));
+      }
+      const double current = it->second;
+      const bool room = o_.save_top_k == -1 || int64_t(best_k_models_.size()) < o_.save_top_k;
+      const bool improves = room || better(current, best_k_models_.at(kth_best_model_path_));
+      if (improves) {
+        const std::string path = unique_path(candidates);
+        std::string dropped;
+        if (!room) {
+          dropped = kth_best_model_path_;
+          best_k_models_.erase(dropped);
+        }
+        best_k_models_[path] = std::isnan(current) ? (o_.mode == "min" ? INFINITY : -INFINITY) : current;
+        // kth: the worst kept; best: the best kept
+        auto worst = best_k_models_.begin(), best = best_k_models_.begin();
+        for (auto k = best_k_models_.begin(); k != best_k_models_.end(); ++k) {
+          if (better(worst->second, k->second)) worst = k;
+          if (better(k->second, best->second)) best = k;
+        }
+        kth_best_model_path_ = worst->first;
+        best_model_path_ = best->first;
+        best_model_score_ = best->second;
+        if (o_.verbose)
+          std::cout << "Epoch " << trainer.current_epoch() << ", global step " << trainer.global_step() << ": '"
+                    << o_.monitor << "' reached " << current << ", saving " << path << "\n";
+        trainer.save_checkpoint(path, o_.save_weights_only);
+        written = path;
+        if (!dropped.empty() && dropped != path) fs::remove(dropped);
+      } else if (o_.verbose) {
+        std::cout << "Epoch " << trainer.current_epoch() << ", global step " << trainer.global_step() << ": '"
+                  << o_.monitor << "' was not in top " << o_.save_top_k << "\n";
+      }
+    }
+  }
+  if (o_.save_last) save_last(trainer, written);
+}
+
+void ModelCheckpoint::save_last(Trainer& trainer, const std::string& written) {
+  const std::string path = (fs::path(dirpath_) / (std::string("last") + kExtension)).string();
+  last_model_path_ = path;
+  if (!written.empty()) {  // the same bytes: copy through a temporary name so the swap stays atomic
+    const std::string tmp = path + ".tmp.copy";
+    fs::copy_file(written, tmp, fs::copy_options::overwrite_existing);
+    fs::rename(tmp, path);
+  } else {
+    trainer.save_checkpoint(path, o_.save_weights_only);
+  }
+}
+
+nlohmann::json ModelCheckpoint::state_dict() const {
+  nlohmann::json best_k = nlohmann::json::object();
+  for (const auto& [k, v] : best_k_models_) best_k[k] = score_json(v);
+  return {{"monitor", o_.monitor},
+          {"dirpath", dirpath_},
+          {"best_model_path", best_model_path_},
+          {"best_model_score", best_model_score_ ? score_json(*best_model_score_) : nlohmann::json()},
+          {"kth_best_model_path", kth_best_model_path_},
+          {"last_model_path", last_model_path_},
+          {"best_k_models", best_k},
+          {"last_global_step_saved", last_global_step_saved_}};
+}
+
+void ModelCheckpoint::load_state_dict(const nlohmann::json& state) {
+  try {
+    if (state.at("dirpath").get<std::string>() != dirpath_ && !dirpath_.empty()) {
+      // A different folder: the old top-k files are not ours to delete; keep only the best's path.
+      best_model_path_ = state.at("best_model_path").get<std::string>();
+      return;
+    }
+    best_model_path_ = state.at("best_model_path").get<std::string>();
+    kth_best_model_path_ = state.at("kth_best_model_path").get<std::string>();
+    last_model_path_ = state.at("last_model_path").get<std::string>();
+    const auto& score = state.at("best_model_score");
+    best_model_score_ = score.is_null() ? std::nullopt : std::optional<double>(score_value(score));
+    best_k_models_.clear();
+    for (const auto& [k, v] : state.at("best_k_models").items()) best_k_models_[k] = score_value(v);
+    last_global_step_saved_ = state.at("last_global_step_saved").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw ValueError(detail::cat_str("[ModelCheckpoint] checkpoint state is malformed: ", e.what()));
+  }
+}
+
+}  // namespace ember::train

@@ -1,0 +1,358 @@
+// The Trainer's loops: fit (epochs of training batches with validation checks), the evaluation loop
+// (validation, test, sanity check) and prediction. Module hooks run before the callbacks' hooks of the
+// same name, so what the module logs in a hook is visible to the callbacks.
+#include <iostream>
+
+#include "core/autograd.hpp"
+#include "core/error.hpp"
+#include "core/ops/elementwise.hpp"
+#include "nn/clip_grad.hpp"
+#include "train/trainer.hpp"
+
+namespace ember::train {
+
+data::Batch Trainer::prepare_batch(const data::Batch& batch) const {
+  data::Batch b = batch.to(device_);
+  if (dtype_ != kF32) {
+    auto convert = [&](Tensor& t) {
+      if (t.defined() && t.dtype() == kF32) t = t.to(dtype_);
+    };
+    convert(b.input);
+    convert(b.target);
+    for (auto& [name, t] : b.extra) convert(t);
+  }
+  return b;
+}
+
+bool Trainer::min_reached() const {
+  return current_epoch_ >= options_.min_epochs && global_step_ >= options_.min_steps;
+}
+
+bool Trainer::done_fitting() const {
+  if (options_.max_steps >= 0 && global_step_ >= options_.max_steps) return true;
+  if (fast_dev_ && global_step_ >= options_.fast_dev_run) return true;
+  const int64_t epochs = max_epochs();
+  if (epochs >= 0 && current_epoch_ >= epochs) return true;
+  if (options_.max_time && std::chrono::duration<double>(elapsed()).count() >= *options_.max_time) return true;
+  return should_stop && min_reached();
+}
+
+void Trainer::send_to_loggers(MetricMap metrics) {
+  if (metrics.empty() || sanity_checking()) return;
+  metrics["epoch"] = double(current_epoch_);
+  metrics_.note_logged(metrics);
+  for (const auto& l : loggers_) l->log_metrics(metrics, global_step_);
+}
+
+void Trainer::run_fit() {
+  TrainModule& m = *model_;
+  // overfit_batches: train and validate on the same first batches, in order.
+  const bool overfit = options_.overfit_batches.is_fraction() ? options_.overfit_batches.fraction() > 0
+                                                              : *options_.overfit_batches.batches() > 0;
+  if (overfit) {
+    EMBER_CHECK(train_loader_->dataset() != nullptr, ValueError,
+                "[Trainer] overfit_batches needs a map-style dataset (an IterableDataset has no fixed batches)");
+    data::DataLoaderOptions o = train_loader_->options();
+    o.shuffle = false;
+    o.sampler = nullptr;
+    train_loader_ = std::make_shared<data::DataLoader>(train_loader_->dataset(), o);
+    val_loader_ = std::make_shared<data::DataLoader>(train_loader_->dataset(), o);
+  }
+  const BatchLimit& train_limit = overfit ? options_.overfit_batches : options_.limit_train_batches;
+  num_training_batches_ =
+      limit_batches(train_limit, *train_loader_, overfit ? "overfit_batches" : "limit_train_batches");
+  num_val_batches_ = val_loader_ == nullptr
+                         ? 0
+                         : limit_batches(overfit ? options_.overfit_batches : options_.limit_val_batches, *val_loader_,
+                                         "limit_val_batches");
+  const BatchLimit& vci = options_.val_check_interval;
+  EMBER_CHECK(vci.is_fraction() || !options_.check_val_every_n_epoch || num_training_batches_ < 0 ||
+                  *vci.batches() <= num_training_batches_ || num_val_batches_ == 0,
+              ValueError, "[Trainer] val_check_interval = ", vci.batches().value_or(0), " batches is more than the ",
+              num_training_batches_,
+              " training batches of an epoch (set check_val_every_n_epoch unset to count across epochs)");
+
+  m.on_fit_start();
+  call_hook([&](Callback& c) { c.on_fit_start(*this, m); });
+  if (!fast_dev_ && options_.num_sanity_val_steps != 0 && num_val_batches_ != 0) run_sanity_check();
+  m.train();
+  m.on_train_start();
+  call_hook([&](Callback& c) { c.on_train_start(*this, m); });
+  while (!done_fitting()) run_train_epoch();
+  m.on_train_end();
+  call_hook([&](Callback& c) { c.on_train_end(*this, m); });
+  m.on_fit_end();
+  call_hook([&](Callback& c) { c.on_fit_end(*this, m); });
+}
+
+void Trainer::run_sanity_check() {
+  const Stage saved = stage_;
+  stage_ = Stage::kSanityChecking;
+  call_hook([&](Callback& c) { c.on_sanity_check_start(*this, *model_); });
+  const int64_t n = options_.num_sanity_val_steps, full = num_val_batches_;
+  run_eval(Stage::kValidating, val_loader_, n < 0 ? full : (full < 0 ? n : std::min(n, full)));
+  num_val_batches_ = full;
+  call_hook([&](Callback& c) { c.on_sanity_check_end(*this, *model_); });
+  stage_ = saved;
+  metrics_.clear();  // what the sanity check logged is not part of the run
+}
+
+void Trainer::run_train_epoch() {
+  TrainModule& m = *model_;
+  epoch_done_ = false;
+  m.train();
+  metrics_.set_training(true);
+  metrics_.set_step_hook(false);
+  m.on_train_epoch_start();
+  call_hook([&](Callback& c) { c.on_train_epoch_start(*this, m); });
+  if (tail_pending_) batch_tail();  // resumed from a checkpoint taken right after a batch
+
+  const int64_t loader_epoch = train_loader_->epoch();
+  if (!done_fitting()) {
+    for (const data::Batch& batch : *train_loader_) {
+      if (num_training_batches_ >= 0 && batches_this_epoch_ >= num_training_batches_) break;
+      if (!training_batch(batch, batches_this_epoch_)) break;
+      batch_tail();
+      if (done_fitting()) break;
+    }
+  }
+  // Batches left unread (limits, max_steps, should_stop) are skipped: the next epoch starts afresh.
+  train_loader_->set_epoch(loader_epoch + 1);
+  if (num_training_batches_ < 0 && validation_due(/*epoch_end=*/true)) run_validation();
+  epoch_done_ = true;
+
+  metrics_.set_training(true);
+  metrics_.set_step_hook(false);
+  m.on_train_epoch_end();
+  send_to_loggers(metrics_.end_epoch());
+  step_schedulers("epoch");
+  call_hook([&](Callback& c) { c.on_train_epoch_end(*this, m); });
+  ++current_epoch_;
+  batches_this_epoch_ = 0;
+  epoch_done_ = false;
+}
+
+bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
+  TrainModule& m = *model_;
+  batch_idx_ = batch_idx;
+  const data::Batch b = prepare_batch(batch);
+  metrics_.set_training(true);
+  metrics_.set_step_hook(true);
+  metrics_.set_batch_size(b.size());
+  step_before_batch_ = global_step_;
+  if (!m.on_train_batch_start(b, batch_idx)) return false;
+  call_hook([&](Callback& c) { c.on_train_batch_start(*this, m, b, batch_idx); });
+
+  Tensor loss;
+  if (m.automatic_optimization) {
+    const bool window_end = (batches_this_epoch_ + 1) % accumulate_ == 0 ||
+                            (num_training_batches_ >= 0 && batches_this_epoch_ + 1 == num_training_batches_);
+    loss = m.training_step(b, batch_idx);
+    if (loss.defined()) {
+      EMBER_CHECK(loss.numel() == 1, ValueError, "[Trainer] training_step must return a one-element loss, got ",
+                  describe(loss));
+      EMBER_CHECK(loss.requires_grad(), AutogradError,
+                  "[Trainer] training_step's loss does not require grad (computed under no_grad, or from "
+                  "detached tensors?)");
+      backward(accumulate_ > 1 ? loss / double(accumulate_) : loss);
+      grads_pending_ = true;
+    }
+    if (window_end && grads_pending_) optimizer_step();
+  } else {
+    auto steps = [&] {
+      int64_t n = 0;
+      for (const auto& o : optimizers_) n += o->step_count();
+      return n;
+    };
+    const int64_t before = steps();
+    loss = m.training_step(b, batch_idx);
+    global_step_ += steps() - before;  // every optimizer step counts, as Lightning's manual optimisation
+  }
+  ++batches_this_epoch_;
+  ++batches_total_;
+  tail_pending_ = true;  // a checkpoint from the batch-end hooks resumes with the tail below
+  metrics_.set_step_hook(true);
+  m.on_train_batch_end(loss, b, batch_idx);
+  call_hook([&](Callback& c) { c.on_train_batch_end(*this, m, loss, b, batch_idx); });
+  return true;
+}
+
+void Trainer::batch_tail() {
+  // Step metrics go to the loggers when global_step passes a multiple of log_every_n_steps (or the
+  // run is stopping); values logged in other batches are dropped, as Lightning's.
+  const int64_t n = options_.log_every_n_steps;
+  MetricMap step_metrics = metrics_.take_step_metrics();
+  if (global_step_ / n > step_before_batch_ / n || (should_stop && min_reached()) ||
+      (options_.max_steps >= 0 && global_step_ >= options_.max_steps))
+    send_to_loggers(std::move(step_metrics));
+  tail_pending_ = false;
+  if (num_training_batches_ >= 0 && validation_due(batches_this_epoch_ == num_training_batches_)) run_validation();
+}
+
+void Trainer::backward(const Tensor& loss) {
+  TrainModule& m = *model_;
+  m.on_before_backward(loss);
+  call_hook([&](Callback& c) { c.on_before_backward(*this, m, loss); });
+  loss.backward();
+  m.on_after_backward();
+  call_hook([&](Callback& c) { c.on_after_backward(*this, m); });
+}
+
+void Trainer::optimizer_step() {
+  TrainModule& m = *model_;
+  optim::Optimizer& opt = *optimizers_.front();
+  m.on_before_optimizer_step(opt);
+  call_hook([&](Callback& c) { c.on_before_optimizer_step(*this, m, opt); });
+  if (options_.gradient_clip_val && *options_.gradient_clip_val > 0) {
+    std::vector<Tensor> params;
+    for (const Tensor& p : m.parameters())
+      if (p.grad().defined()) params.push_back(p);
+    if (options_.gradient_clip_algorithm == "norm")
+      nn::clip_grad_norm_(params, *options_.gradient_clip_val);
+    else
+      nn::clip_grad_value_(params, *options_.gradient_clip_val);
+  }
+  opt.step();
+  ++global_step_;
+  m.on_before_zero_grad(opt);
+  call_hook([&](Callback& c) { c.on_before_zero_grad(*this, m, opt); });
+  opt.zero_grad();
+  grads_pending_ = false;
+  step_schedulers("step");
+}
+
+void Trainer::step_schedulers(const std::string& interval) {
+  const int64_t count = interval == "step" ? global_step_ : current_epoch_ + 1;
+  for (const LRSchedulerConfig& c : schedulers_) {
+    if (c.interval != interval || count % c.frequency != 0) continue;
+    auto* plateau = dynamic_cast<optim::ReduceLROnPlateau*>(c.scheduler.get());
+    if (plateau == nullptr) {
+      c.scheduler->step();
+      continue;
+    }
+    const MetricMap& cm = metrics_.callback_metrics();
+    auto it = cm.find(c.monitor);
+    if (it == cm.end()) {
+      std::string available;
+      for (const auto& [k, v] : cm) available += (available.empty() ? "" : ", ") + k;
+      EMBER_CHECK(!c.strict, ValueError, "[Trainer] ReduceLROnPlateau monitors '", c.monitor,
+                  "', which was not logged; logged metrics: ", available.empty() ? "none" : available);
+      std::cerr << "[Trainer] ReduceLROnPlateau skipped a step: '" << c.monitor << "' was not logged\n";
+      continue;
+    }
+    plateau->step(it->second);
+  }
+}
+
+bool Trainer::validation_due(bool epoch_end) const {
+  if (val_loader_ == nullptr || num_val_batches_ == 0) return false;
+  if (options_.check_val_every_n_epoch && (current_epoch_ + 1) % *options_.check_val_every_n_epoch != 0) return false;
+  if (fast_dev_) return epoch_end;
+  const BatchLimit& v = options_.val_check_interval;
+  if (!v.is_fraction()) {
+    const int64_t done = options_.check_val_every_n_epoch ? batches_this_epoch_ : batches_total_;
+    return done % *v.batches() == 0;
+  }
+  if (num_training_batches_ < 0 || v.fraction() == 1.0) return epoch_end;
+  const int64_t every = std::max<int64_t>(1, int64_t(double(num_training_batches_) * v.fraction()));
+  return batches_this_epoch_ % every == 0;
+}
+
+void Trainer::run_validation() {
+  run_eval(Stage::kValidating, val_loader_, num_val_batches_);
+  model_->train();
+  metrics_.set_training(true);
+}
+
+MetricMap Trainer::run_eval(Stage stage, const std::shared_ptr<data::DataLoader>& loader, int64_t limit) {
+  TrainModule& m = *model_;
+  const bool test = stage == Stage::kTesting;
+  if (test)
+    num_test_batches_ = limit;
+  else
+    num_val_batches_ = limit;
+  m.eval();
+  autograd::NoGradGuard no_grad;
+  metrics_.set_training(false);
+  metrics_.set_step_hook(false);
+  metrics_.reset_epoch();
+  if (test) {
+    m.on_test_start();
+    call_hook([&](Callback& c) { c.on_test_start(*this, m); });
+    m.on_test_epoch_start();
+    call_hook([&](Callback& c) { c.on_test_epoch_start(*this, m); });
+  } else {
+    m.on_validation_start();
+    call_hook([&](Callback& c) { c.on_validation_start(*this, m); });
+    m.on_validation_epoch_start();
+    call_hook([&](Callback& c) { c.on_validation_epoch_start(*this, m); });
+  }
+  int64_t idx = 0;
+  if (limit != 0) {
+    for (const data::Batch& batch : *loader) {
+      if (limit >= 0 && idx >= limit) break;
+      const data::Batch b = prepare_batch(batch);
+      metrics_.set_batch_size(b.size());
+      if (test) {
+        call_hook([&](Callback& c) { c.on_test_batch_start(*this, m, b, idx); });
+        m.test_step(b, idx);
+        call_hook([&](Callback& c) { c.on_test_batch_end(*this, m, b, idx); });
+      } else {
+        call_hook([&](Callback& c) { c.on_validation_batch_start(*this, m, b, idx); });
+        m.validation_step(b, idx);
+        call_hook([&](Callback& c) { c.on_validation_batch_end(*this, m, b, idx); });
+      }
+      send_to_loggers(metrics_.take_step_metrics());
+      ++idx;
+    }
+  }
+  if (test) {
+    m.on_test_epoch_end();
+    call_hook([&](Callback& c) { c.on_test_epoch_end(*this, m); });
+  } else {
+    m.on_validation_epoch_end();
+    call_hook([&](Callback& c) { c.on_validation_epoch_end(*this, m); });
+  }
+  MetricMap epoch = metrics_.end_epoch();
+  send_to_loggers(epoch);
+  if (test) {
+    m.on_test_end();
+    call_hook([&](Callback& c) { c.on_test_end(*this, m); });
+  } else {
+    m.on_validation_end();
+    call_hook([&](Callback& c) { c.on_validation_end(*this, m); });
+  }
+  metrics_.set_training(true);
+  return epoch;
+}
+
+std::vector<Tensor> Trainer::run_predict(std::shared_ptr<data::DataLoader> loader) {
+  EMBER_CHECK(loader != nullptr, ValueError, "[Trainer.predict] no data: the loader is null");
+  TrainModule& m = *model_;
+  const int64_t limit = limit_batches(options_.limit_predict_batches, *loader, "limit_predict_batches");
+  num_predict_batches_ = limit;
+  m.eval();
+  autograd::NoGradGuard no_grad;
+  m.on_predict_start();
+  call_hook([&](Callback& c) { c.on_predict_start(*this, m); });
+  call_hook([&](Callback& c) { c.on_predict_epoch_start(*this, m); });
+  std::vector<Tensor> out;
+  int64_t idx = 0;
+  if (limit != 0) {
+    for (const data::Batch& batch : *loader) {
+      if (limit >= 0 && idx >= limit) break;
+      const data::Batch b = prepare_batch(batch);
+      call_hook([&](Callback& c) { c.on_predict_batch_start(*this, m, b, idx); });
+      Tensor p = m.predict_step(b, idx);
+      call_hook([&](Callback& c) { c.on_predict_batch_end(*this, m, p, b, idx); });
+      out.push_back(std::move(p));
+      ++idx;
+    }
+  }
+  call_hook([&](Callback& c) { c.on_predict_epoch_end(*this, m); });
+  m.on_predict_end();
+  call_hook([&](Callback& c) { c.on_predict_end(*this, m); });
+  return out;
+}
+
+}  // namespace ember::train

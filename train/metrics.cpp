@@ -1,0 +1,158 @@
+// MetricCollector: Lightning's logging rules (per-hook on_step/on_epoch defaults, "_step"/"_epoch"
+// suffixes, batch-size-weighted epoch means) and their exact state for mid-epoch checkpoints.
+#include "train/metrics.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+
+#include "core/error.hpp"
+
+namespace ember::train {
+namespace {
+
+bool both(bool on_step, bool on_epoch) { return on_step && on_epoch; }
+std::string step_key(const std::string& name, bool on_epoch) { return on_epoch ? name + "_step" : name; }
+std::string epoch_key(const std::string& name, bool on_step) { return on_step ? name + "_epoch" : name; }
+
+// Doubles travel as their bit patterns: exact, and NaN/inf survive (JSON has no spelling for them).
+uint64_t bits(double v) { return std::bit_cast<uint64_t>(v); }
+double from_bits(const nlohmann::json& j) { return std::bit_cast<double>(j.get<uint64_t>()); }
+
+}  // namespace
+
+void MetricCollector::log(const std::string& name, double value, const LogOptions& options) {
+  EMBER_CHECK(!name.empty(), ValueError, "[log] a metric needs a name");
+  const std::string& r = options.reduce;
+  EMBER_CHECK(r == "mean" || r == "sum" || r == "max" || r == "min", ValueError, "[log] '", name,
+              "': reduce must be \"mean\", \"sum\", \"max\" or \"min\", got \"", r, "\"");
+  const bool on_step = options.on_step.value_or(in_step_ && training_);
+  const bool on_epoch = options.on_epoch.value_or(!(in_step_ && training_));
+  EMBER_CHECK(on_step || on_epoch, ValueError, "[log] '", name, "' has on_step and on_epoch both false");
+  const int64_t batch_size = options.batch_size.value_or(batch_size_);
+  EMBER_CHECK(batch_size >= 0, ValueError, "[log] '", name, "': batch_size must be >= 0, got ", batch_size);
+
+  EntrySet& set = current();
+  auto [it, fresh] = set.try_emplace(name);
+  Entry& e = it->second;
+  if (fresh) {
+    e.on_step = on_step;
+    e.on_epoch = on_epoch;
+    e.prog_bar = options.prog_bar;
+    e.logger = options.logger;
+    e.reduce = r;
+  } else {
+    EMBER_CHECK(e.on_step == on_step && e.on_epoch == on_epoch && e.reduce == r, ValueError, "[log] '", name,
+                "' was logged earlier in this epoch with different on_step/on_epoch/reduce options");
+    e.prog_bar = e.prog_bar || options.prog_bar;
+  }
+  if (on_step) {
+    e.step_pending = true;
+    e.step_value = value;
+    const std::string key = step_key(name, on_epoch);
+    callback_[key] = value;
+    if (both(on_step, on_epoch)) callback_[name] = value;
+    if (e.prog_bar) progress_[key] = value;
+  }
+  if (on_epoch) {
+    if (e.count == 0) e.extreme = value;
+    if (r == "mean") {
+      e.sum += value * double(batch_size);
+      e.weight += double(batch_size);
+    } else if (r == "sum") {
+      e.sum += value;
+    } else if (r == "max") {
+      e.extreme = std::isnan(value) || value > e.extreme ? value : e.extreme;
+    } else {
+      e.extreme = std::isnan(value) || value < e.extreme ? value : e.extreme;
+    }
+    ++e.count;
+  }
+}
+
+MetricMap MetricCollector::take_step_metrics() {
+  MetricMap out;
+  for (auto& [name, e] : current()) {
+    if (!e.step_pending) continue;
+    e.step_pending = false;
+    if (e.logger) out[step_key(name, e.on_epoch)] = e.step_value;
+  }
+  return out;
+}
+
+MetricMap MetricCollector::end_epoch() {
+  MetricMap out;
+  for (auto& [name, e] : current()) {
+    if (!e.on_epoch || e.count == 0) continue;
+    double v = e.reduce == "mean"  ? (e.weight > 0 ? e.sum / e.weight : std::nan(""))
+               : e.reduce == "sum" ? e.sum
+                                   : e.extreme;
+    const std::string key = epoch_key(name, e.on_step);
+    callback_[key] = v;
+    callback_[name] = v;
+    if (e.prog_bar) progress_[key] = v;
+    if (e.logger) out[key] = v;
+  }
+  current().clear();
+  return out;
+}
+
+void MetricCollector::reset_epoch() { current().clear(); }
+
+void MetricCollector::note_logged(const MetricMap& metrics) {
+  for (const auto& [k, v] : metrics) logged_[k] = v;
+}
+
+void MetricCollector::clear() {
+  train_.clear();
+  eval_.clear();
+  callback_.clear();
+  logged_.clear();
+  progress_.clear();
+}
+
+nlohmann::json MetricCollector::state_dict() const {
+  nlohmann::json entries = nlohmann::json::object();
+  for (const auto& [name, e] : train_)
+    entries[name] = {{"on_step", e.on_step},
+                     {"on_epoch", e.on_epoch},
+                     {"prog_bar", e.prog_bar},
+                     {"logger", e.logger},
+                     {"reduce", e.reduce},
+                     {"sum", bits(e.sum)},
+                     {"weight", bits(e.weight)},
+                     {"extreme", bits(e.extreme)},
+                     {"count", e.count},
+                     {"step_pending", e.step_pending},
+                     {"step_value", bits(e.step_value)}};
+  nlohmann::json callback = nlohmann::json::object();
+  for (const auto& [k, v] : callback_) callback[k] = bits(v);
+  return {{"train", entries}, {"callback_metrics", callback}};
+}
+
+void MetricCollector::load_state_dict(const nlohmann::json& state) {
+  try {
+    train_.clear();
+    for (const auto& [name, j] : state.at("train").items()) {
+      Entry e;
+      e.on_step = j.at("on_step").get<bool>();
+      e.on_epoch = j.at("on_epoch").get<bool>();
+      e.prog_bar = j.at("prog_bar").get<bool>();
+      e.logger = j.at("logger").get<bool>();
+      e.reduce = j.at("reduce").get<std::string>();
+      e.sum = from_bits(j.at("sum"));
+      e.weight = from_bits(j.at("weight"));
+      e.extreme = from_bits(j.at("extreme"));
+      e.count = j.at("count").get<int64_t>();
+      e.step_pending = j.at("step_pending").get<bool>();
+      e.step_value = from_bits(j.at("step_value"));
+      train_[name] = e;
+    }
+    callback_.clear();
+    for (const auto& [k, v] : state.at("callback_metrics").items()) callback_[k] = from_bits(v);
+  } catch (const nlohmann::json::exception& e) {
+    throw ValueError(detail::cat_str("[Trainer] checkpoint's logged-metric state is malformed: ", e.what()));
+  }
+}
+
+}  // namespace ember::train

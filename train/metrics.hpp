@@ -1,0 +1,65 @@
+// MetricCollector: what TrainModule::log() records, kept as Lightning keeps it: step values for the
+// loggers and the progress bar, and epoch values (mean weighted by batch size, sum, max or min) for the
+// loggers and callbacks at the end of each epoch. The training and evaluation loops have separate sets,
+// since validation runs inside a training epoch.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "train/module.hpp"
+
+namespace ember::train {
+
+using MetricMap = std::map<std::string, double>;
+
+class MetricCollector {
+ public:
+  // Which set log() writes to: the training loop's or the evaluation loop's.
+  void set_training(bool training) { training_ = training; }
+  // `hook` decides the on_step/on_epoch defaults: true for training_step and the train batch hooks.
+  void set_step_hook(bool in_step) { in_step_ = in_step; }
+  void set_batch_size(int64_t batch_size) { batch_size_ = batch_size; }
+
+  // ValueError for a bad reduce name, or a name logged with different options within one epoch.
+  void log(const std::string& name, double value, const LogOptions& options);
+
+  // Step values logged since the last call that go to the loggers (keys as logged: "<name>_step" when
+  // the metric is also reduced per epoch).
+  MetricMap take_step_metrics();
+  // Ends the current set's epoch: reduces its values into callback and progress-bar metrics, returns
+  // the ones for the loggers and forgets the epoch.
+  MetricMap end_epoch();
+  // Forgets the current set's epoch without reducing it (a new evaluation run).
+  void reset_epoch();
+
+  const MetricMap& callback_metrics() const { return callback_; }
+  const MetricMap& logged_metrics() const { return logged_; }
+  const MetricMap& progress_bar_metrics() const { return progress_; }
+  void note_logged(const MetricMap& metrics);
+  void clear();  // everything, at the start of a run
+
+  // The training set's epoch in progress, bit-exact (for mid-epoch checkpoints).
+  nlohmann::json state_dict() const;
+  void load_state_dict(const nlohmann::json& state);
+
+ private:
+  struct Entry {
+    bool on_step = false, on_epoch = false, prog_bar = false, logger = true;
+    std::string reduce = "mean";
+    double sum = 0, weight = 0, extreme = 0;  // sum of value * batch_size and of batch_size; max or min
+    int64_t count = 0;
+    bool step_pending = false;
+    double step_value = 0;
+  };
+  using EntrySet = std::map<std::string, Entry>;
+  EntrySet& current() { return training_ ? train_ : eval_; }
+
+  EntrySet train_, eval_;
+  bool training_ = true, in_step_ = true;
+  int64_t batch_size_ = 1;
+  MetricMap callback_, logged_, progress_;
+};
+
+}  // namespace ember::train

@@ -1,0 +1,72 @@
+// TrainModule: defaults of the optional steps and hooks, logging into the running Trainer, manual
+// optimisation helpers.
+#include "train/module.hpp"
+
+#include "core/error.hpp"
+#include "train/trainer.hpp"
+
+namespace ember::train {
+
+OptimizerConfig::OptimizerConfig(std::shared_ptr<optim::Optimizer> optimizer, LRSchedulerConfig scheduler)
+    : OptimizerConfig(std::vector{std::move(optimizer)}, std::vector{std::move(scheduler)}) {}
+OptimizerConfig::OptimizerConfig(std::vector<std::shared_ptr<optim::Optimizer>> optimizers,
+                                 std::vector<LRSchedulerConfig> schedulers)
+    : optimizers(std::move(optimizers)), schedulers(std::move(schedulers)) {}
+
+void TrainModule::validation_step(const data::Batch& /*batch*/, int64_t /*batch_idx*/) {
+  throw ValueError(
+      "[Trainer] validation runs, but the module does not override validation_step (override it, or pass no "
+      "validation data, or set limit_val_batches = 0)");
+}
+void TrainModule::test_step(const data::Batch& /*batch*/, int64_t /*batch_idx*/) {
+  throw ValueError("[Trainer.test] the module does not override test_step");
+}
+Tensor TrainModule::predict_step(const data::Batch& /*batch*/, int64_t /*batch_idx*/) {
+  throw ValueError("[Trainer.predict] the module does not override predict_step");
+}
+bool TrainModule::on_train_batch_start(const data::Batch& /*batch*/, int64_t /*batch_idx*/) { return true; }
+void TrainModule::on_train_batch_end(const Tensor& /*loss*/, const data::Batch& /*batch*/, int64_t /*batch_idx*/) {}
+
+void TrainModule::log(const std::string& name, const Tensor& value, const LogOptions& options) {
+  EMBER_CHECK(value.defined() && value.numel() == 1, ValueError, "[log] '", name,
+              "' must be a one-element tensor, got ", value.defined() ? describe(value) : std::string("undefined"));
+  log(name, value.detach().to(kF64).item().to_double(), options);
+}
+
+void TrainModule::log(const std::string& name, double value, const LogOptions& options) {
+  EMBER_CHECK(trainer_ != nullptr, ValueError, "[log] '", name, "' was logged outside a Trainer run");
+  trainer_->metrics_.log(name, value, options);
+}
+
+void TrainModule::log_dict(const std::map<std::string, Tensor>& values, const LogOptions& options) {
+  for (const auto& [name, value] : values) log(name, value, options);
+}
+void TrainModule::log_dict(const std::map<std::string, double>& values, const LogOptions& options) {
+  for (const auto& [name, value] : values) log(name, value, options);
+}
+
+void TrainModule::save_hyperparameters(nlohmann::json hparams) {
+  EMBER_CHECK(hparams.is_object(), ValueError, "[save_hyperparameters] expected a JSON object, got ",
+              hparams.type_name());
+  hparams_ = std::move(hparams);
+}
+
+Trainer& TrainModule::trainer() const {
+  EMBER_CHECK(trainer_ != nullptr, ValueError, "[TrainModule] is not attached to a Trainer");
+  return *trainer_;
+}
+const std::vector<std::shared_ptr<optim::Optimizer>>& TrainModule::optimizers() const { return trainer().optimizers(); }
+std::vector<std::shared_ptr<optim::LRScheduler>> TrainModule::lr_schedulers() const {
+  std::vector<std::shared_ptr<optim::LRScheduler>> out;
+  for (const auto& c : trainer().lr_scheduler_configs()) out.push_back(c.scheduler);
+  return out;
+}
+int64_t TrainModule::current_epoch() const { return trainer_ ? trainer_->current_epoch() : 0; }
+int64_t TrainModule::global_step() const { return trainer_ ? trainer_->global_step() : 0; }
+
+void TrainModule::manual_backward(const Tensor& loss) {
+  EMBER_CHECK(loss.defined(), ValueError, "[manual_backward] got an undefined loss");
+  trainer().backward(loss);
+}
+
+}  // namespace ember::train

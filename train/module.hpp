@@ -1,0 +1,137 @@
+// TrainModule (Lightning's LightningModule): a module that says how to train itself (steps, optimizers,
+// hooks) and logs metrics; the Trainer runs the loops. OptimizerConfig is configure_optimizers()'s answer.
+#pragma once
+#include <concepts>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nn/module.hpp"
+#include "nn/optim/lr_scheduler.hpp"
+#include "nn/optim/optimizer.hpp"
+#include "train/data/batch.hpp"
+
+namespace ember::train {
+
+class Trainer;
+struct Checkpoint;
+
+// log()'s options, Lightning's meanings. on_step/on_epoch unset take the hook's default: training_step
+// and the train batch hooks log per step; everything else (validation/test steps, epoch hooks) per
+// epoch. A metric logged both ways appears as "<name>_step" and "<name>_epoch". Epoch values reduce
+// the step values with `reduce` ("mean" weighted by batch_size, "sum", "max", "min"); batch_size unset is
+// the current batch's size.
+struct LogOptions {
+  bool prog_bar = false;
+  bool logger = true;
+  std::optional<bool> on_step = std::nullopt;
+  std::optional<bool> on_epoch = std::nullopt;
+  std::string reduce = "mean";
+  bool sync_dist = false;  // all-reduce across processes before logging (a no-op in one process)
+  std::optional<int64_t> batch_size = std::nullopt;
+};
+
+// A scheduler and when the Trainer steps it: every `frequency` epochs or optimizer steps (`interval`
+// "epoch" or "step"). ReduceLROnPlateau steps with the logged metric `monitor`; a missing monitor is an
+// error if strict, else a skipped step with a warning.
+struct LRSchedulerConfig {
+  std::shared_ptr<optim::LRScheduler> scheduler = nullptr;
+  std::string interval = "epoch";
+  int64_t frequency = 1;
+  std::string monitor = "";
+  bool strict = true;
+  std::string name = "";  // LearningRateMonitor's key; default "lr-<Optimizer name>"
+};
+
+// configure_optimizers()'s answer: `return {opt}`, `return {opt, {.scheduler = s, .interval = "step"}}`
+// or several optimizers and schedulers (manual optimisation, GANs).
+struct OptimizerConfig {
+  std::vector<std::shared_ptr<optim::Optimizer>> optimizers;
+  std::vector<LRSchedulerConfig> schedulers;
+
+  OptimizerConfig() = default;
+  template <std::derived_from<optim::Optimizer> O>
+  OptimizerConfig(std::shared_ptr<O> optimizer)  // NOLINT: implicit by design (`return opt;`)
+      : OptimizerConfig(std::vector<std::shared_ptr<optim::Optimizer>>{std::move(optimizer)}) {}
+  OptimizerConfig(std::shared_ptr<optim::Optimizer> optimizer, LRSchedulerConfig scheduler);
+  OptimizerConfig(std::vector<std::shared_ptr<optim::Optimizer>> optimizers,
+                  std::vector<LRSchedulerConfig> schedulers = {});
+};
+
+class TrainModule : public nn::Module {
+ public:
+  TrainModule() = default;
+
+  // The loss of one training batch (automatic optimisation backpropagates it and steps); an undefined
+  // Tensor skips the step. With automatic_optimization = false, step yourself (optimizers(),
+  // manual_backward) and return anything.
+  virtual Tensor training_step(const data::Batch& batch, int64_t batch_idx) = 0;
+  virtual void validation_step(const data::Batch& batch, int64_t batch_idx);
+  virtual void test_step(const data::Batch& batch, int64_t batch_idx);
+  virtual Tensor predict_step(const data::Batch& batch, int64_t batch_idx);
+  virtual OptimizerConfig configure_optimizers() = 0;
+
+  // Hooks, in the order the Trainer calls them (Lightning's names and places).
+  virtual void setup(const std::string& stage) { (void)stage; }
+  virtual void teardown(const std::string& stage) { (void)stage; }
+  virtual void on_fit_start() {}
+  virtual void on_fit_end() {}
+  virtual void on_train_start() {}
+  virtual void on_train_end() {}
+  virtual void on_train_epoch_start() {}
+  virtual void on_train_epoch_end() {}
+  // Returning false skips the rest of the epoch (Lightning's -1).
+  virtual bool on_train_batch_start(const data::Batch& batch, int64_t batch_idx);
+  virtual void on_train_batch_end(const Tensor& loss, const data::Batch& batch, int64_t batch_idx);
+  virtual void on_validation_start() {}
+  virtual void on_validation_end() {}
+  virtual void on_validation_epoch_start() {}
+  virtual void on_validation_epoch_end() {}
+  virtual void on_test_start() {}
+  virtual void on_test_end() {}
+  virtual void on_test_epoch_start() {}
+  virtual void on_test_epoch_end() {}
+  virtual void on_predict_start() {}
+  virtual void on_predict_end() {}
+  virtual void on_before_backward(const Tensor& loss) { (void)loss; }
+  virtual void on_after_backward() {}
+  virtual void on_before_optimizer_step(optim::Optimizer& optimizer) { (void)optimizer; }
+  virtual void on_before_zero_grad(optim::Optimizer& optimizer) { (void)optimizer; }
+  virtual void on_save_checkpoint(Checkpoint& checkpoint) { (void)checkpoint; }
+  virtual void on_load_checkpoint(const Checkpoint& checkpoint) { (void)checkpoint; }
+
+  // Records a metric for the progress bar, loggers and callbacks (monitor names). A tensor value must
+  // hold one element; it is read when logged (the graph is not kept).
+  void log(const std::string& name, const Tensor& value, const LogOptions& options = {});
+  void log(const std::string& name, double value, const LogOptions& options = {});
+  void log_dict(const std::map<std::string, Tensor>& values, const LogOptions& options = {});
+  void log_dict(const std::map<std::string, double>& values, const LogOptions& options = {});
+
+  // Stored in checkpoints and passed to the loggers (a JSON object).
+  void save_hyperparameters(nlohmann::json hparams);
+  const nlohmann::json& hparams() const { return hparams_; }
+
+  // Manual optimisation: set false in the constructor; training_step then calls optimizers()[i]->step()
+  // itself, after manual_backward(loss) (which runs the backward hooks and any precision scaling).
+  bool automatic_optimization = true;
+  const std::vector<std::shared_ptr<optim::Optimizer>>& optimizers() const;
+  std::vector<std::shared_ptr<optim::LRScheduler>> lr_schedulers() const;
+  void manual_backward(const Tensor& loss);
+
+  // The Trainer running this module: IndexError-free access is the caller's (ValueError when none).
+  Trainer& trainer() const;
+  bool has_trainer() const { return trainer_ != nullptr; }
+  int64_t current_epoch() const;
+  int64_t global_step() const;
+
+ private:
+  friend class Trainer;
+  Trainer* trainer_ = nullptr;
+  nlohmann::json hparams_ = nlohmann::json::object();
+};
+
+}  // namespace ember::train

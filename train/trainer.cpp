@@ -1,0 +1,465 @@
+// Trainer: option checks, run set-up and tear-down for fit/validate/test/predict, checkpoints (what a
+// run's state is and how it comes back). The loops themselves are in loops.cpp.
+#include "train/trainer.hpp"
+
+#include <cmath>
+#include <exception>
+
+#include "core/error.hpp"
+#include "core/ops/random.hpp"
+#include "train/callbacks/model_checkpoint.hpp"
+#include "train/callbacks/model_summary.hpp"
+#include "train/callbacks/progress_bar.hpp"
+#include "train/loggers/csv.hpp"
+
+namespace ember::train {
+namespace {
+
+constexpr const char* kEmberVersion = "0.1.0";
+
+bool one_of(const std::string& v, std::initializer_list<const char*> options) {
+  for (const char* o : options)
+    if (v == o) return true;
+  return false;
+}
+
+}  // namespace
+
+int64_t BatchLimit::resolve(int64_t available, const char* option) const {
+  if (batches_) {
+    EMBER_CHECK(*batches_ >= 0, ValueError, "[Trainer] ", option, " must be >= 0, got ", *batches_);
+    return available < 0 ? *batches_ : std::min(*batches_, available);
+  }
+  EMBER_CHECK(fraction_ >= 0.0 && fraction_ <= 1.0, ValueError, "[Trainer] ", option,
+              " as a fraction must lie in [0, 1], got ", fraction_);
+  if (available < 0) {
+    EMBER_CHECK(fraction_ == 1.0 || fraction_ == 0.0, ValueError, "[Trainer] ", option, " = ", fraction_,
+                " needs a loader of known length (an IterableDataset has none): give a number of batches");
+    return fraction_ == 1.0 ? -1 : 0;
+  }
+  // Lightning: a fraction that leaves no batch of a non-empty loader is an error, not a silent skip.
+  const int64_t n = static_cast<int64_t>(std::floor(double(available) * fraction_));
+  EMBER_CHECK(n > 0 || fraction_ == 0.0 || available == 0, ValueError, "[Trainer] ", option, " = ", fraction_, " of ",
+              available, " batches leaves none");
+  return n;
+}
+
+const char* stage_name(Stage stage) {
+  switch (stage) {
+    case Stage::kFitting:
+      return "fit";
+    case Stage::kValidating:
+      return "validate";
+    case Stage::kTesting:
+      return "test";
+    case Stage::kPredicting:
+      return "predict";
+    case Stage::kSanityChecking:
+      return "sanity_check";
+    case Stage::kNone:
+      break;
+  }
+  return "none";
+}
+
+Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
+  const TrainerOptions& o = options_;
+  EMBER_CHECK(one_of(o.accelerator, {"cpu", "cuda", "gpu", "auto"}), ValueError,
+              "[Trainer] accelerator must be \"cpu\", \"cuda\" or \"auto\", got \"", o.accelerator, "\"");
+  EMBER_CHECK(one_of(o.strategy, {"auto", "single_device", "ddp"}), ValueError,
+              "[Trainer] strategy must be \"auto\", \"single_device\" or \"ddp\", got \"", o.strategy, "\"");
+  EMBER_CHECK(o.devices == 1 && o.strategy != "ddp", ValueError, "[Trainer] devices = ", o.devices, ", strategy \"",
+              o.strategy, "\": this build trains on one device; DDP comes with ember::dist");
+  EMBER_CHECK(one_of(o.precision, {"32", "32-true", "64", "64-true"}), ValueError, "[Trainer] precision \"",
+              o.precision, "\" is not supported: use \"32\" or \"64\" (mixed precision comes with the AMP work)");
+  EMBER_CHECK(!o.max_epochs || *o.max_epochs >= -1, ValueError, "[Trainer] max_epochs must be >= -1, got ",
+              *o.max_epochs);
+  EMBER_CHECK(o.max_steps >= -1, ValueError, "[Trainer] max_steps must be >= -1, got ", o.max_steps);
+  EMBER_CHECK(o.min_epochs >= 0, ValueError, "[Trainer] min_epochs must be >= 0, got ", o.min_epochs);
+  EMBER_CHECK(!o.max_time || *o.max_time >= 0, ValueError, "[Trainer] max_time must be >= 0 seconds");
+  EMBER_CHECK(o.accumulate_grad_batches >= 1, ValueError, "[Trainer] accumulate_grad_batches must be >= 1, got ",
+              o.accumulate_grad_batches);
+  EMBER_CHECK(!o.gradient_clip_val || *o.gradient_clip_val >= 0, ValueError,
+              "[Trainer] gradient_clip_val must be >= 0, got ", *o.gradient_clip_val);
+  EMBER_CHECK(one_of(o.gradient_clip_algorithm, {"norm", "value"}), ValueError,
+              "[Trainer] gradient_clip_algorithm must be \"norm\" or \"value\", got \"", o.gradient_clip_algorithm,
+              "\"");
+  EMBER_CHECK(!o.check_val_every_n_epoch || *o.check_val_every_n_epoch >= 1, ValueError,
+              "[Trainer] check_val_every_n_epoch must be >= 1, got ", *o.check_val_every_n_epoch);
+  EMBER_CHECK(o.val_check_interval.is_fraction()
+                  ? o.val_check_interval.fraction() > 0.0 && o.val_check_interval.fraction() <= 1.0
+                  : *o.val_check_interval.batches() >= 1,
+              ValueError, "[Trainer] val_check_interval must be a fraction in (0, 1] or a number of batches >= 1");
+  EMBER_CHECK(o.num_sanity_val_steps >= -1, ValueError, "[Trainer] num_sanity_val_steps must be >= -1, got ",
+              o.num_sanity_val_steps);
+  EMBER_CHECK(o.fast_dev_run >= 0, ValueError, "[Trainer] fast_dev_run must be >= 0, got ", o.fast_dev_run);
+  EMBER_CHECK(o.log_every_n_steps >= 1, ValueError, "[Trainer] log_every_n_steps must be >= 1, got ",
+              o.log_every_n_steps);
+  for (const auto& c : o.callbacks) EMBER_CHECK(c != nullptr, ValueError, "[Trainer] callbacks holds a null callback");
+  for (const auto& l : o.loggers) EMBER_CHECK(l != nullptr, ValueError, "[Trainer] loggers holds a null logger");
+
+  const bool cuda = o.accelerator == "cuda" || o.accelerator == "gpu";
+  EMBER_CHECK(!cuda || cuda_is_available(), DeviceError, "[Trainer] accelerator \"", o.accelerator,
+              "\" asked for, but no CUDA device is available");
+  device_ = cuda || (o.accelerator == "auto" && cuda_is_available()) ? Device("cuda:0") : Device();
+  dtype_ = one_of(o.precision, {"64", "64-true"}) ? kF64 : kF32;
+  accumulate_ = o.accumulate_grad_batches;
+
+  // fast_dev_run: N batches of every loop, one epoch, no loggers, checkpoints or sanity check.
+  fast_dev_ = o.fast_dev_run > 0;
+  callbacks_ = o.callbacks;
+  if (!fast_dev_) add_default_callbacks();
+  if (!fast_dev_ && o.logger) loggers_ = o.loggers.empty() ? default_loggers() : o.loggers;
+}
+
+Trainer::~Trainer() {
+  if (model_ != nullptr && model_->trainer_ == this) model_->trainer_ = nullptr;
+}
+
+std::string Trainer::log_dir() const {
+  return loggers_.empty() ? options_.default_root_dir : loggers_.front()->log_dir();
+}
+
+void Trainer::set_accumulate_grad_batches(int64_t n) {
+  EMBER_CHECK(n >= 1, ValueError, "[Trainer] accumulate_grad_batches must be >= 1, got ", n);
+  accumulate_ = n;
+}
+
+int64_t Trainer::estimated_stepping_batches() const {
+  if (options_.max_steps != -1) return options_.max_steps;
+  const int64_t epochs = max_epochs();
+  if (epochs < 0 || num_training_batches_ < 0) return -1;
+  const int64_t per_epoch = (num_training_batches_ + accumulate_ - 1) / accumulate_;
+  return epochs * per_epoch;
+}
+
+int64_t Trainer::max_epochs() const {
+  if (fast_dev_) return 1;
+  if (options_.max_epochs) return *options_.max_epochs;
+  return options_.max_steps == -1 ? 1000 : -1;
+}
+
+std::chrono::steady_clock::duration Trainer::elapsed() const {
+  return elapsed_before_ +
+         (stage_ == Stage::kNone ? std::chrono::steady_clock::duration{} : std::chrono::steady_clock::now() - start_);
+}
+
+// Lightning's defaults: a model summary and a progress bar first, a ModelCheckpoint (the latest epoch)
+// last, so that it sees what the other callbacks logged or changed.
+void Trainer::add_default_callbacks() {
+  std::vector<CallbackPtr> front;
+  if (options_.enable_model_summary && find_callback<ModelSummary>() == nullptr)
+    front.push_back(std::make_shared<ModelSummary>());
+  if (options_.enable_progress_bar && find_callback<ProgressBar>() == nullptr)
+    front.push_back(std::make_shared<ProgressBar>());
+  callbacks_.insert(callbacks_.begin(), front.begin(), front.end());
+  if (options_.enable_checkpointing && find_callback<ModelCheckpoint>() == nullptr)
+    callbacks_.push_back(std::make_shared<ModelCheckpoint>());
+}
+
+// Lightning's default logger when TensorBoard is absent: CSV under <default_root_dir>/lightning_logs.
+std::vector<LoggerPtr> Trainer::default_loggers() const {
+  return {std::make_shared<CSVLogger>(CSVLoggerOptions{.save_dir = options_.default_root_dir})};
+}
+
+// ---- runs ----
+
+void Trainer::attach(TrainModule& model) {
+  EMBER_CHECK(model.trainer_ == nullptr || model.trainer_ == this || model.trainer_->stage_ == Stage::kNone, ValueError,
+              "[Trainer] the module is in use by another Trainer's run");
+  model_ = &model;
+  model.trainer_ = this;
+}
+
+void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* data, const RunOptions& run,
+                          const std::function<void()>& body) {
+  attach(model);
+  stage_ = stage;
+  start_ = std::chrono::steady_clock::now();
+  elapsed_before_ = {};
+  const std::string name = stage_name(stage);
+  try {
+    if (options_.seed) manual_seed(*options_.seed);
+    if (data != nullptr) {
+      data->prepare_data();
+      data->setup(name);
+    }
+    model.setup(name);
+    call_hook([&](Callback& c) { c.setup(*this, model, name); });
+    model.to(device_, dtype_);
+    body();
+    call_hook([&](Callback& c) { c.teardown(*this, model, name); });
+    model.teardown(name);
+    if (data != nullptr) data->teardown(name);
+  } catch (const std::exception& e) {
+    for (const auto& c : callbacks_) {
+      try {
+        c->on_exception(*this, model, e);
+      } catch (...) {  // the original error is the one to report
+      }
+    }
+    for (const auto& l : loggers_) {
+      try {
+        l->finalize("failed");
+      } catch (...) {
+      }
+    }
+    elapsed_before_ = elapsed();
+    stage_ = Stage::kNone;
+    (void)run;
+    throw;
+  }
+  elapsed_before_ = elapsed();
+  stage_ = Stage::kNone;
+}
+
+void Trainer::fit(TrainModule& model, data::DataModule& data, const RunOptions& run) {
+  datamodule_ = &data;
+  run_guarded(Stage::kFitting, model, &data, run, [&] {
+    train_loader_ = data.train_dataloader();
+    val_loader_ = data.val_dataloader();
+    fit_body(run);
+  });
+}
+
+void Trainer::fit(TrainModule& model, std::shared_ptr<data::DataLoader> train, std::shared_ptr<data::DataLoader> val,
+                  const RunOptions& run) {
+  datamodule_ = nullptr;
+  run_guarded(Stage::kFitting, model, nullptr, run, [&] {
+    train_loader_ = std::move(train);
+    val_loader_ = std::move(val);
+    fit_body(run);
+  });
+}
+
+void Trainer::fit_body(const RunOptions& run) {
+  EMBER_CHECK(train_loader_ != nullptr, ValueError,
+              "[Trainer.fit] no training data: the DataModule's "
+              "train_dataloader() returned null");
+  current_epoch_ = global_step_ = 0;
+  batches_this_epoch_ = batches_total_ = 0;
+  epoch_done_ = tail_pending_ = false;
+  should_stop = false;
+  grads_pending_ = false;
+  accumulate_ = options_.accumulate_grad_batches;
+  metrics_.clear();
+  configure_optimizers();
+  if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), true);
+  for (const auto& l : loggers_) l->log_hyperparams(model_->hparams());
+  run_fit();
+  for (const auto& l : loggers_) l->finalize("success");
+}
+
+std::vector<MetricMap> Trainer::validate(TrainModule& model, data::DataModule& data, const RunOptions& run) {
+  std::vector<MetricMap> out;
+  run_guarded(Stage::kValidating, model, &data, run,
+              [&] { out = eval_body(Stage::kValidating, data.val_dataloader(), run); });
+  return out;
+}
+std::vector<MetricMap> Trainer::validate(TrainModule& model, std::shared_ptr<data::DataLoader> loader,
+                                         const RunOptions& run) {
+  std::vector<MetricMap> out;
+  run_guarded(Stage::kValidating, model, nullptr, run, [&] { out = eval_body(Stage::kValidating, loader, run); });
+  return out;
+}
+std::vector<MetricMap> Trainer::test(TrainModule& model, data::DataModule& data, const RunOptions& run) {
+  std::vector<MetricMap> out;
+  run_guarded(Stage::kTesting, model, &data, run,
+              [&] { out = eval_body(Stage::kTesting, data.test_dataloader(), run); });
+  return out;
+}
+std::vector<MetricMap> Trainer::test(TrainModule& model, std::shared_ptr<data::DataLoader> loader,
+                                     const RunOptions& run) {
+  std::vector<MetricMap> out;
+  run_guarded(Stage::kTesting, model, nullptr, run, [&] { out = eval_body(Stage::kTesting, loader, run); });
+  return out;
+}
+std::vector<Tensor> Trainer::predict(TrainModule& model, data::DataModule& data, const RunOptions& run) {
+  std::vector<Tensor> out;
+  run_guarded(Stage::kPredicting, model, &data, run, [&] {
+    if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), false);
+    out = run_predict(data.predict_dataloader());
+  });
+  return out;
+}
+std::vector<Tensor> Trainer::predict(TrainModule& model, std::shared_ptr<data::DataLoader> loader,
+                                     const RunOptions& run) {
+  std::vector<Tensor> out;
+  run_guarded(Stage::kPredicting, model, nullptr, run, [&] {
+    if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), false);
+    out = run_predict(std::move(loader));
+  });
+  return out;
+}
+
+std::vector<MetricMap> Trainer::eval_body(Stage stage, std::shared_ptr<data::DataLoader> loader,
+                                          const RunOptions& run) {
+  const char* what = stage == Stage::kTesting ? "test" : "validate";
+  EMBER_CHECK(loader != nullptr, ValueError, "[Trainer.", what, "] no data: the loader is null");
+  if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), false);
+  metrics_.clear();
+  const BatchLimit& limit = stage == Stage::kTesting ? options_.limit_test_batches : options_.limit_val_batches;
+  return {
+      run_eval(stage, loader,
+               limit_batches(limit, *loader, stage == Stage::kTesting ? "limit_test_batches" : "limit_val_batches"))};
+}
+
+int64_t Trainer::limit_batches(const BatchLimit& limit, const data::DataLoader& loader, const char* option) const {
+  int64_t available = -1;
+  if (loader.dataset() != nullptr) available = loader.size();
+  if (fast_dev_) return available < 0 ? options_.fast_dev_run : std::min(options_.fast_dev_run, available);
+  return limit.resolve(available, option);
+}
+
+void Trainer::configure_optimizers() {
+  OptimizerConfig config = model_->configure_optimizers();
+  EMBER_CHECK(!config.optimizers.empty(), ValueError, "[Trainer] configure_optimizers() returned no optimizer");
+  for (const auto& o : config.optimizers)
+    EMBER_CHECK(o != nullptr, ValueError, "[Trainer] configure_optimizers() returned a null optimizer");
+  EMBER_CHECK(!model_->automatic_optimization || config.optimizers.size() == 1, ValueError,
+              "[Trainer] automatic optimisation steps one optimizer; configure_optimizers() returned ",
+              config.optimizers.size(), " (set automatic_optimization = false and step them in training_step)");
+  for (const auto& s : config.schedulers) {
+    EMBER_CHECK(s.scheduler != nullptr, ValueError, "[Trainer] an LRSchedulerConfig has no scheduler");
+    EMBER_CHECK(s.interval == "epoch" || s.interval == "step", ValueError,
+                "[Trainer] a scheduler's interval must be \"epoch\" or \"step\", got \"", s.interval, "\"");
+    EMBER_CHECK(s.frequency >= 1, ValueError, "[Trainer] a scheduler's frequency must be >= 1, got ", s.frequency);
+    const bool plateau = dynamic_cast<optim::ReduceLROnPlateau*>(s.scheduler.get()) != nullptr;
+    EMBER_CHECK(
+        !plateau || !s.monitor.empty(), ValueError,
+        "[Trainer] ReduceLROnPlateau needs a monitor: LRSchedulerConfig{.scheduler = s, .monitor = \"val_loss\"}");
+  }
+  optimizers_ = std::move(config.optimizers);
+  schedulers_ = std::move(config.schedulers);
+}
+
+// ---- checkpoints ----
+
+std::string Trainer::resolve_ckpt_path(const std::string& ckpt_path) const {
+  if (ckpt_path != "best" && ckpt_path != "last") return ckpt_path;
+  auto mc = find_callback<ModelCheckpoint>();
+  EMBER_CHECK(mc != nullptr, ValueError, "[Trainer] ckpt_path = \"", ckpt_path,
+              "\" needs a ModelCheckpoint callback in this Trainer");
+  const std::string& p = ckpt_path == "best" ? mc->best_model_path() : mc->last_model_path();
+  EMBER_CHECK(!p.empty(), ValueError, "[Trainer] ckpt_path = \"", ckpt_path, "\": the ModelCheckpoint has no ",
+              ckpt_path, " checkpoint yet");
+  return p;
+}
+
+void Trainer::save_checkpoint(const std::string& path, bool weights_only) {
+  EMBER_CHECK(model_ != nullptr, ValueError, "[Trainer.save_checkpoint] no module: call fit first");
+  make_checkpoint(weights_only).save(path);
+  for (const auto& l : loggers_) l->save();
+}
+
+Checkpoint Trainer::make_checkpoint(bool weights_only) {
+  Checkpoint ck;
+  for (const auto& [name, t] : model_->state_dict()) {
+    EMBER_CHECK(name.rfind(kOptimizerPrefix, 0) != 0, ValueError, "[Trainer.save_checkpoint] the module's entry '",
+                name, "' starts with \"", kOptimizerPrefix, "\", which checkpoints keep for optimizer state");
+    ck.tensors.emplace(name, t);
+  }
+  nlohmann::json& s = ck.state;
+  s["format"] = "ember-checkpoint";
+  s["ember_version"] = kEmberVersion;
+  s["weights_only"] = weights_only;
+  s["epoch"] = current_epoch_;
+  s["global_step"] = global_step_;
+  s["hparams"] = model_->hparams();
+  if (weights_only) return ck;
+
+  s["optimizer_states"] = nlohmann::json::array();
+  for (size_t i = 0; i < optimizers_.size(); ++i) {
+    optim::StateDict sd = optimizers_[i]->state_dict();
+    const std::string prefix = std::string(kOptimizerPrefix) + std::to_string(i) + ".";
+    for (const auto& [k, t] : sd.state) ck.tensors.emplace(prefix + k, t);
+    s["optimizer_states"].push_back(sd.param_groups);
+  }
+  s["lr_schedulers"] = nlohmann::json::array();
+  for (const auto& c : schedulers_) s["lr_schedulers"].push_back(c.scheduler->state_dict());
+  s["loops"] = {{"batches_this_epoch", batches_this_epoch_},
+                {"batches_total", batches_total_},
+                {"epoch_done", epoch_done_},
+                {"tail_pending", tail_pending_},
+                {"step_before_batch", step_before_batch_},
+                {"accumulate_grad_batches", accumulate_},
+                {"elapsed_s", std::chrono::duration<double>(elapsed()).count()}};
+  if (datamodule_ != nullptr)
+    s["datamodule"] = datamodule_->state_dict();
+  else if (train_loader_ != nullptr)
+    s["train_loader"] = train_loader_->state_dict();
+  const GeneratorState rng = default_generator().state();
+  s["rng"] = {{"seed", rng.seed}, {"offset", rng.offset}};
+  s["metrics"] = metrics_.state_dict();
+  s["callbacks"] = nlohmann::json::object();
+  for (const auto& c : callbacks_) {
+    const std::string key = c->state_key();
+    EMBER_CHECK(!s["callbacks"].contains(key), ValueError,
+                "[Trainer.save_checkpoint] two callbacks share the "
+                "state key '",
+                key, "': give them distinct state_key()s");
+    s["callbacks"][key] = c->state_dict();
+  }
+  model_->on_save_checkpoint(ck);
+  call_hook([&](Callback& c) { c.on_save_checkpoint(*this, *model_, ck); });
+  return ck;
+}
+
+void Trainer::load_checkpoint(const Checkpoint& ck, bool restore_training) {
+  const nlohmann::json& s = ck.state;
+  model_->load_state_dict(ck.weights(), /*strict=*/true);
+  if (!restore_training) return;
+  EMBER_CHECK(!ck.weights_only(), ValueError,
+              "[Trainer.fit] ckpt_path holds weights only (save_weights_only): "
+              "it cannot resume a run; load it with load_state_dict instead");
+  try {
+    const auto& opt_states = s.at("optimizer_states");
+    EMBER_CHECK(opt_states.size() == optimizers_.size(), ValueError, "[Trainer.fit] the checkpoint has ",
+                opt_states.size(), " optimizer states, configure_optimizers() gave ", optimizers_.size());
+    for (size_t i = 0; i < optimizers_.size(); ++i) {
+      optim::StateDict sd;
+      const std::string prefix = std::string(kOptimizerPrefix) + std::to_string(i) + ".";
+      for (const auto& [k, t] : ck.tensors)
+        if (k.rfind(prefix, 0) == 0) sd.state.emplace(k.substr(prefix.size()), t);
+      sd.param_groups = opt_states[i];
+      optimizers_[i]->load_state_dict(sd);
+    }
+    const auto& scheds = s.at("lr_schedulers");
+    EMBER_CHECK(scheds.size() == schedulers_.size(), ValueError, "[Trainer.fit] the checkpoint has ", scheds.size(),
+                " scheduler states, configure_optimizers() gave ", schedulers_.size());
+    for (size_t i = 0; i < schedulers_.size(); ++i) schedulers_[i].scheduler->load_state_dict(scheds[i]);
+
+    const auto& loops = s.at("loops");
+    global_step_ = s.at("global_step").get<int64_t>();
+    current_epoch_ = s.at("epoch").get<int64_t>();
+    epoch_done_ = loops.at("epoch_done").get<bool>();
+    batches_this_epoch_ = loops.at("batches_this_epoch").get<int64_t>();
+    batches_total_ = loops.at("batches_total").get<int64_t>();
+    tail_pending_ = loops.at("tail_pending").get<bool>();
+    step_before_batch_ = loops.at("step_before_batch").get<int64_t>();
+    accumulate_ = loops.at("accumulate_grad_batches").get<int64_t>();
+    elapsed_before_ = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(loops.at("elapsed_s").get<double>()));
+    if (epoch_done_) {  // the epoch's end ran before the save: start the next one
+      ++current_epoch_;
+      batches_this_epoch_ = 0;
+      epoch_done_ = tail_pending_ = false;
+    }
+    if (datamodule_ != nullptr && s.contains("datamodule"))
+      datamodule_->load_state_dict(s.at("datamodule"));
+    else if (s.contains("train_loader"))
+      train_loader_->load_state_dict(s.at("train_loader"));
+    default_generator().set_state({s.at("rng").at("seed").get<uint64_t>(), s.at("rng").at("offset").get<uint64_t>()});
+    metrics_.load_state_dict(s.at("metrics"));
+    const auto& cbs = s.at("callbacks");
+    for (const auto& c : callbacks_)
+      if (auto it = cbs.find(c->state_key()); it != cbs.end()) c->load_state_dict(*it);
+  } catch (const nlohmann::json::exception& e) {
+    throw ValueError(
+        detail::cat_str("[Trainer.fit] the checkpoint's run state is incomplete or malformed: ", e.what()));
+  }
+  model_->on_load_checkpoint(ck);
+  call_hook([&](Callback& c) { c.on_load_checkpoint(*this, *model_, ck); });
+}
+
+}  // namespace ember::train

@@ -1,0 +1,227 @@
+// Trainer (Lightning's Trainer): runs fit/validate/test/predict over a TrainModule and its data, with
+// callbacks, loggers, checkpoints and exact resume. Options keep Lightning's names, meanings and defaults.
+#pragma once
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "train/callback.hpp"
+#include "train/checkpoint.hpp"
+#include "train/data/datamodule.hpp"
+#include "train/logger.hpp"
+#include "train/metrics.hpp"
+#include "train/module.hpp"
+
+namespace ember::train {
+
+// A count of batches (an integer) or a fraction of an epoch's batches (a floating-point number), as
+// Lightning's int-or-float options: `.limit_val_batches = 10` or `.limit_val_batches = 0.25`.
+class BatchLimit {
+ public:
+  template <std::integral I>
+  BatchLimit(I batches) : batches_(static_cast<int64_t>(batches)) {}  // NOLINT: implicit by design
+  template <std::floating_point F>
+  BatchLimit(F fraction) : fraction_(static_cast<double>(fraction)) {}  // NOLINT
+  bool is_fraction() const { return !batches_.has_value(); }
+  // The number of batches out of an epoch of `available` (-1: unknown length).
+  int64_t resolve(int64_t available, const char* option) const;
+  double fraction() const { return fraction_; }
+  std::optional<int64_t> batches() const { return batches_; }
+
+ private:
+  std::optional<int64_t> batches_;
+  double fraction_ = 1.0;
+};
+
+// Fields in declaration order (C++20 designated initialisers). Durations in seconds.
+struct TrainerOptions {
+  std::optional<int64_t> max_epochs = std::nullopt;  // unset: 1000 unless max_steps is set (then unlimited)
+  int64_t min_epochs = 0;
+  int64_t max_steps = -1;  // optimizer steps (global_step); -1: no limit
+  int64_t min_steps = -1;
+  std::optional<double> max_time = std::nullopt;
+  std::string accelerator = "auto";  // "cpu", "cuda", "auto" (cuda when a device is present)
+  int devices = 1;
+  std::string strategy = "auto";  // "auto", "single_device"; "ddp" comes with ember::dist
+  std::string precision = "32";   // "32" or "64" (the module and batches in float64)
+  int64_t accumulate_grad_batches = 1;
+  std::optional<double> gradient_clip_val = std::nullopt;
+  std::string gradient_clip_algorithm = "norm";        // "norm" or "value"
+  BatchLimit val_check_interval = 1.0;                 // a fraction of the training epoch, or every N training batches
+  std::optional<int64_t> check_val_every_n_epoch = 1;  // unset: val_check_interval counts across epochs
+  BatchLimit limit_train_batches = 1.0;
+  BatchLimit limit_val_batches = 1.0;
+  BatchLimit limit_test_batches = 1.0;
+  BatchLimit limit_predict_batches = 1.0;
+  int64_t num_sanity_val_steps = 2;  // -1: the whole validation set
+  int64_t fast_dev_run = 0;          // N (true = 1): N batches of each loop, no loggers/checkpoints
+  BatchLimit overfit_batches = 0;    // train and validate on this many (or fraction) training batches
+  bool deterministic = false;
+  int64_t log_every_n_steps = 50;
+  bool enable_checkpointing = true;  // a ModelCheckpoint (save_last) unless callbacks has one
+  bool enable_progress_bar = true;   // a ProgressBar unless callbacks has one
+  bool enable_model_summary = true;  // a ModelSummary unless callbacks has one
+  std::vector<CallbackPtr> callbacks = {};
+  bool logger = true;  // false: no loggers; true with `loggers` empty: a CSVLogger
+  std::vector<LoggerPtr> loggers = {};
+  std::string default_root_dir = ".";
+  std::optional<uint64_t> seed = std::nullopt;  // manual_seed(seed) before setup (seed_everything)
+};
+
+struct RunOptions {
+  // A checkpoint to start from: a path, "last" or "best" (ModelCheckpoint's), or empty.
+  std::string ckpt_path = "";
+};
+
+enum class Stage { kNone, kFitting, kValidating, kTesting, kPredicting, kSanityChecking };
+const char* stage_name(Stage stage);
+
+class Trainer {
+ public:
+  explicit Trainer(TrainerOptions options = {});
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  void fit(TrainModule& model, data::DataModule& data, const RunOptions& run = {});
+  void fit(TrainModule& model, std::shared_ptr<data::DataLoader> train, std::shared_ptr<data::DataLoader> val = nullptr,
+           const RunOptions& run = {});
+  // One metric map per loader (Lightning returns a list): the epoch values logged during the loop.
+  std::vector<MetricMap> validate(TrainModule& model, data::DataModule& data, const RunOptions& run = {});
+  std::vector<MetricMap> validate(TrainModule& model, std::shared_ptr<data::DataLoader> loader,
+                                  const RunOptions& run = {});
+  std::vector<MetricMap> test(TrainModule& model, data::DataModule& data, const RunOptions& run = {});
+  std::vector<MetricMap> test(TrainModule& model, std::shared_ptr<data::DataLoader> loader, const RunOptions& run = {});
+  std::vector<Tensor> predict(TrainModule& model, data::DataModule& data, const RunOptions& run = {});
+  std::vector<Tensor> predict(TrainModule& model, std::shared_ptr<data::DataLoader> loader, const RunOptions& run = {});
+
+  // Writes the run's full state (or the weights only) atomically to `path`.
+  void save_checkpoint(const std::string& path, bool weights_only = false);
+
+  // -- state, as Lightning's Trainer properties --
+  const TrainerOptions& options() const { return options_; }
+  // Epochs completed in this run (the epoch in progress while training).
+  int64_t current_epoch() const { return current_epoch_; }
+  // Optimizer steps taken: with accumulate_grad_batches = N, one per N batches. Logged metrics use this
+  // step too (Lightning's loggers count the same way), so "step" in metrics.csv is global_step.
+  int64_t global_step() const { return global_step_; }
+  Stage stage() const { return stage_; }
+  bool training() const { return stage_ == Stage::kFitting; }
+  bool sanity_checking() const { return stage_ == Stage::kSanityChecking; }
+  // Set true (from a callback or the module) to stop fit at the next check; min_epochs/min_steps apply.
+  bool should_stop = false;
+
+  // Latest values: callback_metrics holds every logged metric (monitor names), logged_metrics what went to
+  // the loggers, progress_bar_metrics the prog_bar ones.
+  const MetricMap& callback_metrics() const { return metrics_.callback_metrics(); }
+  const MetricMap& logged_metrics() const { return metrics_.logged_metrics(); }
+  const MetricMap& progress_bar_metrics() const { return metrics_.progress_bar_metrics(); }
+
+  const std::vector<CallbackPtr>& callbacks() const { return callbacks_; }
+  const std::vector<LoggerPtr>& loggers() const { return loggers_; }
+  // The first logger's log_dir, else default_root_dir (where default checkpoints go).
+  std::string log_dir() const;
+  template <class C>
+  std::shared_ptr<C> find_callback() const {
+    for (const auto& c : callbacks_)
+      if (auto p = std::dynamic_pointer_cast<C>(c)) return p;
+    return nullptr;
+  }
+
+  const std::vector<std::shared_ptr<optim::Optimizer>>& optimizers() const { return optimizers_; }
+  const std::vector<LRSchedulerConfig>& lr_scheduler_configs() const { return schedulers_; }
+  int64_t accumulate_grad_batches() const { return accumulate_; }
+  void set_accumulate_grad_batches(int64_t n);  // GradientAccumulationScheduler, at epoch starts
+
+  // Batches per epoch of the current loops after limits (-1: unknown, an IterableDataset).
+  int64_t num_training_batches() const { return num_training_batches_; }
+  int64_t num_val_batches() const { return num_val_batches_; }
+  int64_t num_test_batches() const { return num_test_batches_; }
+  int64_t num_predict_batches() const { return num_predict_batches_; }
+  // Index of the batch in progress within its epoch (of the running loop).
+  int64_t batch_idx() const { return batch_idx_; }
+  // Optimizer steps the fit will take (max_steps, or epochs x batches / accumulation); -1 if unknown.
+  int64_t estimated_stepping_batches() const;
+  std::chrono::steady_clock::duration elapsed() const;
+
+  TrainModule* model() const { return model_; }
+  Device device() const { return device_; }
+
+ private:
+  friend class TrainModule;
+
+  void add_default_callbacks();
+  std::vector<LoggerPtr> default_loggers() const;
+  int64_t max_epochs() const;  // -1: no limit
+  void attach(TrainModule& model);
+  // Set-up, body, tear-down of one run; an exception reaches every callback's on_exception and fails
+  // the loggers before it propagates.
+  void run_guarded(Stage stage, TrainModule& model, data::DataModule* data, const RunOptions& run,
+                   const std::function<void()>& body);
+  void fit_body(const RunOptions& run);
+  std::vector<MetricMap> eval_body(Stage stage, std::shared_ptr<data::DataLoader> loader, const RunOptions& run);
+  int64_t limit_batches(const BatchLimit& limit, const data::DataLoader& loader, const char* option) const;
+  void configure_optimizers();
+  std::string resolve_ckpt_path(const std::string& ckpt_path) const;
+  Checkpoint make_checkpoint(bool weights_only);
+  void load_checkpoint(const Checkpoint& checkpoint, bool restore_training);
+
+  // loops.cpp
+  void run_fit();
+  void run_sanity_check();
+  void run_train_epoch();
+  bool training_batch(const data::Batch& batch, int64_t batch_idx);
+  void batch_tail();  // step logging and validation after a training batch
+  void optimizer_step();
+  void backward(const Tensor& loss);  // with the backward hooks (manual_backward too)
+  void step_schedulers(const std::string& interval);
+  bool validation_due(bool epoch_end) const;
+  void run_validation();
+  MetricMap run_eval(Stage stage, const std::shared_ptr<data::DataLoader>& loader, int64_t limit_batches);
+  std::vector<Tensor> run_predict(std::shared_ptr<data::DataLoader> loader);
+  void send_to_loggers(MetricMap metrics);
+  bool done_fitting() const;
+  bool min_reached() const;
+  data::Batch prepare_batch(const data::Batch& batch) const;
+
+  template <class F>
+  void call_hook(F&& f) {
+    for (const auto& c : callbacks_) f(*c);
+  }
+
+  TrainerOptions options_;
+  std::vector<CallbackPtr> callbacks_;
+  std::vector<LoggerPtr> loggers_;
+  TrainModule* model_ = nullptr;
+  data::DataModule* datamodule_ = nullptr;
+  std::shared_ptr<data::DataLoader> train_loader_, val_loader_;
+  std::vector<std::shared_ptr<optim::Optimizer>> optimizers_;
+  std::vector<LRSchedulerConfig> schedulers_;
+  MetricCollector metrics_;
+  Device device_{};
+  DType dtype_ = kF32;
+  Stage stage_ = Stage::kNone;
+
+  int64_t current_epoch_ = 0;
+  int64_t global_step_ = 0;
+  int64_t batch_idx_ = 0;
+  int64_t batches_this_epoch_ = 0;  // training batches finished in the epoch in progress
+  int64_t batches_total_ = 0;       // ... in the whole fit (val_check_interval across epochs)
+  int64_t accumulate_ = 1;
+  int64_t step_before_batch_ = 0;  // global_step when the batch in progress started
+  bool grads_pending_ = false;     // a backward ran since the last optimizer step
+  bool epoch_done_ = false;        // the epoch's batches are done (its end hooks run next)
+  bool tail_pending_ = false;      // a batch finished but its logging/validation has not run yet
+  int64_t num_training_batches_ = 0, num_val_batches_ = 0, num_test_batches_ = 0, num_predict_batches_ = 0;
+  bool fast_dev_ = false;
+  std::chrono::steady_clock::time_point start_{};
+  std::chrono::steady_clock::duration elapsed_before_{};  // time spent before a resume
+};
+
+}  // namespace ember::train
