@@ -1,7 +1,9 @@
 // A small character-level GPT on Pride and Prejudice: token and position embeddings, pre-norm causal
-// transformer blocks, AdamW with linear warmup then cosine decay; validation loss in nats per character
-// and sampling. Header-only so the integration test runs the same code.
+// transformer blocks, trained by the Trainer with AdamW and linear warmup then cosine decay (stepped per
+// optimizer step, shrunk to fit a time budget); validation loss in nats per character every few hundred
+// steps, and sampling at the end. Header-only so the integration test runs the same code.
 #pragma once
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,7 +25,8 @@ struct Config {
   double target_val_loss = 0;    // stop once the validation loss is below this (0: never)
   int64_t eval_every = 250, eval_batches = 40;
   uint64_t seed = 0;
-  bool verbose = true;
+  bool verbose = true;  // progress bar, model summary, CSV/SVG logs and checkpoints under root_dir
+  std::string root_dir = "runs/char_gpt";
 };
 
 struct Result {
@@ -31,17 +34,27 @@ struct Result {
   double first_train_loss = 0, final_val_loss = 0, seconds = 0;
   int64_t steps = 0;
   std::string sample;
+  std::string log_dir;  // where the logs and checkpoints went (verbose runs)
 };
 
-struct GPT : nn::Module {
+// The model and how it trains: a TrainModule, so the Trainer runs the loop, validation, logging and
+// checkpoints; the time budget is the module's (it shortens the schedule, then stops the run).
+struct GPT : train::TrainModule {
   nn::Embedding tok{nullptr}, pos{nullptr};
   nn::ModuleList blocks;                                // registers the blocks as blocks.0, blocks.1, ...
   std::vector<nn::TransformerEncoderLayer> block_list;  // the same blocks, typed
   nn::LayerNorm ln_f{nullptr};
   nn::Linear head{nullptr};
   int64_t context;
+  Config cfg;
+  // The budget counts from here (train() sets it to its own start, so data preparation counts too).
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  // Where the cosine reaches min_lr and training stops: max_steps, or fewer once the first steps show
+  // that the time budget ends sooner (the schedule is stretched to the run that will really happen).
+  int64_t total_steps;
+  double first_train_loss = 0;
 
-  GPT(int64_t vocab, const Config& c) : context(c.context) {
+  GPT(int64_t vocab, const Config& c) : context(c.context), cfg(c), total_steps(c.max_steps) {
     tok = register_module("tok", nn::Embedding(vocab, c.d_model));
     pos = register_module("pos", nn::Embedding(c.context, c.d_model));
     for (int64_t i = 0; i < c.layers; ++i) {
@@ -61,6 +74,20 @@ struct GPT : nn::Module {
       if (auto* l = dynamic_cast<nn::LinearImpl*>(&m)) nn::init::normal_(l->weight, 0.0, 0.02);
       if (auto* e = dynamic_cast<nn::EmbeddingImpl*>(&m)) nn::init::normal_(e->weight, 0.0, 0.02);
     });
+    save_hyperparameters({{"vocab", vocab},
+                          {"layers", c.layers},
+                          {"d_model", c.d_model},
+                          {"heads", c.heads},
+                          {"context", c.context},
+                          {"batch_size", c.batch_size},
+                          {"dropout", c.dropout},
+                          {"lr", c.lr},
+                          {"min_lr", c.min_lr},
+                          {"weight_decay", c.weight_decay},
+                          {"max_steps", c.max_steps},
+                          {"warmup_steps", c.warmup_steps},
+                          {"max_seconds", c.max_seconds},
+                          {"seed", c.seed}});
   }
 
   // idx [B, T] of token ids (T <= context) -> logits [B, T, vocab].
@@ -70,25 +97,57 @@ struct GPT : nn::Module {
     for (auto& block : block_list) x = block(x, Tensor{}, Tensor{}, true);  // causal self-attention
     return head(ln_f(x));
   }
-};
-
-inline Tensor lm_loss(GPT& model, const data::Batch& b) {
-  Tensor logits = model.forward(b.input);
-  return nn::functional::cross_entropy(logits.flatten(0, 1), b.target.flatten());
-}
-
-inline double evaluate(GPT& model, data::DataLoader& loader, int64_t max_batches) {
-  autograd::NoGradGuard no_grad;
-  model.eval();
-  double sum = 0;
-  int64_t n = 0;
-  for (const data::Batch& b : loader) {
-    sum += lm_loss(model, b).item<float>();
-    if (++n == max_batches) break;
+  // Mean cross-entropy of the next character, in nats.
+  Tensor lm_loss(const data::Batch& b) {
+    return nn::functional::cross_entropy(forward(b.input).flatten(0, 1), b.target.flatten());
   }
-  model.train();
-  return sum / static_cast<double>(n);
-}
+  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
+
+  Tensor training_step(const data::Batch& b, int64_t) override {
+    Tensor loss = lm_loss(b);
+    if (global_step() == 0) first_train_loss = loss.item<float>();
+    log("train_loss", loss, {.prog_bar = true});
+    log("lr", optimizers().front()->lr(0), {.prog_bar = true});
+    return loss;
+  }
+  void validation_step(const data::Batch& b, int64_t) override { log("val_loss", lm_loss(b), {.prog_bar = true}); }
+
+  // After each optimizer step: at step 20, fit the schedule to the time budget; stop at its end.
+  void on_train_batch_end(const Tensor&, const data::Batch&, int64_t) override {
+    const int64_t step = global_step();
+    if (step == 20) {
+      double per_step = seconds() / 20 * 1.05;  // evaluation and sampling take a little extra
+      total_steps = std::min(cfg.max_steps,
+                             std::max<int64_t>(cfg.warmup_steps + 1, static_cast<int64_t>(cfg.max_seconds / per_step)));
+    }
+    if (step >= total_steps || seconds() > cfg.max_seconds) trainer().should_stop = true;
+  }
+  // The fitted schedule length travels with checkpoints, so a resumed run decays on the same curve.
+  void on_save_checkpoint(train::Checkpoint& ck) override { ck.state["char_gpt_total_steps"] = total_steps; }
+  void on_load_checkpoint(const train::Checkpoint& ck) override {
+    total_steps = ck.state.value("char_gpt_total_steps", total_steps);
+  }
+
+  train::OptimizerConfig configure_optimizers() override {
+    // Weight decay on matrices only (GPT-2 practice): biases, norms and embeddings are left alone.
+    std::vector<Tensor> decay, no_decay;
+    for (auto& [name, p] : named_parameters())
+      (p.dim() >= 2 && name.find("tok") != 0 && name.find("pos") != 0 ? decay : no_decay).push_back(p);
+    auto opt = std::make_shared<optim::AdamW>(
+        std::vector<optim::ParamGroup>{optim::ParamGroup{decay}, optim::ParamGroup{no_decay, {{"weight_decay", 0.0}}}},
+        optim::AdamWOptions{.lr = cfg.lr, .betas = {0.9, 0.99}, .weight_decay = cfg.weight_decay});
+    // Linear warmup, then cosine decay to min_lr at total_steps (read at each step: it may shrink).
+    const int64_t warm = cfg.warmup_steps;
+    const double lr_ratio = cfg.min_lr / cfg.lr;
+    auto sched = std::make_shared<optim::LambdaLR>(*opt, [this, warm, lr_ratio](int64_t step) {
+      if (step < warm) return static_cast<double>(step + 1) / static_cast<double>(warm);
+      double t = std::min(
+          1.0, static_cast<double>(step - warm) / static_cast<double>(std::max<int64_t>(1, total_steps - warm)));
+      return lr_ratio + (1 - lr_ratio) * 0.5 * (1 + std::cos(M_PI * t));
+    });
+    return {opt, {.scheduler = sched, .interval = "step"}};
+  }
+};
 
 // Samples `length` characters after `prompt` (temperature-scaled softmax, seeded).
 inline std::string sample(GPT& model, const data::CharVocab& vocab, const std::string& prompt, int64_t length,
@@ -114,67 +173,51 @@ inline std::string sample(GPT& model, const data::CharVocab& vocab, const std::s
 
 inline Result train(const Config& cfg, const std::string& text) {
   auto start = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   manual_seed(cfg.seed);
   data::CharLmData lm = data::char_lm_data(text, cfg.context, 0.1);
-  data::DataLoader train_loader(
-      lm.train, {.batch_size = cfg.batch_size, .shuffle = true, .drop_last = true, .seed = cfg.seed, .num_workers = 1});
-  data::DataLoader val_loader(lm.val, {.batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed + 1});
+  auto train_loader = std::make_shared<data::DataLoader>(
+      lm.train,
+      data::DataLoaderOptions{
+          .batch_size = cfg.batch_size, .shuffle = true, .drop_last = true, .seed = cfg.seed, .num_workers = 1});
+  // Each validation reads the next epoch of this shuffled loader: eval_batches random batches each time.
+  auto val_loader = std::make_shared<data::DataLoader>(
+      lm.val, data::DataLoaderOptions{.batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed + 1});
 
   GPT model(lm.vocab.size(), cfg);
-  // Weight decay on matrices only (GPT-2 practice): biases, norms and embeddings are left alone.
-  std::vector<Tensor> decay, no_decay;
-  for (auto& [name, p] : model.named_parameters())
-    (p.dim() >= 2 && name.find("tok") != 0 && name.find("pos") != 0 ? decay : no_decay).push_back(p);
-  optim::AdamW opt({optim::ParamGroup{decay}, optim::ParamGroup{no_decay, {{"weight_decay", 0.0}}}},
-                   optim::AdamWOptions{.lr = cfg.lr, .betas = {0.9, 0.99}, .weight_decay = cfg.weight_decay});
-  // Warmup, then cosine decay to min_lr at step `total`: max_steps, or fewer once the first steps show
-  // that the time budget ends sooner (the schedule is stretched to the run that will really happen).
-  int64_t warm = cfg.warmup_steps, total = cfg.max_steps;
-  double lr_ratio = cfg.min_lr / cfg.lr;
-  optim::LambdaLR sched(opt, [=, &total](int64_t step) {
-    if (step < warm) return static_cast<double>(step + 1) / static_cast<double>(warm);
-    double t =
-        std::min(1.0, static_cast<double>(step - warm) / static_cast<double>(std::max<int64_t>(1, total - warm)));
-    return lr_ratio + (1 - lr_ratio) * 0.5 * (1 + std::cos(M_PI * t));
-  });
-
+  model.start = start;
   Result r;
-  int64_t step = 0;
-  bool done = false;
-  while (!done) {
-    for (const data::Batch& b : train_loader) {
-      Tensor loss = lm_loss(model, b);
-      opt.zero_grad();
-      loss.backward();
-      nn::clip_grad_norm_(model.parameters(), 1.0);
-      opt.step();
-      sched.step();
-      if (step == 0) r.first_train_loss = loss.item<float>();
-      ++step;
-      if (step == 20) {
-        double per_step = elapsed() / 20 * 1.05;  // evaluation and sampling take a little extra
-        total = std::min(cfg.max_steps, std::max<int64_t>(warm + 1, static_cast<int64_t>(cfg.max_seconds / per_step)));
-      }
-      bool last = step >= total || elapsed() > cfg.max_seconds;
-      if (step % cfg.eval_every == 0 || last) {
-        double v = evaluate(model, val_loader, cfg.eval_batches);
-        r.val_losses.emplace_back(step, v);
-        if (cfg.verbose)
-          std::printf("step %5lld  train loss %.4f  val loss %.4f  lr %.2e  (%.0f s)\n", static_cast<long long>(step),
-                      loss.item<float>(), v, opt.lr(0), elapsed());
-        if (cfg.target_val_loss > 0 && v < cfg.target_val_loss) last = true;
-      }
-      if (last) {
-        done = true;
-        break;
-      }
-    }
-  }
-  r.steps = step;
+  auto record = std::make_shared<train::LambdaCallback>(
+      train::LambdaHooks{.on_validation_end = [&](train::Trainer& t, train::TrainModule&) {
+        if (t.sanity_checking()) return;
+        const double v = t.callback_metrics().at("val_loss");
+        r.val_losses.emplace_back(t.global_step(), v);
+        if (cfg.target_val_loss > 0 && v < cfg.target_val_loss) t.should_stop = true;
+      }});
+  // Steps, not epochs: max_steps bounds the run (the module stops it sooner when time runs short);
+  // validation every eval_every optimizer steps counted across epochs, on eval_batches batches. No
+  // sanity check: it would take a pass of the validation loader and shift the batches every later
+  // validation reads.
+  train::Trainer trainer({.max_steps = cfg.max_steps,
+                          .gradient_clip_val = 1.0,
+                          .val_check_interval = cfg.eval_every,
+                          .check_val_every_n_epoch = std::nullopt,
+                          .limit_val_batches = cfg.eval_batches,
+                          .num_sanity_val_steps = 0,
+                          .enable_checkpointing = cfg.verbose,
+                          .enable_progress_bar = cfg.verbose,
+                          .enable_model_summary = cfg.verbose,
+                          .callbacks = {record},
+                          .logger = cfg.verbose,
+                          .default_root_dir = cfg.root_dir});
+  trainer.fit(model, train_loader, val_loader);
+  // The final validation loss is measured at the last step (the run may have stopped between checks).
+  if (r.val_losses.empty() || r.val_losses.back().first != trainer.global_step()) trainer.validate(model, val_loader);
+  r.steps = trainer.global_step();
+  r.first_train_loss = model.first_train_loss;
   r.final_val_loss = r.val_losses.back().second;
-  r.seconds = elapsed();
+  r.seconds = model.seconds();
   r.sample = sample(model, lm.vocab, "Elizabeth ", cfg.verbose ? 400 : 20, 0.8, cfg.seed);
+  r.log_dir = trainer.log_dir();
   return r;
 }
 

@@ -1,5 +1,6 @@
 // A LeNet-5-style CNN on MNIST (conv 6 and 16 channels with batch norm, 2x2 max pooling, 120-84-10
-// head), trained with Adam under a one-cycle schedule. Header-only so the integration test runs it.
+// head), trained by the Trainer with Adam under a one-cycle schedule (stepped per optimizer step) and
+// validated on the test set after every epoch. Header-only so the integration test runs it.
 #pragma once
 #include <chrono>
 #include <cstdio>
@@ -20,16 +21,20 @@ struct Config {
   int64_t limit_train = 0;  // use only the first N training images (0: all)
   int64_t limit_test = 0;
   uint64_t seed = 0;
-  bool verbose = true;
+  bool verbose = true;  // progress bar, model summary, CSV/SVG logs and a checkpoint under root_dir
+  std::string root_dir = "runs/mnist_cnn";
 };
 
 struct Result {
   double test_accuracy = 0;
-  std::vector<double> epoch_losses;
+  std::vector<double> epoch_losses;      // mean training loss per epoch
+  std::vector<double> epoch_accuracies;  // test accuracy after each epoch
   double seconds = 0;
+  std::string log_dir;  // where the logs and checkpoints went (verbose runs)
 };
 
-struct LeNet : nn::Module {
+// The network and how it trains: a TrainModule, so the Trainer runs the loops, logging and checkpoints.
+struct LeNet : train::TrainModule {
   nn::Sequential features{nn::Conv2d(1, 6, 5, {.padding = 2}),
                           nn::BatchNorm2d(6),
                           nn::ReLU(),
@@ -40,12 +45,42 @@ struct LeNet : nn::Module {
                           nn::MaxPool2d(2)};
   nn::Sequential classifier{nn::Flatten(), nn::Linear(16 * 5 * 5, 120), nn::ReLU(), nn::Linear(120, 84),
                             nn::ReLU(),    nn::Linear(84, 10)};
-  LeNet() {
+  Config cfg;
+  int64_t total_steps;  // the one-cycle schedule's length: epochs x batches per epoch
+
+  LeNet(Config c, int64_t steps_per_epoch) : cfg(std::move(c)), total_steps(cfg.epochs * steps_per_epoch) {
     register_module("features", features);
     register_module("classifier", classifier);
+    save_hyperparameters({{"epochs", cfg.epochs},
+                          {"batch_size", cfg.batch_size},
+                          {"max_lr", cfg.max_lr},
+                          {"limit_train", cfg.limit_train},
+                          {"limit_test", cfg.limit_test},
+                          {"seed", cfg.seed}});
   }
   // MNIST's mean and standard deviation, as torchvision's usual Normalize((0.1307,), (0.3081,)).
   Tensor forward(const Tensor& x) { return classifier(features((x - 0.1307) * (1 / 0.3081))); }
+
+  Tensor training_step(const data::Batch& b, int64_t) override {
+    Tensor loss = nn::functional::cross_entropy(forward(b.input), b.target);
+    log("train_loss", loss, {.prog_bar = true, .on_epoch = true});
+    return loss;
+  }
+  // Validation runs on the test set (MNIST has no separate validation split), as the original example.
+  void validation_step(const data::Batch& b, int64_t) override { evaluate(b, "val"); }
+  void test_step(const data::Batch& b, int64_t) override { evaluate(b, "test"); }
+  void evaluate(const data::Batch& b, const std::string& stage) {
+    Tensor out = forward(b.input);
+    log(stage + "_loss", nn::functional::cross_entropy(out, b.target), {.prog_bar = true});
+    // Batch accuracies averaged weighted by batch size: exactly right / total over the set.
+    log(stage + "_acc", out.argmax(1).eq(b.target).to(kF32).mean(), {.prog_bar = true});
+  }
+  train::OptimizerConfig configure_optimizers() override {
+    auto opt = std::make_shared<optim::Adam>(parameters(), optim::AdamOptions{.lr = cfg.max_lr});
+    auto sched = std::make_shared<optim::OneCycleLR>(
+        *opt, optim::OneCycleLROptions{.max_lr = cfg.max_lr, .total_steps = total_steps});
+    return {opt, {.scheduler = sched, .interval = "step"}};
+  }
 };
 
 inline std::shared_ptr<const data::Dataset> limit(std::shared_ptr<const data::Dataset> ds, int64_t n) {
@@ -55,52 +90,34 @@ inline std::shared_ptr<const data::Dataset> limit(std::shared_ptr<const data::Da
   return std::make_shared<data::Subset>(ds, idx);
 }
 
-inline double accuracy(LeNet& net, data::DataLoader& loader) {
-  autograd::NoGradGuard no_grad;
-  net.eval();
-  int64_t right = 0, total = 0;
-  for (const data::Batch& b : loader) {
-    right += net.forward(b.input).argmax(1).eq(b.target).sum().item<int64_t>();
-    total += b.size();
-  }
-  net.train();
-  return static_cast<double>(right) / static_cast<double>(total);
-}
-
 inline Result train(const Config& cfg) {
   auto start = std::chrono::steady_clock::now();
   manual_seed(cfg.seed);
   auto train_set = limit(data::mnist(cfg.root, true), cfg.limit_train);
   auto test_set = limit(data::mnist(cfg.root, false), cfg.limit_test);
-  data::DataLoader train_loader(train_set,
-                                {.batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed, .num_workers = 1});
-  data::DataLoader test_loader(test_set, {.batch_size = 1000});
+  auto train_loader = std::make_shared<data::DataLoader>(
+      train_set,
+      data::DataLoaderOptions{.batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed, .num_workers = 1});
+  auto test_loader = std::make_shared<data::DataLoader>(test_set, data::DataLoaderOptions{.batch_size = 1000});
 
-  LeNet net;
-  optim::Adam opt(net.parameters(), optim::AdamOptions{.lr = cfg.max_lr});
-  optim::OneCycleLR sched(
-      opt, optim::OneCycleLROptions{.max_lr = cfg.max_lr, .total_steps = cfg.epochs * train_loader.size()});
+  LeNet net(cfg, train_loader->size());
   Result r;
-  for (int64_t epoch = 0; epoch < cfg.epochs; ++epoch) {
-    double loss_sum = 0;
-    int64_t seen = 0;
-    for (const data::Batch& b : train_loader) {
-      Tensor loss = nn::functional::cross_entropy(net.forward(b.input), b.target);
-      opt.zero_grad();
-      loss.backward();
-      opt.step();
-      sched.step();
-      loss_sum += loss.item<float>() * static_cast<double>(b.size());
-      seen += b.size();
-    }
-    r.epoch_losses.push_back(loss_sum / static_cast<double>(seen));
-    if (cfg.verbose)
-      std::printf("epoch %lld  train loss %.4f  test accuracy %.4f  (%.0f s)\n", static_cast<long long>(epoch + 1),
-                  r.epoch_losses.back(), accuracy(net, test_loader),
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  r.test_accuracy = accuracy(net, test_loader);
+  auto record = std::make_shared<train::LambdaCallback>(
+      train::LambdaHooks{.on_train_epoch_end = [&](train::Trainer& t, train::TrainModule&) {
+        r.epoch_losses.push_back(t.callback_metrics().at("train_loss_epoch"));
+        r.epoch_accuracies.push_back(t.callback_metrics().at("val_acc"));  // validated just before
+      }});
+  train::Trainer trainer({.max_epochs = cfg.epochs,
+                          .enable_checkpointing = cfg.verbose,
+                          .enable_progress_bar = cfg.verbose,
+                          .enable_model_summary = cfg.verbose,
+                          .callbacks = {record},
+                          .logger = cfg.verbose,
+                          .default_root_dir = cfg.root_dir});
+  trainer.fit(net, train_loader, test_loader);
+  r.test_accuracy = trainer.test(net, test_loader).at(0).at("test_acc");
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.log_dir = trainer.log_dir();
   return r;
 }
 

@@ -72,7 +72,7 @@ def check_ember_files(d):
             errors.append(f"bf16: got {t.dtype}{tuple(t.shape)}")
         elif t.float().flatten().tolist() != bf16_values():
             errors.append(f"bf16: values {t.float().flatten().tolist()}")
-    return errors + check_model(d)
+    return errors + check_model(d) + check_trainer_checkpoint(d)
 
 
 # PyTorch's state_dict of the Net below: names, shapes and dtypes an Ember state_dict must reproduce.
@@ -84,6 +84,18 @@ TORCH_NET_STATE = {
     "head.1.weight": ((5, 36), np.float32), "head.1.bias": ((5,), np.float32),
     "head.4.weight": ((3, 5), np.float32), "head.4.bias": ((3,), np.float32),
 }
+
+
+def torch_net():
+    import torch.nn as nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(36, 5), nn.GELU(), nn.Dropout(0.1), nn.Linear(5, 3))
+
+    return Net()
 
 
 def check_model(d):
@@ -103,13 +115,7 @@ def check_model(d):
         print("skip model outputs: torch is not installed")
         return errors
 
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
-            self.head = nn.Sequential(nn.Flatten(), nn.Linear(36, 5), nn.GELU(), nn.Dropout(0.1), nn.Linear(5, 3))
-
-    net = Net()
+    net = torch_net()
     net.load_state_dict(torch_load(os.path.join(d, "model.safetensors")))  # strict
     net.eval()
     io = torch_load(os.path.join(d, "model_io.safetensors"))
@@ -117,6 +123,45 @@ def check_model(d):
         y = net.head(net.features(io["x"]))
     if not torch.allclose(y, io["y"], rtol=1e-5, atol=1e-6):
         errors.append(f"model output in PyTorch {y.tolist()} != Ember's {io['y'].tolist()}")
+    return errors
+
+
+def check_trainer_checkpoint(d):
+    """A Trainer checkpoint: the weights under state_dict names (PyTorch loads them strictly once the
+    "optimizer_states." entries are left out), Adam's state per parameter, the run state as JSON."""
+    import json
+    from safetensors import safe_open
+
+    errors = []
+    path = os.path.join(d, "trainer_checkpoint.safetensors")
+    sd = load_file(path)
+    weights = {k: v for k, v in sd.items() if not k.startswith("optimizer_states.")}
+    if set(weights) != set(TORCH_NET_STATE):
+        errors.append(f"checkpoint weights {sorted(weights)} != {sorted(TORCH_NET_STATE)}")
+    with safe_open(path, framework="numpy") as f:
+        state = json.loads(f.metadata()["ember_checkpoint"])
+    if state.get("global_step") != 2 or state.get("format") != "ember-checkpoint":
+        errors.append(f"checkpoint state: global_step {state.get('global_step')}, format {state.get('format')}")
+    params = [k for k in TORCH_NET_STATE if "running" not in k and "num_batches" not in k]
+    for i, name in enumerate(params):  # Adam's moments, parameters numbered in registration order
+        for moment in ("exp_avg", "exp_avg_sq"):
+            key = f"optimizer_states.0.state.{i}.{moment}"
+            if key not in sd or sd[key].shape != TORCH_NET_STATE[name][0]:
+                errors.append(f"checkpoint {key}: missing or not shaped like {name}")
+    try:
+        import torch
+        from safetensors.torch import load_file as torch_load
+    except ImportError:
+        return errors
+    net = torch_net()
+    full = torch_load(path)
+    net.load_state_dict({k: v for k, v in full.items() if not k.startswith("optimizer_states.")})  # strict
+    net.eval()
+    io = torch_load(os.path.join(d, "trained_io.safetensors"))
+    with torch.no_grad():
+        y = net.head(net.features(io["x"]))
+    if not torch.allclose(y, io["y"], rtol=1e-5, atol=1e-6):
+        errors.append(f"trained model output in PyTorch {y.tolist()} != Ember's {io['y'].tolist()}")
     return errors
 
 

@@ -83,7 +83,33 @@ int write_files(const std::string& dir) {
   Tensor x = randn({2, 1, 8, 8});
   save(dir + "/model.safetensors", net.state_dict());
   save(dir + "/model_io.safetensors", {{"x", x}, {"y", head(features(x))}});
-  std::printf("wrote %s/ember.safetensors, ember_bf16.safetensors, model.safetensors\n", dir.c_str());
+
+  // The same net trained two Adam steps by the Trainer: its checkpoint's weights load into PyTorch.
+  struct Trained : train::TrainModule {
+    nn::Sequential features{nn::Conv2d(1, 4, 3), nn::BatchNorm2d(4), nn::ReLU(), nn::MaxPool2d(2)};
+    nn::Sequential head{nn::Flatten(), nn::Linear(4 * 3 * 3, 5), nn::GELU(), nn::Dropout(0.1), nn::Linear(5, 3)};
+    Trained() {
+      register_module("features", features);
+      register_module("head", head);
+    }
+    Tensor forward(const Tensor& in) { return head(features(in)); }
+    Tensor training_step(const data::Batch& b, int64_t) override {
+      return nn::functional::cross_entropy(forward(b.input), b.target);
+    }
+    train::OptimizerConfig configure_optimizers() override {
+      return std::make_shared<optim::Adam>(parameters(), optim::AdamOptions{.lr = 0.01});
+    }
+  } trained;
+  auto loader = std::make_shared<data::DataLoader>(
+      data::TensorDataset(randn({8, 1, 8, 8}), randint(0, 3, {8}, {.dtype = kI64})), data::DataLoaderOptions{.batch_size = 4});
+  train::Trainer trainer({.max_epochs = 1, .enable_checkpointing = false, .enable_progress_bar = false,
+                          .enable_model_summary = false, .logger = false});
+  trainer.fit(trained, loader);
+  trainer.save_checkpoint(dir + "/trainer_checkpoint.safetensors");
+  trained.eval();
+  save(dir + "/trained_io.safetensors", {{"x", x}, {"y", trained.forward(x)}});
+  std::printf("wrote %s/ember.safetensors, ember_bf16.safetensors, model.safetensors, trainer_checkpoint.safetensors\n",
+              dir.c_str());
   return 0;
 }
 
