@@ -350,7 +350,7 @@ TEST_SUITE("callbacks") {
     // About ten lines per epoch: every ceil(20 / 10) = 2 batches.
     CHECK(lines[0] == "Epoch 0:  10% 2/20 [00:01<00:09,  2.00it/s]");
     CHECK(lines[4] == "Epoch 0:  50% 10/20 [00:05<00:05,  2.00it/s]");
-    CHECK(lines[9] == "Epoch 0: 100% 20/20 [00:10<00:00,  2.00it/s]");
+    CHECK(lines[9] == "Epoch 0: 100% 20/20 [00:11<00:00,  1.82it/s]");  // at the epoch end, after validation
     // Validation at the epoch's end: no line of its own (the epoch's last line carries its metrics).
     CHECK(lines[10] == "Epoch 0: 50/? [00:25<?,  2.00it/s]");
     CHECK(lines[11] == "Epoch 0: 100/? [00:50<?,  2.00it/s]");
@@ -705,6 +705,7 @@ TEST_SUITE("callbacks") {
       auto monitor = trainer.find_callback<LearningRateMonitor>();
       REQUIRE(monitor);
       CHECK(monitor->lrs().at("lr-SGD").size() == 3);
+      CHECK(trainer.callback_metrics().at("lr-SGD") == doctest::Approx(0.025));  // monitorable
     }
     {
       // A named scheduler logs under its name; "step" logs every log_every_n_steps.

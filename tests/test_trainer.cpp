@@ -273,10 +273,17 @@ TEST_SUITE("trainer") {
   TEST_CASE("epoch and step limits: max_epochs, max_steps, limit_*_batches, min_epochs, fast_dev_run") {
     Tiny model;
     {
+      int64_t estimated = -2;  // configure_optimizers may size a schedule with it (OneCycleLR)
+      model.configure = [&](Tiny& self) -> train::OptimizerConfig {
+        estimated = self.trainer().estimated_stepping_batches();
+        return std::make_shared<optim::SGD>(self.parameters(), optim::SGDOptions{.lr = 0.1});
+      };
       train::Trainer t(quiet({.max_epochs = 3, .limit_train_batches = 2}));
       t.fit(model, loader(20, 4, true));
       CHECK(t.global_step() == 6);
       CHECK(t.current_epoch() == 3);
+      CHECK(estimated == 6);
+      model.configure = nullptr;
     }
     {
       train::Trainer t(quiet({.max_epochs = 5, .max_steps = 7}));

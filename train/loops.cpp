@@ -44,8 +44,9 @@ void Trainer::send_to_loggers(MetricMap metrics) {
   for (const auto& l : loggers_) l->log_metrics(metrics, global_step_);
 }
 
-void Trainer::run_fit() {
-  TrainModule& m = *model_;
+// The loaders and batch counts of a fit (before configure_optimizers, which may ask for
+// estimated_stepping_batches()).
+void Trainer::setup_fit_loops() {
   // overfit_batches: train and validate on the same first batches, in order.
   const bool overfit = options_.overfit_batches.is_fraction() ? options_.overfit_batches.fraction() > 0
                                                               : *options_.overfit_batches.batches() > 0;
@@ -71,7 +72,10 @@ void Trainer::run_fit() {
               ValueError, "[Trainer] val_check_interval = ", vci.batches().value_or(0), " batches is more than the ",
               num_training_batches_,
               " training batches of an epoch (set check_val_every_n_epoch unset to count across epochs)");
+}
 
+void Trainer::run_fit() {
+  TrainModule& m = *model_;
   m.on_fit_start();
   call_hook([&](Callback& c) { c.on_fit_start(*this, m); });
   if (!fast_dev_ && options_.num_sanity_val_steps != 0 && num_val_batches_ != 0) run_sanity_check();

@@ -103,6 +103,10 @@ void MetricCollector::note_logged(const MetricMap& metrics) {
   for (const auto& [k, v] : metrics) logged_[k] = v;
 }
 
+void MetricCollector::add_callback_metrics(const MetricMap& metrics) {
+  for (const auto& [k, v] : metrics) callback_[k] = v;
+}
+
 void MetricCollector::clear() {
   train_.clear();
   eval_.clear();

@@ -38,6 +38,7 @@ class MetricCollector {
   const MetricMap& logged_metrics() const { return logged_; }
   const MetricMap& progress_bar_metrics() const { return progress_; }
   void note_logged(const MetricMap& metrics);
+  void add_callback_metrics(const MetricMap& metrics);
   void clear();  // everything, at the start of a run
 
   // The training set's epoch in progress, bit-exact (for mid-epoch checkpoints).

@@ -122,7 +122,8 @@ class TrainModule : public nn::Module {
   std::vector<std::shared_ptr<optim::LRScheduler>> lr_schedulers() const;
   void manual_backward(const Tensor& loss);
 
-  // The Trainer running this module: IndexError-free access is the caller's (ValueError when none).
+  // The Trainer running this module (ValueError outside a run: a run attaches the module and detaches it
+  // when it ends).
   Trainer& trainer() const;
   bool has_trainer() const { return trainer_ != nullptr; }
   int64_t current_epoch() const;

@@ -112,9 +112,7 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
   if (!fast_dev_ && o.logger) loggers_ = o.loggers.empty() ? default_loggers() : o.loggers;
 }
 
-Trainer::~Trainer() {
-  if (model_ != nullptr && model_->trainer_ == this) model_->trainer_ = nullptr;
-}
+Trainer::~Trainer() = default;  // runs detach their module when they end, so no module is touched here
 
 std::string Trainer::log_dir() const {
   return loggers_.empty() ? options_.default_root_dir : loggers_.front()->log_dir();
@@ -165,7 +163,7 @@ std::vector<LoggerPtr> Trainer::default_loggers() const {
 // ---- runs ----
 
 void Trainer::attach(TrainModule& model) {
-  EMBER_CHECK(model.trainer_ == nullptr || model.trainer_ == this || model.trainer_->stage_ == Stage::kNone, ValueError,
+  EMBER_CHECK(model.trainer_ == nullptr || model.trainer_ == this, ValueError,
               "[Trainer] the module is in use by another Trainer's run");
   model_ = &model;
   model.trainer_ = this;
@@ -206,11 +204,13 @@ void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* dat
     }
     elapsed_before_ = elapsed();
     stage_ = Stage::kNone;
+    model.trainer_ = nullptr;
     (void)run;
     throw;
   }
   elapsed_before_ = elapsed();
   stage_ = Stage::kNone;
+  model.trainer_ = nullptr;  // the module may outlive this Trainer, or the other way round
 }
 
 void Trainer::fit(TrainModule& model, data::DataModule& data, const RunOptions& run) {
@@ -243,6 +243,7 @@ void Trainer::fit_body(const RunOptions& run) {
   grads_pending_ = false;
   accumulate_ = options_.accumulate_grad_batches;
   metrics_.clear();
+  setup_fit_loops();
   configure_optimizers();
   if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), true);
   for (const auto& l : loggers_) l->log_hyperparams(model_->hparams());

@@ -122,6 +122,8 @@ class Trainer {
   const MetricMap& callback_metrics() const { return metrics_.callback_metrics(); }
   const MetricMap& logged_metrics() const { return metrics_.logged_metrics(); }
   const MetricMap& progress_bar_metrics() const { return metrics_.progress_bar_metrics(); }
+  // For callbacks that compute values of their own (LearningRateMonitor): monitor names from now on.
+  void add_callback_metrics(const MetricMap& metrics) { metrics_.add_callback_metrics(metrics); }
 
   const std::vector<CallbackPtr>& callbacks() const { return callbacks_; }
   const std::vector<LoggerPtr>& loggers() const { return loggers_; }
@@ -173,6 +175,7 @@ class Trainer {
   void load_checkpoint(const Checkpoint& checkpoint, bool restore_training);
 
   // loops.cpp
+  void setup_fit_loops();
   void run_fit();
   void run_sanity_check();
   void run_train_epoch();

@@ -193,6 +193,12 @@ inline Result train(const Config& cfg, const std::string& text) {
         r.val_losses.emplace_back(t.global_step(), v);
         if (cfg.target_val_loss > 0 && v < cfg.target_val_loss) t.should_stop = true;
       }});
+  std::vector<train::CallbackPtr> callbacks{record};
+  // The checkpoint at the end of training (the run is one epoch or less, and may stop between
+  // validations, after which the default checkpoint would not be written).
+  if (cfg.verbose)
+    callbacks.push_back(
+        std::make_shared<train::ModelCheckpoint>(train::ModelCheckpointOptions{.save_on_train_epoch_end = true}));
   // Steps, not epochs: max_steps bounds the run (the module stops it sooner when time runs short);
   // validation every eval_every optimizer steps counted across epochs, on eval_batches batches. No
   // sanity check: it would take a pass of the validation loader and shift the batches every later
@@ -206,7 +212,7 @@ inline Result train(const Config& cfg, const std::string& text) {
                           .enable_checkpointing = cfg.verbose,
                           .enable_progress_bar = cfg.verbose,
                           .enable_model_summary = cfg.verbose,
-                          .callbacks = {record},
+                          .callbacks = callbacks,
                           .logger = cfg.verbose,
                           .default_root_dir = cfg.root_dir});
   trainer.fit(model, train_loader, val_loader);

@@ -127,6 +127,7 @@ std::map<std::string, double> LearningRateMonitor::extract_stats(const Trainer& 
 
 void LearningRateMonitor::log(Trainer& trainer, const std::map<std::string, double>& stats) {
   if (stats.empty()) return;
+  trainer.add_callback_metrics(stats);  // monitorable, as Lightning's (ModelCheckpoint on "lr-Adam")
   for (const auto& logger : trainer.loggers()) logger->log_metrics(stats, trainer.global_step());
 }
 

@@ -397,7 +397,8 @@ void ProgressBar::on_train_batch_end(Trainer& trainer, TrainModule& /*module*/, 
     update(train_, n, trainer, true);
     draw(train_);
   } else {
-    if (!at_end && !plain_due(train_, n, trainer)) return;
+    // The epoch's last line comes from on_train_epoch_end, after the epoch-end validation and metrics.
+    if (at_end || !plain_due(train_, n, trainer)) return;
     update(train_, n, trainer, true);
     print_plain(train_);
   }
