@@ -1,0 +1,251 @@
+// Tests of Trainer checkpoints: file layout, validation of damaged files, atomic writes under kill and
+// full disk, exact resume after any batch, ModelCheckpoint and EarlyStopping.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+
+#include "tests/trainer_fixtures.hpp"
+
+using namespace ember;
+using namespace trainer_test;
+
+TEST_SUITE("trainer") {
+  TEST_CASE("checkpoints: weights under state_dict names, optimizer state, validation of damaged files") {
+    TempDir dir("ckpt");
+    Tiny m;
+    m.use_adam = true;
+    m.save_hyperparameters({{"lr", 0.1}, {"hidden", 4}});
+    train::Trainer t(quiet({.max_epochs = 2}));
+    t.fit(m, loader(16, 4, true));
+    const std::string path = (dir.path / "run.safetensors").string();
+    t.save_checkpoint(path);
+
+    Metadata meta;
+    TensorMap raw = load(path, &meta);
+    CHECK(raw.contains("fc.weight"));
+    CHECK(raw.contains("fc.bias"));
+    CHECK(raw.contains("optimizer_states.0.state.0.exp_avg"));
+    train::Checkpoint ck = train::Checkpoint::load(path);
+    CHECK(ck.state.at("global_step") == 8);
+    CHECK(ck.state.at("epoch") == 2);
+    CHECK(ck.state.at("hparams").at("hidden") == 4);
+    CHECK(ck.weights().size() == 2);
+
+    // validate() with the checkpoint restores its weights into a fresh module.
+    Tiny fresh;
+    train::Trainer t2(quiet({}));
+    auto a = t2.validate(fresh, loader(16, 8, false), {.ckpt_path = path});
+    auto b = t.validate(m, loader(16, 8, false));
+    CHECK(a[0].at("val_loss") == b[0].at("val_loss"));
+
+    // Damage: truncated, garbage, not an Ember checkpoint, shape mismatch, weights-only resume.
+    std::string bytes;
+    {
+      std::ifstream in(path, std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    const std::string bad = (dir.path / "bad.safetensors").string();
+    std::ofstream(bad, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+    CHECK_THROWS_AS(train::Checkpoint::load(bad), Error);
+    std::ofstream(bad, std::ios::binary) << "not a checkpoint at all";
+    CHECK_THROWS_AS(train::Checkpoint::load(bad), Error);
+    save(bad, {{"fc.weight", zeros({3, 4})}});
+    CHECK(throws_with<ValueError>([&] { train::Checkpoint::load(bad); }, "not an Ember checkpoint"));
+    struct Wide : train::TrainModule {
+      nn::Linear fc{4, 5};
+      Wide() { register_module("fc", fc); }
+      Tensor training_step(const data::Batch&, int64_t) override { return {}; }
+      void validation_step(const data::Batch&, int64_t) override {}
+      train::OptimizerConfig configure_optimizers() override {
+        return {std::make_shared<optim::SGD>(parameters(), optim::SGDOptions{.lr = 0.1})};
+      }
+    } wide;
+    train::Trainer t3(quiet({}));
+    CHECK(throws_with<Error>([&] { t3.validate(wide, loader(8, 4, false), {.ckpt_path = path}); }, "fc.weight"));
+    const std::string weights = (dir.path / "w.safetensors").string();
+    t.save_checkpoint(weights, /*weights_only=*/true);
+    CHECK(load(weights).size() == 2);
+    Tiny again;
+    train::Trainer t4(quiet({.max_epochs = 3}));
+    CHECK(throws_with<ValueError>([&] { t4.fit(again, loader(16, 4, true), nullptr, {.ckpt_path = weights}); },
+                                  "weights only"));
+    train::Trainer t5(quiet({}));
+    CHECK(throws_with<ValueError>([&] { t5.validate(again, loader(8, 4, false), {.ckpt_path = "best"}); },
+                                  "ModelCheckpoint"));
+  }
+
+  TEST_CASE("a checkpoint write killed at any moment leaves the previous file intact") {
+    TempDir dir("kill");
+    const std::string path = (dir.path / "ck.safetensors").string();
+    Tiny m;
+    train::Trainer t(quiet({.max_epochs = 1}));
+    t.fit(m, loader(8, 4, false));
+    t.save_checkpoint(path);
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      pid_t pid = fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {  // the child rewrites the checkpoint until killed
+        for (;;) t.save_checkpoint(path);
+      }
+      usleep(2000 + attempt * 3000);
+      kill(pid, SIGKILL);
+      int status = 0;
+      waitpid(pid, &status, 0);
+      CHECK(WIFSIGNALED(status));
+      train::Checkpoint ck = train::Checkpoint::load(path);  // whole and valid
+      CHECK(ck.state.at("global_step") == 2);
+    }
+    // A folder that cannot be written: a clear error and the old file stays.
+    CHECK_THROWS_AS(t.save_checkpoint((dir.path / "missing" / "x.safetensors").string()), IOError);
+  }
+
+  TEST_CASE("exact resume: a run crashed after any batch and resumed ends bitwise equal to an uninterrupted run") {
+    // Dropout (RNG), shuffling, Adam, a per-step scheduler, validation twice per epoch, step logging.
+    auto options = [](const std::string& dir, std::vector<train::CallbackPtr> extra,
+                      std::shared_ptr<RecordingLogger> log) {
+      // The checkpoint first: a crash in a later callback comes after this step's save.
+      extra.insert(extra.begin(), std::make_shared<train::ModelCheckpoint>(train::ModelCheckpointOptions{
+                                      .dirpath = dir, .save_last = true, .every_n_train_steps = 1}));
+      return quiet({.max_epochs = 3,
+                    .val_check_interval = 0.5,
+                    .num_sanity_val_steps = 0,
+                    .log_every_n_steps = 2,
+                    .callbacks = extra,
+                    .loggers = {log}});
+    };
+    auto make_model = [] {
+      auto m = std::make_unique<Tiny>();
+      m->configure = [](Tiny& self) -> train::OptimizerConfig {
+        auto opt = std::make_shared<optim::Adam>(self.parameters(), optim::AdamOptions{.lr = 0.05});
+        auto s = std::make_shared<optim::StepLR>(*opt, 3, 0.7);
+        return {opt, {.scheduler = s, .interval = "step"}};
+      };
+      return m;
+    };
+    TempDir full_dir("resume_full");
+    manual_seed(11);
+    auto full_model = make_model();
+    auto full_log = std::make_shared<RecordingLogger>();
+    train::Trainer full(options(full_dir.str(), {}, full_log));
+    full.fit(*full_model, loader(24, 4, true), loader(8, 4, false));  // 6 batches per epoch, 18 in all
+    const std::vector<double> want = flat_params(*full_model);
+
+    struct Crash : train::Callback {
+      int64_t at;
+      void on_train_batch_end(train::Trainer& t, train::TrainModule&, const Tensor&, const data::Batch&,
+                              int64_t) override {
+        if (t.global_step() == at) throw std::runtime_error("simulated crash");
+      }
+    };
+    for (int64_t crash_at : {1, 3, 6, 8, 13}) {
+      CAPTURE(crash_at);
+      TempDir dir("resume_part");
+      manual_seed(11);
+      auto model = make_model();
+      auto log = std::make_shared<RecordingLogger>();
+      auto crash = std::make_shared<Crash>();
+      crash->at = crash_at;
+      train::Trainer first(options(dir.str(), {crash}, log));
+      CHECK_THROWS_AS(first.fit(*model, loader(24, 4, true), loader(8, 4, false)), std::runtime_error);
+
+      manual_seed(999);  // the resumed run takes its RNG state from the checkpoint
+      auto resumed_model = make_model();
+      auto resumed_log = std::make_shared<RecordingLogger>();
+      train::Trainer second(options(dir.str(), {}, resumed_log));
+      second.fit(*resumed_model, loader(24, 4, true), loader(8, 4, false),
+                 {.ckpt_path = (dir.path / "last.safetensors").string()});
+      CHECK(second.global_step() == full.global_step());
+      CHECK(flat_params(*resumed_model) == want);
+      // The logged rows of both parts together are the uninterrupted run's, bit for bit.
+      auto rows = log->rows;
+      rows.insert(rows.end(), resumed_log->rows.begin(), resumed_log->rows.end());
+      CHECK(rows == full_log->rows);
+    }
+  }
+
+  TEST_CASE("ModelCheckpoint: top-k by a monitor, file name templates, last, best for validate") {
+    TempDir dir("topk");
+    // A validation metric that follows a fixed sequence: 5, 3, 4, 1, 2 (min mode keeps 1 and 3... top 2).
+    struct Seq : Tiny {
+      std::vector<double> values{5, 3, 4, 1, 2};
+      void validation_step(const data::Batch&, int64_t) override {
+        if (!trainer().sanity_checking()) log("score", values.at(std::min<size_t>(size_t(current_epoch()), 4)));
+      }
+    } m;
+    auto mc = std::make_shared<train::ModelCheckpoint>(train::ModelCheckpointOptions{.dirpath = dir.str(),
+                                                                                     .filename = "{epoch}-{score:.1f}",
+                                                                                     .monitor = "score",
+                                                                                     .save_last = true,
+                                                                                     .save_top_k = 2});
+    train::Trainer t(quiet({.max_epochs = 5, .callbacks = {mc}}));
+    t.fit(m, loader(8, 4, false), loader(4, 4, false));
+    std::set<std::string> files;
+    for (const auto& e : fs::directory_iterator(dir.path)) files.insert(e.path().filename().string());
+    CHECK(files ==
+          std::set<std::string>{"epoch=3-score=1.0.safetensors", "epoch=4-score=2.0.safetensors", "last.safetensors"});
+    CHECK(mc->best_model_path() == (dir.path / "epoch=3-score=1.0.safetensors").string());
+    CHECK(*mc->best_model_score() == 1.0);
+    CHECK(train::Checkpoint::load(mc->best_model_path()).state.at("epoch") == 3);
+    CHECK(train::Checkpoint::load(mc->last_model_path()).state.at("epoch") == 4);
+    auto best = t.validate(m, loader(8, 4, false), {.ckpt_path = "best"});
+    CHECK(best.size() == 1);
+
+    // Without a monitor: the latest only; every_n_train_steps names by step; a name in use gets -v1.
+    TempDir dir2("latest");
+    auto latest = std::make_shared<train::ModelCheckpoint>(
+        train::ModelCheckpointOptions{.dirpath = dir2.str(), .every_n_train_steps = 3});
+    Tiny m2;
+    train::Trainer t2(quiet({.max_epochs = 2, .callbacks = {latest}}));
+    t2.fit(m2, loader(16, 4, false));  // 8 steps: saves at 3 and 6, the latest kept
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir2.path)) names.push_back(e.path().filename().string());
+    CHECK(names == std::vector<std::string>{"epoch=1-step=6.safetensors"});
+    CHECK(latest->format_checkpoint_name({{"epoch", 2}, {"step", 10}}) == "epoch=2-step=10");
+
+    CHECK_THROWS_AS(train::ModelCheckpoint({.save_top_k = 3}), ValueError);  // top 3 of what?
+    CHECK_THROWS_AS(train::ModelCheckpoint({.mode = "best"}), ValueError);
+    auto missing = std::make_shared<train::ModelCheckpoint>(
+        train::ModelCheckpointOptions{.dirpath = dir2.str(), .monitor = "nope"});
+    Tiny m3;
+    train::Trainer t3(quiet({.max_epochs = 1, .callbacks = {missing}}));
+    CHECK(throws_with<ValueError>([&] { t3.fit(m3, loader(8, 4, false)); }, "monitor 'nope' was not logged"));
+  }
+
+  TEST_CASE("EarlyStopping: patience in validation checks, min_delta, thresholds, non-finite values") {
+    auto run = [](std::vector<double> values, train::EarlyStoppingOptions o) {
+      struct Seq : Tiny {
+        std::vector<double> values;
+        void validation_step(const data::Batch&, int64_t) override {
+          if (!trainer().sanity_checking()) log("metric", values.at(size_t(current_epoch())));
+        }
+      } m;
+      m.values = std::move(values);
+      o.monitor = "metric";
+      auto es = std::make_shared<train::EarlyStopping>(o);
+      train::Trainer t(quiet({.max_epochs = int64_t(m.values.size()), .callbacks = {es}}));
+      t.fit(m, loader(8, 4, false), loader(4, 4, false));
+      return std::make_pair(t.current_epoch(), es->stopping_reason());
+    };
+    CHECK(run({5, 4, 4, 4, 4, 4, 4}, {.patience = 3}).first == 5);  // no improvement in epochs 2, 3, 4
+    CHECK(run({5, 4, 3.95, 3.9, 3.85, 3.8, 3.7}, {.min_delta = 0.1, .patience = 2}).first == 4);
+    CHECK(run({1, 2, 3, 4, 5}, {.patience = 1, .mode = "max"}).first == 5);  // always improving
+    auto [epochs, reason] = run({5, 4, NAN, 3, 2}, {.patience = 5});
+    CHECK(epochs == 3);
+    CHECK(reason.find("not finite") != std::string::npos);
+    CHECK(run({5, 4, 0.5, 0.4}, {.stopping_threshold = 1.0}).first == 3);
+    CHECK(run({5, 4, 50, 3}, {.divergence_threshold = 10.0}).first == 3);
+    CHECK_THROWS_AS(train::EarlyStopping({}), ValueError);
+    // Its state survives a checkpoint round trip.
+    train::EarlyStopping es({.monitor = "m"});
+    nlohmann::json s = es.state_dict();
+    train::EarlyStopping es2({.monitor = "m"});
+    es2.load_state_dict(nlohmann::json::parse(s.dump()));
+    CHECK(es2.best_score() == INFINITY);
+  }
+
+}  // TEST_SUITE
