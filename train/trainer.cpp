@@ -169,8 +169,7 @@ void Trainer::attach(TrainModule& model) {
   model.trainer_ = this;
 }
 
-void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* data, const RunOptions& run,
-                          const std::function<void()>& body) {
+void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* data, const std::function<void()>& body) {
   attach(model);
   stage_ = stage;
   start_ = std::chrono::steady_clock::now();
@@ -205,7 +204,6 @@ void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* dat
     elapsed_before_ = elapsed();
     stage_ = Stage::kNone;
     model.trainer_ = nullptr;
-    (void)run;
     throw;
   }
   elapsed_before_ = elapsed();
@@ -215,7 +213,7 @@ void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* dat
 
 void Trainer::fit(TrainModule& model, data::DataModule& data, const RunOptions& run) {
   datamodule_ = &data;
-  run_guarded(Stage::kFitting, model, &data, run, [&] {
+  run_guarded(Stage::kFitting, model, &data, [&] {
     train_loader_ = data.train_dataloader();
     val_loader_ = data.val_dataloader();
     fit_body(run);
@@ -225,7 +223,7 @@ void Trainer::fit(TrainModule& model, data::DataModule& data, const RunOptions& 
 void Trainer::fit(TrainModule& model, std::shared_ptr<data::DataLoader> train, std::shared_ptr<data::DataLoader> val,
                   const RunOptions& run) {
   datamodule_ = nullptr;
-  run_guarded(Stage::kFitting, model, nullptr, run, [&] {
+  run_guarded(Stage::kFitting, model, nullptr, [&] {
     train_loader_ = std::move(train);
     val_loader_ = std::move(val);
     fit_body(run);
@@ -253,44 +251,42 @@ void Trainer::fit_body(const RunOptions& run) {
 
 std::vector<MetricMap> Trainer::validate(TrainModule& model, data::DataModule& data, const RunOptions& run) {
   std::vector<MetricMap> out;
-  run_guarded(Stage::kValidating, model, &data, run,
+  run_guarded(Stage::kValidating, model, &data,
               [&] { out = eval_body(Stage::kValidating, data.val_dataloader(), run); });
   return out;
 }
 std::vector<MetricMap> Trainer::validate(TrainModule& model, std::shared_ptr<data::DataLoader> loader,
                                          const RunOptions& run) {
   std::vector<MetricMap> out;
-  run_guarded(Stage::kValidating, model, nullptr, run, [&] { out = eval_body(Stage::kValidating, loader, run); });
+  run_guarded(Stage::kValidating, model, nullptr, [&] { out = eval_body(Stage::kValidating, loader, run); });
   return out;
 }
 std::vector<MetricMap> Trainer::test(TrainModule& model, data::DataModule& data, const RunOptions& run) {
   std::vector<MetricMap> out;
-  run_guarded(Stage::kTesting, model, &data, run,
-              [&] { out = eval_body(Stage::kTesting, data.test_dataloader(), run); });
+  run_guarded(Stage::kTesting, model, &data, [&] { out = eval_body(Stage::kTesting, data.test_dataloader(), run); });
   return out;
 }
 std::vector<MetricMap> Trainer::test(TrainModule& model, std::shared_ptr<data::DataLoader> loader,
                                      const RunOptions& run) {
   std::vector<MetricMap> out;
-  run_guarded(Stage::kTesting, model, nullptr, run, [&] { out = eval_body(Stage::kTesting, loader, run); });
+  run_guarded(Stage::kTesting, model, nullptr, [&] { out = eval_body(Stage::kTesting, loader, run); });
   return out;
 }
 std::vector<Tensor> Trainer::predict(TrainModule& model, data::DataModule& data, const RunOptions& run) {
   std::vector<Tensor> out;
-  run_guarded(Stage::kPredicting, model, &data, run, [&] {
-    if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), false);
-    out = run_predict(data.predict_dataloader());
-  });
+  run_guarded(Stage::kPredicting, model, &data, [&] { out = predict_body(data.predict_dataloader(), run); });
   return out;
 }
 std::vector<Tensor> Trainer::predict(TrainModule& model, std::shared_ptr<data::DataLoader> loader,
                                      const RunOptions& run) {
   std::vector<Tensor> out;
-  run_guarded(Stage::kPredicting, model, nullptr, run, [&] {
-    if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), false);
-    out = run_predict(std::move(loader));
-  });
+  run_guarded(Stage::kPredicting, model, nullptr, [&] { out = predict_body(std::move(loader), run); });
   return out;
+}
+
+std::vector<Tensor> Trainer::predict_body(std::shared_ptr<data::DataLoader> loader, const RunOptions& run) {
+  if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), false);
+  return run_predict(std::move(loader));
 }
 
 std::vector<MetricMap> Trainer::eval_body(Stage stage, std::shared_ptr<data::DataLoader> loader,

@@ -164,9 +164,9 @@ class Trainer {
   void attach(TrainModule& model);
   // Set-up, body, tear-down of one run; an exception reaches every callback's on_exception and fails
   // the loggers before it propagates.
-  void run_guarded(Stage stage, TrainModule& model, data::DataModule* data, const RunOptions& run,
-                   const std::function<void()>& body);
+  void run_guarded(Stage stage, TrainModule& model, data::DataModule* data, const std::function<void()>& body);
   void fit_body(const RunOptions& run);
+  std::vector<Tensor> predict_body(std::shared_ptr<data::DataLoader> loader, const RunOptions& run);
   std::vector<MetricMap> eval_body(Stage stage, std::shared_ptr<data::DataLoader> loader, const RunOptions& run);
   int64_t limit_batches(const BatchLimit& limit, const data::DataLoader& loader, const char* option) const;
   void configure_optimizers();
