@@ -15,6 +15,7 @@
 
 using namespace ember;
 using ember::testing::allclose;
+using ember::testing::throws_with;
 
 namespace {
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -76,18 +77,6 @@ bool close_to(const Tensor& got, const Tensor& ref, DType dt) {
   return allclose(got.to(kF64), ref, tol(dt), tol(dt));
 }
 
-template <class Err>
-bool throws_with(const std::function<void()>& f, const std::string& text) {
-  try {
-    f();
-  } catch (const Err& e) {
-    if (std::string(e.what()).find(text) != std::string::npos) return true;
-    MESSAGE("message was: " << e.what());
-    return false;
-  }
-  MESSAGE("no exception");
-  return false;
-}
 }  // namespace
 
 TEST_CASE("matmul matches PyTorch for 1-D, 2-D and broadcast batched operands in float dtypes") {

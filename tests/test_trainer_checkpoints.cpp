@@ -1,6 +1,8 @@
 // Tests of Trainer checkpoints: file layout, validation of damaged files, atomic writes under kill and
 // full disk, exact resume after any batch, ModelCheckpoint and EarlyStopping.
 #include <doctest/doctest.h>
+
+#include <csignal>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -166,6 +168,104 @@ TEST_SUITE("trainer") {
       rows.insert(rows.end(), resumed_log->rows.begin(), resumed_log->rows.end());
       CHECK(rows == full_log->rows);
     }
+  }
+
+  TEST_CASE("SIGTERM/SIGUSR1 during fit: the step finishes, the run is saved, fit returns, resume is exact") {
+    // A signal raised inside a training step, a validation step or an epoch's end hook: the run stops at
+    // the next batch boundary, saved to <root>/interrupted.safetensors; resuming matches the full run.
+    auto options = [](const std::string& root, std::vector<train::CallbackPtr> extra,
+                      std::shared_ptr<RecordingLogger> log) {
+      return quiet({.max_epochs = 2,
+                    .val_check_interval = 0.5,
+                    .num_sanity_val_steps = 0,
+                    .log_every_n_steps = 1,
+                    .callbacks = extra,
+                    .loggers = {log},
+                    .default_root_dir = root});
+    };
+    auto make_model = [] {
+      auto m = std::make_unique<Tiny>();
+      m->use_adam = true;
+      return m;
+    };
+    manual_seed(5);
+    auto full_model = make_model();
+    auto full_log = std::make_shared<RecordingLogger>();
+    TempDir full_dir("signal_full");
+    train::Trainer full(options(full_dir.str(), {}, full_log));
+    full.fit(*full_model, loader(24, 4, true), loader(8, 4, false));  // 6 batches per epoch
+    CHECK_FALSE(full.interrupted());
+    CHECK_FALSE(fs::exists(full.interrupted_checkpoint_path()));
+
+    struct Raiser : train::Callback {
+      int sig = SIGTERM;
+      std::string where;
+      int64_t at = 0;
+      bool fired = false;  // once: a second signal would get its default action
+      void maybe(train::Trainer& t, const char* here) {
+        if (fired || where != here || t.global_step() != at) return;
+        fired = true;
+        std::raise(sig);
+      }
+      void on_train_batch_start(train::Trainer& t, train::TrainModule&, const data::Batch&, int64_t) override {
+        maybe(t, "train");
+      }
+      void on_validation_batch_start(train::Trainer& t, train::TrainModule&, const data::Batch&, int64_t) override {
+        maybe(t, "val");
+      }
+      void on_train_epoch_end(train::Trainer& t, train::TrainModule&) override { maybe(t, "epoch_end"); }
+    };
+    // A handler of the program's own, which fit must put back.
+    static volatile std::sig_atomic_t own_handler_calls = 0;
+    auto previous = std::signal(SIGUSR1, [](int) { own_handler_calls = own_handler_calls + 1; });
+
+    struct Case {
+      int sig;
+      const char* where;
+      int64_t at, stopped_at;
+    };
+    for (const Case& c : {Case{SIGTERM, "train", 1, 2}, Case{SIGUSR1, "val", 3, 3}, Case{SIGTERM, "epoch_end", 6, 6},
+                          Case{SIGUSR1, "train", 0, 1}}) {
+      CAPTURE(c.where);
+      CAPTURE(c.at);
+      TempDir dir("signal_part");
+      manual_seed(5);
+      auto model = make_model();
+      auto log = std::make_shared<RecordingLogger>();
+      auto raiser = std::make_shared<Raiser>();
+      raiser->sig = c.sig;
+      raiser->where = c.where;
+      raiser->at = c.at;
+      train::Trainer first(options(dir.str(), {raiser}, log));
+      first.fit(*model, loader(24, 4, true), loader(8, 4, false));
+      CHECK(first.interrupted());
+      CHECK(first.received_signal() == c.sig);
+      CHECK(first.global_step() == c.stopped_at);
+      REQUIRE(log->finalized == std::vector<std::string>{"interrupted"});
+      train::Checkpoint ck = train::Checkpoint::load(first.interrupted_checkpoint_path());
+      CHECK(ck.state.at("global_step") == c.stopped_at);
+
+      manual_seed(77);
+      auto resumed_model = make_model();
+      auto resumed_log = std::make_shared<RecordingLogger>();
+      train::Trainer second(options(dir.str(), {}, resumed_log));
+      second.fit(*resumed_model, loader(24, 4, true), loader(8, 4, false), {.ckpt_path = "interrupted"});
+      CHECK_FALSE(second.interrupted());
+      CHECK(flat_params(*resumed_model) == flat_params(*full_model));
+      auto rows = log->rows;
+      rows.insert(rows.end(), resumed_log->rows.begin(), resumed_log->rows.end());
+      CHECK(rows == full_log->rows);
+    }
+    // Outside fit the program's own handler is back.
+    std::raise(SIGUSR1);
+    CHECK(own_handler_calls == 1);
+    std::signal(SIGUSR1, previous);
+
+    TempDir empty("signal_none");
+    Tiny m;
+    train::Trainer t(options(empty.str(), {}, std::make_shared<RecordingLogger>()));
+    CHECK(throws_with<ValueError>([&] { t.fit(m, loader(8, 4, false), nullptr, {.ckpt_path = "interrupted"}); },
+                                  "no run under this default_root_dir was stopped by a signal"));
   }
 
   TEST_CASE("ModelCheckpoint: top-k by a monitor, file name templates, last, best for validate") {

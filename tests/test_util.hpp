@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,20 @@ void for_each_index(const Shape& s, F&& f) {
     }
     if (d < 0) return;
   }
+}
+
+// True when f throws Err whose message contains text; otherwise reports what happened.
+template <class Err>
+bool throws_with(const std::function<void()>& f, const std::string& text) {
+  try {
+    f();
+  } catch (const Err& e) {
+    if (std::string(e.what()).find(text) != std::string::npos) return true;
+    MESSAGE("message was: " << e.what());
+    return false;
+  }
+  MESSAGE("no exception");
+  return false;
 }
 
 inline TensorMap fixtures(const std::string& family) {

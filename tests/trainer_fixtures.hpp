@@ -9,11 +9,13 @@
 #include <vector>
 
 #include "ember.hpp"
+#include "test_util.hpp"
 
 namespace trainer_test {
 
 using namespace ember;
 namespace fs = std::filesystem;
+using testing::throws_with;
 
 // A fresh empty folder under the system temp dir, removed at scope exit.
 struct TempDir {
@@ -25,19 +27,6 @@ struct TempDir {
   ~TempDir() { fs::remove_all(path); }
   std::string str() const { return path.string(); }
 };
-
-template <class Err>
-bool throws_with(const std::function<void()>& f, const std::string& text) {
-  try {
-    f();
-  } catch (const Err& e) {
-    if (std::string(e.what()).find(text) != std::string::npos) return true;
-    MESSAGE("message was: " << e.what());
-    return false;
-  }
-  MESSAGE("no exception");
-  return false;
-}
 
 // Records every log_metrics call.
 struct RecordingLogger : train::Logger {

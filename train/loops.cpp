@@ -1,12 +1,14 @@
 // The Trainer's loops: fit (epochs of training batches with validation checks), the evaluation loop
 // (validation, test, sanity check) and prediction. Module hooks run before the callbacks' hooks of the
 // same name, so what the module logs in a hook is visible to the callbacks.
+#include <filesystem>
 #include <iostream>
 
 #include "core/autograd.hpp"
 #include "core/error.hpp"
 #include "core/ops/elementwise.hpp"
 #include "nn/clip_grad.hpp"
+#include "train/signals.hpp"
 #include "train/trainer.hpp"
 
 namespace ember::train {
@@ -82,11 +84,27 @@ void Trainer::run_fit() {
   m.train();
   m.on_train_start();
   call_hook([&](Callback& c) { c.on_train_start(*this, m); });
-  while (!done_fitting()) run_train_epoch();
+  while (!done_fitting() && !stop_for_signal()) run_train_epoch();
   m.on_train_end();
   call_hook([&](Callback& c) { c.on_train_end(*this, m); });
   m.on_fit_end();
   call_hook([&](Callback& c) { c.on_fit_end(*this, m); });
+}
+
+bool Trainer::stop_for_signal() {
+  if (received_signal_ != 0) return true;
+  const int sig = options_.handle_signals ? SignalWatch::received() : 0;
+  if (sig == 0) return false;
+  received_signal_ = sig;
+  const std::string path = interrupted_checkpoint_path();
+  std::error_code ec;  // a missing folder is made; any other problem surfaces in the save below
+  std::filesystem::create_directories(options_.default_root_dir, ec);
+  save_checkpoint(path);
+  std::cerr << "\n[Trainer] " << SignalWatch::name(sig) << " received: stopped after global step " << global_step_
+            << " (epoch " << current_epoch_ << ", batch " << batches_this_epoch_ << ") and saved the run to " << path
+            << ".\n[Trainer] Resume it with fit(model, data, {.ckpt_path = \"interrupted\"}) under the same "
+               "default_root_dir, or with that path.\n";
+  return true;
 }
 
 void Trainer::run_sanity_check() {
@@ -117,9 +135,10 @@ void Trainer::run_train_epoch() {
       if (num_training_batches_ >= 0 && batches_this_epoch_ >= num_training_batches_) break;
       if (!training_batch(batch, batches_this_epoch_)) break;
       batch_tail();
-      if (done_fitting()) break;
+      if (done_fitting() || stop_for_signal()) break;
     }
   }
+  if (interrupted()) return;  // the run is saved mid-epoch; the epoch's end belongs to the resumed run
   // Batches left unread (limits, max_steps, should_stop) are skipped: the next epoch starts afresh.
   train_loader_->set_epoch(loader_epoch + 1);
   if (num_training_batches_ < 0 && validation_due(/*epoch_end=*/true)) run_validation();

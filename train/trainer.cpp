@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <exception>
+#include <filesystem>
 
 #include "core/error.hpp"
 #include "core/ops/random.hpp"
@@ -11,6 +12,7 @@
 #include "train/callbacks/model_summary.hpp"
 #include "train/callbacks/progress_bar.hpp"
 #include "train/loggers/csv.hpp"
+#include "train/signals.hpp"
 
 namespace ember::train {
 namespace {
@@ -113,6 +115,10 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
 }
 
 Trainer::~Trainer() = default;  // runs detach their module when they end, so no module is touched here
+
+std::string Trainer::interrupted_checkpoint_path() const {
+  return (std::filesystem::path(options_.default_root_dir) / "interrupted.safetensors").string();
+}
 
 std::string Trainer::log_dir() const {
   return loggers_.empty() ? options_.default_root_dir : loggers_.front()->log_dir();
@@ -239,14 +245,17 @@ void Trainer::fit_body(const RunOptions& run) {
   epoch_done_ = tail_pending_ = false;
   should_stop = false;
   grads_pending_ = false;
+  received_signal_ = 0;
   accumulate_ = options_.accumulate_grad_batches;
   metrics_.clear();
   setup_fit_loops();
   configure_optimizers();
   if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), true);
   for (const auto& l : loggers_) l->log_hyperparams(model_->hparams());
+  std::optional<SignalWatch> watch;
+  if (options_.handle_signals) watch.emplace();
   run_fit();
-  for (const auto& l : loggers_) l->finalize("success");
+  for (const auto& l : loggers_) l->finalize(interrupted() ? "interrupted" : "success");
 }
 
 std::vector<MetricMap> Trainer::validate(TrainModule& model, data::DataModule& data, const RunOptions& run) {
@@ -333,6 +342,12 @@ void Trainer::configure_optimizers() {
 // ---- checkpoints ----
 
 std::string Trainer::resolve_ckpt_path(const std::string& ckpt_path) const {
+  if (ckpt_path == "interrupted") {
+    const std::string p = interrupted_checkpoint_path();
+    EMBER_CHECK(std::filesystem::exists(p), ValueError, "[Trainer] ckpt_path = \"interrupted\": there is no ", p,
+                " (no run under this default_root_dir was stopped by a signal)");
+    return p;
+  }
   if (ckpt_path != "best" && ckpt_path != "last") return ckpt_path;
   auto mc = find_callback<ModelCheckpoint>();
   EMBER_CHECK(mc != nullptr, ValueError, "[Trainer] ckpt_path = \"", ckpt_path,

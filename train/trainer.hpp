@@ -72,10 +72,14 @@ struct TrainerOptions {
   std::vector<LoggerPtr> loggers = {};
   std::string default_root_dir = ".";
   std::optional<uint64_t> seed = std::nullopt;  // manual_seed(seed) before setup (seed_everything)
+  // SIGTERM or SIGUSR1 during fit (a scheduler's preemption notice): the step in progress finishes, the
+  // run is saved to interrupted_checkpoint_path() and fit returns with interrupted() true.
+  bool handle_signals = true;
 };
 
 struct RunOptions {
-  // A checkpoint to start from: a path, "last" or "best" (ModelCheckpoint's), or empty.
+  // A checkpoint to start from: a path, "last" or "best" (ModelCheckpoint's), "interrupted" (the one a
+  // signal left, see TrainerOptions::handle_signals), or empty.
   std::string ckpt_path = "";
 };
 
@@ -116,6 +120,12 @@ class Trainer {
   bool sanity_checking() const { return stage_ == Stage::kSanityChecking; }
   // Set true (from a callback or the module) to stop fit at the next check; min_epochs/min_steps apply.
   bool should_stop = false;
+  // The last fit was stopped by SIGTERM/SIGUSR1 (received_signal() says which) after saving the run to
+  // interrupted_checkpoint_path(): <default_root_dir>/interrupted.safetensors, outside the versioned log
+  // folders so that a requeued job finds it.
+  bool interrupted() const { return received_signal_ != 0; }
+  int received_signal() const { return received_signal_; }
+  std::string interrupted_checkpoint_path() const;
 
   // Latest values: callback_metrics holds every logged metric (monitor names), logged_metrics what went to
   // the loggers, progress_bar_metrics the prog_bar ones.
@@ -191,6 +201,7 @@ class Trainer {
   void send_to_loggers(MetricMap metrics);
   bool done_fitting() const;
   bool min_reached() const;
+  bool stop_for_signal();  // true once a preemption signal arrived (the run is saved on the first call)
   data::Batch prepare_batch(const data::Batch& batch) const;
 
   template <class F>
@@ -223,6 +234,7 @@ class Trainer {
   bool tail_pending_ = false;      // a batch finished but its logging/validation has not run yet
   int64_t num_training_batches_ = 0, num_val_batches_ = 0, num_test_batches_ = 0, num_predict_batches_ = 0;
   bool fast_dev_ = false;
+  int received_signal_ = 0;
   std::chrono::steady_clock::time_point start_{};
   std::chrono::steady_clock::duration elapsed_before_{};  // time spent before a resume
 };

@@ -4,6 +4,7 @@
 #pragma once
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,7 @@ struct Result {
   std::vector<double> epoch_accuracies;  // test accuracy after each epoch
   double seconds = 0;
   std::string log_dir;  // where the logs and checkpoints went (verbose runs)
+  bool resumed = false, interrupted = false;  // see train() on SIGTERM/SIGUSR1
 };
 
 // The network and how it trains: a TrainModule, so the Trainer runs the loops, logging and checkpoints.
@@ -114,10 +116,16 @@ inline Result train(const Config& cfg) {
                           .callbacks = {record},
                           .logger = cfg.verbose,
                           .default_root_dir = cfg.root_dir});
-  trainer.fit(net, train_loader, test_loader);
+  // A run stopped by SIGTERM or SIGUSR1 (a cluster's preemption notice) saved itself to
+  // <root_dir>/interrupted.safetensors; the same command run again resumes it, then drops the file.
+  const std::string saved = trainer.interrupted_checkpoint_path();
+  r.resumed = cfg.verbose && std::filesystem::exists(saved);
+  trainer.fit(net, train_loader, test_loader, {.ckpt_path = r.resumed ? "interrupted" : ""});
+  r.log_dir = trainer.log_dir();
+  if ((r.interrupted = trainer.interrupted())) return r;
+  if (r.resumed) std::filesystem::remove(saved);
   r.test_accuracy = trainer.test(net, test_loader).at(0).at("test_acc");
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  r.log_dir = trainer.log_dir();
   return r;
 }
 
