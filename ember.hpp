@@ -1,6 +1,7 @@
 // Ember: the one header users include.
 #pragma once
 #include "core/allocator.hpp"
+#include "core/autocast.hpp"
 #include "core/autograd.hpp"
 #include "core/device.hpp"
 #include "core/dtype.hpp"

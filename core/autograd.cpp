@@ -6,6 +6,7 @@
 #include <atomic>
 #include <queue>
 
+#include "core/autocast.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
 #include "core/ops/index.hpp"
@@ -379,6 +380,7 @@ class Engine {
       if (s.needed && s.deps == 0) ready.push(&s);
 
     GradModeGuard mode(create_graph);
+    autocast::DisableGuard no_autocast;  // gradients take their forward ops' dtypes
     while (!ready.empty()) {
       Slot& s = *ready.top();
       ready.pop();

@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "core/autocast.hpp"
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
@@ -43,6 +44,8 @@ Tensor linear_2d(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 // ------------------------------------------------------------------------------------- layers
 
 Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
+  if (autocast::should_cast(CastPolicy::kLowerPrecision, {&input, &weight, &bias}))
+    return linear(autocast::lower(input), autocast::lower(weight), autocast::lower(bias));
   const char* op = "linear";
   check_defined(op, "input", input);
   check_defined(op, "weight", weight);
@@ -142,6 +145,8 @@ Tensor rms_norm(const Tensor& input, const Shape& normalized_shape, const Tensor
 }
 
 Tensor group_norm(const Tensor& input, int64_t num_groups, const Tensor& weight, const Tensor& bias, double eps) {
+  if (autocast::should_cast(CastPolicy::kFloat32, {&input, &weight, &bias}))
+    return group_norm(autocast::to_f32(input), num_groups, autocast::to_f32(weight), autocast::to_f32(bias), eps);
   const char* op = "group_norm";
   check_defined(op, "input", input);
   EMBER_CHECK(input.dim() >= 2, ShapeError, "[group_norm] expected an input [N, C, *] of at least 2 dims, got ",

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/autocast.hpp"
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
@@ -195,6 +196,9 @@ Tensor cross_entropy_probs(const Tensor& input, const Tensor& target, const Tens
 // Dispatch shared by cross_entropy and cross_entropy_composite.
 Tensor cross_entropy_impl(const Tensor& input, const Tensor& target, const Tensor& weight, int64_t ignore_index,
                           std::string_view reduction, double label_smoothing, bool fused) {
+  if (autocast::should_cast(CastPolicy::kFloat32, {&input, &target, &weight}))
+    return cross_entropy_impl(autocast::to_f32(input), autocast::to_f32(target), autocast::to_f32(weight), ignore_index,
+                              reduction, label_smoothing, fused);
   const char* op = "cross_entropy";
   const Reduction r = parse_reduction(op, reduction);
   EMBER_CHECK(label_smoothing >= 0 && label_smoothing <= 1, ValueError, "[", op,
@@ -236,6 +240,8 @@ Tensor cross_entropy_impl(const Tensor& input, const Tensor& target, const Tenso
 // ------------------------------------------------------------------------------ regression
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, std::string_view reduction) {
+  if (autocast::should_cast(CastPolicy::kFloat32, {&input, &target}))
+    return mse_loss(autocast::to_f32(input), autocast::to_f32(target), reduction);
   const Reduction r = parse_reduction("mse_loss", reduction);
   check_pointwise("mse_loss", input, target);
   Tensor d = input - target;
@@ -243,12 +249,16 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, std::string_view redu
 }
 
 Tensor l1_loss(const Tensor& input, const Tensor& target, std::string_view reduction) {
+  if (autocast::should_cast(CastPolicy::kFloat32, {&input, &target}))
+    return l1_loss(autocast::to_f32(input), autocast::to_f32(target), reduction);
   const Reduction r = parse_reduction("l1_loss", reduction);
   check_pointwise("l1_loss", input, target);
   return reduce(abs(input - target), r);
 }
 
 Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, std::string_view reduction, double beta) {
+  if (autocast::should_cast(CastPolicy::kFloat32, {&input, &target}))
+    return smooth_l1_loss(autocast::to_f32(input), autocast::to_f32(target), reduction, beta);
   const Reduction r = parse_reduction("smooth_l1_loss", reduction);
   check_pointwise("smooth_l1_loss", input, target);
   EMBER_CHECK(beta >= 0, ValueError, "[smooth_l1_loss] beta must be non-negative, got ", beta);
@@ -258,6 +268,8 @@ Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, std::string_vie
 }
 
 Tensor huber_loss(const Tensor& input, const Tensor& target, std::string_view reduction, double delta) {
+  if (autocast::should_cast(CastPolicy::kFloat32, {&input, &target}))
+    return huber_loss(autocast::to_f32(input), autocast::to_f32(target), reduction, delta);
   const Reduction r = parse_reduction("huber_loss", reduction);
   check_pointwise("huber_loss", input, target);
   EMBER_CHECK(delta > 0, ValueError, "[huber_loss] delta must be positive, got ", delta);
@@ -279,6 +291,8 @@ Tensor cross_entropy_composite(const Tensor& input, const Tensor& target, const 
 
 Tensor nll_loss(const Tensor& input, const Tensor& target, const Tensor& weight, int64_t ignore_index,
                 std::string_view reduction) {
+  if (autocast::should_cast(CastPolicy::kFloat32, {&input, &weight}))
+    return nll_loss(autocast::to_f32(input), target, autocast::to_f32(weight), ignore_index, reduction);
   const char* op = "nll_loss";
   const Reduction r = parse_reduction(op, reduction);
   check_defined(op, "target", target);
@@ -294,6 +308,8 @@ Tensor nll_loss(const Tensor& input, const Tensor& target, const Tensor& weight,
 
 Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, const Tensor& weight,
                             std::string_view reduction) {
+  if (autocast::should_cast(CastPolicy::kFloat32, {&input, &target, &weight}))
+    return binary_cross_entropy(autocast::to_f32(input), autocast::to_f32(target), autocast::to_f32(weight), reduction);
   const char* op = "binary_cross_entropy";
   const Reduction r = parse_reduction(op, reduction);
   check_pointwise(op, input, target);
@@ -324,6 +340,9 @@ Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, const Ten
 
 Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target, const Tensor& weight,
                                         std::string_view reduction, const Tensor& pos_weight) {
+  if (autocast::should_cast(CastPolicy::kFloat32, {&input, &target, &weight, &pos_weight}))
+    return binary_cross_entropy_with_logits(autocast::to_f32(input), autocast::to_f32(target), autocast::to_f32(weight),
+                                            reduction, autocast::to_f32(pos_weight));
   const char* op = "binary_cross_entropy_with_logits";
   const Reduction r = parse_reduction(op, reduction);
   check_pointwise(op, input, target);
@@ -358,6 +377,8 @@ Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& targe
 }
 
 Tensor kl_div(const Tensor& input, const Tensor& target, std::string_view reduction, bool log_target) {
+  if (autocast::should_cast(CastPolicy::kFloat32, {&input, &target}))
+    return kl_div(autocast::to_f32(input), autocast::to_f32(target), reduction, log_target);
   const char* op = "kl_div";
   const Reduction r = parse_reduction(op, reduction, true);
   check_pointwise(op, input, target);

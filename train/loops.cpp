@@ -12,6 +12,17 @@
 #include "train/trainer.hpp"
 
 namespace ember::train {
+namespace {
+
+// Autocast around a forward step under a "-mixed" precision; nothing otherwise.
+struct StepAutocast {
+  std::optional<Autocast> scope;
+  StepAutocast(Device device, std::optional<DType> dtype) {
+    if (dtype) scope.emplace(device, *dtype);
+  }
+};
+
+}  // namespace
 
 data::Batch Trainer::prepare_batch(const data::Batch& batch) const {
   data::Batch b = batch.to(device_);
@@ -170,7 +181,10 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
   if (m.automatic_optimization) {
     const bool window_end = (batches_this_epoch_ + 1) % accumulate_ == 0 ||
                             (num_training_batches_ >= 0 && batches_this_epoch_ + 1 == num_training_batches_);
-    loss = m.training_step(b, batch_idx);
+    {
+      StepAutocast amp(device_, precision_.autocast_dtype);
+      loss = m.training_step(b, batch_idx);
+    }
     if (loss.defined()) {
       EMBER_CHECK(loss.numel() == 1, ValueError, "[Trainer] training_step must return a one-element loss, got ",
                   describe(loss));
@@ -188,6 +202,7 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
       return n;
     };
     const int64_t before = steps();
+    StepAutocast amp(device_, precision_.autocast_dtype);
     loss = m.training_step(b, batch_idx);
     global_step_ += steps() - before;  // every optimizer step counts, as Lightning's manual optimisation
   }
@@ -216,7 +231,7 @@ void Trainer::backward(const Tensor& loss) {
   TrainModule& m = *model_;
   m.on_before_backward(loss);
   call_hook([&](Callback& c) { c.on_before_backward(*this, m, loss); });
-  loss.backward();
+  (scaler_ ? scaler_->scale(loss) : loss).backward();
   m.on_after_backward();
   call_hook([&](Callback& c) { c.on_after_backward(*this, m); });
 }
@@ -224,6 +239,7 @@ void Trainer::backward(const Tensor& loss) {
 void Trainer::optimizer_step() {
   TrainModule& m = *model_;
   optim::Optimizer& opt = *optimizers_.front();
+  if (scaler_) scaler_->unscale_(opt);  // hooks and clipping see the true gradients
   m.on_before_optimizer_step(opt);
   call_hook([&](Callback& c) { c.on_before_optimizer_step(*this, m, opt); });
   if (options_.gradient_clip_val && *options_.gradient_clip_val > 0) {
@@ -235,7 +251,12 @@ void Trainer::optimizer_step() {
     else
       nn::clip_grad_value_(params, *options_.gradient_clip_val);
   }
-  opt.step();
+  if (scaler_) {
+    scaler_->step(opt);  // skipped when a gradient overflowed; the scale then shrinks
+    scaler_->update();
+  } else {
+    opt.step();
+  }
   ++global_step_;
   m.on_before_zero_grad(opt);
   call_hook([&](Callback& c) { c.on_before_zero_grad(*this, m, opt); });
@@ -318,11 +339,17 @@ MetricMap Trainer::run_eval(Stage stage, const std::shared_ptr<data::DataLoader>
       metrics_.set_batch_size(b.size());
       if (test) {
         call_hook([&](Callback& c) { c.on_test_batch_start(*this, m, b, idx); });
-        m.test_step(b, idx);
+        {
+          StepAutocast amp(device_, precision_.autocast_dtype);
+          m.test_step(b, idx);
+        }
         call_hook([&](Callback& c) { c.on_test_batch_end(*this, m, b, idx); });
       } else {
         call_hook([&](Callback& c) { c.on_validation_batch_start(*this, m, b, idx); });
-        m.validation_step(b, idx);
+        {
+          StepAutocast amp(device_, precision_.autocast_dtype);
+          m.validation_step(b, idx);
+        }
         call_hook([&](Callback& c) { c.on_validation_batch_end(*this, m, b, idx); });
       }
       send_to_loggers(metrics_.take_step_metrics());
@@ -366,7 +393,11 @@ std::vector<Tensor> Trainer::run_predict(std::shared_ptr<data::DataLoader> loade
       if (limit >= 0 && idx >= limit) break;
       const data::Batch b = prepare_batch(batch);
       call_hook([&](Callback& c) { c.on_predict_batch_start(*this, m, b, idx); });
-      Tensor p = m.predict_step(b, idx);
+      Tensor p;
+      {
+        StepAutocast amp(device_, precision_.autocast_dtype);
+        p = m.predict_step(b, idx);
+      }
       call_hook([&](Callback& c) { c.on_predict_batch_end(*this, m, p, b, idx); });
       out.push_back(std::move(p));
       ++idx;

@@ -72,8 +72,7 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
               "[Trainer] strategy must be \"auto\", \"single_device\" or \"ddp\", got \"", o.strategy, "\"");
   EMBER_CHECK(o.devices == 1 && o.strategy != "ddp", ValueError, "[Trainer] devices = ", o.devices, ", strategy \"",
               o.strategy, "\": this build trains on one device; DDP comes with ember::dist");
-  EMBER_CHECK(one_of(o.precision, {"32", "32-true", "64", "64-true"}), ValueError, "[Trainer] precision \"",
-              o.precision, "\" is not supported: use \"32\" or \"64\" (mixed precision comes with the AMP work)");
+  precision_ = parse_precision(o.precision);
   EMBER_CHECK(!o.max_epochs || *o.max_epochs >= -1, ValueError, "[Trainer] max_epochs must be >= -1, got ",
               *o.max_epochs);
   EMBER_CHECK(o.max_steps >= -1, ValueError, "[Trainer] max_steps must be >= -1, got ", o.max_steps);
@@ -104,7 +103,8 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
   EMBER_CHECK(!cuda || cuda_is_available(), DeviceError, "[Trainer] accelerator \"", o.accelerator,
               "\" asked for, but no CUDA device is available");
   device_ = cuda || (o.accelerator == "auto" && cuda_is_available()) ? Device("cuda:0") : Device();
-  dtype_ = one_of(o.precision, {"64", "64-true"}) ? kF64 : kF32;
+  dtype_ = precision_.param_dtype;
+  if (precision_.scale_loss) scaler_.emplace();
   accumulate_ = o.accumulate_grad_batches;
 
   // fast_dev_run: N batches of every loop, one epoch, no loggers, checkpoints or sanity check.
@@ -246,6 +246,7 @@ void Trainer::fit_body(const RunOptions& run) {
   should_stop = false;
   grads_pending_ = false;
   received_signal_ = 0;
+  if (scaler_) scaler_.emplace();
   accumulate_ = options_.accumulate_grad_batches;
   metrics_.clear();
   setup_fit_loops();
@@ -335,6 +336,9 @@ void Trainer::configure_optimizers() {
         !plateau || !s.monitor.empty(), ValueError,
         "[Trainer] ReduceLROnPlateau needs a monitor: LRSchedulerConfig{.scheduler = s, .monitor = \"val_loss\"}");
   }
+  EMBER_CHECK(model_->automatic_optimization || !scaler_, ValueError,
+              "[Trainer] precision \"16-mixed\" scales the loss, which manual optimisation would step unscaled: use "
+              "\"bf16-mixed\" (no scaler needed) or automatic optimisation");
   optimizers_ = std::move(config.optimizers);
   schedulers_ = std::move(config.schedulers);
 }
@@ -389,6 +393,7 @@ Checkpoint Trainer::make_checkpoint(bool weights_only) {
   }
   s["lr_schedulers"] = nlohmann::json::array();
   for (const auto& c : schedulers_) s["lr_schedulers"].push_back(c.scheduler->state_dict());
+  if (scaler_) s["grad_scaler"] = scaler_->state_dict();
   s["loops"] = {{"batches_this_epoch", batches_this_epoch_},
                 {"batches_total", batches_total_},
                 {"epoch_done", epoch_done_},
@@ -440,6 +445,7 @@ void Trainer::load_checkpoint(const Checkpoint& ck, bool restore_training) {
     EMBER_CHECK(scheds.size() == schedulers_.size(), ValueError, "[Trainer.fit] the checkpoint has ", scheds.size(),
                 " scheduler states, configure_optimizers() gave ", schedulers_.size());
     for (size_t i = 0; i < schedulers_.size(); ++i) schedulers_[i].scheduler->load_state_dict(scheds[i]);
+    if (scaler_ && s.contains("grad_scaler")) scaler_->load_state_dict(s.at("grad_scaler"));
 
     const auto& loops = s.at("loops");
     global_step_ = s.at("global_step").get<int64_t>();

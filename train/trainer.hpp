@@ -11,12 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "core/autocast.hpp"
 #include "train/callback.hpp"
 #include "train/checkpoint.hpp"
 #include "train/data/datamodule.hpp"
 #include "train/logger.hpp"
 #include "train/metrics.hpp"
 #include "train/module.hpp"
+#include "train/precision.hpp"
 
 namespace ember::train {
 
@@ -49,7 +51,8 @@ struct TrainerOptions {
   std::string accelerator = "auto";  // "cpu", "cuda", "auto" (cuda when a device is present)
   int devices = 1;
   std::string strategy = "auto";  // "auto", "single_device"; "ddp" comes with ember::dist
-  std::string precision = "32";   // "32" or "64" (the module and batches in float64)
+  // "32", "64", "bf16-mixed", "16-mixed" (with a GradScaler), "bf16-true", "16-true": see precision.hpp.
+  std::string precision = "32";
   int64_t accumulate_grad_batches = 1;
   std::optional<double> gradient_clip_val = std::nullopt;
   std::string gradient_clip_algorithm = "norm";        // "norm" or "value"
@@ -164,6 +167,8 @@ class Trainer {
 
   TrainModule* model() const { return model_; }
   Device device() const { return device_; }
+  // The loss scaler of precision "16-mixed" (null otherwise); its state travels in checkpoints.
+  GradScaler* scaler() { return scaler_ ? &*scaler_ : nullptr; }
 
  private:
   friend class TrainModule;
@@ -219,7 +224,9 @@ class Trainer {
   std::vector<LRSchedulerConfig> schedulers_;
   MetricCollector metrics_;
   Device device_{};
-  DType dtype_ = kF32;
+  DType dtype_ = kF32;  // of the module's floating tensors and the batches
+  PrecisionMode precision_;
+  std::optional<GradScaler> scaler_;
   Stage stage_ = Stage::kNone;
 
   int64_t current_epoch_ = 0;

@@ -8,6 +8,7 @@
 #include <array>
 #include <string>
 
+#include "core/autocast.hpp"
 #include "core/autograd.hpp"
 #include "core/ops/nn.hpp"
 #include "core/ops/reduce.hpp"
@@ -185,6 +186,9 @@ const char* dim_name(int spatial, int i) { return spatial == 1 ? "L" : (i == 0 ?
 
 Tensor convolution(const char* op, int spatial, const Tensor& input, const Tensor& weight, const Tensor& bias,
                    Pair stride, Pair padding, Pair dilation, int64_t groups) {
+  if (autocast::should_cast(CastPolicy::kLowerPrecision, {&input, &weight, &bias}))
+    return convolution(op, spatial, autocast::lower(input), autocast::lower(weight), autocast::lower(bias), stride,
+                       padding, dilation, groups);
   Checked a = check_common(op, spatial, false, input, weight, stride, padding, dilation, groups);
   const int64_t c_out = weight.shape()[0];
   EMBER_CHECK(c_out % groups == 0, ShapeError, "[", op, "] out_channels ", c_out, " of weight ", describe(weight),
@@ -209,6 +213,9 @@ Tensor convolution(const char* op, int spatial, const Tensor& input, const Tenso
 Tensor transposed_convolution(const char* op, int spatial, const Tensor& input, const Tensor& weight,
                               const Tensor& bias, Pair stride, Pair padding, Pair output_padding, Pair dilation,
                               int64_t groups) {
+  if (autocast::should_cast(CastPolicy::kLowerPrecision, {&input, &weight, &bias}))
+    return transposed_convolution(op, spatial, autocast::lower(input), autocast::lower(weight), autocast::lower(bias),
+                                  stride, padding, output_padding, dilation, groups);
   Checked a = check_common(op, spatial, true, input, weight, stride, padding, dilation, groups);
   for (int i = 0; i < 2; ++i) {
     EMBER_CHECK(output_padding[i] >= 0 && (output_padding[i] < stride[i] || output_padding[i] < dilation[i]),

@@ -3,6 +3,7 @@
 // Backwards are products with transposed views (the GEMM takes them by trans flag, without copies).
 #include "core/ops/linalg.hpp"
 
+#include "core/autocast.hpp"
 #include "core/autograd.hpp"
 #include "core/ops/elementwise.hpp"
 #include "core/ops/shape.hpp"
@@ -140,6 +141,8 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (autocast::should_cast(CastPolicy::kLowerPrecision, {&a, &b}))
+    return matmul(autocast::lower(a), autocast::lower(b));
   check_operands("matmul", a, b);
   const int64_t da = a.dim(), db = b.dim();
   EMBER_CHECK(da >= 1 && db >= 1, ShapeError, "[matmul] both arguments need at least 1 dim, got ", describe(a), " and ",
@@ -164,6 +167,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mm(const Tensor& a, const Tensor& b) {
+  if (autocast::should_cast(CastPolicy::kLowerPrecision, {&a, &b})) return mm(autocast::lower(a), autocast::lower(b));
   check_operands("mm", a, b);
   EMBER_CHECK(a.dim() == 2 && b.dim() == 2, ShapeError, "[mm] expected 2-D tensors, got ", describe(a), " and ",
               describe(b));
@@ -174,6 +178,7 @@ Tensor mm(const Tensor& a, const Tensor& b) {
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
+  if (autocast::should_cast(CastPolicy::kLowerPrecision, {&a, &b})) return bmm(autocast::lower(a), autocast::lower(b));
   check_operands("bmm", a, b);
   EMBER_CHECK(a.dim() == 3 && b.dim() == 3, ShapeError, "[bmm] expected 3-D tensors, got ", describe(a), " and ",
               describe(b));
@@ -186,6 +191,8 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }
 
 Tensor addmm(const Tensor& input, const Tensor& a, const Tensor& b, const Scalar& beta, const Scalar& alpha) {
+  if (autocast::should_cast(CastPolicy::kLowerPrecision, {&input, &a, &b}))
+    return addmm(autocast::lower(input), autocast::lower(a), autocast::lower(b), beta, alpha);
   check_operands("addmm", a, b);
   EMBER_CHECK(a.dim() == 2 && b.dim() == 2, ShapeError, "[addmm] expected 2-D matrices, got ", describe(a), " and ",
               describe(b));
@@ -198,6 +205,8 @@ Tensor addmm(const Tensor& input, const Tensor& a, const Tensor& b, const Scalar
 }
 
 Tensor baddbmm(const Tensor& input, const Tensor& a, const Tensor& b, const Scalar& beta, const Scalar& alpha) {
+  if (autocast::should_cast(CastPolicy::kLowerPrecision, {&input, &a, &b}))
+    return baddbmm(autocast::lower(input), autocast::lower(a), autocast::lower(b), beta, alpha);
   check_operands("baddbmm", a, b);
   EMBER_CHECK(a.dim() == 3 && b.dim() == 3, ShapeError, "[baddbmm] expected 3-D tensors, got ", describe(a), " and ",
               describe(b));

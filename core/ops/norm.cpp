@@ -2,6 +2,7 @@
 // PyTorch does; the per-row and per-channel work is in kernels/cpu/norm.cpp.
 #include <limits>
 
+#include "core/autocast.hpp"
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
@@ -82,6 +83,8 @@ Tensor normalized_input_grad(const Tensor& gw, const Tensor& xhat, const Tensor&
 
 Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps) {
+  if (autocast::should_cast(CastPolicy::kFloat32, {&input, &weight, &bias}))
+    return layer_norm(autocast::to_f32(input), normalized_shape, autocast::to_f32(weight), autocast::to_f32(bias), eps);
   const char* op = "layer_norm";
   check_float_input(op, input);
   const int64_t cols = check_normalized_shape(op, input, normalized_shape);
@@ -119,6 +122,8 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
 }
 
 Tensor rms_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight, std::optional<double> eps) {
+  if (autocast::should_cast(CastPolicy::kFloat32, {&input, &weight}))
+    return rms_norm(autocast::to_f32(input), normalized_shape, autocast::to_f32(weight), eps);
   const char* op = "rms_norm";
   check_float_input(op, input);
   const int64_t cols = check_normalized_shape(op, input, normalized_shape);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/autocast.hpp"
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
@@ -260,6 +261,7 @@ Tensor extreme(bool is_max, const char* op, const Tensor& t, const Shape& dims, 
 }
 
 Tensor softmax_op(const Tensor& t, int64_t dim, bool log) {
+  if (autocast::should_cast(CastPolicy::kFloat32, {&t})) return softmax_op(autocast::to_f32(t), dim, log);
   const char* op = log ? "log_softmax" : "softmax";
   check_floating(t, op);
   int64_t d = wrap_dim(dim, t.dim(), tag(op).c_str());

@@ -1,0 +1,62 @@
+// Autocast state (per thread, per device type) and the casts the ops' policies ask for.
+#include "core/autocast.hpp"
+
+#include "core/error.hpp"
+
+namespace ember {
+namespace autocast {
+namespace detail {
+thread_local uint8_t t_enabled = 0;
+}
+namespace {
+thread_local DType t_dtype[2] = {kBF16, kF16};  // CPU, CUDA: PyTorch's defaults
+
+uint8_t bit(Device::Kind kind) { return static_cast<uint8_t>(1u << static_cast<unsigned>(kind)); }
+DType& dtype_slot(Device::Kind kind) { return t_dtype[kind == Device::Kind::CUDA ? 1 : 0]; }
+
+bool castable(CastPolicy policy, const Tensor& t) {
+  if (!t.defined() || !(detail::t_enabled & bit(t.device().kind))) return false;
+  const DType dt = t.dtype();
+  if (policy == CastPolicy::kLowerPrecision) return is_floating(dt) && dt != kF64 && dt != dtype_slot(t.device().kind);
+  return dt == kF16 || dt == kBF16;
+}
+}  // namespace
+
+bool detail::should_cast_slow(CastPolicy policy, std::initializer_list<const Tensor*> tensors) {
+  for (const Tensor* t : tensors)
+    if (castable(policy, *t)) return true;
+  return false;
+}
+
+bool is_enabled(Device device) { return (detail::t_enabled & bit(device.kind)) != 0; }
+DType dtype(Device device) { return dtype_slot(device.kind); }
+
+Tensor cast(CastPolicy policy, const Tensor& t) {
+  if (!castable(policy, t)) return t;
+  return t.to(policy == CastPolicy::kFloat32 ? kF32 : dtype_slot(t.device().kind));
+}
+
+}  // namespace autocast
+
+Autocast::Autocast(Device device, DType dtype, bool enabled)
+    : kind_(device.kind), prev_enabled_(autocast::is_enabled(device)), prev_dtype_(autocast::dtype_slot(device.kind)) {
+  EMBER_CHECK(dtype == kF16 || dtype == kBF16, DTypeError,
+              "[autocast] the low-precision dtype must be float16 or "
+              "bfloat16, got ",
+              dtype);
+  autocast::dtype_slot(kind_) = dtype;
+  if (enabled)
+    autocast::detail::t_enabled |= autocast::bit(kind_);
+  else
+    autocast::detail::t_enabled &= static_cast<uint8_t>(~autocast::bit(kind_));
+}
+
+Autocast::~Autocast() {
+  autocast::dtype_slot(kind_) = prev_dtype_;
+  if (prev_enabled_)
+    autocast::detail::t_enabled |= autocast::bit(kind_);
+  else
+    autocast::detail::t_enabled &= static_cast<uint8_t>(~autocast::bit(kind_));
+}
+
+}  // namespace ember

@@ -1,0 +1,107 @@
+// Precision modes and GradScaler (see precision.hpp).
+#include "train/precision.hpp"
+
+#include <cmath>
+
+#include "core/autograd.hpp"
+#include "core/error.hpp"
+#include "core/ops/elementwise.hpp"
+#include "core/ops/reduce.hpp"
+#include "core/ops/shape.hpp"
+
+namespace ember::train {
+
+PrecisionMode parse_precision(const std::string& p) {
+  if (p == "32" || p == "32-true") return {};
+  if (p == "64" || p == "64-true") return {.param_dtype = kF64};
+  if (p == "bf16-mixed") return {.autocast_dtype = kBF16};
+  if (p == "16-mixed") return {.autocast_dtype = kF16, .scale_loss = true};
+  if (p == "bf16-true") return {.param_dtype = kBF16};
+  if (p == "16-true") return {.param_dtype = kF16};
+  throw ValueError(detail::cat_str("[Trainer] precision \"", p,
+                                   "\" is not one of \"64\", \"32\", \"bf16-mixed\", \"16-mixed\", \"bf16-true\", "
+                                   "\"16-true\" (\"-true\" may follow 32 and 64)"));
+}
+
+GradScaler::GradScaler(GradScalerOptions options) : options_(options), scale_(options.init_scale) {
+  EMBER_CHECK(options_.init_scale > 0 && std::isfinite(options_.init_scale), ValueError,
+              "[GradScaler] init_scale must be positive and finite, got ", options_.init_scale);
+  EMBER_CHECK(options_.growth_factor > 1, ValueError, "[GradScaler] growth_factor must be > 1, got ",
+              options_.growth_factor);
+  EMBER_CHECK(options_.backoff_factor > 0 && options_.backoff_factor < 1, ValueError,
+              "[GradScaler] backoff_factor must lie in (0, 1), got ", options_.backoff_factor);
+  EMBER_CHECK(options_.growth_interval >= 1, ValueError, "[GradScaler] growth_interval must be >= 1, got ",
+              options_.growth_interval);
+}
+
+Tensor GradScaler::scale(const Tensor& loss) const {
+  if (!options_.enabled) return loss;
+  EMBER_CHECK(loss.defined() && is_floating(loss.dtype()), ValueError,
+              "[GradScaler.scale] expected a floating-point loss, got ", loss.defined() ? describe(loss) : "undefined");
+  // In float32 at least: a float16 loss times 65536 overflows long before its gradients would.
+  return (loss.dtype() == kF64 ? loss : loss.to(kF32)) * scale_;
+}
+
+void GradScaler::unscale_(optim::Optimizer& opt) {
+  if (!options_.enabled) return;
+  EMBER_CHECK(!found_inf_.contains(&opt), ValueError,
+              "[GradScaler.unscale_] already called for this optimizer since the last update()");
+  autograd::NoGradGuard no_grad;
+  const double inv = 1.0 / scale_;
+  std::vector<Tensor> finite;  // one flag per gradient, read with a single sync below
+  for (const Tensor& p : opt.parameters()) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    g.mul_(inv);
+    finite.push_back(isfinite(g).all().reshape({1}));
+  }
+  found_inf_[&opt] = !finite.empty() && !cat(finite).all().item<bool>();
+}
+
+bool GradScaler::step(optim::Optimizer& opt) {
+  if (!options_.enabled) {
+    opt.step();
+    return true;
+  }
+  if (!found_inf_.contains(&opt)) unscale_(opt);
+  if (found_inf_.at(&opt)) return false;
+  opt.step();
+  return true;
+}
+
+void GradScaler::update() {
+  if (!options_.enabled) return;
+  bool inf = false;
+  for (const auto& [opt, f] : found_inf_) inf = inf || f;
+  if (inf) {
+    scale_ *= options_.backoff_factor;
+    growth_tracker_ = 0;
+  } else if (!found_inf_.empty() && ++growth_tracker_ == options_.growth_interval) {
+    scale_ *= options_.growth_factor;
+    growth_tracker_ = 0;
+  }
+  found_inf_.clear();
+}
+
+nlohmann::json GradScaler::state_dict() const {
+  return {{"scale", scale_},
+          {"growth_factor", options_.growth_factor},
+          {"backoff_factor", options_.backoff_factor},
+          {"growth_interval", options_.growth_interval},
+          {"growth_tracker", growth_tracker_}};
+}
+
+void GradScaler::load_state_dict(const nlohmann::json& s) {
+  try {
+    scale_ = s.at("scale").get<double>();
+    options_.growth_factor = s.at("growth_factor").get<double>();
+    options_.backoff_factor = s.at("backoff_factor").get<double>();
+    options_.growth_interval = s.at("growth_interval").get<int64_t>();
+    growth_tracker_ = s.at("growth_tracker").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw ValueError(detail::cat_str("[GradScaler.load_state_dict] malformed state: ", e.what()));
+  }
+  found_inf_.clear();
+}
+
+}  // namespace ember::train
