@@ -65,7 +65,7 @@ struct TrainerOptions {
   int64_t num_sanity_val_steps = 2;  // -1: the whole validation set
   int64_t fast_dev_run = 0;          // N (true = 1): N batches of each loop, no loggers/checkpoints
   BatchLimit overfit_batches = 0;    // train and validate on this many (or fraction) training batches
-  bool deterministic = false;
+  bool deterministic = false;        // every kernel in this build is deterministic: runs repeat bit for bit anyway
   int64_t log_every_n_steps = 50;
   bool enable_checkpointing = true;  // a ModelCheckpoint (save_last) unless callbacks has one
   bool enable_progress_bar = true;   // a ProgressBar unless callbacks has one
