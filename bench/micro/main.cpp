@@ -1,4 +1,0 @@
-// Entry point of the micro benchmarks.
-#include <benchmark/benchmark.h>
-
-BENCHMARK_MAIN();

@@ -1,0 +1,193 @@
+// The GPU suite (CUDA builds only): matmul in bf16/f16/f32 up to 8192, elementwise on 256M floats, softmax,
+// layer_norm, causal attention, GPT-2 124M training steps, and the CPU-sized models (launch overhead).
+// Twins in bench/reference/gpu.py. Ops the CUDA backend lacks are reported as skipped with Ember's error.
+// `bench_gpu --device-count` prints the number of usable CUDA devices and exits.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+#include "bench/workloads/common.hpp"
+#include "bench/workloads/models.hpp"
+#include "ember.hpp"
+#include "kernels/cuda_device.hpp"
+
+using namespace ember;
+namespace F = ember::nn::functional;
+
+namespace {
+
+const Device kGpu{Device::Kind::CUDA, 0};
+
+// Registers fn like bench::workload, synchronising after each iteration; peak_mb is the CUDA allocator's
+// peak over the run, and an ember::Error (an op without a CUDA kernel) skips the workload with its message.
+template <class Fn>
+benchmark::internal::Benchmark* gpu_workload(const char* name, Fn fn) {
+  return benchmark::RegisterBenchmark(name,
+                                      [fn](benchmark::State& st) {
+                                        empty_cache(kGpu);
+                                        reset_peak_memory_stats(kGpu);
+                                        try {
+                                          fn(st);
+                                        } catch (const Error& e) {
+                                          st.SkipWithError(e.what());
+                                          return;
+                                        }
+                                        st.counters["peak_mb"] =
+                                            static_cast<double>(memory_stats(kGpu).peak_bytes) / (1 << 20);
+                                      })
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+}
+#define GPU_WORKLOAD(fn) \
+  [[maybe_unused]] static benchmark::internal::Benchmark* const fn##_workload = gpu_workload(#fn, fn)
+
+// One warm-up call, then f() per iteration, each waited for.
+template <class Step>
+void run_synced(benchmark::State& st, Step&& step) {
+  step();
+  kernels::cuda::synchronize();
+  for (auto _ : st) {
+    step();
+    kernels::cuda::synchronize();
+  }
+}
+
+Tensor gpu_randn(Shape shape, DType dtype = kF32) { return randn(shape, {.dtype = dtype, .device = kGpu}); }
+
+void matmul_square(benchmark::State& st, DType dtype) {
+  const int64_t n = st.range(0);
+  Tensor a = gpu_randn({n, n}, dtype), b = gpu_randn({n, n}, dtype);
+  run_synced(st, [&] { (void)matmul(a, b); });
+  st.counters["TFLOP/s"] = benchmark::Counter(2.0 * n * n * n * st.iterations() / 1e12, benchmark::Counter::kIsRate);
+}
+void cuda_matmul_bf16(benchmark::State& st) { matmul_square(st, kBF16); }
+void cuda_matmul_f16(benchmark::State& st) { matmul_square(st, kF16); }
+// Ember has no TF32 switch: its f32 matmul stands against PyTorch's with allow_tf32 on.
+void cuda_matmul_tf32(benchmark::State& st) { matmul_square(st, kF32); }
+GPU_WORKLOAD(cuda_matmul_bf16)->Arg(1024)->Arg(4096)->Arg(8192);
+GPU_WORKLOAD(cuda_matmul_f16)->Arg(1024)->Arg(4096)->Arg(8192);
+GPU_WORKLOAD(cuda_matmul_tf32)->Arg(1024)->Arg(4096)->Arg(8192);
+
+constexpr int64_t k256M = int64_t{1} << 28;
+void cuda_add_256M(benchmark::State& st) {
+  Tensor a = gpu_randn({k256M}), b = gpu_randn({k256M});
+  run_synced(st, [&] { (void)(a + b); });
+}
+void cuda_mul_256M(benchmark::State& st) {
+  Tensor a = gpu_randn({k256M}), b = gpu_randn({k256M});
+  run_synced(st, [&] { (void)(a * b); });
+}
+void cuda_exp_256M(benchmark::State& st) {
+  Tensor a = gpu_randn({k256M});
+  run_synced(st, [&] { (void)exp(a); });
+}
+void cuda_gelu_256M(benchmark::State& st) {
+  Tensor a = gpu_randn({k256M});
+  run_synced(st, [&] { (void)gelu(a); });
+}
+GPU_WORKLOAD(cuda_add_256M);
+GPU_WORKLOAD(cuda_mul_256M);
+GPU_WORKLOAD(cuda_exp_256M);
+GPU_WORKLOAD(cuda_gelu_256M);
+
+void cuda_softmax_16384x4096(benchmark::State& st) {
+  Tensor a = gpu_randn({16384, 4096});
+  run_synced(st, [&] { (void)softmax(a, -1); });
+}
+void cuda_layer_norm_16384x4096(benchmark::State& st) {
+  Tensor a = gpu_randn({16384, 4096}), w = ones({4096}).to(kGpu), b = zeros({4096}).to(kGpu);
+  run_synced(st, [&] { (void)layer_norm(a, {4096}, w, b); });
+}
+// Causal self-attention forward, bf16: batch 8, 12 heads, 1024 tokens, head size 64 (GPT-2's shape).
+void cuda_attention_bf16(benchmark::State& st) {
+  Tensor q = gpu_randn({8, 12, 1024, 64}, kBF16), k = gpu_randn({8, 12, 1024, 64}, kBF16);
+  Tensor v = gpu_randn({8, 12, 1024, 64}, kBF16);
+  run_synced(st, [&] { (void)F::scaled_dot_product_attention(q, k, v, {}, 0.0, true); });
+}
+GPU_WORKLOAD(cuda_softmax_16384x4096);
+GPU_WORKLOAD(cuda_layer_norm_16384x4096);
+GPU_WORKLOAD(cuda_attention_bf16);
+
+// Cross-entropy training step of `model` on the GPU.
+template <class Model, class Opt>
+void gpu_train(benchmark::State& st, Model& model, Opt& opt, const Tensor& x, const Tensor& y) {
+  run_synced(st, [&] {
+    Tensor loss = F::cross_entropy(model.forward(x).flatten(0, -2), y.flatten());
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  });
+}
+// GPT-2 124M (12 layers, d 768, 12 heads, context 1024, tied head), batch 8, AdamW; bf16-mixed runs the
+// forward and loss under Autocast (matmuls in bf16, f32 weights), as torch.autocast.
+void gpt2_step(benchmark::State& st, bool bf16_mixed) {
+  manual_seed(0);
+  bench::Gpt m(bench::kGpt2);
+  m.to(kGpu);
+  optim::AdamW opt(m.parameters(), {.lr = 1e-4});
+  Tensor x = randint(0, 50257, {8, 1024}).to(kGpu), y = randint(0, 50257, {8, 1024}).to(kGpu);
+  run_synced(st, [&] {
+    Tensor loss;
+    {
+      Autocast amp(kGpu, kBF16, bf16_mixed);
+      loss = F::cross_entropy(m.forward(x).flatten(0, -2), y.flatten());
+    }
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  });
+}
+void cuda_gpt2_f32_step(benchmark::State& st) { gpt2_step(st, false); }
+void cuda_gpt2_bf16_mixed_step(benchmark::State& st) { gpt2_step(st, true); }
+GPU_WORKLOAD(cuda_gpt2_f32_step);
+GPU_WORKLOAD(cuda_gpt2_bf16_mixed_step);
+
+void cuda_mlp_sgd_step(benchmark::State& st) {
+  manual_seed(0);
+  bench::Mlp m;
+  m.to(kGpu);
+  optim::SGD opt(m.parameters(), {.lr = 0.01, .momentum = 0.9});
+  gpu_train(st, m, opt, randn({128, 784}).to(kGpu), randint(0, 10, {128}).to(kGpu));
+}
+void cuda_lenet_adam_step(benchmark::State& st) {
+  manual_seed(0);
+  bench::LeNet m;
+  m.to(kGpu);
+  optim::Adam opt(m.parameters(), {.lr = 1e-3});
+  gpu_train(st, m, opt, rand({64, 1, 28, 28}).to(kGpu), randint(0, 10, {64}).to(kGpu));
+}
+void cuda_resnet_sgd_step(benchmark::State& st) {
+  manual_seed(0);
+  bench::ResNet m;
+  m.to(kGpu);
+  optim::SGD opt(m.parameters(), {.lr = 0.01, .momentum = 0.9});
+  gpu_train(st, m, opt, randn({32, 3, 32, 32}).to(kGpu), randint(0, 10, {32}).to(kGpu));
+}
+void cuda_chargpt_adamw_step(benchmark::State& st) {
+  manual_seed(0);
+  bench::Gpt m;
+  m.to(kGpu);
+  optim::AdamW opt(m.parameters(), {.lr = 1e-3});
+  gpu_train(st, m, opt, randint(0, 65, {32, 64}).to(kGpu), randint(0, 65, {32, 64}).to(kGpu));
+}
+GPU_WORKLOAD(cuda_mlp_sgd_step);
+GPU_WORKLOAD(cuda_lenet_adam_step);
+GPU_WORKLOAD(cuda_resnet_sgd_step);
+GPU_WORKLOAD(cuda_chargpt_adamw_step);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int devices = kernels::cuda::device_count();
+  if (argc > 1 && std::strcmp(argv[1], "--device-count") == 0) return std::printf("%d\n", devices), 0;
+  if (devices == 0) {
+    std::printf("no CUDA device: skipping the gpu suite\n");
+    return 0;
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
