@@ -79,6 +79,21 @@ Tensor normalized_input_grad(const Tensor& gw, const Tensor& xhat, const Tensor&
   return rstd * inner;
 }
 
+// layer_norm's first-order backward (no graph to build) in one fused pass per row; the composite in
+// layer_norm's node is what double backward differentiates.
+autograd::Grads layer_norm_backward_fused(autograd::Ctx& c, const Tensor& x, const Tensor& w, int64_t rows,
+                                          int64_t cols, double eps) {
+  const DType ct = compute_dtype(x.dtype());
+  Tensor g = c.grad().to(x.dtype()).contiguous();
+  Tensor dx = make_tensor(x.shape(), x.dtype(), x.device());
+  Tensor xhat = c.needs_grad(1) ? make_tensor(x.shape(), ct, x.device()) : Tensor();
+  kernels::layer_norm_backward(dx.view({rows, cols}), xhat.defined() ? xhat.view({rows, cols}) : Tensor(),
+                               x.contiguous().view({rows, cols}), g.view({rows, cols}), flat_param(w, ct, cols), eps);
+  Tensor gc = c.needs_grad(1) || c.needs_grad(2) ? g.to(ct) : Tensor();
+  return autograd::Grads{c.needs_grad(0) ? dx : Tensor(), c.needs_grad(1) ? gc * xhat : Tensor(),
+                         c.needs_grad(2) ? gc : Tensor()};  // the engine sums the rows away
+}
+
 }  // namespace
 
 Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
@@ -105,9 +120,11 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
   }
   if (record)  // recomputes the row statistics from the saved input: cheaper to keep than two more tensors
     autograd::record(op, {&out}, {&input, &weight, &bias}, {input, weight},
-                     [dims = last_dims(normalized_shape.size()), eps](autograd::Ctx& c) {
+                     [dims = last_dims(normalized_shape.size()), eps, rows, cols](autograd::Ctx& c) {
                        Tensor x = c.saved(0), w = c.saved(1);
                        const DType ct = compute_dtype(x.dtype());
+                       if (!autograd::is_grad_enabled() && x.device().is_cpu())
+                         return layer_norm_backward_fused(c, x, w, rows, cols, eps);
                        Tensor xc = x.to(ct), g = c.grad().to(ct);
                        Tensor xm = xc - mean(xc, dims, true);
                        Tensor rstd = rsqrt(mean(xm * xm, dims, true) + eps);

@@ -1,5 +1,5 @@
-// CPU normalisation forwards: layer_norm and rms_norm per row, batch_norm statistics per channel and
-// its affine apply per (n, c) plane. Statistics accumulate in double; f16/bf16 compute in f32.
+// CPU normalisation kernels: layer_norm (and its first-order backward) and rms_norm per row, batch_norm statistics per
+// channel and its affine apply per (n, c) plane. Statistics accumulate in double; f16/bf16 compute in f32.
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
@@ -19,6 +19,11 @@ void check_cpu(const Tensor& t, const char* op) {
 void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps) {
   check_cpu(in, "layer_norm");
   cpu::layer_norm(out, in, weight, bias, eps);
+}
+void layer_norm_backward(const Tensor& grad_in, const Tensor& xhat, const Tensor& in, const Tensor& grad_out,
+                         const Tensor& weight, double eps) {
+  check_cpu(in, "layer_norm");
+  cpu::layer_norm_backward(grad_in, xhat, in, grad_out, weight, eps);
 }
 void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps) {
   check_cpu(in, "rms_norm");
@@ -106,6 +111,61 @@ void layer_norm_impl(const Tensor& out, const Tensor& in, const Tensor& weight, 
       for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(((load(x[j]) - hi) - lo) * rstd + b[j]);
     } else {
       for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(((load(x[j]) - hi) - lo) * rstd);
+    }
+  });
+}
+
+// The input gradient of layer_norm in one pass per row (first-order backward, no graph): with xhat and
+// rstd recomputed as the forward does and gw = g * w, dx = rstd * (gw - xhat * mean(gw * xhat) - mean(gw)).
+// Also writes xhat (the computation dtype) when asked, for the weight's gradient.
+template <class T>
+void layer_norm_backward_impl(const Tensor& grad_in, const Tensor& xhat_out, const Tensor& in, const Tensor& grad_out,
+                              const Tensor& weight, double eps) {
+  using A = acc_t<T>;
+  const int64_t rows = in.size(0), cols = in.size(1);
+  const T* src = static_cast<const T*>(in.raw_data());
+  const T* gsrc = static_cast<const T*>(grad_out.raw_data());
+  T* dst = static_cast<T*>(grad_in.raw_data());
+  A* xh = xhat_out.defined() ? static_cast<A*>(xhat_out.raw_data()) : nullptr;
+  const A* w = weight.defined() ? static_cast<const A*>(weight.raw_data()) : nullptr;
+  if (cols == 0) return;
+  for_each(rows, 3 * cols, [&](int64_t r) {
+    const T* x = src + r * cols;
+    const T* g = gsrc + r * cols;
+    T* dx = dst + r * cols;
+    double s, ss;
+    const double k = static_cast<double>(load(x[0]));
+    shifted_sums(x, cols, k, s, ss);
+    const double dm = s / static_cast<double>(cols);
+    const double var = std::max(ss / static_cast<double>(cols) - dm * dm, 0.0);
+    const double mean = k + dm;
+    const A hi = static_cast<A>(mean), lo = static_cast<A>(mean - static_cast<double>(hi));
+    const A rstd = static_cast<A>(1.0 / std::sqrt(var + eps));
+    constexpr int L = 8;  // lanes, so the two sums vectorise
+    double a[L] = {}, b[L] = {};
+    int64_t j = 0;
+    for (; j + L <= cols; j += L)
+      for (int l = 0; l < L; ++l) {
+        const A xhat = ((load(x[j + l]) - hi) - lo) * rstd;
+        const A gw = w ? load(g[j + l]) * w[j + l] : load(g[j + l]);
+        a[l] += static_cast<double>(gw * xhat);
+        b[l] += static_cast<double>(gw);
+      }
+    double sum_gx = 0, sum_g = 0;
+    for (; j < cols; ++j) {
+      const A xhat = ((load(x[j]) - hi) - lo) * rstd;
+      const A gw = w ? load(g[j]) * w[j] : load(g[j]);
+      sum_gx += static_cast<double>(gw * xhat);
+      sum_g += static_cast<double>(gw);
+    }
+    for (int l = 0; l < L; ++l) sum_gx += a[l], sum_g += b[l];
+    const A mgx = static_cast<A>(sum_gx / static_cast<double>(cols)),
+            mg = static_cast<A>(sum_g / static_cast<double>(cols));
+    for (j = 0; j < cols; ++j) {
+      const A xhat = ((load(x[j]) - hi) - lo) * rstd;
+      const A gw = w ? load(g[j]) * w[j] : load(g[j]);
+      dx[j] = convert<T>(rstd * (gw - xhat * mgx - mg));
+      if (xh) xh[r * cols + j] = xhat;
     }
   });
 }
@@ -199,6 +259,11 @@ void bn_apply_impl(const Tensor& out, const Tensor& in, const Tensor& scale, con
 void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps) {
   visit_dtype<FloatTypes>(in.dtype(), "[layer_norm]",
                           [&]<class T>() { layer_norm_impl<T>(out, in, weight, bias, eps); });
+}
+void layer_norm_backward(const Tensor& grad_in, const Tensor& xhat, const Tensor& in, const Tensor& grad_out,
+                         const Tensor& weight, double eps) {
+  visit_dtype<FloatTypes>(in.dtype(), "[layer_norm_backward]",
+                          [&]<class T>() { layer_norm_backward_impl<T>(grad_in, xhat, in, grad_out, weight, eps); });
 }
 void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps) {
   visit_dtype<FloatTypes>(in.dtype(), "[rms_norm]", [&]<class T>() { rms_norm_impl<T>(out, in, weight, eps); });
