@@ -37,6 +37,12 @@ void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double 
 void batch_norm_stats(const Tensor& mean, const Tensor& var, const Tensor& in);
 // out (contiguous [N, C, S]) <- in * scale[c] + shift[c]; scale and shift are contiguous f64 [C].
 void batch_norm_apply(const Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift);
+// First-order backward of batch_norm over contiguous [N, C, S] in and grad_out: grad_in (contiguous,
+// the input's dtype) and per channel (f64 [C]) the sums of g and of g * (x - mean). mean, rstd and
+// scale (the weight, or ones) are f64 [C]; training differentiates through the batch statistics.
+void batch_norm_backward(const Tensor& grad_in, const Tensor& sum_g, const Tensor& sum_gxm, const Tensor& in,
+                         const Tensor& grad_out, const Tensor& mean, const Tensor& rstd, const Tensor& scale,
+                         bool training);
 
 namespace cpu {
 void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p);
@@ -51,6 +57,9 @@ void layer_norm_backward(const Tensor& grad_in, const Tensor& xhat, const Tensor
 void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps);
 void batch_norm_stats(const Tensor& mean, const Tensor& var, const Tensor& in);
 void batch_norm_apply(const Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift);
+void batch_norm_backward(const Tensor& grad_in, const Tensor& sum_g, const Tensor& sum_gxm, const Tensor& in,
+                         const Tensor& grad_out, const Tensor& mean, const Tensor& rstd, const Tensor& scale,
+                         bool training);
 }  // namespace cpu
 
 }  // namespace ember::kernels

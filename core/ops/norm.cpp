@@ -94,6 +94,23 @@ autograd::Grads layer_norm_backward_fused(autograd::Ctx& c, const Tensor& x, con
                          c.needs_grad(2) ? gc : Tensor()};  // the engine sums the rows away
 }
 
+// batch_norm's first-order backward on CPU: two fused passes per channel (see kernels::batch_norm_backward).
+autograd::Grads batch_norm_backward_fused(autograd::Ctx& ctx, const Tensor& x3, const Tensor& w, const Tensor& mean,
+                                          const Tensor& rstd, bool training) {
+  const int64_t c = x3.size(1);
+  const DType ct = compute_dtype(x3.dtype());
+  Tensor x = x3.contiguous(), g = ctx.grad().to(x3.dtype()).contiguous().view(x3.shape());
+  Tensor dx = make_tensor(x3.shape(), x3.dtype(), x3.device());
+  Tensor sum_g = make_tensor({c}, kF64, x3.device()), sum_gxm = make_tensor({c}, kF64, x3.device());
+  Tensor scale = w.defined() ? w.to(kF64).contiguous().reshape({c}) : ones({c}, {.dtype = kF64});
+  kernels::batch_norm_backward(dx, sum_g, sum_gxm, x, g, mean, rstd, scale, training);
+  autograd::Grads r(3);
+  if (ctx.needs_grad(0)) r[0] = dx.view(ctx.input(0).shape);
+  if (ctx.needs_grad(1)) r[1] = (sum_gxm * rstd).to(ct).reshape(ctx.input(1).shape);
+  if (ctx.needs_grad(2)) r[2] = sum_g.to(ct).reshape(ctx.input(2).shape);
+  return r;
+}
+
 }  // namespace
 
 Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
@@ -236,11 +253,15 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
   if (!record) return out;
   // Training differentiates through the batch statistics (recomputed from the saved input); evaluation
   // treats the running statistics as constants, kept here as they were.
-  Tensor eval_mean = training ? Tensor() : mean.clone(), eval_rstd = training ? Tensor() : rsqrt(var + f64(eps));
+  // The statistics used (f64 [C]): the fused backward takes them as they are; the composite below
+  // recomputes the batch's from the saved input so that double backward sees them depend on it.
+  Tensor stat_mean = training ? mean : mean.clone(), stat_rstd = rsqrt(var + f64(eps));
   autograd::record(
       op, {&out}, {&input, &weight, &bias}, {input, weight},
-      [training, eps, n, c, spatial, eval_mean, eval_rstd](autograd::Ctx& ctx) {
+      [training, eps, n, c, spatial, stat_mean, stat_rstd](autograd::Ctx& ctx) {
         Tensor x = ctx.saved(0), w = ctx.saved(1);
+        if (!autograd::is_grad_enabled() && x.device().is_cpu())
+          return batch_norm_backward_fused(ctx, x.reshape({n, c, spatial}), w, stat_mean, stat_rstd, training);
         const DType ct = compute_dtype(x.dtype());
         const Shape dims{0, 2}, channel{1, c, 1};
         Tensor x3 = x.to(ct).reshape({n, c, spatial}), g3 = ctx.grad().to(ct).reshape({n, c, spatial});
@@ -249,8 +270,8 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
           xm = x3 - ember::mean(x3, dims, true);
           rstd = rsqrt(ember::mean(xm * xm, dims, true) + eps);
         } else {
-          xm = x3 - eval_mean.to(ct).reshape(channel);
-          rstd = eval_rstd.to(ct).reshape(channel);
+          xm = x3 - stat_mean.to(ct).reshape(channel);
+          rstd = stat_rstd.to(ct).reshape(channel);
         }
         Tensor xhat = xm * rstd;
         Tensor gw = w.defined() ? g3 * w.to(ct).reshape(channel) : g3;

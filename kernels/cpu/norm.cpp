@@ -37,6 +37,12 @@ void batch_norm_apply(const Tensor& out, const Tensor& in, const Tensor& scale, 
   check_cpu(in, "batch_norm");
   cpu::batch_norm_apply(out, in, scale, shift);
 }
+void batch_norm_backward(const Tensor& grad_in, const Tensor& sum_g, const Tensor& sum_gxm, const Tensor& in,
+                         const Tensor& grad_out, const Tensor& mean, const Tensor& rstd, const Tensor& scale,
+                         bool training) {
+  check_cpu(in, "batch_norm");
+  cpu::batch_norm_backward(grad_in, sum_g, sum_gxm, in, grad_out, mean, rstd, scale, training);
+}
 
 namespace cpu {
 namespace {
@@ -232,6 +238,56 @@ void bn_stats_impl(const Tensor& mean, const Tensor& var, const Tensor& in) {
   });
 }
 
+// batch_norm's first-order backward per channel of [N, C, S]: the sums of g and g * (x - mean) (lanes in
+// double, so they vectorise), then dx = k g + b x + d, the training formula (through the batch
+// statistics) or, in evaluation, k g, with k = scale * rstd.
+template <class T>
+void bn_backward_impl(const Tensor& grad_in, const Tensor& sum_g, const Tensor& sum_gxm, const Tensor& in,
+                      const Tensor& grad_out, const Tensor& mean, const Tensor& rstd, const Tensor& scale,
+                      bool training) {
+  using A = acc_t<T>;
+  const int64_t n = in.size(0), c = in.size(1), s = in.size(2);
+  const T* src = static_cast<const T*>(in.raw_data());
+  const T* gsrc = static_cast<const T*>(grad_out.raw_data());
+  T* dst = static_cast<T*>(grad_in.raw_data());
+  const double *mu = static_cast<const double*>(mean.raw_data()), *rs = static_cast<const double*>(rstd.raw_data());
+  const double* sc = static_cast<const double*>(scale.raw_data());
+  double *sg = static_cast<double*>(sum_g.raw_data()), *sgx = static_cast<double*>(sum_gxm.raw_data());
+  const double count = static_cast<double>(n * s);
+  for_each(c, 3 * n * s, [&](int64_t ch) {
+    constexpr int L = 8;
+    double a[L] = {}, b[L] = {}, tg = 0, tgx = 0;
+    const A m = static_cast<A>(mu[ch]);
+    for (int64_t i = 0; i < n; ++i) {
+      const T* x = src + (i * c + ch) * s;
+      const T* g = gsrc + (i * c + ch) * s;
+      int64_t j = 0;
+      for (; j + L <= s; j += L)
+        for (int l = 0; l < L; ++l) {
+          a[l] += static_cast<double>(load(g[j + l]));
+          b[l] += static_cast<double>(load(g[j + l]) * (load(x[j + l]) - m));
+        }
+      for (; j < s; ++j) {
+        tg += static_cast<double>(load(g[j]));
+        tgx += static_cast<double>(load(g[j]) * (load(x[j]) - m));
+      }
+    }
+    for (int l = 0; l < L; ++l) tg += a[l], tgx += b[l];
+    sg[ch] = tg;
+    sgx[ch] = tgx;
+    const double k = sc[ch] * rs[ch];
+    const double bx = training ? -k * rs[ch] * rs[ch] * tgx / count : 0.0;
+    const double d = training ? -k * tg / count - bx * mu[ch] : 0.0;
+    const A ka = static_cast<A>(k), ba = static_cast<A>(bx), da = static_cast<A>(d);
+    for (int64_t i = 0; i < n; ++i) {
+      const T* x = src + (i * c + ch) * s;
+      const T* g = gsrc + (i * c + ch) * s;
+      T* y = dst + (i * c + ch) * s;
+      for (int64_t j = 0; j < s; ++j) y[j] = convert<T>(ka * load(g[j]) + ba * load(x[j]) + da);
+    }
+  });
+}
+
 template <class T>
 void bn_apply_impl(const Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift) {
   using A = acc_t<T>;
@@ -273,6 +329,13 @@ void batch_norm_stats(const Tensor& mean, const Tensor& var, const Tensor& in) {
 }
 void batch_norm_apply(const Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift) {
   visit_dtype<FloatTypes>(in.dtype(), "[batch_norm]", [&]<class T>() { bn_apply_impl<T>(out, in, scale, shift); });
+}
+void batch_norm_backward(const Tensor& grad_in, const Tensor& sum_g, const Tensor& sum_gxm, const Tensor& in,
+                         const Tensor& grad_out, const Tensor& mean, const Tensor& rstd, const Tensor& scale,
+                         bool training) {
+  visit_dtype<FloatTypes>(in.dtype(), "[batch_norm_backward]", [&]<class T>() {
+    bn_backward_impl<T>(grad_in, sum_g, sum_gxm, in, grad_out, mean, rstd, scale, training);
+  });
 }
 
 }  // namespace cpu
