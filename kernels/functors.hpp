@@ -590,11 +590,34 @@ struct Where : UnaryNumeric {
   }
 };
 
+// First-order backward helpers (used when no graph is built): the gradient through relu given its
+// output (PyTorch's threshold_backward: 0 where the output is not positive), and through exact gelu
+// given its input, g * (Phi(x) + x phi(x)).
+struct ReluBackward : BinaryNumeric {
+  template <class T>
+  EMBER_HD T operator()(T g, T y) const {
+    return y > T(0) ? g : T(0);
+  }
+};
+struct GeluBackward : BinaryNumeric {
+  using Types = FloatTypes;
+  static constexpr bool kIntToFloat = true;
+  template <class T>
+  EMBER_HD T operator()(T g, T x) const {
+#if !defined(__CUDA_ARCH__)
+    if constexpr (std::is_same_v<T, float>)
+      return g * (normal_cdf_fast(x) + x * exp_fast(-0.5f * x * x) * 0.39894228040143267794f);
+#endif
+    return g * (T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440))) +
+                x * std::exp(T(-0.5) * x * x) * T(0.39894228040143267794));
+  }
+};
+
 using UnaryFunctors = TypeList<Neg, Abs, Sign, Exp, Exp2, Log, Log2, Log1p, Expm1, Sqrt, Rsqrt, Reciprocal, Sin, Cos,
                                Tan, Tanh, Sigmoid, Relu, LeakyRelu, Gelu, GeluTanh, Silu, Softplus, Erf, Floor, Ceil,
                                Round, Trunc, LogicalNot, IsNan, IsInf, IsFinite, Clamp, NanToNum, PowScalar>;
 using BinaryFunctors = TypeList<Add, Sub, Mul, Div, DivFloor, DivTrunc, Remainder, Maximum, Minimum, Pow, Eq, Ne, Lt,
-                                Le, Gt, Ge, LogicalAnd, LogicalOr, LogicalXor, LerpScalar>;
+                                Le, Gt, Ge, LogicalAnd, LogicalOr, LogicalXor, LerpScalar, ReluBackward, GeluBackward>;
 using TernaryFunctors = TypeList<Lerp, Addcmul, Addcdiv, Where>;
 
 template <class T, class List>

@@ -264,7 +264,10 @@ Tensor sigmoid(const Tensor& x) {
   return unary_row<Sigmoid>("sigmoid", x, {}, {.out = true}, [](const D& d) { return d.g * d.out * (1 - d.out); });
 }
 Tensor relu(const Tensor& x) {
-  return unary_row<Relu>("relu", x, {}, {.out = true}, [](const D& d) { return d.g * (d.out > 0); });
+  return unary_row<Relu>("relu", x, {}, {.out = true}, [](const D& d) {
+    // One fused kernel for the first-order backward; the composite when a graph is built.
+    return autograd::is_grad_enabled() ? d.g * (d.out > 0) : binary_op<ReluBackward>("relu_backward", d.g, d.out);
+  });
 }
 Tensor leaky_relu(const Tensor& x, double slope) {
   return unary_row<LeakyRelu>("leaky_relu", x, {.a = slope}, {.a = true},
@@ -273,6 +276,7 @@ Tensor leaky_relu(const Tensor& x, double slope) {
 Tensor gelu(const Tensor& x, const std::string& approximate) {
   if (approximate == "none")
     return unary_row<Gelu>("gelu", x, {}, {.a = true}, [](const D& d) {
+      if (!autograd::is_grad_enabled()) return binary_op<GeluBackward>("gelu_backward", d.g, d.a);
       Tensor cdf = (erf(d.a * kSqrt1_2) + 1) * 0.5;
       Tensor pdf = exp(d.a * d.a * -0.5) * kInvSqrt2Pi;
       return d.g * (cdf + d.a * pdf);
