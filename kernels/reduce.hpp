@@ -21,6 +21,7 @@ void sort(const Tensor& values, const Tensor& indices, const Tensor& in, int64_t
 void topk(const Tensor& values, const Tensor& indices, const Tensor& in, int64_t k, int64_t dim, bool largest,
           bool sorted);
 void softmax(const Tensor& out, const Tensor& in, int64_t dim, bool log);
+void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out, bool log);
 }  // namespace cpu
 
 namespace detail {
@@ -71,6 +72,12 @@ inline void topk(const Tensor& values, const Tensor& indices, const Tensor& in, 
 inline void softmax(const Tensor& out, const Tensor& in, int64_t dim, bool log) {
   detail::check_reduce_device(in, log ? "log_softmax" : "softmax");
   cpu::softmax(out, in, dim, log);
+}
+// The first-order backward along the last dim: grad_in <- from grad_out and the forward's output out
+// (all contiguous, one shape and floating dtype).
+inline void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out, bool log) {
+  detail::check_reduce_device(out, log ? "log_softmax" : "softmax");
+  cpu::softmax_backward(grad_in, grad_out, out, log);
 }
 
 }  // namespace ember::kernels

@@ -497,6 +497,27 @@ void softmax_row(const T* x, T* y, int64_t n, bool log) {
   }
 }
 
+// The first-order backward of one contiguous row from the output y: softmax y (g - sum(g y)),
+// log_softmax g - exp(y) sum(g); the sums in double lanes, so they vectorise.
+template <class T>
+void softmax_backward_row(const T* g, const T* y, T* dx, int64_t n, bool log) {
+  using A = acc_t<T>;
+  constexpr int L = 8;
+  double lanes[L] = {}, total = 0;
+  int64_t k = 0;
+  for (; k + L <= n; k += L)
+    for (int l = 0; l < L; ++l)
+      lanes[l] += static_cast<double>(log ? to_acc<A>(g[k + l]) : to_acc<A>(g[k + l]) * to_acc<A>(y[k + l]));
+  for (; k < n; ++k) total += static_cast<double>(log ? to_acc<A>(g[k]) : to_acc<A>(g[k]) * to_acc<A>(y[k]));
+  for (int l = 0; l < L; ++l) total += lanes[l];
+  const A s = static_cast<A>(total);
+  if (log) {
+    for (k = 0; k < n; ++k) dx[k] = convert<T>(to_acc<A>(g[k]) - exp_acc(to_acc<A>(y[k])) * s);
+  } else {
+    for (k = 0; k < n; ++k) dx[k] = convert<T>(to_acc<A>(y[k]) * (to_acc<A>(g[k]) - s));
+  }
+}
+
 // Softmax over a non-innermost dim: a tile of w adjacent lines (stride `inner`) at once, vectorised
 // across the lines.
 template <class T>
@@ -667,6 +688,18 @@ void sort(const Tensor& values, const Tensor& indices, const Tensor& in, int64_t
 void topk(const Tensor& values, const Tensor& indices, const Tensor& in, int64_t k, int64_t dim, bool largest, bool) {
   Tensor x = in.contiguous();
   visit_dtype<AllTypes>(in.dtype(), "[topk]", [&]<class T>() { topk_impl<T>(values, indices, x, k, dim, largest); });
+}
+
+void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out, bool log) {
+  const int64_t n = out.dim() == 0 ? 1 : out.shape().back(), rows = n == 0 ? 0 : out.numel() / n;
+  visit_dtype<FloatTypes>(out.dtype(), log ? "[log_softmax_backward]" : "[softmax_backward]", [&]<class T>() {
+    const T* g = static_cast<const T*>(grad_out.raw_data());
+    const T* y = static_cast<const T*>(out.raw_data());
+    T* dx = static_cast<T*>(grad_in.raw_data());
+    parallel_items(rows, n * 3, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) softmax_backward_row(g + r * n, y + r * n, dx + r * n, n, log);
+    });
+  });
 }
 
 void softmax(const Tensor& out, const Tensor& in, int64_t dim, bool log) {
