@@ -12,6 +12,7 @@
 #include "core/autograd.hpp"
 #include "core/ops/nn.hpp"
 #include "core/ops/reduce.hpp"
+#include "core/ops/shape.hpp"
 
 namespace ember {
 namespace {
@@ -72,6 +73,17 @@ Tensor conv_weight(const Tensor& gout, const Tensor& x, const Shape& w_shape, co
   return gw;
 }
 
+// conv2d's input gradient: the adjoint, conv_transpose2d. With stride 1 and one group it is also a
+// conv2d of g with the flipped, transposed weight and "full" padding, which im2col + GEMM compute
+// without a column buffer to zero and scatter back (about 10% of a small ResNet's step on CPU).
+Tensor conv2d_input_grad(const Tensor& g, const Tensor& w, const Shape& in_shape, const Conv2dParams& p) {
+  const Pair full{p.dilation[0] * (w.size(2) - 1) - p.padding[0], p.dilation[1] * (w.size(3) - 1) - p.padding[1]};
+  if (p.stride[0] == 1 && p.stride[1] == 1 && p.groups == 1 && full[0] >= 0 && full[1] >= 0)
+    return conv2d(g, flip(w, {2, 3}).transpose(0, 1), {}, {1, 1}, full, pair(p.dilation), 1);
+  return conv_transpose2d(g, w, {}, pair(p.stride), pair(p.padding),
+                          output_padding_for(in_shape, g, w.size(2), w.size(3), p), p.groups, pair(p.dilation));
+}
+
 // conv2d on [N, C, H, W] x [O, C / groups, kH, kW], arguments checked, recorded as `op`.
 Tensor conv2d_4d(const char* op, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
                  const Shape& out_shape) {
@@ -86,12 +98,7 @@ Tensor conv2d_4d(const char* op, const Tensor& x, const Tensor& w, const Tensor&
                      [p](autograd::Ctx& c) {
                        const Tensor& g = c.grad();
                        autograd::Grads r(3);
-                       if (c.needs_grad(0)) {
-                         const Tensor w = c.saved(1);
-                         r[0] = conv_transpose2d(g, w, {}, pair(p.stride), pair(p.padding),
-                                                 output_padding_for(c.input(0).shape, g, w.size(2), w.size(3), p),
-                                                 p.groups, pair(p.dilation));
-                       }
+                       if (c.needs_grad(0)) r[0] = conv2d_input_grad(g, c.saved(1), c.input(0).shape, p);
                        if (c.needs_grad(1)) r[1] = conv_weight(g, c.saved(0), c.input(1).shape, p);
                        if (c.needs_grad(2)) r[2] = g.sum({0, 2, 3});
                        return r;

@@ -205,8 +205,14 @@ double channel_sum(const T* x, int64_t n, int64_t sn, int64_t s, int64_t ss, F&&
   for (int64_t i = 0; i < n; ++i) {
     const T* row = x + i * sn;
     double part = 0;
-    if (ss == 1) {
-      for (int64_t j = 0; j < s; ++j) part += f(static_cast<double>(load(row[j])));
+    if (ss == 1) {  // eight lanes, so the contiguous case vectorises
+      constexpr int L = 8;
+      double lanes[L] = {};
+      int64_t j = 0;
+      for (; j + L <= s; j += L)
+        for (int l = 0; l < L; ++l) lanes[l] += f(static_cast<double>(load(row[j + l])));
+      for (; j < s; ++j) part += f(static_cast<double>(load(row[j])));
+      for (int l = 0; l < L; ++l) part += lanes[l];
     } else {
       for (int64_t j = 0; j < s; ++j) part += f(static_cast<double>(load(row[j * ss])));
     }
