@@ -298,7 +298,15 @@ inline constexpr bool kVecExtreme =
     !std::is_same_v<A, bool>;
 template <class Mon, class A>
 A vec_extreme(const A* x, int64_t n, int64_t& done) {
+  // One native vector: a GCC vector wider than the target's registers is lowered element by element
+  // (3x slower softmax on AVX2 with 64-byte vectors).
+#if defined(__AVX512F__)
   constexpr int L = 64 / sizeof(A);
+#elif defined(__AVX__)
+  constexpr int L = 32 / sizeof(A);
+#else
+  constexpr int L = 16 / sizeof(A);
+#endif
   using V = typename VecOf<A, L>::type;
   V m = V{} + Mon::template identity<A>();
   auto nan = m != m;
