@@ -87,6 +87,26 @@ void shifted_sums(const T* x, int64_t n, double k, double& s, double& ss) {
   }
 }
 
+// A layer_norm row's mean as a hi + lo pair of the computation type A (x - hi is exact when the spread
+// is small against the mean, so a large mean does not cost f32 results their precision) and its rstd
+// from the biased variance.
+template <class T, class A = acc_t<T>>
+struct RowStats {
+  A hi, lo, rstd;
+};
+template <class T>
+RowStats<T> row_stats(const T* x, int64_t cols, double eps) {
+  using A = acc_t<T>;
+  double s, ss;
+  const double k = static_cast<double>(load(x[0]));
+  shifted_sums(x, cols, k, s, ss);
+  const double dm = s / static_cast<double>(cols);
+  const double var = std::max(ss / static_cast<double>(cols) - dm * dm, 0.0);
+  const double mean = k + dm;
+  const A hi = static_cast<A>(mean);
+  return {hi, static_cast<A>(mean - static_cast<double>(hi)), static_cast<A>(1.0 / std::sqrt(var + eps))};
+}
+
 template <class T>
 void layer_norm_impl(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps) {
   using A = acc_t<T>;
@@ -99,16 +119,7 @@ void layer_norm_impl(const Tensor& out, const Tensor& in, const Tensor& weight, 
   for_each(rows, cols, [&](int64_t r) {
     const T* x = src + r * cols;
     T* y = dst + r * cols;
-    double s, ss;
-    const double k = static_cast<double>(load(x[0]));
-    shifted_sums(x, cols, k, s, ss);
-    const double dm = s / static_cast<double>(cols);
-    const double var = std::max(ss / static_cast<double>(cols) - dm * dm, 0.0);  // biased
-    // y = (x - mean) * rstd with the mean split into a hi + lo pair of A: x - hi is exact when the
-    // spread is small against the mean, so a large mean does not cost f32 outputs their precision.
-    const double mean = k + dm;
-    const A hi = static_cast<A>(mean), lo = static_cast<A>(mean - static_cast<double>(hi));
-    const A rstd = static_cast<A>(1.0 / std::sqrt(var + eps));
+    const auto [hi, lo, rstd] = row_stats(x, cols, eps);
     if (w && b) {
       for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(((load(x[j]) - hi) - lo) * rstd * w[j] + b[j]);
     } else if (w) {
@@ -139,14 +150,7 @@ void layer_norm_backward_impl(const Tensor& grad_in, const Tensor& xhat_out, con
     const T* x = src + r * cols;
     const T* g = gsrc + r * cols;
     T* dx = dst + r * cols;
-    double s, ss;
-    const double k = static_cast<double>(load(x[0]));
-    shifted_sums(x, cols, k, s, ss);
-    const double dm = s / static_cast<double>(cols);
-    const double var = std::max(ss / static_cast<double>(cols) - dm * dm, 0.0);
-    const double mean = k + dm;
-    const A hi = static_cast<A>(mean), lo = static_cast<A>(mean - static_cast<double>(hi));
-    const A rstd = static_cast<A>(1.0 / std::sqrt(var + eps));
+    const auto [hi, lo, rstd] = row_stats(x, cols, eps);
     constexpr int L = 8;  // lanes, so the two sums vectorise
     double a[L] = {}, b[L] = {};
     int64_t j = 0;
