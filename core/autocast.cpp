@@ -12,6 +12,12 @@ namespace {
 thread_local DType t_dtype[2] = {kBF16, kF16};  // CPU, CUDA: PyTorch's defaults
 
 uint8_t bit(Device::Kind kind) { return static_cast<uint8_t>(1u << static_cast<unsigned>(kind)); }
+void set_enabled(Device::Kind kind, bool on) {
+  if (on)
+    detail::t_enabled |= bit(kind);
+  else
+    detail::t_enabled &= static_cast<uint8_t>(~bit(kind));
+}
 DType& dtype_slot(Device::Kind kind) { return t_dtype[kind == Device::Kind::CUDA ? 1 : 0]; }
 
 bool castable(CastPolicy policy, const Tensor& t) {
@@ -41,22 +47,14 @@ Tensor cast(CastPolicy policy, const Tensor& t) {
 Autocast::Autocast(Device device, DType dtype, bool enabled)
     : kind_(device.kind), prev_enabled_(autocast::is_enabled(device)), prev_dtype_(autocast::dtype_slot(device.kind)) {
   EMBER_CHECK(dtype == kF16 || dtype == kBF16, DTypeError,
-              "[autocast] the low-precision dtype must be float16 or "
-              "bfloat16, got ",
-              dtype);
+              "[autocast] the low-precision dtype must be float16 or bfloat16, got ", dtype);
   autocast::dtype_slot(kind_) = dtype;
-  if (enabled)
-    autocast::detail::t_enabled |= autocast::bit(kind_);
-  else
-    autocast::detail::t_enabled &= static_cast<uint8_t>(~autocast::bit(kind_));
+  autocast::set_enabled(kind_, enabled);
 }
 
 Autocast::~Autocast() {
   autocast::dtype_slot(kind_) = prev_dtype_;
-  if (prev_enabled_)
-    autocast::detail::t_enabled |= autocast::bit(kind_);
-  else
-    autocast::detail::t_enabled &= static_cast<uint8_t>(~autocast::bit(kind_));
+  autocast::set_enabled(kind_, prev_enabled_);
 }
 
 }  // namespace ember

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "core/autocast.hpp"
 #include "core/autograd.hpp"
 #include "core/error.hpp"
 #include "core/ops/elementwise.hpp"

@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "core/autocast.hpp"
 #include "train/callback.hpp"
 #include "train/checkpoint.hpp"
 #include "train/data/datamodule.hpp"
