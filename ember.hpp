@@ -18,6 +18,7 @@
 #include "core/scalar.hpp"
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
+#include "dist/dist.hpp"
 #include "nn/nn.hpp"
 #include "nn/functional.hpp"
 #include "nn/optim/optim.hpp"

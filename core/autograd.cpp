@@ -470,11 +470,30 @@ std::vector<Edge> root_edges(const std::vector<Tensor>& roots, const std::vector
 }
 }  // namespace
 
+namespace {
+thread_local std::vector<std::function<void()>>* t_final_callbacks = nullptr;  // of the innermost backward()
+}
+
+void queue_callback(std::function<void()> fn) {
+  EMBER_CHECK(t_final_callbacks != nullptr, AutogradError,
+              "[autograd::queue_callback] called outside a backward(): only a hook can queue a callback");
+  t_final_callbacks->push_back(std::move(fn));
+}
+
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots, bool retain_graph,
               bool create_graph) {
   std::vector<Tensor> seeds;
   std::vector<Edge> edges = root_edges(roots, grad_roots, seeds, "backward");
+  std::vector<std::function<void()>> callbacks;
+  struct Frame {  // restores the enclosing backward's list, also when the engine throws
+    std::vector<std::function<void()>>* prev;
+    ~Frame() { t_final_callbacks = prev; }
+  } frame{std::exchange(t_final_callbacks, &callbacks)};
   Engine::run(edges, std::move(seeds), retain_graph || create_graph, create_graph, nullptr);
+  for (size_t i = 0; i < callbacks.size(); ++i) {  // a callback may queue another
+    auto fn = std::move(callbacks[i]);
+    fn();
+  }
 }
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,

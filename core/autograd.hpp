@@ -220,6 +220,11 @@ Tensor as_strided_backward(const Tensor& g, const Strided& in, const Strided& ou
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots = {}, bool retain_graph = false,
               bool create_graph = false);
 
+// Runs fn once the backward() in progress on this thread has accumulated every gradient (before it
+// returns), as torch's queue_callback: DDP waits for its gradient reductions there. AutogradError when
+// no backward() runs on this thread. A backward that throws drops its callbacks.
+void queue_callback(std::function<void()> fn);
+
 // Gradients of outputs w.r.t. inputs, returned rather than accumulated. retain_graph defaults to
 // create_graph. An input the outputs do not depend on is an error unless allow_unused (then undefined).
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,

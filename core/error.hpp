@@ -20,6 +20,7 @@ class OutOfMemoryError : public Error { using Error::Error; };
 class FormatError : public Error { using Error::Error; };
 class IOError : public Error { using Error::Error; };
 class AutogradError : public Error { using Error::Error; };
+class DistError : public Error { using Error::Error; };  // a collective or the process group failed
 
 namespace detail {
 template <class... Args>

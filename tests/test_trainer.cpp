@@ -407,7 +407,11 @@ TEST_SUITE("trainer") {
   TEST_CASE("bad options and bad steps raise clear errors") {
     CHECK(throws_with<ValueError>([] { train::Trainer t({.accelerator = "tpu"}); }, "accelerator"));
     CHECK(throws_with<ValueError>([] { train::Trainer t({.precision = "8"}); }, "precision \"8\""));
-    CHECK(throws_with<ValueError>([] { train::Trainer t({.devices = 2}); }, "DDP"));
+    // One process cannot be two DDP ranks: the error says how to launch them.
+    CHECK(throws_with<ValueError>([] { train::Trainer t({.devices = 2}); }, "mpirun -np 2"));
+    CHECK(throws_with<ValueError>([] { train::Trainer t({.devices = 2, .num_nodes = 2}); }, "needs 4 processes"));
+    CHECK(throws_with<ValueError>([] { train::Trainer t({.devices = 2, .strategy = "single_device"}); }, "\"ddp\""));
+    CHECK_THROWS_AS(train::Trainer({.devices = 0}), ValueError);
     CHECK_THROWS_AS(train::Trainer({.accumulate_grad_batches = 0}), ValueError);
     CHECK_THROWS_AS(train::Trainer({.val_check_interval = 0}), ValueError);
     CHECK_THROWS_AS(train::Trainer({.log_every_n_steps = 0}), ValueError);

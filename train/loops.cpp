@@ -7,6 +7,7 @@
 #include "core/autocast.hpp"
 #include "core/autograd.hpp"
 #include "core/error.hpp"
+#include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
 #include "nn/clip_grad.hpp"
 #include "train/signals.hpp"
@@ -47,7 +48,9 @@ bool Trainer::done_fitting() const {
   if (fast_dev_ && global_step_ >= options_.fast_dev_run) return true;
   const int64_t epochs = max_epochs();
   if (epochs >= 0 && current_epoch_ >= epochs) return true;
-  if (options_.max_time && std::chrono::duration<double>(elapsed()).count() >= *options_.max_time) return true;
+  if (options_.max_time && (comm_ != nullptr ? time_up_
+                                             : std::chrono::duration<double>(elapsed()).count() >= *options_.max_time))
+    return true;
   return should_stop && min_reached();
 }
 
@@ -55,7 +58,22 @@ void Trainer::send_to_loggers(MetricMap metrics) {
   if (metrics.empty() || sanity_checking()) return;
   metrics["epoch"] = double(current_epoch_);
   metrics_.note_logged(metrics);
-  for (const auto& l : loggers_) l->log_metrics(metrics, global_step_);
+  if (is_global_zero())
+    for (const auto& l : loggers_) l->log_metrics(metrics, global_step_);
+}
+
+// The decisions to stop are per process (a callback's, a clock's, a signal's); under DDP every rank
+// must take the same one at the same batch, so each adopts the most urgent of all ranks'.
+void Trainer::sync_stop() {
+  if (comm_ == nullptr) return;
+  const bool time_up = options_.max_time && std::chrono::duration<double>(elapsed()).count() >= *options_.max_time;
+  const int sig = options_.handle_signals ? SignalWatch::received() : 0;
+  Tensor flags = tensor_from<double>({should_stop ? 1.0 : 0.0, time_up ? 1.0 : 0.0, double(sig)}, {3}, {{.dtype = kF64}});
+  comm_->all_reduce(flags, dist::ReduceOp::kMax);
+  const double* f = flags.data_ptr<double>();
+  should_stop = f[0] != 0;
+  time_up_ = f[1] != 0;
+  pending_signal_ = static_cast<int>(f[2]);
 }
 
 // The loaders and batch counts of a fit (before configure_optimizers, which may ask for
@@ -73,6 +91,8 @@ void Trainer::setup_fit_loops() {
     train_loader_ = std::make_shared<data::DataLoader>(train_loader_->dataset(), o);
     val_loader_ = std::make_shared<data::DataLoader>(train_loader_->dataset(), o);
   }
+  train_loader_ = distributed(train_loader_);
+  val_loader_ = distributed(val_loader_);
   const BatchLimit& train_limit = overfit ? options_.overfit_batches : options_.limit_train_batches;
   num_training_batches_ =
       limit_batches(train_limit, *train_loader_, overfit ? "overfit_batches" : "limit_train_batches");
@@ -96,6 +116,7 @@ void Trainer::run_fit() {
   m.train();
   m.on_train_start();
   call_hook([&](Callback& c) { c.on_train_start(*this, m); });
+  sync_stop();
   while (!done_fitting() && !stop_for_signal()) run_train_epoch();
   m.on_train_end();
   call_hook([&](Callback& c) { c.on_train_end(*this, m); });
@@ -105,7 +126,7 @@ void Trainer::run_fit() {
 
 bool Trainer::stop_for_signal() {
   if (received_signal_ != 0) return true;
-  const int sig = options_.handle_signals ? SignalWatch::received() : 0;
+  const int sig = comm_ != nullptr ? pending_signal_ : options_.handle_signals ? SignalWatch::received() : 0;
   if (sig == 0) return false;
   received_signal_ = sig;
   const std::string path = interrupted_checkpoint_path();
@@ -142,11 +163,13 @@ void Trainer::run_train_epoch() {
   if (tail_pending_) batch_tail();  // resumed from a checkpoint taken right after a batch
 
   const int64_t loader_epoch = train_loader_->epoch();
+  sync_stop();
   if (!done_fitting()) {
     for (const data::Batch& batch : *train_loader_) {
       if (num_training_batches_ >= 0 && batches_this_epoch_ >= num_training_batches_) break;
       if (!training_batch(batch, batches_this_epoch_)) break;
       batch_tail();
+      sync_stop();
       if (done_fitting() || stop_for_signal()) break;
     }
   }
@@ -165,6 +188,7 @@ void Trainer::run_train_epoch() {
   ++current_epoch_;
   batches_this_epoch_ = 0;
   epoch_done_ = false;
+  sync_stop();
 }
 
 bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
@@ -176,6 +200,7 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
   metrics_.set_batch_size(b.size());
   step_before_batch_ = global_step_;
   if (!m.on_train_batch_start(b, batch_idx)) return false;
+  if (ddp_) ddp_->sync_buffers();  // rank 0's BatchNorm statistics, as PyTorch's DDP before each forward
   call_hook([&](Callback& c) { c.on_train_batch_start(*this, m, b, batch_idx); });
 
   Tensor loss;
@@ -192,6 +217,8 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
       EMBER_CHECK(loss.requires_grad(), AutogradError,
                   "[Trainer] training_step's loss does not require grad (computed under no_grad, or from "
                   "detached tensors?)");
+      std::optional<dist::DistributedDataParallel::NoSync> local;  // accumulate locally until the window ends
+      if (ddp_ && !window_end) local.emplace(*ddp_);
       backward(accumulate_ > 1 ? loss / double(accumulate_) : loss);
       grads_pending_ = true;
     }

@@ -32,6 +32,9 @@ void MetricCollector::log(const std::string& name, double value, const LogOption
   const int64_t batch_size = options.batch_size.value_or(batch_size_);
   EMBER_CHECK(batch_size >= 0, ValueError, "[log] '", name, "': batch_size must be >= 0, got ", batch_size);
 
+  // Every value logged with sync_dist is reduced when logged, so the epoch value reduces synced values.
+  if (options.sync_dist && sync_) value = sync_(value, r);
+
   EntrySet& set = current();
   auto [it, fresh] = set.try_emplace(name);
   Entry& e = it->second;

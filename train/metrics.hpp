@@ -4,6 +4,7 @@
 // since validation runs inside a training epoch.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -21,6 +22,8 @@ class MetricCollector {
   // `hook` decides the on_step/on_epoch defaults: true for training_step and the train batch hooks.
   void set_step_hook(bool in_step) { in_step_ = in_step; }
   void set_batch_size(int64_t batch_size) { batch_size_ = batch_size; }
+  // DDP: reduces a value logged with sync_dist across ranks by its reduce name (mean, sum, max, min).
+  void set_sync(std::function<double(double, const std::string&)> sync) { sync_ = std::move(sync); }
 
   // ValueError for a bad reduce name, or a name logged with different options within one epoch.
   void log(const std::string& name, double value, const LogOptions& options);
@@ -60,6 +63,7 @@ class MetricCollector {
   EntrySet train_, eval_;
   bool training_ = true, in_step_ = true;
   int64_t batch_size_ = 1;
+  std::function<double(double, const std::string&)> sync_;
   MetricMap callback_, logged_, progress_;
 };
 

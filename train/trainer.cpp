@@ -70,8 +70,24 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
               "[Trainer] accelerator must be \"cpu\", \"cuda\" or \"auto\", got \"", o.accelerator, "\"");
   EMBER_CHECK(one_of(o.strategy, {"auto", "single_device", "ddp"}), ValueError,
               "[Trainer] strategy must be \"auto\", \"single_device\" or \"ddp\", got \"", o.strategy, "\"");
-  EMBER_CHECK(o.devices == 1 && o.strategy != "ddp", ValueError, "[Trainer] devices = ", o.devices, ", strategy \"",
-              o.strategy, "\": this build trains on one device; DDP comes with ember::dist");
+  EMBER_CHECK(o.devices == -1 || o.devices >= 1, ValueError, "[Trainer] devices must be >= 1 or -1, got ", o.devices);
+  EMBER_CHECK(o.num_nodes >= 1, ValueError, "[Trainer] num_nodes must be >= 1, got ", o.num_nodes);
+  EMBER_CHECK(o.ddp_bucket_cap_mb > 0, ValueError, "[Trainer] ddp_bucket_cap_mb must be > 0, got ", o.ddp_bucket_cap_mb);
+  const dist::LaunchInfo launch = dist::launch_info();
+  const bool ddp = o.strategy == "ddp" || o.devices > 1 || o.num_nodes > 1 || o.devices == -1 ||
+                   (o.strategy == "auto" && launch.world_size > 1);
+  EMBER_CHECK(!ddp || o.strategy != "single_device", ValueError, "[Trainer] strategy \"single_device\" with devices = ",
+              o.devices, ", num_nodes = ", o.num_nodes, ": several devices train with strategy \"ddp\"");
+  if (ddp) {
+    const int per_node = o.devices == -1 ? launch.local_world_size : o.devices;
+    const int want = per_node * o.num_nodes;
+    EMBER_CHECK(want == launch.world_size, ValueError, "[Trainer] devices = ", per_node, " x num_nodes = ", o.num_nodes,
+                " needs ", want, " processes, but ",
+                launch.launcher == "none" ? std::string("this program runs alone")
+                                          : detail::cat_str(launch.launcher, " started ", launch.world_size),
+                ": start one process per device, e.g. `mpirun -np ", want, " <program>` or `srun --ntasks-per-node=",
+                per_node, " <program>`, and set devices to the processes per node (-1: take the launcher's)");
+  }
   precision_ = parse_precision(o.precision);
   EMBER_CHECK(!o.max_epochs || *o.max_epochs >= -1, ValueError, "[Trainer] max_epochs must be >= -1, got ",
               *o.max_epochs);
@@ -102,7 +118,13 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
   const bool cuda = o.accelerator == "cuda" || o.accelerator == "gpu";
   EMBER_CHECK(!cuda || cuda_is_available(), DeviceError, "[Trainer] accelerator \"", o.accelerator,
               "\" asked for, but no CUDA device is available");
-  device_ = cuda || (o.accelerator == "auto" && cuda_is_available()) ? Device("cuda:0") : Device();
+  device_ = cuda || (o.accelerator == "auto" && cuda_is_available())
+                ? Device(Device::Kind::CUDA, ddp ? launch.local_rank : 0)
+                : Device();
+  if (ddp) {
+    comm_ = &dist::world();
+    grad_comm_ = &dist::world(device_);
+  }
   dtype_ = precision_.param_dtype;
   if (precision_.scale_loss) scaler_.emplace();
   accumulate_ = o.accumulate_grad_batches;
@@ -112,6 +134,22 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
   callbacks_ = o.callbacks;
   if (!fast_dev_) add_default_callbacks();
   if (!fast_dev_ && o.logger) loggers_ = o.loggers.empty() ? default_loggers() : o.loggers;
+  if (comm_ != nullptr) {
+    // Rank 0 prints and logs: the others drop the display callbacks and adopt rank 0's log folder (each
+    // logger picked its version_N on its own, and rank 0 may already have made one).
+    if (!is_global_zero())
+      std::erase_if(callbacks_, [](const CallbackPtr& c) {
+        return dynamic_cast<ProgressBar*>(c.get()) != nullptr || dynamic_cast<ModelSummary*>(c.get()) != nullptr;
+      });
+    metrics_.set_sync([comm = comm_](double v, const std::string& reduce) {
+      const dist::ReduceOp op = reduce == "sum"   ? dist::ReduceOp::kSum
+                                : reduce == "max" ? dist::ReduceOp::kMax
+                                : reduce == "min" ? dist::ReduceOp::kMin
+                                                  : dist::ReduceOp::kAvg;
+      return comm->all_reduce_scalar(v, op);
+    });
+    log_dir_ = comm_->broadcast_string(loggers_.empty() ? options_.default_root_dir : loggers_.front()->log_dir());
+  }
 }
 
 Trainer::~Trainer() = default;  // runs detach their module when they end, so no module is touched here
@@ -121,6 +159,7 @@ std::string Trainer::interrupted_checkpoint_path() const {
 }
 
 std::string Trainer::log_dir() const {
+  if (comm_ != nullptr) return log_dir_;
   return loggers_.empty() ? options_.default_root_dir : loggers_.front()->log_dir();
 }
 
@@ -203,7 +242,7 @@ void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* dat
     }
     for (const auto& l : loggers_) {
       try {
-        l->finalize("failed");
+        if (is_global_zero()) l->finalize("failed");
       } catch (...) {
       }
     }
@@ -251,12 +290,19 @@ void Trainer::fit_body(const RunOptions& run) {
   metrics_.clear();
   setup_fit_loops();
   configure_optimizers();
+  if (comm_ != nullptr)  // rank 0's weights everywhere, and a gradient reducer hooked into backward
+    ddp_.emplace(model_->parameters(), model_->buffers(), *grad_comm_,
+                 dist::DDPOptions{.bucket_cap_mb = options_.ddp_bucket_cap_mb});
   if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), true);
-  for (const auto& l : loggers_) l->log_hyperparams(model_->hparams());
+  if (is_global_zero())
+    for (const auto& l : loggers_) l->log_hyperparams(model_->hparams());
   std::optional<SignalWatch> watch;
   if (options_.handle_signals) watch.emplace();
   run_fit();
-  for (const auto& l : loggers_) l->finalize(interrupted() ? "interrupted" : "success");
+  if (is_global_zero())
+    for (const auto& l : loggers_) l->finalize(interrupted() ? "interrupted" : "success");
+  ddp_.reset();
+  if (comm_ != nullptr) comm_->barrier();  // every rank may read what rank 0 wrote (the best checkpoint)
 }
 
 std::vector<MetricMap> Trainer::validate(TrainModule& model, data::DataModule& data, const RunOptions& run) {
@@ -296,7 +342,7 @@ std::vector<Tensor> Trainer::predict(TrainModule& model, std::shared_ptr<data::D
 
 std::vector<Tensor> Trainer::predict_body(std::shared_ptr<data::DataLoader> loader, const RunOptions& run) {
   if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), false);
-  return run_predict(std::move(loader));
+  return run_predict(distributed(std::move(loader)));
 }
 
 std::vector<MetricMap> Trainer::eval_body(Stage stage, std::shared_ptr<data::DataLoader> loader,
@@ -306,9 +352,31 @@ std::vector<MetricMap> Trainer::eval_body(Stage stage, std::shared_ptr<data::Dat
   if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), false);
   metrics_.clear();
   const BatchLimit& limit = stage == Stage::kTesting ? options_.limit_test_batches : options_.limit_val_batches;
-  return {
-      run_eval(stage, loader,
-               limit_batches(limit, *loader, stage == Stage::kTesting ? "limit_test_batches" : "limit_val_batches"))};
+  loader = distributed(std::move(loader));
+  return {run_eval(stage, loader,
+                   limit_batches(limit, *loader, stage == Stage::kTesting ? "limit_test_batches" : "limit_val_batches"))};
+}
+
+std::shared_ptr<data::DataLoader> Trainer::distributed(std::shared_ptr<data::DataLoader> loader) const {
+  if (comm_ == nullptr || !options_.use_distributed_sampler || loader == nullptr || loader->dataset() == nullptr)
+    return loader;
+  const std::shared_ptr<data::Sampler> current = loader->sampler();
+  const std::string kind = current ? current->name() : "SequentialSampler";
+  if (kind == "DistributedSampler") return loader;
+  EMBER_CHECK(kind == "SequentialSampler" || kind == "RandomSampler", ValueError,
+              "[Trainer] under DDP every loader gets a DistributedSampler, which cannot stand in for this loader's ",
+              kind, ": give the loader a data::DistributedSampler of your own or set use_distributed_sampler = false");
+  data::DataLoaderOptions o = loader->options();
+  const bool shuffle = o.shuffle || kind == "RandomSampler";
+  // Every rank must permute alike: rank 0's seed (an unseeded loader drew its own on each rank).
+  const uint64_t seed = std::stoull(comm_->broadcast_string(std::to_string(loader->seed())));
+  o.shuffle = false;
+  o.seed = seed;
+  o.sampler = std::make_shared<data::DistributedSampler>(loader->dataset()->size(), world_size(),
+                                                         global_rank(), shuffle, seed, /*drop_last=*/false);
+  auto out = std::make_shared<data::DataLoader>(loader->dataset(), o);
+  out->set_epoch(loader->epoch());
+  return out;
 }
 
 int64_t Trainer::limit_batches(const BatchLimit& limit, const data::DataLoader& loader, const char* option) const {
@@ -364,8 +432,14 @@ std::string Trainer::resolve_ckpt_path(const std::string& ckpt_path) const {
 
 void Trainer::save_checkpoint(const std::string& path, bool weights_only) {
   EMBER_CHECK(model_ != nullptr, ValueError, "[Trainer.save_checkpoint] no module: call fit first");
-  make_checkpoint(weights_only).save(path);
-  for (const auto& l : loggers_) l->save();
+  // Every rank builds the checkpoint (its hooks may communicate); rank 0 writes it, and no rank goes on
+  // before the file is there.
+  Checkpoint ck = make_checkpoint(weights_only);
+  if (is_global_zero()) {
+    ck.save(path);
+    for (const auto& l : loggers_) l->save();
+  }
+  if (comm_ != nullptr) comm_->barrier();
 }
 
 Checkpoint Trainer::make_checkpoint(bool weights_only) {
@@ -401,7 +475,7 @@ Checkpoint Trainer::make_checkpoint(bool weights_only) {
                 {"step_before_batch", step_before_batch_},
                 {"accumulate_grad_batches", accumulate_},
                 {"elapsed_s", std::chrono::duration<double>(elapsed()).count()}};
-  if (datamodule_ != nullptr)
+  if (datamodule_ != nullptr && comm_ == nullptr)
     s["datamodule"] = datamodule_->state_dict();
   else if (train_loader_ != nullptr)
     s["train_loader"] = train_loader_->state_dict();
@@ -463,7 +537,7 @@ void Trainer::load_checkpoint(const Checkpoint& ck, bool restore_training) {
       batches_this_epoch_ = 0;
       epoch_done_ = tail_pending_ = false;
     }
-    if (datamodule_ != nullptr && s.contains("datamodule"))
+    if (datamodule_ != nullptr && comm_ == nullptr && s.contains("datamodule"))
       datamodule_->load_state_dict(s.at("datamodule"));
     else if (s.contains("train_loader"))
       train_loader_->load_state_dict(s.at("train_loader"));

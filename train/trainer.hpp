@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.hpp"
+#include "dist/ddp.hpp"
 #include "train/callback.hpp"
 #include "train/checkpoint.hpp"
 #include "train/data/datamodule.hpp"
@@ -48,8 +50,12 @@ struct TrainerOptions {
   int64_t min_steps = -1;
   std::optional<double> max_time = std::nullopt;
   std::string accelerator = "auto";  // "cpu", "cuda", "auto" (cuda when a device is present)
+  // Processes per node (-1: as many as the launcher started per node). Several devices, or several nodes,
+  // mean DDP: one process per device, started by `mpirun -np N` or `srun`, each running the same program.
   int devices = 1;
-  std::string strategy = "auto";  // "auto", "single_device"; "ddp" comes with ember::dist
+  int num_nodes = 1;
+  // "auto" (DDP when the launcher started several processes), "single_device" or "ddp".
+  std::string strategy = "auto";
   // "32", "64", "bf16-mixed", "16-mixed" (with a GradScaler), "bf16-true", "16-true": see precision.hpp.
   std::string precision = "32";
   int64_t accumulate_grad_batches = 1;
@@ -74,6 +80,10 @@ struct TrainerOptions {
   std::vector<LoggerPtr> loggers = {};
   std::string default_root_dir = ".";
   std::optional<uint64_t> seed = std::nullopt;  // manual_seed(seed) before setup (seed_everything)
+  // Under DDP, each map-style loader gets a DistributedSampler (keeping its shuffle and seed), so every
+  // rank sees its own share; false: the loaders are used as given (shard them yourself).
+  bool use_distributed_sampler = true;
+  double ddp_bucket_cap_mb = 25.0;  // DDP's gradient bucket size
   // SIGTERM or SIGUSR1 during fit (a scheduler's preemption notice): the step in progress finishes, the
   // run is saved to interrupted_checkpoint_path() and fit returns with interrupted() true.
   bool handle_signals = true;
@@ -166,6 +176,16 @@ class Trainer {
 
   TrainModule* model() const { return model_; }
   Device device() const { return device_; }
+
+  // -- distributed training (DDP) --
+  int global_rank() const { return comm_ ? comm_->rank() : 0; }
+  int world_size() const { return comm_ ? comm_->world_size() : 1; }
+  // Rank 0 logs, prints and writes checkpoints; the other ranks only compute.
+  bool is_global_zero() const { return global_rank() == 0; }
+  // The group's CPU communicator under DDP (for decisions every rank must share), else null.
+  dist::Communicator* communicator() const { return comm_; }
+  // The gradient reducer of the fit in progress under DDP (no_sync for manual optimisation), else null.
+  dist::DistributedDataParallel* ddp() { return ddp_ ? &*ddp_ : nullptr; }
   // The loss scaler of precision "16-mixed" (null otherwise); its state travels in checkpoints.
   GradScaler* scaler() { return scaler_ ? &*scaler_ : nullptr; }
 
@@ -206,6 +226,9 @@ class Trainer {
   bool done_fitting() const;
   bool min_reached() const;
   bool stop_for_signal();  // true once a preemption signal arrived (the run is saved on the first call)
+  void sync_stop();        // DDP: every rank adopts any rank's should_stop, signal and max_time verdict
+  // DDP: the loader with a DistributedSampler in place of its order (see use_distributed_sampler).
+  std::shared_ptr<data::DataLoader> distributed(std::shared_ptr<data::DataLoader> loader) const;
   data::Batch prepare_batch(const data::Batch& batch) const;
 
   template <class F>
@@ -226,6 +249,12 @@ class Trainer {
   DType dtype_ = kF32;  // of the module's floating tensors and the batches
   PrecisionMode precision_;
   std::optional<GradScaler> scaler_;
+  dist::Communicator* comm_ = nullptr;       // DDP: the CPU group (decisions, metrics)
+  dist::Communicator* grad_comm_ = nullptr;  // DDP: the group of device_'s tensors (gradients)
+  std::optional<dist::DistributedDataParallel> ddp_;
+  std::string log_dir_;  // DDP: rank 0's log_dir, the same on every rank
+  bool time_up_ = false;  // DDP: max_time reached on some rank
+  int pending_signal_ = 0;  // DDP: a signal some rank received
   Stage stage_ = Stage::kNone;
 
   int64_t current_epoch_ = 0;

@@ -1,6 +1,7 @@
 // ModelCheckpoint: when to save, file names from templates, the top-k bookkeeping and its state.
 #include "train/callbacks/model_checkpoint.hpp"
 
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -102,7 +103,9 @@ void ModelCheckpoint::on_train_batch_end(Trainer& trainer, TrainModule& /*module
   bool due = o_.every_n_train_steps > 0 && trainer.global_step() % o_.every_n_train_steps == 0;
   if (o_.train_time_interval) {
     const auto now = std::chrono::steady_clock::now();
-    if (std::chrono::duration<double>(now - last_time_check_).count() >= *o_.train_time_interval) {
+    bool elapsed = std::chrono::duration<double>(now - last_time_check_).count() >= *o_.train_time_interval;
+    if (auto* comm = trainer.communicator()) elapsed = comm->broadcast_scalar(elapsed ? 1 : 0) != 0;  // rank 0's clock
+    if (elapsed) {
       due = true;
       last_time_check_ = now;
     }
@@ -119,11 +122,29 @@ void ModelCheckpoint::on_validation_end(Trainer& trainer, TrainModule& /*module*
   save(trainer);
 }
 
+namespace {
+// The callback metrics with epoch and step, as exact bit patterns (NaN and inf included).
+nlohmann::json metrics_json(const Trainer& trainer) {
+  nlohmann::json j = nlohmann::json::object();
+  MetricMap m = trainer.callback_metrics();
+  m["epoch"] = double(trainer.current_epoch());
+  m["step"] = double(trainer.global_step());
+  for (const auto& [k, v] : m) j[k] = std::bit_cast<uint64_t>(v);
+  return j;
+}
+}  // namespace
+
 void ModelCheckpoint::save(Trainer& trainer) {
   if (trainer.global_step() == last_global_step_saved_ && !last_model_path_.empty()) return;
   MetricMap candidates = trainer.callback_metrics();
   candidates["epoch"] = double(trainer.current_epoch());
   candidates["step"] = double(trainer.global_step());
+  if (auto* comm = trainer.communicator()) {
+    // Under DDP every rank must save the same files at the same steps: all decide on rank 0's metrics.
+    candidates.clear();
+    const nlohmann::json j = nlohmann::json::parse(comm->broadcast_string(metrics_json(trainer).dump()));
+    for (const auto& [k, v] : j.items()) candidates[k] = std::bit_cast<double>(v.get<uint64_t>());
+  }
   last_global_step_saved_ = trainer.global_step();
   fs::create_directories(dirpath_);
   save_top_k(trainer, candidates);
@@ -153,13 +174,14 @@ std::string ModelCheckpoint::format_checkpoint_name(const MetricMap& metrics) co
   return out;
 }
 
-std::string ModelCheckpoint::unique_path(const MetricMap& candidates) const {
+std::string ModelCheckpoint::unique_path(const Trainer& trainer, const MetricMap& candidates) const {
   const std::string base = format_checkpoint_name(candidates);
   fs::path p = fs::path(dirpath_) / (base + kExtension);
   if (!o_.enable_version_counter) return p.string();
   for (int v = 1; fs::exists(p) && !best_k_models_.contains(p.string()) && p.string() != last_model_path_; ++v)
     p = fs::path(dirpath_) / (base + "-v" + std::to_string(v) + kExtension);
-  return p.string();
+  auto* comm = trainer.communicator();
+  return comm ? comm->broadcast_string(p.string()) : p.string();
 }
 
 bool ModelCheckpoint::better(double a, double b) const {
@@ -172,13 +194,13 @@ void ModelCheckpoint::save_top_k(Trainer& trainer, const MetricMap& candidates) 
   std::string written;
   if (o_.save_top_k != 0) {
     if (o_.monitor.empty()) {  // the latest save_top_k (1: replace, -1: keep all)
-      const std::string path = unique_path(candidates);
+      const std::string path = unique_path(trainer, candidates);
       const std::string previous = best_model_path_;
       best_model_path_ = path;
       if (o_.save_top_k == -1) best_k_models_[path] = 0;
       trainer.save_checkpoint(path, o_.save_weights_only);
       written = path;
-      if (o_.save_top_k == 1 && !previous.empty() && previous != path) fs::remove(previous);
+      if (o_.save_top_k == 1 && !previous.empty() && previous != path && trainer.is_global_zero()) fs::remove(previous);
     } else {
       auto it = candidates.find(o_.monitor);
       if (it == candidates.end()) {
@@ -191,7 +213,7 @@ void ModelCheckpoint::save_top_k(Trainer& trainer, const MetricMap& candidates) 
       const bool room = o_.save_top_k == -1 || int64_t(best_k_models_.size()) < o_.save_top_k;
       const bool improves = room || better(current, best_k_models_.at(kth_best_model_path_));
       if (improves) {
-        const std::string path = unique_path(candidates);
+        const std::string path = unique_path(trainer, candidates);
         std::string dropped;
         if (!room) {
           dropped = kth_best_model_path_;
@@ -212,7 +234,7 @@ void ModelCheckpoint::save_top_k(Trainer& trainer, const MetricMap& candidates) 
                     << o_.monitor << "' reached " << current << ", saving " << path << "\n";
         trainer.save_checkpoint(path, o_.save_weights_only);
         written = path;
-        if (!dropped.empty() && dropped != path) fs::remove(dropped);
+        if (!dropped.empty() && dropped != path && trainer.is_global_zero()) fs::remove(dropped);
       } else if (o_.verbose) {
         std::cout << "Epoch " << trainer.current_epoch() << ", global step " << trainer.global_step() << ": '"
                   << o_.monitor << "' was not in top " << o_.save_top_k << "\n";
@@ -226,6 +248,7 @@ void ModelCheckpoint::save_last(Trainer& trainer, const std::string& written) {
   const std::string path = (fs::path(dirpath_) / (std::string("last") + kExtension)).string();
   last_model_path_ = path;
   if (!written.empty()) {  // the same bytes: copy through a temporary name so the swap stays atomic
+    if (!trainer.is_global_zero()) return;
     const std::string tmp = path + ".tmp.copy";
     fs::copy_file(written, tmp, fs::copy_options::overwrite_existing);
     fs::rename(tmp, path);

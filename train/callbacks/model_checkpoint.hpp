@@ -62,7 +62,8 @@ class ModelCheckpoint : public Callback {
   void save(Trainer& trainer);
   void save_top_k(Trainer& trainer, const MetricMap& candidates);
   void save_last(Trainer& trainer, const std::string& written);
-  std::string unique_path(const MetricMap& candidates) const;
+  // A free file name (rank 0's choice under DDP: other ranks may already see the files it wrote).
+  std::string unique_path(const Trainer& trainer, const MetricMap& candidates) const;
   bool better(double a, double b) const;
   bool on_epoch_end_trigger(Trainer& trainer) const;
 

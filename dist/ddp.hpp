@@ -1,0 +1,98 @@
+// DistributedDataParallel: keeps a model's replicas equal across the ranks of a communicator. It starts
+// them from rank 0's parameters and buffers, and after every backward every rank holds the mean of all
+// ranks' gradients. Gradients go into buckets of about bucket_cap_mb (in reverse parameter order, roughly
+// the order backward produces them); a bucket all-reduces asynchronously as soon as each of its
+// parameters has its gradient, while backward goes on, and the end of backward waits for them all.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/tensor.hpp"
+#include "dist/communicator.hpp"
+#include "dist/process_group.hpp"
+
+namespace ember::dist {
+
+struct DDPOptions {
+  double bucket_cap_mb = 25.0;
+  // sync_buffers() (which the Trainer calls before each training step, as PyTorch's DDP does in forward)
+  // broadcasts rank 0's buffers, e.g. BatchNorm's running statistics; false: each rank keeps its own.
+  bool broadcast_buffers = true;
+};
+
+class DistributedDataParallel {
+ public:
+  // Any module with parameters() and buffers() (nn::Module): dist does not depend on nn.
+  template <class M>
+  requires requires(const M& m) {
+    m.parameters();
+    m.buffers();
+  }
+  explicit DistributedDataParallel(const M& module, Communicator& comm = world(), DDPOptions options = {})
+      : DistributedDataParallel(module.parameters(), module.buffers(), comm, options) {}
+  // ... or a module handle (nn::Linear, nn::Sequential, a shared_ptr to a module).
+  template <class H>
+  requires requires(const H& h) {
+    h->parameters();
+    h->buffers();
+  }
+  explicit DistributedDataParallel(const H& module, Communicator& comm = world(), DDPOptions options = {})
+      : DistributedDataParallel(module->parameters(), module->buffers(), comm, options) {}
+  DistributedDataParallel(std::vector<Tensor> parameters, std::vector<Tensor> buffers, Communicator& comm = world(),
+                          DDPOptions options = {});
+  ~DistributedDataParallel();
+  DistributedDataParallel(const DistributedDataParallel&) = delete;
+  DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
+
+  // While a NoSync lives, backward leaves gradients local (they accumulate); the first backward after it
+  // reduces the accumulated gradients. For gradient accumulation: no communication on the first N-1
+  // micro-batches.
+  class NoSync {
+   public:
+    explicit NoSync(DistributedDataParallel& ddp) : ddp_(ddp), prev_(ddp.sync_) { ddp.sync_ = false; }
+    ~NoSync() { ddp_.sync_ = prev_; }
+    NoSync(const NoSync&) = delete;
+    NoSync& operator=(const NoSync&) = delete;
+
+   private:
+    DistributedDataParallel& ddp_;
+    bool prev_;
+  };
+  [[nodiscard]] NoSync no_sync() { return NoSync(*this); }
+  bool require_backward_grad_sync() const { return sync_; }
+
+  // Rank 0's parameters and buffers to every rank (the constructor does this).
+  void sync_parameters();
+  // Rank 0's buffers to every rank (nothing when broadcast_buffers is false or the world has one rank).
+  void sync_buffers();
+
+  Communicator& communicator() const { return comm_; }
+  // Parameter indices (into the parameters given, those requiring gradients) of each bucket, in
+  // reduction order.
+  std::vector<std::vector<size_t>> bucket_layout() const;
+  // Buckets whose all-reduce started inside backward (not at its end) in the last synchronised backward.
+  int64_t buckets_launched_early() const { return launched_early_; }
+
+  struct Bucket;
+
+ private:
+  void on_grad_ready(size_t param);
+  void launch(size_t bucket);
+  void finish();  // queued at the end of each synchronised backward
+
+  std::vector<Tensor> params_, buffers_;
+  Communicator& comm_;
+  DDPOptions options_;
+  std::vector<std::unique_ptr<Bucket>> buckets_;
+  std::vector<size_t> bucket_of_;  // per parameter
+  std::vector<HookHandle> hooks_;
+  bool sync_ = true;
+  bool in_backward_ = false;  // a finish() is queued
+  size_t next_launch_ = 0;    // buckets launch in order, so every rank issues the same sequence
+  int64_t launched_early_ = 0;
+};
+
+using DDP = DistributedDataParallel;
+
+}  // namespace ember::dist

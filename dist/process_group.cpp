@@ -1,0 +1,145 @@
+// The process group: launcher environment, the communicators (made once, freed at exit in reverse
+// order: NCCL before the MPI group that bootstrapped it, then MPI_Finalize).
+#include "dist/process_group.hpp"
+
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "core/error.hpp"
+#ifdef EMBER_MPI
+#include "dist/mpi.hpp"
+#endif
+#ifdef EMBER_NCCL
+#include "dist/nccl.hpp"
+#endif
+
+namespace ember::dist {
+namespace {
+
+// An integer environment variable, or `fallback` when unset or not a number.
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  long x = std::strtol(v, &end, 10);
+  return *end == '\0' ? static_cast<int>(x) : fallback;
+}
+
+struct Group {
+  std::string backend;
+  std::unique_ptr<Communicator> cpu;
+  std::map<int, std::unique_ptr<Communicator>> cuda;  // per device index
+
+  ~Group() {
+    reset();
+#ifdef EMBER_MPI
+    mpi_finalize();  // at exit only: MPI cannot start again once finalised
+#endif
+  }
+  void reset() {
+    cuda.clear();
+    cpu.reset();
+    backend.clear();
+  }
+};
+
+std::mutex g_mutex;
+Group& group() {
+  static Group g;
+  return g;
+}
+
+void init_locked(const std::string& requested) {
+  Group& g = group();
+  const LaunchInfo info = launch_info();
+  std::string backend = requested == "auto" ? (info.world_size > 1 ? "mpi" : "single") : requested;
+  EMBER_CHECK(backend == "single" || backend == "mpi", ValueError,
+              "[dist::init_process_group] backend must be \"auto\", \"single\" or \"mpi\" (NCCL groups come from "
+              "dist::world(cuda_device)), got \"", requested, "\"");
+  if (!g.backend.empty()) {
+    EMBER_CHECK(g.backend == backend, DistError, "[dist::init_process_group] the group already runs on \"", g.backend,
+                "\"; call destroy_process_group() before starting it on \"", backend, "\"");
+    return;
+  }
+  if (backend == "single") {
+    EMBER_CHECK(info.world_size == 1, DistError, "[dist::init_process_group] ", info.launcher, " started ",
+                info.world_size, " processes but the backend is \"single\"");
+    g.cpu = make_single_process_communicator();
+  } else {
+#ifdef EMBER_MPI
+    g.cpu = make_mpi_communicator();
+    EMBER_CHECK(info.launcher == "none" || g.cpu->world_size() == info.world_size, DistError,
+                "[dist::init_process_group] ", info.launcher, " says ", info.world_size, " processes but MPI sees ",
+                g.cpu->world_size(), " (was the program built against another MPI than the one launching it?)");
+#else
+    throw DistError(detail::cat_str("[dist::init_process_group] ", info.launcher, " started ", info.world_size,
+                                    " processes but this build of Ember has no MPI: install libopenmpi-dev and "
+                                    "reconfigure (meson setup --reconfigure -Dmpi=enabled)"));
+#endif
+  }
+  g.backend = backend;
+}
+
+}  // namespace
+
+LaunchInfo launch_info() {
+  LaunchInfo info;
+  if (env_int("OMPI_COMM_WORLD_SIZE", 0) > 0) {
+    info = {env_int("OMPI_COMM_WORLD_RANK", 0), env_int("OMPI_COMM_WORLD_SIZE", 1),
+            env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0), env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1), "mpirun"};
+  } else if (env_int("PMI_SIZE", 0) > 0) {
+    info = {env_int("PMI_RANK", 0), env_int("PMI_SIZE", 1), env_int("MPI_LOCALRANKID", 0),
+            env_int("MPI_LOCALNRANKS", 1), "hydra"};
+  } else if (env_int("SLURM_STEP_NUM_TASKS", 0) > 0) {  // set by srun, not by the batch script itself
+    info = {env_int("SLURM_PROCID", 0), env_int("SLURM_STEP_NUM_TASKS", 1), env_int("SLURM_LOCALID", 0),
+            env_int("SLURM_STEP_TASKS_PER_NODE", 1), "srun"};
+  }
+  EMBER_CHECK(info.world_size >= 1 && info.rank >= 0 && info.rank < info.world_size && info.local_rank >= 0,
+              DistError, "[dist::launch_info] ", info.launcher, "'s environment gives rank ", info.rank, " of ",
+              info.world_size, " (local rank ", info.local_rank, "): not a valid placement");
+  return info;
+}
+
+void init_process_group(const std::string& backend) {
+  std::lock_guard lock(g_mutex);
+  init_locked(backend);
+}
+
+bool is_initialized() {
+  std::lock_guard lock(g_mutex);
+  return !group().backend.empty();
+}
+
+Communicator& world() {
+  std::lock_guard lock(g_mutex);
+  if (group().backend.empty()) init_locked("auto");
+  return *group().cpu;
+}
+
+Communicator& world(Device device) {
+  Communicator& cpu = world();
+  if (device.is_cpu() || cpu.world_size() == 1) return cpu;  // "single" takes tensors on any device
+  std::lock_guard lock(g_mutex);
+  auto& slot = group().cuda[device.index];
+  if (!slot) {
+#ifdef EMBER_NCCL
+    slot = make_nccl_communicator(device.index, cpu);
+#else
+    throw DistError(detail::cat_str("[dist::world] tensors on ", device, " need the NCCL backend, and this build has ",
+                                    "none (it needs CUDA, NCCL and MPI)"));
+#endif
+  }
+  return *slot;
+}
+
+int rank() { return world().rank(); }
+int world_size() { return world().world_size(); }
+
+void destroy_process_group() {
+  std::lock_guard lock(g_mutex);
+  group().reset();
+}
+
+}  // namespace ember::dist

@@ -1,0 +1,36 @@
+// The process group: who this process is among those a launcher started (mpirun, srun), and the
+// communicators Ember trains with. One process without a launcher is a group of one.
+#pragma once
+#include <string>
+
+#include "core/device.hpp"
+#include "dist/communicator.hpp"
+
+namespace ember::dist {
+
+// What the launcher's environment says: OpenMPI's mpirun (OMPI_COMM_WORLD_*), MPICH/Hydra (PMI_*),
+// or SLURM's srun (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID); else rank 0 of 1.
+struct LaunchInfo {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;  // among the processes on this node: picks the CUDA device
+  int local_world_size = 1;
+  std::string launcher = "none";  // "mpirun", "hydra", "srun" or "none"
+};
+LaunchInfo launch_info();
+
+// Starts the group once (later calls with the same backend do nothing). backend "auto": "mpi" when the
+// launcher started more than one process, else "single". DistError when the launcher started several
+// processes and this build has no MPI, or when MPI's view disagrees with the launcher's.
+void init_process_group(const std::string& backend = "auto");
+bool is_initialized();
+// The group's CPU communicator (starting the group with "auto" if needed).
+Communicator& world();
+// The communicator for tensors on `device`: world() for the CPU, the NCCL group of a CUDA device.
+Communicator& world(Device device);
+int rank();
+int world_size();
+// Frees the communicators (a later init starts afresh). At exit Ember also finalises MPI if it started it.
+void destroy_process_group();
+
+}  // namespace ember::dist
