@@ -133,6 +133,7 @@ bool Trainer::stop_for_signal() {
   std::error_code ec;  // a missing folder is made; any other problem surfaces in the save below
   std::filesystem::create_directories(options_.default_root_dir, ec);
   save_checkpoint(path);
+  if (!is_global_zero()) return true;
   std::cerr << "\n[Trainer] " << SignalWatch::name(sig) << " received: stopped after global step " << global_step_
             << " (epoch " << current_epoch_ << ", batch " << batches_this_epoch_ << ") and saved the run to " << path
             << ".\n[Trainer] Resume it with fit(model, data, {.ckpt_path = \"interrupted\"}) under the same "

@@ -539,8 +539,13 @@ void Trainer::load_checkpoint(const Checkpoint& ck, bool restore_training) {
     }
     if (datamodule_ != nullptr && comm_ == nullptr && s.contains("datamodule"))
       datamodule_->load_state_dict(s.at("datamodule"));
-    else if (s.contains("train_loader"))
-      train_loader_->load_state_dict(s.at("train_loader"));
+    else if (s.contains("train_loader")) {
+      nlohmann::json loader = s.at("train_loader");
+      // DDP: rank 0 saved its own sampler's state; the ranks stand at the same batch of their shares.
+      if (comm_ != nullptr && loader.contains("sampler") && loader["sampler"].contains("rank"))
+        loader["sampler"]["rank"] = global_rank();
+      train_loader_->load_state_dict(loader);
+    }
     default_generator().set_state({s.at("rng").at("seed").get<uint64_t>(), s.at("rng").at("offset").get<uint64_t>()});
     metrics_.load_state_dict(s.at("metrics"));
     const auto& cbs = s.at("callbacks");

@@ -11,6 +11,7 @@
 
 #include "dist/mpi.hpp"
 #include "ember.hpp"
+#include "examples/digits_mlp/digits_mlp.hpp"
 #include "test_util.hpp"
 #include "trainer_fixtures.hpp"
 
@@ -330,6 +331,14 @@ TEST_SUITE("dist trainer") {
     CHECK(!c.interrupted());
     CHECK(c.global_step() == a.global_step());
     CHECK(testing::equal(flat(resumed), flat(whole)));
+  }
+}
+
+TEST_SUITE("dist examples") {
+  TEST_CASE("the digits MLP under DDP on two ranks reaches 97% held-out accuracy") {
+    auto r = digits_mlp::train({.epochs = 30, .verbose = false});
+    CHECK(r.test_accuracy >= 0.97);
+    CHECK(comm().broadcast_scalar(r.test_accuracy) == r.test_accuracy);  // sync_dist: one number for both
   }
 }
 
