@@ -54,8 +54,8 @@ DistributedDataParallel::DistributedDataParallel(std::vector<Tensor> parameters,
   }
   for (auto& b : buckets_) {
     const Tensor& p0 = params_[b->params.front()];
-    b->flat = zeros({b->grads_numel + static_cast<int64_t>(b->params.size())},
-                    {.dtype = p0.dtype(), .device = p0.device()});
+    b->flat =
+        zeros({b->grads_numel + static_cast<int64_t>(b->params.size())}, {.dtype = p0.dtype(), .device = p0.device()});
   }
   sync_parameters();
   for (size_t k = 0; k < params_.size(); ++k)

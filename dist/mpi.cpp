@@ -218,8 +218,8 @@ class MpiCommunicator final : public Communicator {
     }
     const size_t item = itemsize(dt);
     for (int64_t i = 0; i < n; i += kChunk)
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, static_cast<char*>(data) + i * item, static_cast<int>(std::min(kChunk, n - i)),
-                              mpi_type(dt), mpi_op(op.reduce, dt), comm_),
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, static_cast<char*>(data) + i * item,
+                              static_cast<int>(std::min(kChunk, n - i)), mpi_type(dt), mpi_op(op.reduce, dt), comm_),
                 "all_reduce");
     if (op.reduce == ReduceOp::kAvg) divide(data, dt, n, world_size());
     if (!staged.empty()) narrow_into(t, staged);
@@ -227,8 +227,10 @@ class MpiCommunicator final : public Communicator {
 
   void reduce_scatter(const Op& op) {
     const int64_t n = op.out.numel();
-    EMBER_CHECK(n <= INT_MAX, ValueError, "[dist::reduce_scatter] the mpi backend scatters at most 2^31 - 1 elements "
-                "per rank, got ", describe(op.out));
+    EMBER_CHECK(n <= INT_MAX, ValueError,
+                "[dist::reduce_scatter] the mpi backend scatters at most 2^31 - 1 elements "
+                "per rank, got ",
+                describe(op.out));
     std::vector<float> in_staged, out_staged;
     const void* in = op.in.raw_data();
     void* out = op.out.raw_data();
@@ -264,8 +266,8 @@ std::unique_ptr<Communicator> make_mpi_communicator() {
     int provided = 0;
     check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), "init");
     g_mpi_owned = true;
-    EMBER_CHECK(provided >= MPI_THREAD_SERIALIZED, DistError,
-                "[dist::init] the MPI library gives thread level ", provided, "; Ember needs MPI_THREAD_SERIALIZED");
+    EMBER_CHECK(provided >= MPI_THREAD_SERIALIZED, DistError, "[dist::init] the MPI library gives thread level ",
+                provided, "; Ember needs MPI_THREAD_SERIALIZED");
   }
   MPI_Comm comm;
   check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "init");

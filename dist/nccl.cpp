@@ -129,9 +129,9 @@ class NcclCommunicator final : public Communicator {
                    "all_reduce");
         return;
       case Kind::kBroadcast:
-        check_nccl(ncclBroadcast(op.out.raw_data(), op.out.raw_data(), op.out.nbytes(), ncclUint8, op.root, comm_,
-                                 stream_),
-                   "broadcast");
+        check_nccl(
+            ncclBroadcast(op.out.raw_data(), op.out.raw_data(), op.out.nbytes(), ncclUint8, op.root, comm_, stream_),
+            "broadcast");
         return;
       case Kind::kAllGather:
         check_nccl(ncclAllGather(op.in.raw_data(), op.out.raw_data(), op.in.nbytes(), ncclUint8, comm_, stream_),

@@ -57,7 +57,8 @@ void init_locked(const std::string& requested) {
   std::string backend = requested == "auto" ? (info.world_size > 1 ? "mpi" : "single") : requested;
   EMBER_CHECK(backend == "single" || backend == "mpi", ValueError,
               "[dist::init_process_group] backend must be \"auto\", \"single\" or \"mpi\" (NCCL groups come from "
-              "dist::world(cuda_device)), got \"", requested, "\"");
+              "dist::world(cuda_device)), got \"",
+              requested, "\"");
   if (!g.backend.empty()) {
     EMBER_CHECK(g.backend == backend, DistError, "[dist::init_process_group] the group already runs on \"", g.backend,
                 "\"; call destroy_process_group() before starting it on \"", backend, "\"");
@@ -96,9 +97,9 @@ LaunchInfo launch_info() {
     info = {env_int("SLURM_PROCID", 0), env_int("SLURM_STEP_NUM_TASKS", 1), env_int("SLURM_LOCALID", 0),
             env_int("SLURM_STEP_TASKS_PER_NODE", 1), "srun"};
   }
-  EMBER_CHECK(info.world_size >= 1 && info.rank >= 0 && info.rank < info.world_size && info.local_rank >= 0,
-              DistError, "[dist::launch_info] ", info.launcher, "'s environment gives rank ", info.rank, " of ",
-              info.world_size, " (local rank ", info.local_rank, "): not a valid placement");
+  EMBER_CHECK(info.world_size >= 1 && info.rank >= 0 && info.rank < info.world_size && info.local_rank >= 0, DistError,
+              "[dist::launch_info] ", info.launcher, "'s environment gives rank ", info.rank, " of ", info.world_size,
+              " (local rank ", info.local_rank, "): not a valid placement");
   return info;
 }
 

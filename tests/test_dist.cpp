@@ -57,14 +57,24 @@ TEST_SUITE("dist") {
     auto comm = dist::make_single_process_communicator();
     Tensor m = randn({3, 4}).transpose(0, 1);
     CHECK(throws_with<ValueError>([&] { comm->all_reduce(m); }, "[dist::all_reduce] the tensor must be contiguous"));
-    CHECK(throws_with<DTypeError>([&] { comm->all_reduce(tensor<int64_t>({1, 2}), dist::ReduceOp::kAvg); },
-                                  "avg needs a floating tensor"));
+    CHECK(throws_with<DTypeError>(
+        [&] {
+          comm->all_reduce(tensor<int64_t>({1, 2}), dist::ReduceOp::kAvg);
+        },
+        "avg needs a floating tensor"));
     CHECK(throws_with<DTypeError>([&] { comm->all_reduce(tensor<bool>({true}), dist::ReduceOp::kSum); },
                                   "bool tensor reduces with max"));
     CHECK(throws_with<ValueError>([&] { comm->broadcast(tensor<float>({1}), 1); }, "root 1 is not a rank of 1"));
-    CHECK(throws_with<ShapeError>([&] { comm->all_gather_async(zeros({2, 3}), zeros({3})); },
-                                  "[dist::all_gather] the output must be [world_size, *input.shape] = [1, 3]"));
-    CHECK(throws_with<ShapeError>([&] { comm->reduce_scatter(zeros({2, 3})); }, "first dimension must be the world size 1"));
+    CHECK(throws_with<ShapeError>(
+        [&] {
+          comm->all_gather_async(zeros({2, 3}), zeros({3}));
+        },
+        "[dist::all_gather] the output must be [world_size, *input.shape] = [1, 3]"));
+    CHECK(throws_with<ShapeError>(
+        [&] {
+          comm->reduce_scatter(zeros({2, 3}));
+        },
+        "first dimension must be the world size 1"));
     CHECK(throws_with<ValueError>([&] { comm->all_reduce(Tensor()); }, "undefined"));
   }
 
@@ -87,8 +97,11 @@ TEST_SUITE("dist") {
       CHECK(i.local_world_size == 2);
     }
     {
-      ScopedEnv env({{"SLURM_STEP_NUM_TASKS", "8"}, {"SLURM_PROCID", "5"}, {"SLURM_LOCALID", "1"},
-                     {"SLURM_STEP_TASKS_PER_NODE", "4"}, {"SLURM_NTASKS", "8"}});
+      ScopedEnv env({{"SLURM_STEP_NUM_TASKS", "8"},
+                     {"SLURM_PROCID", "5"},
+                     {"SLURM_LOCALID", "1"},
+                     {"SLURM_STEP_TASKS_PER_NODE", "4"},
+                     {"SLURM_NTASKS", "8"}});
       dist::LaunchInfo i = dist::launch_info();
       CHECK(i.launcher == "srun");
       CHECK(i.rank == 5);
@@ -123,9 +136,8 @@ TEST_SUITE("autograd") {
     // The first leaf finished queues the callback; it must see both gradients when it runs.
     auto h = a.register_post_accumulate_grad_hook([&](const Tensor&) {
       seen.push_back("a");
-      autograd::queue_callback([&] {
-        seen.push_back(a.grad().defined() && b.grad().defined() ? "end:both" : "end:partial");
-      });
+      autograd::queue_callback(
+          [&] { seen.push_back(a.grad().defined() && b.grad().defined() ? "end:both" : "end:partial"); });
     });
     auto h2 = b.register_post_accumulate_grad_hook([&](const Tensor&) { seen.push_back("b"); });
     ((a * b).sum() + a.sum()).backward();

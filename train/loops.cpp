@@ -48,8 +48,8 @@ bool Trainer::done_fitting() const {
   if (fast_dev_ && global_step_ >= options_.fast_dev_run) return true;
   const int64_t epochs = max_epochs();
   if (epochs >= 0 && current_epoch_ >= epochs) return true;
-  if (options_.max_time && (comm_ != nullptr ? time_up_
-                                             : std::chrono::duration<double>(elapsed()).count() >= *options_.max_time))
+  if (options_.max_time &&
+      (comm_ != nullptr ? time_up_ : std::chrono::duration<double>(elapsed()).count() >= *options_.max_time))
     return true;
   return should_stop && min_reached();
 }
@@ -68,7 +68,8 @@ void Trainer::sync_stop() {
   if (comm_ == nullptr) return;
   const bool time_up = options_.max_time && std::chrono::duration<double>(elapsed()).count() >= *options_.max_time;
   const int sig = options_.handle_signals ? SignalWatch::received() : 0;
-  Tensor flags = tensor_from<double>({should_stop ? 1.0 : 0.0, time_up ? 1.0 : 0.0, double(sig)}, {3}, {{.dtype = kF64}});
+  Tensor flags =
+      tensor_from<double>({should_stop ? 1.0 : 0.0, time_up ? 1.0 : 0.0, double(sig)}, {3}, {{.dtype = kF64}});
   comm_->all_reduce(flags, dist::ReduceOp::kMax);
   const double* f = flags.data_ptr<double>();
   should_stop = f[0] != 0;

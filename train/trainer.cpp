@@ -72,12 +72,14 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
               "[Trainer] strategy must be \"auto\", \"single_device\" or \"ddp\", got \"", o.strategy, "\"");
   EMBER_CHECK(o.devices == -1 || o.devices >= 1, ValueError, "[Trainer] devices must be >= 1 or -1, got ", o.devices);
   EMBER_CHECK(o.num_nodes >= 1, ValueError, "[Trainer] num_nodes must be >= 1, got ", o.num_nodes);
-  EMBER_CHECK(o.ddp_bucket_cap_mb > 0, ValueError, "[Trainer] ddp_bucket_cap_mb must be > 0, got ", o.ddp_bucket_cap_mb);
+  EMBER_CHECK(o.ddp_bucket_cap_mb > 0, ValueError, "[Trainer] ddp_bucket_cap_mb must be > 0, got ",
+              o.ddp_bucket_cap_mb);
   const dist::LaunchInfo launch = dist::launch_info();
   const bool ddp = o.strategy == "ddp" || o.devices > 1 || o.num_nodes > 1 || o.devices == -1 ||
                    (o.strategy == "auto" && launch.world_size > 1);
-  EMBER_CHECK(!ddp || o.strategy != "single_device", ValueError, "[Trainer] strategy \"single_device\" with devices = ",
-              o.devices, ", num_nodes = ", o.num_nodes, ": several devices train with strategy \"ddp\"");
+  EMBER_CHECK(!ddp || o.strategy != "single_device", ValueError,
+              "[Trainer] strategy \"single_device\" with devices = ", o.devices, ", num_nodes = ", o.num_nodes,
+              ": several devices train with strategy \"ddp\"");
   if (ddp) {
     const int per_node = o.devices == -1 ? launch.local_world_size : o.devices;
     const int want = per_node * o.num_nodes;
@@ -85,8 +87,9 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
                 " needs ", want, " processes, but ",
                 launch.launcher == "none" ? std::string("this program runs alone")
                                           : detail::cat_str(launch.launcher, " started ", launch.world_size),
-                ": start one process per device, e.g. `mpirun -np ", want, " <program>` or `srun --ntasks-per-node=",
-                per_node, " <program>`, and set devices to the processes per node (-1: take the launcher's)");
+                ": start one process per device, e.g. `mpirun -np ", want,
+                " <program>` or `srun --ntasks-per-node=", per_node,
+                " <program>`, and set devices to the processes per node (-1: take the launcher's)");
   }
   precision_ = parse_precision(o.precision);
   EMBER_CHECK(!o.max_epochs || *o.max_epochs >= -1, ValueError, "[Trainer] max_epochs must be >= -1, got ",
@@ -249,6 +252,7 @@ void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* dat
     elapsed_before_ = elapsed();
     stage_ = Stage::kNone;
     model.trainer_ = nullptr;
+    ddp_.reset();  // its gradient hooks must not outlive the run
     throw;
   }
   elapsed_before_ = elapsed();
@@ -353,8 +357,9 @@ std::vector<MetricMap> Trainer::eval_body(Stage stage, std::shared_ptr<data::Dat
   metrics_.clear();
   const BatchLimit& limit = stage == Stage::kTesting ? options_.limit_test_batches : options_.limit_val_batches;
   loader = distributed(std::move(loader));
-  return {run_eval(stage, loader,
-                   limit_batches(limit, *loader, stage == Stage::kTesting ? "limit_test_batches" : "limit_val_batches"))};
+  return {
+      run_eval(stage, loader,
+               limit_batches(limit, *loader, stage == Stage::kTesting ? "limit_test_batches" : "limit_val_batches"))};
 }
 
 std::shared_ptr<data::DataLoader> Trainer::distributed(std::shared_ptr<data::DataLoader> loader) const {
@@ -372,8 +377,8 @@ std::shared_ptr<data::DataLoader> Trainer::distributed(std::shared_ptr<data::Dat
   const uint64_t seed = std::stoull(comm_->broadcast_string(std::to_string(loader->seed())));
   o.shuffle = false;
   o.seed = seed;
-  o.sampler = std::make_shared<data::DistributedSampler>(loader->dataset()->size(), world_size(),
-                                                         global_rank(), shuffle, seed, /*drop_last=*/false);
+  o.sampler = std::make_shared<data::DistributedSampler>(loader->dataset()->size(), world_size(), global_rank(),
+                                                         shuffle, seed, /*drop_last=*/false);
   auto out = std::make_shared<data::DataLoader>(loader->dataset(), o);
   out->set_epoch(loader->epoch());
   return out;

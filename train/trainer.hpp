@@ -252,8 +252,8 @@ class Trainer {
   dist::Communicator* comm_ = nullptr;       // DDP: the CPU group (decisions, metrics)
   dist::Communicator* grad_comm_ = nullptr;  // DDP: the group of device_'s tensors (gradients)
   std::optional<dist::DistributedDataParallel> ddp_;
-  std::string log_dir_;  // DDP: rank 0's log_dir, the same on every rank
-  bool time_up_ = false;  // DDP: max_time reached on some rank
+  std::string log_dir_;     // DDP: rank 0's log_dir, the same on every rank
+  bool time_up_ = false;    // DDP: max_time reached on some rank
   int pending_signal_ = 0;  // DDP: a signal some rank received
   Stage stage_ = Stage::kNone;
 

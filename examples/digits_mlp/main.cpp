@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
     const bool chief = ember::dist::rank() == 0;
     if (chief)
       std::printf("digits MLP: 1797 8x8 images, 80%% train / 20%% test, AdamW, %lld epochs\n",
-                static_cast<long long>(cfg.epochs));
+                  static_cast<long long>(cfg.epochs));
     auto r = digits_mlp::train(cfg);
     if (chief) {
       std::printf("test accuracy %.2f%% in %.1f s on %d process%s (goal: at least 97%%)\n", 100 * r.test_accuracy,

@@ -67,7 +67,8 @@ void EarlyStopping::check(Trainer& trainer) {
     reason_ = "divergence threshold reached: " + o_.monitor + " = " + fmt(current) +
               (o_.mode == "min" ? " > " : " < ") + fmt(*o_.divergence_threshold) + ". Signaling Trainer to stop.";
   } else if (better(o_.mode == "min" ? current + o_.min_delta : current - o_.min_delta, best_score_)) {
-    if (o_.verbose) std::cout << "[EarlyStopping] " << o_.monitor << " improved to " << current << "\n";
+    if (o_.verbose && trainer.is_global_zero())
+      std::cout << "[EarlyStopping] " << o_.monitor << " improved to " << current << "\n";
     best_score_ = current;
     wait_count_ = 0;
   } else if (++wait_count_ >= o_.patience) {
@@ -78,7 +79,7 @@ void EarlyStopping::check(Trainer& trainer) {
   if (stop) {
     stopped_epoch_ = trainer.current_epoch();
     trainer.should_stop = true;
-    if (o_.verbose) std::cout << "[EarlyStopping] " << reason_ << "\n";
+    if (o_.verbose && trainer.is_global_zero()) std::cout << "[EarlyStopping] " << reason_ << "\n";
   }
 }
 

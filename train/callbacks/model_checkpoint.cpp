@@ -229,13 +229,13 @@ void ModelCheckpoint::save_top_k(Trainer& trainer, const MetricMap& candidates) 
         kth_best_model_path_ = worst->first;
         best_model_path_ = best->first;
         best_model_score_ = best->second;
-        if (o_.verbose)
+        if (o_.verbose && trainer.is_global_zero())
           std::cout << "Epoch " << trainer.current_epoch() << ", global step " << trainer.global_step() << ": '"
                     << o_.monitor << "' reached " << current << ", saving " << path << "\n";
         trainer.save_checkpoint(path, o_.save_weights_only);
         written = path;
         if (!dropped.empty() && dropped != path && trainer.is_global_zero()) fs::remove(dropped);
-      } else if (o_.verbose) {
+      } else if (o_.verbose && trainer.is_global_zero()) {
         std::cout << "Epoch " << trainer.current_epoch() << ", global step " << trainer.global_step() << ": '"
                   << o_.monitor << "' was not in top " << o_.save_top_k << "\n";
       }
