@@ -399,3 +399,41 @@ TEST_CASE("cuda: out of memory and bad devices raise the documented errors") {
   CHECK_THROWS_AS(g.copy_(ones({3})), DeviceError);
   CHECK_THROWS_AS(g.data_ptr<float>(), DeviceError);
 }
+
+#ifdef EMBER_NCCL
+#include "dist/nccl.hpp"
+
+// A one-rank NCCL group on the GPU (two ranks need two GPUs): every collective's data path, stream
+// ordering against the device's kernels, and the CPU-tensor refusal.
+TEST_CASE("cuda: the NCCL communicator of one rank") {
+  CUDA_OR_SKIP();
+  auto bootstrap = dist::make_single_process_communicator();
+  auto nccl = dist::make_nccl_communicator(0, *bootstrap);
+  CHECK(nccl->backend() == "nccl");
+  for (DType dt : {kF32, kF64, kF16, kBF16, kI32, kI64, kU8}) {
+    CAPTURE(dt);
+    Tensor t = full({1000}, 3, {.dtype = dt, .device = kCuda}) * 2;  // a kernel the collective must follow
+    for (auto op : {dist::ReduceOp::kSum, dist::ReduceOp::kMax, dist::ReduceOp::kMin, dist::ReduceOp::kProduct})
+      nccl->all_reduce(t, op);
+    if (is_floating(dt)) nccl->all_reduce(t, dist::ReduceOp::kAvg);
+    CHECK(equal(t.cpu(), full({1000}, 6, {.dtype = dt})));
+  }
+  Tensor x = arange(12, kF32).reshape({3, 4}).to(kCuda);
+  CHECK(equal(nccl->all_gather(x).cpu(), arange(12, kF32).reshape({1, 3, 4})));
+  CHECK(equal(nccl->reduce_scatter(x.unsqueeze(0)).cpu(), arange(12, kF32).reshape({3, 4})));
+  nccl->broadcast(x, 0);
+  nccl->barrier();
+  std::vector<dist::Work> works;
+  std::vector<Tensor> ts;
+  for (int k = 0; k < 8; ++k) {
+    ts.push_back(full({1 << 20}, k, {.device = kCuda}));
+    works.push_back(nccl->all_reduce_async(ts.back()));
+  }
+  for (int k = 7; k >= 0; --k) {
+    works[k].wait();
+    CHECK(equal((ts[k] + 1).cpu(), full({1 << 20}, k + 1)));  // the kernel after wait() sees the result
+  }
+  CHECK(nccl->all_reduce_scalar(2.5, dist::ReduceOp::kSum) == 2.5);
+  CHECK_THROWS_AS(nccl->all_reduce(ones({3})), DeviceError);
+}
+#endif

@@ -36,8 +36,10 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # (the CUDA fatbins and OpenBLAS compress about 8x; the raw files exceed what a device run can carry).
 if [[ "${1:-}" == "--prepare" ]]; then
   have meson && have ninja || die "--prepare needs meson and ninja"
+  # No MPI or NCCL in the bundle: libnccl alone is over 200 MB (the NCCL backend is compiled by CI).
   [[ -f build-cuda/build.ninja ]] || meson setup build-cuda -Dcuda=enabled -Dbenchmarks=false -Dexamples=false ||
     die "meson setup"
+  meson configure build-cuda -Dmpi=disabled -Dnccl=disabled || die "meson configure"
   ninja -C build-cuda -j"${EMBER_JOBS:-2}" tests/ember_tests bm_gpu_elementwise || die "build"
   stage=$(mktemp -d)
   mkdir -p "$stage/bin" "$stage/lib" "$stage/lib-cxx"
