@@ -105,8 +105,9 @@ void DistributedDataParallel::on_grad_ready(size_t param) {
     in_backward_ = true;
     // The flag drops with the callback, also when a throwing backward discards it without running it.
     struct Clear {
-      bool& flag;
+      explicit Clear(bool& f) : flag(f) {}
       ~Clear() { flag = false; }
+      bool& flag;
     };
     autograd::queue_callback([this, clear = std::make_shared<Clear>(in_backward_)] { finish(); });
   }
