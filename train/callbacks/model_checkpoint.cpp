@@ -123,14 +123,14 @@ void ModelCheckpoint::on_validation_end(Trainer& trainer, TrainModule& /*module*
 }
 
 namespace {
-// The callback metrics with epoch and step, as exact bit patterns (NaN and inf included).
-nlohmann::json metrics_json(const Trainer& trainer) {
+// Rank 0's map on every rank (values as bit patterns, so NaN and inf survive JSON).
+MetricMap broadcast_metrics(dist::Communicator& comm, const MetricMap& metrics) {
   nlohmann::json j = nlohmann::json::object();
-  MetricMap m = trainer.callback_metrics();
-  m["epoch"] = double(trainer.current_epoch());
-  m["step"] = double(trainer.global_step());
-  for (const auto& [k, v] : m) j[k] = std::bit_cast<uint64_t>(v);
-  return j;
+  for (const auto& [k, v] : metrics) j[k] = std::bit_cast<uint64_t>(v);
+  const nlohmann::json got = nlohmann::json::parse(comm.broadcast_string(j.dump()));
+  MetricMap out;
+  for (const auto& [k, v] : got.items()) out[k] = std::bit_cast<double>(v.get<uint64_t>());
+  return out;
 }
 }  // namespace
 
@@ -139,12 +139,8 @@ void ModelCheckpoint::save(Trainer& trainer) {
   MetricMap candidates = trainer.callback_metrics();
   candidates["epoch"] = double(trainer.current_epoch());
   candidates["step"] = double(trainer.global_step());
-  if (auto* comm = trainer.communicator()) {
-    // Under DDP every rank must save the same files at the same steps: all decide on rank 0's metrics.
-    candidates.clear();
-    const nlohmann::json j = nlohmann::json::parse(comm->broadcast_string(metrics_json(trainer).dump()));
-    for (const auto& [k, v] : j.items()) candidates[k] = std::bit_cast<double>(v.get<uint64_t>());
-  }
+  // Under DDP every rank must save the same files at the same steps: all decide on rank 0's metrics.
+  if (auto* comm = trainer.communicator()) candidates = broadcast_metrics(*comm, candidates);
   last_global_step_saved_ = trainer.global_step();
   fs::create_directories(dirpath_);
   save_top_k(trainer, candidates);
