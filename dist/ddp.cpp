@@ -136,7 +136,7 @@ void DistributedDataParallel::launch(size_t index) {
       slice.zero_();
   }
   Tensor slots = b.flat.narrow(0, b.grads_numel, static_cast<int64_t>(b.params.size()));
-  slots.copy_(tensor_from(present, {static_cast<int64_t>(present.size())}, std::nullopt));
+  slots.copy_(tensor_from(present, {static_cast<int64_t>(present.size())}, std::nullopt).to(b.flat.device()));
   b.launched = true;
   b.work = comm_.all_reduce_async(b.flat, ReduceOp::kSum);
 }

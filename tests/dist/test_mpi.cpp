@@ -219,7 +219,13 @@ struct Softmax : train::TrainModule {
   train::OptimizerConfig configure_optimizers() override {
     return {std::make_shared<optim::SGD>(parameters(), optim::SGDOptions{.lr = 0.2, .momentum = 0.5})};
   }
+  // Whether the ranks' gradients agree after each backward (they do only where DDP communicated).
+  void on_after_backward() override {
+    if (record_sync) synced.push_back(same_on_all_ranks(fc->weight.grad()));
+  }
   int64_t stop_signal_at = -1, stop_at = -1;
+  bool record_sync = false;
+  std::vector<bool> synced;
 };
 
 // A folder both ranks share (one machine), emptied by rank 0 before and after.
@@ -241,16 +247,22 @@ struct SharedDir {
 
 TEST_SUITE("dist trainer") {
   TEST_CASE("DDP over two ranks trains as one process on the whole batch") {
-    auto fit = [](const std::string& strategy, int64_t batch) {
+    auto fit = [](const std::string& strategy, int64_t batch, int64_t accumulate = 1) {
       manual_seed(21);
       Softmax m;
+      m.record_sync = strategy == "ddp";
       train::Trainer t(trainer_test::quiet({.max_epochs = 3,
                                             .devices = strategy == "ddp" ? 2 : 1,
                                             .strategy = strategy,
                                             .precision = "64",
+                                            .accumulate_grad_batches = accumulate,
                                             .num_sanity_val_steps = 0}));
       t.fit(m, loader(96, batch, /*shuffle=*/true), loader(40, batch, false, 2));
-      if (strategy == "ddp") {
+      if (strategy == "ddp") {  // gradients agree after the last backward of each window only
+        REQUIRE(m.synced.size() == size_t(18 * accumulate));  // 48 examples per rank and epoch, 3 epochs
+        for (size_t i = 0; i < m.synced.size(); ++i) CHECK(m.synced[i] == ((i + 1) % accumulate == 0));
+      }
+      if (strategy == "ddp" && accumulate == 1) {
         CHECK(t.world_size() == 2);
         CHECK(t.num_training_batches() == 6);  // 48 examples per rank in batches of 8
         CHECK(t.global_step() == 18);
@@ -267,6 +279,11 @@ TEST_SUITE("dist trainer") {
     CHECK(same_on_all_ranks(ddp));
     Tensor one = fit("single_device", 16);  // the same 16 examples per step, in one process
     CHECK(testing::allclose(ddp, one, 1e-11, 1e-13));
+    // Accumulating over 2 batches (the first without communication) is the same in both.
+    Tensor ddp_acc = fit("ddp", 4, 2);
+    CHECK(same_on_all_ranks(ddp_acc));
+    CHECK(testing::allclose(ddp_acc, fit("single_device", 8, 2), 1e-11, 1e-13));
+    CHECK(testing::allclose(ddp_acc, ddp, 1e-10, 1e-12));  // and 2 x 4 examples per step are the 8 above
   }
 
   TEST_CASE("rank 0 alone writes logs and checkpoints, into one version folder") {
