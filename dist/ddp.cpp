@@ -17,7 +17,6 @@ struct DistributedDataParallel::Bucket {
   int64_t grads_numel = 0;
   Tensor flat;
   size_t ready = 0;  // parameters whose gradient arrived in this backward
-  bool launched = false;
   Work work;
 };
 
@@ -98,7 +97,6 @@ void DistributedDataParallel::on_grad_ready(size_t param) {
     for (auto& b : buckets_) {
       b->work.wait();  // only left over when an earlier backward threw
       b->ready = 0;
-      b->launched = false;
     }
     next_launch_ = 0;
     launched_early_ = 0;
@@ -137,7 +135,6 @@ void DistributedDataParallel::launch(size_t index) {
   }
   Tensor slots = b.flat.narrow(0, b.grads_numel, static_cast<int64_t>(b.params.size()));
   slots.copy_(tensor_from(present, {static_cast<int64_t>(present.size())}, std::nullopt).to(b.flat.device()));
-  b.launched = true;
   b.work = comm_.all_reduce_async(b.flat, ReduceOp::kSum);
 }
 
@@ -145,13 +142,13 @@ void DistributedDataParallel::finish() {
   for (size_t i = next_launch_; i < buckets_.size(); ++i) launch(i);  // parameters this backward did not reach
   next_launch_ = buckets_.size();
   autograd::NoGradGuard no_grad;
-  const Tensor world = full({}, comm_.world_size(), {.dtype = buckets_.empty() ? kF32 : buckets_[0]->flat.dtype()});
   for (auto& bp : buckets_) {
     Bucket& b = *bp;
     b.work.wait();
     Tensor counts = b.flat.narrow(0, b.grads_numel, static_cast<int64_t>(b.params.size())).to(Device()).to(kF64);
     const double* count = counts.data_ptr<double>();
-    b.flat.narrow(0, 0, b.grads_numel).div_(world.to(b.flat.device(), b.flat.dtype()));
+    b.flat.narrow(0, 0, b.grads_numel)
+        .div_(full({}, comm_.world_size(), {.dtype = b.flat.dtype(), .device = b.flat.device()}));
     for (size_t j = 0; j < b.params.size(); ++j) {
       if (count[j] == 0) continue;  // no rank had a gradient
       Tensor p = params_[b.params[j]];
