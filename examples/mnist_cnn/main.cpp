@@ -2,7 +2,8 @@
 // Usage: mnist_cnn [MNIST_DIR] [epochs]. The folder holds the four IDX files (tools/fetch_mnist.sh
 // downloads them); by default the shared copy beside the repository (../shared/data/mnist). Logs, the
 // chart and the last checkpoint go under runs/mnist_cnn/. SIGTERM or SIGUSR1 stops the run after its
-// current step with a checkpoint; running the same command again resumes it.
+// current step with a checkpoint; running the same command again resumes it. Under `mpirun -np N` it
+// trains with DDP over N processes (rank 0 prints and writes).
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -14,6 +15,10 @@ int main(int argc, char** argv) {
     mnist_cnn::Config cfg;
     cfg.root = argc > 1 ? argv[1] : EMBER_DEFAULT_MNIST_DIR;
     if (argc > 2) cfg.epochs = std::atoll(argv[2]);
+    if (ember::dist::rank() != 0) {  // under DDP rank 0 speaks for the group
+      auto r = mnist_cnn::train(cfg);
+      return r.interrupted || r.test_accuracy >= 0.99 ? 0 : 1;
+    }
     std::printf("LeNet-5-style CNN on MNIST (%s), Adam + one-cycle, %lld epochs\n", cfg.root.c_str(),
                 static_cast<long long>(cfg.epochs));
     auto r = mnist_cnn::train(cfg);

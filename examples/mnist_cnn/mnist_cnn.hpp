@@ -31,7 +31,7 @@ struct Result {
   std::vector<double> epoch_losses;      // mean training loss per epoch
   std::vector<double> epoch_accuracies;  // test accuracy after each epoch
   double seconds = 0;
-  std::string log_dir;  // where the logs and checkpoints went (verbose runs)
+  std::string log_dir;                        // where the logs and checkpoints went (verbose runs)
   bool resumed = false, interrupted = false;  // see train() on SIGTERM/SIGUSR1
 };
 
@@ -48,9 +48,8 @@ struct LeNet : train::TrainModule {
   nn::Sequential classifier{nn::Flatten(), nn::Linear(16 * 5 * 5, 120), nn::ReLU(), nn::Linear(120, 84),
                             nn::ReLU(),    nn::Linear(84, 10)};
   Config cfg;
-  int64_t total_steps;  // the one-cycle schedule's length: epochs x batches per epoch
 
-  LeNet(Config c, int64_t steps_per_epoch) : cfg(std::move(c)), total_steps(cfg.epochs * steps_per_epoch) {
+  explicit LeNet(Config c) : cfg(std::move(c)) {
     register_module("features", features);
     register_module("classifier", classifier);
     save_hyperparameters({{"epochs", cfg.epochs},
@@ -73,14 +72,15 @@ struct LeNet : train::TrainModule {
   void test_step(const data::Batch& b, int64_t) override { evaluate(b, "test"); }
   void evaluate(const data::Batch& b, const std::string& stage) {
     Tensor out = forward(b.input);
-    log(stage + "_loss", nn::functional::cross_entropy(out, b.target), {.prog_bar = true});
-    // Batch accuracies averaged weighted by batch size: exactly right / total over the set.
-    log(stage + "_acc", out.argmax(1).eq(b.target).to(kF32).mean(), {.prog_bar = true});
+    // Batch accuracies averaged weighted by batch size: exactly right / total over the set; sync_dist
+    // averages the ranks' shares under DDP (mpirun -np N).
+    log(stage + "_loss", nn::functional::cross_entropy(out, b.target), {.prog_bar = true, .sync_dist = true});
+    log(stage + "_acc", out.argmax(1).eq(b.target).to(kF32).mean(), {.prog_bar = true, .sync_dist = true});
   }
   train::OptimizerConfig configure_optimizers() override {
     auto opt = std::make_shared<optim::Adam>(parameters(), optim::AdamOptions{.lr = cfg.max_lr});
     auto sched = std::make_shared<optim::OneCycleLR>(
-        *opt, optim::OneCycleLROptions{.max_lr = cfg.max_lr, .total_steps = total_steps});
+        *opt, optim::OneCycleLROptions{.max_lr = cfg.max_lr, .total_steps = trainer().estimated_stepping_batches()});
     return {opt, {.scheduler = sched, .interval = "step"}};
   }
 };
@@ -102,7 +102,7 @@ inline Result train(const Config& cfg) {
       data::DataLoaderOptions{.batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed, .num_workers = 1});
   auto test_loader = std::make_shared<data::DataLoader>(test_set, data::DataLoaderOptions{.batch_size = 1000});
 
-  LeNet net(cfg, train_loader->size());
+  LeNet net(cfg);
   Result r;
   auto record = std::make_shared<train::LambdaCallback>(
       train::LambdaHooks{.on_train_epoch_end = [&](train::Trainer& t, train::TrainModule&) {
@@ -110,6 +110,7 @@ inline Result train(const Config& cfg) {
         r.epoch_accuracies.push_back(t.callback_metrics().at("val_acc"));  // validated just before
       }});
   train::Trainer trainer({.max_epochs = cfg.epochs,
+                          .devices = -1,  // one process alone, or DDP over the processes mpirun/srun started
                           .enable_checkpointing = cfg.verbose,
                           .enable_progress_bar = cfg.verbose,
                           .enable_model_summary = cfg.verbose,
@@ -123,7 +124,7 @@ inline Result train(const Config& cfg) {
   trainer.fit(net, train_loader, test_loader, {.ckpt_path = r.resumed ? "interrupted" : ""});
   r.log_dir = trainer.log_dir();
   if ((r.interrupted = trainer.interrupted())) return r;
-  if (r.resumed) std::filesystem::remove(saved);
+  if (r.resumed && trainer.is_global_zero()) std::filesystem::remove(saved);
   r.test_accuracy = trainer.test(net, test_loader).at(0).at("test_acc");
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
