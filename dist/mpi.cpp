@@ -285,6 +285,4 @@ void mpi_finalize() {
   g_mpi_owned = false;
 }
 
-bool mpi_available() { return true; }
-
 }  // namespace ember::dist

@@ -121,6 +121,7 @@ TEST_SUITE("dist") {
 
   TEST_CASE("the process group of one process") {
     CHECK(dist::world().world_size() == 1);
+    CHECK(dist::is_initialized());
     CHECK(dist::world().backend() == "single");
     CHECK(dist::rank() == 0);
     CHECK(&dist::world(Device()) == &dist::world());
