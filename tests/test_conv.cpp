@@ -124,6 +124,8 @@ TEST_CASE("conv2d against a naive loop in every dtype, on both parallel strategi
       {"depthwise", {2, 4, 7, 7}, {8, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 4, true},
       {"stride larger than kernel", {1, 2, 9, 9}, {3, 2, 2, 2}, {4, 3}, {0, 1}, {1, 1}, 1, true},
       {"padding wider than the kernel reach", {1, 1, 3, 3}, {2, 1, 2, 2}, {1, 1}, {3, 2}, {1, 1}, 1, false},
+      {"same width, dilated, rows all padding", {1, 2, 3, 6}, {3, 2, 2, 3}, {1, 1}, {5, 2}, {1, 2}, 1, true},
+      {"same width, outer taps all padding", {1, 2, 4, 2}, {3, 2, 3, 3}, {1, 1}, {1, 2}, {1, 2}, 1, false},
       {"one sample, parallel im2col", {1, 8, 33, 32}, {5, 8, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
       {"many samples, batch-parallel", {8, 4, 16, 16}, {6, 4, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
   };

@@ -53,6 +53,10 @@ bool is_direct(const Geometry& g) {
 template <class T>
 void im2col_rows(const T* x, const Geometry& g, T* col, int64_t r0, int64_t r1) {
   const int64_t ohw = g.oh * g.ow;
+  // Stride 1 with the output as wide as the input ("same" padding): consecutive output rows read
+  // consecutive input rows, so a tap's row of the column matrix is one shifted copy of the input
+  // plane, with the columns that fall into the padding zeroed afterwards.
+  const bool same_width = g.sh == 1 && g.sw == 1 && g.ow == g.w;
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t ci = r / (g.kh * g.kw), ki = (r / g.kw) % g.kh, kj = r % g.kw;
     T* dst = col + r * ohw;
@@ -61,6 +65,24 @@ void im2col_rows(const T* x, const Geometry& g, T* col, int64_t r0, int64_t r1) 
     int64_t lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
     int64_t hi = g.w - 1 - off < 0 ? 0 : std::min(g.ow, (g.w - 1 - off) / g.sw + 1);
     lo = std::min(lo, hi);
+    if (same_width) {
+      // Output rows [oy0, oy1) see input row iy = oy + dy inside [0, h).
+      const int64_t dy = ki * g.dh - g.ph;
+      const int64_t oy0 = std::clamp<int64_t>(-dy, 0, g.oh), oy1 = std::clamp<int64_t>(g.h - dy, oy0, g.oh);
+      std::fill(dst, dst + oy0 * g.ow, T(0));
+      std::fill(dst + oy1 * g.ow, dst + ohw, T(0));
+      if (lo == hi) {  // every column in the padding
+        std::fill(dst + oy0 * g.ow, dst + oy1 * g.ow, T(0));
+        continue;
+      }
+      const T* first = x + (ci * g.h + oy0 + dy) * g.w + lo + off;  // what dst[oy0 * ow + lo] reads
+      std::copy(first, first + (oy1 - oy0 - 1) * g.ow + hi - lo, dst + oy0 * g.ow + lo);
+      for (int64_t oy = oy0; oy < oy1; ++oy) {
+        std::fill(dst + oy * g.ow, dst + oy * g.ow + lo, T(0));
+        std::fill(dst + oy * g.ow + hi, dst + (oy + 1) * g.ow, T(0));
+      }
+      continue;
+    }
     for (int64_t oy = 0; oy < g.oh; ++oy, dst += g.ow) {
       const int64_t iy = oy * g.sh - g.ph + ki * g.dh;
       if (iy < 0 || iy >= g.h) {
