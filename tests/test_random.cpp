@@ -129,5 +129,21 @@ TEST_CASE("the CPU fill draws exactly the per-element Philox values the CUDA ker
         CHECK(v[static_cast<size_t>(i)] == (normal ? std::fma(1.0, d.normal(), 0.0) : d.uniform()));
       }
     }
+    // Bernoulli (dropout's mask) in float32 takes a vectorised path, and float64 the generic one.
+    for (DType dt : {kF32, kF64}) {
+      CAPTURE(dt);
+      for (double prob : {0.0, 0.37, 0.9, 1.0}) {
+        Generator g(99);
+        g.advance(3);
+        uint64_t base = g.state().offset;
+        Tensor t = empty({n}, {.dtype = dt});
+        bernoulli_(t, prob, &g);
+        auto v = t.to_vector<double>();
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < n; ++i)
+          wrong += v[static_cast<size_t>(i)] != (kernels::DrawAt(99, base, i).uniform() < prob ? 1.0 : 0.0);
+        CHECK(wrong == 0);
+      }
+    }
   }
 }

@@ -6,6 +6,11 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "kernels/cpu/loops.hpp"
 #include "kernels/philox.hpp"
@@ -25,7 +30,7 @@ namespace {
 constexpr int kLanes = 16;
 
 // Philox4x32-10 for the kLanes blocks counter0, counter0 + 1, ...: the same rounds as Philox in
-// kernels/philox.hpp, laid out lane-major so the compiler vectorises the 32x32->64 multiplies.
+// kernels/philox.hpp, laid out lane-major (c[word][block]) so that 8 blocks share one AVX2 register.
 void philox_lanes(uint64_t seed, uint64_t counter0, uint32_t (&c)[4][kLanes]) {
   for (int k = 0; k < kLanes; ++k) {
     uint64_t ctr = counter0 + static_cast<uint64_t>(k);
@@ -35,6 +40,33 @@ void philox_lanes(uint64_t seed, uint64_t counter0, uint32_t (&c)[4][kLanes]) {
     c[3][k] = 0;
   }
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+#if defined(__AVX2__)
+  // The 32x32->64 multiplies by hand: vpmuludq takes the even 32-bit lanes, so the odd ones are
+  // shifted down for a second multiply, and the high and low halves are blended back into place.
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
+  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  auto mul = [](__m256i a, __m256i m, __m256i& lo) {
+    __m256i even = _mm256_mul_epu32(a, m), odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+    lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+    return _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  };
+  for (int half = 0; half < kLanes; half += 8) {
+    __m256i x[4];
+    for (int w = 0; w < 4; ++w) x[w] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&c[w][half]));
+    uint32_t r0 = k0, r1 = k1;
+    for (int r = 0; r < 10; ++r) {
+      __m256i lo0, lo1;
+      __m256i hi0 = mul(x[0], m0, lo0), hi1 = mul(x[2], m1, lo1);
+      x[0] = _mm256_xor_si256(_mm256_xor_si256(hi1, x[1]), _mm256_set1_epi32(static_cast<int>(r0)));
+      x[2] = _mm256_xor_si256(_mm256_xor_si256(hi0, x[3]), _mm256_set1_epi32(static_cast<int>(r1)));
+      x[1] = lo1;
+      x[3] = lo0;
+      r0 += 0x9E3779B9u;
+      r1 += 0xBB67AE85u;
+    }
+    for (int w = 0; w < 4; ++w) _mm256_storeu_si256(reinterpret_cast<__m256i*>(&c[w][half]), x[w]);
+  }
+#else
   for (int r = 0; r < 10; ++r) {
     for (int k = 0; k < kLanes; ++k) {
       uint64_t p0 = uint64_t{0xD2511F53u} * c[0][k];
@@ -49,6 +81,34 @@ void philox_lanes(uint64_t seed, uint64_t counter0, uint32_t (&c)[4][kLanes]) {
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
+#endif
+}
+
+// u01_53(x, y) < prob as an integer test: the 53-bit value u01_53 scales is below ceil(prob * 2^53)
+// (the scaling is exact), so this keeps exactly the elements the double comparison keeps.
+inline uint64_t bernoulli_threshold(double prob) { return static_cast<uint64_t>(std::ceil(std::ldexp(prob, 53))); }
+inline uint64_t bits53(uint32_t x, uint32_t y) { return (static_cast<uint64_t>(x) << 21) ^ (y >> 11); }
+
+// A whole group of kLanes blocks (2 * kLanes floats) of a Bernoulli draw with one probability.
+void bernoulli_group(float* o, const uint32_t (&c)[4][kLanes], uint64_t threshold, float value) {
+#if defined(__AVX2__)
+  // Four blocks per step: element 2k takes words (0, 1) of block k, element 2k + 1 words (2, 3). The
+  // 64-bit compare masks of the two are interleaved into 32-bit lanes by one blend.
+  const __m256i thr = _mm256_set1_epi64x(static_cast<int64_t>(threshold));
+  const __m256 v = _mm256_set1_ps(value);
+  auto keep = [&](int w, int k) {
+    __m256i x = _mm256_cvtepu32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(&c[w][k])));
+    __m256i y = _mm256_cvtepu32_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(&c[w + 1][k])));
+    return _mm256_cmpgt_epi64(thr, _mm256_xor_si256(_mm256_slli_epi64(x, 21), _mm256_srli_epi64(y, 11)));
+  };
+  for (int k = 0; k < kLanes; k += 4) {
+    __m256i mask = _mm256_blend_epi32(keep(0, k), keep(2, k), 0xAA);
+    _mm256_storeu_ps(o + 2 * k, _mm256_and_ps(_mm256_castsi256_ps(mask), v));
+  }
+#else
+  for (int k = 0; k < kLanes; ++k)
+    for (int h = 0; h < 2; ++h) o[2 * k + h] = bits53(c[2 * h][k], c[2 * h + 1][k]) < threshold ? value : 0.0f;
+#endif
 }
 
 // Element i's value from its two Philox words (x, y), exactly as DrawAt computes it.
@@ -76,8 +136,17 @@ template <Distribution D, class T>
 void fill_range(T* o, const double* probs, const RandomParams& p, uint64_t seed, uint64_t base, int64_t begin,
                 int64_t end) {
   uint32_t c[4][kLanes];
+  // Dropout's mask: one probability into floats, whole groups at a time.
+  constexpr bool kFastBernoulli = D == Distribution::Bernoulli && std::is_same_v<T, float>;
+  const uint64_t threshold = kFastBernoulli ? bernoulli_threshold(p.a) : 0;
   for (int64_t b0 = begin >> 1; 2 * b0 < end; b0 += kLanes) {
     philox_lanes(seed, base + static_cast<uint64_t>(b0), c);
+    if constexpr (kFastBernoulli) {
+      if (probs == nullptr && 2 * b0 >= begin && 2 * (b0 + kLanes) <= end) {
+        bernoulli_group(o + 2 * b0, c, threshold, static_cast<float>(p.b));
+        continue;
+      }
+    }
     for (int k = 0; k < kLanes; ++k)
       for (int h = 0; h < 2; ++h) {
         int64_t i = 2 * (b0 + k) + h;
