@@ -213,7 +213,11 @@ TEST_CASE("max_pool2d agrees with a naive loop on random, strided, unbatched and
   const std::vector<Win> wins = {{3, 3, 1, 1, 1, 1, 1, 1, false},
                                  {2, 3, 2, 2, 1, 1, 2, 2, true},
                                  {5, 2, 3, 1, 2, 0, 1, 3, true},
-                                 {3, 3, 3, 3, 0, 1, 1, 1, true}};
+                                 {3, 3, 3, 3, 0, 1, 1, 1, true},
+                                 // unpadded windows inside the input: the row-vectorised path
+                                 {2, 2, 2, 2, 0, 0, 1, 1, false},
+                                 {3, 2, 1, 2, 0, 0, 2, 1, false},
+                                 {2, 2, 2, 2, 0, 0, 1, 1, true}};  // ceil: the last row overhangs
   for (const Win& p : wins) {
     for (DType dt : {kF32, kF64}) {
       Tensor x = randn({2, 3, 9, 8}, {.dtype = dt});
@@ -240,6 +244,10 @@ TEST_CASE("max_pool2d agrees with a naive loop on random, strided, unbatched and
     CHECK(oi.dtype() == dt);
     CHECK(equal(oi, of));
     CHECK(equal(ii, ifl));
+    auto [ou, iu] = max_pool2d_with_indices(xi.to(dt), {2, 2});  // unpadded: many ties among small integers
+    auto [ofu, ifu] = max_pool2d_with_indices(xi.to(kF64), {2, 2});
+    CHECK(equal(ou, ofu));
+    CHECK(equal(iu, ifu));
   }
   // Large enough to run in parallel chunks.
   Tensor big = randn({2, 8, 48, 40});

@@ -75,10 +75,17 @@ Tensor conv_weight(const Tensor& gout, const Tensor& x, const Shape& w_shape, co
 
 // conv2d's input gradient: the adjoint, conv_transpose2d. With stride 1 and one group it is also a
 // conv2d of g with the flipped, transposed weight and "full" padding, which im2col + GEMM compute
-// without a column buffer to zero and scatter back (about 10% of a small ResNet's step on CPU).
+// without a column buffer to zero and scatter back (about 10% of a small ResNet's step on CPU). That
+// conv's column matrix has O * H * W columns' worth of rows per tap against conv_transpose2d's
+// C * OH * OW, so it is taken only where it is not the larger one ("same" convs, not LeNet's 6 -> 16
+// unpadded one, where it was 5x larger).
 Tensor conv2d_input_grad(const Tensor& g, const Tensor& w, const Shape& in_shape, const Conv2dParams& p) {
   const Pair full{p.dilation[0] * (w.size(2) - 1) - p.padding[0], p.dilation[1] * (w.size(3) - 1) - p.padding[1]};
-  if (p.stride[0] == 1 && p.stride[1] == 1 && p.groups == 1 && full[0] >= 0 && full[1] >= 0)
+  const int64_t n = static_cast<int64_t>(in_shape.size());
+  const int64_t full_cols = w.size(0) * in_shape[n - 1] * in_shape[n - 2];
+  const int64_t transposed_cols = w.size(1) * g.size(g.dim() - 1) * g.size(g.dim() - 2);
+  if (p.stride[0] == 1 && p.stride[1] == 1 && p.groups == 1 && full[0] >= 0 && full[1] >= 0 &&
+      full_cols <= transposed_cols)
     return conv2d(g, flip(w, {2, 3}).transpose(0, 1), {}, {1, 1}, full, pair(p.dilation), 1);
   return conv_transpose2d(g, w, {}, pair(p.stride), pair(p.padding),
                           output_padding_for(in_shape, g, w.size(2), w.size(3), p), p.groups, pair(p.dilation));

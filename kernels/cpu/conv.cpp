@@ -48,55 +48,66 @@ bool is_direct(const Geometry& g) {
   return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 && g.h == g.oh && g.w == g.ow;
 }
 
+// im2col's copies are short (a row of a small image, a padding edge of one or two pixels): GCC and
+// clang would turn its loops into memset/memcpy calls, which cost more than such copies (they were a
+// third of a LeNet step), so im2col keeps them as loops.
+#if defined(__clang__)
+#define EMBER_NO_MEM_CALLS __attribute__((no_builtin("memset", "memcpy", "memmove")))
+#elif defined(__GNUC__)
+#define EMBER_NO_MEM_CALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define EMBER_NO_MEM_CALLS
+#endif
+
 // Fills rows [r0, r1) of the column matrix from one group's input x [c, h, w]: row (ci, ki, kj) holds,
 // for every output position, the input pixel that kernel tap sees (0 in the padding).
 template <class T>
-void im2col_rows(const T* x, const Geometry& g, T* col, int64_t r0, int64_t r1) {
-  const int64_t ohw = g.oh * g.ow;
+EMBER_NO_MEM_CALLS void im2col_rows(const T* x, const Geometry& g, T* col, int64_t r0, int64_t r1) {
+  const int64_t ohw = g.oh * g.ow, ow = g.ow, sw = g.sw;
   // Stride 1 with the output as wide as the input ("same" padding): consecutive output rows read
   // consecutive input rows, so a tap's row of the column matrix is one shifted copy of the input
   // plane, with the columns that fall into the padding zeroed afterwards.
-  const bool same_width = g.sh == 1 && g.sw == 1 && g.ow == g.w;
+  const bool same_width = g.sh == 1 && sw == 1 && ow == g.w;
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t ci = r / (g.kh * g.kw), ki = (r / g.kw) % g.kh, kj = r % g.kw;
     T* dst = col + r * ohw;
     // Output columns whose input column iw = ox * sw - pw + kj * dw lies inside [0, w).
     const int64_t off = kj * g.dw - g.pw;
-    int64_t lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
-    int64_t hi = g.w - 1 - off < 0 ? 0 : std::min(g.ow, (g.w - 1 - off) / g.sw + 1);
+    int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    int64_t hi = g.w - 1 - off < 0 ? 0 : std::min(ow, (g.w - 1 - off) / sw + 1);
     lo = std::min(lo, hi);
     if (same_width) {
       // Output rows [oy0, oy1) see input row iy = oy + dy inside [0, h).
       const int64_t dy = ki * g.dh - g.ph;
       const int64_t oy0 = std::clamp<int64_t>(-dy, 0, g.oh), oy1 = std::clamp<int64_t>(g.h - dy, oy0, g.oh);
-      std::fill(dst, dst + oy0 * g.ow, T(0));
-      std::fill(dst + oy1 * g.ow, dst + ohw, T(0));
       if (lo == hi) {  // every column in the padding
-        std::fill(dst + oy0 * g.ow, dst + oy1 * g.ow, T(0));
+        for (int64_t i = 0; i < ohw; ++i) dst[i] = T(0);
         continue;
       }
-      const T* first = x + (ci * g.h + oy0 + dy) * g.w + lo + off;  // what dst[oy0 * ow + lo] reads
-      std::copy(first, first + (oy1 - oy0 - 1) * g.ow + hi - lo, dst + oy0 * g.ow + lo);
+      for (int64_t i = 0; i < oy0 * ow; ++i) dst[i] = T(0);
+      for (int64_t i = oy1 * ow; i < ohw; ++i) dst[i] = T(0);
+      const int64_t shift = (ci * g.h + dy) * g.w + off;  // dst[i] reads x[i + shift]
+      for (int64_t i = oy0 * ow + lo, n = (oy1 - 1) * ow + hi; i < n; ++i) dst[i] = x[i + shift];
       for (int64_t oy = oy0; oy < oy1; ++oy) {
-        std::fill(dst + oy * g.ow, dst + oy * g.ow + lo, T(0));
-        std::fill(dst + oy * g.ow + hi, dst + (oy + 1) * g.ow, T(0));
+        for (int64_t ox = 0; ox < lo; ++ox) dst[oy * ow + ox] = T(0);
+        for (int64_t ox = hi; ox < ow; ++ox) dst[oy * ow + ox] = T(0);
       }
       continue;
     }
-    for (int64_t oy = 0; oy < g.oh; ++oy, dst += g.ow) {
+    for (int64_t oy = 0; oy < g.oh; ++oy, dst += ow) {
       const int64_t iy = oy * g.sh - g.ph + ki * g.dh;
       if (iy < 0 || iy >= g.h) {
-        std::fill(dst, dst + g.ow, T(0));
+        for (int64_t ox = 0; ox < ow; ++ox) dst[ox] = T(0);
         continue;
       }
       const T* src = x + (ci * g.h + iy) * g.w;
-      std::fill(dst, dst + lo, T(0));
-      if (g.sw == 1) {
-        std::copy(src + lo + off, src + hi + off, dst + lo);
+      for (int64_t ox = 0; ox < lo; ++ox) dst[ox] = T(0);
+      if (sw == 1) {
+        for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox + off];
       } else {
-        for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox * g.sw + off];
+        for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox * sw + off];
       }
-      std::fill(dst + hi, dst + g.ow, T(0));
+      for (int64_t ox = hi; ox < ow; ++ox) dst[ox] = T(0);
     }
   }
 }

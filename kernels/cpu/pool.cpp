@@ -90,6 +90,57 @@ constexpr A lowest() {
     return std::numeric_limits<A>::lowest();
 }
 
+// Max pooling whose windows all lie inside the input (no padding, no ceil-mode overhang) over rows
+// of unit stride: for each output row, each window tap in turn is compared against a whole row of
+// running maxima, a select per element the compiler vectorises (the per-window loop branches on every
+// compare, and on data those branches mispredict). Taps are visited in the per-window loop's order
+// with the same test, so ties and NaNs resolve as there.
+template <class T>
+void max_pool_rows(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p) {
+  using A = acc_t<T>;
+  const Planes g(in, out);
+  const T* src = static_cast<const T*>(in.raw_data());
+  T* dst = static_cast<T*>(out.raw_data());
+  int64_t* idx = indices.defined() ? static_cast<int64_t*>(indices.raw_data()) : nullptr;
+  for_planes(g.count(), g.oh * g.ow * p.kernel[0] * p.kernel[1], [&, g](int64_t plane) {
+    const int64_t w = g.w, ow_n = g.ow, sh = g.sh, kh = p.kernel[0], kw = p.kernel[1];
+    const int64_t dh = p.dilation[0], dw = p.dilation[1], str_h = p.stride[0], str_w = p.stride[1];
+    thread_local std::vector<A> best;
+    thread_local std::vector<int32_t> tap;  // index of the winning tap in the window, i * kw + j
+    best.resize(static_cast<size_t>(ow_n));
+    tap.resize(static_cast<size_t>(ow_n));
+    A* b = best.data();
+    int32_t* t = tap.data();
+    const T* x = src + g.in_offset(plane);
+    for (int64_t oh = 0; oh < g.oh; ++oh) {
+      for (int64_t i = 0; i < kh; ++i) {
+        const T* row = x + (oh * str_h + i * dh) * sh;
+        for (int64_t j = 0; j < kw; ++j) {
+          const T* r = row + j * dw;
+          const auto id = static_cast<int32_t>(i * kw + j);
+          if (i == 0 && j == 0) {
+            for (int64_t o = 0; o < ow_n; ++o) b[o] = load(r[o * str_w]), t[o] = 0;
+            continue;
+          }
+          for (int64_t o = 0; o < ow_n; ++o) {
+            const A v = load(r[o * str_w]);
+            bool take = v > b[o];
+            if constexpr (std::numeric_limits<A>::has_quiet_NaN) take = take | (v != v);
+            b[o] = take ? v : b[o];
+            t[o] = take ? id : t[o];
+          }
+        }
+      }
+      T* y = dst + (plane * g.oh + oh) * ow_n;
+      for (int64_t o = 0; o < ow_n; ++o) y[o] = convert<T>(b[o]);
+      if (idx) {
+        int64_t* yi = idx + (plane * g.oh + oh) * ow_n;
+        for (int64_t o = 0; o < ow_n; ++o) yi[o] = (oh * str_h + t[o] / kw * dh) * w + o * str_w + t[o] % kw * dw;
+      }
+    }
+  });
+}
+
 template <class T, bool kUnitW>
 void max_pool_impl(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p) {
   using A = acc_t<T>;
@@ -121,11 +172,10 @@ void max_pool_impl(const Tensor& out, const Tensor& indices, const Tensor& in, c
           for (int64_t iw = w0; iw < w1; iw += dw) {
             const A v = load(row[iw * sw]);
             bool take = v > best;
-            if constexpr (std::numeric_limits<A>::has_quiet_NaN) take = take || v != v;
-            if (take) {
-              best = v;
-              best_i = ih * w + iw;
-            }
+            if constexpr (std::numeric_limits<A>::has_quiet_NaN) take = take | (v != v);
+            // Selects, not a branch: on data a branch would mispredict every other element.
+            best = take ? v : best;
+            best_i = take ? ih * w + iw : best_i;
           }
         }
         y[oh * ow_n + ow] = convert<T>(best);
@@ -291,7 +341,12 @@ using MaxPoolTypes = NumericTypes;
 
 void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p) {
   visit_dtype<MaxPoolTypes>(in.dtype(), "[max_pool2d]", [&]<class T>() {
-    if (in.stride(3) == 1)
+    const bool inside = p.padding[0] == 0 && p.padding[1] == 0 && out.numel() > 0 &&
+                        (out.size(2) - 1) * p.stride[0] + (p.kernel[0] - 1) * p.dilation[0] < in.size(2) &&
+                        (out.size(3) - 1) * p.stride[1] + (p.kernel[1] - 1) * p.dilation[1] < in.size(3);
+    if (inside && in.stride(3) == 1)
+      max_pool_rows<T>(out, indices, in, p);
+    else if (in.stride(3) == 1)
       max_pool_impl<T, true>(out, indices, in, p);
     else
       max_pool_impl<T, false>(out, indices, in, p);
