@@ -246,6 +246,38 @@ TEST_CASE("gemm kernel: output layouts, beta, NaN-filled outputs") {
   }
 }
 
+TEST_CASE("float32 GEMM of a short A by W^T (a Linear layer's product): tile edges, strides, alpha and beta") {
+  // A short A (m <= 48) against a wide W [n, k] with contiguous rows takes kernels/cpu/gemm.cpp's own
+  // tile on AVX2 machines (OpenBLAS elsewhere): every edge of its 16-row panels and 6-row tiles, row
+  // strides wider than k (slices), one thread and several.
+  manual_seed(6);
+  for (auto [m, n, k] : std::vector<std::array<int64_t, 3>>{
+           {2, 512, 16}, {17, 515, 33}, {16, 520, 100}, {32, 1024, 784}, {48, 601, 100}, {5, 1030, 1024}}) {
+    CAPTURE(m);
+    CAPTURE(n);
+    CAPTURE(k);
+    // float32 rounding of k-term sums of unit normals grows with k; a wrong tile is off by O(1).
+    auto near = [k](const Tensor& got, const Tensor& ref) { return allclose(got.to(kF64), ref, 1e-5, 4e-7 * k); };
+    Tensor a = operand({m, k + 3}, kF32).slice(1, 0, k);  // row stride k + 3
+    Tensor w = operand({n, k + 5}, kF32).slice(1, 0, k);
+    Tensor ref = naive_matmul(a, w.t());
+    CHECK(near(matmul(a, w.t()), ref));
+    Tensor out = full({m, n}, kNaN);  // beta = 0 must not read it
+    kernels::gemm(out, a, w.t(), 1, 0);
+    CHECK(near(out, ref));
+    Tensor acc = operand({m, n}, kF32), before = acc.to(kF64, /*copy=*/true);
+    kernels::gemm(acc, a, w.t(), 3, 2);
+    CHECK(near(acc, before * 2.0 + ref * 3.0));
+  }
+  const int threads = get_num_threads();
+  set_num_threads(1);
+  Tensor a = operand({32, 784}, kF32), w = operand({1024, 784}, kF32);
+  Tensor one = matmul(a, w.t());
+  set_num_threads(threads);
+  CHECK(allclose(one.to(kF64), naive_matmul(a, w.t()), 1e-5, 1e-7 * 784));
+  CHECK(allclose(matmul(a, w.t()), one, 0, 0));  // the thread split does not change a result
+}
+
 TEST_CASE("matmul of zero-size operands") {
   for (DType dt : {kF32, kF64, kF16, kBF16, kI64}) {
     CAPTURE(dt);
