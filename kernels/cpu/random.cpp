@@ -87,7 +87,6 @@ void philox_lanes(uint64_t seed, uint64_t counter0, uint32_t (&c)[4][kLanes]) {
 // u01_53(x, y) < prob as an integer test: the 53-bit value u01_53 scales is below ceil(prob * 2^53)
 // (the scaling is exact), so this keeps exactly the elements the double comparison keeps.
 inline uint64_t bernoulli_threshold(double prob) { return static_cast<uint64_t>(std::ceil(std::ldexp(prob, 53))); }
-inline uint64_t bits53(uint32_t x, uint32_t y) { return (static_cast<uint64_t>(x) << 21) ^ (y >> 11); }
 
 // A whole group of kLanes blocks (2 * kLanes floats) of a Bernoulli draw with one probability.
 void bernoulli_group(float* o, const uint32_t (&c)[4][kLanes], uint64_t threshold, float value) {
@@ -107,7 +106,10 @@ void bernoulli_group(float* o, const uint32_t (&c)[4][kLanes], uint64_t threshol
   }
 #else
   for (int k = 0; k < kLanes; ++k)
-    for (int h = 0; h < 2; ++h) o[2 * k + h] = bits53(c[2 * h][k], c[2 * h + 1][k]) < threshold ? value : 0.0f;
+    for (int h = 0; h < 2; ++h) {
+      const uint64_t bits = (static_cast<uint64_t>(c[2 * h][k]) << 21) ^ (c[2 * h + 1][k] >> 11);
+      o[2 * k + h] = bits < threshold ? value : 0.0f;
+    }
 #endif
 }
 
