@@ -300,6 +300,34 @@ TEST_CASE("conv_transpose2d: argument errors, and the f32/f16/bf16 forwards agai
   }
 }
 
+TEST_CASE("conv2d stride 1 in f32 (the padded-image kernels on AVX2): forward and all gradients close to f64") {
+  // Output channels and taps that split into every tile height from 1 to 6 (balanced panels), rows of
+  // 16-wide strips and a partial one, dilation, padding wider than the kernel, groups, and one sample.
+  struct Case {
+    Shape x, w;
+    Pair p, d;
+    int64_t g;
+  };
+  manual_seed(11);
+  for (const Case& c : std::vector<Case>{{{3, 7, 9, 21}, {13, 7, 3, 3}, {1, 1}, {1, 1}, 1},
+                                         {{2, 4, 8, 17}, {10, 2, 3, 2}, {2, 3}, {2, 1}, 2},
+                                         {{1, 3, 5, 6}, {1, 3, 1, 3}, {0, 4}, {1, 1}, 1},
+                                         {{2, 2, 4, 4}, {34, 2, 5, 5}, {2, 2}, {1, 1}, 1},
+                                         {{4, 1, 12, 12}, {2, 1, 1, 1}, {1, 0}, {1, 1}, 1}}) {
+    CAPTURE(c.w);
+    Tensor x = rnd(c.x), w = rnd(c.w), b = rnd({c.w[0]});
+    auto f = [&](const Tensor& x, const Tensor& w, const Tensor& b) { return conv2d(x, w, b, {1, 1}, c.p, c.d, c.g); };
+    Tensor y = f(x, w, b), gy = randn(y.shape(), {.dtype = kF64});
+    auto g64 = autograd::grad({y}, {x, w, b}, {gy});
+    Tensor xl = x.detach().to(kF32).requires_grad_(), wl = w.detach().to(kF32).requires_grad_(),
+           bl = b.detach().to(kF32).requires_grad_();
+    Tensor yl = f(xl, wl, bl);
+    CHECK(allclose(yl.to(kF64), y, 1e-5, 1e-5));
+    auto gl = autograd::grad({yl}, {xl, wl, bl}, {gy.to(kF32)});
+    for (int i = 0; i < 3; ++i) CHECK(allclose(gl[i].to(kF64), g64[i], 1e-4, 1e-4));
+  }
+}
+
 TEST_CASE("grad conv2d in f32 and bf16: input, weight and bias gradients close to f64") {
   manual_seed(10);
   Tensor x = rnd({2, 4, 6, 5}), w = rnd({6, 2, 3, 3}), b = rnd({6});
