@@ -166,7 +166,8 @@ void gemm(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t 
     }
   };
   const int threads = get_num_threads();
-  const int64_t parts = std::min<int64_t>(threads, n / (4 * kMR));
+  // Four blocks per thread: a thread the VM preempts holds back less of the product.
+  const int64_t parts = std::min<int64_t>(4 * threads, n / (4 * kMR));
   if (parts < 2 || double(m) * double(n) * double(k) < kMinSplitGemm) return rows(0, n);
   auto edge = [&](int64_t q) { return q == parts ? n : n * q / parts / kMR * kMR; };
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, parts, 1), [&](const tbb::blocked_range<int64_t>& r) {
