@@ -377,9 +377,19 @@ void tile(int64_t k, const float* __restrict a, const float* base, const int64_t
 using TileFn = void (*)(int64_t, const float*, const float*, const int64_t*, const float*, float*, int64_t, int64_t);
 constexpr TileFn kTiles[kMR + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
 
+// One group's conv over the padded image: c planes of h2 x w2, and where tap r = (ci, ki, kj) of output
+// (0, 0) sits in it (output (oy, ox) adds oy * w2 + ox).
 struct Plan {
   Geometry g;
-  int64_t og, k, h2, w2;                                      // padded plane: h2 x w2
+  int64_t og, k, h2, w2;
+  std::vector<int64_t> start;
+  Plan(const Geometry& geo, int64_t og_)
+      : g(geo), og(og_), k(geo.c * geo.kh * geo.kw), h2(geo.h + 2 * geo.ph), w2(geo.w + 2 * geo.pw) {
+    start.reserve(static_cast<size_t>(k));
+    for (int64_t ci = 0; ci < g.c; ++ci)
+      for (int64_t ki = 0; ki < g.kh; ++ki)
+        for (int64_t kj = 0; kj < g.kw; ++kj) start.push_back((ci * h2 + ki * g.dh) * w2 + kj * g.dw);
+  }
   int64_t plane_size() const { return g.c * h2 * w2 + kNR; }  // kNR floats of slack for the last strip's loads
 };
 
@@ -393,15 +403,14 @@ void pad(const float* x, const Plan& pl, float* xp) {
 }
 
 // Output rows [oy0, oy1) of y [og, oh * ow] from the padded image xp.
-void rows(const float* xp, const Plan& pl, const float* wp, const int64_t* start, const float* bias, float* y,
-          int64_t oy0, int64_t oy1) {
+void rows(const float* xp, const Plan& pl, const float* wp, const float* bias, float* y, int64_t oy0, int64_t oy1) {
   const Geometry& g = pl.g;
   const int64_t l = g.oh * g.ow;
   for (int64_t oy = oy0; oy < oy1; ++oy)
     for (int64_t ox = 0; ox < g.ow; ox += kNR)
       for (int64_t i = 0, r0 = 0; r0 < pl.og; r0 = panel_start(pl.og, ++i)) {
         const int64_t mr = panel_start(pl.og, i + 1) - r0;
-        kTiles[mr](pl.k, wp + r0 * pl.k, xp + oy * pl.w2 + ox, start, bias ? bias + r0 : nullptr,
+        kTiles[mr](pl.k, wp + r0 * pl.k, xp + oy * pl.w2 + ox, pl.start.data(), bias ? bias + r0 : nullptr,
                    y + r0 * l + oy * g.ow + ox, l, std::min(kNR, g.ow - ox));
       }
 }
@@ -418,13 +427,8 @@ void conv2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Ten
   const int64_t n_batch = in.shape()[0], c_in = in.shape()[1], groups = p.groups;
   const int64_t c_out = weight.shape()[0], og = c_out / groups;
   const Geometry g = geometry(weight.shape()[1], in, weight, out, p);
-  const Plan pl{g, og, g.c * g.kh * g.kw, g.h + 2 * g.ph, g.w + 2 * g.pw};
+  const Plan pl(g, og);
   const int64_t k = pl.k, l = g.oh * g.ow, hw = g.h * g.w, units = n_batch * groups;
-  // Where tap (ci, ki, kj) of output (0, 0) sits in the padded image.
-  std::vector<int64_t> start(static_cast<size_t>(k));
-  for (int64_t ci = 0, r = 0; ci < g.c; ++ci)
-    for (int64_t ki = 0; ki < g.kh; ++ki)
-      for (int64_t kj = 0; kj < g.kw; ++kj) start[size_t(r++)] = (ci * pl.h2 + ki * g.dh) * pl.w2 + kj * g.dw;
   auto wp = buffer(c_out * k);
   for (int64_t gi = 0; gi < groups; ++gi)
     pack_weight(weight.data_ptr<float>() + gi * og * k, og, k, wp.get() + gi * og * k);
@@ -433,8 +437,7 @@ void conv2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Ten
   float* y = out.data_ptr<float>();
   auto unit = [&](int64_t u, float* xp, int64_t oy0, int64_t oy1) {
     const int64_t n = u / groups, gi = u % groups;
-    rows(xp, pl, wp.get() + gi * og * k, start.data(), b ? b + gi * og : nullptr, y + (n * c_out + gi * og) * l, oy0,
-         oy1);
+    rows(xp, pl, wp.get() + gi * og * k, b ? b + gi * og : nullptr, y + (n * c_out + gi * og) * l, oy0, oy1);
   };
   auto image = [&](int64_t u) { return x + ((u / groups) * c_in + (u % groups) * g.c) * hw; };
   const double unit_work = double(og) * double(l) * double(k);
@@ -544,13 +547,9 @@ void conv2d_weight_backward(const Tensor& grad_weight, const Tensor& grad_out, c
   const int64_t n_batch = in.shape()[0], c_in = in.shape()[1], groups = p.groups;
   const int64_t c_out = grad_weight.shape()[0], og = c_out / groups;
   const Geometry g = geometry(grad_weight.shape()[1], in, grad_weight, grad_out, p);
-  const Plan pl{g, og, g.c * g.kh * g.kw, g.h + 2 * g.ph, g.w + 2 * g.pw};
+  const Plan pl(g, og);
   const int64_t k = pl.k, l = g.oh * g.ow, hw = g.h * g.w, size = c_out * k;
   const int64_t positions = g.oh * pl.w2, panels = (og + kNR - 1) / kNR;
-  std::vector<int64_t> start(static_cast<size_t>(k));
-  for (int64_t ci = 0, r = 0; ci < g.c; ++ci)
-    for (int64_t ki = 0; ki < g.kh; ++ki)
-      for (int64_t kj = 0; kj < g.kw; ++kj) start[size_t(r++)] = (ci * pl.h2 + ki * g.dh) * pl.w2 + kj * g.dw;
   const float* x = in.data_ptr<float>();
   const float* dy = grad_out.data_ptr<float>();
   float* gw = grad_weight.data_ptr<float>();
@@ -565,7 +564,7 @@ void conv2d_weight_backward(const Tensor& grad_weight, const Tensor& grad_out, c
         for (int64_t i = 0, r0 = 0; r0 < k; r0 = panel_start(k, ++i)) {
           const int64_t mr = panel_start(k, i + 1) - r0;
           for (int64_t q = 0; q < panels; ++q)
-            kWeightTiles[mr](positions, dyp + q * positions * kNR, xp, start.data() + r0, accg + q * kNR * k + r0, k,
+            kWeightTiles[mr](positions, dyp + q * positions * kNR, xp, pl.start.data() + r0, accg + q * kNR * k + r0, k,
                              std::min(kNR, og - q * kNR));
         }
       }
