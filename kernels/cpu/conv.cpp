@@ -13,15 +13,11 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
-#include <new>
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
-
 #include "kernels/cpu/loops.hpp"
+#include "kernels/cpu/tiles.hpp"
 #include "kernels/elementwise.hpp"
 #include "kernels/linalg.hpp"
 
@@ -319,7 +315,8 @@ void conv2d_weight_backward_typed(const Tensor& grad_weight, const Tensor& grad_
 // saves writing the column matrix, OpenBLAS packing it again, and the GEMM's C = 0 pass.
 namespace padded {
 
-constexpr int64_t kMR = 6, kNR = 16;
+using tiles::kMR;
+using tiles::kNR;
 constexpr int64_t kMaxWeight = 1 << 16;  // og * k floats: the packed weight stays in L2
 
 bool applies(const Geometry& g, int64_t og, int64_t k) {
@@ -415,21 +412,13 @@ void rows(const float* xp, const Plan& pl, const float* wp, const float* bias, f
       }
 }
 
-struct AlignedFree {
-  void operator()(float* f) const { ::operator delete[](f, std::align_val_t{32}); }
-};
-std::unique_ptr<float[], AlignedFree> buffer(int64_t n) {
-  return std::unique_ptr<float[], AlignedFree>(
-      static_cast<float*>(::operator new[](size_t(std::max<int64_t>(n, 1)) * sizeof(float), std::align_val_t{32})));
-}
-
 void conv2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
   const int64_t n_batch = in.shape()[0], c_in = in.shape()[1], groups = p.groups;
   const int64_t c_out = weight.shape()[0], og = c_out / groups;
   const Geometry g = geometry(weight.shape()[1], in, weight, out, p);
   const Plan pl(g, og);
   const int64_t k = pl.k, l = g.oh * g.ow, hw = g.h * g.w, units = n_batch * groups;
-  auto wp = buffer(c_out * k);
+  auto wp = tiles::aligned_floats(c_out * k);
   for (int64_t gi = 0; gi < groups; ++gi)
     pack_weight(weight.data_ptr<float>() + gi * og * k, og, k, wp.get() + gi * og * k);
   const float* x = in.data_ptr<float>();
@@ -443,7 +432,7 @@ void conv2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Ten
   const double unit_work = double(og) * double(l) * double(k);
   if (split_units(units, unit_work)) {  // many (sample, group) pairs: one per task
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, units, 1), [&](const tbb::blocked_range<int64_t>& r) {
-      auto xp = buffer(pl.plane_size());
+      auto xp = tiles::aligned_floats(pl.plane_size());
       for (int64_t u = r.begin(); u < r.end(); ++u) {
         pad(image(u), pl, xp.get());
         unit(u, xp.get(), 0, g.oh);
@@ -451,7 +440,7 @@ void conv2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Ten
     });
     return;
   }
-  auto xp = buffer(pl.plane_size());
+  auto xp = tiles::aligned_floats(pl.plane_size());
   const bool parallel = get_num_threads() > 1 && unit_work >= kMinParallelWork;
   for (int64_t u = 0; u < units; ++u) {
     pad(image(u), pl, xp.get());
@@ -463,37 +452,6 @@ void conv2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Ten
                       [&](const tbb::blocked_range<int64_t>& r) { unit(u, xp.get(), r.begin(), r.end()); });
   }
 }
-
-// The weight gradient's tile: c[j * ldc + i] += sum_p dyp[p][j] * xp[start[i] + p] for the MR taps i
-// and the 16 output channels j of a panel (the first `cols` kept). dyp holds the output gradient at
-// padded-width positions, 0 in the columns past ow, so reading the padded image at a tap's fixed offset
-// is that tap's column-matrix row.
-template <int MR>
-void weight_tile(int64_t k, const float* __restrict dyp, const float* xp, const int64_t* start, float* c, int64_t ldc,
-                 int64_t cols) {
-  __m256 lo[MR], hi[MR];
-  const float* wr[MR];
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) lo[i] = hi[i] = _mm256_setzero_ps(), wr[i] = xp + start[i];
-  for (int64_t p = 0; p < k; ++p, dyp += kNR) {
-    const __m256 b0 = _mm256_load_ps(dyp), b1 = _mm256_load_ps(dyp + 8);
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; ++i) {
-      const __m256 xi = _mm256_broadcast_ss(wr[i] + p);
-      lo[i] = _mm256_fmadd_ps(xi, b0, lo[i]);
-      hi[i] = _mm256_fmadd_ps(xi, b1, hi[i]);
-    }
-  }
-  alignas(32) float t[MR][kNR];
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) _mm256_store_ps(t[i], lo[i]), _mm256_store_ps(t[i] + 8, hi[i]);
-  for (int64_t j = 0; j < cols; ++j)
-    for (int i = 0; i < MR; ++i) c[j * ldc + i] += t[i][j];
-}
-
-using WeightTileFn = void (*)(int64_t, const float*, const float*, const int64_t*, float*, int64_t, int64_t);
-constexpr WeightTileFn kWeightTiles[kMR + 1] = {nullptr,        weight_tile<1>, weight_tile<2>, weight_tile<3>,
-                                                weight_tile<4>, weight_tile<5>, weight_tile<6>};
 
 // In-register transpose of eight rows of eight floats.
 inline void transpose8(__m256 (&r)[8]) {
@@ -563,9 +521,11 @@ void conv2d_weight_backward(const Tensor& grad_weight, const Tensor& grad_out, c
         float* accg = acc + gi * og * k;
         for (int64_t i = 0, r0 = 0; r0 < k; r0 = panel_start(k, ++i)) {
           const int64_t mr = panel_start(k, i + 1) - r0;
+          const float* taps[kMR];  // the column-matrix rows of taps r0 .. r0 + mr
+          for (int64_t t = 0; t < mr; ++t) taps[t] = xp + pl.start[size_t(r0 + t)];
           for (int64_t q = 0; q < panels; ++q)
-            kWeightTiles[mr](positions, dyp + q * positions * kNR, xp, pl.start.data() + r0, accg + q * kNR * k + r0, k,
-                             std::min(kNR, og - q * kNR));
+            tiles::rows_by_panel(mr, positions, taps, dyp + q * positions * kNR, 1.0f, 1.0f, accg + q * kNR * k + r0, k,
+                                 std::min(kNR, og - q * kNR));
         }
       }
   };
@@ -573,13 +533,13 @@ void conv2d_weight_backward(const Tensor& grad_weight, const Tensor& grad_out, c
   const int64_t chunks = std::min<int64_t>(get_num_threads(), n_batch);
   const double sample_work = double(c_out) * double(k) * double(l);
   if (chunks < 2 || sample_work * double(n_batch) < kMinParallelWork) {
-    auto xp = buffer(xp_size), dyp = buffer(dyp_size);
+    auto xp = tiles::aligned_floats(xp_size), dyp = tiles::aligned_floats(dyp_size);
     return samples(0, n_batch, gw, xp.get(), dyp.get());
   }
-  auto partial = buffer((chunks - 1) * size);
+  auto partial = tiles::aligned_floats((chunks - 1) * size);
   std::fill(partial.get(), partial.get() + (chunks - 1) * size, 0.0f);
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, chunks, 1), [&](const tbb::blocked_range<int64_t>& r) {
-    auto xp = buffer(xp_size), dyp = buffer(dyp_size);
+    auto xp = tiles::aligned_floats(xp_size), dyp = tiles::aligned_floats(dyp_size);
     for (int64_t c = r.begin(); c < r.end(); ++c)
       samples(c * n_batch / chunks, (c + 1) * n_batch / chunks, c == 0 ? gw : partial.get() + (c - 1) * size, xp.get(),
               dyp.get());

@@ -11,16 +11,12 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <optional>
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
-
 #include "kernels/cpu/loops.hpp"
+#include "kernels/cpu/tiles.hpp"
 #include "kernels/elementwise.hpp"
 #include "kernels/linalg.hpp"
 
@@ -102,53 +98,22 @@ void blas_gemv(CBLAS_TRANSPOSE t, int64_t rows, int64_t cols, double alpha, cons
 #if defined(__AVX2__) && defined(__FMA__)
 // C = alpha A W^T + beta C for a short A (a Linear layer's batch of up to 48) and a wide W [n, k] with
 // contiguous rows. OpenBLAS packs all of W on every call, a third of the time at m = 32. Here only A
-// is packed, into [k][16] panels of 16 of its rows, and a 6x16 register tile broadcasts six rows of W
-// from where they lie. On 2 Zen 4 cores: 0.75-0.95x OpenBLAS's time at m = 32 (n = 1024, k = 784 or
-// 1024), 0.6x at m = 16. The tile holds C^T, so it is written back transposed.
+// is packed, into [k][16] panels of 16 of its rows, and a 6x16 register tile (kernels/cpu/tiles.hpp)
+// broadcasts six rows of W from where they lie. On 2 Zen 4 cores: 0.75-0.95x OpenBLAS's time at m = 32
+// (n = 1024, k = 784 or 1024), 0.6x at m = 16.
 namespace short_a {
 
-constexpr int64_t kNR = 16, kMR = 6;
+using tiles::kMR;
+using tiles::kNR;
 
 // Where it measured faster than OpenBLAS on 2 threads; from m = 64 on OpenBLAS's packing pays off.
 bool applies(int64_t m, int64_t n, int64_t k) { return m >= 2 && m <= 48 && n >= 512 && k >= 16 && k <= 4096; }
-
-// c[j * ldc + i] for j < cols, i < MR = alpha * sum_p w[i * ldw + p] * ap[p][j] + beta * c[...].
-template <int MR>
-void tile(int64_t k, const float* w, int64_t ldw, const float* __restrict ap, float alpha, float beta, float* c,
-          int64_t ldc, int64_t cols) {
-  __m256 lo[MR], hi[MR];
-  const float* wr[MR];
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) lo[i] = hi[i] = _mm256_setzero_ps(), wr[i] = w + i * ldw;
-  for (int64_t p = 0; p < k; ++p, ap += kNR) {
-    const __m256 b0 = _mm256_load_ps(ap), b1 = _mm256_load_ps(ap + 8);
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; ++i) {
-      const __m256 wi = _mm256_broadcast_ss(wr[i] + p);
-      lo[i] = _mm256_fmadd_ps(wi, b0, lo[i]);
-      hi[i] = _mm256_fmadd_ps(wi, b1, hi[i]);
-    }
-  }
-  alignas(32) float t[MR][kNR];
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) _mm256_store_ps(t[i], lo[i]), _mm256_store_ps(t[i] + 8, hi[i]);
-  for (int64_t j = 0; j < cols; ++j)
-    for (int i = 0; i < MR; ++i) {
-      float& o = c[j * ldc + i];
-      o = beta == 0.0f ? alpha * t[i][j] : alpha * t[i][j] + beta * o;  // beta 0 overwrites, as BLAS
-    }
-}
-
-using TileFn = void (*)(int64_t, const float*, int64_t, const float*, float, float, float*, int64_t, int64_t);
-constexpr TileFn kTiles[kMR + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
 
 void gemm(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* w, int64_t ldw,
           float beta, float* c, int64_t ldc) {
   // A's rows in panels of 16, [k][16] each, zero past row m.
   const int64_t panels = (m + kNR - 1) / kNR;
-  std::unique_ptr<float[], void (*)(float*)> packed(
-      static_cast<float*>(::operator new[](size_t(panels * k * kNR) * sizeof(float), std::align_val_t{32})),
-      [](float* f) { ::operator delete[](f, std::align_val_t{32}); });
+  tiles::Buffer packed = tiles::aligned_floats(panels * k * kNR);
   for (int64_t q = 0; q < panels; ++q) {
     float* dst = packed.get() + q * k * kNR;
     for (int64_t j = 0; j < kNR; ++j) {
@@ -160,9 +125,11 @@ void gemm(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t 
   auto rows = [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; i += kMR) {
       const int64_t mr = std::min(kMR, i1 - i);
+      const float* rows[kMR];
+      for (int64_t t = 0; t < mr; ++t) rows[t] = w + (i + t) * ldw;
       for (int64_t q = 0; q < panels; ++q)
-        kTiles[mr](k, w + i * ldw, ldw, packed.get() + q * k * kNR, alpha, beta, c + q * kNR * ldc + i, ldc,
-                   std::min(kNR, m - q * kNR));
+        tiles::rows_by_panel(mr, k, rows, packed.get() + q * k * kNR, alpha, beta, c + q * kNR * ldc + i, ldc,
+                             std::min(kNR, m - q * kNR));
     }
   };
   const int threads = get_num_threads();
