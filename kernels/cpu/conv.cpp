@@ -253,9 +253,24 @@ void conv_transpose2d_typed(const Tensor& out, const Tensor& in, const Tensor& w
   for (int64_t u = 0; u < units; ++u) unit(u, col.get(), true);
 }
 
-// The batch is split into chunks (one per thread when the per-sample work is small), each summing its
-// samples' products into its own buffer; the buffers are added in chunk order, so the result does not
-// depend on scheduling.
+// Sums a weight gradient over the batch in `chunks` parallel pieces: add(n0, n1, acc) adds samples
+// [n0, n1) into acc; chunk 0 adds into gw itself, the others into zeroed buffers that are then added in
+// chunk order, so the result does not depend on scheduling.
+template <class T, class Add>
+void sum_batch_chunks(int64_t n_batch, int64_t chunks, T* gw, int64_t size, Add&& add) {
+  std::unique_ptr<T[]> partial(new T[size_t((chunks - 1) * size)]());
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, chunks, 1), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t c = r.begin(); c < r.end(); ++c)
+      add(c * n_batch / chunks, (c + 1) * n_batch / chunks, c == 0 ? gw : partial.get() + (c - 1) * size);
+  });
+  for (int64_t c = 1; c < chunks; ++c) {
+    const T* part = partial.get() + (c - 1) * size;
+    for (int64_t i = 0; i < size; ++i) gw[i] += part[i];
+  }
+}
+
+// The batch is split into chunks (one per thread when the per-sample work is small), summed by
+// sum_batch_chunks.
 template <class T>
 void conv2d_weight_backward_typed(const Tensor& grad_weight, const Tensor& grad_out, const Tensor& in,
                                   const Conv2dParams& p) {
@@ -288,19 +303,10 @@ void conv2d_weight_backward_typed(const Tensor& grad_weight, const Tensor& grad_
   const double sample_work = double(c_out) * double(k) * double(l);
   if (split_units(n_batch, sample_work)) {
     const int64_t chunks = std::min<int64_t>(get_num_threads(), n_batch);
-    std::unique_ptr<T[]> partial(new T[size_t((chunks - 1) * size)]());
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, chunks, 1), [&](const tbb::blocked_range<int64_t>& r) {
+    return sum_batch_chunks(n_batch, chunks, gw, size, [&](int64_t n0, int64_t n1, T* acc) {
       std::unique_ptr<T[]> col(new T[std::max<size_t>(col_size, 1)]);
-      for (int64_t c = r.begin(); c < r.end(); ++c) {
-        T* acc = c == 0 ? gw : partial.get() + (c - 1) * size;
-        for (int64_t n = c * n_batch / chunks; n < (c + 1) * n_batch / chunks; ++n) sample(n, acc, col.get(), false);
-      }
+      for (int64_t n = n0; n < n1; ++n) sample(n, acc, col.get(), false);
     });
-    for (int64_t c = 1; c < chunks; ++c) {
-      const T* part = partial.get() + (c - 1) * size;
-      for (int64_t i = 0; i < size; ++i) gw[i] += part[i];
-    }
-    return;
   }
   std::unique_ptr<T[]> col(new T[std::max<size_t>(col_size, 1)]);
   for (int64_t n = 0; n < n_batch; ++n) sample(n, gw, col.get(), true);
@@ -498,8 +504,7 @@ void pack_output_grad(const float* dyg, const Plan& pl, float* dyp) {
 }
 
 // grad_weight [O, C / groups, kH, kW] = sum over the batch of grad_out x the column matrix of in,
-// with the same padded image as the forward. Batch chunks sum into their own buffers, added in
-// chunk order, so the result does not depend on scheduling.
+// with the same padded image as the forward; batch chunks summed by sum_batch_chunks.
 void conv2d_weight_backward(const Tensor& grad_weight, const Tensor& grad_out, const Tensor& in,
                             const Conv2dParams& p) {
   const int64_t n_batch = in.shape()[0], c_in = in.shape()[1], groups = p.groups;
@@ -536,18 +541,10 @@ void conv2d_weight_backward(const Tensor& grad_weight, const Tensor& grad_out, c
     auto xp = tiles::aligned_floats(xp_size), dyp = tiles::aligned_floats(dyp_size);
     return samples(0, n_batch, gw, xp.get(), dyp.get());
   }
-  auto partial = tiles::aligned_floats((chunks - 1) * size);
-  std::fill(partial.get(), partial.get() + (chunks - 1) * size, 0.0f);
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, chunks, 1), [&](const tbb::blocked_range<int64_t>& r) {
+  sum_batch_chunks(n_batch, chunks, gw, size, [&](int64_t n0, int64_t n1, float* acc) {
     auto xp = tiles::aligned_floats(xp_size), dyp = tiles::aligned_floats(dyp_size);
-    for (int64_t c = r.begin(); c < r.end(); ++c)
-      samples(c * n_batch / chunks, (c + 1) * n_batch / chunks, c == 0 ? gw : partial.get() + (c - 1) * size, xp.get(),
-              dyp.get());
+    samples(n0, n1, acc, xp.get(), dyp.get());
   });
-  for (int64_t c = 1; c < chunks; ++c) {
-    const float* part = partial.get() + (c - 1) * size;
-    for (int64_t i = 0; i < size; ++i) gw[i] += part[i];
-  }
 }
 
 }  // namespace padded
