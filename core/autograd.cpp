@@ -47,9 +47,11 @@ class AccumulateGrad final : public Node {
       // Keep the incoming tensor when nothing else can see it; a view or a shared buffer is copied.
       bool owned = !is_grad_enabled() && g.is_contiguous() && g.impl_ptr().use_count() == 1 &&
                    g.impl().storage.use_count() == 1 && !g.impl().view_base;
-      m.grad = is_grad_enabled() ? g : owned ? g.detach() : g.detach().clone();
-    } else if (is_grad_enabled() || m.grad.requires_grad()) {
-      m.grad = m.grad + g;  // create_graph: the sum stays differentiable
+      // An expanded g (sum's backward) is cloned, so later accumulation can add into it in place.
+      bool shared = has_internal_overlap(g);
+      m.grad = is_grad_enabled() ? (shared ? g.clone() : g) : owned ? g.detach() : g.detach().clone();
+    } else if (is_grad_enabled() || m.grad.requires_grad() || has_internal_overlap(m.grad)) {
+      m.grad = m.grad + g;  // create_graph: the sum stays differentiable; a user-set expanded grad is replaced
     } else {
       m.grad.add_(g);
     }
@@ -233,9 +235,10 @@ void check_inplace(const Tensor& self, const char* op) {
   }
 }
 
-Tensor& assign(Tensor& self, const Tensor& src, const char* op) {
+Tensor& assign(Tensor& self, const Tensor& src, const char* op, bool idempotent) {
   EMBER_CHECK(src.device() == self.device(), DeviceError, "[", op, "] source ", describe(src), " and destination ",
               describe(self), " are on different devices");
+  if (!idempotent) check_no_internal_overlap(self, op);
   bool record_it = needs_grad({&self, &src});
   if (record_it) check_inplace(self, op);
   {

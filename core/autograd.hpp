@@ -203,8 +203,9 @@ void check_inplace(const Tensor& self, const char* op);
 // self <- src (broadcast, converted), recorded when needed: the one place in-place writes enter the
 // tape. Under grad mode, in-place ops compute out of place and assign, so a tensor a node saved is
 // never silently overwritten (its version check fails instead). Writes through a view rewrite the
-// base's history.
-Tensor& assign(Tensor& self, const Tensor& src, const char* op);
+// base's history. A self whose elements share memory is refused (check_no_internal_overlap) unless
+// the write is idempotent (fill_: every alias gets the same value, as PyTorch allows).
+Tensor& assign(Tensor& self, const Tensor& src, const char* op, bool idempotent = false);
 
 // Storage geometry of a strided tensor, for as_strided's backward.
 struct Strided {

@@ -2,6 +2,7 @@
 #include "core/tensor.hpp"
 
 #include <cstring>
+#include <numeric>
 
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
@@ -43,6 +44,33 @@ bool Tensor::is_contiguous() const {
     expected *= t.shape[i];
   }
   return true;
+}
+
+bool has_internal_overlap(const Tensor& t) {
+  if (t.is_contiguous()) return false;
+  const TensorImpl& ti = t.impl();
+  Shape size, stride;  // the dims of size > 1: only they can make two elements meet
+  for (size_t d = 0; d < ti.shape.size(); ++d) {
+    if (ti.shape[d] <= 1) continue;
+    if (ti.strides[d] == 0) return true;
+    size.push_back(ti.shape[d]);
+    stride.push_back(ti.strides[d] < 0 ? -ti.strides[d] : ti.strides[d]);
+  }
+  // Dims i, j meet when a*s_i == b*s_j for some 0 < a < n_i, 0 < b < n_j; the smallest such pair
+  // is a = s_j/g, b = s_i/g with g = gcd. Combinations of three or more dims are not searched.
+  for (size_t i = 0; i < size.size(); ++i)
+    for (size_t j = i + 1; j < size.size(); ++j) {
+      int64_t g = std::gcd(stride[i], stride[j]);
+      if (stride[j] / g < size[i] && stride[i] / g < size[j]) return true;
+    }
+  return false;
+}
+
+void check_no_internal_overlap(const Tensor& dst, const char* op) {
+  EMBER_CHECK(!has_internal_overlap(dst), ValueError, "[", op, "] the destination ", describe(dst), " with strides ",
+              dst.strides(),
+              " has elements that share memory (an expanded or overlapping view): writing in place would write "
+              "one memory location several times, in no defined order; clone() it first");
 }
 
 void* Tensor::raw_data() const {
@@ -192,8 +220,9 @@ Tensor Tensor::clone() const {
 
 Tensor& Tensor::copy_(const Tensor& src) { return autograd::assign(*this, src, "copy_"); }
 
+// fill_ may write an expanded tensor: every alias gets the same value (PyTorch allows it too).
 Tensor& Tensor::fill_(const Scalar& v) {
-  if (autograd::needs_grad(*this)) return autograd::assign(*this, full_like(*this, v), "fill_");
+  if (autograd::needs_grad(*this)) return autograd::assign(*this, full_like(*this, v), "fill_", true);
   kernels::fill(*this, v);
   impl().storage->bump_version("fill_");
   return *this;

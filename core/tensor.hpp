@@ -318,6 +318,14 @@ Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, i
 // A 0-dim tensor holding a Scalar, marked as a wrapped number for type promotion.
 Tensor scalar_to_tensor(const Scalar& s, Device device = kCPU);
 
+// True when two elements of t provably share memory: a zero stride over a dim of size > 1 (expand)
+// or two dims whose strides alias (as_strided windows). Stride arithmetic only; a contiguous tensor
+// answers at once. Layouts too hard to decide count as not overlapping, as PyTorch's MemOverlap::TooHard.
+bool has_internal_overlap(const Tensor& t);
+// The check every in-place writer makes before it writes into dst: ValueError "[op] ..." when
+// has_internal_overlap(dst), since the result would depend on the order of the writes.
+void check_no_internal_overlap(const Tensor& dst, const char* op);
+
 // Type promotion across tensors (dimensioned > 0-dim > wrapped numbers), as torch.result_type.
 DType result_type(std::initializer_list<const Tensor*> operands);
 DType result_type(const Tensor& a, const Tensor& b);

@@ -349,3 +349,15 @@ TEST_CASE("gradient penalty on an MLP: d/dW of ||d out / d x||^2 matches finite 
   penalty(w).backward();
   for (const Tensor& t : w) CHECK(t.grad().defined());
 }
+
+TEST_CASE("a leaf's gradient that arrived expanded accumulates per element") {
+  // sum's backward hands out an expanded gradient; kept as .grad under create_graph, a later
+  // plain backward adds into it in place, which must not write one element three times.
+  Tensor x = leaf({1, 2, 3}, {3});
+  x.sum().backward({}, true, true);
+  CHECK_FALSE(has_internal_overlap(x.grad()));
+  x.sum().backward();
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{2, 2, 2});
+  x.grad().mul_(0.5);  // an optimizer-style in-place update of .grad stays possible
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{1, 1, 1});
+}

@@ -243,6 +243,78 @@ TEST_CASE("in-place ops write through views and bump the version") {
   CHECK(equal(f16, full({3}, 2.5)));
 }
 
+TEST_CASE("in-place ops refuse a destination whose elements share memory") {
+  Tensor base = zeros({1, 3});
+  Tensor e = base.expand({4, 3});  // four rows over one row of memory
+  try {
+    e.add_(ones({4, 3}));
+    FAIL("no error");
+  } catch (const ValueError& err) {
+    std::string msg = err.what();
+    INFO(msg);
+    CHECK(msg.rfind("[add_] the destination [4, 3] float32 cpu with strides [0, 1] has elements that share memory",
+                    0) == 0);
+    CHECK(msg.find("clone()") != std::string::npos);
+  }
+  CHECK(equal(base, zeros({1, 3})));  // refused before anything was written (was [[4, 4, 4]])
+  const std::vector<std::pair<const char*, std::function<void(Tensor&)>>> writers = {
+      {"[sub_]", [](Tensor& t) { t.sub_(ones({4, 3})); }},
+      {"[mul_]", [](Tensor& t) { t.mul_(2.0); }},
+      {"[div_]", [](Tensor& t) { t /= full({3}, 2.0); }},
+      {"[add_]", [](Tensor& t) { t += 1; }},
+      {"[add_]", [](Tensor& t) { t.add_(ones({4, 3}, {.dtype = kF64})); }},  // promoted: the assign path
+      {"[neg_]", [](Tensor& t) { t.neg_(); }},
+      {"[exp_]", [](Tensor& t) { t.exp_(); }},
+      {"[relu_]", [](Tensor& t) { t.relu_(); }},
+      {"[clamp_]", [](Tensor& t) { t.clamp_(0.5, 1.0); }},
+      {"[pow_]", [](Tensor& t) { t.pow_(2); }},
+      {"[lerp_]", [](Tensor& t) { t.lerp_(ones({4, 3}), 0.5); }},
+      {"[addcmul_]", [](Tensor& t) { t.addcmul_(ones({4, 3}), ones({4, 3})); }},
+      {"[addcdiv_]", [](Tensor& t) { t.addcdiv_(ones({4, 3}), ones({4, 3})); }},
+  };
+  for (const auto& [op, write] : writers) {
+    INFO(op);
+    Tensor view = base.expand({4, 3});
+    CHECK_THROWS_WITH_AS(write(view), doctest::Contains(op), ValueError);
+  }
+  CHECK(equal(base, zeros({1, 3})));
+  Tensor ints = zeros({3, 1}, {.dtype = kI64}).expand({3, 2});
+  CHECK_THROWS_AS(ints += 1, ValueError);
+
+  // Under autograd the write goes through autograd::assign, which refuses it too.
+  Tensor w = ones({1, 3}, {.dtype = kF64, .requires_grad = true});
+  Tensor y = w * 2.0;
+  CHECK_THROWS_AS(y.expand({2, 3}).mul_(ones({2, 3}, {.dtype = kF64})), ValueError);
+
+  // Overlap that as_strided makes without a zero stride: windows [0,1], [1,2], [2,3].
+  Tensor flat = arange(0, 4, 1, kF32);
+  Tensor windows = flat.as_strided({3, 2}, {1, 1});
+  CHECK(has_internal_overlap(windows));
+  CHECK_THROWS_AS(windows.add_(1.0), ValueError);
+  CHECK(equal(flat, arange(0, 4, 1, kF32)));
+  CHECK(has_internal_overlap(arange(0, 13, 1, kF32).as_strided({4, 3}, {2, 3})));  // (3,0) and (0,2) meet
+
+  // Views that do not overlap stay writable: transposes, slices, strided slices, narrow, select,
+  // a size-1 dim with stride 0, and interleaved strides that never meet.
+  Tensor a = zeros({4, 6});
+  for (const Tensor& v : {a.t(), a.slice(1, 1, 5), a.slice(1, 0, 6, 2), a.slice(0, 0, 4, 3).slice(1, 1, 6, 2),
+                          a.narrow(0, 1, 2), a.select(1, 3), zeros({1, 3}).expand({1, 3}), a.as_strided({2, 2}, {3, 2}),
+                          a.as_strided({3, 3}, {2, 3}), a.reshape({-1}).slice(0, 0, 24, 5)}) {
+    INFO(v.shape(), " strides ", v.strides());
+    CHECK_FALSE(has_internal_overlap(v));
+    Tensor view = v;
+    CHECK_NOTHROW(view.add_(1.0));
+  }
+  CHECK(a.sum().item<double>() > 0);
+
+  // fill_ writes one value everywhere, so aliases agree: PyTorch allows it, and so does Ember.
+  Tensor filled = zeros({1, 3});
+  filled.expand({4, 3}).fill_(5);
+  CHECK(equal(filled, full({1, 3}, 5.0)));
+  Tensor g = ones({1, 3}, {.requires_grad = true}) * 1.0;
+  CHECK_NOTHROW(g.expand({2, 3}).zero_());
+}
+
 TEST_CASE("broadcasting shapes, zero-size tensors and errors") {
   Tensor a = ones({2, 1, 3}), b = ones({4, 1});
   CHECK((a + b).shape() == Shape{2, 4, 3});

@@ -4,11 +4,14 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -17,6 +20,14 @@
 
 using namespace ember;
 namespace fs = std::filesystem;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define EMBER_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EMBER_TEST_ASAN 1
+#endif
+#endif
 
 namespace {
 
@@ -135,6 +146,54 @@ int stray_files(const fs::path& dir, const std::vector<std::string>& expected) {
   for (const auto& e : fs::directory_iterator(dir))
     if (std::find(expected.begin(), expected.end(), e.path().filename().string()) == expected.end()) ++n;
   return n;
+}
+
+// Runs fn in a forked child (for process-wide limits and calls that might block or kill) and returns
+// its wait status and the string fn returned; alarm() turns a hang into a failed test. No doctest
+// checks run in the child: it reports through the string.
+struct ChildResult {
+  int status = 0;
+  std::string out;
+};
+ChildResult in_child(const std::function<std::string()>& fn, unsigned timeout_s = 20) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::alarm(timeout_s);
+    std::string msg;
+    try {
+      msg = fn();
+    } catch (const std::exception& e) {
+      msg = std::string("unexpected exception: ") + e.what();
+    }
+    for (size_t done = 0; done < msg.size();) {
+      ssize_t w = ::write(fds[1], msg.data() + done, msg.size() - done);
+      if (w <= 0) break;
+      done += static_cast<size_t>(w);
+    }
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  ChildResult r;
+  char buf[512];
+  for (;;) {
+    ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    r.out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fds[0]);
+  ::waitpid(pid, &r.status, 0);
+  return r;
+}
+
+bool exited_cleanly(const ChildResult& r) {
+  if (WIFSIGNALED(r.status))
+    MESSAGE("child killed by signal " << WTERMSIG(r.status) << " (" << strsignal(WTERMSIG(r.status)) << ")");
+  return WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0;
 }
 
 }  // namespace
@@ -471,4 +530,95 @@ TEST_CASE("safetensors save is atomic and leaves no temporary file") {
       CHECK(stray_files(dir.path, {"ckpt.safetensors"}) == 0);
     }
   }
+}
+
+TEST_CASE("safetensors load refuses FIFOs, devices and directories without opening them") {
+  TempDir dir;
+  const std::string fifo = dir.file("pipe.safetensors");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // Opening a FIFO for reading blocks until a writer comes: in a child, so a hang fails the test.
+  ChildResult r = in_child(
+      [&] {
+        try {
+          load(fifo);
+          return std::string("no error");
+        } catch (const IOError& e) {
+          return std::string(e.what());
+        }
+      },
+      10);
+  REQUIRE(exited_cleanly(r));
+  INFO(r.out);
+  CHECK(r.out == "[load] " + fifo + ": is a FIFO (named pipe), not a regular file");
+  CHECK_THROWS_WITH_AS(load("/dev/zero"), "[load] /dev/zero: is a character device, not a regular file", IOError);
+  CHECK_THROWS_WITH_AS(load(dir.path.string()), doctest::Contains(": is a directory, not a regular file"), IOError);
+  CHECK_THROWS_WITH_AS(load(dir.file("missing.safetensors")), doctest::Contains(std::strerror(ENOENT)), IOError);
+}
+
+TEST_CASE("safetensors load out of memory names the file, the tensor and the size") {
+#if defined(EMBER_TEST_ASAN)
+  MESSAGE("AddressSanitizer reserves terabytes of address space: RLIMIT_AS cannot apply, skipped");
+  return;
+#endif
+  TempDir dir;
+  const std::string path = dir.file("huge.safetensors");
+  const uint64_t nbytes = uint64_t{1} << 30;  // 1 GiB of F32 data: a sparse file, no disk used
+  const std::string head =
+      image(R"({"w":{"dtype":"F32","shape":[268435456],"data_offsets":[0,1073741824]}})", std::string());
+  write_all(path, head);
+  fs::resize_file(path, head.size() + nbytes);
+  ChildResult r = in_child([&] {
+    // Room for what the process maps now plus 64 MiB: the header fits, the tensor cannot.
+    long pages = 0;
+    std::ifstream("/proc/self/statm") >> pages;
+    struct rlimit lim {};
+    ::getrlimit(RLIMIT_AS, &lim);
+    lim.rlim_cur = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + (rlim_t{64} << 20);
+    if (pages <= 0 || ::setrlimit(RLIMIT_AS, &lim) != 0) return std::string("cannot set RLIMIT_AS");
+    try {
+      load(path);
+      return std::string("no error");
+    } catch (const OutOfMemoryError& e) {
+      return std::string(e.what());
+    }
+  });
+  REQUIRE(exited_cleanly(r));
+  INFO(r.out);
+  CHECK(r.out.rfind("[load] " + path + ": out of memory allocating 1073741824 bytes for tensor 'w' (F32 [268435456]): ",
+                    0) == 0);
+}
+
+TEST_CASE("safetensors save past the file-size limit raises IOError instead of dying of SIGXFSZ") {
+  TempDir dir;
+  const std::string path = dir.file("ckpt.safetensors");
+  save(path, {{"w", filled<float>({3})}});
+  const std::string before = read_all(path);
+  ChildResult r = in_child([&] {
+    ::signal(SIGXFSZ, SIG_DFL);  // the default action, as in a fresh process: death without a word
+    struct rlimit lim {};
+    ::getrlimit(RLIMIT_FSIZE, &lim);
+    lim.rlim_cur = 4096;
+    if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) return std::string("cannot set RLIMIT_FSIZE");
+    std::string msg = "no error";
+    try {
+      save(path, {{"big", filled<float>({10000})}});
+    } catch (const IOError& e) {
+      msg = e.what();
+    }
+    // The thread's signal mask is back as it was and no SIGXFSZ waits to be delivered.
+    sigset_t mask, pending;
+    pthread_sigmask(SIG_BLOCK, nullptr, &mask);
+    sigpending(&pending);
+    if (sigismember(&mask, SIGXFSZ) == 1) msg += " | SIGXFSZ left blocked";
+    if (sigismember(&pending, SIGXFSZ) == 1) msg += " | SIGXFSZ left pending";
+    return msg;
+  });
+  REQUIRE(exited_cleanly(r));
+  INFO(r.out);
+  CHECK(r.out.rfind("[save] " + path + ": write failed (past the file-size limit RLIMIT_FSIZE of 4096 bytes; see "
+                    "ulimit -f): ", 0) == 0);
+  CHECK(r.out.find(std::strerror(EFBIG)) != std::string::npos);
+  CHECK(r.out.find(" | ") == std::string::npos);
+  CHECK(read_all(path) == before);                          // the old file is intact
+  CHECK(stray_files(dir.path, {"ckpt.safetensors"}) == 0);  // and the temporary file is gone
 }

@@ -2,6 +2,10 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "ember.hpp"
 
@@ -101,6 +105,53 @@ TEST_CASE("errors name the op and operands") {
   } catch (const ShapeError& e) {
     CHECK(std::string(e.what()) == "[item] needs a tensor with one element, got [2, 3] float32 cpu");
   }
+}
+
+TEST_CASE("in-place copies and random fills refuse an expanded destination; fill_ accepts it") {
+  Tensor base = zeros({1, 3});
+  CHECK_THROWS_WITH_AS(base.expand({4, 3}).copy_(arange(0, 12, 1, kF32).reshape({4, 3})),
+                       doctest::Contains("[copy_] the destination [4, 3] float32 cpu with strides [0, 1]"), ValueError);
+  CHECK(base.to_vector<float>() == std::vector<float>{0, 0, 0});  // was the last row, [9, 10, 11]
+  Tensor mask = tensor({true, false, true});
+  CHECK_THROWS_AS(base.expand({2, 3}).masked_fill_(mask, 7), ValueError);
+  CHECK_THROWS_WITH_AS(base.expand({2, 3}).uniform_(), doctest::Contains("[uniform_]"), ValueError);
+  CHECK_THROWS_WITH_AS(base.expand({2, 3}).normal_(), doctest::Contains("[normal_]"), ValueError);
+  CHECK_THROWS_WITH_AS(base.expand({2, 3}).bernoulli_(), doctest::Contains("[bernoulli_]"), ValueError);
+  CHECK(base.to_vector<float>() == std::vector<float>{0, 0, 0});
+  // Non-overlapping views still take copies and draws.
+  Tensor a = zeros({3, 4});
+  a.t().copy_(ones({4, 3}));
+  a.slice(1, 0, 4, 2).uniform_(2, 3);
+  a.select(0, 1).masked_fill_(tensor({true, false, false, true}), 9);
+  std::vector<float> v = a.to_vector<float>();
+  CHECK(v[0] >= 2);
+  CHECK(v[1] == 1);
+  CHECK(v[4] == 9);
+  CHECK(v[5] == 1);
+  base.expand({4, 3}).fill_(2);  // one value for every alias: allowed, as in PyTorch
+  CHECK(base.to_vector<float>() == std::vector<float>{2, 2, 2});
+}
+
+TEST_CASE("creation ops name a range too long for a tensor instead of a negative size") {
+  try {
+    arange(0, 1e30, 1e-30);
+    FAIL("no error");
+  } catch (const ValueError& e) {
+    std::string msg = e.what();
+    INFO(msg);
+    CHECK(msg.rfind("[arange] (end - start) / step = 1e+60 elements is more than a tensor can hold", 0) == 0);
+  }
+  constexpr int64_t lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max();
+  CHECK_THROWS_WITH_AS(arange(lo, hi), doctest::Contains("more elements than a tensor can hold"), ValueError);
+  CHECK_THROWS_WITH_AS(arange(hi, lo, -1), doctest::Contains("more elements than a tensor can hold"), ValueError);
+  CHECK_THROWS_WITH_AS(arange(-1e308, 1e308, 1.0), doctest::Contains("= inf elements"), ValueError);  // end - start
+  CHECK_THROWS_AS(arange(0.0, 1.0, std::nan("")), ValueError);
+  CHECK(arange(hi - 2, hi).to_vector<int64_t>() == std::vector<int64_t>{hi - 2, hi - 1});  // no overflow near the edge
+  CHECK(arange(lo + 2, lo, -1).to_vector<int64_t>() == std::vector<int64_t>{lo + 2, lo + 1});
+  // linspace between far-apart ends: end - start overflows to inf, the points do not.
+  CHECK(linspace(-1e308, 1e308, 3, {.dtype = kF64}).to_vector<double>() == std::vector<double>{-1e308, 0, 1e308});
+  CHECK_THROWS_AS(randperm(hi), ShapeError);  // was a std::length_error from std::vector
+  CHECK(std::get<0>(randperm(4).sort()).to_vector<int64_t>() == std::vector<int64_t>{0, 1, 2, 3});
 }
 
 TEST_CASE("creation ops") {

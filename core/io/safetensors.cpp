@@ -3,6 +3,9 @@
 #include "core/io/safetensors.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +15,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string_view>
@@ -293,10 +297,24 @@ void normalize_bools(const Tensor& t) {
 }
 
 // Allocates each tensor and lets fill(dst, offset, nbytes) copy its bytes in from the data section.
-TensorMap make_tensors(const Header& h, const std::function<void(void*, uint64_t, size_t)>& fill) {
+// Running out of memory names the source and the tensor, not only the bytes the allocator missed.
+TensorMap make_tensors(const Header& h, const std::string& source,
+                       const std::function<void(void*, uint64_t, size_t)>& fill) {
   TensorMap out;
   for (const Entry& e : h.entries) {
-    Tensor t = make_tensor(e.shape, e.dtype);
+    Tensor t;
+    auto oom = [&](const char* why) {
+      return OutOfMemoryError(detail::cat_str("[load] ", source, ": out of memory allocating ", e.end - e.begin,
+                                              " bytes for tensor ", printable(e.name), " (",
+                                              safetensors_name(e.dtype), " ", e.shape, "): ", why));
+    };
+    try {
+      t = make_tensor(e.shape, e.dtype);
+    } catch (const OutOfMemoryError& err) {
+      throw oom(err.what());
+    } catch (const std::bad_alloc& err) {
+      throw oom(err.what());
+    }
     if (e.end > e.begin) fill(t.raw_data(), e.begin, static_cast<size_t>(e.end - e.begin));
     normalize_bools(t);
     out.emplace(e.name, std::move(t));
@@ -357,6 +375,43 @@ std::string build_header(const TensorMap& tensors, const Metadata& metadata, std
 // A CPU, contiguous version of t whose bytes can be written as they are.
 Tensor dense(const Tensor& t) { return t.to(kCPU).contiguous(); }
 
+// Blocks SIGXFSZ in this thread while a file is written. Past the file-size limit (ulimit -f) the
+// signal's default action kills the process with no message; blocked, write() fails with EFBIG and
+// the save raises IOError instead. The SIGXFSZ that write left pending is taken back before the old
+// mask returns. Per thread, so the process's own disposition and other threads are untouched.
+class FileSizeSignalBlock {
+ public:
+  FileSizeSignalBlock() {
+    sigemptyset(&xfsz_);
+    sigaddset(&xfsz_, SIGXFSZ);
+    pthread_sigmask(SIG_BLOCK, &xfsz_, &old_);
+  }
+  ~FileSizeSignalBlock() {
+    if (sigismember(&old_, SIGXFSZ) == 1) return;  // the caller had it blocked: leave it to them
+    if (hit_limit_) {
+      timespec now{};
+      while (::sigtimedwait(&xfsz_, nullptr, &now) < 0 && errno == EINTR) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  FileSizeSignalBlock(const FileSizeSignalBlock&) = delete;
+  FileSizeSignalBlock& operator=(const FileSizeSignalBlock&) = delete;
+  void hit_limit() { hit_limit_ = true; }
+
+ private:
+  sigset_t xfsz_{}, old_{};
+  bool hit_limit_ = false;
+};
+
+// The file-size limit, for an EFBIG error.
+std::string file_size_limit() {
+  struct rlimit r {};
+  if (::getrlimit(RLIMIT_FSIZE, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return "";
+  return detail::cat_str(" (past the file-size limit RLIMIT_FSIZE of ", static_cast<uint64_t>(r.rlim_cur),
+                         " bytes; see ulimit -f)");
+}
+
 // The temporary file of an atomic save: removed unless committed.
 class TempFile {
  public:
@@ -373,11 +428,17 @@ class TempFile {
 
   void write(const void* data, size_t n) {
     const char* p = static_cast<const char*>(data);
+    FileSizeSignalBlock block;
     while (n > 0) {
       ssize_t w = ::write(fd_, p, std::min<size_t>(n, size_t{1} << 30));
       if (w < 0) {
-        if (errno == EINTR) continue;
-        fail("write failed", errno);
+        int err = errno;
+        if (err == EINTR) continue;
+        if (err == EFBIG) {
+          block.hit_limit();
+          fail("write failed" + file_size_limit(), err);
+        }
+        fail("write failed", err);
       }
       p += w;
       n -= static_cast<size_t>(w);
@@ -409,6 +470,16 @@ class TempFile {
   int fd_ = -1;
   bool committed_ = false;
 };
+
+// What a path that is not a regular file is, for the error.
+const char* file_kind(mode_t m) {
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISSOCK(m)) return "a socket";
+  return "of an unknown kind";
+}
 
 // An open file to read: closed on scope exit.
 struct ReadFile {
@@ -462,18 +533,23 @@ TensorMap load_from_bytes(const std::string& bytes, Metadata* metadata) {
   if (n > size - 8) format_error(source, "header length ", n, " runs past the end of the ", size, "-byte input");
   Header h = parse_header(std::string_view(bytes.data() + 8, n), size - 8 - n, source);
   const unsigned char* data = p + 8 + n;
-  TensorMap out = make_tensors(h, [&](void* dst, uint64_t off, size_t len) { std::memcpy(dst, data + off, len); });
+  TensorMap out =
+      make_tensors(h, source, [&](void* dst, uint64_t off, size_t len) { std::memcpy(dst, data + off, len); });
   if (metadata) *metadata = std::move(h.metadata);
   return out;
 }
 
 TensorMap load(const std::string& path, Metadata* metadata) {
-  ReadFile f;
-  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  EMBER_CHECK(f.fd >= 0, IOError, "[load] ", path, ": cannot open: ", os_error(errno));
+  // stat() before open(): opening a FIFO blocks until a writer comes and a device never ends, so only
+  // a regular file is opened; O_NONBLOCK and the fstat() after cover a path swapped in between.
   struct stat st {};
+  EMBER_CHECK(::stat(path.c_str(), &st) == 0, IOError, "[load] ", path, ": cannot open: ", os_error(errno));
+  EMBER_CHECK(S_ISREG(st.st_mode), IOError, "[load] ", path, ": is ", file_kind(st.st_mode), ", not a regular file");
+  ReadFile f;
+  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  EMBER_CHECK(f.fd >= 0, IOError, "[load] ", path, ": cannot open: ", os_error(errno));
   EMBER_CHECK(::fstat(f.fd, &st) == 0, IOError, "[load] ", path, ": fstat failed: ", os_error(errno));
-  EMBER_CHECK(S_ISREG(st.st_mode), IOError, "[load] ", path, ": not a regular file");
+  EMBER_CHECK(S_ISREG(st.st_mode), IOError, "[load] ", path, ": is ", file_kind(st.st_mode), ", not a regular file");
   const uint64_t size = static_cast<uint64_t>(st.st_size);
 
   // Reads exactly len bytes at off; a short read means the file shrank under us.
@@ -498,12 +574,16 @@ TensorMap load(const std::string& path, Metadata* metadata) {
   const uint64_t n = read_u64_le(len_bytes);
   if (n > kMaxHeaderBytes) format_error(path, "header length ", n, " exceeds the ", kMaxHeaderBytes, "-byte limit");
   if (n > size - 8) format_error(path, "header length ", n, " runs past the end of the ", size, "-byte file");
-  std::string text(static_cast<size_t>(n), '\0');
-  read_at(text.data(), 8, text.size());
-  Header h = parse_header(text, size - 8 - n, path);
-  text = std::string();
+  Header h;
+  try {
+    std::string text(static_cast<size_t>(n), '\0');
+    read_at(text.data(), 8, text.size());
+    h = parse_header(text, size - 8 - n, path);
+  } catch (const std::bad_alloc&) {
+    throw OutOfMemoryError(detail::cat_str("[load] ", path, ": out of memory reading its ", n, "-byte header"));
+  }
   const uint64_t base = 8 + n;
-  TensorMap out = make_tensors(h, [&](void* dst, uint64_t off, size_t len) { read_at(dst, base + off, len); });
+  TensorMap out = make_tensors(h, path, [&](void* dst, uint64_t off, size_t len) { read_at(dst, base + off, len); });
   if (metadata) *metadata = std::move(h.metadata);
   return out;
 }

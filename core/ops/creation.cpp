@@ -2,6 +2,7 @@
 #include "core/ops/creation.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include "core/autograd.hpp"
 #include "core/ops/elementwise.hpp"
@@ -45,16 +46,25 @@ Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, std::o
   DType dt = dtype.value_or(floating ? kF32 : kI64);
   double s = start.to_double(), e = end.to_double(), st = step.to_double();
   EMBER_CHECK(st != 0, ValueError, "[arange] step must be nonzero");
-  EMBER_CHECK(std::isfinite(s) && std::isfinite(e), ValueError, "[arange] start and end must be finite");
+  EMBER_CHECK(std::isfinite(s) && std::isfinite(e) && std::isfinite(st), ValueError,
+              "[arange] start, end and step must be finite, got start ", s, ", end ", e, ", step ", st);
   EMBER_CHECK((e - s) / st >= 0 || s == e, ValueError, "[arange] upper bound and step sign are inconsistent: start ",
               s, ", end ", e, ", step ", st);
+  // The count is worked out wider than int64 (128-bit integers, doubles), so a range too long for a
+  // tensor is named as such instead of wrapping round to a negative size.
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   int64_t n;
   if (!floating) {
-    int64_t is = start.to_int(), ie = end.to_int(), ist = step.to_int();
-    n = ist > 0 ? (ie - is + ist - 1) / ist : (is - ie - ist - 1) / -ist;
-    n = std::max<int64_t>(n, 0);
+    __int128 is = start.to_int(), ie = end.to_int(), ist = step.to_int();
+    __int128 count = ist > 0 ? (ie - is + ist - 1) / ist : (is - ie - ist - 1) / -ist;
+    EMBER_CHECK(count <= kMax, ValueError, "[arange] (end - start) / step = (", end.to_int(), " - ", start.to_int(),
+                ") / ", step.to_int(), " is more elements than a tensor can hold (at most ", kMax, ")");
+    n = static_cast<int64_t>(std::max<__int128>(count, 0));
   } else {
-    n = static_cast<int64_t>(std::ceil((e - s) / st));
+    double count = std::ceil((e - s) / st);  // e - s may be inf: caught here too
+    EMBER_CHECK(count < 0x1p63, ValueError, "[arange] (end - start) / step = ", count,
+                " elements is more than a tensor can hold (at most ", kMax, "); start ", s, ", end ", e, ", step ", st);
+    n = static_cast<int64_t>(count);
   }
   Tensor out = make_tensor({n}, dt);
   visit_dtype<NumericTypes>(dt, "[arange]", [&]<class T>() {
@@ -73,7 +83,9 @@ Tensor linspace(double start, double end, int64_t steps, const TensorOptions& o)
   EMBER_CHECK(steps >= 0, ValueError, "[linspace] number of steps must be non-negative, got ", steps);
   Tensor out = make_tensor({steps}, kF64);
   double* p = out.data_ptr<double>();
-  double step = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : 0;
+  double gaps = static_cast<double>(steps - 1);
+  // end - start overflows for far-apart finite ends (-1e308, 1e308): divide each first then.
+  double step = steps <= 1 ? 0 : std::isfinite(end - start) ? (end - start) / gaps : end / gaps - start / gaps;
   int64_t half_n = steps / 2;  // fill from both ends, as PyTorch, so the last value is exactly `end`
   for (int64_t i = 0; i < steps; ++i)
     p[i] = i < half_n ? start + step * static_cast<double>(i) : end - step * static_cast<double>(steps - 1 - i);

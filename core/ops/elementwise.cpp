@@ -101,6 +101,7 @@ Tensor& binary_inplace(const char* op, Tensor& self, const Tensor& b, const OpPa
                 broadcast_shapes(self.shape(), b.shape(), op) == self.shape();
   if (!direct) return assign_inplace(op, self, binary_op<F>(op, self, b, p));
   check_devices(op, {&self, &b});
+  check_no_internal_overlap(self, op);
   binary(index_of_v<F, BinaryFunctors>, self, self, b.to(ct).expand(self.shape()), p);
   self.impl().storage->bump_version(op);
   return self;
@@ -116,6 +117,7 @@ Tensor& unary_inplace(const char* op, Tensor& self, Row row) {
   if (autograd::needs_grad(self)) return assign_inplace(op, self, row(self.clone()));
   DType ct = compute_dtype<F>(op, self.dtype());
   if (ct != self.dtype() || F::kBoolOut) return assign_inplace(op, self, unary_op<F>(op, self));
+  check_no_internal_overlap(self, op);
   unary(index_of_v<F, UnaryFunctors>, self, self, {});
   self.impl().storage->bump_version(op);
   return self;

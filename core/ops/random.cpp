@@ -19,8 +19,9 @@ using kernels::Distribution;
 Generator& gen_or_default(Generator* g) { return g ? *g : default_generator(); }
 
 // Fills t (any layout) by drawing into a contiguous buffer and copying when needed.
-void draw(Tensor& t, const kernels::RandomParams& p, Generator* g) {
-  autograd::check_inplace(t, "random fill");  // e.g. uniform_ on a parameter outside NoGradGuard
+void draw(Tensor& t, const kernels::RandomParams& p, Generator* g, const char* op = "random fill") {
+  autograd::check_inplace(t, op);  // e.g. uniform_ on a parameter outside NoGradGuard
+  check_no_internal_overlap(t, op);  // draws differ per element: aliases cannot hold them all
   Generator& gen = gen_or_default(g);
   uint64_t base = gen.advance(kernels::philox_blocks(t.numel()));
   if (t.is_contiguous()) {
@@ -30,7 +31,7 @@ void draw(Tensor& t, const kernels::RandomParams& p, Generator* g) {
     kernels::random_fill(tmp, p, gen.seed(), base);
     kernels::copy(t, tmp);
   }
-  t.impl().storage->bump_version("random fill");
+  t.impl().storage->bump_version(op);
 }
 
 void check_float(const char* op, const TensorOptions& o) {
@@ -48,16 +49,16 @@ void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
 void uniform_(Tensor& t, double from, double to, Generator* g) {
   EMBER_CHECK(from <= to, ValueError, "[uniform_] expects from <= to, got from=", from, " to=", to);
   EMBER_CHECK(is_floating(t.dtype()), DTypeError, "[uniform_] needs a floating tensor, got ", describe(t));
-  draw(t, {.dist = Distribution::Uniform, .a = from, .b = to}, g);
+  draw(t, {.dist = Distribution::Uniform, .a = from, .b = to}, g, "uniform_");
 }
 void normal_(Tensor& t, double mean, double std, Generator* g) {
   EMBER_CHECK(std >= 0, ValueError, "[normal_] expects std >= 0, got ", std);
   EMBER_CHECK(is_floating(t.dtype()), DTypeError, "[normal_] needs a floating tensor, got ", describe(t));
-  draw(t, {.dist = Distribution::Normal, .a = mean, .b = std}, g);
+  draw(t, {.dist = Distribution::Normal, .a = mean, .b = std}, g, "normal_");
 }
 void bernoulli_(Tensor& t, double p, Generator* g) {
   EMBER_CHECK(p >= 0 && p <= 1, ValueError, "[bernoulli_] expects 0 <= p <= 1, got ", p);
-  draw(t, {.dist = Distribution::Bernoulli, .a = p}, g);
+  draw(t, {.dist = Distribution::Bernoulli, .a = p}, g, "bernoulli_");
 }
 
 Tensor rand(const Shape& shape, const TensorOptions& o, Generator* g) {
@@ -97,15 +98,18 @@ Tensor bernoulli(const Tensor& p, Generator* g) {
 
 Tensor randperm(int64_t n, const TensorOptions& o, Generator* g) {
   EMBER_CHECK(n >= 0, ValueError, "[randperm] n must be non-negative, got ", n);
+  // A tensor, not a std::vector: an n too large gets Ember's size and out-of-memory errors (before
+  // the generator advances).
+  Tensor out = make_tensor({n}, kI64);
   Generator& gen = gen_or_default(g);
   uint64_t base = gen.advance(kernels::philox_blocks(n));
-  std::vector<int64_t> perm(static_cast<size_t>(n));
-  std::iota(perm.begin(), perm.end(), 0);
+  int64_t* perm = out.data_ptr<int64_t>();
+  std::iota(perm, perm + n, int64_t{0});
   for (int64_t i = n - 1; i > 0; --i) {  // Fisher-Yates, draw i picks from [0, i]
     kernels::DrawAt d(gen.seed(), base, i);
     std::swap(perm[i], perm[d.bits64() % static_cast<uint64_t>(i + 1)]);
   }
-  return tensor(perm, TensorOptions{.dtype = o.dtype, .device = o.device});
+  return out.to(o.device, o.dtype);
 }
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* g) {
