@@ -1,7 +1,8 @@
 // Communicator: argument checks shared by every backend, the synchronous forms, the control
-// conveniences, Work, and the one-process backend.
+// conveniences, the messages of failed collectives, Work, and the one-process backend.
 #include "dist/communicator.hpp"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/error.hpp"
@@ -25,6 +26,13 @@ const char* reduce_op_name(ReduceOp op) {
   return "?";
 }
 
+namespace {
+std::atomic<bool> g_collective_failed{false};
+}
+
+bool collective_failed() { return g_collective_failed.load(); }
+void mark_collective_failed() { g_collective_failed.store(true); }
+
 // ---------------------------------------------------------------- Work
 void Work::State::finish(std::exception_ptr e) {
   {
@@ -38,7 +46,13 @@ void Work::State::finish(std::exception_ptr e) {
 void Work::wait() {
   if (!state_) return;
   std::unique_lock lock(state_->mutex);
-  state_->cv.wait(lock, [&] { return state_->done; });
+  auto done = [&] { return state_->done; };
+  if (!state_->on_timeout) {
+    state_->cv.wait(lock, done);
+  } else if (!state_->cv.wait_until(lock, state_->deadline, done)) {
+    state_->error = std::exchange(state_->on_timeout, nullptr)();
+    state_->done = true;
+  }
   if (state_->error) std::rethrow_exception(state_->error);
   if (state_->on_wait) std::exchange(state_->on_wait, nullptr)();
   state_->keep.clear();
@@ -54,6 +68,58 @@ Work Communicator::done(std::exception_ptr error) {
   auto state = std::make_shared<Work::State>();
   state->finish(std::move(error));
   return Work(std::move(state));
+}
+
+// ---------------------------------------------------------------- timeouts and messages
+void Communicator::set_timeout(double seconds) {
+  EMBER_CHECK(std::isfinite(seconds) && seconds > 0, ValueError,
+              "[dist::set_timeout] the timeout must be a positive number of seconds, got ", seconds);
+  timeout_.store(seconds);
+}
+
+const char* Communicator::kind_name(Kind kind) {
+  switch (kind) {
+    case Kind::kAllReduce:
+      return "all_reduce";
+    case Kind::kBroadcast:
+      return "broadcast";
+    case Kind::kAllGather:
+      return "all_gather";
+    case Kind::kReduceScatter:
+      return "reduce_scatter";
+    case Kind::kBarrier:
+      return "barrier";
+  }
+  return "?";
+}
+
+std::string Communicator::describe_op(Kind kind, int dtype, int64_t numel, ReduceOp reduce, int root) {
+  std::string s = kind_name(kind);
+  if (kind == Kind::kAllReduce || kind == Kind::kReduceScatter) s += detail::cat_str(" (", reduce_op_name(reduce), ")");
+  if (kind == Kind::kBroadcast) s += detail::cat_str(" from rank ", root);
+  if (dtype >= 0 && dtype < kNumDTypes)
+    s += detail::cat_str(" of ", numel, " elements of ", static_cast<DType>(dtype));
+  else if (dtype >= 0)
+    s += detail::cat_str(" of ", numel, " elements of dtype #", dtype);
+  if (kind == Kind::kAllGather) s += " per rank";
+  return s;
+}
+
+std::string Communicator::describe_op(const Op& op) {
+  const Tensor& t = op.in.defined() ? op.in : op.out;
+  return describe_op(op.kind, t.defined() ? static_cast<int>(t.dtype()) : -1, t.defined() ? t.numel() : 0, op.reduce,
+                     op.root);
+}
+
+std::string Communicator::timeout_message(const Op& op, double seconds) const {
+  return detail::cat_str(
+      "[dist::", kind_name(op.kind), "] timed out after ", seconds, " s on rank ", rank_, " of ", world_size_, " (",
+      backend(), " backend): ", describe_op(op),
+      " waited longer than the timeout for the other ranks. A rank stopped or died, or the ranks called different "
+      "collectives (different max_epochs, dataset sizes or numbers of batches?). The communicator is unusable now; "
+      "the process group ends the job (MPI_Abort) when it shuts down. The timeout is Trainer option ddp_timeout or "
+      "dist::set_timeout (default ",
+      kDefaultTimeout, " s)");
 }
 
 // ---------------------------------------------------------------- checks
@@ -158,6 +224,31 @@ std::string Communicator::broadcast_string(const std::string& s, int root) {
   broadcast(bytes, root);
   bytes = bytes.to(Device());
   return std::string(static_cast<const char*>(bytes.raw_data()), static_cast<size_t>(n));
+}
+
+std::vector<int64_t> Communicator::all_gather_int64(const std::vector<int64_t>& values) {
+  if (world_size_ == 1) return values;
+  const int64_t n = static_cast<int64_t>(values.size());
+  Tensor mine = tensor_from(values, {n}, std::nullopt);
+  const Device dev = control_device();
+  Tensor all = all_gather(dev.is_cpu() ? mine : mine.to(dev)).to(Device()).contiguous();
+  const int64_t* p = all.data_ptr<int64_t>();
+  return std::vector<int64_t>(p, p + n * world_size_);
+}
+
+std::vector<std::string> Communicator::all_gather_string(const std::string& s) {
+  if (world_size_ == 1) return {s};
+  const std::vector<int64_t> sizes = all_gather_int64({static_cast<int64_t>(s.size())});
+  int64_t longest = 1;
+  for (int64_t n : sizes) longest = std::max(longest, n);
+  Tensor mine = zeros({longest}, {.dtype = kU8});
+  std::memcpy(mine.raw_data(), s.data(), s.size());
+  const Device dev = control_device();
+  Tensor all = all_gather(dev.is_cpu() ? mine : mine.to(dev)).to(Device()).contiguous();
+  std::vector<std::string> out;
+  for (int r = 0; r < world_size_; ++r)
+    out.emplace_back(static_cast<const char*>(all.raw_data()) + r * longest, static_cast<size_t>(sizes[r]));
+  return out;
 }
 
 // ---------------------------------------------------------------- one process

@@ -1,6 +1,9 @@
-// DistributedDataParallel: bucket layout, the gradient hooks that launch bucket all-reduces during
-// backward, and the end-of-backward step that writes the mean gradients back.
+// DistributedDataParallel: the check that every rank holds the same model, bucket layout, the gradient
+// hooks that launch bucket all-reduces during backward, and the end-of-backward step that writes the
+// mean gradients back.
 #include "dist/ddp.hpp"
+
+#include <sstream>
 
 #include "core/autograd.hpp"
 #include "core/error.hpp"
@@ -20,12 +23,92 @@ struct DistributedDataParallel::Bucket {
   Work work;
 };
 
-DistributedDataParallel::DistributedDataParallel(std::vector<Tensor> parameters, std::vector<Tensor> buffers,
-                                                 Communicator& comm, DDPOptions options)
-    : params_(std::move(parameters)), buffers_(std::move(buffers)), comm_(comm), options_(options) {
+namespace {
+
+// A model's signature: a line per parameter, then per buffer: "parameter|buffer \t name \t shape dtype".
+std::string signature_line(const char* kind, const std::string& name, const Tensor& t, bool parameter) {
+  std::string n = name;
+  for (char& c : n)
+    if (c == '\t' || c == '\n') c = ' ';
+  std::string what = t.defined() ? detail::cat_str(t.shape(), " ", t.dtype()) : std::string("undefined");
+  if (parameter && t.defined() && !t.requires_grad()) what += " (requires_grad false)";
+  return detail::cat_str(kind, "\t", n, "\t", what, "\n");
+}
+
+struct Entry {
+  std::string name, what;
+};
+// The parameters' and the buffers' entries of a signature.
+std::pair<std::vector<Entry>, std::vector<Entry>> parse_signature(const std::string& sig) {
+  std::pair<std::vector<Entry>, std::vector<Entry>> out;
+  std::istringstream in(sig);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t a = line.find('\t'), b = line.find('\t', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    Entry e{line.substr(a + 1, b - a - 1), line.substr(b + 1)};
+    (line.compare(0, a, "parameter") == 0 ? out.first : out.second).push_back(std::move(e));
+  }
+  return out;
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// Where the entries of two ranks first differ: "parameter 2 is "fc.weight" [3, 4] float32 on rank 0 but ...".
+std::string first_difference(const char* kind, const std::vector<Entry>& a, int ra, const std::vector<Entry>& b,
+                             int rb) {
+  auto text = [&](const std::vector<Entry>& v, size_t i) {
+    if (i >= v.size()) return detail::cat_str("missing (", v.size(), " ", kind, "s)");
+    return v[i].name.empty() ? v[i].what : detail::cat_str("\"", v[i].name, "\" ", v[i].what);
+  };
+  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+    if (i < a.size() && i < b.size() && a[i].name == b[i].name && a[i].what == b[i].what) continue;
+    return detail::cat_str(kind, " ", i, " is ", text(a, i), " on rank ", ra, " but ", text(b, i), " on rank ", rb);
+  }
+  return {};
+}
+
+}  // namespace
+
+void DistributedDataParallel::check_same_model(const NamedTensors& parameters, const NamedTensors& buffers) const {
+  if (comm_.world_size() == 1) return;
+  std::string sig;
+  for (const auto& [name, t] : parameters) sig += signature_line("parameter", name, t, true);
+  for (const auto& [name, t] : buffers) sig += signature_line("buffer", name, t, false);
+  // One small all-gather of (hash, length); only when they differ do the ranks exchange the whole text.
+  const std::vector<int64_t> all =
+      comm_.all_gather_int64({static_cast<int64_t>(fnv1a(sig)), static_cast<int64_t>(sig.size())});
+  bool same = true;
+  for (int r = 1; r < comm_.world_size(); ++r) same = same && all[2 * r] == all[0] && all[2 * r + 1] == all[1];
+  if (same) return;
+  const std::vector<std::string> sigs = comm_.all_gather_string(sig);
+  int other = 1;
+  while (other + 1 < comm_.world_size() && sigs[other] == sigs[0]) ++other;
+  const auto [p0, b0] = parse_signature(sigs[0]);
+  const auto [pr, br] = parse_signature(sigs[other]);
+  std::string where = first_difference("parameter", p0, 0, pr, other);
+  if (where.empty()) where = first_difference("buffer", b0, 0, br, other);
+  if (where.empty()) where = "their descriptions differ";
+  throw DistError(detail::cat_str(
+      "[DistributedDataParallel] the ranks hold different models: rank 0 has ", p0.size(), " parameters and ",
+      b0.size(), " buffers, rank ", other, " has ", pr.size(), " parameters and ", br.size(), " buffers; ", where,
+      ". Every rank must build the same model (layers, shapes, dtypes) before DDP, which starts them all from rank "
+      "0's weights"));
+}
+
+DistributedDataParallel::DistributedDataParallel(NamedTensors parameters, NamedTensors buffers, Communicator& comm,
+                                                 DDPOptions options)
+    : comm_(comm), options_(options) {
   EMBER_CHECK(options_.bucket_cap_mb > 0, ValueError, "[DistributedDataParallel] bucket_cap_mb must be > 0, got ",
               options_.bucket_cap_mb);
-  std::erase_if(params_, [](const Tensor& p) { return !p.requires_grad(); });
+  check_same_model(parameters, buffers);
+  for (auto& [name, t] : parameters)
+    if (t.requires_grad()) params_.push_back(std::move(t));
+  for (auto& [name, t] : buffers) buffers_.push_back(std::move(t));
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     EMBER_CHECK(p.is_leaf() && p.is_contiguous() && comm_.accepts(p.device()), ValueError,

@@ -3,9 +3,14 @@
 // ranks' gradients. Gradients go into buckets of about bucket_cap_mb (in reverse parameter order, roughly
 // the order backward produces them); a bucket all-reduces asynchronously as soon as each of its
 // parameters has its gradient, while backward goes on, and the end of backward waits for them all.
+// Construction first compares the ranks' models (count, names, shapes, dtypes of parameters and buffers)
+// in one small all-gather, so different models raise DistError on every rank instead of mixing weights.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -23,14 +28,18 @@ struct DDPOptions {
 
 class DistributedDataParallel {
  public:
-  // Any module with parameters() and buffers() (nn::Module): dist does not depend on nn.
+  using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+  // Any module with parameters() and buffers() (nn::Module): dist does not depend on nn. A module with
+  // named_parameters() and named_buffers() too gives the names the rank check reports.
   template <class M>
   requires requires(const M& m) {
     m.parameters();
     m.buffers();
   }
   explicit DistributedDataParallel(const M& module, Communicator& comm = world(), DDPOptions options = {})
-      : DistributedDataParallel(module.parameters(), module.buffers(), comm, options) {}
+      : DistributedDataParallel(named(module, [&] { return module.parameters(); }),
+                                named_buffers_of(module, [&] { return module.buffers(); }), comm, options) {}
   // ... or a module handle (nn::Linear, nn::Sequential, a shared_ptr to a module).
   template <class H>
   requires requires(const H& h) {
@@ -38,9 +47,15 @@ class DistributedDataParallel {
     h->buffers();
   }
   explicit DistributedDataParallel(const H& module, Communicator& comm = world(), DDPOptions options = {})
-      : DistributedDataParallel(module->parameters(), module->buffers(), comm, options) {}
-  DistributedDataParallel(std::vector<Tensor> parameters, std::vector<Tensor> buffers, Communicator& comm = world(),
+      : DistributedDataParallel(named(target(module), [&] { return module->parameters(); }),
+                                named_buffers_of(target(module), [&] { return module->buffers(); }), comm, options) {}
+  // Named parameters and buffers (nn::Module::named_parameters()); names may be empty.
+  DistributedDataParallel(NamedTensors parameters, NamedTensors buffers, Communicator& comm = world(),
                           DDPOptions options = {});
+  // Unnamed: the rank check reports positions only.
+  DistributedDataParallel(const std::vector<Tensor>& parameters, const std::vector<Tensor>& buffers,
+                          Communicator& comm = world(), DDPOptions options = {})
+      : DistributedDataParallel(unnamed(parameters), unnamed(buffers), comm, options) {}
   ~DistributedDataParallel();
   DistributedDataParallel(const DistributedDataParallel&) = delete;
   DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
@@ -77,6 +92,36 @@ class DistributedDataParallel {
   struct Bucket;
 
  private:
+  static NamedTensors unnamed(const std::vector<Tensor>& tensors) {
+    NamedTensors out;
+    for (const Tensor& t : tensors) out.emplace_back(std::string(), t);
+    return out;
+  }
+  template <class H>
+  static const auto& target(const H& h) {
+    if constexpr (std::is_pointer_v<H>)
+      return *h;
+    else
+      return *h.operator->();
+  }
+  template <class M, class F>
+  static NamedTensors named(const M& m, F plain) {
+    if constexpr (requires { m.named_parameters(); })
+      return m.named_parameters();
+    else
+      return unnamed(plain());
+  }
+  template <class M, class F>
+  static NamedTensors named_buffers_of(const M& m, F plain) {
+    if constexpr (requires { m.named_buffers(); })
+      return m.named_buffers();
+    else
+      return unnamed(plain());
+  }
+  // Raises DistError on every rank when the ranks' parameters or buffers differ in count, name, shape,
+  // dtype or requires_grad.
+  void check_same_model(const NamedTensors& parameters, const NamedTensors& buffers) const;
+
   void on_grad_ready(size_t param);
   void launch(size_t bucket);
   void finish();  // queued at the end of each synchronised backward

@@ -1,17 +1,21 @@
 // The MPI backend for CPU tensors. One worker thread per communicator makes every MPI call in
 // submission order, so an async collective overlaps the caller's computation (DDP's gradient buckets
 // reduce while backward goes on) and MPI needs only MPI_THREAD_SERIALIZED. f16 and bf16, which MPI lacks,
-// reduce in f32. EMBER_DIST_DEBUG=1 first compares every collective's signature across ranks, so a
-// mismatch raises an error naming both sides instead of hanging or mixing data.
+// reduce in f32. The worker makes blocking calls (MPI's fastest path); the caller waits for each one at
+// most the communicator's timeout, so a peer that never arrives gives a DistError instead of a hang. EMBER_DIST_DEBUG=1
+// first compares every collective's signature across ranks, so a mismatch raises an error naming both sides instead of
+// hanging or mixing data.
 #include "dist/mpi.hpp"
 
 #define OMPI_SKIP_MPICXX 1  // the C API only (MPI's C++ bindings are deprecated and warn)
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <deque>
+#include <iostream>
 #include <thread>
 #include <vector>
 
@@ -104,10 +108,18 @@ void divide(void* data, DType dt, int64_t n, int world) {
 // MPI counts are ints: big buffers go in pieces.
 constexpr int64_t kChunk = int64_t(1) << 30;
 
+using Clock = std::chrono::steady_clock;
+
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator(MPI_Comm comm, int rank, int size)
-      : Communicator(rank, size), comm_(comm), debug_(std::getenv("EMBER_DIST_DEBUG") != nullptr) {
+  // comms: duplicates of MPI_COMM_WORLD: one per dtype for all-reduces, one each for broadcast,
+  // all_gather, reduce_scatter and barrier, then one for EMBER_DIST_DEBUG's checks. Collectives on
+  // one communicator match in call order whatever they are, so ranks that diverged (one
+  // at a barrier or an f64 all-reduce of the Trainer's stop flags, the other at an f32 gradient bucket)
+  // would mix data or fail with a truncated message; on separate communicators they wait, and the
+  // timeout names what each rank was doing.
+  MpiCommunicator(std::vector<MPI_Comm> comms, int rank, int size)
+      : Communicator(rank, size), comms_(std::move(comms)), debug_(std::getenv("EMBER_DIST_DEBUG") != nullptr) {
     worker_ = std::thread([this] { loop(); });
   }
   ~MpiCommunicator() override {
@@ -116,8 +128,16 @@ class MpiCommunicator final : public Communicator {
       stop_ = true;
     }
     cv_.notify_all();
+    if (timed_out_) {  // the worker may wait in MPI for peers that never come: the job cannot go on
+      std::cerr << "[dist] an mpi communicator is destroyed after a collective timed out: ending the job with "
+                   "MPI_Abort"
+                << std::endl;
+      mpi_abort(1);
+    }
     worker_.join();
-    MPI_Comm_free(&comm_);
+    // A failed collective may still be pending on these; freeing them could wait for peers that never come.
+    if (broken_.empty())
+      for (MPI_Comm& c : comms_) MPI_Comm_free(&c);
   }
   std::string backend() const override { return "mpi"; }
   bool accepts(Device d) const override { return d.is_cpu(); }
@@ -128,6 +148,25 @@ class MpiCommunicator final : public Communicator {
     state->keep = {op.out, op.in};
     {
       std::lock_guard lock(mutex_);
+      if (!broken_.empty()) {
+        state->keep.clear();
+        return done(std::make_exception_ptr(DistError(unusable(op))));
+      }
+      // The waiter gives up at the deadline: the worker stays blocked in MPI (a blocking collective is
+      // as fast as MPI makes it; nonblocking ones polled for a deadline cost 2.4x on a 7.5 MB all-reduce).
+      const double limit = timeout();
+      state->deadline =
+          Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limit));
+      state->on_timeout = [this, op, limit] {
+        DistError error(timeout_message(op, limit));
+        {
+          std::lock_guard lock(mutex_);
+          if (broken_.empty()) broken_ = error.what();
+          timed_out_ = true;
+        }
+        mark_collective_failed();
+        return std::make_exception_ptr(error);
+      };
       queue_.emplace_back(std::move(op), state);
     }
     cv_.notify_all();
@@ -135,72 +174,114 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  std::string unusable(const Op& op) const {
+    return detail::cat_str("[dist::", kind_name(op.kind),
+                           "] the mpi communicator is unusable after an earlier failure (", broken_, "); ",
+                           describe_op(op), " was not started");
+  }
+
   void loop() {
     for (;;) {
       std::pair<Op, std::shared_ptr<Work::State>> job;
+      std::string broken;
       {
         std::unique_lock lock(mutex_);
         cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
         if (queue_.empty()) return;  // stopping, and everything queued has run
         job = std::move(queue_.front());
         queue_.pop_front();
+        broken = broken_;
+      }
+      if (!broken.empty()) {  // queued before the failure: fails as every later one does
+        job.second->finish(std::make_exception_ptr(DistError(unusable(job.first))));
+        continue;
       }
       try {
+        if (debug_) {  // a mismatch raises on every rank alike and leaves the communicator usable
+          const std::string mismatch = check_signature(job.first);
+          if (!mismatch.empty()) {
+            job.second->finish(std::make_exception_ptr(DistError(mismatch)));
+            continue;
+          }
+        }
         run(job.first);
         job.second->finish();
+      } catch (const DistError& e) {  // a timeout or an MPI failure: the peers' state is unknown now
+        {
+          std::lock_guard lock(mutex_);
+          broken_ = e.what();
+        }
+        mark_collective_failed();
+        job.second->finish(std::current_exception());
       } catch (...) {
         job.second->finish(std::current_exception());
       }
     }
   }
 
-  static const char* kind_name(Kind k) {
-    constexpr const char* names[] = {"all_reduce", "broadcast", "all_gather", "reduce_scatter", "barrier"};
-    return names[static_cast<int>(k)];
+  // The communicator of a collective: all-reduces by dtype, the other kinds one each (see the constructor).
+  MPI_Comm comm(const Op& op) const {
+    if (op.kind == Kind::kAllReduce) return comms_[static_cast<size_t>(op.out.dtype())];
+    return comms_[kNumDTypes + static_cast<size_t>(op.kind) - 1];
   }
 
-  // EMBER_DIST_DEBUG: every rank's (kind, dtype, numel, reduce op, root) must agree.
-  void check_signature(const Op& op) {
+  // An MPI failure inside a collective, named as a timeout is.
+  void check(int rc, const Op& op) const {
+    if (rc == MPI_SUCCESS) return;
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, text, &len);
+    throw DistError(detail::cat_str("[dist::", kind_name(op.kind), "] MPI failed on rank ", rank(), " of ",
+                                    world_size(), " in ", describe_op(op), ": ", std::string(text, len),
+                                    " (did the ranks call different collectives?)"));
+  }
+
+  // EMBER_DIST_DEBUG: every rank's (kind, dtype, numel, reduce op, root) must agree. Returns the error
+  // message of a mismatch, or empty.
+  std::string check_signature(const Op& op) {
     const Tensor& t = op.in.defined() ? op.in : op.out;
     int64_t mine[5] = {static_cast<int64_t>(op.kind), t.defined() ? static_cast<int64_t>(t.dtype()) : -1,
                        t.defined() ? t.numel() : 0, static_cast<int64_t>(op.reduce), op.root};
     std::vector<int64_t> all(5 * static_cast<size_t>(world_size()));
-    check_mpi(MPI_Allgather(mine, 5, MPI_INT64_T, all.data(), 5, MPI_INT64_T, comm_), "debug");
+    check(MPI_Allgather(mine, 5, MPI_INT64_T, all.data(), 5, MPI_INT64_T, comms_.back()), op);
+    auto text = [](const int64_t* s) {
+      return describe_op(static_cast<Kind>(s[0]), static_cast<int>(s[1]), s[2], static_cast<ReduceOp>(s[3]),
+                         static_cast<int>(s[4]));
+    };
     for (int r = 0; r < world_size(); ++r) {
       const int64_t* o = &all[5 * static_cast<size_t>(r)];
-      bool same = std::equal(mine, mine + 5, o);
-      EMBER_CHECK(same, DistError, "[dist::", kind_name(op.kind), "] EMBER_DIST_DEBUG: rank ", rank(), " called ",
-                  kind_name(op.kind), " on ", mine[2], " elements of dtype #", mine[1], " (op ", mine[3], ", root ",
-                  mine[4], ") but rank ", r, " called ", kind_name(static_cast<Kind>(o[0])), " on ", o[2],
-                  " elements of dtype #", o[1], " (op ", o[3], ", root ", o[4], ")");
+      if (!std::equal(mine, mine + 5, o))
+        return detail::cat_str("[dist::", kind_name(op.kind), "] EMBER_DIST_DEBUG: rank ", rank(), " called ",
+                               text(mine), " but rank ", r, " called ", text(o));
     }
+    return {};
   }
 
   void run(const Op& op) {
-    if (debug_) check_signature(op);
     switch (op.kind) {
       case Kind::kAllReduce:
         return all_reduce(op);
       case Kind::kBroadcast: {
         char* p = static_cast<char*>(op.out.raw_data());
         const int64_t n = static_cast<int64_t>(op.out.nbytes());
-        for (int64_t i = 0; i < n; i += kChunk)
-          check_mpi(MPI_Bcast(p + i, static_cast<int>(std::min(kChunk, n - i)), MPI_BYTE, op.root, comm_), "broadcast");
+        for (int64_t i = 0; i < n; i += kChunk) {
+          check(MPI_Bcast(p + i, static_cast<int>(std::min(kChunk, n - i)), MPI_BYTE, op.root, comm(op)), op);
+        }
         return;
       }
       case Kind::kAllGather: {
         const int64_t n = static_cast<int64_t>(op.in.nbytes());
         EMBER_CHECK(n <= INT_MAX, ValueError, "[dist::all_gather] the mpi backend gathers at most 2 GiB per rank, got ",
-                    describe(op.in));
-        check_mpi(MPI_Allgather(op.in.raw_data(), static_cast<int>(n), MPI_BYTE, op.out.raw_data(), static_cast<int>(n),
-                                MPI_BYTE, comm_),
-                  "all_gather");
+                    ember::describe(op.in));
+        check(MPI_Allgather(op.in.raw_data(), static_cast<int>(n), MPI_BYTE, op.out.raw_data(), static_cast<int>(n),
+                            MPI_BYTE, comm(op)),
+              op);
         return;
       }
       case Kind::kReduceScatter:
         return reduce_scatter(op);
       case Kind::kBarrier:
-        check_mpi(MPI_Barrier(comm_), "barrier");
+        check(MPI_Barrier(comm(op)), op);
         return;
     }
   }
@@ -217,10 +298,11 @@ class MpiCommunicator final : public Communicator {
       dt = kF32;
     }
     const size_t item = itemsize(dt);
-    for (int64_t i = 0; i < n; i += kChunk)
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, static_cast<char*>(data) + i * item,
-                              static_cast<int>(std::min(kChunk, n - i)), mpi_type(dt), mpi_op(op.reduce, dt), comm_),
-                "all_reduce");
+    for (int64_t i = 0; i < n; i += kChunk) {
+      check(MPI_Allreduce(MPI_IN_PLACE, static_cast<char*>(data) + i * item, static_cast<int>(std::min(kChunk, n - i)),
+                          mpi_type(dt), mpi_op(op.reduce, dt), comm(op)),
+            op);
+    }
     if (op.reduce == ReduceOp::kAvg) divide(data, dt, n, world_size());
     if (!staged.empty()) narrow_into(t, staged);
   }
@@ -230,7 +312,7 @@ class MpiCommunicator final : public Communicator {
     EMBER_CHECK(n <= INT_MAX, ValueError,
                 "[dist::reduce_scatter] the mpi backend scatters at most 2^31 - 1 elements "
                 "per rank, got ",
-                describe(op.out));
+                ember::describe(op.out));
     std::vector<float> in_staged, out_staged;
     const void* in = op.in.raw_data();
     void* out = op.out.raw_data();
@@ -242,19 +324,20 @@ class MpiCommunicator final : public Communicator {
       out = out_staged.data();
       dt = kF32;
     }
-    check_mpi(MPI_Reduce_scatter_block(in, out, static_cast<int>(n), mpi_type(dt), mpi_op(op.reduce, dt), comm_),
-              "reduce_scatter");
+    check(MPI_Reduce_scatter_block(in, out, static_cast<int>(n), mpi_type(dt), mpi_op(op.reduce, dt), comm(op)), op);
     if (op.reduce == ReduceOp::kAvg) divide(out, dt, n, world_size());
     if (!out_staged.empty()) narrow_into(op.out, out_staged);
   }
 
-  MPI_Comm comm_;
+  std::vector<MPI_Comm> comms_;
   bool debug_;
   std::thread worker_;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::pair<Op, std::shared_ptr<Work::State>>> queue_;
   bool stop_ = false;
+  bool timed_out_ = false;  // a waiter gave up on a collective the worker may still be blocked in
+  std::string broken_;      // the failure that made this communicator unusable (empty: none)
 };
 
 }  // namespace
@@ -266,16 +349,28 @@ std::unique_ptr<Communicator> make_mpi_communicator() {
     int provided = 0;
     check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), "init");
     g_mpi_owned = true;
+    // Open MPI reports a failed collective to MPI_COMM_WORLD's handler, whose
+    // default ends the job at once: return it, so it becomes a DistError naming the collective.
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     EMBER_CHECK(provided >= MPI_THREAD_SERIALIZED, DistError, "[dist::init] the MPI library gives thread level ",
                 provided, "; Ember needs MPI_THREAD_SERIALIZED");
   }
-  MPI_Comm comm;
-  check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "init");
-  MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  std::vector<MPI_Comm> comms(kNumDTypes + 5);  // see MpiCommunicator's constructor
+  for (MPI_Comm& comm : comms) {
+    check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "init");
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  }
   int rank = 0, size = 1;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &size);
-  return std::make_unique<MpiCommunicator>(comm, rank, size);
+  MPI_Comm_rank(comms[0], &rank);
+  MPI_Comm_size(comms[0], &size);
+  return std::make_unique<MpiCommunicator>(std::move(comms), rank, size);
+}
+
+void mpi_abort(int code) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
 }
 
 void mpi_finalize() {

@@ -2,14 +2,24 @@
 // the device's stream (so it sees the data the caller's kernels wrote); Work::wait() makes the device's
 // stream wait for the collective's end event. Tensors in flight stay referenced until their end event
 // has fired, so the caching allocator never hands their memory out while NCCL still uses it.
+// Timeouts: the communicator is nonblocking (every NCCL call returns at once and is polled against the
+// timeout), and a watchdog thread polls ncclCommGetAsyncError and the oldest collective in flight; past
+// the timeout it prints the error, aborts the communicator (ncclCommAbort ends its kernels, so streams
+// waiting on them drain) and every later use raises DistError. Never run on a GPU so far.
 #include "dist/nccl.hpp"
 
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <iostream>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -20,10 +30,26 @@
 namespace ember::dist {
 namespace {
 
-void check_nccl(ncclResult_t rc, const char* op) {
-  EMBER_CHECK(rc == ncclSuccess, DistError, "[dist::", op, "] NCCL failed: ", ncclGetErrorString(rc),
-              rc == ncclSystemError || rc == ncclRemoteError ? " (a peer or the network failed)" : "");
+using Clock = std::chrono::steady_clock;
+
+std::string nccl_failure(ncclResult_t rc, const char* op) {
+  return detail::cat_str("[dist::", op, "] NCCL failed: ", ncclGetErrorString(rc),
+                         rc == ncclSystemError || rc == ncclRemoteError ? " (a peer or the network failed)" : "");
 }
+
+void check_nccl(ncclResult_t rc, const char* op) {
+  if (rc != ncclSuccess) throw DistError(nccl_failure(rc, op));
+}
+
+// Why the communicator became unusable; shared with the Work handles, which may outlive it.
+struct Failure {
+  std::mutex mutex;
+  std::string why;
+  std::string get() {
+    std::lock_guard lock(mutex);
+    return why;
+  }
+};
 
 ncclDataType_t nccl_type(DType dt) {
   switch (dt) {
@@ -74,6 +100,7 @@ class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(int device, Communicator& bootstrap)
       : Communicator(bootstrap.rank(), bootstrap.world_size()), device_(device) {
+    set_timeout(bootstrap.timeout());
     // NCCL's unique id goes from rank 0 to the others over the bootstrap group (MPI).
     ncclUniqueId id;
     if (rank() == 0) check_nccl(ncclGetUniqueId(&id), "init");
@@ -83,13 +110,44 @@ class NcclCommunicator final : public Communicator {
     std::memcpy(&id, bytes.raw_data(), sizeof(id));
     kernels::cuda::DeviceGuard guard(device_);
     EMBER_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    check_nccl(ncclCommInitRank(&comm_, world_size(), id, rank()), "init");
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;  // calls return at once: they are polled against the timeout, and abort can end them
+    const ncclResult_t rc = ncclCommInitRankConfig(&comm_, world_size(), id, rank(), &config);
+    try {
+      settle(rc, nullptr, "init");
+    } catch (...) {
+      cudaStreamDestroy(stream_);
+      throw;
+    }
+    watchdog_ = std::thread([this] { watch(); });
   }
   ~NcclCommunicator() override {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    watchdog_.join();
     kernels::cuda::DeviceGuard guard(device_);
-    cudaStreamSynchronize(stream_);
+    std::lock_guard lock(mutex_);
+    // Collectives still in flight get the timeout to finish; then the communicator is aborted, not waited on.
+    const auto deadline =
+        Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout()));
+    while (comm_ != nullptr && !in_flight_.empty()) {
+      release_finished();
+      if (!in_flight_.empty() && Clock::now() > deadline)
+        fail_locked(timeout_message(in_flight_.front().op, timeout()));
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    if (comm_ != nullptr) {
+      try {
+        settle(ncclCommFinalize(comm_), nullptr, "finalize");
+      } catch (...) {  // settle aborted it
+      }
+    }
+    if (comm_ != nullptr) ncclCommDestroy(comm_);
+    cudaStreamSynchronize(stream_);  // after an abort its kernels have ended
     in_flight_.clear();
-    ncclCommDestroy(comm_);
     cudaStreamDestroy(stream_);
   }
   std::string backend() const override { return "nccl"; }
@@ -100,18 +158,33 @@ class NcclCommunicator final : public Communicator {
 
   Work submit(Op op) override {
     kernels::cuda::DeviceGuard guard(device_);
-    release_finished();
-    const cudaStream_t compute = kernels::cuda::current_stream(device_);
-    Event ready = make_event(), end = make_event();
-    EMBER_CUDA_CHECK(cudaEventRecord(ready.get(), compute));
-    EMBER_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready.get(), 0));
-    launch(op);
-    EMBER_CUDA_CHECK(cudaEventRecord(end.get(), stream_));
-    in_flight_.emplace_back(end, std::vector<Tensor>{op.out, op.in});
+    Event end = make_event();
+    {
+      std::lock_guard lock(mutex_);
+      if (const std::string why = failure_->get(); !why.empty())
+        return done(std::make_exception_ptr(DistError(unusable(op, why))));
+      release_finished();
+      const cudaStream_t compute = kernels::cuda::current_stream(device_);
+      Event ready = make_event();
+      EMBER_CUDA_CHECK(cudaEventRecord(ready.get(), compute));
+      EMBER_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready.get(), 0));
+      launch(op);
+      EMBER_CUDA_CHECK(cudaEventRecord(end.get(), stream_));
+      in_flight_.push_back({end, op, Clock::now()});
+    }
+    cv_.notify_all();
+    if (op.kind == Kind::kBarrier) {  // NCCL has no barrier: the host waits for a one-element all-reduce
+      cudaError_t state;
+      while ((state = cudaEventQuery(end.get())) == cudaErrorNotReady && failure_->get().empty())
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      if (const std::string why = failure_->get(); !why.empty()) throw DistError(why);  // the watchdog's timeout
+      EMBER_CUDA_CHECK(state);
+    }
 
     auto state = std::make_shared<Work::State>();
     const int device = device_;
-    state->on_wait = [end, device] {
+    state->on_wait = [end, device, failure = failure_] {
+      if (const std::string why = failure->get(); !why.empty()) throw DistError(why);
       kernels::cuda::DeviceGuard g(device);
       EMBER_CUDA_CHECK(cudaStreamWaitEvent(kernels::cuda::current_stream(device), end.get(), 0));
     };
@@ -121,48 +194,126 @@ class NcclCommunicator final : public Communicator {
   }
 
  private:
+  std::string unusable(const Op& op, const std::string& why) const {
+    return detail::cat_str("[dist::", kind_name(op.kind),
+                           "] the nccl communicator is unusable after an earlier failure (", why, "); ",
+                           describe_op(op), " was not started");
+  }
+
+  // Records the failure, tells the user at once (the main thread may be blocked in a CUDA call outside
+  // Ember, waiting on the collective's kernels) and aborts the communicator. Needs mutex_ (or no watchdog).
+  void fail_locked(const std::string& why) {
+    {
+      std::lock_guard lock(failure_->mutex);
+      if (!failure_->why.empty()) return;
+      failure_->why = why;
+    }
+    mark_collective_failed();
+    std::cerr << why << std::endl;
+    if (comm_ != nullptr) ncclCommAbort(comm_);
+    comm_ = nullptr;
+  }
+
+  // A nonblocking NCCL call returns ncclInProgress while it works in the background; the communicator's
+  // state says when it is done or failed. Waits for it at most the timeout; a failure aborts. `op`: the
+  // collective being enqueued, or null for the communicator's own setup and teardown (`what`).
+  void settle(ncclResult_t rc, const Op* op, const char* what) {
+    const auto start = Clock::now();
+    const double limit = timeout();
+    while (rc == ncclInProgress) {
+      if (std::chrono::duration<double>(Clock::now() - start).count() > limit) {
+        const std::string why = op != nullptr
+                                    ? timeout_message(*op, limit)
+                                    : detail::cat_str("[dist::nccl] the communicator's ", what, " timed out after ",
+                                                      limit, " s on rank ", rank(), " of ", world_size(),
+                                                      " (a rank stopped, died, or never created its communicator)");
+        fail_locked(why);
+        throw DistError(why);
+      }
+      std::this_thread::yield();
+      if (const ncclResult_t q = ncclCommGetAsyncError(comm_, &rc); q != ncclSuccess) rc = q;
+    }
+    if (rc != ncclSuccess) {
+      const std::string why = nccl_failure(rc, what);
+      fail_locked(why);
+      throw DistError(why);
+    }
+  }
+
+  // The watchdog: NCCL's asynchronous errors (a peer died) and collectives in flight longer than the timeout.
+  void watch() {
+    std::unique_lock lock(mutex_);
+    while (!stop_) {
+      const double limit = timeout();
+      cv_.wait_for(lock, std::chrono::duration<double>(std::clamp(limit / 20, 0.01, 1.0)));
+      if (stop_ || comm_ == nullptr) continue;
+      try {
+        kernels::cuda::DeviceGuard guard(device_);
+        ncclResult_t async = ncclSuccess;
+        if (ncclCommGetAsyncError(comm_, &async) == ncclSuccess && async != ncclSuccess && async != ncclInProgress) {
+          fail_locked(detail::cat_str(nccl_failure(async, "nccl"), " (an asynchronous error on rank ", rank(), " of ",
+                                      world_size(), ")"));
+          continue;
+        }
+        // The oldest collective not yet done (finished ones are released by submit, on the caller's thread).
+        for (const Flight& f : in_flight_) {
+          if (cudaEventQuery(f.end.get()) == cudaSuccess) continue;
+          if (std::chrono::duration<double>(Clock::now() - f.start).count() > limit)
+            fail_locked(timeout_message(f.op, limit));
+          break;
+        }
+      } catch (const std::exception& e) {  // a CUDA error: the next collective meets it too
+        std::cerr << "[dist::nccl watchdog] " << e.what() << std::endl;
+      }
+    }
+  }
+
   void launch(const Op& op) {
+    const char* name = kind_name(op.kind);
     switch (op.kind) {
       case Kind::kAllReduce:
-        check_nccl(ncclAllReduce(op.out.raw_data(), op.out.raw_data(), static_cast<size_t>(op.out.numel()),
-                                 nccl_type(op.out.dtype()), nccl_op(op.reduce), comm_, stream_),
-                   "all_reduce");
-        return;
+        return settle(ncclAllReduce(op.out.raw_data(), op.out.raw_data(), static_cast<size_t>(op.out.numel()),
+                                    nccl_type(op.out.dtype()), nccl_op(op.reduce), comm_, stream_),
+                      &op, name);
       case Kind::kBroadcast:
-        check_nccl(
+        return settle(
             ncclBroadcast(op.out.raw_data(), op.out.raw_data(), op.out.nbytes(), ncclUint8, op.root, comm_, stream_),
-            "broadcast");
-        return;
+            &op, name);
       case Kind::kAllGather:
-        check_nccl(ncclAllGather(op.in.raw_data(), op.out.raw_data(), op.in.nbytes(), ncclUint8, comm_, stream_),
-                   "all_gather");
-        return;
+        return settle(ncclAllGather(op.in.raw_data(), op.out.raw_data(), op.in.nbytes(), ncclUint8, comm_, stream_),
+                      &op, name);
       case Kind::kReduceScatter:
-        check_nccl(ncclReduceScatter(op.in.raw_data(), op.out.raw_data(), static_cast<size_t>(op.out.numel()),
-                                     nccl_type(op.out.dtype()), nccl_op(op.reduce), comm_, stream_),
-                   "reduce_scatter");
-        return;
-      case Kind::kBarrier: {
-        // NCCL has no barrier: a one-element all-reduce, and the host waits for it.
+        return settle(ncclReduceScatter(op.in.raw_data(), op.out.raw_data(), static_cast<size_t>(op.out.numel()),
+                                        nccl_type(op.out.dtype()), nccl_op(op.reduce), comm_, stream_),
+                      &op, name);
+      case Kind::kBarrier:
         if (!barrier_.defined()) barrier_ = zeros({1}, {.dtype = kF32, .device = control_device()});
-        check_nccl(ncclAllReduce(barrier_.raw_data(), barrier_.raw_data(), 1, ncclFloat32, ncclSum, comm_, stream_),
-                   "barrier");
-        EMBER_CUDA_CHECK(cudaStreamSynchronize(stream_));
-        return;
-      }
+        return settle(ncclAllReduce(barrier_.raw_data(), barrier_.raw_data(), 1, ncclFloat32, ncclSum, comm_, stream_),
+                      &op, name);
     }
   }
 
   // Drops the references of collectives whose end event has fired (oldest first: the stream is in order).
   void release_finished() {
-    while (!in_flight_.empty() && cudaEventQuery(in_flight_.front().first.get()) == cudaSuccess) in_flight_.pop_front();
+    while (!in_flight_.empty() && cudaEventQuery(in_flight_.front().end.get()) == cudaSuccess) in_flight_.pop_front();
   }
+
+  struct Flight {
+    Event end;
+    Op op;  // its tensors stay referenced until `end` fires
+    Clock::time_point start;
+  };
 
   int device_;
   cudaStream_t stream_ = nullptr;
-  ncclComm_t comm_ = nullptr;
+  ncclComm_t comm_ = nullptr;  // null once aborted
   Tensor barrier_;
-  std::deque<std::pair<Event, std::vector<Tensor>>> in_flight_;
+  std::mutex mutex_;  // the NCCL calls (submit, watchdog, destructor), in_flight_, stop_
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::deque<Flight> in_flight_;
+  std::shared_ptr<Failure> failure_ = std::make_shared<Failure>();
+  std::thread watchdog_;
 };
 
 }  // namespace

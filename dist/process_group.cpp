@@ -2,7 +2,9 @@
 // order: NCCL before the MPI group that bootstrapped it, then MPI_Finalize).
 #include "dist/process_group.hpp"
 
+#include <cmath>
 #include <cstdlib>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,10 +31,19 @@ int env_int(const char* name, int fallback) {
 
 struct Group {
   std::string backend;
+  double timeout = kDefaultTimeout;
   std::unique_ptr<Communicator> cpu;
   std::map<int, std::unique_ptr<Communicator>> cuda;  // per device index
 
   ~Group() {
+#ifdef EMBER_MPI
+    if (collective_failed()) {  // the peers may never reach MPI_Finalize's own synchronisation
+      std::cerr << "[dist] a collective failed or timed out earlier: ending the job with MPI_Abort instead of "
+                   "MPI_Finalize, which would wait for the other ranks forever"
+                << std::endl;
+      mpi_abort(1);
+    }
+#endif
     reset();
 #ifdef EMBER_MPI
     mpi_finalize();  // at exit only: MPI cannot start again once finalised
@@ -80,6 +91,7 @@ void init_locked(const std::string& requested) {
                                     "reconfigure (meson setup --reconfigure -Dmpi=enabled)"));
 #endif
   }
+  g.cpu->set_timeout(g.timeout);
   g.backend = backend;
 }
 
@@ -127,12 +139,28 @@ Communicator& world(Device device) {
   if (!slot) {
 #ifdef EMBER_NCCL
     slot = make_nccl_communicator(device.index, cpu);
+    slot->set_timeout(group().timeout);
 #else
     throw DistError(detail::cat_str("[dist::world] tensors on ", device, " need the NCCL backend, and this build has ",
                                     "none (it needs CUDA, NCCL and MPI)"));
 #endif
   }
   return *slot;
+}
+
+void set_timeout(double seconds) {
+  EMBER_CHECK(std::isfinite(seconds) && seconds > 0, ValueError,
+              "[dist::set_timeout] the timeout must be a positive number of seconds, got ", seconds);
+  std::lock_guard lock(g_mutex);
+  Group& g = group();
+  g.timeout = seconds;
+  if (g.cpu) g.cpu->set_timeout(seconds);
+  for (auto& [index, comm] : g.cuda) comm->set_timeout(seconds);
+}
+
+double timeout() {
+  std::lock_guard lock(g_mutex);
+  return group().timeout;
 }
 
 int rank() { return world().rank(); }

@@ -30,6 +30,13 @@ Communicator& world();
 Communicator& world(Device device);
 int rank();
 int world_size();
+// Seconds any collective of the group may wait for the other ranks before it raises DistError (naming
+// the op, dtype, count, rank and seconds) instead of hanging: kDefaultTimeout (30 minutes, as PyTorch)
+// until set. Applies to the communicators made already and to later ones; the Trainer sets it from
+// TrainerOptions::ddp_timeout. After a timeout the job cannot go on: at exit the group ends it with
+// MPI_Abort, so the processes exit non-zero instead of waiting in MPI_Finalize for a rank that never comes.
+void set_timeout(double seconds);
+double timeout();
 // Frees the communicators (a later init starts afresh). At exit Ember also finalises MPI if it started it.
 void destroy_process_group();
 

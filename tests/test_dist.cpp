@@ -119,6 +119,28 @@ TEST_SUITE("dist") {
     }
   }
 
+  TEST_CASE("collective timeouts: 30 minutes by default, set on a communicator, the group or the Trainer") {
+    auto comm = dist::make_single_process_communicator();
+    CHECK(comm->timeout() == 1800.0);
+    CHECK(dist::kDefaultTimeout == 1800.0);
+    comm->set_timeout(2.5);
+    CHECK(comm->timeout() == 2.5);
+    CHECK(throws_with<ValueError>([&] { comm->set_timeout(0); }, "[dist::set_timeout] the timeout must be a positive"));
+    CHECK(throws_with<ValueError>([] { dist::set_timeout(-1); }, "positive number of seconds, got -1"));
+    CHECK(throws_with<ValueError>([] { train::Trainer t({.ddp_timeout = 0.0}); }, "[Trainer] ddp_timeout must be"));
+    CHECK(dist::timeout() == 1800.0);
+    {
+      train::Trainer plain({.strategy = "ddp"});  // unset: the group's timeout stays
+      CHECK(dist::timeout() == 1800.0);
+      train::Trainer t({.strategy = "ddp", .ddp_timeout = 42.0});
+      CHECK(dist::timeout() == 42.0);
+      CHECK(t.communicator()->timeout() == 42.0);
+      CHECK(dist::world().timeout() == 42.0);
+    }
+    dist::set_timeout(dist::kDefaultTimeout);
+    CHECK(dist::world().timeout() == 1800.0);
+  }
+
   TEST_CASE("the process group of one process") {
     CHECK(dist::world().world_size() == 1);
     CHECK(dist::is_initialized());

@@ -2,7 +2,10 @@
 // clipping, schedulers, manual).
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <iostream>
 #include <set>
+#include <sstream>
 
 #include "tests/trainer_fixtures.hpp"
 
@@ -448,6 +451,71 @@ TEST_SUITE("trainer") {
     train::Trainer t64(quiet({.max_epochs = 1, .precision = "64"}));
     t64.fit(m64, loader(8, 4, false));
     CHECK(m64.fc->weight.dtype() == kF64);
+  }
+
+  TEST_CASE("non-finite losses: detect_anomaly stops and names the place; the progress output says so once") {
+    // The loss turns NaN from global step 2 on: an input scaled by NaN.
+    struct Nan : Tiny {
+      Tensor training_step(const data::Batch& b, int64_t i) override {
+        Tensor x = trainer().global_step() >= 2 ? b.input * std::nan("") : b.input;
+        Tensor loss = nn::functional::cross_entropy(forward(x), b.target);
+        log("train_loss", loss, {.prog_bar = true});
+        (void)i;
+        return loss;
+      }
+    };
+    Nan a;
+    train::Trainer strict(quiet({.max_epochs = 1, .detect_anomaly = true}));
+    CHECK(throws_with<ValueError>([&] { strict.fit(a, loader(24, 4, false)); },
+                                  "detect_anomaly: training_step returned a loss of nan at epoch 0, batch 2"));
+    CHECK_FALSE(autograd::is_anomaly_enabled());  // only during fit
+    // A NaN that appears only in backward: sqrt's gradient at 0 is infinite.
+    struct BadGrad : Tiny {
+      Tensor training_step(const data::Batch& b, int64_t) override {
+        return nn::functional::cross_entropy(forward(b.input), b.target) + (fc->weight * 0.0).sqrt().sum();
+      }
+    } g;
+    train::Trainer strict2(quiet({.max_epochs = 1, .detect_anomaly = true}));
+    CHECK(throws_with<AutogradError>([&] { strict2.fit(g, loader(8, 4, false)); }, "detect_anomaly"));
+    // Without the option the run goes on, and the progress output says when the loss turned non-finite.
+    std::ostringstream out;
+    auto bar = std::make_shared<train::ProgressBar>(
+        train::ProgressBarOptions{.tty = false, .stream = &out, .plain_min_seconds = 0});
+    Nan b;
+    train::Trainer lenient({.max_epochs = 2,
+                            .enable_checkpointing = false,
+                            .enable_model_summary = false,
+                            .callbacks = {bar},
+                            .logger = false});
+    lenient.fit(b, loader(24, 4, false));
+    CHECK(lenient.global_step() == 12);
+    const std::string text = out.str();
+    CHECK(text.find("train_loss is nan at epoch 0, batch 2 (global step 3)") != std::string::npos);
+    CHECK(text.find("detect_anomaly") == text.rfind("detect_anomaly"));  // said once
+  }
+
+  TEST_CASE("empty loaders: fit warns that it will not train or validate") {
+    std::ostringstream err;
+    auto* old = std::cerr.rdbuf(err.rdbuf());
+    Tiny m;
+    auto empty = std::make_shared<data::DataLoader>(data::TensorDataset(zeros({0, 4}), zeros({0}, {.dtype = kI64})),
+                                                    data::DataLoaderOptions{.batch_size = 4});
+    try {
+      train::Trainer t(quiet({.max_epochs = 1}));
+      t.fit(m, empty, loader(8, 4, false));
+      train::Trainer t2(quiet({.max_epochs = 1}));
+      t2.fit(m, loader(8, 4, false), empty);
+      train::Trainer t3(quiet({.max_epochs = 1, .limit_val_batches = 0}));  // validation switched off: no word
+      t3.fit(m, loader(8, 4, false), loader(8, 4, false));
+    } catch (...) {
+      std::cerr.rdbuf(old);
+      throw;
+    }
+    std::cerr.rdbuf(old);
+    const std::string text = err.str();
+    CHECK(text.find("the training loader is empty (0 batches): fit will not train") != std::string::npos);
+    CHECK(text.find("the validation loader is empty (0 batches): fit will not validate") != std::string::npos);
+    CHECK(text.find("validation loader") == text.rfind("validation loader"));
   }
 
   TEST_CASE("predict returns one tensor per batch; validate and test return their metrics") {

@@ -1,13 +1,13 @@
 // Tests of Trainer checkpoints: file layout, validation of damaged files, atomic writes under kill and
 // full disk, exact resume after any batch, ModelCheckpoint and EarlyStopping.
 #include <doctest/doctest.h>
-
-#include <csignal>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstring>
 #include <fstream>
 #include <set>
 
@@ -137,8 +137,12 @@ TEST_SUITE("trainer") {
     full.fit(*full_model, loader(24, 4, true), loader(8, 4, false));  // 6 batches per epoch, 18 in all
     const std::vector<double> want = flat_params(*full_model);
 
-    struct Crash : train::Callback {
+    // A ModelCheckpoint (saving nothing itself), so that it runs after the saving one, as they keep
+    // their order among themselves at the end of the callbacks.
+    struct Crash : train::ModelCheckpoint {
       int64_t at;
+      explicit Crash(const std::string& dir) : ModelCheckpoint({.dirpath = dir, .save_top_k = 0}) {}
+      std::string state_key() const override { return "Crash"; }
       void on_train_batch_end(train::Trainer& t, train::TrainModule&, const Tensor&, const data::Batch&,
                               int64_t) override {
         if (t.global_step() == at) throw std::runtime_error("simulated crash");
@@ -150,7 +154,7 @@ TEST_SUITE("trainer") {
       manual_seed(11);
       auto model = make_model();
       auto log = std::make_shared<RecordingLogger>();
-      auto crash = std::make_shared<Crash>();
+      auto crash = std::make_shared<Crash>(dir.str());
       crash->at = crash_at;
       train::Trainer first(options(dir.str(), {crash}, log));
       CHECK_THROWS_AS(first.fit(*model, loader(24, 4, true), loader(8, 4, false)), std::runtime_error);
@@ -173,18 +177,28 @@ TEST_SUITE("trainer") {
   TEST_CASE("SIGTERM/SIGUSR1 during fit: the step finishes, the run is saved, fit returns, resume is exact") {
     // A signal raised inside a training step, a validation step or an epoch's end hook: the run stops at
     // the next batch boundary, saved to <root>/interrupted.safetensors; resuming matches the full run.
+    // With the default sanity check and a ModelCheckpoint that monitors val_loss at each epoch's end.
     auto options = [](const std::string& root, std::vector<train::CallbackPtr> extra,
                       std::shared_ptr<RecordingLogger> log) {
+      extra.push_back(std::make_shared<train::ModelCheckpoint>(
+          train::ModelCheckpointOptions{.dirpath = root + "/ckpt", .monitor = "val_loss"}));
       return quiet({.max_epochs = 2,
                     .val_check_interval = 0.5,
-                    .num_sanity_val_steps = 0,
                     .log_every_n_steps = 1,
                     .callbacks = extra,
                     .loggers = {log},
                     .default_root_dir = root});
     };
+    // train_loss per step and per epoch (the epoch mean must come out the same across the stop).
+    struct EpochLogging : Tiny {
+      Tensor training_step(const data::Batch& b, int64_t) override {
+        Tensor loss = nn::functional::cross_entropy(forward(b.input), b.target);
+        log("train_loss", loss, {.prog_bar = true, .on_step = true, .on_epoch = true});
+        return loss;
+      }
+    };
     auto make_model = [] {
-      auto m = std::make_unique<Tiny>();
+      auto m = std::make_unique<EpochLogging>();
       m->use_adam = true;
       return m;
     };
@@ -224,8 +238,9 @@ TEST_SUITE("trainer") {
       const char* where;
       int64_t at, stopped_at;
     };
+    // Inside a batch, the mid-epoch validation, the epoch's last batch and its validation, the epoch end.
     for (const Case& c : {Case{SIGTERM, "train", 1, 2}, Case{SIGUSR1, "val", 3, 3}, Case{SIGTERM, "epoch_end", 6, 6},
-                          Case{SIGUSR1, "train", 0, 1}}) {
+                          Case{SIGUSR1, "train", 0, 1}, Case{SIGTERM, "train", 5, 6}, Case{SIGTERM, "val", 6, 6}}) {
       CAPTURE(c.where);
       CAPTURE(c.at);
       TempDir dir("signal_part");
@@ -266,6 +281,246 @@ TEST_SUITE("trainer") {
     train::Trainer t(options(empty.str(), {}, std::make_shared<RecordingLogger>()));
     CHECK(throws_with<ValueError>([&] { t.fit(m, loader(8, 4, false), nullptr, {.ckpt_path = "interrupted"}); },
                                   "no run under this default_root_dir was stopped by a signal"));
+  }
+
+  TEST_CASE("exact resume with the sanity check on, from a checkpoint taken at any point of the loops") {
+    // A checkpoint written from a hook (a batch, the epoch's last batch, a validation batch, validation
+    // end, epoch end, the sanity check) and a crash right after it: the run resumed from that file ends
+    // with the uninterrupted run's weights, logger rows, and ModelCheckpoint/EarlyStopping state.
+    struct StepLogging : Tiny {
+      void validation_step(const data::Batch& b, int64_t i) override {
+        Tiny::validation_step(b, i);  // plus a per-batch row, so a repeated validation must stay quiet
+        log("val_batch_loss", nn::functional::cross_entropy(forward(b.input), b.target),
+            {.on_step = true, .on_epoch = false});
+      }
+    };
+    // Saves at the n-th call of one hook, then crashes. A ModelCheckpoint (inert itself), so that it runs
+    // after the other callbacks, as every ModelCheckpoint does.
+    struct Saver : train::ModelCheckpoint {
+      std::string hook, path;
+      int64_t n = 0, calls = 0;
+      Saver(std::string dir, std::string h, int64_t at)
+          : ModelCheckpoint({.dirpath = dir, .save_last = false, .save_top_k = 0}), hook(std::move(h)), n(at) {}
+      std::string state_key() const override { return "Saver"; }
+      void hit(train::Trainer& t, const char* here) {
+        if (hook != here || calls++ != n) return;
+        t.save_checkpoint(path);
+        throw std::runtime_error("simulated crash");
+      }
+      void on_train_batch_end(train::Trainer& t, train::TrainModule& m, const Tensor& l, const data::Batch& b,
+                              int64_t i) override {
+        ModelCheckpoint::on_train_batch_end(t, m, l, b, i);
+        hit(t, "train_batch_end");
+      }
+      void on_validation_batch_end(train::Trainer& t, train::TrainModule&, const data::Batch&, int64_t) override {
+        hit(t, t.sanity_checking() ? "sanity_batch_end" : "val_batch_end");
+      }
+      void on_validation_end(train::Trainer& t, train::TrainModule& m) override {
+        ModelCheckpoint::on_validation_end(t, m);
+        if (!t.sanity_checking()) hit(t, "val_end");
+      }
+      void on_sanity_check_end(train::Trainer& t, train::TrainModule&) override { hit(t, "sanity_end"); }
+      void on_train_epoch_end(train::Trainer& t, train::TrainModule& m) override {
+        ModelCheckpoint::on_train_epoch_end(t, m);
+        hit(t, "epoch_end");
+      }
+    };
+    struct Run {
+      std::unique_ptr<StepLogging> model = std::make_unique<StepLogging>();
+      std::shared_ptr<RecordingLogger> log = std::make_shared<RecordingLogger>();
+      std::shared_ptr<train::ModelCheckpoint> mc;
+      std::shared_ptr<train::EarlyStopping> es;
+      std::unique_ptr<train::Trainer> trainer;
+      Run(const TempDir& dir, bool monitored, std::shared_ptr<Saver> saver) {
+        model->use_adam = true;
+        std::vector<train::CallbackPtr> cbs;
+        if (saver) cbs.push_back(saver);  // listed first: still runs after the EarlyStopping
+        if (monitored) {
+          mc = std::make_shared<train::ModelCheckpoint>(train::ModelCheckpointOptions{
+              .dirpath = (dir.path / "ckpt").string(), .monitor = "val_loss", .save_last = true});
+          es = std::make_shared<train::EarlyStopping>(
+              train::EarlyStoppingOptions{.monitor = "val_loss", .min_delta = 0.02, .patience = 3});
+          cbs.push_back(mc);
+          cbs.push_back(es);
+        }
+        // 6 training batches an epoch, validation after batches 3 and 6 over 3 shuffled batches, the
+        // default sanity check (2 batches).
+        trainer = std::make_unique<train::Trainer>(quiet({.max_epochs = 3,
+                                                          .val_check_interval = 0.5,
+                                                          .log_every_n_steps = 1,
+                                                          .callbacks = cbs,
+                                                          .loggers = {log},
+                                                          .default_root_dir = dir.str()}));
+      }
+      void fit(const std::string& ckpt = "") {
+        trainer->fit(*model, loader(24, 4, true), loader(12, 4, true, 2), {.ckpt_path = ckpt});
+      }
+    };
+    for (bool monitored : {false, true}) {
+      CAPTURE(monitored);
+      TempDir full_dir("anypoint_full");
+      manual_seed(21);
+      Run full(full_dir, monitored, nullptr);
+      full.fit();
+      struct Point {
+        const char* hook;
+        int64_t n;
+      };
+      for (const Point& p : {Point{"train_batch_end", 1}, Point{"train_batch_end", 5}, Point{"train_batch_end", 8},
+                             Point{"val_batch_end", 0}, Point{"val_batch_end", 4}, Point{"val_end", 1},
+                             Point{"epoch_end", 0}, Point{"sanity_batch_end", 1}, Point{"sanity_end", 0}}) {
+        const std::string hook = p.hook;
+        CAPTURE(hook);
+        CAPTURE(p.n);
+        TempDir dir("anypoint_part");
+        manual_seed(21);
+        auto saver = std::make_shared<Saver>(dir.str(), p.hook, p.n);
+        saver->path = (dir.path / "crash.safetensors").string();
+        Run first(dir, monitored, saver);
+        CHECK(throws_with<std::runtime_error>([&] { first.fit(); }, "simulated crash"));
+        REQUIRE(fs::exists(saver->path));
+
+        manual_seed(999);  // the resumed run takes its RNG state from the checkpoint
+        Run resumed(dir, monitored, nullptr);
+        resumed.fit(saver->path);
+        CHECK(resumed.trainer->global_step() == full.trainer->global_step());
+        CHECK(resumed.trainer->current_epoch() == full.trainer->current_epoch());
+        CHECK(flat_params(*resumed.model) == flat_params(*full.model));
+        auto rows = first.log->rows;
+        rows.insert(rows.end(), resumed.log->rows.begin(), resumed.log->rows.end());
+        CHECK(rows == full.log->rows);
+        CHECK(resumed.trainer->callback_metrics() == full.trainer->callback_metrics());
+        if (monitored) {
+          CHECK(resumed.es->state_dict() == full.es->state_dict());
+          CHECK(resumed.mc->best_model_score() == full.mc->best_model_score());
+          CHECK(fs::path(resumed.mc->best_model_path()).filename() == fs::path(full.mc->best_model_path()).filename());
+        }
+      }
+    }
+    // A user's lookup of a metric that is not there names it and what is there, as an ember error.
+    TempDir dir("anypoint_lookup");
+    manual_seed(21);
+    Run run(dir, false, nullptr);
+    run.fit();
+    CHECK(throws_with<ValueError>([&] { (void)run.trainer->callback_metrics().at("val_acc_missing"); },
+                                  "no metric 'val_acc_missing'"));
+    CHECK(run.trainer->callback_metrics().at("val_loss") == run.trainer->callback_metrics().at("val_loss"));
+  }
+
+  TEST_CASE("a checkpoint's run state is untrusted: a bad field is a FormatError naming the file, field and value") {
+    TempDir dir("runstate");
+    const std::string good = (dir.path / "good.safetensors").string();
+    auto first = [&] {
+      struct At3 : train::Callback {
+        std::string path;
+        void on_train_batch_end(train::Trainer& t, train::TrainModule&, const Tensor&, const data::Batch&,
+                                int64_t) override {
+          if (t.global_step() == 3) t.save_checkpoint(path);
+        }
+      };
+      auto at3 = std::make_shared<At3>();
+      at3->path = good;
+      Tiny m;
+      m.use_adam = true;
+      train::Trainer t(quiet({.max_epochs = 1, .callbacks = {at3}}));
+      t.fit(m, loader(24, 4, true), loader(8, 4, false));
+    };
+    first();
+    const train::Checkpoint ck = train::Checkpoint::load(good);
+    auto resume = [&](const std::function<void(nlohmann::json&)>& damage) {
+      train::Checkpoint bad = ck;
+      damage(bad.state);
+      const std::string path = (dir.path / "bad.safetensors").string();
+      bad.save(path);
+      Tiny m;
+      m.use_adam = true;
+      train::Trainer t(quiet({.max_epochs = 2}));
+      t.fit(m, loader(24, 4, true), loader(8, 4, false), {.ckpt_path = path});
+    };
+    struct Case {
+      const char* field;
+      std::function<void(nlohmann::json&)> damage;
+      const char* says;
+    };
+    const std::vector<Case> cases = {
+        {"loops.accumulate_grad_batches", [](auto& s) { s["loops"]["accumulate_grad_batches"] = 0; }, "= 0"},
+        {"global_step", [](auto& s) { s["global_step"] = -3; }, "= -3"},
+        {"epoch", [](auto& s) { s["epoch"] = int64_t(1) << 62; }, "= 4611686018427387904"},
+        {"loops.batches_this_epoch", [](auto& s) { s["loops"]["batches_this_epoch"] = 7; }, "= 7"},
+        {"loops.batches_total", [](auto& s) { s["loops"]["batches_total"] = "three"; }, "must be an integer"},
+        {"loops.step_before_batch", [](auto& s) { s["loops"]["step_before_batch"] = 99; }, "= 99"},
+        {"loops.elapsed_s", [](auto& s) { s["loops"]["elapsed_s"] = -1.5; }, "= -1.5"},
+        {"loops.tail_pending", [](auto& s) { s["loops"]["tail_pending"] = 1; }, "true or false"},
+        {"rng.seed", [](auto& s) { s["rng"]["seed"] = -1; }, "non-negative integer"},
+        {"optimizer_states", [](auto& s) { s["optimizer_states"].push_back(s["optimizer_states"][0]); }, "gave 1"},
+        {"optimizer_states.0", [](auto& s) { s["optimizer_states"][0][0]["lr"] = "fast"; }, "optimizer_states.0"},
+        {"metrics", [](auto& s) { s["metrics"]["train"]["train_loss"]["reduce"] = "median"; }, "median"},
+        {"train_loader", [](auto& s) { s["train_loader"]["batches_yielded"] = 1000; }, "1000"},
+        {"loops.validation.at",
+         [](auto& s) {
+           s["loops"]["validation"] = {{"at", "lunch"}, {"rows_sent", 0}};
+         },
+         "lunch"},
+        {"loops.epoch_done", [](auto& s) { s["loops"].erase("epoch_done"); }, "missing"},
+    };
+    for (const Case& c : cases) {
+      CAPTURE(c.field);
+      std::string message;
+      try {
+        resume(c.damage);
+      } catch (const FormatError& e) {
+        message = e.what();
+      }
+      CHECK(message.find("bad.safetensors") != std::string::npos);
+      CHECK(message.find(std::string("'") + c.field + "'") != std::string::npos);
+      CHECK(message.find(c.says) != std::string::npos);
+      if (message.empty()) MESSAGE("no FormatError");
+    }
+    // The undamaged state resumes.
+    CHECK_NOTHROW(resume([](nlohmann::json&) {}));
+  }
+
+  TEST_CASE("checkpoint checksums: a flipped data byte or a changed dtype is reported with the tensor's name") {
+    TempDir dir("checksum");
+    const std::string path = (dir.path / "ck.safetensors").string();
+    Tiny m;
+    train::Trainer t(quiet({.max_epochs = 1}));
+    t.fit(m, loader(8, 4, false));
+    t.save_checkpoint(path);
+    std::string bytes;
+    {
+      std::ifstream in(path, std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    uint64_t header_len = 0;
+    std::memcpy(&header_len, bytes.data(), 8);
+    const nlohmann::json header = nlohmann::json::parse(bytes.substr(8, header_len));
+    REQUIRE(header["__metadata__"].contains("ember_integrity"));
+    std::string first;  // the tensor whose data comes first
+    for (const auto& [name, info] : header.items())
+      if (name != "__metadata__" && info["data_offsets"][0] == 0) first = name;
+    REQUIRE(!first.empty());
+    auto write = [&](const std::string& b) {
+      const std::string p = (dir.path / "damaged.safetensors").string();
+      std::ofstream(p, std::ios::binary) << b;
+      return p;
+    };
+    std::string flipped = bytes;
+    flipped[8 + header_len + 1] ^= 0x10;
+    CHECK(throws_with<IOError>([&] { train::Checkpoint::load(write(flipped)); },
+                               "tensor '" + first + "' does not match its checksum"));
+    CHECK_NOTHROW(train::Checkpoint::load(write(flipped), {.verify_checksums = false}));  // opted out
+    // F32 -> I32 in the header: the same bytes read as another dtype.
+    std::string retyped = bytes;
+    const size_t at = retyped.find("\"F32\"");
+    REQUIRE(at < 8 + header_len);
+    retyped.replace(at, 5, "\"I32\"");
+    CHECK(throws_with<IOError>([&] { train::Checkpoint::load(write(retyped)); }, "does not match its checksum"));
+    // A checkpoint without checksums (written elsewhere) still loads.
+    train::Checkpoint ck = train::Checkpoint::load(path);
+    const std::string plain = (dir.path / "plain.safetensors").string();
+    save(plain, ck.tensors, {{"ember_checkpoint", ck.state.dump()}});
+    CHECK(train::Checkpoint::load(plain).tensors.size() == ck.tensors.size());
   }
 
   TEST_CASE("ModelCheckpoint: top-k by a monitor, file name templates, last, best for validate") {

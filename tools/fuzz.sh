@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang + ASan/UBSan and fuzzes the safetensors reader, then the data
-# readers (IDX, CSV, text). Usage: tools/fuzz.sh [SECONDS=60 per target] [BUILD_DIR=build-fuzz]. Exits non-zero on a crash, a leak,
-# undefined behaviour or an oversized allocation; the failing input is saved in BUILD_DIR/artifacts/.
+# Builds the libFuzzer targets with clang + ASan/UBSan and fuzzes the safetensors reader, the data
+# readers (IDX, CSV, text), then a checkpoint's run state. Usage: tools/fuzz.sh [SECONDS=60 per target]
+# [BUILD_DIR=build-fuzz]. Exits non-zero on a crash, a leak, undefined behaviour or an oversized
+# allocation; the failing input is saved in BUILD_DIR/artifacts/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds="${1:-60}"
@@ -24,7 +25,7 @@ if [[ ! -f "$build/build.ninja" ]]; then
     "-Dcpp_args=-fsanitize=fuzzer-no-link -fno-sanitize-recover=all" \
     "-Dcpp_link_args=-fno-sanitize-recover=all"
 fi
-ninja -C "$build" -j "$jobs" tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_data
+ninja -C "$build" -j "$jobs" tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_data tests/fuzz/fuzz_checkpoint
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
@@ -38,4 +39,8 @@ fuzz() {
 }
 fuzz fuzz_safetensors "$root/tests/fuzz/corpus" -dict="$root/tests/fuzz/safetensors.dict"
 fuzz fuzz_data "$root/tests/fuzz/corpus_data"
+# The run state: seeded with the states of valid checkpoints, written by the target itself at start-up.
+rm -rf "$build/seeds-checkpoint"
+EMBER_FUZZ_SEEDS="$build/seeds-checkpoint" "$build/tests/fuzz/fuzz_checkpoint" -runs=0 "$build/seeds-checkpoint" >/dev/null 2>&1 || true
+fuzz fuzz_checkpoint "$build/seeds-checkpoint" -max_len=16384
 echo "fuzz: no failures in ${seconds}s per target"

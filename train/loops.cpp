@@ -1,8 +1,10 @@
 // The Trainer's loops: fit (epochs of training batches with validation checks), the evaluation loop
 // (validation, test, sanity check) and prediction. Module hooks run before the callbacks' hooks of the
 // same name, so what the module logs in a hook is visible to the callbacks.
+#include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <utility>
 
 #include "core/autocast.hpp"
 #include "core/autograd.hpp"
@@ -23,6 +25,21 @@ struct StepAutocast {
     if (dtype) scope.emplace(device, *dtype);
   }
 };
+
+// DDP: ranks that run different numbers of training batches wait for each other in a collective forever.
+// One all-reduce of (count, -count) at each epoch's start gives every rank the largest and smallest count.
+void check_batch_counts(dist::Communicator& comm, int64_t batches) {
+  Tensor t = tensor_from<double>({double(batches), -double(batches)}, {2}, {{.dtype = kF64}});
+  comm.all_reduce(t, dist::ReduceOp::kMax);
+  const int64_t most = static_cast<int64_t>(t.data_ptr<double>()[0]);
+  const int64_t least = -static_cast<int64_t>(t.data_ptr<double>()[1]);
+  auto count = [](int64_t n) { return n < 0 ? std::string("unknown (a stream)") : std::to_string(n); };
+  EMBER_CHECK(most == least, DistError,
+              "[Trainer] the ranks disagree on the number of training batches per epoch: some rank has ", count(least),
+              " and another ", count(most), " (this rank, ", comm.rank(), ", has ", count(batches),
+              "). Under DDP every rank must run as many batches as the others, or they wait for each other forever: "
+              "give every rank the same dataset (the DistributedSampler splits it evenly) or set limit_train_batches");
+}
 
 }  // namespace
 
@@ -58,6 +75,11 @@ void Trainer::send_to_loggers(MetricMap metrics) {
   if (metrics.empty() || sanity_checking()) return;
   metrics["epoch"] = double(current_epoch_);
   metrics_.note_logged(metrics);
+  if (eval_start_) ++eval_start_->rows_sent;
+  if (muted_rows_ > 0) {  // the interrupted run logged this row before its checkpoint
+    --muted_rows_;
+    return;
+  }
   if (is_global_zero())
     for (const auto& l : loggers_) l->log_metrics(metrics, global_step_);
 }
@@ -101,6 +123,13 @@ void Trainer::setup_fit_loops() {
                          ? 0
                          : limit_batches(overfit ? options_.overfit_batches : options_.limit_val_batches, *val_loader_,
                                          "limit_val_batches");
+  // Lightning warns about empty loaders rather than training or validating on nothing in silence.
+  if (is_global_zero()) {
+    if (train_loader_->dataset() != nullptr && train_loader_->size() == 0)
+      std::cerr << "[Trainer] warning: the training loader is empty (0 batches): fit will not train\n";
+    if (val_loader_ != nullptr && val_loader_->dataset() != nullptr && val_loader_->size() == 0)
+      std::cerr << "[Trainer] warning: the validation loader is empty (0 batches): fit will not validate\n";
+  }
   const BatchLimit& vci = options_.val_check_interval;
   EMBER_CHECK(vci.is_fraction() || !options_.check_val_every_n_epoch || num_training_batches_ < 0 ||
                   *vci.batches() <= num_training_batches_ || num_val_batches_ == 0,
@@ -142,16 +171,22 @@ bool Trainer::stop_for_signal() {
   return true;
 }
 
+// The sanity check leaves the run as it found it: what it logged, the random numbers it drew and the
+// validation loader's position are put back, so a resumed run (which checks again) continues exactly.
 void Trainer::run_sanity_check() {
   const Stage saved = stage_;
   stage_ = Stage::kSanityChecking;
+  eval_start_.emplace(EvalStart{metrics_, default_generator().state(), val_loader_->state_dict(), 0, ""});
   call_hook([&](Callback& c) { c.on_sanity_check_start(*this, *model_); });
   const int64_t n = options_.num_sanity_val_steps, full = num_val_batches_;
   run_eval(Stage::kValidating, val_loader_, n < 0 ? full : (full < 0 ? n : std::min(n, full)));
   num_val_batches_ = full;
   call_hook([&](Callback& c) { c.on_sanity_check_end(*this, *model_); });
   stage_ = saved;
-  metrics_.clear();  // what the sanity check logged is not part of the run
+  metrics_ = std::move(eval_start_->metrics);
+  default_generator().set_state(eval_start_->rng);
+  val_loader_->load_state_dict(eval_start_->val_loader);
+  eval_start_.reset();
 }
 
 void Trainer::run_train_epoch() {
@@ -162,11 +197,16 @@ void Trainer::run_train_epoch() {
   metrics_.set_step_hook(false);
   m.on_train_epoch_start();
   call_hook([&](Callback& c) { c.on_train_epoch_start(*this, m); });
-  if (tail_pending_) batch_tail();  // resumed from a checkpoint taken right after a batch
+  // Resumed from a checkpoint taken right after a batch, or during the validation that followed one.
+  if (tail_pending_) batch_tail();
+  if (resume_validation_ == "after_batch") run_validation("after_batch", std::exchange(resume_muted_rows_, 0));
+  const bool loop_done = resume_validation_ == "epoch_end";  // ... or during the epoch end's validation
+  resume_validation_.clear();
 
-  const int64_t loader_epoch = train_loader_->epoch();
+  const int64_t loader_epoch = loop_done ? train_loader_->epoch() - 1 : train_loader_->epoch();
+  if (comm_ != nullptr) check_batch_counts(*comm_, num_training_batches_);
   sync_stop();
-  if (!done_fitting()) {
+  if (!done_fitting() && !loop_done) {
     for (const data::Batch& batch : *train_loader_) {
       if (num_training_batches_ >= 0 && batches_this_epoch_ >= num_training_batches_) break;
       if (!training_batch(batch, batches_this_epoch_)) break;
@@ -178,7 +218,10 @@ void Trainer::run_train_epoch() {
   if (interrupted()) return;  // the run is saved mid-epoch; the epoch's end belongs to the resumed run
   // Batches left unread (limits, max_steps, should_stop) are skipped: the next epoch starts afresh.
   train_loader_->set_epoch(loader_epoch + 1);
-  if (num_training_batches_ < 0 && validation_due(/*epoch_end=*/true)) run_validation();
+  if (loop_done)
+    run_validation("epoch_end", std::exchange(resume_muted_rows_, 0));
+  else if (num_training_batches_ < 0 && validation_due(/*epoch_end=*/true))
+    run_validation("epoch_end");
   epoch_done_ = true;
 
   metrics_.set_training(true);
@@ -219,6 +262,11 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
       EMBER_CHECK(loss.requires_grad(), AutogradError,
                   "[Trainer] training_step's loss does not require grad (computed under no_grad, or from "
                   "detached tensors?)");
+      if (options_.detect_anomaly) {
+        const double v = loss.detach().to(kF64).item<double>();
+        EMBER_CHECK(std::isfinite(v), ValueError, "[Trainer] detect_anomaly: training_step returned a loss of ", v,
+                    " at epoch ", current_epoch_, ", batch ", batch_idx, " (global step ", global_step_, ")");
+      }
       std::optional<dist::DistributedDataParallel::NoSync> local;  // accumulate locally until the window ends
       if (ddp_ && !window_end) local.emplace(*ddp_);
       backward(accumulate_ > 1 ? loss / double(accumulate_) : loss);
@@ -254,7 +302,8 @@ void Trainer::batch_tail() {
       (options_.max_steps >= 0 && global_step_ >= options_.max_steps))
     send_to_loggers(std::move(step_metrics));
   tail_pending_ = false;
-  if (num_training_batches_ >= 0 && validation_due(batches_this_epoch_ == num_training_batches_)) run_validation();
+  if (num_training_batches_ >= 0 && validation_due(batches_this_epoch_ == num_training_batches_))
+    run_validation("after_batch");
 }
 
 void Trainer::backward(const Tensor& loss) {
@@ -332,7 +381,10 @@ bool Trainer::validation_due(bool epoch_end) const {
   return batches_this_epoch_ % every == 0;
 }
 
-void Trainer::run_validation() {
+// A validation inside fit; `muted_rows` of its logger rows were sent before the checkpoint it resumes.
+void Trainer::run_validation(const char* at, int64_t muted_rows) {
+  eval_start_.emplace(EvalStart{{}, default_generator().state(), val_loader_->state_dict(), 0, at});
+  muted_rows_ = muted_rows;
   run_eval(Stage::kValidating, val_loader_, num_val_batches_);
   model_->train();
   metrics_.set_training(true);
@@ -362,6 +414,7 @@ MetricMap Trainer::run_eval(Stage stage, const std::shared_ptr<data::DataLoader>
     call_hook([&](Callback& c) { c.on_validation_epoch_start(*this, m); });
   }
   int64_t idx = 0;
+  const int64_t loader_epoch = loader->epoch();
   if (limit != 0) {
     for (const data::Batch& batch : *loader) {
       if (limit >= 0 && idx >= limit) break;
@@ -393,8 +446,16 @@ MetricMap Trainer::run_eval(Stage stage, const std::shared_ptr<data::DataLoader>
     m.on_validation_epoch_end();
     call_hook([&](Callback& c) { c.on_validation_epoch_end(*this, m); });
   }
+  // A pass cut short by the limit ends here too: the next evaluation reads the next epoch from its start.
+  loader->set_epoch(loader_epoch + 1);
   MetricMap epoch = metrics_.end_epoch();
   send_to_loggers(epoch);
+  // The evaluation's results are out: a checkpoint from the end hooks resumes after it. (The sanity
+  // check keeps its snapshot: it restores it when it ends.)
+  if (!sanity_checking()) {
+    eval_start_.reset();
+    muted_rows_ = 0;
+  }
   if (test) {
     m.on_test_end();
     call_hook([&](Callback& c) { c.on_test_end(*this, m); });

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "core/io/json_read.hpp"
 
 namespace ember::train {
 namespace {
@@ -17,9 +18,22 @@ std::string epoch_key(const std::string& name, bool on_step) { return on_step ? 
 
 // Doubles travel as their bit patterns: exact, and NaN/inf survive (JSON has no spelling for them).
 uint64_t bits(double v) { return std::bit_cast<uint64_t>(v); }
-double from_bits(const nlohmann::json& j) { return std::bit_cast<double>(j.get<uint64_t>()); }
+double from_bits(const nlohmann::json& j) { return std::bit_cast<double>(json_uint64(j, "[Trainer] a metric's bits")); }
 
 }  // namespace
+
+const double& MetricMap::at(const std::string& name) const {
+  auto it = find(name);
+  if (it != end()) return it->second;
+  std::string logged;
+  for (const auto& [k, v] : *this) logged += (logged.empty() ? "" : ", ") + k;
+  throw ValueError(detail::cat_str("[metrics] no metric '", name, "'; the metrics hold: ",
+                                   logged.empty() ? "nothing (nothing was logged yet)" : logged));
+}
+
+double& MetricMap::at(const std::string& name) {
+  return const_cast<double&>(static_cast<const MetricMap&>(*this).at(name));
+}
 
 void MetricCollector::log(const std::string& name, double value, const LogOptions& options) {
   EMBER_CHECK(!name.empty(), ValueError, "[log] a metric needs a name");
@@ -106,7 +120,7 @@ void MetricCollector::note_logged(const MetricMap& metrics) {
   for (const auto& [k, v] : metrics) logged_[k] = v;
 }
 
-void MetricCollector::add_callback_metrics(const MetricMap& metrics) {
+void MetricCollector::add_callback_metrics(const std::map<std::string, double>& metrics) {
   for (const auto& [k, v] : metrics) callback_[k] = v;
 }
 
@@ -139,7 +153,7 @@ nlohmann::json MetricCollector::state_dict() const {
 
 void MetricCollector::load_state_dict(const nlohmann::json& state) {
   try {
-    train_.clear();
+    EntrySet train;
     for (const auto& [name, j] : state.at("train").items()) {
       Entry e;
       e.on_step = j.at("on_step").get<bool>();
@@ -150,13 +164,20 @@ void MetricCollector::load_state_dict(const nlohmann::json& state) {
       e.sum = from_bits(j.at("sum"));
       e.weight = from_bits(j.at("weight"));
       e.extreme = from_bits(j.at("extreme"));
-      e.count = j.at("count").get<int64_t>();
+      e.count = json_int64(j.at("count"), "[Trainer] a metric's count");
+      EMBER_CHECK(e.reduce == "mean" || e.reduce == "sum" || e.reduce == "max" || e.reduce == "min", ValueError,
+                  "[Trainer] metric '", name, "': unknown reduce \"", e.reduce, "\"");
+      EMBER_CHECK(e.count >= 0 && e.weight >= 0, ValueError, "[Trainer] metric '", name, "': negative count or weight");
+      EMBER_CHECK(e.on_step || e.on_epoch, ValueError, "[Trainer] metric '", name,
+                  "' is logged neither on step nor epoch");
       e.step_pending = j.at("step_pending").get<bool>();
       e.step_value = from_bits(j.at("step_value"));
-      train_[name] = e;
+      train[name] = e;
     }
-    callback_.clear();
-    for (const auto& [k, v] : state.at("callback_metrics").items()) callback_[k] = from_bits(v);
+    MetricMap callback;
+    for (const auto& [k, v] : state.at("callback_metrics").items()) callback[k] = from_bits(v);
+    train_ = std::move(train);  // all or nothing
+    callback_ = std::move(callback);
   } catch (const nlohmann::json::exception& e) {
     throw ValueError(detail::cat_str("[Trainer] checkpoint's logged-metric state is malformed: ", e.what()));
   }

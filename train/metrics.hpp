@@ -13,7 +13,17 @@
 
 namespace ember::train {
 
-using MetricMap = std::map<std::string, double>;
+// Metric values by name: a std::map whose at() names the missing metric and what was logged, so a
+// user's `callback_metrics().at("val_acc")` fails with an ember::ValueError, not a bare "map::at".
+class MetricMap : public std::map<std::string, double> {
+ public:
+  using std::map<std::string, double>::map;
+  MetricMap() = default;
+  MetricMap(const std::map<std::string, double>& m) : std::map<std::string, double>(m) {}        // NOLINT: implicit
+  MetricMap(std::map<std::string, double>&& m) : std::map<std::string, double>(std::move(m)) {}  // NOLINT
+  double& at(const std::string& name);
+  const double& at(const std::string& name) const;
+};
 
 class MetricCollector {
  public:
@@ -41,7 +51,7 @@ class MetricCollector {
   const MetricMap& logged_metrics() const { return logged_; }
   const MetricMap& progress_bar_metrics() const { return progress_; }
   void note_logged(const MetricMap& metrics);
-  void add_callback_metrics(const MetricMap& metrics);
+  void add_callback_metrics(const std::map<std::string, double>& metrics);
   void clear();  // everything, at the start of a run
 
   // The training set's epoch in progress, bit-exact (for mid-epoch checkpoints).

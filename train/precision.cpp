@@ -5,6 +5,7 @@
 
 #include "core/autograd.hpp"
 #include "core/error.hpp"
+#include "core/io/json_read.hpp"
 #include "core/ops/elementwise.hpp"
 #include "core/ops/reduce.hpp"
 #include "core/ops/shape.hpp"
@@ -96,8 +97,8 @@ void GradScaler::load_state_dict(const nlohmann::json& s) {
     scale_ = s.at("scale").get<double>();
     options_.growth_factor = s.at("growth_factor").get<double>();
     options_.backoff_factor = s.at("backoff_factor").get<double>();
-    options_.growth_interval = s.at("growth_interval").get<int64_t>();
-    growth_tracker_ = s.at("growth_tracker").get<int64_t>();
+    options_.growth_interval = json_int64(s.at("growth_interval"), "[GradScaler] growth_interval");
+    growth_tracker_ = json_int64(s.at("growth_tracker"), "[GradScaler] growth_tracker");
   } catch (const nlohmann::json::exception& e) {
     throw ValueError(detail::cat_str("[GradScaler.load_state_dict] malformed state: ", e.what()));
   }

@@ -2,10 +2,13 @@
 // run's state is and how it comes back). The loops themselves are in loops.cpp.
 #include "train/trainer.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <exception>
 #include <filesystem>
+#include <iostream>
 
+#include "core/autograd.hpp"
 #include "core/error.hpp"
 #include "core/ops/random.hpp"
 #include "train/callbacks/model_checkpoint.hpp"
@@ -74,6 +77,8 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
   EMBER_CHECK(o.num_nodes >= 1, ValueError, "[Trainer] num_nodes must be >= 1, got ", o.num_nodes);
   EMBER_CHECK(o.ddp_bucket_cap_mb > 0, ValueError, "[Trainer] ddp_bucket_cap_mb must be > 0, got ",
               o.ddp_bucket_cap_mb);
+  EMBER_CHECK(!o.ddp_timeout || (std::isfinite(*o.ddp_timeout) && *o.ddp_timeout > 0), ValueError,
+              "[Trainer] ddp_timeout must be a positive number of seconds, got ", o.ddp_timeout.value_or(0));
   const dist::LaunchInfo launch = dist::launch_info();
   const bool ddp = o.strategy == "ddp" || o.devices > 1 || o.num_nodes > 1 || o.devices == -1 ||
                    (o.strategy == "auto" && launch.world_size > 1);
@@ -125,6 +130,7 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
                 ? Device(Device::Kind::CUDA, ddp ? launch.local_rank : 0)
                 : Device();
   if (ddp) {
+    if (o.ddp_timeout) dist::set_timeout(*o.ddp_timeout);  // before the first collective
     comm_ = &dist::world();
     grad_comm_ = &dist::world(device_);
   }
@@ -136,6 +142,10 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
   fast_dev_ = o.fast_dev_run > 0;
   callbacks_ = o.callbacks;
   if (!fast_dev_) add_default_callbacks();
+  // ModelCheckpoints run last (Lightning's order): a checkpoint holds what the other callbacks did in the
+  // same hook (EarlyStopping's count of this validation), so a run resumed from it repeats nothing.
+  std::stable_partition(callbacks_.begin(), callbacks_.end(),
+                        [](const CallbackPtr& c) { return dynamic_cast<ModelCheckpoint*>(c.get()) == nullptr; });
   if (!fast_dev_ && o.logger) loggers_ = o.loggers.empty() ? default_loggers() : o.loggers;
   if (comm_ != nullptr) {
     // Rank 0 prints and logs: the others drop the display callbacks and adopt rank 0's log folder (each
@@ -289,19 +299,23 @@ void Trainer::fit_body(const RunOptions& run) {
   should_stop = false;
   grads_pending_ = false;
   received_signal_ = 0;
+  eval_start_.reset();
+  resume_validation_.clear();
+  resume_muted_rows_ = muted_rows_ = 0;
   if (scaler_) scaler_.emplace();
   accumulate_ = options_.accumulate_grad_batches;
   metrics_.clear();
   setup_fit_loops();
   configure_optimizers();
   if (comm_ != nullptr)  // rank 0's weights everywhere, and a gradient reducer hooked into backward
-    ddp_.emplace(model_->parameters(), model_->buffers(), *grad_comm_,
-                 dist::DDPOptions{.bucket_cap_mb = options_.ddp_bucket_cap_mb});
+    ddp_.emplace(*model_, *grad_comm_, dist::DDPOptions{.bucket_cap_mb = options_.ddp_bucket_cap_mb});
   if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), true);
   if (is_global_zero())
     for (const auto& l : loggers_) l->log_hyperparams(model_->hparams());
   std::optional<SignalWatch> watch;
   if (options_.handle_signals) watch.emplace();
+  std::optional<autograd::DetectAnomalyGuard> anomaly;
+  if (options_.detect_anomaly) anomaly.emplace();
   run_fit();
   if (is_global_zero())
     for (const auto& l : loggers_) l->finalize(interrupted() ? "interrupted" : "success");
@@ -480,13 +494,23 @@ Checkpoint Trainer::make_checkpoint(bool weights_only) {
                 {"step_before_batch", step_before_batch_},
                 {"accumulate_grad_batches", accumulate_},
                 {"elapsed_s", std::chrono::duration<double>(elapsed()).count()}};
-  if (datamodule_ != nullptr && comm_ == nullptr)
-    s["datamodule"] = datamodule_->state_dict();
-  else if (train_loader_ != nullptr)
-    s["train_loader"] = train_loader_->state_dict();
-  const GeneratorState rng = default_generator().state();
+  // The loaders the loops read (not the DataModule's factories, which may build fresh ones).
+  if (train_loader_ != nullptr) s["train_loader"] = train_loader_->state_dict();
+  // During an evaluation the run is recorded as it stood when the evaluation began: the resumed run
+  // repeats it (a sanity check, from the start; a validation inside fit, with its logged rows muted).
+  GeneratorState rng = default_generator().state();
+  const MetricCollector* metrics = &metrics_;
+  if (val_loader_ != nullptr) s["val_loader"] = val_loader_->state_dict();
+  if (eval_start_) {
+    rng = eval_start_->rng;
+    s["val_loader"] = eval_start_->val_loader;
+    if (sanity_checking())
+      metrics = &eval_start_->metrics;
+    else
+      s["loops"]["validation"] = {{"at", eval_start_->at}, {"rows_sent", eval_start_->rows_sent}};
+  }
   s["rng"] = {{"seed", rng.seed}, {"offset", rng.offset}};
-  s["metrics"] = metrics_.state_dict();
+  s["metrics"] = metrics->state_dict();
   s["callbacks"] = nlohmann::json::object();
   for (const auto& c : callbacks_) {
     const std::string key = c->state_key();
@@ -502,66 +526,111 @@ Checkpoint Trainer::make_checkpoint(bool weights_only) {
 }
 
 void Trainer::load_checkpoint(const Checkpoint& ck, bool restore_training) {
-  const nlohmann::json& s = ck.state;
   model_->load_state_dict(ck.weights(), /*strict=*/true);
   if (!restore_training) return;
-  EMBER_CHECK(!ck.weights_only(), ValueError,
+  const StateReader r(ck.path, ck.state);
+  EMBER_CHECK(!r.has("weights_only") || !r.boolean("weights_only"), ValueError,
               "[Trainer.fit] ckpt_path holds weights only (save_weights_only): "
               "it cannot resume a run; load it with load_state_dict instead");
-  try {
-    const auto& opt_states = s.at("optimizer_states");
-    EMBER_CHECK(opt_states.size() == optimizers_.size(), ValueError, "[Trainer.fit] the checkpoint has ",
-                opt_states.size(), " optimizer states, configure_optimizers() gave ", optimizers_.size());
-    for (size_t i = 0; i < optimizers_.size(); ++i) {
+  restore_run_state(ck);
+  model_->on_load_checkpoint(ck);
+  call_hook([&](Callback& c) { c.on_load_checkpoint(*this, *model_, ck); });
+}
+
+// The run state is untrusted input: the loop fields are checked against their types, their ranges, one
+// another and this run before any is used; each part's own state is loaded by that part, and whatever
+// it rejects is reported as a FormatError naming the file and the field.
+void Trainer::restore_run_state(const Checkpoint& ck) {
+  const StateReader r(ck.path, ck.state);
+  constexpr int64_t kMaxCount = int64_t(1) << 53;  // no run counts further (and doubles stay exact)
+  const int64_t epoch = r.integer("epoch", 0, kMaxCount);
+  const int64_t step = r.integer("global_step", 0, kMaxCount);
+  const int64_t total = r.integer("loops.batches_total", 0, kMaxCount);
+  const int64_t in_epoch = r.integer("loops.batches_this_epoch", 0, total);
+  const bool epoch_done = r.boolean("loops.epoch_done");
+  const bool tail = r.boolean("loops.tail_pending");
+  const int64_t before = r.integer("loops.step_before_batch", 0, step);
+  const int64_t accumulate = r.integer("loops.accumulate_grad_batches", 1, int64_t(1) << 31);
+  const double elapsed_s = r.number("loops.elapsed_s", 0.0, 1e12);
+  if (num_training_batches_ >= 0 && in_epoch > num_training_batches_ && !epoch_done)
+    r.fail("loops.batches_this_epoch",
+           detail::cat_str("an epoch of this run has ", num_training_batches_, " training batches"));
+  if (tail && in_epoch == 0) r.fail("loops.tail_pending", "no batch of the epoch has run");
+  std::string validation_at;
+  int64_t rows_sent = 0;
+  if (r.has("loops.validation")) {
+    const nlohmann::json& at = r.at("loops.validation.at");
+    if (at != "after_batch" && at != "epoch_end") r.fail("loops.validation.at", "must be after_batch or epoch_end");
+    validation_at = at.get<std::string>();
+    rows_sent = r.integer("loops.validation.rows_sent", 0, kMaxCount);
+    if (epoch_done || tail) r.fail("loops.validation", "a validation in progress excludes epoch_done and tail_pending");
+    if (val_loader_ == nullptr || num_val_batches_ == 0)
+      r.fail("loops.validation", "the checkpoint was taken during a validation, but this run has no validation data");
+  }
+  const uint64_t seed = r.unsigned_integer("rng.seed"), offset = r.unsigned_integer("rng.offset");
+  const nlohmann::json& opt_states = r.array("optimizer_states");
+  if (opt_states.size() != optimizers_.size())
+    r.fail("optimizer_states", detail::cat_str("configure_optimizers() gave ", optimizers_.size(), " optimizers"));
+  const nlohmann::json& scheds = r.array("lr_schedulers");
+  if (scheds.size() != schedulers_.size())
+    r.fail("lr_schedulers", detail::cat_str("configure_optimizers() gave ", schedulers_.size(), " schedulers"));
+  const nlohmann::json& cbs = r.object("callbacks");
+  if (max_epochs() >= 0 && epoch > max_epochs() && is_global_zero())
+    std::cerr << "[Trainer] the checkpoint is at epoch " << epoch << ", past max_epochs = " << max_epochs()
+              << ": fit has nothing left to train\n";
+
+  for (size_t i = 0; i < optimizers_.size(); ++i)
+    r.section(detail::cat_str("optimizer_states.", i), [&](const nlohmann::json& groups) {
       optim::StateDict sd;
       const std::string prefix = std::string(kOptimizerPrefix) + std::to_string(i) + ".";
       for (const auto& [k, t] : ck.tensors)
         if (k.rfind(prefix, 0) == 0) sd.state.emplace(k.substr(prefix.size()), t);
-      sd.param_groups = opt_states[i];
+      sd.param_groups = groups;
       optimizers_[i]->load_state_dict(sd);
-    }
-    const auto& scheds = s.at("lr_schedulers");
-    EMBER_CHECK(scheds.size() == schedulers_.size(), ValueError, "[Trainer.fit] the checkpoint has ", scheds.size(),
-                " scheduler states, configure_optimizers() gave ", schedulers_.size());
-    for (size_t i = 0; i < schedulers_.size(); ++i) schedulers_[i].scheduler->load_state_dict(scheds[i]);
-    if (scaler_ && s.contains("grad_scaler")) scaler_->load_state_dict(s.at("grad_scaler"));
+    });
+  for (size_t i = 0; i < schedulers_.size(); ++i)
+    r.section(detail::cat_str("lr_schedulers.", i),
+              [&](const nlohmann::json& j) { schedulers_[i].scheduler->load_state_dict(j); });
+  if (scaler_ && r.has("grad_scaler"))
+    r.section("grad_scaler", [&](const nlohmann::json& j) { scaler_->load_state_dict(j); });
+  // DDP: rank 0 saved its own samplers' states; every rank stands at the same batch of its share.
+  auto restore_loader = [&](data::DataLoader& loader) {
+    return [&](const nlohmann::json& j) {
+      nlohmann::json state = j;
+      if (comm_ != nullptr && state.is_object() && state.contains("sampler") && state["sampler"].is_object() &&
+          state["sampler"].contains("rank"))
+        state["sampler"]["rank"] = global_rank();
+      loader.load_state_dict(state);
+    };
+  };
+  if (r.has("train_loader"))
+    r.section("train_loader", restore_loader(*train_loader_));
+  else if (datamodule_ != nullptr && r.has("datamodule"))  // checkpoints written before 2026-12
+    r.section("datamodule", [&](const nlohmann::json& j) { datamodule_->load_state_dict(j); });
+  if (val_loader_ != nullptr && r.has("val_loader")) r.section("val_loader", restore_loader(*val_loader_));
+  r.section("metrics", [&](const nlohmann::json& j) { metrics_.load_state_dict(j); });
+  for (const auto& c : callbacks_)
+    if (auto it = cbs.find(c->state_key()); it != cbs.end())
+      r.section_of("callbacks." + c->state_key(), *it, [&](const nlohmann::json& j) { c->load_state_dict(j); });
 
-    const auto& loops = s.at("loops");
-    global_step_ = s.at("global_step").get<int64_t>();
-    current_epoch_ = s.at("epoch").get<int64_t>();
-    epoch_done_ = loops.at("epoch_done").get<bool>();
-    batches_this_epoch_ = loops.at("batches_this_epoch").get<int64_t>();
-    batches_total_ = loops.at("batches_total").get<int64_t>();
-    tail_pending_ = loops.at("tail_pending").get<bool>();
-    step_before_batch_ = loops.at("step_before_batch").get<int64_t>();
-    accumulate_ = loops.at("accumulate_grad_batches").get<int64_t>();
-    elapsed_before_ = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        std::chrono::duration<double>(loops.at("elapsed_s").get<double>()));
-    if (epoch_done_) {  // the epoch's end ran before the save: start the next one
-      ++current_epoch_;
-      batches_this_epoch_ = 0;
-      epoch_done_ = tail_pending_ = false;
-    }
-    if (datamodule_ != nullptr && comm_ == nullptr && s.contains("datamodule"))
-      datamodule_->load_state_dict(s.at("datamodule"));
-    else if (s.contains("train_loader")) {
-      nlohmann::json loader = s.at("train_loader");
-      // DDP: rank 0 saved its own sampler's state; the ranks stand at the same batch of their shares.
-      if (comm_ != nullptr && loader.contains("sampler") && loader["sampler"].contains("rank"))
-        loader["sampler"]["rank"] = global_rank();
-      train_loader_->load_state_dict(loader);
-    }
-    default_generator().set_state({s.at("rng").at("seed").get<uint64_t>(), s.at("rng").at("offset").get<uint64_t>()});
-    metrics_.load_state_dict(s.at("metrics"));
-    const auto& cbs = s.at("callbacks");
-    for (const auto& c : callbacks_)
-      if (auto it = cbs.find(c->state_key()); it != cbs.end()) c->load_state_dict(*it);
-  } catch (const nlohmann::json::exception& e) {
-    throw ValueError(
-        detail::cat_str("[Trainer.fit] the checkpoint's run state is incomplete or malformed: ", e.what()));
+  global_step_ = step;
+  current_epoch_ = epoch;
+  epoch_done_ = epoch_done;
+  batches_this_epoch_ = in_epoch;
+  batches_total_ = total;
+  tail_pending_ = tail;
+  step_before_batch_ = before;
+  accumulate_ = accumulate;
+  elapsed_before_ =
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(elapsed_s));
+  resume_validation_ = validation_at;
+  resume_muted_rows_ = rows_sent;
+  if (epoch_done_) {  // the epoch's end ran before the save: start the next one
+    ++current_epoch_;
+    batches_this_epoch_ = 0;
+    epoch_done_ = tail_pending_ = false;
   }
-  model_->on_load_checkpoint(ck);
-  call_hook([&](Callback& c) { c.on_load_checkpoint(*this, *model_, ck); });
+  default_generator().set_state({seed, offset});
 }
 
 }  // namespace ember::train

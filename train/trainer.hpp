@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ops/random.hpp"
 #include "dist/communicator.hpp"
 #include "dist/ddp.hpp"
 #include "train/callback.hpp"
@@ -71,6 +72,9 @@ struct TrainerOptions {
   int64_t fast_dev_run = 0;          // N (true = 1): N batches of each loop, no loggers/checkpoints
   BatchLimit overfit_batches = 0;    // train and validate on this many (or fraction) training batches
   bool deterministic = false;        // every kernel in this build is deterministic: runs repeat bit for bit anyway
+  // Stop at the first non-finite training loss, or the first backward op that makes a gradient
+  // non-finite, with an error naming it (autograd's anomaly mode during fit; slower).
+  bool detect_anomaly = false;
   int64_t log_every_n_steps = 50;
   bool enable_checkpointing = true;  // a ModelCheckpoint (save_last) unless callbacks has one
   bool enable_progress_bar = true;   // a ProgressBar unless callbacks has one
@@ -84,6 +88,10 @@ struct TrainerOptions {
   // rank sees its own share; false: the loaders are used as given (shard them yourself).
   bool use_distributed_sampler = true;
   double ddp_bucket_cap_mb = 25.0;  // DDP's gradient bucket size
+  // DDP: seconds a collective may wait for the other ranks before it raises DistError (and the job ends
+  // non-zero) instead of hanging; sets the process group's timeout. Unset: the group's, 30 minutes unless
+  // dist::set_timeout said otherwise.
+  std::optional<double> ddp_timeout = std::nullopt;
   // SIGTERM or SIGUSR1 during fit (a scheduler's preemption notice): the step in progress finishes, the
   // run is saved to interrupted_checkpoint_path() and fit returns with interrupted() true.
   bool handle_signals = true;
@@ -145,7 +153,7 @@ class Trainer {
   const MetricMap& logged_metrics() const { return metrics_.logged_metrics(); }
   const MetricMap& progress_bar_metrics() const { return metrics_.progress_bar_metrics(); }
   // For callbacks that compute values of their own (LearningRateMonitor): monitor names from now on.
-  void add_callback_metrics(const MetricMap& metrics) { metrics_.add_callback_metrics(metrics); }
+  void add_callback_metrics(const std::map<std::string, double>& metrics) { metrics_.add_callback_metrics(metrics); }
 
   const std::vector<CallbackPtr>& callbacks() const { return callbacks_; }
   const std::vector<LoggerPtr>& loggers() const { return loggers_; }
@@ -207,6 +215,7 @@ class Trainer {
   std::string resolve_ckpt_path(const std::string& ckpt_path) const;
   Checkpoint make_checkpoint(bool weights_only);
   void load_checkpoint(const Checkpoint& checkpoint, bool restore_training);
+  void restore_run_state(const Checkpoint& checkpoint);  // fit's part of load_checkpoint
 
   // loops.cpp
   void setup_fit_loops();
@@ -219,7 +228,8 @@ class Trainer {
   void backward(const Tensor& loss);  // with the backward hooks (manual_backward too)
   void step_schedulers(const std::string& interval);
   bool validation_due(bool epoch_end) const;
-  void run_validation();
+  // `at`: "after_batch" or "epoch_end" (an epoch of unknown length), where a resumed run repeats it.
+  void run_validation(const char* at, int64_t muted_rows = 0);
   MetricMap run_eval(Stage stage, const std::shared_ptr<data::DataLoader>& loader, int64_t limit_batches);
   std::vector<Tensor> run_predict(std::shared_ptr<data::DataLoader> loader);
   void send_to_loggers(MetricMap metrics);
@@ -270,6 +280,22 @@ class Trainer {
   int64_t num_training_batches_ = 0, num_val_batches_ = 0, num_test_batches_ = 0, num_predict_batches_ = 0;
   bool fast_dev_ = false;
   int received_signal_ = 0;
+  // What a sanity check or a validation inside fit may change, as it stood when the evaluation began:
+  // the sanity check puts it back when it ends (it changes nothing in the run), and a checkpoint taken
+  // during either records it, so the resumed run repeats the evaluation from its start.
+  struct EvalStart {
+    MetricCollector metrics;
+    GeneratorState rng;
+    nlohmann::json val_loader;
+    int64_t rows_sent = 0;  // logger rows sent since then (a resumed validation sends those again muted)
+    std::string at;         // a validation's place in the loop (see run_validation)
+  };
+  std::optional<EvalStart> eval_start_;
+  // A resumed run whose checkpoint was taken during a validation: where it ran (after a training batch,
+  // or at the end of an epoch of unknown length) and how many of its rows were logged already.
+  std::string resume_validation_;
+  int64_t resume_muted_rows_ = 0;
+  int64_t muted_rows_ = 0;  // rows the validation in progress does not send again
   std::chrono::steady_clock::time_point start_{};
   std::chrono::steady_clock::duration elapsed_before_{};  // time spent before a resume
 };

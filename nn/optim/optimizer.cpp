@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "core/autograd.hpp"
+#include "core/io/json_read.hpp"
 #include "core/ops/creation.hpp"
 
 namespace ember::optim {
@@ -200,8 +201,8 @@ void Optimizer::load_state_dict(const StateDict& sd) {
     for (size_t i = 0; i < ids.size(); ++i) {
       EMBER_CHECK(ids[i].is_number_integer(), ValueError, prefix, "parameter group ", g, ": params[", i,
                   "] is not an integer: ", ids[i].dump());
-      EMBER_CHECK(where.emplace(ids[i].get<int64_t>(), std::make_pair(g, i)).second, ValueError, prefix,
-                  "parameter id ", ids[i].dump(), " appears twice in param_groups");
+      EMBER_CHECK(where.emplace(json_int64(ids[i], "[Optimizer] a parameter id"), std::make_pair(g, i)).second,
+                  ValueError, prefix, "parameter id ", ids[i].dump(), " appears twice in param_groups");
     }
     check_group_options(g, grp);
   }

@@ -1,19 +1,31 @@
 // ember::dist across two processes: run as `mpirun -np 2 ember_dist_tests` (meson test "dist"). Every
 // rank runs every test in the same order; rank 1 prints only its failures. Checks are CHECKs, not
-// REQUIREs, so a failure on one rank never leaves the other waiting in a collective.
+// REQUIREs, so a failure on one rank never leaves the other waiting in a collective. The timeout tests
+// run child jobs (`mpirun -np 2 <this program> --scenario <name> <dir>`) from rank 0, each bounded and
+// cleaned up, and check their exit status and output.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
+#include <thread>
 
 #include "dist/mpi.hpp"
 #include "ember.hpp"
 #include "examples/digits_mlp/digits_mlp.hpp"
 #include "test_util.hpp"
 #include "trainer_fixtures.hpp"
+
+extern char** environ;
 
 using namespace ember;
 using testing::throws_with;
@@ -115,19 +127,82 @@ TEST_SUITE("dist mpi") {
     }
   }
 
-  TEST_CASE("EMBER_DIST_DEBUG turns mismatched collectives into an error on every rank") {
+  TEST_CASE("EMBER_DIST_DEBUG turns mismatched collectives into an error on every rank, naming dtypes and ops") {
     setenv("EMBER_DIST_DEBUG", "1", 1);
     std::unique_ptr<dist::Communicator> checked = dist::make_mpi_communicator();
     unsetenv("EMBER_DIST_DEBUG");
     Tensor t = zeros({rank() == 0 ? 3 : 4});
-    CHECK(throws_with<DistError>([&] { checked->all_reduce(t); }, "rank 0 called all_reduce on 3 elements"));
+    // Each rank's message names both sides.
+    CHECK(throws_with<DistError>([&] { checked->all_reduce(t); },
+                                 "rank 0 called all_reduce (sum) of 3 elements of float32"));
+    CHECK(throws_with<DistError>([&] { checked->all_reduce(t); },
+                                 "rank 1 called all_reduce (sum) of 4 elements of float32"));
+    Tensor mixed = zeros({2}, {.dtype = rank() == 0 ? kF32 : kF64});
+    CHECK(throws_with<DistError>(
+        [&] { checked->all_reduce(mixed, rank() == 0 ? dist::ReduceOp::kMax : dist::ReduceOp::kAvg); },
+        rank() == 0 ? "called all_reduce (max) of 2 elements of float32 but rank 1 called all_reduce (avg) of 2 "
+                      "elements of float64"
+                    : "called all_reduce (avg) of 2 elements of float64 but rank 0 called all_reduce (max) of 2 "
+                      "elements of float32"));
+    CHECK(throws_with<DistError>([&] { checked->broadcast(mixed, rank()); },
+                                 "broadcast from rank 0 of 2 elements of float32"));
     Tensor same = ones({2});
     checked->all_reduce(same);  // matched calls still work afterwards
     CHECK(testing::equal(same, full({2}, 2.0)));
   }
+
+  TEST_CASE("collectives wait 30 minutes by default") {
+    CHECK(dist::timeout() == 1800.0);
+    CHECK(comm().timeout() == 1800.0);
+    CHECK(dist::make_mpi_communicator()->timeout() == 1800.0);
+  }
 }
 
 TEST_SUITE("dist ddp") {
+  // Before the check, rank 0's weights went out by broadcast into whatever rank 1 held: a different shape
+  // took partial data, and a transposed one trained on in silence.
+  TEST_CASE("DDP refuses ranks whose models differ, naming the first difference on every rank") {
+    const int r = rank();
+    auto mismatch = [&](nn::Sequential net, const std::string& text) {
+      const Tensor before = flat(*net);
+      CHECK(throws_with<DistError>([&] { dist::DDP ddp(net, comm()); }, text));
+      CHECK(testing::equal(flat(*net), before));  // nothing was sent
+    };
+    manual_seed(50 + r);
+    // Transposed: the same number of elements.
+    mismatch(r == 0 ? nn::Sequential{nn::Linear(4, 6), nn::Tanh(), nn::Linear(6, 2)}
+                    : nn::Sequential{nn::Linear(4, 6), nn::Tanh(), nn::Linear(2, 6)},
+             "parameter 2 is \"2.weight\" [2, 6] float32 on rank 0 but \"2.weight\" [6, 2] float32 on rank 1");
+    // Another dtype.
+    nn::Sequential f{nn::Linear(4, 6)};
+    if (r == 1) f->to(kF64);
+    mismatch(f, "parameter 0 is \"0.weight\" [6, 4] float32 on rank 0 but \"0.weight\" [6, 4] float64 on rank 1");
+    // Another count: the message says how many each has and where they part.
+    mismatch(r == 0 ? nn::Sequential{nn::Linear(4, 6)} : nn::Sequential{nn::Linear(4, 6), nn::Linear(6, 6)},
+             "rank 0 has 2 parameters and 0 buffers, rank 1 has 4 parameters and 0 buffers; parameter 2 is missing "
+             "(2 parameters) on rank 0 but \"1.weight\" [6, 6] float32 on rank 1");
+    // A parameter frozen on one rank only.
+    nn::Sequential frozen{nn::Linear(4, 6)};
+    if (r == 1) frozen->parameters()[1].requires_grad_(false);
+    mismatch(frozen,
+             "parameter 1 is \"0.bias\" [6] float32 on rank 0 but \"0.bias\" [6] float32 (requires_grad "
+             "false) on rank 1");
+    // Buffers, and tensors given by hand (named and unnamed).
+    Tensor w = ones({3}).requires_grad_();
+    CHECK(throws_with<DistError>(
+        [&] {
+          dist::DDP ddp({{"w", w}}, {{"stats", zeros({r == 0 ? 2 : 3})}}, comm());
+        },
+        "buffer 0 is \"stats\" [2] float32 on rank 0 but \"stats\" [3] float32 on rank 1"));
+    Tensor v = ones({r == 0 ? 3 : 4}).requires_grad_();
+    CHECK(throws_with<DistError>([&] { dist::DDP ddp(std::vector<Tensor>{v}, {}, comm()); },
+                                 "parameter 0 is [3] float32 on rank 0 but [4] float32 on rank 1"));
+    // The ranks are in step afterwards, and equal models pass.
+    nn::Sequential same{nn::Linear(4, 6), nn::Tanh(), nn::Linear(6, 2)};
+    dist::DDP ddp(same, comm());
+    CHECK(same_on_all_ranks(flat(*same)));
+  }
+
   // Each rank takes half of a batch; DDP's mean gradient must equal the whole batch's gradient in one
   // process (mean losses over equal halves).
   TEST_CASE("DDP gradients are the full batch's, bucket by bucket during backward") {
@@ -351,6 +426,248 @@ TEST_SUITE("dist trainer") {
   }
 }
 
+// ---------------------------------------------------------------- ranks that disagree, and timeouts
+namespace {
+
+// Trains without any collective of its own (no sync_dist logs), so the DDP bucket is the one to wait.
+struct Plain : train::TrainModule {
+  nn::Linear fc{4, 3};
+  int64_t stop_self_at = -1;  // rank 1 stops itself (SIGSTOP) at this global step
+  Plain() { register_module("fc", fc); }
+  Tensor training_step(const data::Batch& b, int64_t) override {
+    if (stop_self_at >= 0 && trainer().global_step() == stop_self_at && rank() == 1) std::raise(SIGSTOP);
+    return nn::functional::cross_entropy(fc(b.input), b.target);
+  }
+  train::OptimizerConfig configure_optimizers() override {
+    return {std::make_shared<optim::SGD>(parameters(), optim::SGDOptions{.lr = 0.1})};
+  }
+};
+
+// A stream of n examples per pass (an IterableDataset: its loader has no length, so no batch count to compare).
+std::shared_ptr<data::DataLoader> stream(int64_t n) {
+  auto ds = std::make_shared<data::StreamDataset>([n](int64_t) {
+    auto i = std::make_shared<int64_t>(0);
+    return [n, i]() -> std::optional<data::Example> {
+      if (*i >= n) return std::nullopt;
+      const int64_t k = (*i)++;
+      return data::Example{.input = full({4}, double(k % 5) / 5.0), .target = full({}, k % 3, {.dtype = kI64})};
+    };
+  });
+  return std::make_shared<data::DataLoader>(ds, data::DataLoaderOptions{.batch_size = 8});
+}
+
+// What a scenario does on each rank of a child job (see main): runs until a collective times out, then
+// reports what it caught and whether the communicator still works, and returns 0. The process group's
+// shutdown must still make the job exit non-zero, and promptly.
+constexpr double kScenarioTimeout = 4.0;  // ddp_timeout in the child jobs (seconds)
+
+int run_scenario(const std::string& name, const fs::path& dir) {
+  std::ofstream(dir / ("pid." + std::to_string(rank()))) << getpid() << "\n";
+  auto options = [](int64_t epochs) {
+    return trainer_test::quiet({.max_epochs = epochs, .devices = 2, .ddp_timeout = kScenarioTimeout});
+  };
+  try {
+    manual_seed(1);
+    Plain m;
+    if (name == "stopped_rank") {  // rank 1 stops itself in its second step; rank 0 waits in the gradient all-reduce
+      m.stop_self_at = 1;
+      train::Trainer t(options(2));
+      t.fit(m, loader(64, 8, true));
+    } else if (name == "max_epochs") {  // rank 0 ends after 1 epoch (and waits at fit's last barrier), rank 1 goes on
+      train::Trainer t(options(rank() == 0 ? 1 : 2));
+      t.fit(m, loader(64, 8, true));
+    } else if (name == "stream_lengths") {  // 3 batches on rank 0, 5 on rank 1, of a stream of unknown length
+      train::Trainer t(options(1));
+      t.fit(m, stream(rank() == 0 ? 24 : 40));
+    } else {
+      std::cout << "unknown scenario " << name << std::endl;
+      return 2;
+    }
+    std::cout << "rank " << rank() << " finished without an error" << std::endl;
+  } catch (const std::exception& e) {
+    std::cout << "rank " << rank() << " caught: " << e.what() << std::endl;
+    try {
+      dist::world().barrier();
+      std::cout << "rank " << rank() << " after: the barrier passed" << std::endl;
+    } catch (const std::exception& again) {
+      std::cout << "rank " << rank() << " after: " << again.what() << std::endl;
+    }
+  }
+  return 0;
+}
+
+// Whether a process runs this test program (a pid file may outlive its process and the pid be reused).
+bool is_our_process(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return cmdline.find("ember_dist_tests") != std::string::npos;
+}
+
+struct ChildJob {
+  int status = -1;
+  bool killed = false;  // ran past the bound
+  double seconds = 0;
+  std::string output;
+  bool exited_nonzero() const { return !killed && !(WIFEXITED(status) && WEXITSTATUS(status) == 0); }
+};
+
+// Runs `mpirun -np 2 <this program> --scenario name <dir>` as a job of its own (without this job's
+// launcher variables) and returns its exit status and output. Past `bound` seconds the job is killed; so
+// are, in any case, its ranks still alive (a stopped one is continued and killed).
+ChildJob run_child_job(const std::string& name, double bound) {
+  const fs::path dir = fs::temp_directory_path() / ("ember_dist_scenario_" + name + "_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string exe = fs::read_symlink("/proc/self/exe").string(), log = (dir / "output.txt").string();
+  std::vector<std::string> args = {"mpirun",    "-np",  "2", "--oversubscribe", "--allow-run-as-root",
+                                   "--bind-to", "none", exe, "--scenario",      name,
+                                   dir.string()};
+  // Drop what mpirun told this job's ranks (OMPI_* but the user's own MCA settings, PMIX_*), or the inner
+  // mpirun and its ranks would take themselves for part of this job.
+  std::vector<std::string> env;
+  auto job_specific = [](const std::string& v) {
+    for (const char* p :
+         {"OMPI_MCA_orte_", "OMPI_MCA_ess", "OMPI_MCA_pmix", "OMPI_MCA_initial_wdir", "OMPI_MCA_mpi_oversubscribe",
+          "OMPI_MCA_rmaps_base_oversubscribe", "OMPI_MCA_shmem_RUNTIME_QUERY_hint", "PMIX_", "PMI_", "OPAL_", "ORTE_"})
+      if (v.rfind(p, 0) == 0) return true;
+    return v.rfind("OMPI_", 0) == 0 && v.rfind("OMPI_MCA_", 0) != 0;
+  };
+  for (char** e = environ; *e != nullptr; ++e)
+    if (!job_specific(*e)) env.emplace_back(*e);
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& v : env) envp.push_back(v.data());
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);  // its own process group, to kill it whole
+  posix_spawnattr_setpgroup(&attr, 0);
+  ChildJob job;
+  pid_t pid = -1;
+  const auto start = std::chrono::steady_clock::now();
+  const int rc = posix_spawnp(&pid, "mpirun", &actions, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  CHECK_MESSAGE(rc == 0, "could not start mpirun from PATH");  // not REQUIRE: rank 1 waits at a barrier
+  if (rc != 0) {
+    job.killed = true;
+    fs::remove_all(dir);
+    return job;
+  }
+  for (;;) {
+    if (waitpid(pid, &job.status, WNOHANG) == pid) break;
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > bound) {
+      job.killed = true;
+      kill(-pid, SIGKILL);
+      waitpid(pid, &job.status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  job.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (int r = 0; r < 2; ++r) {  // no rank outlives the test, stopped or not
+    std::ifstream in(dir / ("pid." + std::to_string(r)));
+    pid_t rank_pid = 0;
+    if (in >> rank_pid && rank_pid > 0 && is_our_process(rank_pid)) {
+      kill(rank_pid, SIGCONT);
+      kill(rank_pid, SIGKILL);
+    }
+  }
+  std::ifstream in(log);
+  std::stringstream text;
+  text << in.rdbuf();
+  job.output = text.str();
+  fs::remove_all(dir);
+  return job;
+}
+
+// Rank 0 runs a child job while rank 1 waits; the checks run on rank 0.
+void on_rank_zero(const std::function<void()>& f) {
+  if (rank() == 0) f();
+  comm().barrier();
+}
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_SUITE("dist ranks that disagree") {
+  TEST_CASE("ranks with different numbers of training batches stop at the epoch's start, naming both counts") {
+    manual_seed(6);
+    Plain m;
+    train::Trainer t(trainer_test::quiet({.max_epochs = 2, .devices = 2}));
+    // 64 and 80 examples: the DistributedSampler gives 32 and 40 per rank, in batches of 8.
+    CHECK(throws_with<DistError>([&] { t.fit(m, loader(rank() == 0 ? 64 : 80, 8, true)); },
+                                 "some rank has 4 and another 5 (this rank, " + std::to_string(rank()) + ", has " +
+                                     std::to_string(rank() == 0 ? 4 : 5) + ")"));
+    CHECK(t.global_step() == 0);
+    // limit_train_batches evens them out, and the group still works.
+    train::Trainer even(trainer_test::quiet({.max_epochs = 1, .devices = 2, .limit_train_batches = 4}));
+    even.fit(m, loader(rank() == 0 ? 64 : 80, 8, true));
+    CHECK(even.global_step() == 4);
+    CHECK(same_on_all_ranks(flat(m)));
+  }
+
+  TEST_CASE("a rank that stopped (SIGSTOP): the other raises after ddp_timeout, and the job exits non-zero") {
+    on_rank_zero([] {
+      const ChildJob job = run_child_job("stopped_rank", 60);
+      INFO(job.output);
+      CHECK(!job.killed);
+      CHECK(job.exited_nonzero());
+      CHECK(has(job.output,
+                "rank 0 caught: [dist::all_reduce] timed out after 4 s on rank 0 of 2 (mpi backend): "
+                "all_reduce (sum) of 17 elements of float32 waited longer than the timeout"));
+      CHECK(has(job.output, "rank 0 after: [dist::barrier] the mpi communicator is unusable after an earlier failure"));
+      CHECK(has(job.output, "ending the job with MPI_Abort"));
+      CHECK(!has(job.output, "rank 1 caught"));  // stopped, it raised nothing
+      CHECK(job.seconds < 40);
+    });
+  }
+
+  TEST_CASE("ranks with different max_epochs: both raise after ddp_timeout instead of hanging") {
+    on_rank_zero([] {
+      const ChildJob job = run_child_job("max_epochs", 60);
+      INFO(job.output);
+      CHECK(!job.killed);
+      CHECK(job.exited_nonzero());
+      // Rank 0 waits at fit's closing barrier, rank 1 in its second epoch's batch count check; whichever
+      // times out first ends the job, so the other may not get to print.
+      CHECK((has(job.output, "rank 0 caught: [dist::barrier] timed out after 4 s on rank 0 of 2") ||
+             has(job.output,
+                 "rank 1 caught: [dist::all_reduce] timed out after 4 s on rank 1 of 2 (mpi backend): "
+                 "all_reduce (max) of 2 elements of float64")));
+      CHECK(!has(job.output, "finished without an error"));
+      CHECK(job.seconds < 40);
+    });
+  }
+
+  TEST_CASE("ranks with streams of different lengths: a timeout instead of a hang") {
+    on_rank_zero([] {
+      const ChildJob job = run_child_job("stream_lengths", 60);
+      INFO(job.output);
+      CHECK(!job.killed);
+      CHECK(job.exited_nonzero());
+      // Rank 0's stream ends after 3 batches: it waits in the epoch end's stop-flag all-reduce (f64) while
+      // rank 1 waits in its 4th batch's gradient all-reduce (f32). Neither mixes the other's data.
+      CHECK((has(job.output,
+                 "rank 0 caught: [dist::all_reduce] timed out after 4 s on rank 0 of 2 (mpi backend): "
+                 "all_reduce (max) of 3 elements of float64") ||
+             has(job.output,
+                 "rank 1 caught: [dist::all_reduce] timed out after 4 s on rank 1 of 2 (mpi backend): "
+                 "all_reduce (sum) of 17 elements of float32")));
+      CHECK(!has(job.output, "MPI failed"));
+      CHECK(!has(job.output, "finished without an error"));
+      CHECK(job.seconds < 40);
+    });
+  }
+}
+
 TEST_SUITE("dist examples") {
   TEST_CASE("the digits MLP under DDP on two ranks reaches 97% held-out accuracy") {
     auto r = digits_mlp::train({.epochs = 30, .verbose = false});
@@ -360,6 +677,8 @@ TEST_SUITE("dist examples") {
 }
 
 int main(int argc, char** argv) {
+  // A child job of the timeout tests: `--scenario <name> <dir>`.
+  if (argc == 4 && std::string(argv[1]) == "--scenario") return run_scenario(argv[2], argv[3]);
   if (dist::launch_info().world_size != 2) {
     std::cerr << "ember_dist_tests: run under `mpirun -np 2` (this process is rank " << dist::launch_info().rank
               << " of " << dist::launch_info().world_size << ")\n";

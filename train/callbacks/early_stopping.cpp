@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "core/error.hpp"
+#include "core/io/json_read.hpp"
 #include "train/trainer.hpp"
 
 namespace ember::train {
@@ -93,9 +94,9 @@ nlohmann::json EarlyStopping::state_dict() const {
 
 void EarlyStopping::load_state_dict(const nlohmann::json& state) {
   try {
-    wait_count_ = state.at("wait_count").get<int64_t>();
-    stopped_epoch_ = state.at("stopped_epoch").get<int64_t>();
-    best_score_ = std::bit_cast<double>(state.at("best_score_bits").get<uint64_t>());
+    wait_count_ = json_int64(state.at("wait_count"), "[EarlyStopping] wait_count");
+    stopped_epoch_ = json_int64(state.at("stopped_epoch"), "[EarlyStopping] stopped_epoch");
+    best_score_ = std::bit_cast<double>(json_uint64(state.at("best_score_bits"), "[EarlyStopping] best_score_bits"));
   } catch (const nlohmann::json::exception& e) {
     throw ValueError(detail::cat_str("[EarlyStopping] checkpoint state is malformed: ", e.what()));
   }

@@ -377,6 +377,7 @@ void ProgressBar::on_train_start(Trainer& /*trainer*/, TrainModule& /*module*/) 
   if (!is_enabled()) return;
   train_ = Bar{};
   train_.open = true;
+  warned_non_finite_ = false;
 }
 
 void ProgressBar::on_train_epoch_start(Trainer& trainer, TrainModule& /*module*/) {
@@ -389,6 +390,7 @@ void ProgressBar::on_train_epoch_start(Trainer& trainer, TrainModule& /*module*/
 void ProgressBar::on_train_batch_end(Trainer& trainer, TrainModule& /*module*/, const Tensor& /*loss*/,
                                      const data::Batch& /*batch*/, int64_t batch_idx) {
   if (!is_enabled() || !train_.open) return;
+  warn_non_finite(trainer, batch_idx);
   const int64_t n = batch_idx + 1;
   train_.seen = n;
   const bool at_end = n == train_.state.total;
@@ -401,6 +403,21 @@ void ProgressBar::on_train_batch_end(Trainer& trainer, TrainModule& /*module*/, 
     if (at_end || !plain_due(train_, n, trainer)) return;
     update(train_, n, trainer, true);
     print_plain(train_);
+  }
+}
+
+// Once per fit: a logged loss that turned NaN or infinite is said on its own line, not left in the bar.
+void ProgressBar::warn_non_finite(const Trainer& trainer, int64_t batch_idx) {
+  if (warned_non_finite_) return;
+  for (const auto& [name, v] : trainer.callback_metrics()) {
+    if (std::isfinite(v) || name.find("loss") == std::string::npos) continue;
+    warned_non_finite_ = true;
+    if (tty_) out() << "\n";
+    out() << "[Trainer] " << name << " is " << v << " at epoch " << trainer.current_epoch() << ", batch " << batch_idx
+          << " (global step " << trainer.global_step()
+          << "): training goes on; Trainer option detect_anomaly = true stops at the first non-finite loss and names "
+             "the op that made a gradient non-finite\n";
+    return;
   }
 }
 

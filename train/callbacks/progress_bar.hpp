@@ -128,8 +128,10 @@ class ProgressBar : public Callback {
   std::string metrics_postfix(const Trainer& trainer) const;
 
   ProgressBarOptions options_;
+  void warn_non_finite(const Trainer& trainer, int64_t batch_idx);
   bool enabled_ = true;
   bool tty_ = false;
+  bool warned_non_finite_ = false;
   int fd_ = -1;  // the terminal's file descriptor when the stream is std::cout/std::cerr
   std::function<double()> clock_;
   Bar train_, val_, test_, predict_;

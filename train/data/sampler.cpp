@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "core/io/json_read.hpp"
 #include "core/ops/creation.hpp"
 
 namespace ember::data {
@@ -43,12 +44,12 @@ void Sampler::load_state_dict(const json& state) {
   if (state.contains("epoch")) {
     EMBER_CHECK(state.at("epoch").is_number_integer(), ValueError, "[", name(),
                 "::load_state_dict] 'epoch' must be an integer, got ", state.at("epoch").dump());
-    set_epoch(state.at("epoch").get<int64_t>());
+    set_epoch(json_int64(state.at("epoch"), "[Sampler] epoch"));
   }
   if (state.contains("seed")) {
     EMBER_CHECK(state.at("seed").is_number_unsigned() || state.at("seed").is_number_integer(), ValueError, "[", name(),
                 "::load_state_dict] 'seed' must be an integer, got ", state.at("seed").dump());
-    seed_ = state.at("seed").get<uint64_t>();
+    seed_ = json_uint64(state.at("seed"), "[Sampler] seed");
   }
 }
 
