@@ -1,6 +1,7 @@
 // Tests of the loggers (train/loggers): version folders, metrics.csv, hparams.yaml, TensorBoard event files
 // (framing, CRC-32C, decoded records) and the SVG chart.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -47,6 +48,15 @@ std::string read_all(const std::string& path) {
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+// The id of a process that has exited (and been reaped): what a run killed with -9 leaves in file names.
+long dead_pid() {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return child;
+}
 
 // ---- a minimal protocol buffer reader (wire types 0, 1, 2, 5), independent of the writer
 
@@ -359,6 +369,37 @@ TEST_SUITE("loggers") {
     fs::remove_all(path + ".tmp." + std::to_string(::getpid()));
     logger.save();
     CHECK(read_metrics_csv(path).rows.size() == 61);
+  }
+
+  TEST_CASE("loggers: CSVLogger removes the temporary files of dead processes when it starts writing") {
+    TempDir tmp;
+    const fs::path dir = tmp.path / "lightning_logs" / "version_0";
+    fs::create_directories(dir);
+    const std::string dead = std::to_string(dead_pid()), alive = std::to_string(::getppid());
+    const std::vector<std::string> stale = {"metrics.csv.tmp." + dead, "hparams.yaml.tmp." + dead};
+    const std::vector<std::string> kept = {
+        "metrics.csv.tmp." + alive,        // a live process's (our parent's) write in progress
+        "metrics.csv.tmp.1",               // pid 1 always exists
+        "metrics.csv.tmp.0" + dead,        // not a pid as writers spell it
+        "metrics.csv.tmp." + dead + ".x",  // other shapes
+        "metrics.csv.tmp.copy",
+        "metrics.csv.tmp.",
+        "notes.csv.tmp." + dead,  // not the logger's file
+        "metrics.csv"};
+    for (const auto& name : stale) std::ofstream(dir / name) << "partial";
+    for (const auto& name : kept) std::ofstream(dir / name) << "keep";
+    fs::create_directories(dir / ("hparams.yaml.tmp." + dead + "0") / "inner");  // a folder: never touched
+
+    CSVLogger logger({.save_dir = tmp.str(), .version = 0});
+    REQUIRE(logger.log_dir() == dir.string());
+    for (const auto& name : stale) CHECK(fs::exists(dir / name));  // nothing happens before the first write
+    logger.log_metrics({{"loss", 1.0}}, 0);
+    logger.save();
+    for (const auto& name : stale) CHECK_MESSAGE(!fs::exists(dir / name), "left behind: ", name);
+    for (const auto& name : kept)
+      if (name != "metrics.csv") CHECK_MESSAGE(read_all((dir / name).string()) == "keep", "removed: ", name);
+    CHECK(fs::is_directory(dir / ("hparams.yaml.tmp." + dead + "0") / "inner"));
+    CHECK(read_metrics_csv(logger.metrics_file_path()).rows.size() == 1);
   }
 
   TEST_CASE("loggers: hparams.yaml") {

@@ -7,8 +7,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <regex>
+#include <set>
 
 #include "core/error.hpp"
+#include "core/io/json_read.hpp"
+#include "core/io/temp_files.hpp"
+#include "train/checkpoint.hpp"
 #include "train/trainer.hpp"
 
 namespace ember::train {
@@ -50,6 +55,23 @@ double score_value(const nlohmann::json& j) {
   return j.get<double>();
 }
 
+std::string regex_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (std::string_view("\\^$.|?*+()[]{}").find(c) != std::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// Whether two folder names are the same folder (both resolved; false when either cannot be).
+bool same_folder(const std::string& a, const std::string& b) {
+  if (a.empty() || b.empty()) return false;
+  std::error_code ea, eb;
+  const fs::path pa = fs::weakly_canonical(a, ea), pb = fs::weakly_canonical(b, eb);
+  return !ea && !eb && pa == pb;
+}
+
 }  // namespace
 
 ModelCheckpoint::ModelCheckpoint(ModelCheckpointOptions options) : o_(std::move(options)) {
@@ -86,6 +108,21 @@ void ModelCheckpoint::setup(Trainer& trainer, TrainModule& /*module*/, const std
   const bool val_once_at_end = t.val_check_interval.is_fraction() && t.val_check_interval.fraction() == 1.0 &&
                                t.check_val_every_n_epoch.value_or(0) == 1;
   save_on_epoch_end_ = o_.save_on_train_epoch_end.value_or(val_once_at_end);
+  // A killed save leaves "<name>.safetensors.tmp.<pid>" (the atomic writer's, or save_last's copy).
+  if (trainer.is_global_zero())
+    remove_stale_temp_files(dirpath_, [](const std::string& target) { return target.ends_with(kExtension); });
+}
+
+void ModelCheckpoint::on_fit_start(Trainer& trainer, TrainModule& /*module*/) {
+  if (reconcile_pending_) reconcile(trainer, nullptr);  // restored by hand, not from the fit's ckpt_path
+}
+
+void ModelCheckpoint::on_load_checkpoint(Trainer& trainer, TrainModule& /*module*/, const Checkpoint& checkpoint) {
+  if (reconcile_pending_) reconcile(trainer, &checkpoint);
+}
+
+void ModelCheckpoint::on_exception(Trainer& /*trainer*/, TrainModule& /*module*/, const std::exception& /*error*/) {
+  reconcile_pending_ = false;  // a resume that failed part-way: its state is no ground for removing files
 }
 
 void ModelCheckpoint::on_train_start(Trainer& /*trainer*/, TrainModule& /*module*/) {
@@ -129,7 +166,8 @@ MetricMap broadcast_metrics(dist::Communicator& comm, const MetricMap& metrics) 
   for (const auto& [k, v] : metrics) j[k] = std::bit_cast<uint64_t>(v);
   const nlohmann::json got = nlohmann::json::parse(comm.broadcast_string(j.dump()));
   MetricMap out;
-  for (const auto& [k, v] : got.items()) out[k] = std::bit_cast<double>(v.get<uint64_t>());
+  for (const auto& [k, v] : got.items())
+    out[k] = std::bit_cast<double>(json_uint64(v, "[ModelCheckpoint] a score's bits"));
   return out;
 }
 }  // namespace
@@ -245,9 +283,15 @@ void ModelCheckpoint::save_last(Trainer& trainer, const std::string& written) {
   last_model_path_ = path;
   if (!written.empty()) {  // the same bytes: copy through a temporary name so the swap stays atomic
     if (!trainer.is_global_zero()) return;
-    const std::string tmp = path + ".tmp.copy";
-    fs::copy_file(written, tmp, fs::copy_options::overwrite_existing);
-    fs::rename(tmp, path);
+    const std::string tmp = temp_file_name(path);  // "<path>.tmp.<pid>": a later run removes it if we are killed
+    try {
+      fs::copy_file(written, tmp, fs::copy_options::overwrite_existing);
+      fs::rename(tmp, path);
+    } catch (...) {
+      std::error_code ec;
+      if (fs::symlink_status(tmp, ec).type() == fs::file_type::regular) fs::remove(tmp, ec);
+      throw;
+    }
   } else {
     trainer.save_checkpoint(path, o_.save_weights_only);
   }
@@ -280,10 +324,93 @@ void ModelCheckpoint::load_state_dict(const nlohmann::json& state) {
     best_model_score_ = score.is_null() ? std::nullopt : std::optional<double>(score_value(score));
     best_k_models_.clear();
     for (const auto& [k, v] : state.at("best_k_models").items()) best_k_models_[k] = score_value(v);
-    last_global_step_saved_ = state.at("last_global_step_saved").get<int64_t>();
+    last_global_step_saved_ =
+        json_int64(state.at("last_global_step_saved"), "[ModelCheckpoint] last_global_step_saved");
+    // Untrusted input: a listed file outside the folder would be removed when it leaves the top k.
+    const fs::path dir = fs::path(state.at("dirpath").get<std::string>()).lexically_normal();
+    auto check_inside = [&](const std::string& p) {
+      EMBER_CHECK(p.empty() || fs::path(p).lexically_normal().parent_path() == dir, ValueError,
+                  "[ModelCheckpoint] the checkpoint state lists '", p, "', which is not in its folder ", dir.string());
+    };
+    for (const auto& [k, v] : best_k_models_) check_inside(k);
+    for (const std::string* p : {&best_model_path_, &kth_best_model_path_, &last_model_path_}) check_inside(*p);
+    EMBER_CHECK(kth_best_model_path_.empty() || best_k_models_.contains(kth_best_model_path_), ValueError,
+                "[ModelCheckpoint] the checkpoint state's kth_best_model_path '", kth_best_model_path_,
+                "' is not among its best_k_models");
+    restored_dirpath_ = state.at("dirpath").get<std::string>();
+    reconcile_pending_ = true;
   } catch (const nlohmann::json::exception& e) {
     throw ValueError(detail::cat_str("[ModelCheckpoint] checkpoint state is malformed: ", e.what()));
   }
+}
+
+std::optional<std::string> ModelCheckpoint::name_pattern() const {
+  // What format_value can print: integers, fixed, exponent and shortest forms, inf and nan, any sign.
+  static const std::string number = "[-+]?(?:[0-9]+(?:\\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|inf|nan)";
+  std::string re;
+  const std::string& f = o_.filename;
+  for (size_t i = 0; i < f.size();) {
+    if (f[i] != '{') {
+      re += regex_escape(std::string(1, f[i++]));
+      continue;
+    }
+    const size_t close = f.find('}', i);
+    if (close == std::string::npos) return std::nullopt;
+    const std::string field = f.substr(i + 1, close - i - 1);
+    if (o_.auto_insert_metric_name) re += regex_escape(field.substr(0, field.find(':')) + "=");
+    re += number;
+    i = close + 1;
+  }
+  if (o_.enable_version_counter) re += "(?:-v[0-9]+)?";
+  re += regex_escape(kExtension);
+  return re;
+}
+
+void ModelCheckpoint::reconcile(const Trainer& trainer, const Checkpoint* resumed) {
+  reconcile_pending_ = false;
+  if (!trainer.is_global_zero() || o_.save_top_k <= 0 || !same_folder(restored_dirpath_, dirpath_)) return;
+  if (resumed != nullptr && resumed->path.empty()) return;  // resumed from a file we cannot tell apart
+  const std::optional<std::string> pattern = name_pattern();
+  if (!pattern) return;
+  const std::regex mine(*pattern);  // regex_match: the whole name
+  // Names no one may lose: those this state lists, those other ModelCheckpoints list (by file name, so a
+  // name listed for another folder is kept too), and "last".
+  std::set<std::string> keep = {std::string("last") + kExtension};
+  std::vector<std::regex> theirs;  // templates of other ModelCheckpoints writing to this folder
+  auto keep_listed = [&keep](const ModelCheckpoint& mc) {
+    for (const auto& [path, score] : mc.best_k_models_) keep.insert(fs::path(path).filename().string());
+    for (const std::string* p : {&mc.best_model_path_, &mc.kth_best_model_path_, &mc.last_model_path_})
+      if (!p->empty()) keep.insert(fs::path(*p).filename().string());
+  };
+  keep_listed(*this);
+  for (const CallbackPtr& c : trainer.callbacks()) {
+    const auto* mc = dynamic_cast<const ModelCheckpoint*>(c.get());
+    if (mc == nullptr || mc == this) continue;
+    keep_listed(*mc);
+    if (same_folder(mc->dirpath_, dirpath_))
+      if (auto p = mc->name_pattern()) theirs.emplace_back(*p);
+  }
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (fs::directory_iterator it(dirpath_, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code type_ec;
+    if (it->symlink_status(type_ec).type() != fs::file_type::regular || type_ec) continue;
+    if (keep.contains(name) || !std::regex_match(name, mine)) continue;
+    bool shared = false;
+    for (const std::regex& r : theirs) shared = shared || std::regex_match(name, r);
+    if (shared) continue;
+    std::error_code eq_ec;
+    if (resumed != nullptr && fs::equivalent(it->path(), resumed->path, eq_ec)) continue;  // the file resumed from
+    std::error_code rm_ec;
+    if (fs::remove(it->path(), rm_ec) && !rm_ec) removed.push_back(name);
+  }
+  if (removed.empty()) return;
+  std::string names;
+  for (const std::string& n : removed) names += (names.empty() ? "" : ", ") + n;
+  std::cerr << "[ModelCheckpoint] removed " << removed.size() << " checkpoint file(s) from " << dirpath_
+            << " that the restored top-" << o_.save_top_k
+            << " state does not list (left by an interrupted run): " << names << "\n";
 }
 
 }  // namespace ember::train

@@ -40,13 +40,23 @@ class ModelCheckpoint : public Callback {
   explicit ModelCheckpoint(ModelCheckpointOptions options = {});
   std::string state_key() const override;
 
+  // At fit: removes the "*.safetensors.tmp.<pid>" files in dirpath of processes that no longer exist.
   void setup(Trainer& trainer, TrainModule& module, const std::string& stage) override;
+  void on_fit_start(Trainer& trainer, TrainModule& module) override;
+  void on_load_checkpoint(Trainer& trainer, TrainModule& module, const Checkpoint& checkpoint) override;
+  void on_exception(Trainer& trainer, TrainModule& module, const std::exception& error) override;
   void on_train_start(Trainer& trainer, TrainModule& module) override;
   void on_train_batch_end(Trainer& trainer, TrainModule& module, const Tensor& loss, const data::Batch& batch,
                           int64_t batch_idx) override;
   void on_train_epoch_end(Trainer& trainer, TrainModule& module) override;
   void on_validation_end(Trainer& trainer, TrainModule& module) override;
   nlohmann::json state_dict() const override;
+  // A state saved for this dirpath is adopted, and the folder is then made to match it: a run killed between
+  // writing a new top-k file and removing the one it displaced leaves one file too many. When the fit starts
+  // (or resumes), files in dirpath that this filename template could have produced and that the state does
+  // not list (best_k_models, last) are removed, except the checkpoint being resumed and any file another
+  // ModelCheckpoint of the Trainer keeps or could have written there. Only with save_top_k > 0 (with -1
+  // nothing is ever displaced), only on rank 0, and one line on stderr names what went.
   void load_state_dict(const nlohmann::json& state) override;
 
   const std::string& dirpath() const { return dirpath_; }
@@ -66,6 +76,12 @@ class ModelCheckpoint : public Callback {
   std::string unique_path(const Trainer& trainer, const MetricMap& candidates) const;
   bool better(double a, double b) const;
   bool on_epoch_end_trigger(Trainer& trainer) const;
+  // A regular expression (ECMAScript, for regex_match) of exactly the file names (no folder) that the
+  // filename template can produce; nullopt for a template format_checkpoint_name rejects.
+  std::optional<std::string> name_pattern() const;
+  // Removes the files the restored state does not list (see load_state_dict); `resumed` is the checkpoint
+  // the fit resumes from (its file is kept), null when the state was restored by hand.
+  void reconcile(const Trainer& trainer, const Checkpoint* resumed);
 
   ModelCheckpointOptions o_;
   std::string dirpath_;
@@ -75,6 +91,8 @@ class ModelCheckpoint : public Callback {
   std::optional<double> best_model_score_;
   int64_t last_global_step_saved_ = -1;
   std::chrono::steady_clock::time_point last_time_check_{};
+  bool reconcile_pending_ = false;  // a state for this folder was restored; the folder is not yet checked
+  std::string restored_dirpath_;
 };
 
 }  // namespace ember::train

@@ -9,9 +9,11 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <system_error>
 #include <thread>
 
 #include "core/autograd.hpp"
+#include "core/error_context.hpp"
 #include "core/ops/random.hpp"
 
 namespace ember::data {
@@ -34,11 +36,17 @@ class Pass {
         end_(end),
         capacity_(std::max<int64_t>(capacity, 1)) {
     threads_.reserve(static_cast<size_t>(workers));
-    try {
-      for (int64_t w = 0; w < workers; ++w) threads_.emplace_back([this, w] { work(w); });
-    } catch (...) {
-      stop();
-      throw;
+    for (int64_t w = 0; w < workers; ++w) {
+      try {
+        threads_.emplace_back([this, w] { work(w); });
+      } catch (const std::system_error& e) {  // EAGAIN: the thread or process limit (RLIMIT_NPROC) is reached
+        stop();
+        std::throw_with_nested(Error(ember::detail::cat_str("[DataLoader] could not start worker ", w, " of ", workers,
+                                                            ": ", e.code().message())));
+      } catch (...) {
+        stop();
+        throw;
+      }
     }
   }
   ~Pass() { stop(); }
@@ -225,19 +233,7 @@ std::string describe_indices(std::span<const int64_t> idx) {
   return s;
 }
 
-std::string where(int64_t worker) {
-  return worker < 0 ? std::string("on the main thread") : "in worker " + std::to_string(worker);
-}
-
-std::string what_of(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  } catch (...) {
-    return "a non-standard exception";
-  }
-}
+std::string who(int64_t worker) { return worker < 0 ? std::string("main thread") : "worker " + std::to_string(worker); }
 
 }  // namespace
 
@@ -270,10 +266,10 @@ detail::Pass::Fetch DataLoader::Impl::map_fetch(int64_t epoch) {
         b = transform(std::move(b), gen);
       }
       return b;
-    } catch (...) {
-      std::throw_with_nested(Error(ember::detail::cat_str("[DataLoader] batch ", k, " of epoch ", epoch, " (examples ",
-                                                          describe_indices(idx), ") failed ", where(worker), ": ",
-                                                          what_of(std::current_exception()))));
+    } catch (...) {  // the same exception class, with where it happened in front of its message
+      rethrow_with_context(std::current_exception(),
+                           ember::detail::cat_str("[DataLoader] ", who(worker), ", batch ", k, " of epoch ", epoch,
+                                                  " (examples ", describe_indices(idx), "): "));
     }
   };
 }
@@ -305,9 +301,8 @@ detail::Pass::Fetch DataLoader::Impl::stream_fetch(int64_t epoch, int64_t skip_b
       }
       return b;
     } catch (...) {
-      std::throw_with_nested(
-          Error(ember::detail::cat_str("[DataLoader] batch ", k, " of epoch ", epoch, " of the stream failed ",
-                                       where(worker), ": ", what_of(std::current_exception()))));
+      rethrow_with_context(std::current_exception(), ember::detail::cat_str("[DataLoader] ", who(worker), ", batch ", k,
+                                                                            " of epoch ", epoch, " of the stream: "));
     }
   };
 }
@@ -315,12 +310,8 @@ detail::Pass::Fetch DataLoader::Impl::stream_fetch(int64_t epoch, int64_t skip_b
 std::shared_ptr<detail::Pass> DataLoader::Impl::start() {
   stop_active();
   const int64_t epoch = next_epoch, k0 = skip;
-  next_epoch = epoch + 1;
-  skip = 0;
-  cur_epoch = epoch;
-  yielded = k0;
-  cur_finished = false;
   const int64_t workers = opts.num_workers, capacity = opts.num_workers * opts.prefetch_factor;
+  // The position moves once the pass exists: a pass that could not start (no threads) is retried as it was.
   std::shared_ptr<detail::Pass> pass;
   if (dataset) {
     pass = std::make_shared<detail::Pass>(this, map_fetch(epoch), k0, *num_batches(), workers, capacity);
@@ -328,6 +319,11 @@ std::shared_ptr<detail::Pass> DataLoader::Impl::start() {
     pass = std::make_shared<detail::Pass>(this, stream_fetch(epoch, k0), k0, std::numeric_limits<int64_t>::max(),
                                           std::min<int64_t>(workers, 1), capacity);
   }
+  next_epoch = epoch + 1;
+  skip = 0;
+  cur_epoch = epoch;
+  yielded = k0;
+  cur_finished = false;
   active = pass;
   return pass;
 }

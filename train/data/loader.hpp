@@ -39,9 +39,11 @@ class Pass;
 
 // for (const data::Batch& b : loader) { ... } is one epoch. Each pass over the loader starts the next
 // epoch (the first is 0, or what set_epoch / load_state_dict chose); the order of epoch e depends only on
-// (seed, e). Starting a pass ends the one before it. Worker exceptions reach the consumer as an
-// ember::Error naming the batch (the original is nested: std::rethrow_if_nested). Breaking out of the
-// loop or destroying the loader stops and joins the workers.
+// (seed, e). Starting a pass ends the one before it. An exception making a batch reaches the consumer as
+// the same class (rethrow_with_context: an IOError stays an IOError) with "[DataLoader] worker 1, batch 7
+// of epoch 0 (examples ...): " in front of its message; the original is nested (std::rethrow_if_nested).
+// Workers that cannot be started raise ember::Error naming which ("could not start worker 3 of 4: ...").
+// Breaking out of the loop or destroying the loader stops and joins the workers.
 class DataLoader {
  public:
   using Options = DataLoaderOptions;

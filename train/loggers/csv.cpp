@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/io/temp_files.hpp"
 #include "train/loggers/svg.hpp"
 
 namespace ember::train {
@@ -107,6 +108,9 @@ std::string CSVLogger::metrics_file_path() const { return (fs::path(log_dir_) / 
 void CSVLogger::ensure_dir() {
   if (dir_ready_) return;
   logger_util::make_dirs(log_dir_, "CSVLogger");
+  // A run killed mid-write (kill -9) leaves "metrics.csv.tmp.<pid>": ours to remove once that process is gone.
+  remove_stale_temp_files(log_dir_,
+                          [](const std::string& target) { return target == kMetricsFile || target == kHparamsFile; });
   dir_ready_ = true;
 }
 

@@ -27,8 +27,9 @@ class CSVLogger : public Logger {
   static constexpr const char* kHparamsFile = "hparams.yaml";
   static constexpr const char* kChartFile = "metrics.svg";
 
-  // Picks the version now (scanning <save_dir>/<name>); the folder is created at the first write. As in
-  // Lightning, a metrics.csv already in that folder is replaced by this run's.
+  // Picks the version now (scanning <save_dir>/<name>); the folder is created at the first write, which
+  // also removes the temporary files ("metrics.csv.tmp.<pid>", "hparams.yaml.tmp.<pid>") of processes
+  // that no longer exist. As in Lightning, a metrics.csv already in that folder is replaced by this run's.
   explicit CSVLogger(CSVLoggerOptions options = {});
   // Writes what is still buffered (errors are swallowed here; call save() or finalize() to see them).
   ~CSVLogger() override;
