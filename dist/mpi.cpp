@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <deque>
 #include <iostream>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -120,7 +121,13 @@ class MpiCommunicator final : public Communicator {
   // timeout names what each rank was doing.
   MpiCommunicator(std::vector<MPI_Comm> comms, int rank, int size)
       : Communicator(rank, size), comms_(std::move(comms)), debug_(std::getenv("EMBER_DIST_DEBUG") != nullptr) {
-    worker_ = std::thread([this] { loop(); });
+    try {
+      worker_ = std::thread([this] { loop(); });
+    } catch (const std::system_error& e) {  // EAGAIN: the thread or process limit is reached
+      for (MPI_Comm& c : comms_) MPI_Comm_free(&c);
+      std::throw_with_nested(
+          DistError(detail::cat_str("[dist] could not start the mpi communicator's worker thread: ", e.code().message())));
+    }
   }
   ~MpiCommunicator() override {
     {

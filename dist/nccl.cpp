@@ -19,6 +19,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -119,7 +120,14 @@ class NcclCommunicator final : public Communicator {
       cudaStreamDestroy(stream_);
       throw;
     }
-    watchdog_ = std::thread([this] { watch(); });
+    try {
+      watchdog_ = std::thread([this] { watch(); });
+    } catch (const std::system_error& e) {  // EAGAIN: the thread or process limit is reached
+      ncclCommDestroy(comm_);
+      cudaStreamDestroy(stream_);
+      std::throw_with_nested(DistError(
+          detail::cat_str("[dist] could not start the nccl communicator's watchdog thread: ", e.code().message())));
+    }
   }
   ~NcclCommunicator() override {
     {
