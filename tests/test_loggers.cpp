@@ -1,7 +1,6 @@
 // Tests of the loggers (train/loggers): version folders, metrics.csv, hparams.yaml, TensorBoard event files
 // (framing, CRC-32C, decoded records) and the SVG chart.
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +15,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "test_util.hpp"
 #include "train/loggers/csv.hpp"
 #include "train/loggers/svg.hpp"
 #include "train/loggers/tensorboard.hpp"
@@ -23,6 +23,7 @@
 using namespace ember;
 using namespace ember::train;
 namespace fs = std::filesystem;
+using ember::testing::dead_pid;
 
 namespace {
 
@@ -48,15 +49,6 @@ std::string read_all(const std::string& path) {
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
-
-// The id of a process that has exited (and been reaped): what a run killed with -9 leaves in file names.
-long dead_pid() {
-  const pid_t child = ::fork();
-  if (child == 0) ::_exit(0);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  return child;
-}
 
 // ---- a minimal protocol buffer reader (wire types 0, 1, 2, 5), independent of the writer
 

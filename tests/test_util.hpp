@@ -1,6 +1,8 @@
-// Shared helpers for the doctest suites: closeness checks and fixture loading.
+// Shared helpers for the doctest suites: closeness checks, fixture loading, a dead process's id.
 #pragma once
 #include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <functional>
@@ -78,6 +80,15 @@ bool throws_with(const std::function<void()>& f, const std::string& text) {
 
 inline TensorMap fixtures(const std::string& family) {
   return load(std::string(EMBER_TEST_DIR) + "/reference/" + family + ".safetensors");
+}
+
+// The id of a process that has exited (and been reaped): what a run killed with -9 leaves in file names.
+inline long dead_pid() {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return child;
 }
 
 }  // namespace ember::testing
