@@ -113,6 +113,11 @@ Storage::Storage(size_t nbytes, Device device)
   data_ = allocator_->allocate(nbytes);
 }
 
+Storage::Storage(size_t nbytes, Device device, Allocator& allocator)
+    : nbytes_(nbytes), device_(device), allocator_(&allocator) {
+  data_ = allocator_->allocate(nbytes);
+}
+
 Storage::Storage(void* external, size_t nbytes, Device device, std::shared_ptr<void> keepalive)
     : data_(external), nbytes_(nbytes), device_(device), keepalive_(std::move(keepalive)) {}
 

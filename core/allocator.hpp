@@ -40,6 +40,8 @@ void empty_cache(Device d = kCPU);
 class Storage {
  public:
   Storage(size_t nbytes, Device device);
+  // Memory from a given allocator (pinned host memory).
+  Storage(size_t nbytes, Device device, Allocator& allocator);
   // Wraps memory the caller owns and keeps alive (no deallocation).
   Storage(void* external, size_t nbytes, Device device, std::shared_ptr<void> keepalive);
   ~Storage();

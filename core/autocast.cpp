@@ -1,6 +1,8 @@
 // Autocast state (per thread, per device type) and the casts the ops' policies ask for.
 #include "core/autocast.hpp"
 
+#include <unordered_map>
+
 #include "core/error.hpp"
 
 namespace ember {
@@ -19,6 +21,19 @@ void set_enabled(Device::Kind kind, bool on) {
     detail::t_enabled &= static_cast<uint8_t>(~bit(kind));
 }
 DType& dtype_slot(Device::Kind kind) { return t_dtype[kind == Device::Kind::CUDA ? 1 : 0]; }
+
+// Open Autocast scopes on this thread; the cast cache lives until the outermost one closes.
+thread_local int t_depth = 0;
+
+// Low-precision copies of leaf tensors that require grad (the weights), made once per outermost scope
+// however often a weight is used (PyTorch's autocast cache). The source is held, so its address stays
+// unique; an in-place write (version change) or another target dtype makes a fresh copy.
+struct CacheEntry {
+  Tensor source;
+  uint32_t version;
+  Tensor cast;
+};
+thread_local std::unordered_map<const TensorImpl*, CacheEntry> t_cache;
 
 bool castable(CastPolicy policy, const Tensor& t) {
   if (!t.defined() || !(detail::t_enabled & bit(t.device().kind))) return false;
@@ -39,8 +54,18 @@ DType dtype(Device device) { return dtype_slot(device.kind); }
 
 Tensor cast(CastPolicy policy, const Tensor& t) {
   if (!castable(policy, t)) return t;
-  return t.to(policy == CastPolicy::kFloat32 ? kF32 : dtype_slot(t.device().kind));
+  const DType target = policy == CastPolicy::kFloat32 ? kF32 : dtype_slot(t.device().kind);
+  if (policy != CastPolicy::kLowerPrecision || !t.requires_grad() || !t.is_leaf() || t_depth == 0)
+    return t.to(target);
+  const uint32_t version = t.impl().storage->version();
+  auto it = t_cache.find(&t.impl());
+  if (it != t_cache.end() && it->second.version == version && it->second.cast.dtype() == target) return it->second.cast;
+  Tensor c = t.to(target);
+  t_cache[&t.impl()] = CacheEntry{t, version, c};
+  return c;
 }
+
+size_t cache_size() { return t_cache.size(); }
 
 }  // namespace autocast
 
@@ -50,11 +75,13 @@ Autocast::Autocast(Device device, DType dtype, bool enabled)
               "[autocast] the low-precision dtype must be float16 or bfloat16, got ", dtype);
   autocast::dtype_slot(kind_) = dtype;
   autocast::set_enabled(kind_, enabled);
+  ++autocast::t_depth;
 }
 
 Autocast::~Autocast() {
   autocast::dtype_slot(kind_) = prev_dtype_;
   autocast::set_enabled(kind_, prev_enabled_);
+  if (--autocast::t_depth == 0) autocast::t_cache.clear();
 }
 
 }  // namespace ember

@@ -48,6 +48,8 @@ inline bool should_cast(CastPolicy policy, std::initializer_list<const Tensor*> 
 // autocast is off for its device).
 Tensor cast(CastPolicy policy, const Tensor& t);
 inline Tensor lower(const Tensor& t) { return cast(CastPolicy::kLowerPrecision, t); }
+// Weights (leaves requiring grad) cast to low precision inside the outermost open scope (for tests).
+size_t cache_size();
 inline Tensor to_f32(const Tensor& t) { return cast(CastPolicy::kFloat32, t); }
 
 // Turns autocast off on every device for its lifetime (the autograd engine runs backward under one).

@@ -182,7 +182,25 @@ Tensor Tensor::to(DType dt, bool copy) const {
   return out;
 }
 
-Tensor Tensor::to(Device d, bool copy) const {
+Tensor Tensor::pin_memory() const {
+  EMBER_CHECK(device().is_cpu(), DeviceError, "[pin_memory] only CPU tensors can be pinned, got ", describe(*this));
+  if (is_pinned()) return *this;
+  auto impl = std::make_shared<TensorImpl>();
+  impl->numel = numel();
+  impl->storage = std::make_shared<Storage>(nbytes(), kCPU, kernels::cuda::pinned_allocator());
+  impl->shape = shape();
+  impl->strides = contiguous_strides(shape());
+  impl->dtype = dtype();
+  Tensor out(std::move(impl));
+  kernels::copy(out, *this);
+  if (autograd::needs_grad(*this))
+    autograd::record("pin_memory", {&out}, {this}, {}, [](autograd::Ctx& c) { return autograd::Grads{c.grad()}; });
+  return out;
+}
+
+bool Tensor::is_pinned() const { return device().is_cpu() && kernels::cuda::is_pinned(impl().storage->data()); }
+
+Tensor Tensor::to(Device d, bool copy, bool non_blocking) const {
   if (d == device() && !copy) return *this;
   if (d.is_cpu() && device().is_cpu()) return to(dtype(), true);
   // Across devices: make the source contiguous where it lives (unrecorded: the "to" node below is the
@@ -192,8 +210,13 @@ Tensor Tensor::to(Device d, bool copy) const {
     autograd::NoGradGuard no_grad;
     src = contiguous();
   }
-  Tensor out = make_tensor(shape(), dtype(), d);
-  kernels::cuda::copy_bytes(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
+  // Asynchronous only between pinned host memory and a device, as in PyTorch (else a plain copy).
+  const bool async = non_blocking && (d.is_cpu() ? cuda_is_available() : src.is_pinned());
+  Tensor out = async && d.is_cpu() ? make_tensor(shape(), dtype(), d).pin_memory() : make_tensor(shape(), dtype(), d);
+  if (async)
+    kernels::cuda::copy_bytes_async(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
+  else
+    kernels::cuda::copy_bytes(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
   if (autograd::needs_grad(*this))
     autograd::record("to", {&out}, {this}, {},
                      [](autograd::Ctx& c) { return autograd::Grads{c.grad().to(c.input(0).device)}; });

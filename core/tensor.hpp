@@ -110,9 +110,14 @@ class Tensor {
 
   // ---- conversion and copies ----
   Tensor to(DType dt, bool copy = false) const;
-  Tensor to(Device d, bool copy = false) const;
+  // non_blocking: a copy between pinned host memory and a CUDA device is queued on the current stream
+  // and not waited for (a CPU result is pinned and valid after Stream::synchronize); otherwise ignored.
+  Tensor to(Device d, bool copy = false, bool non_blocking = false) const;
   Tensor to(Device d, DType dt, bool copy = false) const;
   Tensor cpu() const { return to(kCPU); }
+  // A copy in page-locked host memory, which CUDA copies read asynchronously (needs a CUDA device).
+  Tensor pin_memory() const;
+  bool is_pinned() const;
   Tensor contiguous() const;
   Tensor clone() const;
   Tensor& copy_(const Tensor& src);  // broadcasts src, converts dtype

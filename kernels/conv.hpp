@@ -1,5 +1,5 @@
 // Kernel entries of the convolution family: conv2d forward as im2col + GEMM (conv1d is conv2d with H = 1),
-// the transposed convolution as GEMM + col2im, and the weight gradient. Device dispatch is inline: CPU only.
+// the transposed convolution as GEMM + col2im, and the weight gradient, on the CPU; cuDNN on CUDA.
 #pragma once
 #include <cstdint>
 
@@ -30,22 +30,17 @@ void conv_transpose2d(const Tensor& out, const Tensor& in, const Tensor& weight,
 void conv2d_weight_backward(const Tensor& grad_weight, const Tensor& grad_out, const Tensor& in, const Conv2dParams& p);
 }  // namespace cpu
 
-inline void conv2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias,
-                   const Conv2dParams& p) {
-  EMBER_CHECK(out.device().is_cpu(), DeviceError, "[conv2d] device ", out.device(), " is not supported in this build");
-  cpu::conv2d(out, in, weight, bias, p);
-}
-inline void conv_transpose2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias,
-                             const Conv2dParams& p) {
-  EMBER_CHECK(out.device().is_cpu(), DeviceError, "[conv_transpose2d] device ", out.device(),
-              " is not supported in this build");
-  cpu::conv_transpose2d(out, in, weight, bias, p);
-}
-inline void conv2d_weight_backward(const Tensor& grad_weight, const Tensor& grad_out, const Tensor& in,
-                                   const Conv2dParams& p) {
-  EMBER_CHECK(grad_weight.device().is_cpu(), DeviceError, "[conv2d_backward] device ", grad_weight.device(),
-              " is not supported in this build");
-  cpu::conv2d_weight_backward(grad_weight, grad_out, in, p);
-}
+namespace cuda {  // kernels/cuda/conv.cpp (cuDNN); the same contracts, every operand on out's CUDA device
+void conv2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, const Conv2dParams& p);
+void conv_transpose2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias,
+                      const Conv2dParams& p);
+void conv2d_weight_backward(const Tensor& grad_weight, const Tensor& grad_out, const Tensor& in, const Conv2dParams& p);
+}  // namespace cuda
+
+// Device dispatch (kernels/conv.cpp): every operand on the output's device, else DeviceError.
+void conv2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, const Conv2dParams& p);
+void conv_transpose2d(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias,
+                      const Conv2dParams& p);
+void conv2d_weight_backward(const Tensor& grad_weight, const Tensor& grad_out, const Tensor& in, const Conv2dParams& p);
 
 }  // namespace ember::kernels

@@ -18,5 +18,32 @@ Allocator& allocator(int device);
 // Copies nbytes between buffers on any two devices (CPU or CUDA). Copies to or from the host return
 // when done; device-to-device copies are ordered before all later work on the devices.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
+// The same copy queued on the current stream of the CUDA side without waiting for it: the host side
+// must be pinned memory (see pinned_allocator), which stays reserved until the copy is done.
+void copy_bytes_async(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
+
+// Page-locked host memory (cudaHostAlloc), cached; a block freed while an async copy still reads or
+// writes it is reused only after that copy finished.
+Allocator& pinned_allocator();
+bool is_pinned(const void* host_ptr);
+
+// Streams and events behind opaque handles (cudaStream_t / cudaEvent_t), for core/stream.hpp. A null
+// stream handle is the device's legacy default stream.
+void* stream_create(int device, int priority);
+void stream_destroy(int device, void* stream);
+void* current_stream_handle(int device);  // this thread's current stream of the device
+void set_current_stream_handle(int device, void* stream);
+void stream_synchronize(int device, void* stream);
+bool stream_query(int device, void* stream);
+void stream_wait_event(int device, void* stream, void* event);
+void* event_create(int device, bool timing);
+void event_destroy(int device, void* event);
+void event_record(int device, void* event, void* stream);
+void event_synchronize(void* event);
+bool event_query(void* event);
+float event_elapsed_ms(void* start, void* end);
+// Marks the device block at ptr (from the caching allocator) as used by work on `stream`: once freed,
+// it is not handed out again before that work is done.
+void record_stream(int device, void* ptr, void* stream);
 
 }  // namespace ember::kernels::cuda

@@ -1,9 +1,16 @@
 // The CUDA entry points of a build without CUDA: no devices, and every kernel raises DeviceError, so a
 // CPU-only build links and says clearly what is missing when a CUDA tensor is asked for.
 #include "core/error.hpp"
+#include "kernels/conv.hpp"
 #include "kernels/cuda_device.hpp"
 #include "kernels/elementwise.hpp"
+#include "kernels/index.hpp"
+#include "kernels/linalg.hpp"
+#include "kernels/loss.hpp"
+#include "kernels/optim.hpp"
+#include "kernels/nn.hpp"
 #include "kernels/random.hpp"
+#include "kernels/reduce.hpp"
 
 namespace ember::kernels::cuda {
 namespace {
@@ -17,6 +24,23 @@ bool is_available() { return false; }
 void synchronize(int) {}
 Allocator& allocator(int) { no_cuda("cuda allocator"); }
 void copy_bytes(void*, Device, const void*, Device, size_t) { no_cuda("to"); }
+void copy_bytes_async(void*, Device, const void*, Device, size_t) { no_cuda("to"); }
+Allocator& pinned_allocator() { no_cuda("pin_memory"); }
+bool is_pinned(const void*) { return false; }
+void* stream_create(int, int) { no_cuda("Stream"); }
+void stream_destroy(int, void*) {}
+void* current_stream_handle(int) { no_cuda("Stream"); }
+void set_current_stream_handle(int, void*) { no_cuda("StreamGuard"); }
+void stream_synchronize(int, void*) { no_cuda("Stream"); }
+bool stream_query(int, void*) { no_cuda("Stream"); }
+void stream_wait_event(int, void*, void*) { no_cuda("Stream"); }
+void* event_create(int, bool) { no_cuda("Event"); }
+void event_destroy(int, void*) {}
+void event_record(int, void*, void*) { no_cuda("Event"); }
+void event_synchronize(void*) { no_cuda("Event"); }
+bool event_query(void*) { no_cuda("Event"); }
+float event_elapsed_ms(void*, void*) { no_cuda("Event"); }
+void record_stream(int, void*, void*) { no_cuda("record_stream"); }
 
 void unary(int, const Tensor&, const Tensor&, const OpParams&) { no_cuda("unary"); }
 void binary(int, const Tensor&, const Tensor&, const Tensor&, const OpParams&) { no_cuda("binary"); }
@@ -24,5 +48,81 @@ void ternary(int, const Tensor&, const Tensor&, const Tensor&, const Tensor&, co
 void copy(const Tensor&, const Tensor&) { no_cuda("copy"); }
 void fill(const Tensor&, const Scalar&) { no_cuda("fill"); }
 void random_fill(const Tensor&, const RandomParams&, uint64_t, uint64_t) { no_cuda("random"); }
+void reduce(ReduceKind, const Tensor&, const Tensor&, const ReduceParams&) { no_cuda("reduce"); }
+void var_mean(const Tensor&, const Tensor&, const Tensor&, int64_t, bool) { no_cuda("var"); }
+void logsumexp(const Tensor&, const Tensor&) { no_cuda("logsumexp"); }
+void arg_reduce(bool, const Tensor&, const Tensor&, const Tensor&) { no_cuda("argmax"); }
+void cumulative(bool, const Tensor&, const Tensor&, int64_t) { no_cuda("cumsum"); }
+void sort(const Tensor&, const Tensor&, const Tensor&, int64_t, bool) { no_cuda("sort"); }
+void topk(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, bool, bool) { no_cuda("topk"); }
+void softmax(const Tensor&, const Tensor&, int64_t, bool) { no_cuda("softmax"); }
+void softmax_backward(const Tensor&, const Tensor&, const Tensor&, bool) { no_cuda("softmax_backward"); }
+std::pair<double, double> cross_entropy_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                                const Tensor&, const CrossEntropyParams&) {
+  no_cuda("cross_entropy");
+}
+void cross_entropy_backward(const Tensor&, const Tensor&, double, const Tensor&, const Tensor&, const Tensor&,
+                            const Tensor&, const CrossEntropyParams&) {
+  no_cuda("cross_entropy");
+}
+void sgd_step(const Tensor&, const Tensor&, const Tensor&, const SgdHyper&) { no_cuda("sgd_step_"); }
+void adam_step(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AdamHyper&) {
+  no_cuda("adam_step_");
+}
+void rmsprop_step(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const RmspropHyper&) {
+  no_cuda("rmsprop_step_");
+}
+void adagrad_step(const Tensor&, const Tensor&, const Tensor&, const AdagradHyper&) { no_cuda("adagrad_step_"); }
+void sgd_step_multi(const TensorList&, const TensorList&, const TensorList&, const SgdHyper&) { no_cuda("sgd_step_"); }
+void adam_step_multi(const TensorList&, const TensorList&, const TensorList&, const TensorList&, const TensorList&,
+                     const AdamHyper&) {
+  no_cuda("adam_step_");
+}
+void rmsprop_step_multi(const TensorList&, const TensorList&, const TensorList&, const TensorList&, const TensorList&,
+                        const RmspropHyper&) {
+  no_cuda("rmsprop_step_");
+}
+void adagrad_step_multi(const TensorList&, const TensorList&, const TensorList&, const AdagradHyper&) {
+  no_cuda("adagrad_step_");
+}
+Tensor multi_tensor_norm(const TensorList&, double, DType) { no_cuda("clip_grad_norm_"); }
+void gemm(const Tensor&, const Tensor&, const Tensor&, const Scalar&, const Scalar&) { no_cuda("matmul"); }
+void gemm_bias(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Scalar&, bool) { no_cuda("linear"); }
+void dot(const Tensor&, const Tensor&, const Tensor&) { no_cuda("dot"); }
+void conv2d(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&) { no_cuda("conv2d"); }
+void conv_transpose2d(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&) {
+  no_cuda("conv_transpose2d");
+}
+void conv2d_weight_backward(const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&) {
+  no_cuda("conv2d_backward");
+}
+
+std::pair<int64_t, int64_t> index_range(const Tensor&) { no_cuda("index_range"); }
+void index_select(const Tensor&, const Tensor&, int64_t, const Tensor&) { no_cuda("index_select"); }
+void gather(const Tensor&, const Tensor&, int64_t, const Tensor&) { no_cuda("gather"); }
+void scatter(const Tensor&, int64_t, const Tensor&, const Tensor&, ScatterMode, const Scalar&) { no_cuda("scatter"); }
+void masked_fill(const Tensor&, const Tensor&, const Tensor&, const Scalar&) { no_cuda("masked_fill"); }
+int64_t count_true(const Tensor&) { no_cuda("count_true"); }
+void masked_select(const Tensor&, const Tensor&, const Tensor&) { no_cuda("masked_select"); }
+
+void max_pool2d(const Tensor&, const Tensor&, const Tensor&, const Pool2dParams&) { no_cuda("max_pool2d"); }
+void avg_pool2d(const Tensor&, const Tensor&, const Pool2dParams&) { no_cuda("avg_pool2d"); }
+void adaptive_avg_pool2d(const Tensor&, const Tensor&) { no_cuda("adaptive_avg_pool2d"); }
+void max_pool2d_backward(const Tensor&, const Tensor&, const Tensor&, const Pool2dParams&) {
+  no_cuda("max_pool2d_backward");
+}
+void avg_pool2d_backward(const Tensor&, const Tensor&, const Pool2dParams&) { no_cuda("avg_pool2d_backward"); }
+void adaptive_avg_pool2d_backward(const Tensor&, const Tensor&) { no_cuda("adaptive_avg_pool2d_backward"); }
+void layer_norm(const Tensor&, const Tensor&, const Tensor&, const Tensor&, double) { no_cuda("layer_norm"); }
+void layer_norm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, double) {
+  no_cuda("layer_norm_backward");
+}
+void rms_norm(const Tensor&, const Tensor&, const Tensor&, double) { no_cuda("rms_norm"); }
+void batch_norm_stats(const Tensor&, const Tensor&, const Tensor&) { no_cuda("batch_norm"); }
+void batch_norm_apply(const Tensor&, const Tensor&, const Tensor&, const Tensor&) { no_cuda("batch_norm"); }
+void batch_norm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                         const Tensor&, const Tensor&, bool) {
+  no_cuda("batch_norm_backward");
+}
 
 }  // namespace ember::kernels::cuda

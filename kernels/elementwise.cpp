@@ -37,10 +37,11 @@ void ternary(int op, const Tensor& out, const Tensor& a, const Tensor& b, const 
   cpu::ternary(op, out, a, b, c, p);
 }
 void copy(const Tensor& dst, const Tensor& src) {
-  if (dst.device().is_cuda()) return cuda::copy(dst, on_device(src, dst.device(), "copy"));
+  // copy_ moves data across devices (as PyTorch's): the source crosses first, then converts in place.
+  const Tensor s = src.device() == dst.device() ? src : src.detach().to(dst.device());
+  if (dst.device().is_cuda()) return cuda::copy(dst, s);
   check_cpu(dst, "copy");
-  check_cpu(src, "copy");
-  cpu::copy(dst, src);
+  cpu::copy(dst, s);
 }
 void fill(const Tensor& dst, const Scalar& v) {
   if (dst.device().is_cuda()) return cuda::fill(dst, v);

@@ -1,5 +1,6 @@
-// Kernel entry points of the matrix-product family (batched GEMM, dot, the thread count) and the raw
-// strided GEMM that other CPU kernels (conv) build on. Device dispatch is inline: CPU only for now.
+// Kernel entry points of the matrix-product family (batched GEMM, GEMM with a bias/GELU epilogue, dot,
+// the thread count) and the raw strided GEMM that other CPU kernels (conv) build on. kernels/linalg.cpp
+// dispatches each entry to cpu:: or cuda:: (cuBLASLt, kernels/cuda/linalg.cu) by the output's device.
 #pragma once
 #include <cstdint>
 
@@ -12,6 +13,9 @@ namespace cpu {
 // (a and b may be broadcast views with stride 0); any strides. beta == 0 overwrites out without reading
 // it (NaN in out does not propagate). Numeric dtypes except bool; all three of one dtype.
 void gemm(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha, const Scalar& beta);
+// out = alpha * a @ b + bias (bias [N], broadcast over every row), then GELU (tanh form) when `gelu`:
+// cuBLASLt's BIAS / GELU_BIAS epilogues. Float dtypes.
+void gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias, const Scalar& alpha, bool gelu);
 // out (0-dim) = sum a[i] * b[i] over two 1-D tensors of one size and dtype.
 void dot(const Tensor& out, const Tensor& a, const Tensor& b);
 
@@ -28,18 +32,19 @@ void set_num_threads(int n);
 int get_num_threads();
 }  // namespace cpu
 
-inline void linalg_check_cpu(const Tensor& t, const char* op) {
-  EMBER_CHECK(t.device().is_cpu(), DeviceError, "[", op, "] device ", t.device(), " is not supported in this build");
-}
+namespace cuda {  // kernels/cuda/linalg.cu; every operand on the output's CUDA device
+// cuBLASLt for float dtypes (f16/bf16 accumulate in f32; f32 uses TF32 when float32_matmul_precision
+// allows it); integer dtypes run a plain reference kernel.
+void gemm(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha, const Scalar& beta);
+void gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias, const Scalar& alpha, bool gelu);
+void dot(const Tensor& out, const Tensor& a, const Tensor& b);
+}  // namespace cuda
 
-inline void gemm(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha, const Scalar& beta) {
-  linalg_check_cpu(out, "matmul");
-  cpu::gemm(out, a, b, alpha, beta);
-}
-inline void dot(const Tensor& out, const Tensor& a, const Tensor& b) {
-  linalg_check_cpu(out, "dot");
-  cpu::dot(out, a, b);
-}
+// Dispatched by the output's device (kernels/linalg.cpp); DeviceError for operands on another device.
+void gemm(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha, const Scalar& beta);
+void gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias, const Scalar& alpha, bool gelu);
+void dot(const Tensor& out, const Tensor& a, const Tensor& b);
+
 inline void set_num_threads(int n) { cpu::set_num_threads(n); }
 inline int get_num_threads() { return cpu::get_num_threads(); }
 

@@ -1,5 +1,6 @@
-// Kernel entries of the pooling and normalisation forwards. The builders (core/ops/pool.cpp,
-// core/ops/norm.cpp) have checked every argument; outputs are fresh contiguous tensors.
+// Kernel entries of the pooling and normalisation forwards and backwards. The builders (core/ops/pool.cpp,
+// core/ops/norm.cpp) have checked every argument; outputs are fresh contiguous tensors. The entries in
+// namespace kernels (kernels/nn.cpp) dispatch on the device to cpu:: or cuda:: (identical signatures).
 #pragma once
 #include "core/tensor.hpp"
 
@@ -19,8 +20,10 @@ void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, cons
 void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p);
 void adaptive_avg_pool2d(const Tensor& out, const Tensor& in);
 // Pool backwards: grad_in contiguous [N, C, H, W] (overwritten); grad_out [N, C, OH, OW] of any strides,
-// of grad_in's dtype (floating); indices: contiguous i64 [N, C, OH, OW] from max_pool2d.
-void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices);
+// of grad_in's dtype (floating); indices: contiguous i64 [N, C, OH, OW] from max_pool2d with window p (the
+// CUDA kernel gathers, each input position from the windows that can hold it).
+void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
+                         const Pool2dParams& p);
 void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p);
 void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out);
 
@@ -48,7 +51,8 @@ namespace cpu {
 void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p);
 void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p);
 void adaptive_avg_pool2d(const Tensor& out, const Tensor& in);
-void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices);
+void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
+                         const Pool2dParams& p);
 void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p);
 void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out);
 void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps);
@@ -61,5 +65,24 @@ void batch_norm_backward(const Tensor& grad_in, const Tensor& sum_g, const Tenso
                          const Tensor& grad_out, const Tensor& mean, const Tensor& rstd, const Tensor& scale,
                          bool training);
 }  // namespace cpu
+
+namespace cuda {
+void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p);
+void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p);
+void adaptive_avg_pool2d(const Tensor& out, const Tensor& in);
+void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
+                         const Pool2dParams& p);
+void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p);
+void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out);
+void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps);
+void layer_norm_backward(const Tensor& grad_in, const Tensor& xhat, const Tensor& in, const Tensor& grad_out,
+                         const Tensor& weight, double eps);
+void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps);
+void batch_norm_stats(const Tensor& mean, const Tensor& var, const Tensor& in);
+void batch_norm_apply(const Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift);
+void batch_norm_backward(const Tensor& grad_in, const Tensor& sum_g, const Tensor& sum_gxm, const Tensor& in,
+                         const Tensor& grad_out, const Tensor& mean, const Tensor& rstd, const Tensor& scale,
+                         bool training);
+}  // namespace cuda
 
 }  // namespace ember::kernels

@@ -1,5 +1,6 @@
-// Gradient clipping as torch.nn.utils.clip_grad: one norm per gradient, the norm of those norms, one
-// in-place multiply per gradient by the clamped coefficient (a 0-dim tensor, so no host sync is needed).
+// Gradient clipping as torch.nn.utils.clip_grad: one norm per gradient, the norm of those norms (on CUDA
+// one multi-tensor reduction instead), one in-place multiply per gradient by the clamped coefficient (a
+// 0-dim tensor, so no host sync is needed).
 #include "nn/clip_grad.hpp"
 
 #include <cmath>
@@ -7,6 +8,7 @@
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
+#include "core/ops/optim.hpp"
 #include "core/ops/reduce.hpp"
 #include "core/ops/shape.hpp"
 
@@ -21,6 +23,15 @@ std::vector<Tensor> grads_of(const std::vector<Tensor>& params) {
   }
   return grads;
 }
+
+void check_finite(const Tensor& total, double norm_type, bool error_if_nonfinite) {
+  if (!error_if_nonfinite) return;
+  const double v = total.item().to_double();
+  EMBER_CHECK(std::isfinite(v), ValueError, "[clip_grad_norm_] The total norm of order ", norm_type,
+              " for gradients from `parameters` is non-finite (", v,
+              "), so it cannot be clipped. To disable this error and scale the gradients by the non-finite norm "
+              "anyway, set error_if_nonfinite=false");
+}
 }  // namespace
 
 Tensor get_total_norm(const std::vector<Tensor>& tensors, double norm_type, bool error_if_nonfinite) {
@@ -34,17 +45,18 @@ Tensor get_total_norm(const std::vector<Tensor>& tensors, double norm_type, bool
     dt = promote_types(dt, t.dtype());
   }
   const Device first = tensors[0].device();
+  bool one_pass = first.is_cuda();  // CUDA: one multi-tensor reduction (contiguous tensors on one device)
+  for (const Tensor& t : tensors) one_pass = one_pass && t.device() == first && t.is_contiguous() && t.numel() > 0;
+  if (one_pass) {
+    Tensor total = multi_tensor_norm(tensors, norm_type, dt);
+    check_finite(total, norm_type, error_if_nonfinite);
+    return total;
+  }
   std::vector<Tensor> norms;
   norms.reserve(tensors.size());
   for (const Tensor& t : tensors) norms.push_back(norm(t, norm_type).to(first, dt));
   Tensor total = norm(stack(norms), norm_type);
-  if (error_if_nonfinite) {
-    const double v = total.item().to_double();
-    EMBER_CHECK(std::isfinite(v), ValueError, "[clip_grad_norm_] The total norm of order ", norm_type,
-                " for gradients from `parameters` is non-finite (", v,
-                "), so it cannot be clipped. To disable this error and scale the gradients by the non-finite norm "
-                "anyway, set error_if_nonfinite=false");
-  }
+  check_finite(total, norm_type, error_if_nonfinite);
   return total;
 }
 

@@ -1,5 +1,5 @@
 // nn::functional losses with torch.nn.functional's semantics: the regression losses, cross_entropy
-// (fused core op for class indices on CPU, composite otherwise), nll_loss, the binary cross entropies
+// (fused core op for class indices on CPU and CUDA, composite otherwise), nll_loss, the binary cross entropies
 // (recorded with PyTorch's own gradient formulas) and kl_div. Argument checks name the loss.
 #include "core/ops/loss.hpp"
 
@@ -217,7 +217,9 @@ Tensor cross_entropy_impl(const Tensor& input, const Tensor& target, const Tenso
     return cross_entropy_probs(input, target, weight, r, label_smoothing);
   }
   ClassLayout l = class_layout(op, input, target, weight);
-  const bool kernel = fused && input.device().is_cpu() && (input.dtype() == kF32 || input.dtype() == kF64);
+  // The fused op: f32/f64 on the CPU, every floating dtype on CUDA (f16/bf16 accumulate in f32 there).
+  const bool kernel = fused && (input.device().is_cuda() || (input.device().is_cpu() && (input.dtype() == kF32 ||
+                                                                                          input.dtype() == kF64)));
   if (!kernel) {
     check_targets(op, l.target, l.classes, ignore_index);
     return finish_class_loss(cross_entropy_indices_composite(l, weight, ignore_index, r, label_smoothing), l, r);

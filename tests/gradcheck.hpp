@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <sstream>
 #include <string>
@@ -39,9 +40,38 @@ inline std::vector<double> flat_values(const Tensor& t) {
 
 }  // namespace detail
 
+// The device every gradcheck runs on: the CPU, or CUDA device 0 under EMBER_TEST_DEVICE=cuda
+// (tools/gpu_check.sh sets it, so the same tables check the GPU's backward formulas and kernels).
+inline Device test_device() {
+  const char* d = std::getenv("EMBER_TEST_DEVICE");
+  if (d == nullptr || std::string(d) == "cpu") return kCPU;
+  REQUIRE_MESSAGE(std::string(d) == "cuda", "EMBER_TEST_DEVICE must be cpu or cuda, got " << d);
+  REQUIRE_MESSAGE(cuda_is_available(), "EMBER_TEST_DEVICE=cuda but no CUDA device is available");
+  return Device{Device::Kind::CUDA, 0};
+}
+
+// Copies of the inputs on test_device(), as leaves that keep requires_grad.
+inline std::vector<Tensor> on_test_device(const std::vector<Tensor>& inputs) {
+  const Device dev = test_device();
+  if (dev.is_cpu()) return inputs;
+  std::vector<Tensor> moved;
+  for (const Tensor& x : inputs) {
+    if (!x.defined()) {
+      moved.push_back(x);
+      continue;
+    }
+    Tensor y = x.detach().to(dev, true);
+    if (x.requires_grad()) y.requires_grad_();
+    moved.push_back(y);
+  }
+  return moved;
+}
+
 // True when d f / d inputs from backward matches central differences for every input that requires
-// grad; on a mismatch, MESSAGEs the input, output and input element and both values.
-inline bool gradcheck(const GradFn& f, const std::vector<Tensor>& inputs, GradcheckOptions o = {}) {
+// grad; on a mismatch, MESSAGEs the input, output and input element and both values. Runs on
+// test_device().
+inline bool gradcheck(const GradFn& f, const std::vector<Tensor>& given, GradcheckOptions o = {}) {
+  const std::vector<Tensor> inputs = on_test_device(given);
   Tensor out = f(inputs);
   if (!out.requires_grad()) {
     MESSAGE("gradcheck: the output does not require grad");
@@ -111,7 +141,7 @@ inline bool gradgradcheck(const GradFn& f, const std::vector<Tensor>& inputs, Gr
       std::vector<Tensor> in(a.begin(), a.end() - 1);
       autograd::EnableGradGuard grad_mode;  // gradcheck evaluates its numerical side under NoGradGuard
       Tensor gj = autograd::grad({f(in)}, {in[j]}, {a.back()}, true, true, true)[0];
-      if (!gj.defined()) gj = zeros(in[j].shape(), {.dtype = in[j].dtype()});
+      if (!gj.defined()) gj = zeros(in[j].shape(), {.dtype = in[j].dtype(), .device = in[j].device()});
       // A gradient that does not depend on the inputs (a linear op's w.r.t. itself) is still a function of v.
       return gj.requires_grad() ? gj : gj + a.back().sum() * 0.0;
     };

@@ -47,6 +47,35 @@ TEST_SUITE("amp") {
     CHECK_THROWS_AS(Autocast(kCPU, kF32), DTypeError);
   }
 
+  TEST_CASE("Autocast: a weight is cast once per scope however often it is used; the cache ends with the scope") {
+    Tensor w = randn({8, 8}).requires_grad_(), x = randn({4, 8}), act = randn({8, 8});
+    {
+      Autocast amp(kCPU, kBF16);
+      Tensor c1 = autocast::lower(w), c2 = autocast::lower(w);
+      CHECK(c1.is_same(c2));  // one cast for both uses
+      CHECK(autocast::cache_size() == 1);
+      CHECK(!autocast::lower(act).is_same(autocast::lower(act)));  // not a weight: cast at each use
+      {
+        Autocast inner(kCPU, kBF16);  // a nested scope shares the outer scope's cache
+        CHECK(autocast::lower(w).is_same(c1));
+      }
+      CHECK(autocast::cache_size() == 1);
+      {
+        autograd::NoGradGuard g;
+        w.mul_(2.0);  // an in-place write: the next use casts the new values
+      }
+      Tensor c3 = autocast::lower(w);
+      CHECK(!c3.is_same(c1));
+      CHECK(testing::allclose(c3.to(kF32), c1.to(kF32) * 2.0, 1e-2, 1e-2));
+      // Gradients through two uses of the cached cast add up in w.grad.
+      Tensor y = matmul(matmul(x, c3), c3.t()).sum();
+      y.backward();
+      CHECK(w.grad().defined());
+      CHECK(w.grad().dtype() == kF32);
+    }
+    CHECK(autocast::cache_size() == 0);
+  }
+
   TEST_CASE("Autocast: float32 leaves get float32 gradients, equal to the explicitly cast computation") {
     manual_seed(3);
     Tensor x = randn({6, 5}), w = randn({4, 5}).requires_grad_(), bias = randn({4}).requires_grad_();

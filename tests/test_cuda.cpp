@@ -20,24 +20,6 @@ namespace {
 const Device kCuda{Device::Kind::CUDA, 0};
 const std::vector<DType> kAll = {kF32, kF64, kF16, kBF16, kI32, kI64, kU8, kBool};
 
-std::string skip_reason() {
-#ifndef EMBER_CUDA
-  return "built without CUDA support (-Dcuda=disabled or nvcc not found)";
-#else
-  return "no CUDA device or driver on this machine";
-#endif
-}
-
-// tools/gpu_check.sh sets EMBER_REQUIRE_CUDA=1: there, a missing device is a failure, not a skip.
-#define CUDA_OR_SKIP()                                                                             \
-  do {                                                                                             \
-    if (kernels::cuda::device_count() == 0) {                                                      \
-      if (std::getenv("EMBER_REQUIRE_CUDA")) FAIL("EMBER_REQUIRE_CUDA is set: " << skip_reason()); \
-      MESSAGE("CUDA tests skipped: " << skip_reason());                                            \
-      return;                                                                                      \
-    }                                                                                              \
-  } while (0)
-
 // GPU and CPU results agree to the accuracy of the result dtype (CUDA's math library and FMA
 // contraction differ from glibc by a few ulps; 2-byte floats by one rounding of the float result).
 bool close(const Tensor& gpu, const Tensor& cpu) {
@@ -345,35 +327,33 @@ TEST_CASE("cuda: random draws equal the CPU's for the same seed") {
 TEST_CASE("cuda: caching allocator statistics, reuse and empty_cache") {
   CUDA_OR_SKIP();
   empty_cache(kCuda);
-  MemoryStats s0 = memory_stats(kCuda);
-  CHECK(s0.cached_bytes == 0);
-  CHECK(s0.reserved_bytes == s0.current_bytes);
+  MemoryStats s0 = memory_stats(kCuda);  // cached: only the free parts of segments still in use
+  CHECK(s0.reserved_bytes == s0.current_bytes + s0.cached_bytes);
   {
-    Tensor t = empty({3000}, {.device = kCuda});  // 12000 bytes -> 12288 (512-byte bins)
+    Tensor t = empty({3000}, {.device = kCuda});  // 12000 bytes -> 12288 (512-byte multiples)
     MemoryStats s1 = memory_stats(kCuda);
     CHECK(s1.current_bytes - s0.current_bytes == 12288);
-    CHECK(s1.system_allocations == s0.system_allocations + 1);
     CHECK(s1.allocations == s0.allocations + 1);
     CHECK(s1.peak_bytes >= s1.current_bytes);
   }
   MemoryStats s2 = memory_stats(kCuda);
   CHECK(s2.current_bytes == s0.current_bytes);
-  CHECK(s2.cached_bytes == 12288);
+  CHECK(s2.cached_bytes >= 12288);
   {
-    Tensor t = empty({2999}, {.device = kCuda});  // same bin: served from the cache, no cudaMalloc
+    Tensor t = empty({2999}, {.device = kCuda});  // served from the cache, no cudaMalloc
     MemoryStats s3 = memory_stats(kCuda);
     CHECK(s3.system_allocations == s2.system_allocations);
     CHECK(s3.allocations == s2.allocations + 1);
-    CHECK(s3.cached_bytes == 0);
+    CHECK(s3.cached_bytes == s2.cached_bytes - 12288);
   }
   {
-    Tensor t = empty({(int64_t{3} << 20) + 1}, {.dtype = kU8, .device = kCuda});  // 3 MiB + 1 -> 4 MiB
-    CHECK(memory_stats(kCuda).current_bytes - s0.current_bytes == int64_t{4} << 20);
+    Tensor t = empty({(int64_t{3} << 20) + 1}, {.dtype = kU8, .device = kCuda});  // 3 MiB + 1 -> 3 MiB + 512
+    CHECK(memory_stats(kCuda).current_bytes - s0.current_bytes == (int64_t{3} << 20) + 512);
   }
-  empty_cache(kCuda);
+  empty_cache(kCuda);  // gives back every wholly free segment: what is left is as at the start
   MemoryStats s4 = memory_stats(kCuda);
-  CHECK(s4.cached_bytes == 0);
-  CHECK(s4.reserved_bytes == s4.current_bytes);
+  CHECK(s4.cached_bytes == s0.cached_bytes);
+  CHECK(s4.reserved_bytes == s0.reserved_bytes);
   reset_peak_memory_stats(kCuda);
   CHECK(memory_stats(kCuda).peak_bytes == memory_stats(kCuda).current_bytes);
 }
@@ -396,7 +376,8 @@ TEST_CASE("cuda: out of memory and bad devices raise the documented errors") {
   CHECK_THROWS_AS(where(ones({3}, {.dtype = kBool}), ones({3}, {.device = kCuda}), ones({3}, {.device = kCuda})),
                   DeviceError);
   Tensor g = ones({3}, {.device = kCuda});
-  CHECK_THROWS_AS(g.copy_(ones({3})), DeviceError);
+  g.copy_(full({3}, 2.0, {.dtype = kF64}));  // copy_ crosses devices and converts, as PyTorch's
+  CHECK(equal(g.cpu(), full({3}, 2.0)));
   CHECK_THROWS_AS(g.data_ptr<float>(), DeviceError);
 }
 

@@ -4,7 +4,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -12,6 +14,32 @@
 #include "ember.hpp"
 
 namespace ember::testing {
+
+// Test cases that skipped their CUDA part (reported at the end of the run by test_main.cpp).
+inline std::atomic<int>& cuda_skips() {
+  static std::atomic<int> n{0};
+  return n;
+}
+
+inline std::string cuda_skip_reason() {
+#ifndef EMBER_CUDA
+  return "built without CUDA support (-Dcuda=disabled or nvcc not found)";
+#else
+  return "no CUDA device or driver on this machine";
+#endif
+}
+
+// Returns from a test case that needs a CUDA device, printing why, when there is none.
+// tools/gpu_check.sh sets EMBER_REQUIRE_CUDA=1: there, a missing device is a failure, not a skip.
+#define CUDA_OR_SKIP()                                                                                      \
+  do {                                                                                                      \
+    if (!::ember::cuda_is_available()) {                                                                    \
+      if (std::getenv("EMBER_REQUIRE_CUDA")) FAIL("EMBER_REQUIRE_CUDA is set: " << ::ember::testing::cuda_skip_reason()); \
+      MESSAGE("CUDA tests skipped: " << ::ember::testing::cuda_skip_reason());                              \
+      ++::ember::testing::cuda_skips();                                                                     \
+      return;                                                                                               \
+    }                                                                                                       \
+  } while (0)
 
 // Elementwise |a - b| <= atol + rtol * |b| with equal shapes; NaNs must match. Reports the worst element.
 inline bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8) {

@@ -108,7 +108,7 @@ inline train::TrainerOptions quiet(train::TrainerOptions o = {}) {
 inline std::vector<double> flat_params(const nn::Module& m) {
   std::vector<double> out;
   for (const Tensor& p : m.parameters()) {
-    Tensor f = p.detach().to(kF64).contiguous().reshape({-1});
+    Tensor f = p.detach().cpu().to(kF64).contiguous().reshape({-1});
     for (int64_t i = 0; i < f.numel(); ++i) out.push_back(f.data_ptr<double>()[i]);
   }
   return out;

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The one GPU check: nvidia-smi, a CUDA build (a carried bundle, Meson, or plain g++/nvcc), the CUDA
-# tests and the elementwise bandwidth benchmark, in under 8 minutes. The log goes to $OUT when set.
+# The one GPU check, within 8 minutes: nvidia-smi; the CUDA tests, the CPU-vs-CUDA parity sweep and
+# every gradcheck on the GPU (EMBER_TEST_DEVICE=cuda); digits_mlp and one epoch of mnist_cnn trained on
+# the GPU; the GPU benchmark suite beside PyTorch (bench/compare --suite gpu); compute-sanitizer's
+# memcheck on a short subset. Logs go to $OUT when set (else build-gpu-check/).
 #
 #   tools/gpu_check.sh            on the GPU machine (run from anywhere; paths are relative to the repo)
-#   tools/gpu_check.sh --prepare  on a build machine without a GPU: builds build-cuda and packs
-#                                 build-cuda/gpu_bundle/bundle.tar.gz (the test and bench programs and the
-#                                 shared libraries they need that a bare CUDA box may lack; ~15 MB) to carry.
+#   tools/gpu_check.sh --prepare  on a build machine without a GPU: builds build-cuda (sm_90 + PTX) and packs
+#                                 build-cuda/gpu_bundle/bundle.tar.gz (the programs, the shared libraries they
+#                                 need that a bare CUDA box may lack, and MNIST) to carry. cuBLAS, cuDNN and
+#                                 NCCL are not carried: the GPU machine's own (toolkit or PyTorch's wheels) serve.
 #
 # Build choice on the GPU machine, first that works:
 #   1. build-cuda/gpu_bundle carried from a build machine (needs the NVIDIA driver and glibc >= 2.34);
@@ -37,27 +40,35 @@ have() { command -v "$1" >/dev/null 2>&1; }
 if [[ "${1:-}" == "--prepare" ]]; then
   have meson && have ninja || die "--prepare needs meson and ninja"
   # No MPI or NCCL in the bundle: libnccl alone is over 200 MB (the NCCL backend is compiled by CI).
-  [[ -f build-cuda/build.ninja ]] || meson setup build-cuda -Dcuda=enabled -Dbenchmarks=false -Dexamples=false ||
+  [[ -f build-cuda/build.ninja ]] || meson setup build-cuda -Dcuda=enabled -Dbenchmarks=true -Dexamples=true ||
     die "meson setup"
-  meson configure build-cuda -Dmpi=disabled -Dnccl=disabled || die "meson configure"
-  ninja -C build-cuda -j"${EMBER_JOBS:-2}" tests/ember_tests bm_gpu_elementwise || die "build"
+  meson configure build-cuda -Dmpi=disabled -Dnccl=disabled -Dbenchmarks=true -Dexamples=true \
+    -Dgpu_arch=90,90-ptx || die "meson configure"
+  ninja -C build-cuda -j"${EMBER_JOBS:-2}" tests/ember_tests bm_gpu_elementwise bench/bench_gpu \
+    examples/digits_mlp/digits_mlp examples/mnist_cnn/mnist_cnn || die "build"
   stage=$(mktemp -d)
-  mkdir -p "$stage/bin" "$stage/lib" "$stage/lib-cxx"
-  cp build-cuda/tests/ember_tests build-cuda/bm_gpu_elementwise "$stage/bin/"
-  strip --strip-unneeded "$stage"/bin/* 2>/dev/null
-  for lib in $(ldd "$stage"/bin/* | awk '/=> \//{print $3}' | sort -u); do
+  mkdir -p "$stage/bin/bench" "$stage/lib" "$stage/lib-cxx" "$stage/data/mnist"
+  cp build-cuda/tests/ember_tests build-cuda/bm_gpu_elementwise build-cuda/examples/digits_mlp/digits_mlp \
+    build-cuda/examples/mnist_cnn/mnist_cnn "$stage/bin/"
+  cp build-cuda/bench/bench_gpu "$stage/bin/bench/"
+  strip --strip-unneeded "$stage"/bin/* "$stage"/bin/bench/* 2>/dev/null
+  for lib in $(ldd "$stage"/bin/* "$stage"/bin/bench/* 2>/dev/null | awk '/=> \//{print $3}' | sort -u); do
     case "$(basename "$lib")" in
       libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*) ;;
+      libcublas*|libcudnn*|libnccl*) ;;  # hundreds of MB: the GPU machine's own are used
       libstdc++.so*|libgcc_s.so*) cp -L "$lib" "$stage/lib-cxx/" ;;  # used only if the box's are older
       *) cp -L "$lib" "$stage/lib/" ;;
     esac
   done
+  cp "$ROOT"/../shared/data/mnist/*.gz "$stage/data/mnist/" 2>/dev/null || say "no MNIST beside the repo: mnist_cnn will be skipped"
   git -C "$ROOT" rev-parse HEAD >"$stage/commit" 2>/dev/null
   git -C "$ROOT" status --short >>"$stage/commit" 2>/dev/null
   rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
   tar -C "$stage" -czf "$BUNDLE/bundle.tar.gz" . && sync && gzip -t "$BUNDLE/bundle.tar.gz" || die "tar"
   rm -rf "$stage"
-  say "bundle ready: $(du -sh "$BUNDLE/bundle.tar.gz" | cut -f1); carry [\"build-cuda/gpu_bundle\"]"
+  size=$(du -m "$BUNDLE/bundle.tar.gz" | cut -f1)
+  ((size <= 60)) || die "bundle is ${size} MB, over the 60 MB a device run can carry"
+  say "bundle ready: ${size} MB; carry [\"build-cuda/gpu_bundle\"]"
   exit 0
 fi
 
@@ -71,23 +82,35 @@ else
 fi
 say "nvcc: $("$NVCC" --version 2>/dev/null | tail -1 || echo missing); g++: $(g++ --version 2>/dev/null | head -1 || echo missing)"
 
-TESTS="" BENCH="" RUN_ENV=()
+TESTS="" BENCH="" BENCH_DIR="" DIGITS="" MNIST="" MNIST_DATA="" RUN_ENV=()
+# cuBLAS/cuDNN of the machine: the toolkit's lib64 and the NVIDIA wheels PyTorch installed.
+machine_cuda_libs() {
+  local dirs=("$CUDA_HOME/lib64") sp
+  for sp in $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
+    dirs+=("$sp"/nvidia/*/lib "$sp"/nvidia/cu*/lib "$sp"/torch/lib)
+  done
+  local out="" d
+  for d in "${dirs[@]}"; do [[ -d $d ]] && out+="${out:+:}$d"; done
+  echo "$out"
+}
 # Unpacks a carried bundle and finds a library path under which its programs start.
 bundle_ok() {
   [[ -f "$BUNDLE/bundle.tar.gz" ]] || return 1
   local dir=${TMPDIR:-/tmp}/ember_gpu_bundle
   rm -rf "$dir" && mkdir -p "$dir" && tar -C "$dir" -xzf "$BUNDLE/bundle.tar.gz" || { say "cannot unpack bundle"; return 1; }
   say "bundle built from: $(head -1 "$dir/commit" 2>/dev/null)"
-  local path
-  for path in "$dir/lib" "$dir/lib:$dir/lib-cxx"; do
+  local sys path
+  sys=$(machine_cuda_libs)
+  for path in "$dir/lib:$sys" "$dir/lib:$dir/lib-cxx:$sys"; do
     if LD_LIBRARY_PATH="$path" "$dir/bin/ember_tests" --count >/dev/null 2>&1; then
       TESTS=$dir/bin/ember_tests BENCH=$dir/bin/bm_gpu_elementwise RUN_ENV=(env LD_LIBRARY_PATH="$path")
+      BENCH_DIR=$dir/bin DIGITS=$dir/bin/digits_mlp MNIST=$dir/bin/mnist_cnn MNIST_DATA=$dir/data/mnist
       return 0
     fi
   done
   say "bundle programs do not start here:"
-  LD_LIBRARY_PATH="$dir/lib:$dir/lib-cxx" ldd "$dir/bin/ember_tests" | grep -i "not found"
-  LD_LIBRARY_PATH="$dir/lib:$dir/lib-cxx" "$dir/bin/ember_tests" --count 2>&1 | head -3
+  LD_LIBRARY_PATH="$dir/lib:$dir/lib-cxx:$sys" ldd "$dir/bin/ember_tests" | grep -i "not found"
+  LD_LIBRARY_PATH="$dir/lib:$dir/lib-cxx:$sys" "$dir/bin/ember_tests" --count 2>&1 | head -3
   return 1
 }
 
@@ -144,13 +167,44 @@ elif use_meson; then say "built with meson"
 elif use_direct; then say "built directly with g++/nvcc"
 else die "no way to build here (see the messages above)"; fi
 
-say "CUDA tests"
-EMBER_REQUIRE_CUDA=1 timeout 240 ${RUN_ENV[@]+"${RUN_ENV[@]}"} "$TESTS" -sf='*test_cuda*' -s=false --duration=true
-TEST_RC=$?
-say "CUDA tests exit code $TEST_RC"
+# Every step gets at most its own budget and never runs past 470 s in all.
+DEADLINE=470
+left() { local l=$((DEADLINE - ($(date +%s) - START))); ((l < $1)) && echo $((l > 5 ? l : 5)) || echo "$1"; }
+run() { timeout "$(left "$1")" ${RUN_ENV[@]+"${RUN_ENV[@]}"} "${@:2}"; }
+declare -A RC
+
+say "CUDA tests, the parity sweep and the allocator plans"
+EMBER_REQUIRE_CUDA=1 run 150 "$TESTS" -tc='cuda*,streams*,sweep*,block pool*,*plan*' -s=false --duration=true
+RC[tests]=$?
+say "every gradcheck on the GPU (EMBER_TEST_DEVICE=cuda)"
+EMBER_TEST_DEVICE=cuda EMBER_REQUIRE_CUDA=1 run 80 "$TESTS" -sf='*test_grad_*' -s=false
+RC[gradcheck]=$?
+if [[ -n $DIGITS ]]; then
+  say "digits_mlp on the GPU"
+  run 60 "$DIGITS" 30 --device cuda
+  RC[digits_mlp]=$?
+  if [[ -d $MNIST_DATA ]]; then
+    say "mnist_cnn, one epoch on the GPU (exit code 1 means under 99% after one epoch)"
+    run 90 "$MNIST" "$MNIST_DATA" 1 --device cuda
+    RC[mnist_cnn]=$?
+  fi
+fi
 say "elementwise bandwidth (256M elements)"
-timeout 150 ${RUN_ENV[@]+"${RUN_ENV[@]}"} "$BENCH" $((1 << 28)) 10
-BENCH_RC=$?
-say "benchmark exit code $BENCH_RC"
-say "done in $(($(date +%s) - START)) s: tests rc=$TEST_RC bench rc=$BENCH_RC"
-[[ $TEST_RC -eq 0 && $BENCH_RC -eq 0 ]]
+run 40 "$BENCH" $((1 << 28)) 5
+RC[bandwidth]=$?
+if [[ -n $BENCH_DIR ]] && python3 -c 'import torch' 2>/dev/null; then
+  say "GPU benchmark suite beside PyTorch"
+  run 170 python3 bench/compare --suite gpu --quick --build "$BENCH_DIR" --json "$LOGDIR/compare_gpu.json" \
+    --svg "$LOGDIR/compare_gpu.svg"
+  RC[bench]=$?
+fi
+if have compute-sanitizer; then
+  say "compute-sanitizer memcheck on a short subset"
+  EMBER_REQUIRE_CUDA=1 run 60 compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" \
+    -tc='cuda: binary*,sweep: elementwise,streams: a side*' -s=false
+  RC[memcheck]=$?
+fi
+summary="" ok=0
+for k in "${!RC[@]}"; do summary+=" $k=${RC[$k]}"; ((RC[$k] == 0)) || ok=1; done
+say "done in $(($(date +%s) - START)) s:$summary"
+exit $ok

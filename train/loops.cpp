@@ -44,7 +44,7 @@ void check_batch_counts(dist::Communicator& comm, int64_t batches) {
 }  // namespace
 
 data::Batch Trainer::prepare_batch(const data::Batch& batch) const {
-  data::Batch b = batch.to(device_);
+  data::Batch b = batch.to(device_, /*non_blocking=*/true);  // asynchronous for pinned batches
   if (dtype_ != kF32) {
     auto convert = [&](Tensor& t) {
       if (t.defined() && t.dtype() == kF32) t = t.to(dtype_);

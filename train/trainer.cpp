@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "core/autograd.hpp"
+#include "core/determinism.hpp"
 #include "core/error.hpp"
 #include "core/ops/random.hpp"
 #include "train/callbacks/model_checkpoint.hpp"
@@ -233,6 +234,8 @@ void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* dat
   start_ = std::chrono::steady_clock::now();
   elapsed_before_ = {};
   const std::string name = stage_name(stage);
+  // `deterministic` turns the switch on for the run (never off: a process-wide setting stays).
+  DeterministicGuard determinism(options_.deterministic || ember::deterministic());
   try {
     if (options_.seed) manual_seed(*options_.seed);
     if (data != nullptr) {

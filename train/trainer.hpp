@@ -71,7 +71,7 @@ struct TrainerOptions {
   int64_t num_sanity_val_steps = 2;  // -1: the whole validation set
   int64_t fast_dev_run = 0;          // N (true = 1): N batches of each loop, no loggers/checkpoints
   BatchLimit overfit_batches = 0;    // train and validate on this many (or fraction) training batches
-  bool deterministic = false;        // every kernel in this build is deterministic: runs repeat bit for bit anyway
+  bool deterministic = false;        // ember::set_deterministic(true) during a run: no float atomics on CUDA
   // Stop at the first non-finite training loss, or the first backward op that makes a gradient
   // non-finite, with an error naming it (autograd's anomaly mode during fit; slower).
   bool detect_anomaly = false;

@@ -22,6 +22,29 @@ def torch_fn(kind, n=0, dtype="float32"):
     elif kind == "attention":
         q, k, v = (torch.randn(8, 12, 1024, 64, device=dev, dtype=torch.bfloat16) for _ in range(3))
         f = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
+    elif kind == "copy":
+        a, c = torch.randn(N256M, device=dev), torch.empty(N256M, device=dev)
+        f = lambda: c.copy_(a)  # noqa: E731
+    elif kind == "cast_bf16":
+        a = torch.randn(N256M, device=dev)
+        f = lambda: a.to(torch.bfloat16)  # noqa: E731
+    elif kind in ("softmax_fwd_bwd", "layer_norm_fwd_bwd"):
+        x = torch.randn(8192, 4096, device=dev, requires_grad=True)
+        g = torch.randn(8192, 4096, device=dev)
+        w = torch.ones(4096, device=dev, requires_grad=True)
+        b = torch.zeros(4096, device=dev, requires_grad=True)
+        op = (lambda t: torch.softmax(t, -1)) if kind == "softmax_fwd_bwd" else (lambda t: F.layer_norm(t, (4096,), w, b))
+
+        def f():
+            x.grad = None
+            (op(x) * g).sum().backward()
+    elif kind == "cross_entropy_fwd_bwd":
+        x = torch.randn(8192, 50304, device=dev, requires_grad=True)
+        y = torch.randint(0, 50304, (8192,), device=dev)
+
+        def f():
+            x.grad = None
+            F.cross_entropy(x, y).backward()
     else:
         f = torch_train(kind)
 
@@ -97,6 +120,10 @@ for _k in ("add", "mul", "exp", "gelu"):
 for _k, _name in (("softmax", "softmax_16384x4096"), ("layer_norm", "layer_norm_16384x4096"),
                   ("attention", "attention_bf16")):
     WORKLOADS[f"cuda_{_name}"] = {"torch": lambda k=_k: torch_fn(k), "jax": lambda k=_k: jax_fn(k)}
+for _k, _name in (("copy", "copy_256M"), ("cast_bf16", "cast_bf16_256M"),
+                  ("softmax_fwd_bwd", "softmax_fwd_bwd_8192x4096"), ("layer_norm_fwd_bwd", "layer_norm_fwd_bwd_8192x4096"),
+                  ("cross_entropy_fwd_bwd", "cross_entropy_fwd_bwd_8192x50304")):
+    WORKLOADS[f"cuda_{_name}"] = {"torch": lambda k=_k: torch_fn(k)}
 for _k, _name in (("gpt2", "gpt2_f32_step"), ("gpt2_bf16_mixed", "gpt2_bf16_mixed_step"), ("mlp", "mlp_sgd_step"),
                   ("lenet", "lenet_adam_step"), ("resnet", "resnet_sgd_step"), ("chargpt", "chargpt_adamw_step")):
     WORKLOADS[f"cuda_{_name}"] = {"torch": lambda k=_k: torch_fn(k)}

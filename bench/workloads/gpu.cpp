@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 
 #include "bench/workloads/common.hpp"
@@ -108,6 +109,48 @@ void cuda_attention_bf16(benchmark::State& st) {
 GPU_WORKLOAD(cuda_softmax_16384x4096);
 GPU_WORKLOAD(cuda_layer_norm_16384x4096);
 GPU_WORKLOAD(cuda_attention_bf16);
+
+// The bandwidth bound of the elementwise kernels (a device-to-device copy) and a cast (f32 -> bf16).
+void cuda_copy_256M(benchmark::State& st) {
+  Tensor a = gpu_randn({k256M}), c = empty({k256M}, {.device = kGpu});
+  run_synced(st, [&] { c.copy_(a); });
+}
+void cuda_cast_bf16_256M(benchmark::State& st) {
+  Tensor a = gpu_randn({k256M});
+  run_synced(st, [&] { (void)a.to(kBF16); });
+}
+GPU_WORKLOAD(cuda_copy_256M);
+GPU_WORKLOAD(cuda_cast_bf16_256M);
+
+// Forward and backward of the fused row ops (the "at least as fast as PyTorch" set).
+void fwd_bwd(benchmark::State& st, Tensor x, const std::function<Tensor(const Tensor&)>& f) {
+  Tensor g = gpu_randn(x.shape());
+  run_synced(st, [&] {
+    x.set_grad({});
+    (f(x) * g).sum().backward();
+  });
+}
+void cuda_softmax_fwd_bwd_8192x4096(benchmark::State& st) {
+  Tensor x = gpu_randn({8192, 4096}).requires_grad_();
+  fwd_bwd(st, x, [](const Tensor& t) { return softmax(t, -1); });
+}
+void cuda_layer_norm_fwd_bwd_8192x4096(benchmark::State& st) {
+  Tensor x = gpu_randn({8192, 4096}).requires_grad_();
+  Tensor w = ones({4096}).to(kGpu).requires_grad_(), b = zeros({4096}).to(kGpu).requires_grad_();
+  fwd_bwd(st, x, [&](const Tensor& t) { return layer_norm(t, {4096}, w, b); });
+}
+// GPT-2's logits: 8192 positions over a 50304-token vocabulary.
+void cuda_cross_entropy_fwd_bwd_8192x50304(benchmark::State& st) {
+  Tensor x = gpu_randn({8192, 50304}).requires_grad_();
+  Tensor y = randint(0, 50304, {8192}).to(kGpu);
+  run_synced(st, [&] {
+    x.set_grad({});
+    F::cross_entropy(x, y).backward();
+  });
+}
+GPU_WORKLOAD(cuda_softmax_fwd_bwd_8192x4096);
+GPU_WORKLOAD(cuda_layer_norm_fwd_bwd_8192x4096);
+GPU_WORKLOAD(cuda_cross_entropy_fwd_bwd_8192x50304);
 
 // Cross-entropy training step of `model` on the GPU.
 template <class Model, class Opt>

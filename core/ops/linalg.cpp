@@ -103,12 +103,23 @@ autograd::Grads matmul_backward(autograd::Ctx& c, int64_t da, int64_t db, bool a
   throw ShapeError(detail::cat_str("[", op, "] shapes ", a.shape(), " and ", b.shape(), " cannot be multiplied"));
 }
 
+// An input that is one row [N] (any leading dims of size 1) added with beta 1: a bias, which cuBLASLt adds
+// in its epilogue instead of a copy of the broadcast input plus beta = 1.
+bool is_bias(const Tensor& input, const Shape& shape, const Scalar& beta) {
+  return beta.to_double() == 1.0 && is_floating(input.dtype()) && input.dim() >= 1 && input.size(-1) == shape.back() &&
+         input.numel() == shape.back();
+}
+
 // beta * input + alpha * a @ b for a [..., M, K], b [..., K, N] already broadcast to one batch shape.
 Tensor product(const Shape& shape, const Tensor& a, const Tensor& b, const Tensor* input, const Scalar& beta,
                const Scalar& alpha) {
   autograd::NoGradGuard no_grad;  // the broadcast view of input is scaffolding
   Tensor out = make_tensor(shape, a.dtype(), a.device());
   const bool use_input = input != nullptr && beta.to_double() != 0.0;
+  if (use_input && out.device().is_cuda() && is_bias(*input, shape, beta)) {  // Linear's x @ w^T + b: one call
+    kernels::gemm_bias(out, a, b, input->reshape({shape.back()}), alpha, false);
+    return out;
+  }
   if (use_input) kernels::copy(out, input->expand(shape));
   kernels::gemm(out, a, b, alpha, use_input ? beta : Scalar(0));
   return out;

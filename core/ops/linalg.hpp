@@ -1,5 +1,6 @@
 // Matrix products: matmul with PyTorch's 1-D/2-D/batched broadcasting rules, mm, bmm, addmm, baddbmm,
-// outer, dot. f32/f64 go to OpenBLAS; f16/bf16 compute through f32; integers use a plain loop.
+// outer, dot. CPU: f32/f64 go to OpenBLAS; f16/bf16 compute through f32; integers use a plain loop.
+// CUDA: cuBLASLt (f16/bf16 accumulate in f32; TF32 per set_float32_matmul_precision, core/backend.hpp).
 #pragma once
 #include "core/tensor.hpp"
 

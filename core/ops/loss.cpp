@@ -1,6 +1,6 @@
 // Fused cross entropy over class indices: the builder checks the canonical [N, C, K] layout, runs the
-// kernel of kernels/loss.hpp, reduces, and records a node whose backward is the fused kernel, or
-// under create_graph the same formula in public ops (softmax stays differentiable).
+// kernel of kernels/loss.hpp (CPU or CUDA), reduces, and records a node whose backward is the fused
+// kernel, or under create_graph the same formula in public ops (softmax stays differentiable).
 #include "core/ops/loss.hpp"
 
 #include "core/autograd.hpp"
@@ -42,8 +42,10 @@ Tensor cross_entropy_grad_composite(const Tensor& g, const Tensor& x, const Tens
 Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tensor& weight, int64_t ignore_index,
                           LossReduction reduction, double label_smoothing) {
   EMBER_CHECK(input.defined() && target.defined(), ValueError, "[cross_entropy] input and target must be defined");
-  EMBER_CHECK(input.dtype() == kF32 || input.dtype() == kF64, DTypeError,
-              "[cross_entropy] the fused op takes float32 or float64 logits, got ", describe(input));
+  const bool half_ok = input.device().is_cuda() && (input.dtype() == kF16 || input.dtype() == kBF16);
+  EMBER_CHECK(input.dtype() == kF32 || input.dtype() == kF64 || half_ok, DTypeError,
+              "[cross_entropy] the fused op takes float32 or float64 logits (on CUDA also float16 and bfloat16), got ",
+              describe(input));
   EMBER_CHECK(input.dim() == 3, ShapeError, "[cross_entropy] the fused op takes input [N, C, K], got ",
               describe(input));
   const int64_t n = input.size(0), c = input.size(1), k = input.size(2);
@@ -80,12 +82,16 @@ Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tenso
   if (autograd::needs_grad(input)) {
     autograd::record("cross_entropy", {&out}, {&input}, {x, t, w, lse}, [params, reduction, wsum](autograd::Ctx& ctx) {
       Tensor x = ctx.saved(0), t = ctx.saved(1), w = ctx.saved(2), g = ctx.grad();
-      if (autograd::is_grad_enabled() || !x.device().is_cpu())
+      if (autograd::is_grad_enabled())
         return autograd::Grads{cross_entropy_grad_composite(g, x, t, w, params, reduction, wsum)};
       Tensor gi = make_tensor(x.shape(), x.dtype(), x.device());
-      Tensor g_loss = reduction == LossReduction::None ? g.to(x.dtype()).contiguous() : Tensor();
+      // On CUDA a reduced loss's upstream gradient stays on the device (one element for every position).
+      const bool device_g = reduction == LossReduction::None || !x.device().is_cpu();
+      Tensor g_loss = device_g ? g.to(x.dtype()).contiguous() : Tensor();
       double scale = 1.0;
-      if (reduction != LossReduction::None) {
+      if (device_g) {
+        if (reduction == LossReduction::Mean) scale = 1.0 / wsum;
+      } else {
         scale = g.item<double>();
         if (reduction == LossReduction::Mean) scale /= wsum;
       }

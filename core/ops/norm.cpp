@@ -1,5 +1,5 @@
 // Normalisation builders: layer_norm, rms_norm and batch_norm check shapes, dtypes and devices as
-// PyTorch does; the per-row and per-channel work is in kernels/cpu/norm.cpp.
+// PyTorch does; the per-row and per-channel work is in kernels/cpu/norm.cpp and kernels/cuda/norm.cu.
 #include <limits>
 
 #include "core/autocast.hpp"
@@ -94,7 +94,7 @@ autograd::Grads layer_norm_backward_fused(autograd::Ctx& c, const Tensor& x, con
                          c.needs_grad(2) ? gc : Tensor()};  // the engine sums the rows away
 }
 
-// batch_norm's first-order backward on CPU: two fused passes per channel (see kernels::batch_norm_backward).
+// batch_norm's first-order backward: two fused passes per channel (see kernels::batch_norm_backward).
 autograd::Grads batch_norm_backward_fused(autograd::Ctx& ctx, const Tensor& x3, const Tensor& w, const Tensor& mean,
                                           const Tensor& rstd, bool training) {
   const int64_t c = x3.size(1);
@@ -102,7 +102,7 @@ autograd::Grads batch_norm_backward_fused(autograd::Ctx& ctx, const Tensor& x3, 
   Tensor x = x3.contiguous(), g = ctx.grad().to(x3.dtype()).contiguous().view(x3.shape());
   Tensor dx = make_tensor(x3.shape(), x3.dtype(), x3.device());
   Tensor sum_g = make_tensor({c}, kF64, x3.device()), sum_gxm = make_tensor({c}, kF64, x3.device());
-  Tensor scale = w.defined() ? w.to(kF64).contiguous().reshape({c}) : ones({c}, {.dtype = kF64});
+  Tensor scale = w.defined() ? w.to(kF64).contiguous().reshape({c}) : ones({c}, {.dtype = kF64, .device = x3.device()});
   kernels::batch_norm_backward(dx, sum_g, sum_gxm, x, g, mean, rstd, scale, training);
   autograd::Grads r(3);
   if (ctx.needs_grad(0)) r[0] = dx.view(ctx.input(0).shape);
@@ -140,8 +140,7 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
                      [dims = last_dims(normalized_shape.size()), eps, rows, cols](autograd::Ctx& c) {
                        Tensor x = c.saved(0), w = c.saved(1);
                        const DType ct = compute_dtype(x.dtype());
-                       if (!autograd::is_grad_enabled() && x.device().is_cpu())
-                         return layer_norm_backward_fused(c, x, w, rows, cols, eps);
+                       if (!autograd::is_grad_enabled()) return layer_norm_backward_fused(c, x, w, rows, cols, eps);
                        Tensor xc = x.to(ct), g = c.grad().to(ct);
                        Tensor xm = xc - mean(xc, dims, true);
                        Tensor rstd = rsqrt(mean(xm * xm, dims, true) + eps);
@@ -260,7 +259,7 @@ Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor&
       op, {&out}, {&input, &weight, &bias}, {input, weight},
       [training, eps, n, c, spatial, stat_mean, stat_rstd](autograd::Ctx& ctx) {
         Tensor x = ctx.saved(0), w = ctx.saved(1);
-        if (!autograd::is_grad_enabled() && x.device().is_cpu())
+        if (!autograd::is_grad_enabled())
           return batch_norm_backward_fused(ctx, x.reshape({n, c, spatial}), w, stat_mean, stat_rstd, training);
         const DType ct = compute_dtype(x.dtype());
         const Shape dims{0, 2}, channel{1, c, 1};

@@ -23,8 +23,8 @@ struct Operand {
 void check(const char* op, const Tensor& param, std::initializer_list<Operand> operands) {
   EMBER_CHECK(param.defined(), ValueError, "[", op, "] param is undefined");
   EMBER_CHECK(param.is_floating_point(), DTypeError, "[", op, "] needs a floating parameter, got ", describe(param));
-  EMBER_CHECK(param.device().is_cpu(), DeviceError, "[", op, "] the fused update runs on the CPU, got param ",
-              describe(param));
+  EMBER_CHECK(param.device().is_cpu() || param.device().is_cuda(), DeviceError, "[", op,
+              "] the fused update runs on the CPU or CUDA, got param ", describe(param));
   EMBER_CHECK(param.is_contiguous(), ValueError, "[", op, "] param ", describe(param), " must be contiguous");
   for (const Operand& o : operands) {
     EMBER_CHECK(o.t->defined() || !o.required, ValueError, "[", op, "] ", o.name, " is undefined");
@@ -39,10 +39,70 @@ void bump(const char* op, std::initializer_list<const Tensor*> written) {
     if (t->defined()) t->impl().storage->bump_version(op);
 }
 
+kernels::SgdHyper sgd_hyper(const SgdStepArgs& a) {
+  return {.lr = a.lr,
+          .momentum = a.momentum,
+          .dampening = a.dampening,
+          .weight_decay = a.weight_decay,
+          .nesterov = a.nesterov,
+          .maximize = a.maximize,
+          .first = a.first};
+}
+kernels::AdamHyper adam_hyper(const AdamStepArgs& a) {
+  return {.lr = a.lr,
+          .beta1 = a.beta1,
+          .beta2 = a.beta2,
+          .eps = a.eps,
+          .weight_decay = a.weight_decay,
+          .decoupled = a.decoupled,
+          .amsgrad = a.amsgrad,
+          .maximize = a.maximize,
+          .step = a.step};
+}
+kernels::RmspropHyper rmsprop_hyper(const RmspropStepArgs& a) {
+  return {.lr = a.lr,
+          .alpha = a.alpha,
+          .eps = a.eps,
+          .weight_decay = a.weight_decay,
+          .momentum = a.momentum,
+          .centered = a.centered,
+          .maximize = a.maximize};
+}
+kernels::AdagradHyper adagrad_hyper(const AdagradStepArgs& a) {
+  return {.lr = a.lr,
+          .lr_decay = a.lr_decay,
+          .weight_decay = a.weight_decay,
+          .eps = a.eps,
+          .maximize = a.maximize,
+          .step = a.step};
+}
+
+// Element j of a list, or undefined for an empty (unused) list; the list lengths must match.
+const Tensor& item_of(const char* op, const char* name, const std::vector<Tensor>& l, size_t n, size_t j) {
+  static const Tensor none;
+  EMBER_CHECK(l.empty() || l.size() == n, ValueError, "[", op, "] ", name, " has ", l.size(), " tensors for ", n,
+              " parameters");
+  return l.empty() ? none : l[j];
+}
+
+void check_list_kind(const char* op, const std::vector<Tensor>& params) {
+  EMBER_CHECK(!params.empty(), ValueError, "[", op, "] got no parameters");
+  for (const Tensor& p : params)
+    EMBER_CHECK(p.defined() && p.dtype() == params[0].dtype() && p.device() == params[0].device(), ValueError, "[", op,
+                "] every parameter of one list must share a dtype and device, got ", describe(params[0]), " and ",
+                describe(p));
+}
+
+void bump_all(const char* op, std::initializer_list<const std::vector<Tensor>*> lists) {
+  for (const auto* l : lists)
+    for (const Tensor& t : *l) bump(op, {&t});
+}
+
 }  // namespace
 
 bool fused_step_supported(const Tensor& param, std::initializer_list<const Tensor*> others) {
-  if (!param.defined() || !param.is_floating_point() || !param.device().is_cpu() || !param.is_contiguous())
+  if (!param.defined() || !param.is_floating_point() || !(param.device().is_cpu() || param.device().is_cuda()) ||
+      !param.is_contiguous())
     return false;
   for (const Tensor* t : others)
     if (!compatible(param, *t)) return false;
@@ -54,14 +114,7 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_b
   check(op, param, {{"grad", &grad, true}, {"momentum_buffer", &momentum_buffer, false}});
   EMBER_CHECK(a.momentum == 0 || momentum_buffer.defined(), ValueError, "[", op, "] momentum ", a.momentum,
               " needs a momentum_buffer");
-  kernels::sgd_step(param, grad, momentum_buffer,
-                    {.lr = a.lr,
-                     .momentum = a.momentum,
-                     .dampening = a.dampening,
-                     .weight_decay = a.weight_decay,
-                     .nesterov = a.nesterov,
-                     .maximize = a.maximize,
-                     .first = a.first});
+  kernels::sgd_step(param, grad, momentum_buffer, sgd_hyper(a));
   bump(op, {&param, &momentum_buffer});
 }
 
@@ -74,16 +127,7 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, 
          {"exp_avg_sq", &exp_avg_sq, true},
          {"max_exp_avg_sq", &max_exp_avg_sq, false}});
   EMBER_CHECK(!a.amsgrad || max_exp_avg_sq.defined(), ValueError, "[", op, "] amsgrad needs max_exp_avg_sq");
-  kernels::adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
-                     {.lr = a.lr,
-                      .beta1 = a.beta1,
-                      .beta2 = a.beta2,
-                      .eps = a.eps,
-                      .weight_decay = a.weight_decay,
-                      .decoupled = a.decoupled,
-                      .amsgrad = a.amsgrad,
-                      .maximize = a.maximize,
-                      .step = a.step});
+  kernels::adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, adam_hyper(a));
   bump(op, {&param, &exp_avg, &exp_avg_sq, &max_exp_avg_sq});
 }
 
@@ -98,28 +142,90 @@ void rmsprop_step_(const Tensor& param, const Tensor& grad, const Tensor& square
   EMBER_CHECK(!a.centered || grad_avg.defined(), ValueError, "[", op, "] centered needs grad_avg");
   EMBER_CHECK(!(a.momentum > 0) || momentum_buffer.defined(), ValueError, "[", op, "] momentum ", a.momentum,
               " needs a momentum_buffer");
-  kernels::rmsprop_step(param, grad, square_avg, grad_avg, momentum_buffer,
-                        {.lr = a.lr,
-                         .alpha = a.alpha,
-                         .eps = a.eps,
-                         .weight_decay = a.weight_decay,
-                         .momentum = a.momentum,
-                         .centered = a.centered,
-                         .maximize = a.maximize});
+  kernels::rmsprop_step(param, grad, square_avg, grad_avg, momentum_buffer, rmsprop_hyper(a));
   bump(op, {&param, &square_avg, &grad_avg, &momentum_buffer});
 }
 
 void adagrad_step_(const Tensor& param, const Tensor& grad, const Tensor& sum, const AdagradStepArgs& a) {
   const char* op = "adagrad_step_";
   check(op, param, {{"grad", &grad, true}, {"sum", &sum, true}});
-  kernels::adagrad_step(param, grad, sum,
-                        {.lr = a.lr,
-                         .lr_decay = a.lr_decay,
-                         .weight_decay = a.weight_decay,
-                         .eps = a.eps,
-                         .maximize = a.maximize,
-                         .step = a.step});
+  kernels::adagrad_step(param, grad, sum, adagrad_hyper(a));
   bump(op, {&param, &sum});
+}
+
+void sgd_step_multi_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                     const std::vector<Tensor>& momentum_buffers, const SgdStepArgs& a) {
+  const char* op = "sgd_step_";
+  check_list_kind(op, params);
+  const size_t n = params.size();
+  for (size_t j = 0; j < n; ++j) {
+    const Tensor& buf = item_of(op, "momentum_buffer", momentum_buffers, n, j);
+    check(op, params[j], {{"grad", &item_of(op, "grad", grads, n, j), true}, {"momentum_buffer", &buf, false}});
+    EMBER_CHECK(a.momentum == 0 || buf.defined(), ValueError, "[", op, "] momentum ", a.momentum,
+                " needs a momentum_buffer");
+  }
+  kernels::sgd_step_multi(params, grads, a.momentum != 0 ? momentum_buffers : std::vector<Tensor>{}, sgd_hyper(a));
+  bump_all(op, {&params, &momentum_buffers});
+}
+
+void adam_step_multi_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                      const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                      const std::vector<Tensor>& max_exp_avg_sqs, const AdamStepArgs& a) {
+  const char* op = "adam_step_";
+  check_list_kind(op, params);
+  const size_t n = params.size();
+  for (size_t j = 0; j < n; ++j) {
+    const Tensor& vmax = item_of(op, "max_exp_avg_sq", max_exp_avg_sqs, n, j);
+    check(op, params[j],
+          {{"grad", &item_of(op, "grad", grads, n, j), true},
+           {"exp_avg", &item_of(op, "exp_avg", exp_avgs, n, j), true},
+           {"exp_avg_sq", &item_of(op, "exp_avg_sq", exp_avg_sqs, n, j), true},
+           {"max_exp_avg_sq", &vmax, false}});
+    EMBER_CHECK(!a.amsgrad || vmax.defined(), ValueError, "[", op, "] amsgrad needs max_exp_avg_sq");
+  }
+  kernels::adam_step_multi(params, grads, exp_avgs, exp_avg_sqs,
+                           a.amsgrad ? max_exp_avg_sqs : std::vector<Tensor>{}, adam_hyper(a));
+  bump_all(op, {&params, &exp_avgs, &exp_avg_sqs, &max_exp_avg_sqs});
+}
+
+void rmsprop_step_multi_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                         const std::vector<Tensor>& square_avgs, const std::vector<Tensor>& grad_avgs,
+                         const std::vector<Tensor>& momentum_buffers, const RmspropStepArgs& a) {
+  const char* op = "rmsprop_step_";
+  check_list_kind(op, params);
+  const size_t n = params.size();
+  for (size_t j = 0; j < n; ++j) {
+    const Tensor& ga = item_of(op, "grad_avg", grad_avgs, n, j);
+    const Tensor& buf = item_of(op, "momentum_buffer", momentum_buffers, n, j);
+    check(op, params[j],
+          {{"grad", &item_of(op, "grad", grads, n, j), true},
+           {"square_avg", &item_of(op, "square_avg", square_avgs, n, j), true},
+           {"grad_avg", &ga, false},
+           {"momentum_buffer", &buf, false}});
+    EMBER_CHECK(!a.centered || ga.defined(), ValueError, "[", op, "] centered needs grad_avg");
+    EMBER_CHECK(!(a.momentum > 0) || buf.defined(), ValueError, "[", op, "] momentum ", a.momentum,
+                " needs a momentum_buffer");
+  }
+  kernels::rmsprop_step_multi(params, grads, square_avgs, a.centered ? grad_avgs : std::vector<Tensor>{},
+                              a.momentum > 0 ? momentum_buffers : std::vector<Tensor>{}, rmsprop_hyper(a));
+  bump_all(op, {&params, &square_avgs, &grad_avgs, &momentum_buffers});
+}
+
+void adagrad_step_multi_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                         const std::vector<Tensor>& sums, const AdagradStepArgs& a) {
+  const char* op = "adagrad_step_";
+  check_list_kind(op, params);
+  const size_t n = params.size();
+  for (size_t j = 0; j < n; ++j)
+    check(op, params[j],
+          {{"grad", &item_of(op, "grad", grads, n, j), true}, {"sum", &item_of(op, "sum", sums, n, j), true}});
+  kernels::adagrad_step_multi(params, grads, sums, adagrad_hyper(a));
+  bump_all(op, {&params, &sums});
+}
+
+Tensor multi_tensor_norm(const std::vector<Tensor>& tensors, double p, DType out_dtype) {
+  autograd::NoGradGuard no_grad;
+  return kernels::multi_tensor_norm(tensors, p, out_dtype);
 }
 
 }  // namespace ember

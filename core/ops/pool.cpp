@@ -1,7 +1,7 @@
 // Pooling builders: argument checks, output sizes by PyTorch's rules (ceil_mode included), and
-// unbatched [C, H, W] inputs; the windows are computed in kernels/cpu/pool.cpp. Each backward is a
-// recorded op linear in the gradient, whose own backward is the forward pool again (average pools) or
-// a gather by the saved indices (max pool), so higher derivatives exist.
+// unbatched [C, H, W] inputs; the windows are computed in kernels/cpu/pool.cpp and kernels/cuda/pool.cu.
+// Each backward is a recorded op linear in the gradient, whose own backward is the forward pool again
+// (average pools) or a gather by the saved indices (max pool), so higher derivatives exist.
 #include <string>
 
 #include "core/autograd.hpp"
@@ -91,9 +91,10 @@ Tensor pool_backward(const Tensor& g, const Shape& in_shape, Kernel kernel) {
 }
 
 // max_pool2d's backward: g scattered (added) to the argmax positions. Its own backward gathers v there.
-Tensor max_pool2d_backward(const Tensor& g, const Tensor& indices, const Shape& in_shape) {
-  Tensor gi = pool_backward(
-      g, in_shape, [&](const Tensor& gi4, const Tensor& g4) { kernels::max_pool2d_backward(gi4, g4, as4d(indices)); });
+Tensor max_pool2d_backward(const Tensor& g, const Tensor& indices, const Shape& in_shape, const Pool2dParams& p) {
+  Tensor gi = pool_backward(g, in_shape, [&](const Tensor& gi4, const Tensor& g4) {
+    kernels::max_pool2d_backward(gi4, g4, as4d(indices), p);
+  });
   if (autograd::needs_grad(g))
     autograd::record("max_pool2d_backward", {&gi}, {&g}, {indices}, [](autograd::Ctx& c) {
       const Tensor idx = c.saved(0);
@@ -104,9 +105,9 @@ Tensor max_pool2d_backward(const Tensor& g, const Tensor& indices, const Shape& 
 }
 
 // Records the max pool's node on the input: values get it, indices stay constants.
-void record_max_pool(Tensor& out, const Tensor& input, const Tensor& indices) {
-  autograd::record("max_pool2d", {&out}, {&input}, {indices}, [in = input.shape()](autograd::Ctx& c) {
-    return autograd::Grads{max_pool2d_backward(c.grad(), c.saved(0), in)};
+void record_max_pool(Tensor& out, const Tensor& input, const Tensor& indices, const Pool2dParams& p) {
+  autograd::record("max_pool2d", {&out}, {&input}, {indices}, [in = input.shape(), p](autograd::Ctx& c) {
+    return autograd::Grads{max_pool2d_backward(c.grad(), c.saved(0), in, p)};
   });
 }
 
@@ -140,17 +141,18 @@ std::tuple<Tensor, Tensor> max_pool2d_with_indices(const Tensor& input, std::arr
                                                    std::array<int64_t, 2> dilation, bool ceil_mode) {
   const char* op = "max_pool2d";
   Tensor out, indices;
+  Pool2dParams p;
   {
     autograd::NoGradGuard no_grad;  // the 4-d views are scaffolding: the node is recorded on input
     Tensor x = batched_view(op, input);
     EMBER_CHECK(input.dtype() != kBool, DTypeError, "[", op, "] does not support bool input, got ", describe(input));
-    Pool2dParams p = window_params(op, kernel, stride, padding, dilation);
+    p = window_params(op, kernel, stride, padding, dilation);
     Shape shape = pooled_shape(op, input, p, ceil_mode);
     out = make_tensor(shape, input.dtype(), input.device());
     indices = make_tensor(shape, kI64, input.device());
     kernels::max_pool2d(as4d(out), as4d(indices), x, p);
   }
-  if (autograd::needs_grad(input)) record_max_pool(out, input, indices);
+  if (autograd::needs_grad(input)) record_max_pool(out, input, indices, p);
   return {out, indices};
 }
 

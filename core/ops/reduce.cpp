@@ -272,7 +272,7 @@ Tensor softmax_op(const Tensor& t, int64_t dim, bool log) {
     autograd::record(op, {&out}, {&t}, {out}, [d, log](autograd::Ctx& c) {
       const Tensor& g = c.grad();
       Tensor y = c.saved(0);
-      if (!autograd::is_grad_enabled() && y.device().is_cpu() && d == y.dim() - 1) {  // fused, first order
+      if (!autograd::is_grad_enabled() && d == y.dim() - 1) {  // fused, first order (CPU and CUDA)
         Tensor dx = make_tensor(y.shape(), y.dtype(), y.device());
         kernels::softmax_backward(dx, g.to(y.dtype()).contiguous(), y.contiguous(), log);
         return autograd::Grads{dx};

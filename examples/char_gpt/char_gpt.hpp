@@ -27,6 +27,7 @@ struct Config {
   uint64_t seed = 0;
   bool verbose = true;  // progress bar, model summary, CSV/SVG logs and checkpoints under root_dir
   std::string root_dir = "runs/char_gpt";
+  std::string accelerator = "auto";  // "cpu", "cuda" or "auto" (CUDA when a device is present)
 };
 
 struct Result {
@@ -93,7 +94,7 @@ struct GPT : train::TrainModule {
   // idx [B, T] of token ids (T <= context) -> logits [B, T, vocab].
   Tensor forward(const Tensor& idx) {
     int64_t t = idx.size(1);
-    Tensor x = tok(idx) + pos(arange(t, kI64));
+    Tensor x = tok(idx) + pos(arange(t, kI64).to(idx.device()));
     for (auto& block : block_list) x = block(x, Tensor{}, Tensor{}, true);  // causal self-attention
     return head(ln_f(x));
   }
@@ -159,7 +160,7 @@ inline std::string sample(GPT& model, const data::CharVocab& vocab, const std::s
   for (int64_t i = 0; i < length; ++i) {
     int64_t start = std::max<int64_t>(0, static_cast<int64_t>(ids.size()) - model.context);
     std::vector<int64_t> window(ids.begin() + start, ids.end());
-    Tensor logits = model.forward(tensor(window, Shape{1, static_cast<int64_t>(window.size())}));
+    Tensor logits = model.forward(tensor(window, Shape{1, static_cast<int64_t>(window.size())}).to(model.head->weight.device()));
     std::vector<float> p = (logits[0][-1] * (1.0 / temperature)).softmax(0).to_vector<float>();
     double u = rand({}, {.dtype = kF64}, &gen).item<double>(), acc = 0;
     size_t k = 0;
@@ -204,6 +205,7 @@ inline Result train(const Config& cfg, const std::string& text) {
   // sanity check: it would take a pass of the validation loader and shift the batches every later
   // validation reads.
   train::Trainer trainer({.max_steps = cfg.max_steps,
+                          .accelerator = cfg.accelerator,
                           .gradient_clip_val = 1.0,
                           .val_check_interval = cfg.eval_every,
                           .check_val_every_n_epoch = std::nullopt,

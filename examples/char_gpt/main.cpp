@@ -1,5 +1,5 @@
 // Trains a small character-level GPT on Pride and Prejudice (bundled) and samples from it.
-// Usage: char_gpt [max_minutes] (default 14). Trains for 5000 steps or until the time is up, whichever
+// Usage: char_gpt [max_minutes] [--device cpu|cuda|auto] (default 14 minutes). Trains for 5000 steps or until the time is up, whichever
 // comes first. Goal: validation loss under 1.7 nats per character within 15 minutes on 2 cores; exits
 // non-zero when the final validation loss is not under 1.7. Logs, the chart and checkpoints go under
 // runs/char_gpt/.
@@ -8,10 +8,12 @@
 #include <exception>
 
 #include "char_gpt.hpp"
+#include "examples/device_flag.hpp"
 
 int main(int argc, char** argv) {
   try {
     char_gpt::Config cfg;
+    cfg.accelerator = examples::take_device_flag(argc, argv);
     if (argc > 1) cfg.max_seconds = 60 * std::atof(argv[1]);
     std::printf("char GPT: %lld layers, d %lld, %lld heads, context %lld, batch %lld on Pride and Prejudice\n",
                 static_cast<long long>(cfg.layers), static_cast<long long>(cfg.d_model),

@@ -20,6 +20,7 @@ struct Config {
   uint64_t seed = 0;
   bool verbose = true;  // progress bar, model summary, CSV/SVG logs and a checkpoint under root_dir
   std::string root_dir = "runs/digits_mlp";
+  std::string accelerator = "auto";  // "cpu", "cuda" or "auto" (CUDA when a device is present)
 };
 
 struct Result {
@@ -71,6 +72,7 @@ inline Result train(const Config& cfg) {
         r.epoch_losses.push_back(t.callback_metrics().at("train_loss_epoch"));
       }});
   train::Trainer trainer({.max_epochs = cfg.epochs,
+                          .accelerator = cfg.accelerator,
                           .devices = -1,  // one process alone, or DDP over the processes mpirun/srun started
                           .enable_checkpointing = cfg.verbose,
                           .enable_progress_bar = cfg.verbose,

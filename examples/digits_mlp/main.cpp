@@ -1,15 +1,17 @@
 // The README's main job: trains an MLP on the bundled 8x8 digits and reports held-out accuracy.
-// Usage: digits_mlp [epochs]. Exits non-zero when the test accuracy is below 97%. Under
+// Usage: digits_mlp [epochs] [--device cpu|cuda|auto]. Exits non-zero when the test accuracy is below 97%. Under
 // `mpirun -np N digits_mlp` it trains with DDP over N processes (rank 0 prints and writes the logs).
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 
 #include "digits_mlp.hpp"
+#include "examples/device_flag.hpp"
 
 int main(int argc, char** argv) {
   try {
     digits_mlp::Config cfg;
+    cfg.accelerator = examples::take_device_flag(argc, argv);
     if (argc > 1) cfg.epochs = std::atoll(argv[1]);
     const bool chief = ember::dist::rank() == 0;
     if (chief)

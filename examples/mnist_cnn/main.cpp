@@ -1,5 +1,5 @@
 // Trains the LeNet-5-style CNN on MNIST and reports test accuracy (goal: at least 99.0%).
-// Usage: mnist_cnn [MNIST_DIR] [epochs]. The folder holds the four IDX files (tools/fetch_mnist.sh
+// Usage: mnist_cnn [MNIST_DIR] [epochs] [--device cpu|cuda|auto]. The folder holds the four IDX files (tools/fetch_mnist.sh
 // downloads them); by default the shared copy beside the repository (../shared/data/mnist). Logs, the
 // chart and the last checkpoint go under runs/mnist_cnn/. SIGTERM or SIGUSR1 stops the run after its
 // current step with a checkpoint; running the same command again resumes it. Under `mpirun -np N` it
@@ -8,11 +8,13 @@
 #include <cstdlib>
 #include <exception>
 
+#include "examples/device_flag.hpp"
 #include "mnist_cnn.hpp"
 
 int main(int argc, char** argv) {
   try {
     mnist_cnn::Config cfg;
+    cfg.accelerator = examples::take_device_flag(argc, argv);
     cfg.root = argc > 1 ? argv[1] : EMBER_DEFAULT_MNIST_DIR;
     if (argc > 2) cfg.epochs = std::atoll(argv[2]);
     if (ember::dist::rank() != 0) {  // under DDP rank 0 speaks for the group

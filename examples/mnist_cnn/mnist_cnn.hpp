@@ -24,6 +24,7 @@ struct Config {
   uint64_t seed = 0;
   bool verbose = true;  // progress bar, model summary, CSV/SVG logs and a checkpoint under root_dir
   std::string root_dir = "runs/mnist_cnn";
+  std::string accelerator = "auto";  // "cpu", "cuda" or "auto" (CUDA when a device is present)
 };
 
 struct Result {
@@ -110,6 +111,7 @@ inline Result train(const Config& cfg) {
         r.epoch_accuracies.push_back(t.callback_metrics().at("val_acc"));  // validated just before
       }});
   train::Trainer trainer({.max_epochs = cfg.epochs,
+                          .accelerator = cfg.accelerator,
                           .devices = -1,  // one process alone, or DDP over the processes mpirun/srun started
                           .enable_checkpointing = cfg.verbose,
                           .enable_progress_bar = cfg.verbose,

@@ -411,6 +411,14 @@ void gemm(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alp
   });
 }
 
+void gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias, const Scalar& alpha,
+               bool gelu) {
+  // bias broadcast into out, then beta = 1 (what cuBLASLt's epilogue computes, with one more rounding).
+  copy(out, bias.expand(out.shape()));
+  gemm(out, a, b, alpha, 1);
+  if (gelu) unary(index_of_v<GeluTanh, UnaryFunctors>, out, out, {});
+}
+
 void dot(const Tensor& out, const Tensor& a, const Tensor& b) {
   visit_dtype<NumericTypes>(a.dtype(), "[dot]", [&]<class T>() {
     const int64_t n = a.numel(), sa = a.strides()[0], sb = b.strides()[0];

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/loops.hpp"
+#include "kernels/index_plan.hpp"
 
 namespace ember::kernels::cpu {
 namespace {
@@ -154,10 +155,7 @@ void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& 
       auto one = [&](char* o, const char* s, const char* i, int64_t j) {
         T* dst = reinterpret_cast<T*>(o + load_index<I>(i + j * id) * od);
         const T v = *reinterpret_cast<const T*>(s + j * sd);
-        if (add)
-          *dst = convert<T>(load(*dst) + a * load(v));
-        else
-          *dst = v;
+        *dst = index_plan::scatter_combine(*dst, v, a, add);  // the CUDA kernels' combine
       };
       // Positions along dim run in order within one thread, so duplicate indices accumulate
       // deterministically and the last write wins for Assign.

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "kernels/cpu/loops.hpp"
+#include "kernels/loss_math.hpp"
 #include "kernels/vec_math.hpp"
 
 // The 8-float vector helpers below are internal (inlined, never across a library boundary), so GCC's
@@ -23,22 +24,6 @@
 #endif
 
 namespace ember::kernels {
-
-std::pair<double, double> cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input,
-                                                const Tensor& target, const Tensor& weight,
-                                                const CrossEntropyParams& p) {
-  EMBER_CHECK(input.device().is_cpu(), DeviceError, "[cross_entropy] device ", input.device(),
-              " is not supported by the fused kernel in this build");
-  return cpu::cross_entropy_forward(loss, lse, input, target, weight, p);
-}
-
-void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, double grad_scale, const Tensor& input,
-                            const Tensor& target, const Tensor& weight, const Tensor& lse,
-                            const CrossEntropyParams& p) {
-  EMBER_CHECK(input.device().is_cpu(), DeviceError, "[cross_entropy] device ", input.device(),
-              " is not supported by the fused kernel in this build");
-  cpu::cross_entropy_backward(grad_input, grad_loss, grad_scale, input, target, weight, lse, p);
-}
 
 namespace cpu {
 namespace {
@@ -178,9 +163,8 @@ std::pair<double, double> forward_impl(const Tensor& loss_t, const Tensor& lse_t
         const T* row = kUnit ? x + i * c : x + (i / k) * c * k + i % k;
         const T l = row_logsumexp<T, kUnit>(row, c, k);
         const T wt = w ? w[t] : T(1);
-        T v = keep * wt * (l - row[t * k]);
-        if (ls != 0) v += ls / static_cast<T>(c) * (w_total * l - row_dot<T, kUnit>(row, w, c, k));
-        loss[i] = v;
+        const T dot = ls != 0 ? row_dot<T, kUnit>(row, w, c, k) : T(0);
+        loss[i] = ce_position_loss<T>(l, row[t * k], wt, keep, ls / static_cast<T>(c), w_total, dot, ls != 0);
         lse[i] = l;
       }
     });
@@ -207,6 +191,7 @@ void backward_impl(const Tensor& grad_input, const Tensor& grad_loss, double gra
   const T* w = weight_t.defined() ? weight_t.data_ptr<T>() : nullptr;
   const T* lse = lse_t.data_ptr<T>();
   const T* g = grad_loss.defined() ? grad_loss.data_ptr<T>() : nullptr;
+  const int64_t g_step = g && grad_loss.numel() == 1 ? 0 : 1;  // one upstream value for every position
   T* gi = grad_input.data_ptr<T>();
   const T ls = static_cast<T>(p.label_smoothing), keep = static_cast<T>(1.0 - p.label_smoothing);
   const T lsc = ls / static_cast<T>(c);
@@ -222,9 +207,9 @@ void backward_impl(const Tensor& grad_input, const Tensor& grad_loss, double gra
         for (int64_t j = 0; j < c; ++j) out[j * k] = 0;
         continue;
       }
-      const T coef = g ? g[i] * scale : scale;
+      const T coef = g ? g[i * g_step] * scale : scale;
       const T wt = w ? w[t] : T(1);
-      const T cs = coef * (keep * wt + lsc * w_total), l = lse[i];
+      const T cs = ce_grad_scale<T>(coef, keep, wt, lsc, w_total), l = lse[i];
       if (k == 1) {  // contiguous row
         int64_t j = 0;
         if constexpr (std::is_same_v<T, float>) {
@@ -233,11 +218,12 @@ void backward_impl(const Tensor& grad_input, const Tensor& grad_loss, double gra
             std::memcpy(out + j, &v, sizeof v);
           }
         }
-        for (; j < c; ++j) out[j] = cs * exp_t<T>(row[j] - l) - coef * lsc * (w ? w[j] : T(1));
+        for (; j < c; ++j) out[j] = ce_grad_base<T>(cs, exp_t<T>(row[j] - l), coef, lsc, w ? w[j] : T(1));
       } else {
-        for (int64_t j = 0; j < c; ++j) out[j * k] = cs * exp_t<T>(row[j * k] - l) - coef * lsc * (w ? w[j] : T(1));
+        for (int64_t j = 0; j < c; ++j)
+          out[j * k] = ce_grad_base<T>(cs, exp_t<T>(row[j * k] - l), coef, lsc, w ? w[j] : T(1));
       }
-      out[t * k] -= coef * keep * wt;
+      out[t * k] -= ce_grad_target<T>(coef, keep, wt);
     }
   });
 }

@@ -8,42 +8,9 @@
 
 #include "kernels/cpu/loops.hpp"
 #include "kernels/nn.hpp"
+#include "kernels/nn_math.hpp"
 
 namespace ember::kernels {
-namespace {
-void check_cpu(const Tensor& t, const char* op) {
-  EMBER_CHECK(t.device().is_cpu(), DeviceError, "[", op, "] device ", t.device(), " is not supported in this build");
-}
-}  // namespace
-
-void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps) {
-  check_cpu(in, "layer_norm");
-  cpu::layer_norm(out, in, weight, bias, eps);
-}
-void layer_norm_backward(const Tensor& grad_in, const Tensor& xhat, const Tensor& in, const Tensor& grad_out,
-                         const Tensor& weight, double eps) {
-  check_cpu(in, "layer_norm");
-  cpu::layer_norm_backward(grad_in, xhat, in, grad_out, weight, eps);
-}
-void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps) {
-  check_cpu(in, "rms_norm");
-  cpu::rms_norm(out, in, weight, eps);
-}
-void batch_norm_stats(const Tensor& mean, const Tensor& var, const Tensor& in) {
-  check_cpu(in, "batch_norm");
-  cpu::batch_norm_stats(mean, var, in);
-}
-void batch_norm_apply(const Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift) {
-  check_cpu(in, "batch_norm");
-  cpu::batch_norm_apply(out, in, scale, shift);
-}
-void batch_norm_backward(const Tensor& grad_in, const Tensor& sum_g, const Tensor& sum_gxm, const Tensor& in,
-                         const Tensor& grad_out, const Tensor& mean, const Tensor& rstd, const Tensor& scale,
-                         bool training) {
-  check_cpu(in, "batch_norm");
-  cpu::batch_norm_backward(grad_in, sum_g, sum_gxm, in, grad_out, mean, rstd, scale, training);
-}
-
 namespace cpu {
 namespace {
 
@@ -121,13 +88,13 @@ void layer_norm_impl(const Tensor& out, const Tensor& in, const Tensor& weight, 
     T* y = dst + r * cols;
     const auto [hi, lo, rstd] = row_stats(x, cols, eps);
     if (w && b) {
-      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(((load(x[j]) - hi) - lo) * rstd * w[j] + b[j]);
+      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(normalize_value(load(x[j]), hi, lo, rstd) * w[j] + b[j]);
     } else if (w) {
-      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(((load(x[j]) - hi) - lo) * rstd * w[j]);
+      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(normalize_value(load(x[j]), hi, lo, rstd) * w[j]);
     } else if (b) {
-      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(((load(x[j]) - hi) - lo) * rstd + b[j]);
+      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(normalize_value(load(x[j]), hi, lo, rstd) + b[j]);
     } else {
-      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(((load(x[j]) - hi) - lo) * rstd);
+      for (int64_t j = 0; j < cols; ++j) y[j] = convert<T>(normalize_value(load(x[j]), hi, lo, rstd));
     }
   });
 }
@@ -156,14 +123,14 @@ void layer_norm_backward_impl(const Tensor& grad_in, const Tensor& xhat_out, con
     int64_t j = 0;
     for (; j + L <= cols; j += L)
       for (int l = 0; l < L; ++l) {
-        const A xhat = ((load(x[j + l]) - hi) - lo) * rstd;
+        const A xhat = normalize_value(load(x[j + l]), hi, lo, rstd);
         const A gw = w ? load(g[j + l]) * w[j + l] : load(g[j + l]);
         a[l] += static_cast<double>(gw * xhat);
         b[l] += static_cast<double>(gw);
       }
     double sum_gx = 0, sum_g = 0;
     for (; j < cols; ++j) {
-      const A xhat = ((load(x[j]) - hi) - lo) * rstd;
+      const A xhat = normalize_value(load(x[j]), hi, lo, rstd);
       const A gw = w ? load(g[j]) * w[j] : load(g[j]);
       sum_gx += static_cast<double>(gw * xhat);
       sum_g += static_cast<double>(gw);
@@ -172,9 +139,9 @@ void layer_norm_backward_impl(const Tensor& grad_in, const Tensor& xhat_out, con
     const A mgx = static_cast<A>(sum_gx / static_cast<double>(cols)),
             mg = static_cast<A>(sum_g / static_cast<double>(cols));
     for (j = 0; j < cols; ++j) {
-      const A xhat = ((load(x[j]) - hi) - lo) * rstd;
+      const A xhat = normalize_value(load(x[j]), hi, lo, rstd);
       const A gw = w ? load(g[j]) * w[j] : load(g[j]);
-      dx[j] = convert<T>(rstd * (gw - xhat * mgx - mg));
+      dx[j] = convert<T>(layer_norm_dx(rstd, gw, xhat, mgx, mg));
       if (xh) xh[r * cols + j] = xhat;
     }
   });
@@ -285,10 +252,8 @@ void bn_backward_impl(const Tensor& grad_in, const Tensor& sum_g, const Tensor& 
     for (int l = 0; l < L; ++l) tg += a[l], tgx += b[l];
     sg[ch] = tg;
     sgx[ch] = tgx;
-    const double k = sc[ch] * rs[ch];
-    const double bx = training ? -k * rs[ch] * rs[ch] * tgx / count : 0.0;
-    const double d = training ? -k * tg / count - bx * mu[ch] : 0.0;
-    const A ka = static_cast<A>(k), ba = static_cast<A>(bx), da = static_cast<A>(d);
+    const BnGradCoeffs f = bn_grad_coeffs(sc[ch], rs[ch], mu[ch], tg, tgx, count, training);
+    const A ka = static_cast<A>(f.k), ba = static_cast<A>(f.bx), da = static_cast<A>(f.d);
     for (int64_t i = 0; i < n; ++i) {
       const T* x = src + (i * c + ch) * s;
       const T* g = gsrc + (i * c + ch) * s;

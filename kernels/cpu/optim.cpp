@@ -1,7 +1,8 @@
 // CPU fused optimizer updates: one pass over contiguous memory per parameter, with the options that
-// change the loop body as template flags so the compiler vectorises a branch-free inner loop, and oneTBB
-// chunks above the elementwise grain. The arithmetic follows PyTorch's single-tensor updates op by op
-// (f32 scalars for f32 tensors); f16/bf16 compute in f32 and round only what is stored.
+// change the loop body as compile-time flags so the compiler vectorises a branch-free inner loop, and
+// oneTBB chunks above the elementwise grain. The arithmetic is kernels/optim_math.hpp's (shared with
+// CUDA): PyTorch's single-tensor updates op by op (f32 scalars for f32 tensors); f16/bf16 compute in f32
+// and round only what is stored.
 #include "kernels/optim.hpp"
 
 #include <tbb/blocked_range.h>
@@ -11,35 +12,12 @@
 #include <type_traits>
 
 #include "kernels/cpu/loops.hpp"
+#include "kernels/optim_math.hpp"
 
 namespace ember::kernels {
-namespace {
-void check_cpu(const Tensor& t, const char* op) {
-  EMBER_CHECK(t.device().is_cpu(), DeviceError, "[", op, "] device ", t.device(), " is not supported in this build");
-}
-}  // namespace
-
-void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& buf, const SgdHyper& h) {
-  check_cpu(param, "sgd_step_");
-  cpu::sgd_step(param, grad, buf, h);
-}
-void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-               const Tensor& max_exp_avg_sq, const AdamHyper& h) {
-  check_cpu(param, "adam_step_");
-  cpu::adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, h);
-}
-void rmsprop_step(const Tensor& param, const Tensor& grad, const Tensor& square_avg, const Tensor& grad_avg,
-                  const Tensor& buf, const RmspropHyper& h) {
-  check_cpu(param, "rmsprop_step_");
-  cpu::rmsprop_step(param, grad, square_avg, grad_avg, buf, h);
-}
-void adagrad_step(const Tensor& param, const Tensor& grad, const Tensor& sum, const AdagradHyper& h) {
-  check_cpu(param, "adagrad_step_");
-  cpu::adagrad_step(param, grad, sum, h);
-}
-
 namespace cpu {
 namespace {
+namespace om = optim_math;
 
 // Runs body(begin, end) over [0, n), in parallel chunks when large.
 template <class F>
@@ -52,27 +30,6 @@ void chunks(int64_t n, F&& body) {
 template <class T>
 T* ptr(const Tensor& t) {
   return t.defined() ? static_cast<T*>(t.raw_data()) : nullptr;
-}
-
-// A stored value as the next op reads it back (rounds to f16/bf16; identity for f32/f64).
-template <class T>
-inline acc_t<T> stored(acc_t<T> x) {
-  return load(convert<T>(x));
-}
-
-// PyTorch's lerp(start, end, w); kSmall: w < 0.5 (fixed over a loop).
-template <class A, bool kSmall>
-inline A lerp(A start, A end, A w) {
-  if constexpr (kSmall)
-    return start + w * (end - start);
-  else
-    return end - (end - start) * (A(1) - w);
-}
-
-// NaN-propagating max, as torch.maximum.
-template <class A>
-inline A nan_max(A a, A b) {
-  return (a != a || a > b) ? a : b;
 }
 
 // Calls f(std::bool_constant<b0>{}, std::bool_constant<b1>{}, ...) for runtime flags.
@@ -88,185 +45,143 @@ void with_flags(F&& f, bool b, Bools... rest) {
     with_flags([&](auto... c) { f(std::false_type{}, c...); }, rest...);
 }
 
-// Each loop takes its pointers and scalars by value (restrict, in registers): scalars captured by
+// Each chunk passes its pointers and scalars by value (restrict, in registers): scalars reached through a
 // reference could alias the stored elements and keep the compiler from vectorising.
-template <class T, bool kWd, bool kMom, bool kNesterov, bool kFirst>
-void sgd_loop(T* __restrict p, const T* __restrict g, T* __restrict b, int64_t lo, int64_t hi, acc_t<T> neg_lr,
-              acc_t<T> wd, acc_t<T> mom, acc_t<T> damp, acc_t<T> sign) {
-  using A = acc_t<T>;
-  for (int64_t i = lo; i < hi; ++i) {
-    A gi = sign * load(g[i]);
-    const A pi = load(p[i]);
-    if constexpr (kWd) gi = gi + wd * pi;
-    if constexpr (kMom) {
-      A bi;
-      if constexpr (kFirst)
-        bi = gi;
-      else
-        bi = load(b[i]) * mom + damp * gi;  // damp == 1 multiplies exactly, as add_(alpha=1)
-      b[i] = convert<T>(bi);
-      bi = stored<T>(bi);
-      if constexpr (kNesterov)
-        gi = gi + mom * bi;
-      else
-        gi = bi;
-    }
-    p[i] = convert<T>(pi + neg_lr * gi);
-  }
+template <class T, class F>
+void sgd_loop(T* __restrict p, const T* __restrict g, T* __restrict b, int64_t lo, int64_t hi,
+              om::SgdScalars<acc_t<T>> s, F f) {
+  for (int64_t i = lo; i < hi; ++i) om::sgd_update<T>(p, g, b, i, s, f);
 }
-
-template <class T, bool kCoupled, bool kDecoupled, bool kAmsgrad, bool kSmall>
+template <class T, class F>
 void adam_loop(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v, T* __restrict vmax, int64_t lo,
-               int64_t hi, acc_t<T> neg_step_size, acc_t<T> bc2_sqrt, acc_t<T> w1, acc_t<T> beta2, acc_t<T> w2,
-               acc_t<T> eps, acc_t<T> wd, acc_t<T> decay, acc_t<T> sign) {
-  using A = acc_t<T>;
-  for (int64_t i = lo; i < hi; ++i) {
-    A gi = sign * load(g[i]);
-    A pi = load(p[i]);
-    if constexpr (kDecoupled) pi = stored<T>(pi * decay);
-    if constexpr (kCoupled) gi = gi + wd * pi;
-    const A mi = stored<T>(lerp<A, kSmall>(load(m[i]), gi, w1));
-    const A vi = stored<T>(load(v[i]) * beta2 + w2 * gi * gi);
-    m[i] = convert<T>(mi);
-    v[i] = convert<T>(vi);
-    A denom;
-    if constexpr (kAmsgrad) {
-      const A vm = stored<T>(nan_max(load(vmax[i]), vi));
-      vmax[i] = convert<T>(vm);
-      denom = std::sqrt(vm) / bc2_sqrt + eps;
-    } else {
-      denom = std::sqrt(vi) / bc2_sqrt + eps;
-    }
-    p[i] = convert<T>(pi + neg_step_size * mi / denom);
-  }
+               int64_t hi, om::AdamScalars<acc_t<T>> s, F f) {
+  for (int64_t i = lo; i < hi; ++i) om::adam_update<T>(p, g, m, v, vmax, i, s, f);
 }
-
-template <class T, bool kWd, bool kCentered, bool kMom, bool kSmall>
+template <class T, class F>
 void rmsprop_loop(T* __restrict p, const T* __restrict g, T* __restrict sq, T* __restrict ga, T* __restrict b,
-                  int64_t lo, int64_t hi, acc_t<T> neg_lr, acc_t<T> alpha, acc_t<T> w, acc_t<T> eps, acc_t<T> wd,
-                  acc_t<T> mom, acc_t<T> sign) {
-  using A = acc_t<T>;
-  for (int64_t i = lo; i < hi; ++i) {
-    A gi = sign * load(g[i]);
-    const A pi = load(p[i]);
-    if constexpr (kWd) gi = gi + wd * pi;
-    const A si = stored<T>(load(sq[i]) * alpha + w * gi * gi);
-    sq[i] = convert<T>(si);
-    A avg;
-    if constexpr (kCentered) {
-      const A gai = stored<T>(lerp<A, kSmall>(load(ga[i]), gi, w));
-      ga[i] = convert<T>(gai);
-      avg = std::sqrt(stored<T>(si + A(-1) * gai * gai));
-    } else {
-      avg = std::sqrt(si);
-    }
-    avg = stored<T>(avg) + eps;
-    if constexpr (kMom) {
-      const A bi = stored<T>(load(b[i]) * mom + gi / avg);
-      b[i] = convert<T>(bi);
-      p[i] = convert<T>(pi + neg_lr * bi);
-    } else {
-      p[i] = convert<T>(pi + neg_lr * gi / avg);
-    }
-  }
+                  int64_t lo, int64_t hi, om::RmspropScalars<acc_t<T>> s, F f) {
+  for (int64_t i = lo; i < hi; ++i) om::rmsprop_update<T>(p, g, sq, ga, b, i, s, f);
 }
-
-template <class T, bool kWd>
-void adagrad_loop(T* __restrict p, const T* __restrict g, T* __restrict s, int64_t lo, int64_t hi, acc_t<T> neg_clr,
-                  acc_t<T> eps, acc_t<T> wd, acc_t<T> sign) {
-  using A = acc_t<T>;
-  for (int64_t i = lo; i < hi; ++i) {
-    A gi = sign * load(g[i]);
-    const A pi = load(p[i]);
-    if constexpr (kWd) gi = gi + wd * pi;
-    const A si = stored<T>(load(s[i]) + A(1) * gi * gi);
-    s[i] = convert<T>(si);
-    p[i] = convert<T>(pi + neg_clr * gi / (std::sqrt(si) + eps));
-  }
+template <class T, class F>
+void adagrad_loop(T* __restrict p, const T* __restrict g, T* __restrict sm, int64_t lo, int64_t hi,
+                  om::AdagradScalars<acc_t<T>> s, F f) {
+  for (int64_t i = lo; i < hi; ++i) om::adagrad_update<T>(p, g, sm, i, s, f);
 }
 
 }  // namespace
 
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& buf, const SgdHyper& h) {
   visit_dtype<FloatTypes>(param.dtype(), "[sgd_step_]", [&]<class T>() {
-    using A = acc_t<T>;
     T* p = ptr<T>(param);
     const T* g = ptr<T>(grad);
     T* b = ptr<T>(buf);
-    const A neg_lr = static_cast<A>(-h.lr), wd = static_cast<A>(h.weight_decay), mom = static_cast<A>(h.momentum),
-            damp = static_cast<A>(1 - h.dampening), sign = h.maximize ? A(-1) : A(1);
+    const auto s = om::sgd_scalars<acc_t<T>>(h);
+    const om::SgdFlags fl = om::sgd_flags(h);
     with_flags(
         [&](auto kWd, auto kMom, auto kNesterov, auto kFirst) {
-          chunks(param.numel(), [=](int64_t lo, int64_t hi) {
-            sgd_loop<T, decltype(kWd)::value, decltype(kMom)::value, decltype(kNesterov)::value,
-                     decltype(kFirst)::value>(p, g, b, lo, hi, neg_lr, wd, mom, damp, sign);
-          });
+          using F = om::SgdFlagsC<decltype(kWd)::value, decltype(kMom)::value, decltype(kNesterov)::value,
+                                  decltype(kFirst)::value>;
+          chunks(param.numel(), [=](int64_t lo, int64_t hi) { sgd_loop<T>(p, g, b, lo, hi, s, F{}); });
         },
-        h.weight_decay != 0, h.momentum != 0, h.nesterov, h.first);
+        fl.wd, fl.mom, fl.nesterov, fl.first);
   });
 }
 
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                const Tensor& max_exp_avg_sq, const AdamHyper& h) {
   visit_dtype<FloatTypes>(param.dtype(), "[adam_step_]", [&]<class T>() {
-    using A = acc_t<T>;
     T* p = ptr<T>(param);
     const T* g = ptr<T>(grad);
     T *m = ptr<T>(exp_avg), *v = ptr<T>(exp_avg_sq), *vmax = ptr<T>(max_exp_avg_sq);
-    const double bc1 = 1 - std::pow(h.beta1, h.step), bc2 = 1 - std::pow(h.beta2, h.step);
-    const A neg_step_size = static_cast<A>(-(h.lr / bc1)), bc2_sqrt = static_cast<A>(std::pow(bc2, 0.5));
-    const A w1 = static_cast<A>(1 - h.beta1), beta2 = static_cast<A>(h.beta2), w2 = static_cast<A>(1 - h.beta2);
-    const A eps = static_cast<A>(h.eps), wd = static_cast<A>(h.weight_decay), sign = h.maximize ? A(-1) : A(1);
-    const A decay = static_cast<A>(1 - h.lr * h.weight_decay);
+    const auto s = om::adam_scalars<acc_t<T>>(h);
+    const om::AdamFlags fl = om::adam_flags<acc_t<T>>(h);
     with_flags(
         [&](auto kCoupled, auto kDecoupled, auto kAmsgrad, auto kSmall) {
-          chunks(param.numel(), [=](int64_t lo, int64_t hi) {
-            adam_loop<T, decltype(kCoupled)::value, decltype(kDecoupled)::value, decltype(kAmsgrad)::value,
-                      decltype(kSmall)::value>(p, g, m, v, vmax, lo, hi, neg_step_size, bc2_sqrt, w1, beta2, w2, eps,
-                                               wd, decay, sign);
-          });
+          using F = om::AdamFlagsC<decltype(kCoupled)::value, decltype(kDecoupled)::value, decltype(kAmsgrad)::value,
+                                   decltype(kSmall)::value>;
+          chunks(param.numel(), [=](int64_t lo, int64_t hi) { adam_loop<T>(p, g, m, v, vmax, lo, hi, s, F{}); });
         },
-        h.weight_decay != 0 && !h.decoupled, h.weight_decay != 0 && h.decoupled, h.amsgrad, w1 < A(0.5));
+        fl.coupled, fl.decoupled, fl.amsgrad, fl.small);
   });
 }
 
 void rmsprop_step(const Tensor& param, const Tensor& grad, const Tensor& square_avg, const Tensor& grad_avg,
                   const Tensor& buf, const RmspropHyper& h) {
   visit_dtype<FloatTypes>(param.dtype(), "[rmsprop_step_]", [&]<class T>() {
-    using A = acc_t<T>;
     T* p = ptr<T>(param);
     const T* g = ptr<T>(grad);
     T *sq = ptr<T>(square_avg), *ga = ptr<T>(grad_avg), *b = ptr<T>(buf);
-    const A neg_lr = static_cast<A>(-h.lr), alpha = static_cast<A>(h.alpha), w = static_cast<A>(1 - h.alpha);
-    const A eps = static_cast<A>(h.eps), wd = static_cast<A>(h.weight_decay), mom = static_cast<A>(h.momentum);
-    const A sign = h.maximize ? A(-1) : A(1);
+    const auto s = om::rmsprop_scalars<acc_t<T>>(h);
+    const om::RmspropFlags fl = om::rmsprop_flags<acc_t<T>>(h);
     with_flags(
         [&](auto kWd, auto kCentered, auto kMom, auto kSmall) {
-          chunks(param.numel(), [=](int64_t lo, int64_t hi) {
-            rmsprop_loop<T, decltype(kWd)::value, decltype(kCentered)::value, decltype(kMom)::value,
-                         decltype(kSmall)::value>(p, g, sq, ga, b, lo, hi, neg_lr, alpha, w, eps, wd, mom, sign);
-          });
+          using F = om::RmspropFlagsC<decltype(kWd)::value, decltype(kCentered)::value, decltype(kMom)::value,
+                                      decltype(kSmall)::value>;
+          chunks(param.numel(), [=](int64_t lo, int64_t hi) { rmsprop_loop<T>(p, g, sq, ga, b, lo, hi, s, F{}); });
         },
-        h.weight_decay != 0, h.centered, h.momentum > 0, w < A(0.5));
+        fl.wd, fl.centered, fl.mom, fl.small);
   });
 }
 
 void adagrad_step(const Tensor& param, const Tensor& grad, const Tensor& sum, const AdagradHyper& h) {
   visit_dtype<FloatTypes>(param.dtype(), "[adagrad_step_]", [&]<class T>() {
-    using A = acc_t<T>;
     T* p = ptr<T>(param);
     const T* g = ptr<T>(grad);
-    T* s = ptr<T>(sum);
-    const A neg_clr = static_cast<A>(-(h.lr / (1 + (h.step - 1) * h.lr_decay)));
-    const A eps = static_cast<A>(h.eps), wd = static_cast<A>(h.weight_decay), sign = h.maximize ? A(-1) : A(1);
+    T* sm = ptr<T>(sum);
+    const auto s = om::adagrad_scalars<acc_t<T>>(h);
     with_flags(
         [&](auto kWd) {
-          chunks(param.numel(), [=](int64_t lo, int64_t hi) {
-            adagrad_loop<T, decltype(kWd)::value>(p, g, s, lo, hi, neg_clr, eps, wd, sign);
-          });
+          using F = om::AdagradFlagsC<decltype(kWd)::value>;
+          chunks(param.numel(), [=](int64_t lo, int64_t hi) { adagrad_loop<T>(p, g, sm, lo, hi, s, F{}); });
         },
-        h.weight_decay != 0);
+        om::adagrad_flags(h).wd);
   });
+}
+
+// The lists: the single-tensor loop per parameter (the same results as stepping them one by one).
+namespace {
+const Tensor& at(const TensorList& l, size_t j) {
+  static const Tensor none;
+  return l.empty() ? none : l[j];
+}
+}  // namespace
+
+void sgd_step_multi(const TensorList& params, const TensorList& grads, const TensorList& bufs, const SgdHyper& h) {
+  for (size_t j = 0; j < params.size(); ++j) cpu::sgd_step(params[j], grads[j], at(bufs, j), h);
+}
+void adam_step_multi(const TensorList& params, const TensorList& grads, const TensorList& exp_avgs,
+                     const TensorList& exp_avg_sqs, const TensorList& max_exp_avg_sqs, const AdamHyper& h) {
+  for (size_t j = 0; j < params.size(); ++j)
+    cpu::adam_step(params[j], grads[j], exp_avgs[j], exp_avg_sqs[j], at(max_exp_avg_sqs, j), h);
+}
+void rmsprop_step_multi(const TensorList& params, const TensorList& grads, const TensorList& square_avgs,
+                        const TensorList& grad_avgs, const TensorList& bufs, const RmspropHyper& h) {
+  for (size_t j = 0; j < params.size(); ++j)
+    cpu::rmsprop_step(params[j], grads[j], square_avgs[j], at(grad_avgs, j), at(bufs, j), h);
+}
+void adagrad_step_multi(const TensorList& params, const TensorList& grads, const TensorList& sums,
+                        const AdagradHyper& h) {
+  for (size_t j = 0; j < params.size(); ++j) cpu::adagrad_step(params[j], grads[j], sums[j], h);
+}
+
+Tensor multi_tensor_norm(const TensorList& tensors, double p, DType out_dtype) {
+  const bool inf = std::isinf(p);
+  double acc = 0;
+  for (const Tensor& t : tensors)
+    visit_dtype<FloatTypes>(t.dtype(), "[multi_tensor_norm]", [&]<class T>() {
+      const T* x = ptr<T>(t);
+      for (int64_t i = 0, n = t.numel(); i < n; ++i) {
+        const double a = std::abs(static_cast<double>(om::ld(x[i])));
+        if (inf)
+          acc = om::nan_max(a, acc);
+        else
+          acc += p == 2 ? a * a : std::pow(a, p);
+      }
+    });
+  const double v = inf ? acc : p == 2 ? std::sqrt(acc) : std::pow(acc, 1 / p);
+  Tensor out = make_tensor({}, kF64, kCPU);
+  *out.data_ptr<double>() = v;
+  return out.to(out_dtype);
 }
 
 }  // namespace cpu

@@ -11,39 +11,9 @@
 
 #include "kernels/cpu/loops.hpp"
 #include "kernels/nn.hpp"
+#include "kernels/nn_math.hpp"
 
 namespace ember::kernels {
-namespace {
-void check_cpu(const Tensor& t, const char* op) {
-  EMBER_CHECK(t.device().is_cpu(), DeviceError, "[", op, "] device ", t.device(), " is not supported in this build");
-}
-}  // namespace
-
-void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p) {
-  check_cpu(in, "max_pool2d");
-  cpu::max_pool2d(out, indices, in, p);
-}
-void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p) {
-  check_cpu(in, "avg_pool2d");
-  cpu::avg_pool2d(out, in, p);
-}
-void adaptive_avg_pool2d(const Tensor& out, const Tensor& in) {
-  check_cpu(in, "adaptive_avg_pool2d");
-  cpu::adaptive_avg_pool2d(out, in);
-}
-void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices) {
-  check_cpu(grad_in, "max_pool2d_backward");
-  cpu::max_pool2d_backward(grad_in, grad_out, indices);
-}
-void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p) {
-  check_cpu(grad_in, "avg_pool2d_backward");
-  cpu::avg_pool2d_backward(grad_in, grad_out, p);
-}
-void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out) {
-  check_cpu(grad_in, "adaptive_avg_pool2d_backward");
-  cpu::adaptive_avg_pool2d_backward(grad_in, grad_out);
-}
-
 namespace cpu {
 namespace {
 
@@ -82,14 +52,6 @@ void for_planes(int64_t planes, int64_t work_per_plane, F&& body) {
                     [&](const tbb::blocked_range<int64_t>& r) { chunk(r.begin(), r.end()); });
 }
 
-template <class A>
-constexpr A lowest() {
-  if constexpr (std::numeric_limits<A>::has_infinity)
-    return -std::numeric_limits<A>::infinity();
-  else
-    return std::numeric_limits<A>::lowest();
-}
-
 // Max pooling whose windows all lie inside the input (no padding, no ceil-mode overhang) over rows
 // of unit stride: for each output row, each window tap in turn is compared against a whole row of
 // running maxima, a select per element the compiler vectorises (the per-window loop branches on every
@@ -124,8 +86,7 @@ void max_pool_rows(const Tensor& out, const Tensor& indices, const Tensor& in, c
           }
           for (int64_t o = 0; o < ow_n; ++o) {
             const A v = load(r[o * str_w]);
-            bool take = v > b[o];
-            if constexpr (std::numeric_limits<A>::has_quiet_NaN) take = take | (v != v);
+            const bool take = pool_max_take(v, b[o]);
             b[o] = take ? v : b[o];
             t[o] = take ? id : t[o];
           }
@@ -157,22 +118,17 @@ void max_pool_impl(const Tensor& out, const Tensor& indices, const Tensor& in, c
     T* y = dst + plane * oh_n * ow_n;
     int64_t* yi = idx ? idx + plane * oh_n * ow_n : nullptr;
     for (int64_t oh = 0; oh < oh_n; ++oh) {
-      int64_t h0 = oh * str_h - pad_h;
-      const int64_t h1 = std::min(h0 + (kh - 1) * dh + 1, h);
-      while (h0 < 0) h0 += dh;
+      const auto [h0, h1] = max_pool_taps(oh, kh, str_h, pad_h, dh, h);
       for (int64_t ow = 0; ow < ow_n; ++ow) {
-        int64_t w0 = ow * str_w - pad_w;
-        const int64_t w1 = std::min(w0 + (kw - 1) * dw + 1, w);
-        while (w0 < 0) w0 += dw;
+        const auto [w0, w1] = max_pool_taps(ow, kw, str_w, pad_w, dw, w);
         // Ties keep the first position; a NaN wins and the last NaN's position is kept, as PyTorch.
-        A best = lowest<A>();
+        A best = pool_lowest<A>();
         int64_t best_i = h0 * w + w0;
         for (int64_t ih = h0; ih < h1; ih += dh) {
           const T* row = x + ih * sh;
           for (int64_t iw = w0; iw < w1; iw += dw) {
             const A v = load(row[iw * sw]);
-            bool take = v > best;
-            if constexpr (std::numeric_limits<A>::has_quiet_NaN) take = take | (v != v);
+            const bool take = pool_max_take(v, best);
             // Selects, not a branch: on data a branch would mispredict every other element.
             best = take ? v : best;
             best_i = take ? ih * w + iw : best_i;
@@ -198,34 +154,21 @@ void avg_pool_impl(const Tensor& out, const Tensor& in, const Pool2dParams& p) {
     for (int64_t oh = 0; oh < g.oh; ++oh) {
       // The window is clipped to input + padding first (its size is the count_include_pad divisor),
       // then to the input itself.
-      int64_t h0 = oh * p.stride[0] - ph;
-      int64_t h1 = std::min(h0 + kh, g.h + ph);
-      const int64_t pool_h = h1 - h0;
-      h0 = std::max<int64_t>(h0, 0);
-      h1 = std::min(h1, g.h);
+      const AvgWindow wh = avg_pool_window(oh, kh, p.stride[0], ph, g.h);
       for (int64_t ow = 0; ow < g.ow; ++ow) {
-        int64_t w0 = ow * p.stride[1] - pw;
-        int64_t w1 = std::min(w0 + kw, g.w + pw);
-        const int64_t pool_w = w1 - w0;
-        w0 = std::max<int64_t>(w0, 0);
-        w1 = std::min(w1, g.w);
-        if (h0 >= h1 || w0 >= w1) {
+        const AvgWindow ww = avg_pool_window(ow, kw, p.stride[1], pw, g.w);
+        if (wh.begin >= wh.end || ww.begin >= ww.end) {
           y[oh * g.ow + ow] = convert<T>(0);
           continue;
         }
         A sum = 0;
-        for (int64_t ih = h0; ih < h1; ++ih)
-          for (int64_t iw = w0; iw < w1; ++iw) sum += load(x[ih * g.sh + iw * g.sw]);
-        const int64_t divisor = p.count_include_pad ? pool_h * pool_w : (h1 - h0) * (w1 - w0);
-        y[oh * g.ow + ow] = convert<T>(sum / static_cast<A>(divisor));
+        for (int64_t ih = wh.begin; ih < wh.end; ++ih)
+          for (int64_t iw = ww.begin; iw < ww.end; ++iw) sum += load(x[ih * g.sh + iw * g.sw]);
+        y[oh * g.ow + ow] = convert<T>(sum / static_cast<A>(avg_pool_divisor(wh, ww, p.count_include_pad)));
       }
     }
   });
 }
-
-// PyTorch's adaptive bins: [floor(i * in / out), ceil((i + 1) * in / out)).
-inline int64_t bin_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
-inline int64_t bin_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
 
 template <class T>
 void adaptive_avg_impl(const Tensor& out, const Tensor& in) {
@@ -239,9 +182,9 @@ void adaptive_avg_impl(const Tensor& out, const Tensor& in) {
     const T* x = src + g.in_offset(plane);
     T* y = dst + plane * g.oh * g.ow;
     for (int64_t oh = 0; oh < g.oh; ++oh) {
-      const int64_t h0 = bin_start(oh, g.h, g.oh), h1 = bin_end(oh, g.h, g.oh);
+      const int64_t h0 = adaptive_start(oh, g.h, g.oh), h1 = adaptive_end(oh, g.h, g.oh);
       for (int64_t ow = 0; ow < g.ow; ++ow) {
-        const int64_t w0 = bin_start(ow, g.w, g.ow), w1 = bin_end(ow, g.w, g.ow);
+        const int64_t w0 = adaptive_start(ow, g.w, g.ow), w1 = adaptive_end(ow, g.w, g.ow);
         A sum = 0;
         for (int64_t ih = h0; ih < h1; ++ih)
           for (int64_t iw = w0; iw < w1; ++iw) sum += load(x[ih * g.sh + iw * g.sw]);
@@ -295,22 +238,13 @@ void avg_pool_backward_impl(const Tensor& grad_in, const Tensor& grad_out, const
   backward_planes<T>(grad_in, grad_out, oh_n * ow_n * kh * kw, [&](int64_t, auto go, auto* acc) {
     for (int64_t oh = 0; oh < oh_n; ++oh) {
       // The forward's windows and divisors (see avg_pool_impl).
-      int64_t h0 = oh * p.stride[0] - ph;
-      int64_t h1 = std::min(h0 + kh, h + ph);
-      const int64_t pool_h = h1 - h0;
-      h0 = std::max<int64_t>(h0, 0);
-      h1 = std::min(h1, h);
+      const AvgWindow wh = avg_pool_window(oh, kh, p.stride[0], ph, h);
       for (int64_t ow = 0; ow < ow_n; ++ow) {
-        int64_t w0 = ow * p.stride[1] - pw;
-        int64_t w1 = std::min(w0 + kw, w + pw);
-        const int64_t pool_w = w1 - w0;
-        w0 = std::max<int64_t>(w0, 0);
-        w1 = std::min(w1, w);
-        if (h0 >= h1 || w0 >= w1) continue;
-        const int64_t divisor = p.count_include_pad ? pool_h * pool_w : (h1 - h0) * (w1 - w0);
-        const A v = go(oh, ow) / static_cast<A>(divisor);
-        for (int64_t ih = h0; ih < h1; ++ih)
-          for (int64_t iw = w0; iw < w1; ++iw) acc[ih * w + iw] += v;
+        const AvgWindow ww = avg_pool_window(ow, kw, p.stride[1], pw, w);
+        if (wh.begin >= wh.end || ww.begin >= ww.end) continue;
+        const A v = go(oh, ow) / static_cast<A>(avg_pool_divisor(wh, ww, p.count_include_pad));
+        for (int64_t ih = wh.begin; ih < wh.end; ++ih)
+          for (int64_t iw = ww.begin; iw < ww.end; ++iw) acc[ih * w + iw] += v;
       }
     }
   });
@@ -324,9 +258,9 @@ void adaptive_avg_backward_impl(const Tensor& grad_in, const Tensor& grad_out) {
   const int64_t kw = (w + ow_n - 1) / std::max<int64_t>(ow_n, 1) + 1;
   backward_planes<T>(grad_in, grad_out, oh_n * ow_n * kh * kw, [&](int64_t, auto go, auto* acc) {
     for (int64_t oh = 0; oh < oh_n; ++oh) {
-      const int64_t h0 = bin_start(oh, h, oh_n), h1 = bin_end(oh, h, oh_n);
+      const int64_t h0 = adaptive_start(oh, h, oh_n), h1 = adaptive_end(oh, h, oh_n);
       for (int64_t ow = 0; ow < ow_n; ++ow) {
-        const int64_t w0 = bin_start(ow, w, ow_n), w1 = bin_end(ow, w, ow_n);
+        const int64_t w0 = adaptive_start(ow, w, ow_n), w1 = adaptive_end(ow, w, ow_n);
         const A v = go(oh, ow) / static_cast<A>((h1 - h0) * (w1 - w0));
         for (int64_t ih = h0; ih < h1; ++ih)
           for (int64_t iw = w0; iw < w1; ++iw) acc[ih * w + iw] += v;
@@ -358,7 +292,8 @@ void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p) {
 void adaptive_avg_pool2d(const Tensor& out, const Tensor& in) {
   visit_dtype<FloatTypes>(in.dtype(), "[adaptive_avg_pool2d]", [&]<class T>() { adaptive_avg_impl<T>(out, in); });
 }
-void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices) {
+void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
+                         const Pool2dParams&) {
   visit_dtype<FloatTypes>(grad_in.dtype(), "[max_pool2d_backward]",
                           [&]<class T>() { max_pool_backward_impl<T>(grad_in, grad_out, indices); });
 }

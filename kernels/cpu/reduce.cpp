@@ -21,61 +21,6 @@ void parallel_range_impl(int64_t n, int64_t grain, RangeFn fn, const void* ctx) 
                     [&](const tbb::blocked_range<int64_t>& r) { fn(ctx, r.begin(), r.end()); });
 }
 
-ReducePlan make_reduce_plan(const Tensor& out, const Tensor& in) {
-  struct Dim {
-    int64_t size, sin, sout;
-  };
-  std::vector<Dim> kept, red;
-  const int64_t es = static_cast<int64_t>(in.element_size());
-  for (int64_t d = 0; d < in.dim(); ++d) {
-    int64_t sz = in.shape()[d];
-    if (sz == 1) continue;
-    if (out.shape()[d] == 1)
-      red.push_back({sz, in.strides()[d] * es, 0});
-    else
-      kept.push_back({sz, in.strides()[d] * es, out.strides()[d]});
-  }
-  // Memory order (largest input stride outermost), then merge neighbours that form one stride.
-  auto by_stride = [](const Dim& a, const Dim& b) { return std::abs(a.sin) > std::abs(b.sin); };
-  std::stable_sort(kept.begin(), kept.end(), by_stride);
-  std::stable_sort(red.begin(), red.end(), by_stride);
-  auto coalesce = [](std::vector<Dim>& v) {
-    std::vector<Dim> r;
-    for (const Dim& d : v) {
-      if (!r.empty() && r.back().sin == d.sin * d.size && r.back().sout == d.sout * d.size) {
-        r.back() = {r.back().size * d.size, d.sin, d.sout};
-      } else {
-        r.push_back(d);
-      }
-    }
-    v = std::move(r);
-  };
-  coalesce(kept);
-  coalesce(red);
-  EMBER_CHECK(kept.size() <= kMaxDims && red.size() <= kMaxDims, ShapeError, "[reduce] input ", describe(in),
-              " has more than ", kMaxDims, " non-mergeable dims");
-  ReducePlan p;
-  p.in = static_cast<const char*>(in.raw_data());
-  for (const Dim& d : kept) {
-    p.ksize[p.nk] = d.size;
-    p.kin[p.nk] = d.sin;
-    p.kout[p.nk++] = d.sout;
-    p.M *= d.size;
-  }
-  for (const Dim& d : red) {
-    p.rsize[p.nr] = d.size;
-    p.rin[p.nr++] = d.sin;
-    p.N *= d.size;
-  }
-  p.outer = p.nk > 0 && (p.nr == 0 || std::abs(p.kin[p.nk - 1]) < std::abs(p.rin[p.nr - 1]));
-  if (p.nr == 0) {  // nothing to reduce: one element per output
-    p.rsize[0] = 1;
-    p.rin[0] = 0;
-    p.nr = 1;
-  }
-  return p;
-}
-
 namespace {
 
 // Walks the first n kept dims of a plan from a flat position, tracking input and output offsets.
@@ -273,8 +218,7 @@ struct VarF {
   bool root;
   template <class Out, class S, class C>
   Out fin(S s, C) const {
-    double v = s * scale;
-    return convert<Out>(root ? std::sqrt(v) : v);
+    return convert<Out>(var_fin(s, scale, root));
   }
 };
 
@@ -291,12 +235,7 @@ struct ArgReduce {
   In* values;
   int64_t* indices;
 
-  static bool better(A v, A cur) {
-    if constexpr (kMax)
-      return v > cur || (v != v && cur == cur);
-    else
-      return v < cur || (v != v && cur == cur);
-  }
+  static bool better(A v, A cur) { return arg_better<kMax>(v, cur); }
   State init() const { return {A{}, -1}; }
   void combine(State& a, const State& b) const {
     if (b.i >= 0 && (a.i < 0 || better(b.v, a.v))) a = b;
@@ -395,12 +334,7 @@ void cumulative_impl(const Tensor& out, const Tensor& in, int64_t dim) {
 }
 
 // ---------------------------------------------------------------- sort and topk
-// NaN orders as the largest value, as PyTorch.
-template <class K>
-bool key_less(K a, K b) {
-  return a < b || (a == a && b != b);
-}
-
+// NaN orders as the largest value, as PyTorch (key_less, sort_before: kernels/reduce_math.hpp).
 template <class T>
 void sort_impl(const Tensor& values, const Tensor& indices, const Tensor& in, int64_t dim, bool descending) {
   using K = acc_t<T>;
@@ -413,12 +347,10 @@ void sort_impl(const Tensor& values, const Tensor& indices, const Tensor& in, in
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t base = (b / l.inner) * l.n * l.inner + b % l.inner;
       for (int64_t i = 0; i < l.n; ++i) buf[i] = {to_acc<K>(x[base + i * l.inner]), i};
-      if (descending)
-        std::stable_sort(buf.begin(), buf.end(),
-                         [](const auto& a, const auto& c) { return key_less(c.first, a.first); });
-      else
-        std::stable_sort(buf.begin(), buf.end(),
-                         [](const auto& a, const auto& c) { return key_less(a.first, c.first); });
+      // (key, index) is a total order: std::sort gives the stable order
+      std::sort(buf.begin(), buf.end(), [descending](const auto& a, const auto& c) {
+        return sort_before(a.first, a.second, c.first, c.second, descending);
+      });
       for (int64_t i = 0; i < l.n; ++i) {
         v[base + i * l.inner] = convert<T>(buf[i].first);
         ix[base + i * l.inner] = buf[i].second;
@@ -437,9 +369,7 @@ void topk_impl(const Tensor& values, const Tensor& indices, const Tensor& in, in
   using Item = std::pair<K, int64_t>;
   // Ties go to the lower index, so results do not depend on the selection algorithm.
   auto first = [largest](const Item& a, const Item& b) {
-    bool ab = largest ? key_less(b.first, a.first) : key_less(a.first, b.first);
-    bool ba = largest ? key_less(a.first, b.first) : key_less(b.first, a.first);
-    return ab || (!ba && a.second < b.second);
+    return sort_before(a.first, a.second, b.first, b.second, largest);
   };
   parallel_items(l.outer * l.inner, l.n * 4, [&](int64_t b0, int64_t b1) {
     std::vector<Item> buf;
@@ -652,8 +582,7 @@ void logsumexp(const Tensor& out, const Tensor& in) {
     Tensor shift = make_tensor(out.shape(), dtype_of<A>());
     run_monoid<T, A, A, A, MaxM>(plan, shift, IdentT<A>{}, PlainF{});
     A* m = static_cast<A*>(shift.raw_data());
-    for (int64_t k = 0; k < shift.numel(); ++k)
-      if (std::isinf(m[k])) m[k] = 0;  // all -inf gives -inf, any +inf gives +inf, without inf - inf
+    for (int64_t k = 0; k < shift.numel(); ++k) m[k] = lse_shift(m[k]);
     run_monoid<T, A, double, T, AddM>(plan, out, ExpShiftT<A>{}, LogShiftF{}, m);
   });
 }

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "kernels/cpu/loops.hpp"
+#include "kernels/reduce_math.hpp"
+#include "kernels/reduce_plan.hpp"
 #include "kernels/vec_math.hpp"
 
 namespace ember::kernels::cpu {
@@ -28,17 +30,8 @@ void parallel_range(int64_t n, int64_t grain, const F& f) {
       n, grain, [](const void* c, int64_t b, int64_t e) { (*static_cast<const F*>(c))(b, e); }, &f);
 }
 
-struct ReducePlan {
-  int nk = 0, nr = 0;
-  int64_t ksize[kMaxDims], kin[kMaxDims], kout[kMaxDims];  // kept dims, outer to inner (in: bytes, out: elements)
-  int64_t rsize[kMaxDims], rin[kMaxDims];                  // reduced dims, outer to inner (bytes)
-  int64_t M = 1, N = 1;                                    // outputs; reduced elements per output
-  bool outer = false;  // the innermost input dim is kept: accumulate whole output rows
-  const char* in = nullptr;
-};
-
-// `out` has in's rank with size 1 on the reduced dims (a dim of size 1 in `in` is never "reduced").
-ReducePlan make_reduce_plan(const Tensor& out, const Tensor& in);
+// ReducePlan and make_reduce_plan live in kernels/reduce_plan.hpp (the CUDA kernels share them).
+static_assert(kReduceMaxDims == kMaxDims);
 
 // An op seen by the engine's drivers: its state is opaque bytes, its row/column folds and output
 // writes are reached through this table, so the drivers (odometers, splitting, threading) are
@@ -93,73 +86,7 @@ void run_reduce(const ReducePlan& p, const Op& op) {
 
 // ---------------------------------------------------------------- monoids, transforms, finalisers
 
-// Max/min propagate NaN: once a NaN is seen it sticks (v != v is false for integers).
-struct AddM {
-  template <class A>
-  static A identity() {
-    return A(0);
-  }
-  template <class A>
-  static A op(A a, A b) {
-    return a + b;
-  }
-};
-struct MulM {
-  template <class A>
-  static A identity() {
-    return A(1);
-  }
-  template <class A>
-  static A op(A a, A b) {
-    return a * b;
-  }
-};
-struct MaxM {
-  template <class A>
-  static A identity() {
-    if constexpr (std::numeric_limits<A>::has_infinity)
-      return -std::numeric_limits<A>::infinity();
-    else
-      return std::numeric_limits<A>::lowest();
-  }
-  template <class A>
-  static A op(A a, A b) {
-    return (b > a || b != b) ? b : a;
-  }
-};
-struct MinM {
-  template <class A>
-  static A identity() {
-    if constexpr (std::numeric_limits<A>::has_infinity)
-      return std::numeric_limits<A>::infinity();
-    else
-      return std::numeric_limits<A>::max();
-  }
-  template <class A>
-  static A op(A a, A b) {
-    return (b < a || b != b) ? b : a;
-  }
-};
-struct AndM {
-  template <class A>
-  static A identity() {
-    return true;
-  }
-  template <class A>
-  static A op(A a, A b) {
-    return a && b;
-  }
-};
-struct OrM {
-  template <class A>
-  static A identity() {
-    return false;
-  }
-  template <class A>
-  static A op(A a, A b) {
-    return a || b;
-  }
-};
+// The monoids (AddM, MulM, MaxM, MinM, AndM, OrM) are in kernels/reduce_math.hpp.
 
 struct NoCenter {};
 
@@ -200,15 +127,14 @@ template <class Acc>
 struct AbsT {
   template <class In, class C>
   Acc operator()(In x, C) const {
-    return std::abs(to_acc<Acc>(x));
+    return abs_term(to_acc<Acc>(x));
   }
 };
 template <class Acc>
 struct SquareT {
   template <class In, class C>
   Acc operator()(In x, C) const {
-    Acc v = to_acc<Acc>(x);
-    return v * v;
+    return square_term(to_acc<Acc>(x));
   }
 };
 template <class Acc>
@@ -216,14 +142,14 @@ struct PowAbsT {
   Acc p;
   template <class In, class C>
   Acc operator()(In x, C) const {
-    return std::pow(std::abs(to_acc<Acc>(x)), p);
+    return pow_abs_term(to_acc<Acc>(x), p);
   }
 };
 template <class Acc>
 struct NonZeroT {
   template <class In, class C>
   Acc operator()(In x, C) const {
-    return static_cast<Acc>(to_acc<acc_t<In>>(x) != acc_t<In>(0));
+    return nonzero_term<Acc>(to_acc<acc_t<In>>(x));
   }
 };
 // (x - mean)^2 around a per-output centre.
@@ -232,8 +158,7 @@ struct SqDevT {
   using Center = Acc;
   template <class In>
   Acc operator()(In x, Acc c) const {
-    Acc d = to_acc<Acc>(x) - c;
-    return d * d;
+    return sq_dev_term(to_acc<Acc>(x), c);
   }
 };
 // exp(x - max) around a per-output centre.
@@ -256,27 +181,27 @@ struct ScaleF {
   double scale;
   template <class Out, class S, class C>
   Out fin(S s, C) const {
-    return convert<Out>(s * scale);
+    return convert<Out>(scale_fin(s, scale));
   }
 };
 struct SqrtF {
   double scale;
   template <class Out, class S, class C>
   Out fin(S s, C) const {
-    return convert<Out>(std::sqrt(s * scale));
+    return convert<Out>(sqrt_fin(s, scale));
   }
 };
 struct RootF {
   double inv_p;
   template <class Out, class S, class C>
   Out fin(S s, C) const {
-    return convert<Out>(std::pow(s, inv_p));
+    return convert<Out>(root_fin(s, inv_p));
   }
 };
 struct LogShiftF {
   template <class Out, class S, class C>
   Out fin(S s, C c) const {
-    return convert<Out>(static_cast<double>(c) + std::log(static_cast<double>(s)));
+    return convert<Out>(log_shift_fin(static_cast<double>(s), static_cast<double>(c)));
   }
 };
 

@@ -1,38 +1,190 @@
-// The CUDA caching allocator, one per device: sizes round up to 512 B below 1 MiB and to 2 MiB
-// multiples above, freed blocks wait in per-size free lists for reuse (cudaMalloc and cudaFree
-// synchronise the device, so a training step must not call them), and an allocation that fails
-// releases the cache and retries before raising OutOfMemoryError.
+// The CUDA caching allocators. Device memory: one BlockPool (kernels/block_pool.hpp: best-fit split
+// and merge over cudaMalloc'd segments, one pool per stream) per device, because cudaMalloc and
+// cudaFree synchronise the device and a training step must not call them. A block is handed out for
+// work on the current stream; one also used on other streams (record_stream) waits, once freed, for
+// events on those streams before it is reused. Pinned host memory: cudaHostAlloc'd blocks cached by
+// size, held back after a free until the async copies that use them are done.
+#include <map>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
 
 #include "core/error.hpp"
+#include "kernels/block_pool.hpp"
 #include "kernels/cuda/runtime.hpp"
 
 namespace ember::kernels::cuda {
 namespace {
 
-constexpr size_t kSmallStep = 512;
-constexpr size_t kSmallLimit = size_t{1} << 20;
-constexpr size_t kLargeStep = size_t{2} << 20;
+// A freed block that waits for work queued on other streams.
+struct Pending {
+  void* ptr;
+  std::vector<cudaEvent_t> events;
+};
 
-size_t round_size(size_t n) {
-  if (n == 0) n = 1;
-  if (n < kSmallLimit) return (n + kSmallStep - 1) / kSmallStep * kSmallStep;
-  return (n + kLargeStep - 1) / kLargeStep * kLargeStep;
+bool all_done(const std::vector<cudaEvent_t>& events) {
+  for (cudaEvent_t e : events) {
+    cudaError_t r = cudaEventQuery(e);
+    if (r == cudaErrorNotReady) {
+      cudaGetLastError();
+      return false;
+    }
+    EMBER_CUDA_CHECK(r);
+  }
+  return true;
 }
 
-// All work runs on the device's legacy default stream (runtime.hpp), so a block freed by a tensor
-// may be handed out again at once: any later use is ordered after the kernels that used it.
 class CudaCachingAllocator final : public Allocator {
  public:
-  explicit CudaCachingAllocator(int device) : device_(device) {}
+  explicit CudaCachingAllocator(int device)
+      : device_(device),
+        pool_(
+            [this](size_t n) -> void* {
+              DeviceGuard g(device_);
+              void* p = nullptr;
+              cudaError_t err = cudaMalloc(&p, n);
+              if (err == cudaErrorMemoryAllocation) {
+                cudaGetLastError();
+                return nullptr;
+              }
+              EMBER_CUDA_CHECK(err);
+              return p;
+            },
+            [this](void* p) {
+              DeviceGuard g(device_);
+              EMBER_CUDA_CHECK(cudaFree(p));
+            }) {}
 
   void* allocate(size_t nbytes) override {
-    size_t sz = round_size(nbytes);
+    const cudaStream_t stream = current_stream(device_);
+    std::lock_guard lock(mu_);
+    ++allocations_;
+    collect_pending_locked(false);
+    void* p = pool_.allocate(nbytes, reinterpret_cast<uintptr_t>(stream));
+    if (p == nullptr && !pending_.empty()) {  // wait for the held-back blocks, then try again
+      collect_pending_locked(true);
+      pool_.release_cached();
+      p = pool_.allocate(nbytes, reinterpret_cast<uintptr_t>(stream));
+    }
+    if (p == nullptr) throw_oom_locked(nbytes);
+    peak_ = std::max(peak_, pool_.stats().allocated_bytes);
+    return p;
+  }
+
+  void deallocate(void* p, size_t /*nbytes*/) override {
+    if (!p) return;
+    std::lock_guard lock(mu_);
+    auto it = uses_.find(p);
+    if (it == uses_.end()) {
+      pool_.free(p);  // used on its own stream only: later work there is ordered after the last use
+      return;
+    }
+    Pending pend{p, {}};
+    DeviceGuard g(device_);
+    for (cudaStream_t s : it->second) {
+      cudaEvent_t e = nullptr;
+      EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      EMBER_CUDA_CHECK(cudaEventRecord(e, s));
+      pend.events.push_back(e);
+    }
+    uses_.erase(it);
+    pending_.push_back(std::move(pend));
+  }
+
+  void record_stream(void* p, cudaStream_t stream) {
+    std::lock_guard lock(mu_);
+    EMBER_CHECK(pool_.block_size(p) > 0, ValueError,
+                "[record_stream] the pointer is not the start of a block of this device's allocator");
+    if (reinterpret_cast<uintptr_t>(stream) == pool_.block_stream(p)) return;
+    auto& v = uses_[p];
+    for (cudaStream_t s : v)
+      if (s == stream) return;
+    v.push_back(stream);
+  }
+
+  MemoryStats stats() const override {
+    std::lock_guard lock(mu_);
+    const BlockPoolStats& s = pool_.stats();
+    MemoryStats m;
+    m.current_bytes = s.allocated_bytes;
+    m.peak_bytes = peak_;
+    m.reserved_bytes = s.reserved_bytes;
+    m.cached_bytes = s.reserved_bytes - s.allocated_bytes;
+    m.allocations = allocations_;
+    m.system_allocations = s.system_allocations;
+    return m;
+  }
+  void reset_peak() override {
+    std::lock_guard lock(mu_);
+    peak_ = pool_.stats().allocated_bytes;
+  }
+  void empty_cache() override {
+    std::lock_guard lock(mu_);
+    collect_pending_locked(true);
+    pool_.release_cached();
+  }
+
+ private:
+  // Frees the held-back blocks whose events have completed (all of them, waiting, when wait is set).
+  void collect_pending_locked(bool wait) {
+    for (size_t i = 0; i < pending_.size();) {
+      Pending& p = pending_[i];
+      if (wait)
+        for (cudaEvent_t e : p.events) EMBER_CUDA_CHECK(cudaEventSynchronize(e));
+      if (wait || all_done(p.events)) {
+        for (cudaEvent_t e : p.events) cudaEventDestroy(e);
+        pool_.free(p.ptr);
+        pending_[i] = std::move(pending_.back());
+        pending_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+  }
+
+  [[noreturn]] void throw_oom_locked(size_t nbytes) {
+    size_t free_b = 0, total_b = 0;
+    {
+      DeviceGuard g(device_);
+      cudaMemGetInfo(&free_b, &total_b);
+      cudaGetLastError();
+    }
+    const BlockPoolStats& s = pool_.stats();
+    throw OutOfMemoryError(detail::cat_str(
+        "[cuda allocator] out of memory on cuda:", device_, " allocating ", nbytes, " bytes (in use by tensors: ",
+        s.allocated_bytes, " bytes, cached by the allocator: ", s.reserved_bytes - s.allocated_bytes,
+        " bytes, peak in use: ", peak_, " bytes, device free: ", free_b, " of ", total_b,
+        " bytes); the cache was released before this error"));
+  }
+
+  int device_;
+  mutable std::mutex mu_;
+  BlockPool pool_;
+  std::unordered_map<void*, std::vector<cudaStream_t>> uses_;  // streams besides the allocation stream
+  std::vector<Pending> pending_;
+  int64_t allocations_ = 0;
+  int64_t peak_ = 0;
+};
+
+std::vector<std::unique_ptr<CudaCachingAllocator>>& device_allocators() {
+  // Never destroyed: tensors may outlive static teardown, and cudaFree after the runtime unloads fails.
+  static auto* allocators = [] {
+    auto* v = new std::vector<std::unique_ptr<CudaCachingAllocator>>();
+    for (int d = 0; d < device_count(); ++d) v->push_back(std::make_unique<CudaCachingAllocator>(d));
+    return v;
+  }();
+  return *allocators;
+}
+
+// Pinned host blocks by exact rounded size; a freed block with copies in flight waits on their events.
+class PinnedAllocator final : public Allocator {
+ public:
+  void* allocate(size_t nbytes) override {
+    const size_t sz = BlockPool::round_size(nbytes);
     std::lock_guard lock(mu_);
     ++stats_.allocations;
+    collect_locked();
     void* p = nullptr;
     auto it = free_.find(sz);
     if (it != free_.end() && !it->second.empty()) {
@@ -40,40 +192,64 @@ class CudaCachingAllocator final : public Allocator {
       it->second.pop_back();
       stats_.cached_bytes -= static_cast<int64_t>(sz);
     } else {
-      DeviceGuard g(device_);
-      cudaError_t err = cudaMalloc(&p, sz);
+      cudaError_t err = cudaHostAlloc(&p, sz, cudaHostAllocDefault);
       if (err == cudaErrorMemoryAllocation) {
         cudaGetLastError();
-        release_all_locked();
-        err = cudaMalloc(&p, sz);
+        release_locked();
+        err = cudaHostAlloc(&p, sz, cudaHostAllocDefault);
       }
       if (err == cudaErrorMemoryAllocation) {
         cudaGetLastError();
-        size_t free_b = 0, total_b = 0;
-        cudaMemGetInfo(&free_b, &total_b);
-        cudaGetLastError();
-        throw OutOfMemoryError(detail::cat_str("[cuda allocator] out of memory on cuda:", device_, " allocating ",
-                                               nbytes, " bytes (in use: ", stats_.current_bytes,
-                                               " bytes, peak: ", stats_.peak_bytes, " bytes, device free: ", free_b,
-                                               " of ", total_b, " bytes)"));
+        throw OutOfMemoryError(detail::cat_str("[pin_memory] cannot pin ", nbytes, " bytes of host memory (pinned in use: ",
+                                               stats_.current_bytes, " bytes)"));
       }
       EMBER_CUDA_CHECK(err);
       ++stats_.system_allocations;
     }
+    size_of_[p] = sz;
     stats_.current_bytes += static_cast<int64_t>(sz);
     stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.current_bytes);
     stats_.reserved_bytes = stats_.current_bytes + stats_.cached_bytes;
     return p;
   }
 
-  void deallocate(void* p, size_t nbytes) override {
+  void deallocate(void* p, size_t /*nbytes*/) override {
     if (!p) return;
-    size_t sz = round_size(nbytes);
     std::lock_guard lock(mu_);
-    free_[sz].push_back(p);
+    const size_t sz = size_of_.at(p);
+    size_of_.erase(p);
     stats_.current_bytes -= static_cast<int64_t>(sz);
     stats_.cached_bytes += static_cast<int64_t>(sz);
     stats_.reserved_bytes = stats_.current_bytes + stats_.cached_bytes;
+    auto it = uses_.find(p);
+    if (it == uses_.end()) {
+      free_[sz].push_back(p);
+      return;
+    }
+    pending_.push_back({p, std::move(it->second)});
+    pending_size_[p] = sz;
+    uses_.erase(it);
+  }
+
+  bool owns(const void* p) {
+    std::lock_guard lock(mu_);
+    // A pointer inside a block counts too (a view's data pointer).
+    auto it = size_of_.upper_bound(const_cast<void*>(p));
+    if (it == size_of_.begin()) return false;
+    --it;
+    return static_cast<const char*>(p) < static_cast<const char*>(it->first) + it->second;
+  }
+
+  void record_use(void* p, int device, cudaStream_t stream) {
+    std::lock_guard lock(mu_);
+    auto it = size_of_.upper_bound(p);
+    EMBER_CHECK(it != size_of_.begin(), ValueError, "[pin_memory] not a pinned block");
+    --it;
+    DeviceGuard g(device);
+    cudaEvent_t e = nullptr;
+    EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    EMBER_CUDA_CHECK(cudaEventRecord(e, stream));
+    uses_[it->first].push_back(e);
   }
 
   MemoryStats stats() const override {
@@ -86,36 +262,67 @@ class CudaCachingAllocator final : public Allocator {
   }
   void empty_cache() override {
     std::lock_guard lock(mu_);
-    release_all_locked();
+    collect_locked();
+    release_locked();
   }
 
  private:
-  void release_all_locked() {
-    DeviceGuard g(device_);
+  void collect_locked() {
+    for (size_t i = 0; i < pending_.size();) {
+      if (all_done(pending_[i].events)) {
+        for (cudaEvent_t e : pending_[i].events) cudaEventDestroy(e);
+        void* p = pending_[i].ptr;
+        free_[pending_size_.at(p)].push_back(p);
+        pending_size_.erase(p);
+        pending_[i] = std::move(pending_.back());
+        pending_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+  }
+  void release_locked() {
     for (auto& [sz, blocks] : free_)
-      for (void* p : blocks) EMBER_CUDA_CHECK(cudaFree(p));
+      for (void* p : blocks) {
+        EMBER_CUDA_CHECK(cudaFreeHost(p));
+        stats_.cached_bytes -= static_cast<int64_t>(sz);
+      }
     free_.clear();
-    stats_.cached_bytes = 0;
-    stats_.reserved_bytes = stats_.current_bytes;
+    stats_.reserved_bytes = stats_.current_bytes + stats_.cached_bytes;
   }
 
-  int device_;
   mutable std::mutex mu_;
+  std::map<void*, size_t> size_of_;  // live blocks, ordered for the inside-a-block lookup
   std::unordered_map<size_t, std::vector<void*>> free_;
+  std::unordered_map<void*, std::vector<cudaEvent_t>> uses_;
+  std::vector<Pending> pending_;
+  std::unordered_map<void*, size_t> pending_size_;
   MemoryStats stats_;
 };
+
+PinnedAllocator& pinned() {
+  static auto* a = new PinnedAllocator();  // never destroyed, as the device allocators
+  return *a;
+}
 
 }  // namespace
 
 Allocator& allocator(int device) {
   int index = device_index(Device(Device::Kind::CUDA, device), "cuda allocator");
-  // Never destroyed: tensors may outlive static teardown, and cudaFree after the runtime unloads fails.
-  static auto* allocators = [] {
-    auto* v = new std::vector<std::unique_ptr<CudaCachingAllocator>>();
-    for (int d = 0; d < device_count(); ++d) v->push_back(std::make_unique<CudaCachingAllocator>(d));
-    return v;
-  }();
-  return *(*allocators)[static_cast<size_t>(index)];
+  return *device_allocators()[static_cast<size_t>(index)];
 }
+
+void record_stream(int device, void* ptr, void* stream) {
+  int index = device_index(Device(Device::Kind::CUDA, device), "record_stream");
+  device_allocators()[static_cast<size_t>(index)]->record_stream(
+      ptr, stream == nullptr ? cudaStreamLegacy : static_cast<cudaStream_t>(stream));
+}
+
+Allocator& pinned_allocator() {
+  EMBER_CHECK(device_count() > 0, DeviceError, "[pin_memory] pinned memory needs a CUDA device, and none is available");
+  return pinned();
+}
+bool is_pinned(const void* host_ptr) { return device_count() > 0 && pinned().owns(host_ptr); }
+void record_host_use(void* host_ptr, int device, cudaStream_t stream) { pinned().record_use(host_ptr, device, stream); }
 
 }  // namespace ember::kernels::cuda

@@ -1,5 +1,7 @@
 // CUDA runtime glue: error reporting, device discovery (no driver means no devices, not an error),
-// device guards, synchronisation and byte copies between any two devices.
+// device guards, each thread's current stream, streams and events, synchronisation and byte copies
+// between any two devices.
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.hpp"
@@ -7,7 +9,26 @@
 
 namespace ember::kernels::cuda {
 
+namespace {
+// EMBER_CUDA_SYNC=1: every launch check also waits for the kernel, so an error names the launch site.
+bool sync_after_launch() {
+  static const bool on = [] {
+    const char* v = std::getenv("EMBER_CUDA_SYNC");
+    return v != nullptr && std::strcmp(v, "0") != 0 && *v != '\0';
+  }();
+  return on;
+}
+}  // namespace
+
 void check_error(cudaError_t err, const char* expr, const char* file, int line) {
+  if (err == cudaSuccess && sync_after_launch() && std::strcmp(expr, "cudaGetLastError()") == 0) {
+    err = cudaDeviceSynchronize();
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      throw Error(detail::cat_str("[cuda] the kernel launched at ", file, ":", line,
+                                  " failed (EMBER_CUDA_SYNC=1): ", cudaGetErrorName(err), ": ", cudaGetErrorString(err)));
+    }
+  }
   if (err == cudaSuccess) return;
   cudaGetLastError();  // clear a non-sticky error so later calls start clean
   throw Error(detail::cat_str("[cuda] ", expr, " failed at ", file, ":", line, ": ", cudaGetErrorName(err), ": ",
@@ -44,6 +65,88 @@ DeviceGuard::~DeviceGuard() {
   if (prev_ != cur_) cudaSetDevice(prev_);
 }
 
+namespace {
+constexpr int kMaxDevices = 64;
+// nullptr: the legacy default stream.
+thread_local cudaStream_t tl_current[kMaxDevices] = {};
+cudaStream_t as_stream(void* s) { return s == nullptr ? cudaStreamLegacy : static_cast<cudaStream_t>(s); }
+}  // namespace
+
+cudaStream_t current_stream(int device) {
+  cudaStream_t s = device >= 0 && device < kMaxDevices ? tl_current[device] : nullptr;
+  return s == nullptr ? cudaStreamLegacy : s;
+}
+void* current_stream_handle(int device) {
+  device_index(Device(Device::Kind::CUDA, device), "Stream");
+  return tl_current[device];
+}
+void set_current_stream_handle(int device, void* stream) {
+  device_index(Device(Device::Kind::CUDA, device), "StreamGuard");
+  EMBER_CHECK(device < kMaxDevices, DeviceError, "[StreamGuard] device index ", device, " too large");
+  tl_current[device] = static_cast<cudaStream_t>(stream);
+}
+
+void* stream_create(int device, int priority) {
+  DeviceGuard g(device_index(Device(Device::Kind::CUDA, device), "Stream"));
+  cudaStream_t s = nullptr;
+  // Non-blocking: no implicit ordering against the legacy default stream; events order the work.
+  EMBER_CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, priority));
+  return s;
+}
+void stream_destroy(int device, void* stream) {
+  if (stream == nullptr) return;
+  DeviceGuard g(device);
+  cudaStreamDestroy(static_cast<cudaStream_t>(stream));  // no throw: called from destructors
+}
+void stream_synchronize(int device, void* stream) {
+  DeviceGuard g(device);
+  EMBER_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
+}
+bool stream_query(int device, void* stream) {
+  DeviceGuard g(device);
+  cudaError_t e = cudaStreamQuery(as_stream(stream));
+  if (e == cudaErrorNotReady) {
+    cudaGetLastError();
+    return false;
+  }
+  EMBER_CUDA_CHECK(e);
+  return true;
+}
+void stream_wait_event(int device, void* stream, void* event) {
+  DeviceGuard g(device);
+  EMBER_CUDA_CHECK(cudaStreamWaitEvent(as_stream(stream), static_cast<cudaEvent_t>(event), 0));
+}
+void* event_create(int device, bool timing) {
+  DeviceGuard g(device_index(Device(Device::Kind::CUDA, device), "Event"));
+  cudaEvent_t e = nullptr;
+  EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&e, timing ? cudaEventDefault : cudaEventDisableTiming));
+  return e;
+}
+void event_destroy(int device, void* event) {
+  if (event == nullptr) return;
+  DeviceGuard g(device);
+  cudaEventDestroy(static_cast<cudaEvent_t>(event));
+}
+void event_record(int device, void* event, void* stream) {
+  DeviceGuard g(device);
+  EMBER_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), as_stream(stream)));
+}
+void event_synchronize(void* event) { EMBER_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event))); }
+bool event_query(void* event) {
+  cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(event));
+  if (e == cudaErrorNotReady) {
+    cudaGetLastError();
+    return false;
+  }
+  EMBER_CUDA_CHECK(e);
+  return true;
+}
+float event_elapsed_ms(void* start, void* end) {
+  float ms = 0;
+  EMBER_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)));
+  return ms;
+}
+
 void synchronize(int device) {
   if (device >= 0) {
     DeviceGuard g(device_index(Device(Device::Kind::CUDA, device), "synchronize"));
@@ -72,12 +175,29 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     EMBER_CUDA_CHECK(cudaDeviceSynchronize());
     return;
   }
+  // On the current stream (which may not be the legacy one), then waited for when the host is involved.
   int dev = dst_device.is_cuda() ? device_index(dst_device, "to") : device_index(src_device, "to");
   DeviceGuard g(dev);
   cudaMemcpyKind kind = dst_device.is_cpu()   ? cudaMemcpyDeviceToHost
                         : src_device.is_cpu() ? cudaMemcpyHostToDevice
                                               : cudaMemcpyDeviceToDevice;
-  EMBER_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, kind));
+  cudaStream_t stream = current_stream(dev);
+  EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, kind, stream));
+  if (kind != cudaMemcpyDeviceToDevice) EMBER_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void copy_bytes_async(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
+  if (nbytes == 0) return;
+  EMBER_CHECK(dst_device.is_cuda() != src_device.is_cuda(), DeviceError,
+              "[to] a non-blocking copy goes between the host and a CUDA device, not ", src_device, " -> ", dst_device);
+  const void* host = dst_device.is_cpu() ? dst : src;
+  EMBER_CHECK(is_pinned(host), DeviceError, "[to] a non-blocking copy needs pinned host memory (Tensor::pin_memory)");
+  int dev = dst_device.is_cuda() ? device_index(dst_device, "to") : device_index(src_device, "to");
+  DeviceGuard g(dev);
+  cudaStream_t stream = current_stream(dev);
+  EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, dst_device.is_cpu() ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice,
+                                   stream));
+  record_host_use(const_cast<void*>(host), dev, stream);
 }
 
 }  // namespace ember::kernels::cuda

@@ -15,9 +15,12 @@ namespace ember::kernels::cuda {
 
 void check_error(cudaError_t err, const char* expr, const char* file, int line);
 
-// Work goes to the legacy default stream of each device: it orders every kernel and cudaMemcpy on the
-// device, so the caching allocator can reuse a freed block at once and host copies need no extra sync.
-inline cudaStream_t current_stream(int /*device*/) { return cudaStreamLegacy; }
+// The stream this thread's work on `device` goes to: the legacy default stream unless a StreamGuard
+// (core/stream.hpp) made another current. Kernels, library calls and copies all take it.
+cudaStream_t current_stream(int device);
+
+// The pinned host block at host_ptr is in use by queued work on `stream` of `device` (allocator.cu).
+void record_host_use(void* host_ptr, int device, cudaStream_t stream);
 
 // Checks that d is a CUDA device of this machine and returns its index.
 int device_index(Device d, const char* op);

@@ -1,4 +1,5 @@
-// Adagrad: the fused CPU kernel (core/ops/optim.hpp) or PyTorch's single-tensor update in in-place ops.
+// Adagrad: the fused kernels (core/ops/optim.hpp; multi-tensor launches on CUDA) or PyTorch's
+// single-tensor update in in-place ops.
 #include "nn/optim/adagrad.hpp"
 
 #include <cmath>
@@ -37,6 +38,7 @@ void Adagrad::group_added(size_t group) {
 
 void Adagrad::step_group(size_t group) {
   const AdagradOptions& o = options_[group];
+  std::vector<detail::FusedBatch<3>> batches;  // keyed by the step count (the decayed lr)
   for (size_t i = 0; i < params_[group].size(); ++i) {
     Tensor param = params_[group][i];
     const Tensor grad = param.grad();
@@ -47,13 +49,10 @@ void Adagrad::step_group(size_t group) {
     s.step += 1;
 
     if (o.fused && fused_step_supported(param, {&grad, &s.sum})) {
-      adagrad_step_(param, grad, s.sum,
-                    {.lr = o.lr,
-                     .lr_decay = o.lr_decay,
-                     .weight_decay = o.weight_decay,
-                     .eps = o.eps,
-                     .maximize = o.maximize,
-                     .step = s.step});
+      auto& lists = detail::fused_batch(batches, param, s.step);
+      lists[0].push_back(param);
+      lists[1].push_back(grad);
+      lists[2].push_back(s.sum);
       continue;
     }
     Tensor g = o.maximize ? grad.neg() : grad;
@@ -64,6 +63,14 @@ void Adagrad::step_group(size_t group) {
     std.add_(o.eps);
     param.addcdiv_(g, std, -clr);
   }
+  for (const auto& b : batches)
+    adagrad_step_multi_(b.lists[0], b.lists[1], b.lists[2],
+                        {.lr = o.lr,
+                         .lr_decay = o.lr_decay,
+                         .weight_decay = o.weight_decay,
+                         .eps = o.eps,
+                         .maximize = o.maximize,
+                         .step = b.key});
 }
 
 }  // namespace ember::optim

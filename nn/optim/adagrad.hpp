@@ -12,7 +12,7 @@ struct AdagradOptions {
   double initial_accumulator_value = 0;
   double eps = 1e-10;
   bool maximize = false;
-  bool fused = true;  // the one-pass CPU kernel where it applies; false: in-place tensor ops (as on CUDA)
+  bool fused = true;  // the one-pass kernels (multi-tensor on CUDA) where they apply; false: in-place ops
 
   template <class F>
   void visit(F&& f) {

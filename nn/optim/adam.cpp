@@ -1,5 +1,5 @@
-// Adam and AdamW share one update: the fused CPU kernel (core/ops/optim.hpp) or PyTorch's single-tensor
-// form in in-place ops.
+// Adam and AdamW share one update: the fused kernels (core/ops/optim.hpp; multi-tensor launches on CUDA,
+// parameters batched by step count) or PyTorch's single-tensor form in in-place ops.
 #include "nn/optim/adam.hpp"
 
 #include <cmath>
@@ -22,19 +22,18 @@ void validate_adam(const O& o, const std::string& prefix) {
   EMBER_CHECK(o.weight_decay >= 0, ValueError, prefix, "Invalid weight_decay value: ", o.weight_decay);
 }
 
-void adam_update(Tensor param, const Tensor& grad, AdamState& s, const AdamStepArgs& a, bool fused) {
+// The state a step needs, made on first use; counts the step.
+void adam_prepare(const Tensor& param, AdamState& s, bool amsgrad) {
   if (!s.exp_avg.defined()) {
     s.exp_avg = zeros_like(param);
     s.exp_avg_sq = zeros_like(param);
   }
-  if (a.amsgrad && !s.max_exp_avg_sq.defined()) s.max_exp_avg_sq = zeros_like(param);
+  if (amsgrad && !s.max_exp_avg_sq.defined()) s.max_exp_avg_sq = zeros_like(param);
   s.step += 1;
-  AdamStepArgs args = a;
-  args.step = s.step;
-  const Tensor& vmax = a.amsgrad ? s.max_exp_avg_sq : Tensor();
-  if (fused && fused_step_supported(param, {&grad, &s.exp_avg, &s.exp_avg_sq, &vmax}))
-    return adam_step_(param, grad, s.exp_avg, s.exp_avg_sq, vmax, args);
+}
 
+// PyTorch's single-tensor form in in-place ops (where the fused kernels don't apply).
+void adam_composite(Tensor param, const Tensor& grad, AdamState& s, const AdamStepArgs& a) {
   Tensor g = a.maximize ? grad.neg() : grad;
   if (a.weight_decay != 0) {
     if (a.decoupled)
@@ -90,13 +89,32 @@ void AdamFamily<Options>::step_group(size_t group) {
   const Options& o = this->options_[group];
   bool decoupled = true;
   if constexpr (std::is_same_v<Options, AdamOptions>) decoupled = o.decoupled_weight_decay;
-  const AdamStepArgs args = adam_args(o, decoupled);
+  AdamStepArgs args = adam_args(o, decoupled);
+  std::vector<detail::FusedBatch<5>> batches;  // keyed by the step count (the bias corrections)
   for (size_t i = 0; i < this->params_[group].size(); ++i) {
     const Tensor& param = this->params_[group][i];
     const Tensor grad = param.grad();
     if (!grad.defined()) continue;
     this->check_grad(group, i, param, grad);
-    adam_update(param, grad, this->state_[group][i], args, o.fused);
+    AdamState& s = this->state_[group][i];
+    adam_prepare(param, s, args.amsgrad);
+    const Tensor& vmax = args.amsgrad ? s.max_exp_avg_sq : Tensor();
+    if (o.fused && fused_step_supported(param, {&grad, &s.exp_avg, &s.exp_avg_sq, &vmax})) {
+      auto& lists = detail::fused_batch(batches, param, s.step);
+      lists[0].push_back(param);
+      lists[1].push_back(grad);
+      lists[2].push_back(s.exp_avg);
+      lists[3].push_back(s.exp_avg_sq);
+      if (args.amsgrad) lists[4].push_back(s.max_exp_avg_sq);
+      continue;
+    }
+    AdamStepArgs a = args;
+    a.step = s.step;
+    adam_composite(param, grad, s, a);
+  }
+  for (const auto& b : batches) {
+    args.step = b.key;
+    adam_step_multi_(b.lists[0], b.lists[1], b.lists[2], b.lists[3], b.lists[4], args);
   }
 }
 

@@ -15,7 +15,7 @@ struct AdamOptions {
   bool amsgrad = false;
   bool maximize = false;
   bool decoupled_weight_decay = false;  // true: AdamW's update
-  bool fused = true;  // the one-pass CPU kernel where it applies; false: in-place tensor ops (as on CUDA)
+  bool fused = true;  // the one-pass kernels (multi-tensor on CUDA) where they apply; false: in-place ops
 
   template <class F>
   void visit(F&& f) {

@@ -2,6 +2,7 @@
 // PyTorch-shaped state_dict()/load_state_dict(), and a uniform lr/momentum access for schedulers and
 // monitors. TypedOptimizer<Options, State> implements the bookkeeping once for every concrete optimizer.
 #pragma once
+#include <array>
 #include <cstddef>
 #include <functional>
 #include <map>
@@ -137,6 +138,24 @@ Tensor step_tensor(double step);                               // PyTorch's floa
 double step_value(const Tensor& t, const std::string& where);  // checked: one floating element
 void check_state_tensor(const Tensor& t, const Tensor& param, const std::string& where);
 Tensor own_state_tensor(const Tensor& t, const Tensor& param);  // a contiguous copy on param's device
+
+// Parameters that take one fused step together (core/ops/optim.hpp's *_multi_): one device, dtype and
+// step count (`key`: the step, or whether a momentum buffer is new); lists[k] holds operand k.
+template <size_t N>
+struct FusedBatch {
+  Device device;
+  DType dtype;
+  double key;
+  std::array<std::vector<Tensor>, N> lists;
+};
+template <size_t N>
+std::array<std::vector<Tensor>, N>& fused_batch(std::vector<FusedBatch<N>>& batches, const Tensor& param,
+                                                double key) {
+  for (FusedBatch<N>& b : batches)
+    if (b.device == param.device() && b.dtype == param.dtype() && b.key == key) return b.lists;
+  batches.push_back({param.device(), param.dtype(), key, {}});
+  return batches.back().lists;
+}
 }  // namespace detail
 
 // Options: an aggregate with `lr` and visit(f) calling f(name, field) per option (PyTorch's names).

@@ -1,4 +1,5 @@
-// RMSprop: the fused CPU kernel (core/ops/optim.hpp) or PyTorch's single-tensor update in in-place ops.
+// RMSprop: the fused kernels (core/ops/optim.hpp; multi-tensor launches on CUDA) or PyTorch's
+// single-tensor update in in-place ops.
 #include "nn/optim/rmsprop.hpp"
 
 #include "core/ops/creation.hpp"
@@ -26,6 +27,7 @@ void RMSprop::validate(const RMSpropOptions& o, const std::string& prefix) const
 
 void RMSprop::step_group(size_t group) {
   const RMSpropOptions& o = options_[group];
+  std::vector<detail::FusedBatch<5>> batches;
   for (size_t i = 0; i < params_[group].size(); ++i) {
     Tensor param = params_[group][i];
     const Tensor grad = param.grad();
@@ -40,14 +42,12 @@ void RMSprop::step_group(size_t group) {
     const Tensor& grad_avg = o.centered ? s.grad_avg : Tensor();
 
     if (o.fused && fused_step_supported(param, {&grad, &s.square_avg, &grad_avg, &buf})) {
-      rmsprop_step_(param, grad, s.square_avg, grad_avg, buf,
-                    {.lr = o.lr,
-                     .alpha = o.alpha,
-                     .eps = o.eps,
-                     .weight_decay = o.weight_decay,
-                     .momentum = o.momentum,
-                     .centered = o.centered,
-                     .maximize = o.maximize});
+      auto& lists = detail::fused_batch(batches, param, 0.0);
+      lists[0].push_back(param);
+      lists[1].push_back(grad);
+      lists[2].push_back(s.square_avg);
+      if (o.centered) lists[3].push_back(s.grad_avg);
+      if (o.momentum > 0) lists[4].push_back(s.momentum_buffer);
       continue;
     }
     Tensor g = o.maximize ? grad.neg() : grad;
@@ -68,6 +68,15 @@ void RMSprop::step_group(size_t group) {
       param.addcdiv_(g, avg, -o.lr);
     }
   }
+  for (const auto& b : batches)
+    rmsprop_step_multi_(b.lists[0], b.lists[1], b.lists[2], b.lists[3], b.lists[4],
+                        {.lr = o.lr,
+                         .alpha = o.alpha,
+                         .eps = o.eps,
+                         .weight_decay = o.weight_decay,
+                         .momentum = o.momentum,
+                         .centered = o.centered,
+                         .maximize = o.maximize});
 }
 
 }  // namespace ember::optim

@@ -12,7 +12,7 @@ struct RMSpropOptions {
   double momentum = 0;
   bool centered = false;
   bool maximize = false;
-  bool fused = true;  // the one-pass CPU kernel where it applies; false: in-place tensor ops (as on CUDA)
+  bool fused = true;  // the one-pass kernels (multi-tensor on CUDA) where they apply; false: in-place ops
 
   template <class F>
   void visit(F&& f) {

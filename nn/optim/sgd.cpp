@@ -1,4 +1,5 @@
-// SGD: the fused CPU kernel (core/ops/optim.hpp) or PyTorch's single-tensor update in in-place ops.
+// SGD: the fused kernels (core/ops/optim.hpp; multi-tensor launches on CUDA) or PyTorch's single-tensor
+// update in in-place ops.
 #include "nn/optim/sgd.hpp"
 
 #include "core/ops/creation.hpp"
@@ -27,6 +28,14 @@ void SGD::validate(const SGDOptions& o, const std::string& prefix) const {
 
 void SGD::step_group(size_t group) {
   const SGDOptions& o = options_[group];
+  SgdStepArgs args{.lr = o.lr,
+                   .momentum = o.momentum,
+                   .dampening = o.dampening,
+                   .weight_decay = o.weight_decay,
+                   .nesterov = o.nesterov,
+                   .maximize = o.maximize,
+                   .first = false};
+  std::vector<detail::FusedBatch<3>> batches;  // keyed by whether the momentum buffer is new
   for (size_t i = 0; i < params_[group].size(); ++i) {
     Tensor param = params_[group][i];
     const Tensor grad = param.grad();
@@ -37,14 +46,10 @@ void SGD::step_group(size_t group) {
 
     if (o.fused && fused_step_supported(param, {&grad, &buf})) {
       if (first) buf = empty_like(param);
-      sgd_step_(param, grad, o.momentum != 0 ? buf : Tensor(),
-                {.lr = o.lr,
-                 .momentum = o.momentum,
-                 .dampening = o.dampening,
-                 .weight_decay = o.weight_decay,
-                 .nesterov = o.nesterov,
-                 .maximize = o.maximize,
-                 .first = first});
+      auto& lists = detail::fused_batch(batches, param, first ? 1.0 : 0.0);
+      lists[0].push_back(param);
+      lists[1].push_back(grad);
+      if (o.momentum != 0) lists[2].push_back(buf);
       continue;
     }
     Tensor g = o.maximize ? grad.neg() : grad;
@@ -57,6 +62,10 @@ void SGD::step_group(size_t group) {
       g = o.nesterov ? g.add(buf, o.momentum) : buf;
     }
     param.add_(g, -o.lr);
+  }
+  for (const auto& b : batches) {
+    args.first = b.key != 0;
+    sgd_step_multi_(b.lists[0], b.lists[1], b.lists[2], args);
   }
 }
 

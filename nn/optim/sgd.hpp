@@ -11,7 +11,7 @@ struct SGDOptions {
   double weight_decay = 0;
   bool nesterov = false;
   bool maximize = false;
-  bool fused = true;  // the one-pass CPU kernel where it applies; false: in-place tensor ops (as on CUDA)
+  bool fused = true;  // the one-pass kernels (multi-tensor on CUDA) where they apply; false: in-place ops
 
   template <class F>
   void visit(F&& f) {

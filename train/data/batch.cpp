@@ -91,11 +91,19 @@ int64_t Batch::size() const {
   return n < 0 ? 0 : n;
 }
 
-Batch Batch::to(Device device) const {
+Batch Batch::to(Device device, bool non_blocking) const {
   Batch b;
-  if (input.defined()) b.input = input.to(device);
-  if (target.defined()) b.target = target.to(device);
-  for (const auto& [name, t] : extra) b.extra[name] = t.defined() ? t.to(device) : t;
+  if (input.defined()) b.input = input.to(device, false, non_blocking);
+  if (target.defined()) b.target = target.to(device, false, non_blocking);
+  for (const auto& [name, t] : extra) b.extra[name] = t.defined() ? t.to(device, false, non_blocking) : t;
+  return b;
+}
+
+Batch Batch::pin_memory() const {
+  Batch b;
+  if (input.defined()) b.input = input.pin_memory();
+  if (target.defined()) b.target = target.pin_memory();
+  for (const auto& [name, t] : extra) b.extra[name] = t.defined() ? t.pin_memory() : t;
   return b;
 }
 

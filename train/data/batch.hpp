@@ -28,7 +28,9 @@ struct Batch {
   // Number of examples: dim 0 of the first defined field (input, target, then extra in name order).
   int64_t size() const;
   // Every defined field moved to `device` (a no-op for fields already there).
-  Batch to(Device device) const;
+  // non_blocking: pinned fields copy to a CUDA device asynchronously (Tensor::to).
+  Batch to(Device device, bool non_blocking = false) const;
+  Batch pin_memory() const;  // every field in page-locked host memory
   // "input", "target" or an extra field's name; IndexError naming the fields present when absent.
   const Tensor& operator[](const std::string& name) const;
   bool has(const std::string& name) const;

@@ -112,6 +112,8 @@ struct DataLoader::Impl {
   bool cur_finished = false;
   std::weak_ptr<detail::Pass> active;
 
+  bool pin_batches() const { return opts.pin_memory && cuda_is_available(); }
+
   ~Impl() { stop_active(); }
 
   void stop_active() {
@@ -247,7 +249,7 @@ detail::Pass::Fetch DataLoader::Impl::map_fetch(int64_t epoch) {
     EMBER_CHECK(i >= 0 && i < size, IndexError, "[DataLoader] ", sampler->name(), " produced index ", i,
                 " for a dataset of ", size, " examples");
   return [ds = dataset, order, n, bs = opts.batch_size, collate = opts.collate, transform = opts.transform, seed = seed,
-          epoch](int64_t k, int64_t worker) -> std::optional<Batch> {
+          epoch, pin = pin_batches()](int64_t k, int64_t worker) -> std::optional<Batch> {
     autograd::NoGradGuard no_grad;
     const int64_t first = k * bs;
     std::span<const int64_t> idx(order->data() + first, static_cast<size_t>(std::min(bs, n - first)));
@@ -265,7 +267,7 @@ detail::Pass::Fetch DataLoader::Impl::map_fetch(int64_t epoch) {
         Generator gen = batch_generator(seed, epoch, k);
         b = transform(std::move(b), gen);
       }
-      return b;
+      return pin ? b.pin_memory() : b;
     } catch (...) {  // the same exception class, with where it happened in front of its message
       rethrow_with_context(std::current_exception(),
                            ember::detail::cat_str("[DataLoader] ", who(worker), ", batch ", k, " of epoch ", epoch,
@@ -282,7 +284,7 @@ detail::Pass::Fetch DataLoader::Impl::stream_fetch(int64_t epoch, int64_t skip_b
   };
   auto st = std::make_shared<State>(State{stream, skip_batches * opts.batch_size});
   return [st, bs = opts.batch_size, drop_last = opts.drop_last, collate = opts.collate, transform = opts.transform,
-          seed = seed, epoch](int64_t k, int64_t worker) -> std::optional<Batch> {
+          seed = seed, epoch, pin = pin_batches()](int64_t k, int64_t worker) -> std::optional<Batch> {
     autograd::NoGradGuard no_grad;
     try {
       for (; st->to_skip > 0; --st->to_skip)  // a resumed pass replays the stream up to its position
@@ -299,7 +301,7 @@ detail::Pass::Fetch DataLoader::Impl::stream_fetch(int64_t epoch, int64_t skip_b
         Generator gen = batch_generator(seed, epoch, k);
         b = transform(std::move(b), gen);
       }
-      return b;
+      return pin ? b.pin_memory() : b;
     } catch (...) {
       rethrow_with_context(std::current_exception(), ember::detail::cat_str("[DataLoader] ", who(worker), ", batch ", k,
                                                                             " of epoch ", epoch, " of the stream: "));

@@ -31,6 +31,9 @@ struct DataLoaderOptions {
   CollateFn collate = nullptr;                 // set: get(i) per example then collate; unset: Dataset::get_batch
   std::shared_ptr<Sampler> sampler = nullptr;  // the epoch's order (excludes shuffle); unset: sequential
   BatchTransform transform = nullptr;
+  // Batches come in page-locked memory, so the Trainer's copy to a CUDA device is asynchronous and
+  // overlaps compute (torch's pin_memory). Ignored when no CUDA device is present.
+  bool pin_memory = false;
 };
 
 namespace detail {

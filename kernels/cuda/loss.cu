@@ -1,0 +1,285 @@
+// CUDA fused cross entropy over class indices ([N, C, K] logits, classes strided by K). The forward
+// gives each position a warp (or, for long rows, the block) that reads its row once with an online
+// logsumexp (kernels/loss_math.hpp, shared with the CPU kernel) and writes the loss and lse; each block
+// sums its positions' losses and target weights, and one more block sums those partials in a fixed order
+// (deterministic), so two doubles and an out-of-range flag come back in one copy. The softmax is never
+// stored: the backward is elementwise over N * C * K and recomputes it from the saved lse.
+#include <cstring>
+#include <limits>
+
+#include "core/dtype.hpp"
+#include "kernels/cuda/block_reduce.cuh"
+#include "kernels/cuda/loops.cuh"
+#include "kernels/cuda/runtime.hpp"
+#include "kernels/loss.hpp"
+#include "kernels/loss_math.hpp"
+#include "kernels/loss_plan.hpp"
+
+namespace ember::kernels::cuda {
+namespace {
+
+struct CeArgs {
+  int64_t n_pos, c, k, ignore_index;
+  bool smoothing;
+  double keep, ls_over_c, w_total;  // w_total: used when ws[kWsWeightTotal] is not (no class weights)
+  bool device_w_total;
+};
+
+// Merges (m, s) and dot across the `width` lanes of a warp-aligned group (butterfly: every lane gets it).
+template <class A>
+__device__ __forceinline__ void group_merge(LseAcc<A>& acc, A& dot, int width) {
+  for (int o = width / 2; o > 0; o /= 2) {
+    const A om = __shfl_xor_sync(0xffffffffu, acc.m, o), os = __shfl_xor_sync(0xffffffffu, acc.s, o);
+    acc.merge(om, os);
+    dot += __shfl_xor_sync(0xffffffffu, dot, o);
+  }
+}
+
+// The sum of the class weights, once per call (only needed with label smoothing and weights).
+template <class T>
+__global__ void weight_total_kernel(const T* __restrict w, int64_t c, double* __restrict out) {
+  __shared__ double sh[kWarp];
+  double s = 0;
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) s += static_cast<double>(load(w[j]));
+  s = block_reduce(s, SumOp{}, 0.0, sh);
+  if (threadIdx.x == 0) *out = s;
+}
+
+// kTpp threads per position (32: a warp; kThreads: the block). ws as in loss_plan.hpp.
+template <class T, int kTpp>
+__global__ void __launch_bounds__(kThreads)
+    ce_forward_kernel(const T* __restrict x, const int64_t* __restrict tg, const T* __restrict w, T* __restrict loss,
+                      T* __restrict lse, int64_t* __restrict ws, CeArgs a) {
+  using A = acc_t<T>;
+  constexpr int kPpb = kThreads / kTpp;
+  __shared__ double sh[kWarp];
+  const int lane = threadIdx.x % kTpp, group = threadIdx.x / kTpp;
+  const A w_total = a.device_w_total ? static_cast<A>(reinterpret_cast<const double*>(ws)[kWsWeightTotal])
+                                     : static_cast<A>(a.w_total);
+  double my_loss = 0, my_weight = 0;  // the group leader's running sums, in position order
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * kPpb; base < a.n_pos;
+       base += static_cast<int64_t>(gridDim.x) * kPpb) {
+    const int64_t i = base + group;
+    // Every thread of a block-wide group takes part in the block reductions below, even past the end.
+    const bool live = i < a.n_pos;
+    const int64_t t = live ? tg[i] : a.ignore_index;
+    const bool bad = t != a.ignore_index && (t < 0 || t >= a.c);
+    if (bad && lane == 0)
+      atomicMin(reinterpret_cast<unsigned long long*>(ws + kWsBadIndex), static_cast<unsigned long long>(i));
+    const bool skip = t == a.ignore_index || bad;
+    if (skip) {  // uniform over the group (and over the block when it is the group): no reduction to join
+      if (live && lane == 0) loss[i] = lse[i] = convert_from<T>(A(0));
+      continue;
+    }
+    const T* row = x + (i / a.k) * a.c * a.k + i % a.k;
+    LseAcc<A> acc;
+    A dot = 0;
+    for (int64_t j = lane; j < a.c; j += kTpp) {
+      const A v = load(row[j * a.k]);
+      acc.add(v);
+      if (a.smoothing) dot += w ? load(w[j]) * v : v;
+    }
+    group_merge(acc, dot, kTpp < kWarp ? kTpp : kWarp);
+    if constexpr (kTpp > kWarp) {  // then across the block's warps, in warp order
+      __shared__ A sm[kWarp], ss[kWarp], sd[kWarp];
+      const int wl = threadIdx.x % kWarp, wi = threadIdx.x / kWarp;
+      __syncthreads();
+      if (wl == 0) sm[wi] = acc.m, ss[wi] = acc.s, sd[wi] = dot;
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        for (int q = 1; q < kThreads / kWarp; ++q) acc.merge(sm[q], ss[q]), dot += sd[q];
+      }
+    }
+    if (lane == 0) {
+      const A l = acc.result();
+      const A wt = w ? load(w[t]) : A(1);
+      const T v = convert_from<T>(ce_position_loss<A>(l, load(row[t * a.k]), wt, static_cast<A>(a.keep),
+                                                      static_cast<A>(a.ls_over_c), w_total, dot, a.smoothing));
+      loss[i] = v;
+      lse[i] = convert_from<T>(l);
+      my_loss += static_cast<double>(load(v));
+      my_weight += static_cast<double>(wt);
+    }
+  }
+  const double bl = block_reduce(my_loss, SumOp{}, 0.0, sh);
+  const double bw = block_reduce(my_weight, SumOp{}, 0.0, sh);
+  if (threadIdx.x == 0) {
+    double* partial = reinterpret_cast<double*>(ws + kWsPartials) + 2 * blockIdx.x;
+    partial[0] = bl;
+    partial[1] = bw;
+  }
+}
+
+// One block: the per-block partials summed in a fixed order into ws[kWsLossSum], ws[kWsWeightSum].
+__global__ void ce_sums_kernel(int64_t* __restrict ws, int64_t blocks) {
+  __shared__ double sh[kWarp];
+  const double* partial = reinterpret_cast<const double*>(ws + kWsPartials);
+  double l = 0, w = 0;
+  for (int64_t b = threadIdx.x; b < blocks; b += blockDim.x) l += partial[2 * b], w += partial[2 * b + 1];
+  l = block_reduce(l, SumOp{}, 0.0, sh);
+  w = block_reduce(w, SumOp{}, 0.0, sh);
+  if (threadIdx.x == 0) {
+    reinterpret_cast<double*>(ws)[kWsLossSum] = l;
+    reinterpret_cast<double*>(ws)[kWsWeightSum] = w;
+  }
+}
+
+struct CeBackArgs {
+  int64_t n, c, k, ignore_index, g_step;
+  double scale, keep, lsc, w_total;
+};
+
+// grad[n, j, k] = coef (s softmax_j - q_j), elementwise; kUnitK: K == 1 (no division by K).
+template <class T, bool kUnitK>
+__global__ void __launch_bounds__(kThreads)
+    ce_backward_kernel(T* __restrict gi, const T* __restrict g, const T* __restrict x, const int64_t* __restrict tg,
+                       const T* __restrict w, const T* __restrict lse, const double* __restrict w_total_dev,
+                       CeBackArgs a) {
+  using A = acc_t<T>;
+  const int64_t total = a.n * a.c * a.k;
+  const A w_total = w_total_dev ? static_cast<A>(*w_total_dev) : static_cast<A>(a.w_total);
+  const A keep = static_cast<A>(a.keep), lsc = static_cast<A>(a.lsc), scale = static_cast<A>(a.scale);
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t i, j;
+    if constexpr (kUnitK) {
+      i = e / a.c;
+      j = e - i * a.c;
+    } else {
+      const int64_t kk = e % a.k, nj = e / a.k;
+      const int64_t n = nj / a.c;
+      j = nj - n * a.c;
+      i = n * a.k + kk;
+    }
+    const int64_t t = tg[i];
+    if (t == a.ignore_index || t < 0 || t >= a.c) {
+      gi[e] = convert_from<T>(A(0));
+      continue;
+    }
+    const A coef = g ? load(g[i * a.g_step]) * scale : scale;
+    const A wt = w ? load(w[t]) : A(1);
+    const A cs = ce_grad_scale<A>(coef, keep, wt, lsc, w_total);
+    A v = ce_grad_base<A>(cs, std::exp(load(x[e]) - load(lse[i])), coef, lsc, w ? load(w[j]) : A(1));
+    if (j == t) v -= ce_grad_target<A>(coef, keep, wt);
+    gi[e] = convert_from<T>(v);
+  }
+}
+
+template <class F>
+void visit_ce_dtype(DType dt, F&& f) {
+  switch (dt) {
+    case kF32:
+      return f.template operator()<float>();
+    case kF64:
+      return f.template operator()<double>();
+    case kF16:
+      return f.template operator()<half>();
+    case kBF16:
+      return f.template operator()<bfloat16>();
+    default:
+      throw DTypeError(detail::cat_str("[cross_entropy] the CUDA kernel takes floating logits, got ", dtype_name(dt)));
+  }
+}
+
+template <class T>
+const T* cptr(const Tensor& t) {
+  return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr;
+}
+
+}  // namespace
+
+std::pair<double, double> cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input,
+                                                const Tensor& target, const Tensor& weight,
+                                                const CrossEntropyParams& p) {
+  const int dev = device_index(input.device(), "cross_entropy");
+  DeviceGuard guard(dev);
+  cudaStream_t stream = current_stream(dev);
+  const int64_t n = input.size(0), c = input.size(1), k = input.size(2), positions = n * k;
+  if (positions == 0) return {0.0, 0.0};
+  const CrossEntropyPlan plan = plan_cross_entropy(positions, c);
+  Tensor ws_t = make_tensor({plan.workspace_slots}, kI64, input.device());
+  auto* ws = static_cast<int64_t*>(ws_t.raw_data());
+  EMBER_CUDA_CHECK(cudaMemsetAsync(ws + kWsBadIndex, 0xFF, sizeof(int64_t), stream));
+  const bool smoothing = p.label_smoothing != 0;
+  CeArgs a{.n_pos = positions,
+           .c = c,
+           .k = k,
+           .ignore_index = p.ignore_index,
+           .smoothing = smoothing,
+           .keep = 1.0 - p.label_smoothing,
+           .ls_over_c = p.label_smoothing / static_cast<double>(c),
+           .w_total = static_cast<double>(c),
+           .device_w_total = smoothing && weight.defined()};
+  visit_ce_dtype(input.dtype(), [&]<class T>() {
+    const T* w = cptr<T>(weight);
+    if (a.device_w_total) {
+      weight_total_kernel<T><<<1, kThreads, 0, stream>>>(w, c, reinterpret_cast<double*>(ws + kWsWeightTotal));
+      EMBER_CUDA_CHECK(cudaGetLastError());
+    }
+    const auto grid = static_cast<unsigned>(plan.grid);
+    const T* x = cptr<T>(input);
+    const int64_t* tg = cptr<int64_t>(target);
+    T* l = static_cast<T*>(loss.raw_data());
+    T* s = static_cast<T*>(lse.raw_data());
+    if (plan.threads_per_position == kThreads)
+      ce_forward_kernel<T, kThreads><<<grid, kThreads, 0, stream>>>(x, tg, w, l, s, ws, a);
+    else
+      ce_forward_kernel<T, kWarp><<<grid, kThreads, 0, stream>>>(x, tg, w, l, s, ws, a);
+    EMBER_CUDA_CHECK(cudaGetLastError());
+  });
+  ce_sums_kernel<<<1, 1024, 0, stream>>>(ws, plan.grid);
+  EMBER_CUDA_CHECK(cudaGetLastError());
+  int64_t head[3];
+  copy_bytes(head, kCPU, ws, input.device(), sizeof head);  // waits for the kernels (legacy stream)
+  if (static_cast<uint64_t>(head[kWsBadIndex]) != std::numeric_limits<uint64_t>::max()) {
+    const int64_t i = head[kWsBadIndex];
+    int64_t t = 0;
+    copy_bytes(&t, kCPU, cptr<int64_t>(target) + i, input.device(), sizeof t);
+    throw IndexError(detail::cat_str("[cross_entropy] target ", t, " is out of bounds for ", c,
+                                     " classes (at flat target index ", i, "; ignore_index ", p.ignore_index, ")"));
+  }
+  double sums[2];
+  std::memcpy(sums, head + kWsLossSum, sizeof sums);
+  return {sums[0], sums[1]};
+}
+
+void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, double grad_scale, const Tensor& input,
+                            const Tensor& target, const Tensor& weight, const Tensor& lse,
+                            const CrossEntropyParams& p) {
+  const int dev = device_index(input.device(), "cross_entropy");
+  DeviceGuard guard(dev);
+  cudaStream_t stream = current_stream(dev);
+  const int64_t n = input.size(0), c = input.size(1), k = input.size(2);
+  if (n * c * k == 0) return;
+  const CrossEntropyPlan plan = plan_cross_entropy(n * k, c);
+  const bool device_w_total = p.label_smoothing != 0 && weight.defined();
+  Tensor w_total_t = device_w_total ? make_tensor({1}, kF64, input.device()) : Tensor();
+  CeBackArgs a{.n = n,
+               .c = c,
+               .k = k,
+               .ignore_index = p.ignore_index,
+               .g_step = grad_loss.defined() && grad_loss.numel() == 1 ? 0 : 1,
+               .scale = grad_scale,
+               .keep = 1.0 - p.label_smoothing,
+               .lsc = p.label_smoothing / static_cast<double>(c),
+               .w_total = static_cast<double>(c)};
+  visit_ce_dtype(input.dtype(), [&]<class T>() {
+    const T* w = cptr<T>(weight);
+    double* wt_dev = device_w_total ? static_cast<double*>(w_total_t.raw_data()) : nullptr;
+    if (device_w_total) {
+      weight_total_kernel<T><<<1, kThreads, 0, stream>>>(w, c, wt_dev);
+      EMBER_CUDA_CHECK(cudaGetLastError());
+    }
+    T* gi = static_cast<T*>(grad_input.raw_data());
+    const auto grid = static_cast<unsigned>(plan.backward_grid);
+    if (k == 1)
+      ce_backward_kernel<T, true><<<grid, kThreads, 0, stream>>>(gi, cptr<T>(grad_loss), cptr<T>(input),
+                                                                 cptr<int64_t>(target), w, cptr<T>(lse), wt_dev, a);
+    else
+      ce_backward_kernel<T, false><<<grid, kThreads, 0, stream>>>(gi, cptr<T>(grad_loss), cptr<T>(input),
+                                                                  cptr<int64_t>(target), w, cptr<T>(lse), wt_dev, a);
+    EMBER_CUDA_CHECK(cudaGetLastError());
+  });
+}
+
+}  // namespace ember::kernels::cuda

@@ -1,0 +1,147 @@
+// Host-side planning of the CUDA indexing kernels (kernels/cuda/index.cu), plain C++ compiled in every
+// build so the CPU tests cover it: the coalesced layouts that turn a thread's linear id into operand
+// offsets, index_select's outer/index/inner geometry, the choice of scatter kernel, and the per-thread
+// bodies (EMBER_HD) that the device kernels run and the tests run on the host.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "core/dtype.hpp"
+#include "core/tensor.hpp"
+#include "kernels/index.hpp"
+
+namespace ember::kernels::index_plan {
+
+inline constexpr int kMaxDims = 16;
+inline constexpr int kOps = 3;  // operands of a layout; unused ones have zero strides
+
+// Dims innermost first, strides in elements per operand; linear id i (0 <= i < numel) is the
+// row-major position in the original shape, so masked_select keeps PyTorch's order.
+struct Layout {
+  int ndim = 0;
+  int64_t numel = 0;
+  int64_t size[kMaxDims] = {};
+  int64_t stride[kMaxDims][kOps] = {};
+};
+
+// Element offsets of linear id i in each operand.
+EMBER_HD void offsets(const Layout& l, int64_t i, int64_t (&off)[kOps]) {
+  if (l.ndim == 1) {  // one (coalesced) dim: no division
+    for (int k = 0; k < kOps; ++k) off[k] = i * l.stride[0][k];
+    return;
+  }
+  for (int k = 0; k < kOps; ++k) off[k] = 0;
+  for (int d = 0; d < l.ndim; ++d) {
+    const int64_t q = i / l.size[d], r = i - q * l.size[d];
+    i = q;
+    for (int k = 0; k < kOps; ++k) off[k] += r * l.stride[d][k];
+  }
+}
+
+// The layout of `shape` walked by operands of the given element strides (missing operands: zeros):
+// size-1 dims dropped, neighbouring dims merged where every operand allows it.
+Layout make_layout(const Shape& shape, const std::vector<Shape>& strides);
+
+// index_select of a contiguous self viewed as [outer, n, inner], index of m entries (stride istride),
+// into a contiguous out [outer, m, inner].
+struct SelectGeom {
+  int64_t outer = 1, n = 1, m = 0, inner = 1, istride = 0;
+  int64_t numel() const { return outer * m * inner; }
+};
+SelectGeom plan_index_select(const Tensor& self, int64_t dim, const Tensor& index);
+
+// Source element offset (in self) of output element i.
+template <class I>
+EMBER_HD int64_t select_source(const SelectGeom& g, const I* index, int64_t i) {
+  const int64_t c = i % g.inner, r = i / g.inner;
+  const int64_t j = r % g.m, o = r / g.m;
+  return (o * g.n + static_cast<int64_t>(index[j * g.istride])) * g.inner + c;
+}
+
+// gather walks index's shape: operands (out, self with its dim stride zeroed, index); the index value
+// times self_dim_stride completes self's offset.
+struct GatherPlan {
+  Layout elems;
+  int64_t self_dim_stride = 0;
+};
+GatherPlan plan_gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index);
+
+enum class ScatterKernel : uint8_t {
+  Lines,       // a thread per line (all positions but along dim), j in order: CPU's order, no atomics
+  Elements,    // a thread per element: atomicAdd for Add, a racing store for Assign (duplicates: any wins)
+  SortedRows,  // the index is one vector shared by every line: sort it (stable), sum each run in order
+};
+
+// Below kSerialK positions along dim or from kBusyLines lines on, a thread per line is fast enough.
+inline constexpr int64_t kSerialK = 32;
+inline constexpr int64_t kBusyLines = int64_t{1} << 16;
+
+struct ScatterPlan {
+  ScatterKernel kernel = ScatterKernel::Lines;
+  Layout lines;                   // index's shape with dim folded to 1: operands (out, src, index)
+  Layout elems;                   // index's full shape: operands (out with its dim stride zeroed, src, index)
+  int64_t k = 0;                  // positions along dim
+  int64_t dim_stride[kOps] = {};  // out, src, index strides along dim
+  bool shared_index = false;      // index's strides are zero off dim (index_add, embedding backward)
+  int key_bits = 1;               // bits the sort needs for keys in [0, out.shape[dim])
+};
+// atomics: whether the dtype has a native atomicAdd (SignedTypes: floats, i32, i64); u8/bool take Lines.
+ScatterPlan plan_scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, ScatterMode mode,
+                         bool deterministic, bool atomics);
+
+// Sorted-rows workspace: keys and positions in and out of the radix sort (int64 each).
+struct SortBuffers {
+  int64_t keys_in = 0, keys_out = 0, pos_in = 0, pos_out = 0, total = 0;  // element offsets into one buffer
+};
+SortBuffers plan_sort_buffers(int64_t k);
+
+template <class T>
+EMBER_HD T scatter_combine(T old, T v, acc_t<T> alpha, bool add) {
+  if (!add) return v;
+  return static_cast<T>(static_cast<acc_t<T>>(old) + alpha * static_cast<acc_t<T>>(v));
+}
+
+// One line of the Lines kernel: positions along dim in order (so the last duplicate wins for Assign).
+template <class T, class I>
+EMBER_HD void scatter_line(T* out, const T* src, const I* index, const int64_t (&base)[kOps],
+                           const int64_t (&dim_stride)[kOps], int64_t k, acc_t<T> alpha, bool add) {
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t at = static_cast<int64_t>(index[base[2] + j * dim_stride[2]]);
+    T* dst = out + base[0] + at * dim_stride[0];
+    *dst = scatter_combine(*dst, src[base[1] + j * dim_stride[1]], alpha, add);
+  }
+}
+
+// Thread i of a line in the SortedRows kernel: keys sorted stably (pos: where each key came from along
+// dim). The thread at the start of a run of equal keys owns that destination and adds the run in
+// order (Add), or writes its last element (Assign); every other thread does nothing.
+template <class T>
+EMBER_HD void scatter_sorted_run(T* out, const T* src, const int64_t* keys, const int64_t* pos, int64_t k, int64_t i,
+                                 const int64_t (&base)[kOps], const int64_t (&dim_stride)[kOps], acc_t<T> alpha,
+                                 bool add) {
+  const int64_t key = keys[i];
+  if (i > 0 && keys[i - 1] == key) return;
+  T* dst = out + base[0] + key * dim_stride[0];
+  if (!add) {
+    int64_t e = i;
+    while (e + 1 < k && keys[e + 1] == key) ++e;
+    *dst = src[base[1] + pos[e] * dim_stride[1]];
+    return;
+  }
+  acc_t<T> acc = static_cast<acc_t<T>>(*dst);
+  for (int64_t e = i; e < k && keys[e] == key; ++e)
+    acc += alpha * static_cast<acc_t<T>>(src[base[1] + pos[e] * dim_stride[1]]);
+  *dst = static_cast<T>(acc);
+}
+
+// Host reference of the SortedRows plan (what the device sort and kernel compute), for the tests:
+// stable sort of the shared index, then scatter_sorted_run for every (sorted position, line).
+void scatter_sorted_reference(const ScatterPlan& plan, const Tensor& out, const Tensor& index, const Tensor& src,
+                              ScatterMode mode, const Scalar& alpha);
+
+// Blocks of a grid-stride reduction (index_range, count_true): enough to fill a GPU, few atomics.
+inline constexpr int64_t kReduceMaxBlocks = 1024;
+int64_t reduce_blocks(int64_t numel, int64_t threads);
+
+}  // namespace ember::kernels::index_plan
