@@ -11,11 +11,11 @@
 namespace ember {
 
 struct MemoryStats {
-  int64_t current_bytes = 0;   // bytes in live blocks handed to tensors (rounded block sizes)
-  int64_t peak_bytes = 0;      // high-water mark of current_bytes since the last reset
-  int64_t cached_bytes = 0;    // bytes held in free lists, ready for reuse
-  int64_t reserved_bytes = 0;  // current + cached: what the process holds from the system
-  int64_t allocations = 0;     // allocate() calls
+  int64_t current_bytes = 0;       // bytes in live blocks handed to tensors (rounded block sizes)
+  int64_t peak_bytes = 0;          // high-water mark of current_bytes since the last reset
+  int64_t cached_bytes = 0;        // bytes held in free lists, ready for reuse
+  int64_t reserved_bytes = 0;      // current + cached: what the process holds from the system
+  int64_t allocations = 0;         // allocate() calls
   int64_t system_allocations = 0;  // of those, how many went to the system (cache misses)
 };
 

@@ -55,8 +55,7 @@ DType dtype(Device device) { return dtype_slot(device.kind); }
 Tensor cast(CastPolicy policy, const Tensor& t) {
   if (!castable(policy, t)) return t;
   const DType target = policy == CastPolicy::kFloat32 ? kF32 : dtype_slot(t.device().kind);
-  if (policy != CastPolicy::kLowerPrecision || !t.requires_grad() || !t.is_leaf() || t_depth == 0)
-    return t.to(target);
+  if (policy != CastPolicy::kLowerPrecision || !t.requires_grad() || !t.is_leaf() || t_depth == 0) return t.to(target);
   const uint32_t version = t.impl().storage->version();
   auto it = t_cache.find(&t.impl());
   if (it != t_cache.end() && it->second.version == version && it->second.cast.dtype() == target) return it->second.cast;

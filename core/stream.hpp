@@ -24,15 +24,14 @@ class Stream {
 
   Device device() const { return device_; }
   void* handle() const { return handle_; }  // a cudaStream_t; nullptr for the default stream
-  bool query() const;                        // all queued work done
-  void synchronize() const;                  // waits for the queued work
-  void wait(const Event& e) const;           // later work here waits for e
-  void wait(const Stream& other) const;      // later work here waits for what is queued on other now
+  bool query() const;                       // all queued work done
+  void synchronize() const;                 // waits for the queued work
+  void wait(const Event& e) const;          // later work here waits for e
+  void wait(const Stream& other) const;     // later work here waits for what is queued on other now
   bool operator==(const Stream& o) const { return device_ == o.device_ && handle_ == o.handle_; }
 
  private:
-  Stream(Device d, void* handle, std::shared_ptr<void> owner)
-      : device_(d), handle_(handle), owner_(std::move(owner)) {}
+  Stream(Device d, void* handle, std::shared_ptr<void> owner) : device_(d), handle_(handle), owner_(std::move(owner)) {}
   Device device_;
   void* handle_ = nullptr;
   std::shared_ptr<void> owner_;  // destroys a created stream with its last copy

@@ -2,12 +2,12 @@
 // Views share storage; ops are free functions in core/ops/*.hpp and mirrored here as methods.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
-#include <functional>
 #include <utility>
 #include <vector>
 
@@ -48,7 +48,7 @@ class HookHandle {
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Shape shape;
-  Shape strides;  // in elements
+  Shape strides;       // in elements
   int64_t offset = 0;  // in elements
   int64_t numel = 0;
   DType dtype = kF32;
@@ -142,14 +142,12 @@ class Tensor {
   Tensor expand_as(const Tensor& o) const { return expand(o.shape()); }
   Tensor broadcast_to(const Shape& shape) const { return expand(shape); }
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
-  Tensor slice(int64_t dim, std::optional<int64_t> start, std::optional<int64_t> end,
-               int64_t step = 1) const;
+  Tensor slice(int64_t dim, std::optional<int64_t> start, std::optional<int64_t> end, int64_t step = 1) const;
   Tensor select(int64_t dim, int64_t index) const;
   Tensor operator[](int64_t index) const { return select(0, index); }
   Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
   Tensor unflatten(int64_t dim, const Shape& sizes) const;
-  Tensor as_strided(const Shape& size, const Shape& stride,
-                    std::optional<int64_t> storage_offset = {}) const;
+  Tensor as_strided(const Shape& size, const Shape& stride, std::optional<int64_t> storage_offset = {}) const;
   Tensor flip(const Shape& dims) const;
   Tensor repeat(const Shape& repeats) const;
   std::vector<Tensor> split(int64_t split_size, int64_t dim = 0) const;
@@ -201,8 +199,7 @@ class Tensor {
   Tensor isfinite() const;
   Tensor clamp(std::optional<Scalar> min, std::optional<Scalar> max = {}) const;
   Tensor clamp(const Tensor& min, const Tensor& max) const;
-  Tensor nan_to_num(double nan = 0.0, std::optional<double> posinf = {},
-                    std::optional<double> neginf = {}) const;
+  Tensor nan_to_num(double nan = 0.0, std::optional<double> posinf = {}, std::optional<double> neginf = {}) const;
   Tensor pow(const Scalar& exponent) const;
   Tensor pow(const Tensor& exponent) const;
   Tensor add(const Tensor& o, const Scalar& alpha = 1) const;
@@ -240,7 +237,7 @@ class Tensor {
   Tensor& sub_(const Tensor& o, const Scalar& alpha = 1);
   Tensor& mul_(const Tensor& o);
   Tensor& div_(const Tensor& o);
-  Tensor& add_(const Scalar& o) ;
+  Tensor& add_(const Scalar& o);
   Tensor& mul_(const Scalar& o);
   Tensor& lerp_(const Tensor& end, const Scalar& weight);
   Tensor& addcmul_(const Tensor& t1, const Tensor& t2, const Scalar& value = 1);
@@ -274,10 +271,8 @@ class Tensor {
   Tensor any(int64_t dim, bool keepdim = false) const;
   Tensor cumsum(int64_t dim) const;
   Tensor cumprod(int64_t dim) const;
-  std::tuple<Tensor, Tensor> topk(int64_t k, int64_t dim = -1, bool largest = true,
-                                  bool sorted = true) const;
-  std::tuple<Tensor, Tensor> sort(int64_t dim = -1, bool descending = false,
-                                  bool stable = false) const;
+  std::tuple<Tensor, Tensor> topk(int64_t k, int64_t dim = -1, bool largest = true, bool sorted = true) const;
+  std::tuple<Tensor, Tensor> sort(int64_t dim = -1, bool descending = false, bool stable = false) const;
   Tensor argsort(int64_t dim = -1, bool descending = false, bool stable = false) const;
 
   // ---- linear algebra and nn ----

@@ -21,7 +21,7 @@ struct BlockPoolStats {
 
 class BlockPool {
  public:
-  static constexpr size_t kAlign = 512;                 // every block size is a multiple
+  static constexpr size_t kAlign = 512;                   // every block size is a multiple
   static constexpr size_t kSmallLimit = size_t{1} << 20;  // requests up to this use the small pool
   static constexpr size_t kSmallSegment = size_t{2} << 20;
   static constexpr size_t kMidSegment = size_t{20} << 20;  // for requests below 10 MiB

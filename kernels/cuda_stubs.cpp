@@ -7,8 +7,8 @@
 #include "kernels/index.hpp"
 #include "kernels/linalg.hpp"
 #include "kernels/loss.hpp"
-#include "kernels/optim.hpp"
 #include "kernels/nn.hpp"
+#include "kernels/optim.hpp"
 #include "kernels/random.hpp"
 #include "kernels/reduce.hpp"
 

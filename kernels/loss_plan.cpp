@@ -15,6 +15,7 @@ CrossEntropyPlan plan_cross_entropy(int64_t positions, int64_t classes) {
   const int64_t per_block = int64_t{p.block} * 4;  // four elements per thread per grid-stride pass
   p.backward_grid = std::clamp<int64_t>((elements + per_block - 1) / per_block, 1, kCeMaxBackwardGrid);
   p.workspace_slots = kWsPartials + 2 * p.grid;
+  p.backward_index32 = elements < (int64_t{1} << 31);
   return p;
 }
 

@@ -13,6 +13,7 @@ struct CrossEntropyPlan {
   int64_t grid = 1;               // forward blocks; a grid-stride loop covers the rest of the positions
   int64_t backward_grid = 1;      // blocks of the elementwise backward (grid-stride over N * C * K)
   int64_t workspace_slots = 4;    // 8-byte slots of the workspace (see the kWs* offsets)
+  bool backward_index32 = true;   // the backward's index math in 32 bits (nothing wraps)
 };
 
 // Workspace slots (8 bytes each): the smallest bad flat target index (all ones when none), the sum of the

@@ -22,8 +22,7 @@ void adaptive_avg_pool2d(const Tensor& out, const Tensor& in);
 // Pool backwards: grad_in contiguous [N, C, H, W] (overwritten); grad_out [N, C, OH, OW] of any strides,
 // of grad_in's dtype (floating); indices: contiguous i64 [N, C, OH, OW] from max_pool2d with window p (the
 // CUDA kernel gathers, each input position from the windows that can hold it).
-void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
-                         const Pool2dParams& p);
+void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices, const Pool2dParams& p);
 void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p);
 void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out);
 
@@ -51,8 +50,7 @@ namespace cpu {
 void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p);
 void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p);
 void adaptive_avg_pool2d(const Tensor& out, const Tensor& in);
-void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
-                         const Pool2dParams& p);
+void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices, const Pool2dParams& p);
 void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p);
 void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out);
 void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps);
@@ -70,8 +68,7 @@ namespace cuda {
 void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p);
 void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p);
 void adaptive_avg_pool2d(const Tensor& out, const Tensor& in);
-void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
-                         const Pool2dParams& p);
+void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices, const Pool2dParams& p);
 void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p);
 void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out);
 void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps);

@@ -39,11 +39,11 @@ PoolGeom make_pool_geom(const Tensor& strided, int64_t in_h, int64_t in_w, int64
 RowPlan plan_rows(int64_t rows, int64_t cols) {
   rows = std::max<int64_t>(rows, 1);
   if (cols <= kWarpRowMaxCols) {
-    constexpr int kRowsPerBlock = kBlock / 32;
-    return {false, kBlock, kRowsPerBlock, std::min(ceil_div(rows, kRowsPerBlock), kNnMaxGridX)};
+    constexpr int kRowsPerBlock = kRowWarpThreads / 32;
+    return {false, kRowWarpThreads, kRowsPerBlock, std::min(ceil_div(rows, kRowsPerBlock), kNnMaxGridX)};
   }
   // About eight elements per thread, between 128 and 1024 threads.
-  const int64_t threads = std::clamp<int64_t>(ceil_div(ceil_div(cols, 8), 32) * 32, 128, 1024);
+  const int64_t threads = std::clamp<int64_t>(ceil_div(ceil_div(cols, 8), 32) * 32, 128, kRowMaxThreads);
   return {true, static_cast<int>(threads), 1, std::min(rows, kNnMaxGridX)};
 }
 

@@ -41,6 +41,8 @@ struct RowPlan {
   int64_t blocks;
 };
 inline constexpr int64_t kWarpRowMaxCols = 1024;
+inline constexpr int kRowWarpThreads = 256;  // the launch bounds of the row kernels' two variants
+inline constexpr int kRowMaxThreads = 1024;
 RowPlan plan_rows(int64_t rows, int64_t cols);
 
 // A deterministic per-channel reduction over [N, C, S] (batch_norm's statistics and its backward's

@@ -218,8 +218,8 @@ Tensor cross_entropy_impl(const Tensor& input, const Tensor& target, const Tenso
   }
   ClassLayout l = class_layout(op, input, target, weight);
   // The fused op: f32/f64 on the CPU, every floating dtype on CUDA (f16/bf16 accumulate in f32 there).
-  const bool kernel = fused && (input.device().is_cuda() || (input.device().is_cpu() && (input.dtype() == kF32 ||
-                                                                                          input.dtype() == kF64)));
+  const bool kernel = fused && (input.device().is_cuda() ||
+                                (input.device().is_cpu() && (input.dtype() == kF32 || input.dtype() == kF64)));
   if (!kernel) {
     check_targets(op, l.target, l.classes, ignore_index);
     return finish_class_loss(cross_entropy_indices_composite(l, weight, ignore_index, r, label_smoothing), l, r);

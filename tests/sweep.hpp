@@ -27,9 +27,9 @@ enum class Fill {
 struct Arg {
   Shape shape;
   Fill fill = Fill::Normal;
-  int64_t hi = 0;     // Index: exclusive upper bound
-  bool grad = true;   // a floating argument requires grad when the row has a backward
-  bool vary = true;   // takes the four layouts (false: always contiguous)
+  int64_t hi = 0;    // Index: exclusive upper bound
+  bool grad = true;  // a floating argument requires grad when the row has a backward
+  bool vary = true;  // takes the four layouts (false: always contiguous)
 };
 
 struct Row {
@@ -46,10 +46,14 @@ struct Row {
 enum class Layout { Contiguous, Transposed, Sliced, Broadcast };
 inline const char* layout_name(Layout l) {
   switch (l) {
-    case Layout::Contiguous: return "contiguous";
-    case Layout::Transposed: return "transposed";
-    case Layout::Sliced: return "sliced";
-    case Layout::Broadcast: return "broadcast";
+    case Layout::Contiguous:
+      return "contiguous";
+    case Layout::Transposed:
+      return "transposed";
+    case Layout::Sliced:
+      return "sliced";
+    case Layout::Broadcast:
+      return "broadcast";
   }
   return "?";
 }
@@ -87,11 +91,16 @@ namespace detail {
 // The contiguous f64 values of one argument, drawn from the row's seed.
 inline Tensor values(const Arg& a) {
   switch (a.fill) {
-    case Fill::Normal: return randn(a.shape, {.dtype = kF64}) * 2.0;
-    case Fill::Positive: return abs(randn(a.shape, {.dtype = kF64}) * 2.0) + 0.5;
-    case Fill::Unit: return rand(a.shape, {.dtype = kF64}) * 1.8 - 0.9;
-    case Fill::Index: return randint(0, a.hi, a.shape, {.dtype = kI64});
-    case Fill::Mask: return randint(0, 2, a.shape).to(kBool);
+    case Fill::Normal:
+      return randn(a.shape, {.dtype = kF64}) * 2.0;
+    case Fill::Positive:
+      return abs(randn(a.shape, {.dtype = kF64}) * 2.0) + 0.5;
+    case Fill::Unit:
+      return rand(a.shape, {.dtype = kF64}) * 1.8 - 0.9;
+    case Fill::Index:
+      return randint(0, a.hi, a.shape, {.dtype = kI64});
+    case Fill::Mask:
+      return randint(0, 2, a.shape).to(kBool);
   }
   return {};
 }
@@ -179,7 +188,8 @@ inline void compare(const Row& row, const Result& got, const Result& want, const
   CAPTURE(what);
   if (!want.error.empty() || !got.error.empty()) {
     // Both sides refuse the case alike (a dtype the op does not take), or the test fails naming both.
-    if (want.error.empty() || got.error.empty()) FAIL_CHECK("one side threw: [" << got.error << "] vs [" << want.error << "]");
+    if (want.error.empty() || got.error.empty())
+      FAIL_CHECK("one side threw: [" << got.error << "] vs [" << want.error << "]");
     return;
   }
   REQUIRE(got.outs.size() == want.outs.size());
@@ -206,11 +216,15 @@ inline void run(const std::vector<Row>& rows) {
   }
   const Device gpu{Device::Kind::CUDA, 0};
   for (const Row& row : rows) {
+    bool any_ran = false;  // a row that the CPU refuses in every dtype checks nothing
+    std::string last_error;
     for (DType dt : row.dtypes) {
       manual_seed(static_cast<uint64_t>(std::hash<std::string>{}(row.name) % 100000));
       std::vector<Tensor> vals;
       for (const Arg& a : row.args) vals.push_back(detail::values(a));
       const detail::Result base = detail::evaluate(row, vals, dt, Layout::Contiguous, kCPU);
+      any_ran = any_ran || base.error.empty();
+      if (!base.error.empty()) last_error = base.error;
       for (Layout l : {Layout::Contiguous, Layout::Transposed, Layout::Sliced, Layout::Broadcast}) {
         const std::string what = row.name + " " + dtype_name(dt) + " " + layout_name(l);
         const detail::Result cpu = l == Layout::Contiguous ? base : detail::evaluate(row, vals, dt, l, kCPU);
@@ -219,6 +233,7 @@ inline void run(const std::vector<Row>& rows) {
         if (cuda) detail::compare(row, detail::evaluate(row, vals, dt, l, gpu), cpu, what + " (cuda vs cpu)");
       }
     }
+    if (!any_ran) FAIL_CHECK("sweep row " << row.name << " fails on the CPU in every dtype: " << last_error);
   }
 }
 

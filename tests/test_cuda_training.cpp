@@ -45,8 +45,8 @@ TEST_CASE("cuda training: a GPU checkpoint resumes on the CPU and a CPU checkpoi
     b.use_adam = true;
     std::vector<double> restored;
     train::TrainerOptions o = on(to, 3);
-    o.callbacks.push_back(std::make_shared<train::LambdaCallback>(train::LambdaHooks{
-        .on_train_epoch_start = [&](train::Trainer&, train::TrainModule& m) {
+    o.callbacks.push_back(std::make_shared<train::LambdaCallback>(
+        train::LambdaHooks{.on_train_epoch_start = [&](train::Trainer&, train::TrainModule& m) {
           if (restored.empty()) restored = flat_params(m);
         }}));
     train::Trainer tb(o);

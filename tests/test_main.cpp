@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   const int rc = context.run();
   if (context.shouldExit()) return rc;
   if (const int skipped = ember::testing::cuda_skips().load())
-    std::printf("[cuda] %d test cases skipped their CUDA part: %s\n", skipped, ember::testing::cuda_skip_reason().c_str());
+    std::printf("[cuda] %d test cases skipped their CUDA part: %s\n", skipped,
+                ember::testing::cuda_skip_reason().c_str());
   return rc;
 }

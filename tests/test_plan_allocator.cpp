@@ -70,7 +70,7 @@ TEST_CASE("block pool: small blocks split one segment and merge back when freed"
   CHECK(f.pool.free_blocks() == 1);  // the rest of the segment
 
   f.pool.free(a);
-  CHECK(f.pool.free_blocks() == 2);  // a's hole and the tail, not adjacent
+  CHECK(f.pool.free_blocks() == 2);   // a's hole and the tail, not adjacent
   void* c = f.pool.allocate(512, 1);  // best fit: a's 1 KiB hole, not the big tail
   CHECK(addr(c) == addr(a));
   f.pool.free(c);
@@ -120,9 +120,9 @@ TEST_CASE("block pool: out of memory releases the cache first, then reports fail
   f.sys.budget = 40 * kMiB;
   void* a = f.pool.allocate(30 * kMiB, 0);
   REQUIRE(a != nullptr);
-  f.pool.free(a);  // cached, 30 MiB still held from the system
+  f.pool.free(a);                           // cached, 30 MiB still held from the system
   void* b = f.pool.allocate(20 * kMiB, 1);  // another stream: needs a new segment, only 10 MiB left
-  REQUIRE(b != nullptr);                      // ... so the cached segment was released
+  REQUIRE(b != nullptr);                    // ... so the cached segment was released
   CHECK(f.pool.stats().system_frees == 1);
   CHECK(f.pool.allocate(30 * kMiB, 1) == nullptr);
   CHECK(f.pool.stats().allocated_bytes == static_cast<int64_t>(20 * kMiB));

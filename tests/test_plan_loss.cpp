@@ -50,6 +50,9 @@ void check_forward_cover(int64_t positions, int64_t classes) {
   CHECK(p.backward_grid >= 1);
   CHECK(p.backward_grid <= kCeMaxBackwardGrid);
   const int64_t elements = positions * classes;
+  // 32-bit index math only where no index, nor the last grid-stride step past the end, wraps.
+  CHECK(p.backward_index32 == (elements < (int64_t{1} << 31)));
+  if (p.backward_index32) CHECK(elements + p.backward_grid * p.block <= int64_t{UINT32_MAX});
   if (elements <= 300000) {
     std::vector<int> seen(static_cast<size_t>(elements), 0);
     const int64_t stride = p.backward_grid * p.block;
@@ -86,6 +89,7 @@ A split_lse(const std::vector<double>& x, int parts) {
 TEST_CASE("plan loss: the forward grid gives each position one group; the backward covers every element") {
   for (int64_t positions : {1, 7, 8, 9, 255, 256, 257, 4096, 16383, 16384, 16385, 100000, 1000000})
     for (int64_t classes : {1, 2, 10, 1023, 1024, 50257}) check_forward_cover(positions, classes);
+  check_forward_cover(70000, 50257);  // 3.5e9 gradient elements: 64-bit index math
 }
 
 TEST_CASE("plan loss: long rows get the whole block, short rows a warp") {

@@ -325,6 +325,7 @@ TEST_CASE("nn plan: row plans cover every row within the launch limits") {
       CHECK(p.block_per_row == (cols > kWarpRowMaxCols));
       CHECK(p.threads % 32 == 0);
       CHECK(p.threads >= 32);
+      CHECK(p.threads <= (p.block_per_row ? kRowMaxThreads : kRowWarpThreads));  // the kernels' launch bounds
       CHECK(p.threads <= 1024);
       CHECK(p.rows_per_block == (p.block_per_row ? 1 : p.threads / 32));
       CHECK(p.blocks >= 1);

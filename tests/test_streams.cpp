@@ -29,7 +29,8 @@ TEST_CASE("streams: without a device, pinning, streams and events raise DeviceEr
   // pin_memory = true is ignored without a device: the same batches as without it.
   auto ds = std::make_shared<data::TensorDataset>(arange(20, kF32).reshape({10, 2}), arange(10, kI64));
   for (int64_t workers : {0, 2}) {
-    data::DataLoader pinned(ds, {.batch_size = 4, .shuffle = true, .seed = 3, .num_workers = workers, .pin_memory = true});
+    data::DataLoader pinned(ds,
+                            {.batch_size = 4, .shuffle = true, .seed = 3, .num_workers = workers, .pin_memory = true});
     data::DataLoader plain(ds, {.batch_size = 4, .shuffle = true, .seed = 3, .num_workers = workers});
     std::vector<Tensor> got, want;
     for (const data::Batch& b : pinned) got.push_back(b.input);

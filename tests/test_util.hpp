@@ -31,14 +31,15 @@ inline std::string cuda_skip_reason() {
 
 // Returns from a test case that needs a CUDA device, printing why, when there is none.
 // tools/gpu_check.sh sets EMBER_REQUIRE_CUDA=1: there, a missing device is a failure, not a skip.
-#define CUDA_OR_SKIP()                                                                                      \
-  do {                                                                                                      \
-    if (!::ember::cuda_is_available()) {                                                                    \
-      if (std::getenv("EMBER_REQUIRE_CUDA")) FAIL("EMBER_REQUIRE_CUDA is set: " << ::ember::testing::cuda_skip_reason()); \
-      MESSAGE("CUDA tests skipped: " << ::ember::testing::cuda_skip_reason());                              \
-      ++::ember::testing::cuda_skips();                                                                     \
-      return;                                                                                               \
-    }                                                                                                       \
+#define CUDA_OR_SKIP()                                                               \
+  do {                                                                               \
+    if (!::ember::cuda_is_available()) {                                             \
+      if (std::getenv("EMBER_REQUIRE_CUDA"))                                         \
+        FAIL("EMBER_REQUIRE_CUDA is set: " << ::ember::testing::cuda_skip_reason()); \
+      MESSAGE("CUDA tests skipped: " << ::ember::testing::cuda_skip_reason());       \
+      ++::ember::testing::cuda_skips();                                              \
+      return;                                                                        \
+    }                                                                                \
   } while (0)
 
 // Elementwise |a - b| <= atol + rtol * |b| with equal shapes; NaNs must match. Reports the worst element.

@@ -183,8 +183,8 @@ void adam_step_multi_(const std::vector<Tensor>& params, const std::vector<Tenso
            {"max_exp_avg_sq", &vmax, false}});
     EMBER_CHECK(!a.amsgrad || vmax.defined(), ValueError, "[", op, "] amsgrad needs max_exp_avg_sq");
   }
-  kernels::adam_step_multi(params, grads, exp_avgs, exp_avg_sqs,
-                           a.amsgrad ? max_exp_avg_sqs : std::vector<Tensor>{}, adam_hyper(a));
+  kernels::adam_step_multi(params, grads, exp_avgs, exp_avg_sqs, a.amsgrad ? max_exp_avg_sqs : std::vector<Tensor>{},
+                           adam_hyper(a));
   bump_all(op, {&params, &exp_avgs, &exp_avg_sqs, &max_exp_avg_sqs});
 }
 

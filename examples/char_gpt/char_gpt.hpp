@@ -160,7 +160,8 @@ inline std::string sample(GPT& model, const data::CharVocab& vocab, const std::s
   for (int64_t i = 0; i < length; ++i) {
     int64_t start = std::max<int64_t>(0, static_cast<int64_t>(ids.size()) - model.context);
     std::vector<int64_t> window(ids.begin() + start, ids.end());
-    Tensor logits = model.forward(tensor(window, Shape{1, static_cast<int64_t>(window.size())}).to(model.head->weight.device()));
+    Tensor logits =
+        model.forward(tensor(window, Shape{1, static_cast<int64_t>(window.size())}).to(model.head->weight.device()));
     std::vector<float> p = (logits[0][-1] * (1.0 / temperature)).softmax(0).to_vector<float>();
     double u = rand({}, {.dtype = kF64}, &gen).item<double>(), acc = 0;
     size_t k = 0;

@@ -1,6 +1,6 @@
 // Trains a small character-level GPT on Pride and Prejudice (bundled) and samples from it.
-// Usage: char_gpt [max_minutes] [--device cpu|cuda|auto] (default 14 minutes). Trains for 5000 steps or until the time is up, whichever
-// comes first. Goal: validation loss under 1.7 nats per character within 15 minutes on 2 cores; exits
+// Usage: char_gpt [max_minutes] [--device cpu|cuda|auto] (default 14 minutes). Trains for 5000 steps or until the time
+// is up, whichever comes first. Goal: validation loss under 1.7 nats per character within 15 minutes on 2 cores; exits
 // non-zero when the final validation loss is not under 1.7. Logs, the chart and checkpoints go under
 // runs/char_gpt/.
 #include <cstdio>

@@ -1,9 +1,9 @@
 // Trains the LeNet-5-style CNN on MNIST and reports test accuracy (goal: at least 99.0%).
-// Usage: mnist_cnn [MNIST_DIR] [epochs] [--device cpu|cuda|auto]. The folder holds the four IDX files (tools/fetch_mnist.sh
-// downloads them); by default the shared copy beside the repository (../shared/data/mnist). Logs, the
-// chart and the last checkpoint go under runs/mnist_cnn/. SIGTERM or SIGUSR1 stops the run after its
-// current step with a checkpoint; running the same command again resumes it. Under `mpirun -np N` it
-// trains with DDP over N processes (rank 0 prints and writes).
+// Usage: mnist_cnn [MNIST_DIR] [epochs] [--device cpu|cuda|auto]. The folder holds the four IDX files
+// (tools/fetch_mnist.sh downloads them); by default the shared copy beside the repository (../shared/data/mnist). Logs,
+// the chart and the last checkpoint go under runs/mnist_cnn/. SIGTERM or SIGUSR1 stops the run after its current step
+// with a checkpoint; running the same command again resumes it. Under `mpirun -np N` it trains with DDP over N
+// processes (rank 0 prints and writes).
 #include <cstdio>
 #include <cstdlib>
 #include <exception>

@@ -292,8 +292,7 @@ void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p) {
 void adaptive_avg_pool2d(const Tensor& out, const Tensor& in) {
   visit_dtype<FloatTypes>(in.dtype(), "[adaptive_avg_pool2d]", [&]<class T>() { adaptive_avg_impl<T>(out, in); });
 }
-void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
-                         const Pool2dParams&) {
+void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices, const Pool2dParams&) {
   visit_dtype<FloatTypes>(grad_in.dtype(), "[max_pool2d_backward]",
                           [&]<class T>() { max_pool_backward_impl<T>(grad_in, grad_out, indices); });
 }

@@ -151,11 +151,11 @@ class CudaCachingAllocator final : public Allocator {
       cudaGetLastError();
     }
     const BlockPoolStats& s = pool_.stats();
-    throw OutOfMemoryError(detail::cat_str(
-        "[cuda allocator] out of memory on cuda:", device_, " allocating ", nbytes, " bytes (in use by tensors: ",
-        s.allocated_bytes, " bytes, cached by the allocator: ", s.reserved_bytes - s.allocated_bytes,
-        " bytes, peak in use: ", peak_, " bytes, device free: ", free_b, " of ", total_b,
-        " bytes); the cache was released before this error"));
+    throw OutOfMemoryError(detail::cat_str("[cuda allocator] out of memory on cuda:", device_, " allocating ", nbytes,
+                                           " bytes (in use by tensors: ", s.allocated_bytes,
+                                           " bytes, cached by the allocator: ", s.reserved_bytes - s.allocated_bytes,
+                                           " bytes, peak in use: ", peak_, " bytes, device free: ", free_b, " of ",
+                                           total_b, " bytes); the cache was released before this error"));
   }
 
   int device_;
@@ -200,8 +200,9 @@ class PinnedAllocator final : public Allocator {
       }
       if (err == cudaErrorMemoryAllocation) {
         cudaGetLastError();
-        throw OutOfMemoryError(detail::cat_str("[pin_memory] cannot pin ", nbytes, " bytes of host memory (pinned in use: ",
-                                               stats_.current_bytes, " bytes)"));
+        throw OutOfMemoryError(detail::cat_str("[pin_memory] cannot pin ", nbytes,
+                                               " bytes of host memory (pinned in use: ", stats_.current_bytes,
+                                               " bytes)"));
       }
       EMBER_CUDA_CHECK(err);
       ++stats_.system_allocations;

@@ -129,27 +129,28 @@ struct CeBackArgs {
   double scale, keep, lsc, w_total;
 };
 
-// grad[n, j, k] = coef (s softmax_j - q_j), elementwise; kUnitK: K == 1 (no division by K).
-template <class T, bool kUnitK>
+// grad[n, j, k] = coef (s softmax_j - q_j), elementwise; kUnitK: K == 1 (no division by K). I: the index
+// type, 32-bit below 2^31 elements (a 64-bit division costs several times a 32-bit one).
+template <class T, bool kUnitK, class I>
 __global__ void __launch_bounds__(kThreads)
     ce_backward_kernel(T* __restrict gi, const T* __restrict g, const T* __restrict x, const int64_t* __restrict tg,
                        const T* __restrict w, const T* __restrict lse, const double* __restrict w_total_dev,
                        CeBackArgs a) {
   using A = acc_t<T>;
-  const int64_t total = a.n * a.c * a.k;
+  const I total = static_cast<I>(a.n * a.c * a.k), c = static_cast<I>(a.c), k = static_cast<I>(a.k);
   const A w_total = w_total_dev ? static_cast<A>(*w_total_dev) : static_cast<A>(a.w_total);
   const A keep = static_cast<A>(a.keep), lsc = static_cast<A>(a.lsc), scale = static_cast<A>(a.scale);
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int64_t i, j;
+  for (I e = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += static_cast<I>(gridDim.x) * blockDim.x) {
+    I i, j;
     if constexpr (kUnitK) {
-      i = e / a.c;
-      j = e - i * a.c;
+      i = e / c;
+      j = e - i * c;
     } else {
-      const int64_t kk = e % a.k, nj = e / a.k;
-      const int64_t n = nj / a.c;
-      j = nj - n * a.c;
-      i = n * a.k + kk;
+      const I kk = e % k, nj = e / k;
+      const I n = nj / c;
+      j = nj - n * c;
+      i = n * k + kk;
     }
     const int64_t t = tg[i];
     if (t == a.ignore_index || t < 0 || t >= a.c) {
@@ -160,7 +161,7 @@ __global__ void __launch_bounds__(kThreads)
     const A wt = w ? load(w[t]) : A(1);
     const A cs = ce_grad_scale<A>(coef, keep, wt, lsc, w_total);
     A v = ce_grad_base<A>(cs, std::exp(load(x[e]) - load(lse[i])), coef, lsc, w ? load(w[j]) : A(1));
-    if (j == t) v -= ce_grad_target<A>(coef, keep, wt);
+    if (static_cast<int64_t>(j) == t) v -= ce_grad_target<A>(coef, keep, wt);
     gi[e] = convert_from<T>(v);
   }
 }
@@ -272,12 +273,19 @@ void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, d
     }
     T* gi = static_cast<T*>(grad_input.raw_data());
     const auto grid = static_cast<unsigned>(plan.backward_grid);
-    if (k == 1)
-      ce_backward_kernel<T, true><<<grid, kThreads, 0, stream>>>(gi, cptr<T>(grad_loss), cptr<T>(input),
-                                                                 cptr<int64_t>(target), w, cptr<T>(lse), wt_dev, a);
-    else
-      ce_backward_kernel<T, false><<<grid, kThreads, 0, stream>>>(gi, cptr<T>(grad_loss), cptr<T>(input),
-                                                                  cptr<int64_t>(target), w, cptr<T>(lse), wt_dev, a);
+    const T *g = cptr<T>(grad_loss), *xs = cptr<T>(input), *l = cptr<T>(lse);
+    const int64_t* tg = cptr<int64_t>(target);
+    if (plan.backward_index32) {
+      if (k == 1)
+        ce_backward_kernel<T, true, uint32_t><<<grid, kThreads, 0, stream>>>(gi, g, xs, tg, w, l, wt_dev, a);
+      else
+        ce_backward_kernel<T, false, uint32_t><<<grid, kThreads, 0, stream>>>(gi, g, xs, tg, w, l, wt_dev, a);
+    } else {
+      if (k == 1)
+        ce_backward_kernel<T, true, int64_t><<<grid, kThreads, 0, stream>>>(gi, g, xs, tg, w, l, wt_dev, a);
+      else
+        ce_backward_kernel<T, false, int64_t><<<grid, kThreads, 0, stream>>>(gi, g, xs, tg, w, l, wt_dev, a);
+    }
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }

@@ -65,8 +65,9 @@ __device__ __forceinline__ RowStats<A> row_stats(const T* x, int64_t cols, A eps
 // ------------------------------------------------------------------------------------ row norms
 
 template <class T, bool kBlock>
-__global__ void __launch_bounds__(1024) layer_norm_kernel(T* out, const T* in, const acc_t<T>* w, const acc_t<T>* b,
-                                                          int64_t rows, int64_t cols, acc_t<T> eps) {
+__global__ void __launch_bounds__(kBlock ? kRowMaxThreads : kRowWarpThreads)
+    layer_norm_kernel(T* out, const T* in, const acc_t<T>* w, const acc_t<T>* b, int64_t rows, int64_t cols,
+                      acc_t<T> eps) {
   using A = acc_t<T>;
   using G = Group<kBlock>;
   __shared__ A shared[kWarp];
@@ -86,7 +87,7 @@ __global__ void __launch_bounds__(1024) layer_norm_kernel(T* out, const T* in, c
 // The fused first-order backward of one row (see layer_norm_dx); writes xhat too when asked (the
 // weight's gradient is then g * xhat summed over rows by the builder).
 template <class T, bool kBlock>
-__global__ void __launch_bounds__(1024)
+__global__ void __launch_bounds__(kBlock ? kRowMaxThreads : kRowWarpThreads)
     layer_norm_backward_kernel(T* dx, acc_t<T>* xhat_out, const T* in, const T* grad_out, const acc_t<T>* w,
                                int64_t rows, int64_t cols, acc_t<T> eps) {
   using A = acc_t<T>;
@@ -115,7 +116,7 @@ __global__ void __launch_bounds__(1024)
 }
 
 template <class T, bool kBlock>
-__global__ void __launch_bounds__(1024)
+__global__ void __launch_bounds__(kBlock ? kRowMaxThreads : kRowWarpThreads)
     rms_norm_kernel(T* out, const T* in, const acc_t<T>* w, int64_t rows, int64_t cols, acc_t<T> eps) {
   using A = acc_t<T>;
   using G = Group<kBlock>;
@@ -281,8 +282,8 @@ T* data(const Tensor& t) {
 
 }  // namespace
 
-// Launches the block-per-row or warp-per-row instance of a row kernel, as plan_rows decides (at most
-// 1024 threads: the row kernels' launch bounds keep their registers within that).
+// Launches the block-per-row or warp-per-row instance of a row kernel, as plan_rows decides (within
+// the row kernels' launch bounds, which keep their registers low enough for the block size).
 #define EMBER_LAUNCH_ROWS(kernel, T, rows, cols, ...)                                \
   do {                                                                               \
     const RowPlan rp = plan_rows(rows, cols);                                        \

@@ -25,8 +25,8 @@ void check_error(cudaError_t err, const char* expr, const char* file, int line) 
     err = cudaDeviceSynchronize();
     if (err != cudaSuccess) {
       cudaGetLastError();
-      throw Error(detail::cat_str("[cuda] the kernel launched at ", file, ":", line,
-                                  " failed (EMBER_CUDA_SYNC=1): ", cudaGetErrorName(err), ": ", cudaGetErrorString(err)));
+      throw Error(detail::cat_str("[cuda] the kernel launched at ", file, ":", line, " failed (EMBER_CUDA_SYNC=1): ",
+                                  cudaGetErrorName(err), ": ", cudaGetErrorString(err)));
     }
   }
   if (err == cudaSuccess) return;
@@ -195,8 +195,8 @@ void copy_bytes_async(void* dst, Device dst_device, const void* src, Device src_
   int dev = dst_device.is_cuda() ? device_index(dst_device, "to") : device_index(src_device, "to");
   DeviceGuard g(dev);
   cudaStream_t stream = current_stream(dev);
-  EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, dst_device.is_cpu() ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice,
-                                   stream));
+  EMBER_CUDA_CHECK(
+      cudaMemcpyAsync(dst, src, nbytes, dst_device.is_cpu() ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice, stream));
   record_host_use(const_cast<void*>(host), dev, stream);
 }
 

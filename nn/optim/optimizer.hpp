@@ -149,8 +149,7 @@ struct FusedBatch {
   std::array<std::vector<Tensor>, N> lists;
 };
 template <size_t N>
-std::array<std::vector<Tensor>, N>& fused_batch(std::vector<FusedBatch<N>>& batches, const Tensor& param,
-                                                double key) {
+std::array<std::vector<Tensor>, N>& fused_batch(std::vector<FusedBatch<N>>& batches, const Tensor& param, double key) {
   for (FusedBatch<N>& b : batches)
     if (b.device == param.device() && b.dtype == param.dtype() && b.key == key) return b.lists;
   batches.push_back({param.device(), param.dtype(), key, {}});
