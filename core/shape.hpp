@@ -21,7 +21,9 @@ class Shape {
     std::fill(begin(), end(), value);
   }
   template <class It>
-  Shape(It first, It last) { assign(first, last); }
+  Shape(It first, It last) {
+    assign(first, last);
+  }
   Shape(const Shape& o) { assign(o.begin(), o.end()); }
   Shape& operator=(const Shape& o) {
     if (this != &o) assign(o.begin(), o.end());
@@ -111,6 +113,22 @@ class Shape {
 };
 
 std::ostream& operator<<(std::ostream& os, const Shape& s);
+
+// The dims a reduction reduces: one int (x.sum(1), as PyTorch), a braced list (x.sum({0, 2})), a Shape,
+// or {} for all dims. A type of its own so that {} never means dim 0 and a single int is always a dim.
+class Dims {
+ public:
+  Dims() = default;
+  Dims(int64_t dim) : dims_{dim} {}  // NOLINT: implicit by design, as PyTorch's `dim=1`
+  Dims(std::initializer_list<int64_t> dims) : dims_(dims) {}
+  Dims(const Shape& dims) : dims_(dims) {}  // NOLINT
+  operator const Shape&() const { return dims_; }
+  const Shape& shape() const { return dims_; }
+  bool empty() const { return dims_.empty(); }
+
+ private:
+  Shape dims_;
+};
 
 // Number of elements; throws ShapeError on negative sizes or int64 overflow.
 int64_t shape_numel(const Shape& s);

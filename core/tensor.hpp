@@ -1,6 +1,7 @@
 // Tensor: a cheap value handle (shared_ptr<TensorImpl>) onto a strided view of a Storage.
 // Views share storage; ops are free functions in core/ops/*.hpp and mirrored here as methods.
 #pragma once
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
@@ -25,6 +26,10 @@ namespace autograd {
 class Node;
 }
 class Tensor;
+struct ValuesIndices;  // below: max/min along a dim, sort, topk
+namespace indexing {
+class TensorIndex;  // core/ops/indexing.hpp
+}
 
 // A tensor hook sees the gradient w.r.t. the tensor; returning a defined tensor replaces it.
 using TensorHook = std::function<Tensor(const Tensor&)>;
@@ -129,6 +134,15 @@ class Tensor {
   // ---- views and shape ----
   Tensor view(const Shape& shape) const;
   Tensor reshape(const Shape& shape) const;
+  // x.view(-1), x.reshape(2, -1): sizes as separate ints, as PyTorch.
+  template <std::integral I, std::integral... Is>
+  Tensor view(I size, Is... sizes) const {
+    return view(Shape{static_cast<int64_t>(size), static_cast<int64_t>(sizes)...});
+  }
+  template <std::integral I, std::integral... Is>
+  Tensor reshape(I size, Is... sizes) const {
+    return reshape(Shape{static_cast<int64_t>(size), static_cast<int64_t>(sizes)...});
+  }
   Tensor view_as(const Tensor& o) const { return view(o.shape()); }
   Tensor reshape_as(const Tensor& o) const { return reshape(o.shape()); }
   Tensor permute(const Shape& dims) const;
@@ -153,6 +167,9 @@ class Tensor {
   std::vector<Tensor> split(int64_t split_size, int64_t dim = 0) const;
   std::vector<Tensor> split(const std::vector<int64_t>& sizes, int64_t dim = 0) const;
   std::vector<Tensor> chunk(int64_t chunks, int64_t dim = 0) const;
+  std::vector<Tensor> unbind(int64_t dim = 0) const;
+  Tensor tril(int64_t diagonal = 0) const;
+  Tensor triu(int64_t diagonal = 0) const;
 
   // ---- indexing ----
   Tensor index_select(int64_t dim, const Tensor& index) const;
@@ -165,6 +182,11 @@ class Tensor {
   Tensor& masked_fill_(const Tensor& mask, const Scalar& value);
   Tensor masked_select(const Tensor& mask) const;
   Tensor take_along_dim(const Tensor& indices, int64_t dim) const;
+  // x[indices] and x[indices] = v with PyTorch's basic and advanced indexing: x.index({Slice(), idx}),
+  // x.index_put_({mask}, 0.0) (ember::indexing; core/ops/indexing.hpp).
+  Tensor index(const std::vector<indexing::TensorIndex>& indices) const;
+  Tensor& index_put_(const std::vector<indexing::TensorIndex>& indices, const Tensor& values, bool accumulate = false);
+  Tensor& index_put_(const std::vector<indexing::TensorIndex>& indices, const Scalar& value, bool accumulate = false);
 
   // ---- elementwise ----
   Tensor neg() const;
@@ -199,6 +221,8 @@ class Tensor {
   Tensor isfinite() const;
   Tensor clamp(std::optional<Scalar> min, std::optional<Scalar> max = {}) const;
   Tensor clamp(const Tensor& min, const Tensor& max) const;
+  Tensor clamp_min(const Scalar& min) const;
+  Tensor clamp_max(const Scalar& max) const;
   Tensor nan_to_num(double nan = 0.0, std::optional<double> posinf = {}, std::optional<double> neginf = {}) const;
   Tensor pow(const Scalar& exponent) const;
   Tensor pow(const Tensor& exponent) const;
@@ -207,6 +231,9 @@ class Tensor {
   Tensor mul(const Tensor& o) const;
   Tensor div(const Tensor& o, const std::string& rounding_mode = "") const;
   Tensor remainder(const Tensor& o) const;
+  Tensor fmod(const Tensor& o) const;
+  Tensor fmod(const Scalar& o) const;
+  Tensor atan2(const Tensor& o) const;
   Tensor maximum(const Tensor& o) const;
   Tensor minimum(const Tensor& o) const;
   Tensor eq(const Tensor& o) const;
@@ -244,35 +271,35 @@ class Tensor {
   Tensor& addcdiv_(const Tensor& t1, const Tensor& t2, const Scalar& value = 1);
 
   // ---- reductions ----
+  // dims (Dims): one int as PyTorch's x.sum(1), a list x.sum({0, 2}), or {} for all dims. var/std take
+  // the dims first, so x.var(1) reduces dim 1; a correction over all dims is x.var({}, 0).
   Tensor sum(std::optional<DType> dtype = {}) const;
-  Tensor sum(const Shape& dims, bool keepdim = false, std::optional<DType> dtype = {}) const;
+  Tensor sum(const Dims& dims, bool keepdim = false, std::optional<DType> dtype = {}) const;
   Tensor mean() const;
-  Tensor mean(const Shape& dims, bool keepdim = false) const;
+  Tensor mean(const Dims& dims, bool keepdim = false) const;
   Tensor prod() const;
   Tensor prod(int64_t dim, bool keepdim = false) const;
-  Tensor var(int64_t correction = 1) const;
-  Tensor var(const Shape& dims, int64_t correction = 1, bool keepdim = false) const;
-  Tensor std(int64_t correction = 1) const;
-  Tensor std(const Shape& dims, int64_t correction = 1, bool keepdim = false) const;
+  Tensor var(const Dims& dims = {}, int64_t correction = 1, bool keepdim = false) const;
+  Tensor std(const Dims& dims = {}, int64_t correction = 1, bool keepdim = false) const;
   Tensor max() const;
   Tensor min() const;
-  std::tuple<Tensor, Tensor> max(int64_t dim, bool keepdim = false) const;
-  std::tuple<Tensor, Tensor> min(int64_t dim, bool keepdim = false) const;
-  Tensor amax(const Shape& dims = {}, bool keepdim = false) const;
-  Tensor amin(const Shape& dims = {}, bool keepdim = false) const;
+  ValuesIndices max(int64_t dim, bool keepdim = false) const;
+  ValuesIndices min(int64_t dim, bool keepdim = false) const;
+  Tensor amax(const Dims& dims = {}, bool keepdim = false) const;
+  Tensor amin(const Dims& dims = {}, bool keepdim = false) const;
   Tensor argmax(std::optional<int64_t> dim = {}, bool keepdim = false) const;
   Tensor argmin(std::optional<int64_t> dim = {}, bool keepdim = false) const;
   Tensor norm(double p = 2.0) const;
-  Tensor norm(double p, const Shape& dims, bool keepdim = false) const;
-  Tensor logsumexp(const Shape& dims, bool keepdim = false) const;
+  Tensor norm(double p, const Dims& dims, bool keepdim = false) const;
+  Tensor logsumexp(const Dims& dims, bool keepdim = false) const;
   Tensor all() const;
   Tensor all(int64_t dim, bool keepdim = false) const;
   Tensor any() const;
   Tensor any(int64_t dim, bool keepdim = false) const;
   Tensor cumsum(int64_t dim) const;
   Tensor cumprod(int64_t dim) const;
-  std::tuple<Tensor, Tensor> topk(int64_t k, int64_t dim = -1, bool largest = true, bool sorted = true) const;
-  std::tuple<Tensor, Tensor> sort(int64_t dim = -1, bool descending = false, bool stable = false) const;
+  ValuesIndices topk(int64_t k, int64_t dim = -1, bool largest = true, bool sorted = true) const;
+  ValuesIndices sort(int64_t dim = -1, bool descending = false, bool stable = false) const;
   Tensor argsort(int64_t dim = -1, bool descending = false, bool stable = false) const;
 
   // ---- linear algebra and nn ----
@@ -308,6 +335,16 @@ class Tensor {
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// What max/min along a dim, sort and topk return, as torch.return_types: r.values, r.indices, or
+// auto [values, indices] = x.max(1). Converts to std::tuple (and std::tie(v, i) = ... assigns) for
+// code written against the old pair.
+struct ValuesIndices {
+  Tensor values;
+  Tensor indices;
+  operator std::tuple<Tensor, Tensor>() const { return {values, indices}; }
+  operator std::tuple<Tensor&, Tensor&>() { return {values, indices}; }
+};
 
 // Describes a tensor for error messages: "[2, 3] float32 cpu".
 std::string describe(const Tensor& t);

@@ -66,6 +66,14 @@ Tensor Tensor::sub(const Tensor& o, const Scalar& a) const { return ember::sub(*
 Tensor Tensor::mul(const Tensor& o) const { return ember::mul(*this, o); }
 Tensor Tensor::div(const Tensor& o, const std::string& m) const { return ember::div(*this, o, m); }
 Tensor Tensor::remainder(const Tensor& o) const { return ember::remainder(*this, o); }
+Tensor Tensor::fmod(const Tensor& o) const { return ember::fmod(*this, o); }
+Tensor Tensor::fmod(const Scalar& o) const { return ember::fmod(*this, o); }
+Tensor Tensor::atan2(const Tensor& o) const { return ember::atan2(*this, o); }
+Tensor Tensor::clamp_min(const Scalar& m) const { return ember::clamp_min(*this, m); }
+Tensor Tensor::clamp_max(const Scalar& m) const { return ember::clamp_max(*this, m); }
+std::vector<Tensor> Tensor::unbind(int64_t d) const { return ember::unbind(*this, d); }
+Tensor Tensor::tril(int64_t k) const { return ember::tril(*this, k); }
+Tensor Tensor::triu(int64_t k) const { return ember::triu(*this, k); }
 Tensor Tensor::maximum(const Tensor& o) const { return ember::maximum(*this, o); }
 Tensor Tensor::minimum(const Tensor& o) const { return ember::minimum(*this, o); }
 Tensor Tensor::eq(const Tensor& o) const { return ember::eq(*this, o); }
@@ -79,40 +87,40 @@ Tensor Tensor::logical_or(const Tensor& o) const { return ember::logical_or(*thi
 Tensor Tensor::logical_xor(const Tensor& o) const { return ember::logical_xor(*this, o); }
 Tensor Tensor::lerp(const Tensor& e, const Scalar& w) const { return ember::lerp(*this, e, w); }
 Tensor Tensor::lerp(const Tensor& e, const Tensor& w) const { return ember::lerp(*this, e, w); }
-Tensor Tensor::addcmul(const Tensor& a, const Tensor& b, const Scalar& v) const { return ember::addcmul(*this, a, b, v); }
-Tensor Tensor::addcdiv(const Tensor& a, const Tensor& b, const Scalar& v) const { return ember::addcdiv(*this, a, b, v); }
+Tensor Tensor::addcmul(const Tensor& a, const Tensor& b, const Scalar& v) const {
+  return ember::addcmul(*this, a, b, v);
+}
+Tensor Tensor::addcdiv(const Tensor& a, const Tensor& b, const Scalar& v) const {
+  return ember::addcdiv(*this, a, b, v);
+}
 
 Tensor Tensor::sum(std::optional<DType> dt) const { return ember::sum(*this, {}, false, dt); }
-Tensor Tensor::sum(const Shape& d, bool k, std::optional<DType> dt) const { return ember::sum(*this, d, k, dt); }
+Tensor Tensor::sum(const Dims& d, bool k, std::optional<DType> dt) const { return ember::sum(*this, d, k, dt); }
 Tensor Tensor::mean() const { return ember::mean(*this); }
-Tensor Tensor::mean(const Shape& d, bool k) const { return ember::mean(*this, d, k); }
+Tensor Tensor::mean(const Dims& d, bool k) const { return ember::mean(*this, d, k); }
 Tensor Tensor::prod() const { return ember::prod(*this); }
 Tensor Tensor::prod(int64_t d, bool k) const { return ember::prod(*this, {d}, k); }
-Tensor Tensor::var(int64_t c) const { return ember::var(*this, {}, c); }
-Tensor Tensor::var(const Shape& d, int64_t c, bool k) const { return ember::var(*this, d, c, k); }
-Tensor Tensor::std(int64_t c) const { return ember::std(*this, {}, c); }
-Tensor Tensor::std(const Shape& d, int64_t c, bool k) const { return ember::std(*this, d, c, k); }
+Tensor Tensor::var(const Dims& d, int64_t c, bool k) const { return ember::var(*this, d, c, k); }
+Tensor Tensor::std(const Dims& d, int64_t c, bool k) const { return ember::std(*this, d, c, k); }
 Tensor Tensor::max() const { return ember::max(*this); }
 Tensor Tensor::min() const { return ember::min(*this); }
-std::tuple<Tensor, Tensor> Tensor::max(int64_t d, bool k) const { return ember::max(*this, d, k); }
-std::tuple<Tensor, Tensor> Tensor::min(int64_t d, bool k) const { return ember::min(*this, d, k); }
-Tensor Tensor::amax(const Shape& d, bool k) const { return ember::amax(*this, d, k); }
-Tensor Tensor::amin(const Shape& d, bool k) const { return ember::amin(*this, d, k); }
+ValuesIndices Tensor::max(int64_t d, bool k) const { return ember::max(*this, d, k); }
+ValuesIndices Tensor::min(int64_t d, bool k) const { return ember::min(*this, d, k); }
+Tensor Tensor::amax(const Dims& d, bool k) const { return ember::amax(*this, d, k); }
+Tensor Tensor::amin(const Dims& d, bool k) const { return ember::amin(*this, d, k); }
 Tensor Tensor::argmax(std::optional<int64_t> d, bool k) const { return ember::argmax(*this, d, k); }
 Tensor Tensor::argmin(std::optional<int64_t> d, bool k) const { return ember::argmin(*this, d, k); }
 Tensor Tensor::norm(double p) const { return ember::norm(*this, p); }
-Tensor Tensor::norm(double p, const Shape& d, bool k) const { return ember::norm(*this, p, d, k); }
-Tensor Tensor::logsumexp(const Shape& d, bool k) const { return ember::logsumexp(*this, d, k); }
+Tensor Tensor::norm(double p, const Dims& d, bool k) const { return ember::norm(*this, p, d, k); }
+Tensor Tensor::logsumexp(const Dims& d, bool k) const { return ember::logsumexp(*this, d, k); }
 Tensor Tensor::all() const { return ember::all(*this); }
 Tensor Tensor::all(int64_t d, bool k) const { return ember::all(*this, {d}, k); }
 Tensor Tensor::any() const { return ember::any(*this); }
 Tensor Tensor::any(int64_t d, bool k) const { return ember::any(*this, {d}, k); }
 Tensor Tensor::cumsum(int64_t d) const { return ember::cumsum(*this, d); }
 Tensor Tensor::cumprod(int64_t d) const { return ember::cumprod(*this, d); }
-std::tuple<Tensor, Tensor> Tensor::topk(int64_t k, int64_t d, bool l, bool s) const {
-  return ember::topk(*this, k, d, l, s);
-}
-std::tuple<Tensor, Tensor> Tensor::sort(int64_t d, bool desc, bool st) const { return ember::sort(*this, d, desc, st); }
+ValuesIndices Tensor::topk(int64_t k, int64_t d, bool l, bool s) const { return ember::topk(*this, k, d, l, s); }
+ValuesIndices Tensor::sort(int64_t d, bool desc, bool st) const { return ember::sort(*this, d, desc, st); }
 Tensor Tensor::argsort(int64_t d, bool desc, bool st) const { return ember::argsort(*this, d, desc, st); }
 
 Tensor Tensor::matmul(const Tensor& o) const { return ember::matmul(*this, o); }

@@ -228,6 +228,33 @@ struct Softplus : UnaryFloat {
     return bx > static_cast<T>(threshold) ? x : std::log1p(std::exp(bx)) / static_cast<T>(beta);
   }
 };
+// elu and selu: scale * (x > 0 ? x : alpha * (exp(x) - 1)); selu fixes alpha and scale.
+struct Elu : UnaryFloat {
+  double alpha = 1, scale = 1;
+  static Elu make(const OpParams& p) {
+    Elu f;
+    f.alpha = p.a;
+    f.scale = p.b;
+    return f;
+  }
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return static_cast<T>(scale) * (x > T(0) ? x : static_cast<T>(alpha) * std::expm1(x));
+  }
+};
+struct Mish : UnaryFloat {  // x * tanh(softplus(x)); softplus(x) = x above 20, as PyTorch
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    return x * std::tanh(x > T(20) ? x : std::log1p(std::exp(x)));
+  }
+};
+struct LogSigmoid : UnaryFloat {  // min(x, 0) - log1p(exp(-|x|)): no overflow either way
+  template <class T>
+  EMBER_HD T operator()(T x) const {
+    T ax = x < T(0) ? -x : x;
+    return (x < T(0) ? x : T(0)) - std::log1p(std::exp(-ax));
+  }
+};
 struct Erf : UnaryFloat {
   template <class T>
   EMBER_HD T operator()(T x) const {
@@ -450,6 +477,23 @@ struct Remainder : BinaryNumeric {  // Python's modulo: the result takes the div
     }
   }
 };
+struct Fmod : BinaryNumeric {  // C's fmod: the result takes the dividend's sign
+  template <class T>
+  EMBER_HD T operator()(T x, T y) const {
+    if constexpr (std::is_floating_point_v<T>)
+      return std::fmod(x, y);
+    else
+      return y == 0 ? T(0) : static_cast<T>(x % y);
+  }
+};
+struct Atan2 : BinaryNumeric {
+  using Types = FloatTypes;
+  static constexpr bool kIntToFloat = true;
+  template <class T>
+  EMBER_HD T operator()(T y, T x) const {
+    return std::atan2(y, x);
+  }
+};
 struct Maximum : BinaryNumeric {
   using Types = AllTypes;
   template <class T>
@@ -613,11 +657,13 @@ struct GeluBackward : BinaryNumeric {
   }
 };
 
-using UnaryFunctors = TypeList<Neg, Abs, Sign, Exp, Exp2, Log, Log2, Log1p, Expm1, Sqrt, Rsqrt, Reciprocal, Sin, Cos,
-                               Tan, Tanh, Sigmoid, Relu, LeakyRelu, Gelu, GeluTanh, Silu, Softplus, Erf, Floor, Ceil,
-                               Round, Trunc, LogicalNot, IsNan, IsInf, IsFinite, Clamp, NanToNum, PowScalar>;
-using BinaryFunctors = TypeList<Add, Sub, Mul, Div, DivFloor, DivTrunc, Remainder, Maximum, Minimum, Pow, Eq, Ne, Lt,
-                                Le, Gt, Ge, LogicalAnd, LogicalOr, LogicalXor, LerpScalar, ReluBackward, GeluBackward>;
+using UnaryFunctors =
+    TypeList<Neg, Abs, Sign, Exp, Exp2, Log, Log2, Log1p, Expm1, Sqrt, Rsqrt, Reciprocal, Sin, Cos, Tan, Tanh, Sigmoid,
+             Relu, LeakyRelu, Gelu, GeluTanh, Silu, Softplus, Erf, Floor, Ceil, Round, Trunc, LogicalNot, IsNan, IsInf,
+             IsFinite, Clamp, NanToNum, PowScalar, Elu, Mish, LogSigmoid>;
+using BinaryFunctors =
+    TypeList<Add, Sub, Mul, Div, DivFloor, DivTrunc, Remainder, Maximum, Minimum, Pow, Eq, Ne, Lt, Le, Gt, Ge,
+             LogicalAnd, LogicalOr, LogicalXor, LerpScalar, ReluBackward, GeluBackward, Fmod, Atan2>;
 using TernaryFunctors = TypeList<Lerp, Addcmul, Addcdiv, Where>;
 
 template <class T, class List>

@@ -52,7 +52,12 @@ std::tuple<Tensor, Tensor> MultiheadAttentionImpl::forward(const Tensor& query, 
   EMBER_CHECK(query.size(-1) == embed_dim && key.size(-1) == embed_dim && value.size(-1) == embed_dim, ShapeError, op,
               " expected embedding size ", embed_dim, ", got ", describe(query), ", ", describe(key), ", ",
               describe(value));
-  EMBER_CHECK(!(m.is_causal && m.attn_mask.defined()), ValueError, op, " is_causal with an explicit attn_mask");
+  // is_causal with attn_mask is PyTorch's hint that attn_mask is the causal mask: as its
+  // multi_head_attention_forward, the causal rule alone is used when neither weights nor a
+  // key_padding_mask are asked for, else attn_mask alone. (is_causal alone applies the causal mask;
+  // PyTorch refuses that.)
+  const bool hint_only = m.is_causal && m.attn_mask.defined() && !m.key_padding_mask.defined() && !m.need_weights;
+  const bool causal = m.is_causal && (!m.attn_mask.defined() || hint_only);
   bool batched = query.dim() == 3;
   // Work in [N, L, E].
   auto to_nle = [&](const Tensor& t) {
@@ -95,7 +100,7 @@ std::tuple<Tensor, Tensor> MultiheadAttentionImpl::forward(const Tensor& query, 
       mask = as_float(mask) + as_float(extra);
     }
   };
-  if (m.attn_mask.defined()) {
+  if (m.attn_mask.defined() && !hint_only) {
     const Tensor& a = m.attn_mask;
     bool ok2 = a.dim() == 2 && a.size(0) == l && a.size(1) == s;
     bool ok3 = a.dim() == 3 && a.size(0) == n * h && a.size(1) == l && a.size(2) == s;
@@ -115,10 +120,10 @@ std::tuple<Tensor, Tensor> MultiheadAttentionImpl::forward(const Tensor& query, 
 
   Tensor out, weights;
   if (!m.need_weights) {
-    out = F::scaled_dot_product_attention(qp, kp, vp, mask, p, m.is_causal);
+    out = F::scaled_dot_product_attention(qp, kp, vp, mask, p, causal);
   } else {
     Tensor scores = matmul(qp, kp.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
-    if (m.is_causal) {
+    if (causal) {
       Tensor i = arange(l, kI64).to(qp.device()).unsqueeze(1);
       Tensor j = arange(s, kI64).to(qp.device()).unsqueeze(0);
       scores = scores.masked_fill(j.gt(i), -INFINITY);  // query i sees keys j <= i

@@ -22,7 +22,9 @@ struct AttentionMasks {
   Tensor attn_mask = {};
   bool need_weights = true;
   bool average_attn_weights = true;
-  bool is_causal = false;  // applies the causal mask (attn_mask must then be empty)
+  // Alone: applies the causal mask. With attn_mask: PyTorch's hint that attn_mask is causal (the causal
+  // rule is used when need_weights is false and there is no key_padding_mask, else attn_mask).
+  bool is_causal = false;
 };
 
 class MultiheadAttentionImpl : public Module {

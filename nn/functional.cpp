@@ -98,6 +98,14 @@ Tensor gelu(const Tensor& input, std::string_view approximate) { return ember::g
 Tensor silu(const Tensor& input) { return ember::silu(input); }
 Tensor tanh(const Tensor& input) { return ember::tanh(input); }
 Tensor sigmoid(const Tensor& input) { return ember::sigmoid(input); }
+Tensor elu(const Tensor& input, double alpha) { return ember::elu(input, alpha); }
+Tensor selu(const Tensor& input) { return ember::selu(input); }
+Tensor hardtanh(const Tensor& input, double min_val, double max_val) {
+  return ember::hardtanh(input, min_val, max_val);
+}
+Tensor relu6(const Tensor& input) { return ember::relu6(input); }
+Tensor mish(const Tensor& input) { return ember::mish(input); }
+Tensor logsigmoid(const Tensor& input) { return ember::logsigmoid(input); }
 Tensor softmax(const Tensor& input, int64_t dim) { return ember::softmax(input, dim); }
 Tensor log_softmax(const Tensor& input, int64_t dim) { return ember::log_softmax(input, dim); }
 Tensor dropout(const Tensor& input, double p, bool training, Generator* gen) {
@@ -175,7 +183,7 @@ Tensor group_norm(const Tensor& input, int64_t num_groups, const Tensor& weight,
 Tensor embedding(const Tensor& input, const Tensor& weight, std::optional<int64_t> padding_idx) {
   check_defined("embedding", "input", input);
   check_defined("embedding", "weight", weight);
-  return ember::embedding(weight, input, padding_idx);
+  return ember::embedding(input, weight, padding_idx);
 }
 
 Tensor one_hot(const Tensor& input, int64_t num_classes) { return ember::one_hot(input, num_classes); }

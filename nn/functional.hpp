@@ -15,7 +15,13 @@
 
 namespace ember::nn::functional {
 
-using Pair = std::array<int64_t, 2>;
+// (h, w) for kernel, stride, padding and dilation: one int fills both, as PyTorch's int-or-tuple
+// arguments and the layer classes (F::max_pool2d(x, 3, 2, 1), F::conv2d(x, w, {}, 2, 1)).
+struct Pair : std::array<int64_t, 2> {
+  Pair(int64_t v) : std::array<int64_t, 2>{v, v} {}  // NOLINT: implicit by design
+  Pair(int64_t h, int64_t w) : std::array<int64_t, 2>{h, w} {}
+  Pair(const std::array<int64_t, 2>& a) : std::array<int64_t, 2>(a) {}  // NOLINT
+};
 
 // ------------------------------------------------------------------------------------- layers
 // x [..., in] @ weight[out, in].T + bias[out]; x may be 1-D.
@@ -29,6 +35,12 @@ Tensor gelu(const Tensor& input, std::string_view approximate = "none");  // "no
 Tensor silu(const Tensor& input);
 Tensor tanh(const Tensor& input);
 Tensor sigmoid(const Tensor& input);
+Tensor elu(const Tensor& input, double alpha = 1.0);
+Tensor selu(const Tensor& input);
+Tensor hardtanh(const Tensor& input, double min_val = -1.0, double max_val = 1.0);  // gradient 0 at the bounds
+Tensor relu6(const Tensor& input);
+Tensor mish(const Tensor& input);
+Tensor logsigmoid(const Tensor& input);
 Tensor softmax(const Tensor& input, int64_t dim);
 Tensor log_softmax(const Tensor& input, int64_t dim);
 Tensor dropout(const Tensor& input, double p = 0.5, bool training = true, Generator* gen = nullptr);
@@ -117,3 +129,5 @@ Tensor cross_entropy_composite(const Tensor& input, const Tensor& target, const 
                                double label_smoothing = 0.0);
 
 }  // namespace ember::nn::functional
+
+#include "nn/functional_spatial.hpp"  // interpolate, conv3d, 1-D pools, conv_transpose1d

@@ -141,4 +141,21 @@ std::string LeakyReLUImpl::extra_repr() const {
   return os.str();
 }
 
+Tensor ELUImpl::forward(const Tensor& x) { return elu(x, alpha); }
+std::string ELUImpl::extra_repr() const {
+  std::ostringstream os;
+  os << "alpha=" << alpha;
+  return os.str();
+}
+Tensor SELUImpl::forward(const Tensor& x) { return selu(x); }
+Tensor HardtanhImpl::forward(const Tensor& x) { return hardtanh(x, min_val, max_val); }
+std::string HardtanhImpl::extra_repr() const {
+  std::ostringstream os;
+  os << "min_val=" << min_val << ", max_val=" << max_val;
+  return os.str();
+}
+Tensor ReLU6Impl::forward(const Tensor& x) { return relu6(x); }
+Tensor MishImpl::forward(const Tensor& x) { return mish(x); }
+Tensor LogSigmoidImpl::forward(const Tensor& x) { return logsigmoid(x); }
+
 }  // namespace ember::nn

@@ -148,6 +148,49 @@ class SigmoidImpl : public Module {
 };
 EMBER_MODULE(Sigmoid);
 
+class ELUImpl : public Module {
+ public:
+  explicit ELUImpl(double alpha = 1.0) : alpha(alpha) {}
+  Tensor forward(const Tensor& x);
+  std::string extra_repr() const override;
+  double alpha;
+};
+EMBER_MODULE(ELU);
+
+class SELUImpl : public Module {
+ public:
+  Tensor forward(const Tensor& x);
+};
+EMBER_MODULE(SELU);
+
+// clamp to [min_val, max_val] with gradient 0 at and beyond the bounds; ReLU6 is Hardtanh(0, 6).
+class HardtanhImpl : public Module {
+ public:
+  explicit HardtanhImpl(double min_val = -1.0, double max_val = 1.0) : min_val(min_val), max_val(max_val) {}
+  Tensor forward(const Tensor& x);
+  std::string extra_repr() const override;
+  double min_val, max_val;
+};
+EMBER_MODULE(Hardtanh);
+
+class ReLU6Impl : public Module {
+ public:
+  Tensor forward(const Tensor& x);
+};
+EMBER_MODULE(ReLU6);
+
+class MishImpl : public Module {
+ public:
+  Tensor forward(const Tensor& x);
+};
+EMBER_MODULE(Mish);
+
+class LogSigmoidImpl : public Module {
+ public:
+  Tensor forward(const Tensor& x);
+};
+EMBER_MODULE(LogSigmoid);
+
 class SoftmaxImpl : public Module {
  public:
   explicit SoftmaxImpl(int64_t dim) : dim(dim) {}

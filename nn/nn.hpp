@@ -9,3 +9,4 @@
 #include "nn/layers.hpp"
 #include "nn/module.hpp"
 #include "nn/norm.hpp"
+#include "nn/spatial.hpp"

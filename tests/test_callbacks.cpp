@@ -720,7 +720,7 @@ TEST_SUITE("callbacks") {
       const auto lr = logger->series("my_lr");
       REQUIRE(lr.size() == 4);
       for (size_t i = 0; i < 4; ++i) {
-        CHECK(lr[i].first == static_cast<int64_t>(2 * i + 1));
+        CHECK(lr[i].first == static_cast<int64_t>(2 * i + 2));  // the step of the loss rows it joins
         CHECK(lr[i].second == doctest::Approx(0.1));
       }
       CHECK(logger->series("lr-SGD").empty());
@@ -742,12 +742,12 @@ TEST_SUITE("callbacks") {
       Trainer trainer(o);
       Groups model;
       trainer.fit(model, regression_loader());
-      // At the epoch's start (step 0), then before steps 3 and 7.
+      // At the epoch's start (step 0), then in the rows of steps 4 and 8 (before those steps are taken).
       const auto pg1 = logger->series("lr-SGD/pg1");
       REQUIRE(pg1.size() == 3);
       CHECK(pg1[0].first == 0);
-      CHECK(pg1[1].first == 3);
-      CHECK(pg1[2].first == 7);
+      CHECK(pg1[1].first == 4);
+      CHECK(pg1[2].first == 8);
       CHECK(pg1[0].second == doctest::Approx(0.1));
       const auto pg2 = logger->series("lr-SGD/pg2");
       REQUIRE(pg2.size() == 3);

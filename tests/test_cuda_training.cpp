@@ -80,3 +80,20 @@ TEST_CASE("cuda training: a deterministic resume on the GPU equals the uninterru
   t2.fit(second, loader(128, 32, true), loader(64, 64, false, 2), {.ckpt_path = ckpt});
   CHECK(flat_params(second) == flat_params(full));
 }
+
+TEST_CASE("cuda training: pinned batches (copied on a side stream) train exactly as pageable ones") {
+  CUDA_OR_SKIP();
+  std::vector<std::vector<double>> runs;
+  for (bool pin : {false, true}) {
+    manual_seed(0);
+    Tiny m;
+    m.use_adam = true;
+    auto train_loader = std::make_shared<data::DataLoader>(
+        problem(256, 1),
+        data::DataLoaderOptions{.batch_size = 32, .shuffle = true, .seed = 7, .num_workers = 2, .pin_memory = pin});
+    train::Trainer t(on("cuda", 3));
+    t.fit(m, train_loader, loader(64, 64, false, 2));
+    runs.push_back(flat_params(m));
+  }
+  CHECK(runs[0] == runs[1]);
+}

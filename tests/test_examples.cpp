@@ -3,7 +3,6 @@
 #include <filesystem>
 
 #include "examples/char_gpt/char_gpt.hpp"
-#include "examples/device_flag.hpp"
 #include "examples/digits_mlp/digits_mlp.hpp"
 #include "examples/mnist_cnn/mnist_cnn.hpp"
 #include "test_util.hpp"
@@ -19,27 +18,6 @@ TEST_CASE("examples: the digits MLP reaches 97% when trained on the GPU") {
   auto r = digits_mlp::train({.epochs = 30, .verbose = false, .accelerator = "cuda"});
   CHECK(r.epoch_losses.back() < 0.25 * r.epoch_losses.front());
   CHECK(r.test_accuracy >= 0.97);
-}
-
-TEST_CASE("examples: --device is taken out of the arguments and checked") {
-  std::string a0 = "prog", a1 = "12", a2 = "--device", a3 = "cuda", a4 = "--device=cpu", a5 = "x";
-  char* argv[] = {a0.data(), a1.data(), a2.data(), a3.data(), a4.data(), a5.data()};
-  int argc = 6;
-  CHECK(examples::take_device_flag(argc, argv) == "cpu");  // the last one wins
-  REQUIRE(argc == 3);
-  CHECK(std::string(argv[1]) == "12");
-  CHECK(std::string(argv[2]) == "x");
-  int argc2 = 2;
-  char* argv2[] = {a0.data(), a1.data()};
-  CHECK(examples::take_device_flag(argc2, argv2) == "auto");
-  CHECK(argc2 == 2);
-  std::string bad = "--device=tpu";
-  char* argv3[] = {a0.data(), bad.data()};
-  int argc3 = 2;
-  CHECK_THROWS_AS(examples::take_device_flag(argc3, argv3), std::invalid_argument);
-  char* argv4[] = {a0.data(), a2.data()};
-  int argc4 = 2;
-  CHECK_THROWS_AS(examples::take_device_flag(argc4, argv4), std::invalid_argument);
 }
 
 TEST_CASE("examples: the MNIST CNN reaches 95% after two epochs over 6000 images") {

@@ -187,15 +187,15 @@ TEST_CASE("grad reduce: max(dim)/min(dim) send the gradient to the selected inde
       CAPTURE(d);
       CAPTURE(k);
       Tensor x = normal({3, 4}, seed++);
-      CHECK(check([&](const Tensor& t) { return std::get<0>(max(t, d, k)); }, x));
-      CHECK(check([&](const Tensor& t) { return std::get<0>(min(t, d, k)); }, x));
+      CHECK(check([&](const Tensor& t) { return max(t, d, k).values; }, x));
+      CHECK(check([&](const Tensor& t) { return min(t, d, k).values; }, x));
     }
   Tensor x3 = normal({2, 3, 2}, seed++);
-  CHECK(check([](const Tensor& t) { return std::get<0>(max(t, 1)); }, x3));
-  CHECK(check([](const Tensor& t) { return std::get<0>(min(t, -3, true)); }, x3));
-  CHECK(check([](const Tensor& t) { return std::get<0>(max(t, 0)); }, normal({}, seed++)));
-  CHECK(check2([](const Tensor& t) { return std::get<0>(max(t * t, 1)); }, normal({2, 3}, seed++)));
-  CHECK(check2([](const Tensor& t) { return std::get<0>(min(t * t, 0, true)); }, normal({2, 3}, seed++)));
+  CHECK(check([](const Tensor& t) { return max(t, 1).values; }, x3));
+  CHECK(check([](const Tensor& t) { return min(t, -3, true).values; }, x3));
+  CHECK(check([](const Tensor& t) { return max(t, 0).values; }, normal({}, seed++)));
+  CHECK(check2([](const Tensor& t) { return max(t * t, 1).values; }, normal({2, 3}, seed++)));
+  CHECK(check2([](const Tensor& t) { return min(t * t, 0, true).values; }, normal({2, 3}, seed++)));
   // Ties: only the returned (first) index gets the gradient, unlike amax.
   Tensor t = leaf({2, 5, 5, 1, 1, 0}, {2, 3});
   auto [v, i] = max(t, 1);
@@ -278,31 +278,31 @@ TEST_CASE("grad reduce: topk and sort scatter the values' gradient back to their
   for (int64_t d : {0, 1, -1}) {
     CAPTURE(d);
     Tensor x = normal({3, 4}, seed++);
-    CHECK(check([&](const Tensor& t) { return std::get<0>(topk(t, 2, d)); }, x));
-    CHECK(check([&](const Tensor& t) { return std::get<0>(topk(t, 2, d, false, false)); }, x));
-    CHECK(check([&](const Tensor& t) { return std::get<0>(sort(t, d)); }, x));
-    CHECK(check([&](const Tensor& t) { return std::get<0>(sort(t, d, true)); }, x));
+    CHECK(check([&](const Tensor& t) { return topk(t, 2, d).values; }, x));
+    CHECK(check([&](const Tensor& t) { return topk(t, 2, d, false, false).values; }, x));
+    CHECK(check([&](const Tensor& t) { return sort(t, d).values; }, x));
+    CHECK(check([&](const Tensor& t) { return sort(t, d, true).values; }, x));
   }
   Tensor x3 = normal({2, 3, 2}, seed++);
-  CHECK(check([](const Tensor& t) { return std::get<0>(topk(t, 1, 1)); }, x3));
-  CHECK(check([](const Tensor& t) { return std::get<0>(sort(t, 0, true)); }, x3));
+  CHECK(check([](const Tensor& t) { return topk(t, 1, 1).values; }, x3));
+  CHECK(check([](const Tensor& t) { return sort(t, 0, true).values; }, x3));
   Tensor s = normal({}, seed++);
-  CHECK(check([](const Tensor& t) { return std::get<0>(sort(t)); }, s));
-  CHECK(check([](const Tensor& t) { return std::get<0>(topk(t, 1)); }, s));
+  CHECK(check([](const Tensor& t) { return sort(t).values; }, s));
+  CHECK(check([](const Tensor& t) { return topk(t, 1).values; }, s));
   // k = 0: an empty result, a zero gradient.
   Tensor e = normal({2, 3}, seed++);
-  Tensor g0 = autograd::grad({std::get<0>(topk(e, 0, 1)).sum()}, {e})[0];
+  Tensor g0 = autograd::grad({topk(e, 0, 1).values.sum()}, {e})[0];
   CHECK(allclose(g0, zeros({2, 3}, {.dtype = kF64})));
   // Hand-computed: sort [3, 1, 2] fed [10, 20, 30] -> x gets [30, 10, 20].
   auto [sv, si] = sort(leaf({3, 1, 2}, {3}));
   CHECK_FALSE(si.requires_grad());
   Tensor h = leaf({3, 1, 2}, {3});
-  CHECK(allclose(grad_of([](const Tensor& t) { return std::get<0>(sort(t)); }, h, f64({10, 20, 30}, {3})),
+  CHECK(allclose(grad_of([](const Tensor& t) { return sort(t).values; }, h, f64({10, 20, 30}, {3})),
                  f64({30, 10, 20}, {3})));
-  CHECK(allclose(grad_of([](const Tensor& t) { return std::get<0>(topk(t, 2)); }, h, f64({10, 20}, {2})),
+  CHECK(allclose(grad_of([](const Tensor& t) { return topk(t, 2).values; }, h, f64({10, 20}, {2})),
                  f64({10, 0, 20}, {3})));
-  CHECK(check2([](const Tensor& t) { return std::get<0>(topk(t * t, 2, 1)); }, normal({2, 4}, seed++)));
-  CHECK(check2([](const Tensor& t) { return std::get<0>(sort(t * t, 0)); }, normal({3, 2}, seed++)));
+  CHECK(check2([](const Tensor& t) { return topk(t * t, 2, 1).values; }, normal({2, 4}, seed++)));
+  CHECK(check2([](const Tensor& t) { return sort(t * t, 0).values; }, normal({3, 2}, seed++)));
 }
 
 TEST_CASE("grad reduce: softmax and log_softmax") {
@@ -327,7 +327,7 @@ TEST_CASE("grad reduce: integer and bool results are not recorded") {
   CHECK_FALSE(argmax(x).requires_grad());
   CHECK_FALSE(argmin(x, 1).requires_grad());
   CHECK_FALSE(argsort(x, 1).requires_grad());
-  CHECK_FALSE(std::get<1>(topk(x, 2)).requires_grad());
+  CHECK_FALSE(topk(x, 2).indices.requires_grad());
   CHECK_FALSE(all(x > 0).requires_grad());
   CHECK_FALSE(any(x > 0, {1}).requires_grad());
   CHECK_FALSE(sum(x > 0).requires_grad());
@@ -357,8 +357,8 @@ TEST_CASE("grad reduce: gradients match PyTorch") {
        }},
       {"max_all_ties", [](const Tensor& t) { return max(t); }},
       {"min_all", [](const Tensor& t) { return min(t); }},
-      {"max_dim", [](const Tensor& t) { return std::get<0>(max(t, 1)); }},
-      {"min_dim_keep", [](const Tensor& t) { return std::get<0>(min(t, 0, true)); }},
+      {"max_dim", [](const Tensor& t) { return max(t, 1).values; }},
+      {"min_dim_keep", [](const Tensor& t) { return min(t, 0, true).values; }},
       {"norm1", [](const Tensor& t) { return norm(t, 1.0, {1}); }},
       {"norm2_zero_row", [](const Tensor& t) { return norm(t, 2.0, {1}); }},
       {"norm3",
@@ -374,9 +374,9 @@ TEST_CASE("grad reduce: gradients match PyTorch") {
       {"cumsum", [](const Tensor& t) { return cumsum(t, 0); }},
       {"cumprod", [](const Tensor& t) { return cumprod(t, 1); }},
       {"cumprod_zeros", [](const Tensor& t) { return cumprod(t, 1); }},
-      {"topk", [](const Tensor& t) { return std::get<0>(topk(t, 2, 1)); }},
-      {"topk_smallest", [](const Tensor& t) { return std::get<0>(topk(t, 2, 0, false)); }},
-      {"sort_desc", [](const Tensor& t) { return std::get<0>(sort(t, 1, true)); }},
+      {"topk", [](const Tensor& t) { return topk(t, 2, 1).values; }},
+      {"topk_smallest", [](const Tensor& t) { return topk(t, 2, 0, false).values; }},
+      {"sort_desc", [](const Tensor& t) { return sort(t, 1, true).values; }},
       {"softmax", [](const Tensor& t) { return softmax(t, 1); }},
       {"log_softmax", [](const Tensor& t) { return log_softmax(t, 0); }},
   };
@@ -402,7 +402,7 @@ TEST_CASE("grad reduce: f32 inputs get f32 gradients matching the f64 ones") {
       {"amax", [](const Tensor& t) { return amax(t); }},
       {"logsumexp", [](const Tensor& t) { return logsumexp(t, {0}); }},
       {"log_softmax", [](const Tensor& t) { return log_softmax(t, 1); }},
-      {"sort", [](const Tensor& t) { return std::get<0>(sort(t, 0)); }},
+      {"sort", [](const Tensor& t) { return sort(t, 0).values; }},
   };
   Tensor base = f64({0.7, -1.2, 0.9, 1.4, 1.1, -0.8, 0.0, 1.3, 0.0, 0.6, 0.0, -1.5}, {3, 4});
   for (const auto& [n, f] : ops) {

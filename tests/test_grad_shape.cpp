@@ -418,21 +418,21 @@ TEST_CASE("grad take_along_dim: duplicates, broadcasting of input and indices, 0
 TEST_CASE("grad embedding: repeated rows accumulate; padding_idx rows get nothing; 0-d indices") {
   Tensor w = rn({5, 3}, 75);
   Tensor idx = ix({1, 3, 1, 4, 1, 0}, Shape{2, 3});
-  CHECK(check_both([idx](const Inputs& a) { return embedding(a[0], idx); }, {w}));
+  CHECK(check_both([idx](const Inputs& a) { return embedding(idx, a[0]); }, {w}));
   // The padding row still feeds the forward but gets no gradient (as in PyTorch), so gradcheck sees
   // the output with the padding positions zeroed, where both agree; the hand checks below see the rest.
   for (int64_t p : {1, 4, -1}) {
     Tensor keep = (idx != (p < 0 ? p + 5 : p)).unsqueeze(-1).to(kF64);
-    CHECK(check_both([idx, p, keep](const Inputs& a) { return embedding(a[0], idx, p) * keep; }, {w}));
+    CHECK(check_both([idx, p, keep](const Inputs& a) { return embedding(idx, a[0], p) * keep; }, {w}));
   }
-  CHECK(check_both([](const Inputs& a) { return embedding(a[0], ix({2}, Shape{}).to(kI32)); }, {w}));
-  CHECK(gradgradcheck(squared([idx](const Inputs& a) { return embedding(a[0], idx, 1); }), {w}));
-  Tensor y = embedding(w, idx, 1);
+  CHECK(check_both([](const Inputs& a) { return embedding(ix({2}, Shape{}).to(kI32), a[0]); }, {w}));
+  CHECK(gradgradcheck(squared([idx](const Inputs& a) { return embedding(idx, a[0], 1); }), {w}));
+  Tensor y = embedding(idx, w, 1);
   CHECK(child_name(y, 0) == "accumulate_grad");
   y.sum().backward();
   CHECK(allclose(w.grad(), f64({1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}, {5, 3})));
   Tensor v = rn({5, 3}, 76);
-  embedding(v, idx, -1).sum().backward();  // padding row 4
+  embedding(idx, v, -1).sum().backward();  // padding row 4
   CHECK(allclose(v.grad(), f64({1, 1, 1, 3, 3, 3, 0, 0, 0, 1, 1, 1, 0, 0, 0}, {5, 3})));
 }
 
@@ -443,7 +443,7 @@ TEST_CASE("grad index ops: in-place writes into their results keep the results' 
   y.sum().backward();
   CHECK(allclose(x.grad(), f64({2, 0, 0, 4, 0, 6, 0, 0, 0, 0, 0, 0}, {3, 4})));
   Tensor w = rn({4, 2}, 78);
-  Tensor e = embedding(w, ix({1, 1, 3}, Shape{3}));
+  Tensor e = embedding(ix({1, 1, 3}, Shape{3}), w);
   e.narrow(0, 0, 1).mul_(3.0);
   e.sum().backward();
   CHECK(allclose(w.grad(), f64({0, 0, 4, 4, 0, 0, 1, 1}, {4, 2})));
@@ -537,7 +537,7 @@ TEST_CASE("grad shape and index ops match PyTorch's gradients of sum(op(x) * w)"
   run(
       "embedding",
       [](const Inputs& x) {
-        return embedding(x[0], ix({1, 3, 1, 4, 1, 0}, Shape{2, 3}), 1);
+        return embedding(ix({1, 3, 1, 4, 1, 0}, Shape{2, 3}), x[0], 1);
       },
       1);
   run(

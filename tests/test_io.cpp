@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/io/safetensors.hpp"
+#include "test_dir.hpp"
 
 using namespace ember;
 namespace fs = std::filesystem;
@@ -615,8 +616,10 @@ TEST_CASE("safetensors save past the file-size limit raises IOError instead of d
   });
   REQUIRE(exited_cleanly(r));
   INFO(r.out);
-  CHECK(r.out.rfind("[save] " + path + ": write failed (past the file-size limit RLIMIT_FSIZE of 4096 bytes; see "
-                    "ulimit -f): ", 0) == 0);
+  CHECK(r.out.rfind("[save] " + path +
+                        ": write failed (past the file-size limit RLIMIT_FSIZE of 4096 bytes; see "
+                        "ulimit -f): ",
+                    0) == 0);
   CHECK(r.out.find(std::strerror(EFBIG)) != std::string::npos);
   CHECK(r.out.find(" | ") == std::string::npos);
   CHECK(read_all(path) == before);                          // the old file is intact

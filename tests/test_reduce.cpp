@@ -239,8 +239,8 @@ TEST_CASE("dims semantics: empty means all, negative wrap, duplicates and range 
   CHECK(cumsum(s, 0).item<float>() == 3.5f);
   CHECK(softmax(s, 0).item<float>() == 1.0f);
   CHECK(log_softmax(s, -1).item<float>() == 0.0f);
-  CHECK(std::get<0>(sort(s)).item<float>() == 3.5f);
-  CHECK(std::get<1>(topk(s, 1)).item<int64_t>() == 0);
+  CHECK(sort(s).values.item<float>() == 3.5f);
+  CHECK(topk(s, 1).indices.item<int64_t>() == 0);
   CHECK_THROWS_AS(sum(s, {1}), IndexError);
   // tensor methods forward to the same ops
   CHECK(equal(x.sum({1}, true), sum(x, {1}, true)));
@@ -268,7 +268,7 @@ TEST_CASE("result dtypes follow PyTorch") {
   CHECK(any(tensor({0, 0}, {.dtype = kU8})).dtype() == kBool);
   CHECK(logsumexp(i, {0}).dtype() == kF32);
   CHECK(logsumexp(i, {0}).item<float>() == doctest::Approx(std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0))));
-  CHECK(std::get<1>(max(i, 0)).dtype() == kI64);
+  CHECK(max(i, 0).indices.dtype() == kI64);
   CHECK(argmax(i).dtype() == kI64);
   CHECK_THROWS_AS(mean(i), DTypeError);
   CHECK_THROWS_AS(var(i), DTypeError);
@@ -293,7 +293,7 @@ TEST_CASE("zero-size inputs: identities, NaN mean and errors for max-like ops") 
   CHECK(equal(prod(e, {0}), ones({3})));
   CHECK(sum(e, {1}).shape() == Shape{0});
   CHECK(amax(e, {1}).shape() == Shape{0});  // nothing reduced over a zero-size dim
-  CHECK(std::get<1>(max(e, 1)).shape() == Shape{0});
+  CHECK(max(e, 1).indices.shape() == Shape{0});
   CHECK(all(e).item<bool>() == true);
   CHECK(any(e).item<bool>() == false);
   CHECK(std::isinf(logsumexp(e, {0}).to_vector<float>()[0]));
@@ -301,9 +301,9 @@ TEST_CASE("zero-size inputs: identities, NaN mean and errors for max-like ops") 
   CHECK(norm(e).item<float>() == 0);
   CHECK(std::isnan(var(e).item<float>()));
   CHECK(cumsum(e, 0).shape() == Shape{0, 3});
-  CHECK(std::get<0>(sort(e, 0)).shape() == Shape{0, 3});
+  CHECK(sort(e, 0).values.shape() == Shape{0, 3});
   CHECK(softmax(e, 0).shape() == Shape{0, 3});
-  CHECK(std::get<0>(topk(e, 0, 0)).shape() == Shape{0, 3});
+  CHECK(topk(e, 0, 0).values.shape() == Shape{0, 3});
   CHECK_THROWS_AS(amax(e), ShapeError);
   CHECK_THROWS_AS(amin(e, {0}), ShapeError);
   CHECK_THROWS_AS(max(e), ShapeError);
@@ -340,7 +340,7 @@ TEST_CASE("max/min/argmax/argmin: first index of the extreme, NaN counts as the 
   Tensor n = tensor({{1.0, kNaN, 3.0, kNaN}, {2.0, 1.0, 0.0, 4.0}});
   CHECK(argmax(n, 1).to_vector<int64_t>() == std::vector<int64_t>{1, 3});
   CHECK(argmin(n, 1).to_vector<int64_t>() == std::vector<int64_t>{1, 2});
-  CHECK(std::isnan(std::get<0>(min(n, 1)).to_vector<float>()[0]));
+  CHECK(std::isnan(min(n, 1).values.to_vector<float>()[0]));
   CHECK(std::isnan(amax(n).item<float>()));
   CHECK(std::isnan(amin(n, {0}).to_vector<float>()[1]));
   CHECK(amin(n, {0}).to_vector<float>()[2] == 0);
@@ -534,8 +534,8 @@ TEST_CASE("topk: largest and smallest, k bounds, dims") {
   auto [vk, ik] = topk(x, 1, 0);
   CHECK(vk.shape() == Shape{1, 5});
   CHECK(ik.to_vector<int64_t>() == std::vector<int64_t>{0, 0, 1, 1, 1});
-  CHECK(std::get<0>(topk(x, 0)).shape() == Shape{2, 0});
-  CHECK(std::get<0>(topk(x, 5)).shape() == Shape{2, 5});
+  CHECK(topk(x, 0).values.shape() == Shape{2, 0});
+  CHECK(topk(x, 5).values.shape() == Shape{2, 5});
   CHECK_THROWS_AS(topk(x, 6), IndexError);
   CHECK_THROWS_AS(topk(x, -1), IndexError);
   // against a full sort on long rows (the selection path); distinct values so ties cannot differ

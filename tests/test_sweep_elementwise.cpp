@@ -22,5 +22,15 @@ TEST_CASE("sweep: elementwise") {
       {"where", {{s, Fill::Mask}, {s}, {s}}, [](const V& a) { return V{where(a[0], a[1], a[2])}; }},
       {"to f32", {{s}}, [](const V& a) { return V{a[0].to(kF32)}; }},
       {"int add", {{s, Fill::Index, 9}, {s, Fill::Index, 9}}, [](const V& a) { return V{a[0] + a[1]}; }, {kI64}},
+      {"elu", {{s}}, [](const V& a) { return V{elu(a[0], 0.7)}; }},
+      {"selu", {{s}}, [](const V& a) { return V{selu(a[0])}; }},
+      {"mish", {{s}}, [](const V& a) { return V{mish(a[0])}; }},
+      {"logsigmoid", {{s}}, [](const V& a) { return V{logsigmoid(a[0])}; }},
+      {"hardtanh", {{s}}, [](const V& a) { return V{hardtanh(a[0], -0.5, 0.5)}; }},
+      {"relu6", {{s}}, [](const V& a) { return V{relu6(a[0] * 4)}; }},
+      {"atan2", {{s}, {{7}, Fill::Positive}}, [](const V& a) { return V{atan2(a[0], a[1])}; }},
+      {"fmod", {{s}, {{7}, Fill::Positive}}, [](const V& a) { return V{fmod(a[0], a[1])}; }},
+      {"tril", {{s}}, [](const V& a) { return V{tril(a[0], 1)}; }},
+      {"triu", {{s}}, [](const V& a) { return V{triu(a[0], -1)}; }},
   });
 }

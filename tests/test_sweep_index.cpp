@@ -58,9 +58,9 @@ TEST_CASE("sweep: index") {
       {"masked_select", {{s}, mask(s)}, [](const V& a) { return V{masked_select(a[0], a[1])}; }},
       {"masked_select broadcast mask", {{s}, mask({7})}, [](const V& a) { return V{masked_select(a[0], a[1])}; }},
       {"masked_select int", {{s}, mask(s)}, [](const V& a) { return V{masked_select(a[0], a[1])}; }, ints},
-      {"embedding", {{{10, 6}}, index({4, 5}, 10)}, [](const V& a) { return V{embedding(a[0], a[1])}; }},
-      {"embedding padding_idx", {{{10, 6}}, index({4, 5}, 10)}, [](const V& a) { return V{embedding(a[0], a[1], 3)}; }},
-      {"embedding many tokens", {{{10, 6}}, index({300}, 10)}, [](const V& a) { return V{embedding(a[0], a[1])}; }},
+      {"embedding", {{{10, 6}}, index({4, 5}, 10)}, [](const V& a) { return V{embedding(a[1], a[0])}; }},
+      {"embedding padding_idx", {{{10, 6}}, index({4, 5}, 10)}, [](const V& a) { return V{embedding(a[1], a[0], 3)}; }},
+      {"embedding many tokens", {{{10, 6}}, index({300}, 10)}, [](const V& a) { return V{embedding(a[1], a[0])}; }},
       {"one_hot", {index({4, 3}, 6)}, [](const V& a) { return V{one_hot(a[0], 6)}; }, {kF32}, false},
   });
 }
@@ -78,6 +78,6 @@ TEST_CASE("sweep: index deterministic") {
        [](const V& a) { return V{scatter_add(a[0], 1, a[1], a[2])}; }},
       {"embedding many tokens deterministic",
        {{{10, 6}}, index({300}, 10)},
-       [](const V& a) { return V{embedding(a[0], a[1], -2)}; }},
+       [](const V& a) { return V{embedding(a[1], a[0], -2)}; }},
   });
 }

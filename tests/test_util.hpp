@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ember.hpp"
+#include "test_dir.hpp"
 
 namespace ember::testing {
 

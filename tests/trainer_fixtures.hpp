@@ -2,6 +2,7 @@
 // a recording logger, a tiny classifier on a learnable random problem, quiet Trainer options.
 #pragma once
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <functional>
@@ -20,7 +21,9 @@ using testing::throws_with;
 // A fresh empty folder under the system temp dir, removed at scope exit.
 struct TempDir {
   fs::path path;
-  explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / ("ember_trainer_" + name)) {
+  // The process id keeps two test runs at once (two build folders, a GPU check) out of each other's files.
+  explicit TempDir(const std::string& name)
+      : path(fs::temp_directory_path() / ("ember_trainer_" + name + "_" + std::to_string(::getpid()))) {
     fs::remove_all(path);
     fs::create_directories(path);
   }

@@ -150,7 +150,7 @@ use_direct() {
   say "direct build: $(echo $srcs | wc -w) C++ and $(echo $cus | wc -w) CUDA sources, sm_$arch, $JOBS jobs"
   printf '%s\n' $srcs tests/test_main.cpp tests/test_cuda.cpp bench/gpu/bm_gpu_elementwise.cpp |
     xargs -P "$JOBS" -I{} sh -c '"$@" -c {} -o '"$dir"'/obj/$(echo {} | tr / _).o || exit 255' _ "${cxx[@]}" \
-      -DEMBER_TEST_DIR="\"$ROOT/tests\"" || return 1
+      -DEMBER_TEST_SOURCE_DIR="\"$ROOT/tests\"" || return 1
   printf '%s\n' $cus | xargs -P "$JOBS" -I{} sh -c '"$@" -c {} -o '"$dir"'/obj/cu_$(basename {}).o || exit 255' _ \
     "$NVCC" -std=c++20 -O3 --expt-relaxed-constexpr -DNDEBUG -DEMBER_CUDA=1 -I. \
     -gencode arch=compute_$arch,code=sm_$arch || return 1
@@ -167,25 +167,27 @@ elif use_meson; then say "built with meson"
 elif use_direct; then say "built directly with g++/nvcc"
 else die "no way to build here (see the messages above)"; fi
 
+export EMBER_TEST_DIR=$ROOT/tests  # the fixtures, wherever the test binary was built
 # Every step gets at most its own budget and never runs past 470 s in all.
 DEADLINE=470
 left() { local l=$((DEADLINE - ($(date +%s) - START))); ((l < $1)) && echo $((l > 5 ? l : 5)) || echo "$1"; }
 run() { timeout "$(left "$1")" ${RUN_ENV[@]+"${RUN_ENV[@]}"} "${@:2}"; }
 declare -A RC
 
-say "CUDA tests, the parity sweep and the allocator plans"
-EMBER_REQUIRE_CUDA=1 run 150 "$TESTS" -tc='cuda*,streams*,sweep*,block pool*,*plan*' -s=false --duration=true
-RC[tests]=$?
-say "every gradcheck on the GPU (EMBER_TEST_DEVICE=cuda)"
-EMBER_TEST_DEVICE=cuda EMBER_REQUIRE_CUDA=1 run 80 "$TESTS" -sf='*test_grad_*' -s=false
-RC[gradcheck]=$?
+say "CUDA tests and the CPU-vs-CUDA parity sweep"
+EMBER_REQUIRE_CUDA=1 run 100 "$TESTS" -tc='cuda*,streams*,sweep*,examples: the digits MLP reaches 97% when*' -s=false \
+  --duration=true
+RC[cuda_tests]=$?
+say "the whole suite with the GPU present: gradchecks on CUDA (EMBER_TEST_DEVICE=cuda), Trainer tests on \"auto\""
+EMBER_TEST_DEVICE=cuda run 150 "$TESTS" -tce='cuda*,streams*,sweep*'
+RC[whole_suite]=$?
 if [[ -n $DIGITS ]]; then
   say "digits_mlp on the GPU"
-  run 60 "$DIGITS" 30 --device cuda
+  run 45 "$DIGITS" 30 --device cuda
   RC[digits_mlp]=$?
   if [[ -d $MNIST_DATA ]]; then
     say "mnist_cnn, one epoch on the GPU (exit code 1 means under 99% after one epoch)"
-    run 90 "$MNIST" "$MNIST_DATA" 1 --device cuda
+    run 75 "$MNIST" "$MNIST_DATA" 1 --device cuda
     RC[mnist_cnn]=$?
   fi
 fi
@@ -194,13 +196,13 @@ run 40 "$BENCH" $((1 << 28)) 5
 RC[bandwidth]=$?
 if [[ -n $BENCH_DIR ]] && python3 -c 'import torch' 2>/dev/null; then
   say "GPU benchmark suite beside PyTorch"
-  run 170 python3 bench/compare --suite gpu --quick --build "$BENCH_DIR" --json "$LOGDIR/compare_gpu.json" \
+  run 120 python3 bench/compare --suite gpu --quick --build "$BENCH_DIR" --json "$LOGDIR/compare_gpu.json" \
     --svg "$LOGDIR/compare_gpu.svg"
   RC[bench]=$?
 fi
 if have compute-sanitizer; then
   say "compute-sanitizer memcheck on a short subset"
-  EMBER_REQUIRE_CUDA=1 run 60 compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" \
+  EMBER_REQUIRE_CUDA=1 run 45 compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" \
     -tc='cuda: binary*,sweep: elementwise,streams: a side*' -s=false
   RC[memcheck]=$?
 fi

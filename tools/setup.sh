@@ -18,8 +18,8 @@ while (($#)); do
   shift
 done
 
-packages=(meson ninja-build pkg-config g++ libopenblas-dev libtbb-dev doctest-dev nlohmann-json3-dev zlib1g-dev
-  libbenchmark-dev libopenmpi-dev openmpi-bin)
+packages=(meson ninja-build pkg-config g++ libopenblas-dev libtbb-dev doctest-dev nlohmann-json3-dev libyaml-cpp-dev
+  zlib1g-dev libbenchmark-dev libopenmpi-dev openmpi-bin)
 if ((ci)); then
   packages+=(clang libclang-rt-14-dev)
   command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || packages+=(python3 python3-pip)

@@ -22,8 +22,10 @@ class Callback {
  public:
   virtual ~Callback() = default;
 
-  // The key of this callback's state in a checkpoint: its class name unless overridden (two callbacks of
-  // one class in a run need distinct keys: ModelCheckpoint includes its monitor).
+  // The key of this callback's state in a checkpoint: its class name unless overridden. Only a non-empty
+  // state_dict() is saved (Lightning's rule), so stateless callbacks of one class (LambdaCallbacks) may
+  // share a key; stateful ones of one class need distinct keys (ModelCheckpoint's and EarlyStopping's hold
+  // their monitor and mode), and two with state under one key are an error at the first checkpoint.
   virtual std::string state_key() const;
 
   virtual void setup(Trainer& /*trainer*/, TrainModule& /*module*/, const std::string& /*stage*/) {}

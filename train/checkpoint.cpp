@@ -65,7 +65,7 @@ void verify(const std::string& path, const TensorMap& tensors, const std::string
 TensorMap Checkpoint::weights() const {
   TensorMap out;
   for (const auto& [k, v] : tensors)
-    if (k.rfind(kOptimizerPrefix, 0) != 0) out.emplace(k, v);
+    if (k.rfind(kOptimizerPrefix, 0) != 0 && k.rfind(kMetricStatePrefix, 0) != 0) out.emplace(k, v);
   return out;
 }
 

@@ -15,6 +15,8 @@
 namespace ember::train {
 
 inline constexpr const char* kOptimizerPrefix = "optimizer_states.";
+// Logged metric objects' states (ember::metrics) of the epoch in progress: "metric_states.<name>.<state>".
+inline constexpr const char* kMetricStatePrefix = "metric_states.";
 
 struct CheckpointLoadOptions {
   bool verify_checksums = true;  // compare each tensor with the checksum the file carries (if any)
@@ -25,7 +27,7 @@ struct Checkpoint {
   nlohmann::json state = nlohmann::json::object();
   std::string path;  // where it was loaded from (named in errors about its contents)
 
-  // The module's weights alone (tensors without the optimizer prefix).
+  // The module's weights alone (tensors without the optimizer and metric-state prefixes).
   TensorMap weights() const;
   bool weights_only() const {
     auto it = state.find("weights_only");

@@ -44,7 +44,26 @@ void check_batch_counts(dist::Communicator& comm, int64_t batches) {
 }  // namespace
 
 data::Batch Trainer::prepare_batch(const data::Batch& batch) const {
-  data::Batch b = batch.to(device_, /*non_blocking=*/true);  // asynchronous for pinned batches
+  data::Batch b;
+  if (device_.is_cuda() && batch.input.defined() && batch.input.is_pinned()) {
+    // A pinned batch crosses on a copy stream, so it overlaps the compute already queued; the compute
+    // stream waits for the copy, and the batch's memory stays reserved until that compute is done.
+    const Stream compute = Stream::current(device_);
+    if (!copy_stream_) copy_stream_ = Stream(device_);
+    {
+      StreamGuard on_copy(*copy_stream_);
+      b = batch.to(device_, /*non_blocking=*/true);
+    }
+    compute.wait(*copy_stream_);
+    auto keep = [&](const Tensor& t) {
+      if (t.defined() && t.device().is_cuda()) record_stream(t, compute);
+    };
+    keep(b.input);
+    keep(b.target);
+    for (const auto& [name, t] : b.extra) keep(t);
+  } else {
+    b = batch.to(device_);
+  }
   if (dtype_ != kF32) {
     auto convert = [&](Tensor& t) {
       if (t.defined() && t.dtype() == kF32) t = t.to(dtype_);
@@ -102,6 +121,7 @@ void Trainer::sync_stop() {
 // The loaders and batch counts of a fit (before configure_optimizers, which may ask for
 // estimated_stepping_batches()).
 void Trainer::setup_fit_loops() {
+  unregistered_checked_ = no_validation_step_ = false;
   // overfit_batches: train and validate on the same first batches, in order.
   const bool overfit = options_.overfit_batches.is_fraction() ? options_.overfit_batches.fraction() > 0
                                                               : *options_.overfit_batches.batches() > 0;
@@ -130,6 +150,7 @@ void Trainer::setup_fit_loops() {
     if (val_loader_ != nullptr && val_loader_->dataset() != nullptr && val_loader_->size() == 0)
       std::cerr << "[Trainer] warning: the validation loader is empty (0 batches): fit will not validate\n";
   }
+  data_fingerprint_ = data_fingerprint();
   const BatchLimit& vci = options_.val_check_interval;
   EMBER_CHECK(vci.is_fraction() || !options_.check_val_every_n_epoch || num_training_batches_ < 0 ||
                   *vci.batches() <= num_training_batches_ || num_val_batches_ == 0,
@@ -180,7 +201,7 @@ void Trainer::run_sanity_check() {
   call_hook([&](Callback& c) { c.on_sanity_check_start(*this, *model_); });
   const int64_t n = options_.num_sanity_val_steps, full = num_val_batches_;
   run_eval(Stage::kValidating, val_loader_, n < 0 ? full : (full < 0 ? n : std::min(n, full)));
-  num_val_batches_ = full;
+  num_val_batches_ = no_validation_step_ ? 0 : full;
   call_hook([&](Callback& c) { c.on_sanity_check_end(*this, *model_); });
   stage_ = saved;
   metrics_ = std::move(eval_start_->metrics);
@@ -310,6 +331,7 @@ void Trainer::backward(const Tensor& loss) {
   TrainModule& m = *model_;
   m.on_before_backward(loss);
   call_hook([&](Callback& c) { c.on_before_backward(*this, m, loss); });
+  if (!unregistered_checked_ && stage_ == Stage::kFitting) check_unregistered(loss);
   (scaler_ ? scaler_->scale(loss) : loss).backward();
   m.on_after_backward();
   call_hook([&](Callback& c) { c.on_after_backward(*this, m); });
@@ -429,9 +451,18 @@ MetricMap Trainer::run_eval(Stage stage, const std::shared_ptr<data::DataLoader>
         call_hook([&](Callback& c) { c.on_test_batch_end(*this, m, b, idx); });
       } else {
         call_hook([&](Callback& c) { c.on_validation_batch_start(*this, m, b, idx); });
-        {
+        try {
           StepAutocast amp(device_, precision_.autocast_dtype);
           m.validation_step(b, idx);
+        } catch (const StepNotOverridden&) {
+          // Lightning skips the validation loop of a module without validation_step (validate() raises).
+          if (stage_ != Stage::kFitting && stage_ != Stage::kSanityChecking) throw;
+          if (is_global_zero())
+            std::cerr << "[Trainer] warning: you passed in a validation loader but " << m.type_name()
+                      << " has no validation_step: skipping the validation loop\n";
+          no_validation_step_ = true;
+          num_val_batches_ = 0;
+          break;
         }
         call_hook([&](Callback& c) { c.on_validation_batch_end(*this, m, b, idx); });
       }

@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <utility>
 
 #include "core/error.hpp"
 #include "core/io/json_read.hpp"
+#include "train/metrics/metrics.hpp"
 
 namespace ember::train {
 namespace {
@@ -59,6 +61,8 @@ void MetricCollector::log(const std::string& name, double value, const LogOption
     e.logger = options.logger;
     e.reduce = r;
   } else {
+    EMBER_CHECK(e.metric_type.empty(), ValueError, "[log] '", name,
+                "' was logged earlier in this epoch as a metric object, now as a number");
     EMBER_CHECK(e.on_step == on_step && e.on_epoch == on_epoch && e.reduce == r, ValueError, "[log] '", name,
                 "' was logged earlier in this epoch with different on_step/on_epoch/reduce options");
     e.prog_bar = e.prog_bar || options.prog_bar;
@@ -87,6 +91,96 @@ void MetricCollector::log(const std::string& name, double value, const LogOption
   }
 }
 
+void MetricCollector::log(const std::string& name, metrics::Metric& metric, const LogOptions& options) {
+  EMBER_CHECK(!name.empty(), ValueError, "[log] a metric needs a name");
+  const bool on_step = options.on_step.value_or(in_step_ && training_);
+  const bool on_epoch = options.on_epoch.value_or(!(in_step_ && training_));
+  EMBER_CHECK(on_step || on_epoch, ValueError, "[log] '", name, "' has on_step and on_epoch both false");
+  auto [it, fresh] = current().try_emplace(name);
+  Entry& e = it->second;
+  if (fresh) {
+    e.on_step = on_step;
+    e.on_epoch = on_epoch;
+    e.prog_bar = options.prog_bar;
+    e.logger = options.logger;
+  } else {
+    EMBER_CHECK(!e.metric_type.empty(), ValueError, "[log] '", name,
+                "' was logged earlier in this epoch as a number, now as a metric object");
+    EMBER_CHECK(e.metric == nullptr || e.metric == &metric, ValueError, "[log] '", name,
+                "' was logged earlier in this epoch with another metric object");
+    EMBER_CHECK(e.on_step == on_step && e.on_epoch == on_epoch, ValueError, "[log] '", name,
+                "' was logged earlier in this epoch with different on_step/on_epoch options");
+    e.prog_bar = e.prog_bar || options.prog_bar;
+  }
+  e.metric = &metric;
+  e.metric_type = metric.name();
+  e.metric_config = metric.config();
+  if (!e.pending.empty()) metric.merge_state(std::exchange(e.pending, {}));  // a resumed epoch's state
+  if (on_step) {
+    const Tensor& v = metric.forward_value();
+    EMBER_CHECK(v.defined() && v.numel() == 1, ValueError, "[log] '", name, "' logs a ", metric.name(),
+                " on_step, which is the value of the batch given to the metric's forward: call it on the batch "
+                "(metric(preds, target)) rather than update(), and log a metric whose value is one number");
+    const double value = v.detach().to(kF64).cpu().item<double>();
+    e.step_pending = true;
+    e.step_value = value;
+    const std::string key = step_key(name, on_epoch);
+    callback_[key] = value;
+    if (both(on_step, on_epoch)) callback_[name] = value;
+    if (e.prog_bar) progress_[key] = value;
+  }
+  if (on_epoch) ++e.count;
+}
+
+// compute() over every rank's state, then reset(), as Lightning does with a logged torchmetrics metric.
+double MetricCollector::metric_value(const std::string& name, Entry& e) {
+  std::unique_ptr<metrics::Metric> rebuilt;
+  metrics::Metric* m = e.metric;
+  if (m == nullptr) {  // resumed, and not logged again before the epoch's end
+    rebuilt = metrics::make_metric(e.metric_type, e.metric_config);
+    m = rebuilt.get();
+  }
+  if (!e.pending.empty()) m->merge_state(std::exchange(e.pending, {}));
+  if (comm_ != nullptr) m->sync(*comm_);
+  const Tensor v = m->compute();
+  m->reset();
+  EMBER_CHECK(v.numel() == 1, ValueError, "[log] '", name, "': ", m->name(), ".compute() gave ", describe(v),
+              "; a logged metric must be one number (log the elements of a per-class result one by one)");
+  return v.to(kF64).cpu().item<double>();
+}
+
+TensorMap MetricCollector::metric_states() const {
+  TensorMap out;
+  for (const auto& [name, e] : train_) {
+    if (e.metric_type.empty() || !e.on_epoch) continue;
+    std::unique_ptr<metrics::Metric> rebuilt;
+    const metrics::Metric* m = e.metric;
+    if (m == nullptr || !e.pending.empty()) {
+      rebuilt = metrics::make_metric(e.metric_type, e.metric_config);
+      if (e.metric != nullptr) rebuilt->load_state_dict(e.metric->state_dict());
+      if (!e.pending.empty()) rebuilt->merge_state(e.pending);
+      m = rebuilt.get();
+    }
+    for (const auto& [k, t] : comm_ != nullptr ? m->synced_state(*comm_) : m->state_dict())
+      out.emplace(name + "." + k, t);
+  }
+  return out;
+}
+
+void MetricCollector::load_metric_states(const TensorMap& tensors, const std::string& prefix, bool keep) {
+  for (auto& [name, e] : train_) {
+    if (e.metric_type.empty() || !e.on_epoch) continue;
+    const std::string p = prefix + name + ".";
+    TensorMap state;
+    for (const auto& [k, t] : tensors)
+      if (k.rfind(p, 0) == 0 && k.find('.', p.size()) == std::string::npos) state.emplace(k.substr(p.size()), t);
+    auto m = metrics::make_metric(e.metric_type, e.metric_config);
+    m->load_state_dict(state);  // checks every state's name, dtype and shape
+    e.metric = nullptr;
+    e.pending = keep ? m->state_dict() : TensorMap{};
+  }
+}
+
 MetricMap MetricCollector::take_step_metrics() {
   MetricMap out;
   for (auto& [name, e] : current()) {
@@ -100,10 +194,15 @@ MetricMap MetricCollector::take_step_metrics() {
 MetricMap MetricCollector::end_epoch() {
   MetricMap out;
   for (auto& [name, e] : current()) {
+    if (!e.metric_type.empty() && (!e.on_epoch || e.count == 0)) {
+      if (e.metric != nullptr) e.metric->reset();
+      continue;
+    }
     if (!e.on_epoch || e.count == 0) continue;
-    double v = e.reduce == "mean"  ? (e.weight > 0 ? e.sum / e.weight : std::nan(""))
-               : e.reduce == "sum" ? e.sum
-                                   : e.extreme;
+    double v = !e.metric_type.empty() ? metric_value(name, e)
+               : e.reduce == "mean"   ? (e.weight > 0 ? e.sum / e.weight : std::nan(""))
+               : e.reduce == "sum"    ? e.sum
+                                      : e.extreme;
     const std::string key = epoch_key(name, e.on_step);
     callback_[key] = v;
     callback_[name] = v;
@@ -134,7 +233,7 @@ void MetricCollector::clear() {
 
 nlohmann::json MetricCollector::state_dict() const {
   nlohmann::json entries = nlohmann::json::object();
-  for (const auto& [name, e] : train_)
+  for (const auto& [name, e] : train_) {
     entries[name] = {{"on_step", e.on_step},
                      {"on_epoch", e.on_epoch},
                      {"prog_bar", e.prog_bar},
@@ -146,6 +245,11 @@ nlohmann::json MetricCollector::state_dict() const {
                      {"count", e.count},
                      {"step_pending", e.step_pending},
                      {"step_value", bits(e.step_value)}};
+    if (!e.metric_type.empty()) {
+      entries[name]["metric_type"] = e.metric_type;
+      entries[name]["metric_config"] = e.metric_config;
+    }
+  }
   nlohmann::json callback = nlohmann::json::object();
   for (const auto& [k, v] : callback_) callback[k] = bits(v);
   return {{"train", entries}, {"callback_metrics", callback}};
@@ -172,6 +276,11 @@ void MetricCollector::load_state_dict(const nlohmann::json& state) {
                   "' is logged neither on step nor epoch");
       e.step_pending = j.at("step_pending").get<bool>();
       e.step_value = from_bits(j.at("step_value"));
+      if (j.contains("metric_type")) {
+        e.metric_type = j.at("metric_type").get<std::string>();
+        e.metric_config = j.at("metric_config");
+        metrics::make_metric(e.metric_type, e.metric_config);  // a type this build knows, with valid options
+      }
       train[name] = e;
     }
     MetricMap callback;

@@ -9,6 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/io/safetensors.hpp"
+#include "dist/communicator.hpp"
+#include "train/metrics/metric.hpp"
 #include "train/module.hpp"
 
 namespace ember::train {
@@ -34,9 +37,14 @@ class MetricCollector {
   void set_batch_size(int64_t batch_size) { batch_size_ = batch_size; }
   // DDP: reduces a value logged with sync_dist across ranks by its reduce name (mean, sum, max, min).
   void set_sync(std::function<double(double, const std::string&)> sync) { sync_ = std::move(sync); }
+  // DDP: metric objects' states are joined over it before compute() (and in checkpoints).
+  void set_communicator(dist::Communicator* comm) { comm_ = comm; }
 
   // ValueError for a bad reduce name, or a name logged with different options within one epoch.
   void log(const std::string& name, double value, const LogOptions& options);
+  // A metric object: its forward value on step, compute() at the epoch's end, then reset() (see
+  // TrainModule::log). The collector keeps a pointer to it until then.
+  void log(const std::string& name, metrics::Metric& metric, const LogOptions& options);
 
   // Step values logged since the last call that go to the loggers (keys as logged: "<name>_step" when
   // the metric is also reduced per epoch).
@@ -57,6 +65,11 @@ class MetricCollector {
   // The training set's epoch in progress, bit-exact (for mid-epoch checkpoints).
   nlohmann::json state_dict() const;
   void load_state_dict(const nlohmann::json& state);
+  // The training set's metric objects' states ("<name>.<state>"), joined across DDP ranks (a collective
+  // on every rank). Loading keeps them until the metric is logged again or the epoch ends; `keep` false
+  // (DDP ranks other than 0) starts from empty states, since rank 0's hold every rank's.
+  TensorMap metric_states() const;
+  void load_metric_states(const TensorMap& tensors, const std::string& prefix, bool keep);
 
  private:
   struct Entry {
@@ -66,7 +79,14 @@ class MetricCollector {
     int64_t count = 0;
     bool step_pending = false;
     double step_value = 0;
+    // A metric object: compute() gives the epoch value. `pending` is a checkpoint's state, joined into
+    // the object when it is logged again (or into one rebuilt from type and config at the epoch's end).
+    metrics::Metric* metric = nullptr;
+    std::string metric_type;
+    nlohmann::json metric_config;
+    TensorMap pending;
   };
+  double metric_value(const std::string& name, Entry& e);
   using EntrySet = std::map<std::string, Entry>;
   EntrySet& current() { return training_ ? train_ : eval_; }
 
@@ -74,6 +94,7 @@ class MetricCollector {
   bool training_ = true, in_step_ = true;
   int64_t batch_size_ = 1;
   std::function<double(double, const std::string&)> sync_;
+  dist::Communicator* comm_ = nullptr;
   MetricMap callback_, logged_, progress_;
 };
 

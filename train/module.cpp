@@ -14,15 +14,18 @@ OptimizerConfig::OptimizerConfig(std::vector<std::shared_ptr<optim::Optimizer>> 
     : optimizers(std::move(optimizers)), schedulers(std::move(schedulers)) {}
 
 void TrainModule::validation_step(const data::Batch& /*batch*/, int64_t /*batch_idx*/) {
-  throw ValueError(
-      "[Trainer] validation runs, but the module does not override validation_step (override it, or pass no "
-      "validation data, or set limit_val_batches = 0)");
+  throw StepNotOverridden(detail::cat_str("[Trainer.validate] ", type_name(),
+                                          " does not override validation_step (override it, or pass no validation "
+                                          "data, or set limit_val_batches = 0)"));
 }
 void TrainModule::test_step(const data::Batch& /*batch*/, int64_t /*batch_idx*/) {
   throw ValueError("[Trainer.test] the module does not override test_step");
 }
-Tensor TrainModule::predict_step(const data::Batch& /*batch*/, int64_t /*batch_idx*/) {
-  throw ValueError("[Trainer.predict] the module does not override predict_step");
+Tensor TrainModule::predict_step(const data::Batch& batch, int64_t /*batch_idx*/) { return forward(batch.input); }
+Tensor TrainModule::forward(const Tensor& /*input*/) {
+  throw ValueError(detail::cat_str("[Trainer.predict] ", type_name(),
+                                   " overrides neither predict_step nor forward(const Tensor&): predict_step's default "
+                                   "calls forward(batch.input)"));
 }
 bool TrainModule::on_train_batch_start(const data::Batch& /*batch*/, int64_t /*batch_idx*/) { return true; }
 void TrainModule::on_train_batch_end(const Tensor& /*loss*/, const data::Batch& /*batch*/, int64_t /*batch_idx*/) {}
@@ -36,6 +39,11 @@ void TrainModule::log(const std::string& name, const Tensor& value, const LogOpt
 void TrainModule::log(const std::string& name, double value, const LogOptions& options) {
   EMBER_CHECK(trainer_ != nullptr, ValueError, "[log] '", name, "' was logged outside a Trainer run");
   trainer_->metrics_.log(name, value, options);
+}
+
+void TrainModule::log(const std::string& name, metrics::Metric& metric, const LogOptions& options) {
+  EMBER_CHECK(trainer_ != nullptr, ValueError, "[log] '", name, "' was logged outside a Trainer run");
+  trainer_->metrics_.log(name, metric, options);
 }
 
 void TrainModule::log_dict(const std::map<std::string, Tensor>& values, const LogOptions& options) {

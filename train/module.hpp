@@ -10,10 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
 #include "nn/module.hpp"
 #include "nn/optim/lr_scheduler.hpp"
 #include "nn/optim/optimizer.hpp"
 #include "train/data/batch.hpp"
+
+namespace ember::metrics {
+class Metric;
+}
 
 namespace ember::train {
 
@@ -62,6 +67,12 @@ struct OptimizerConfig {
                   std::vector<LRSchedulerConfig> schedulers = {});
 };
 
+// The default validation_step's error: fit catches it and skips validation with a warning.
+class StepNotOverridden : public ValueError {
+ public:
+  using ValueError::ValueError;
+};
+
 class TrainModule : public nn::Module {
  public:
   TrainModule() = default;
@@ -70,9 +81,14 @@ class TrainModule : public nn::Module {
   // Tensor skips the step. With automatic_optimization = false, step yourself (optimizers(),
   // manual_backward) and return anything.
   virtual Tensor training_step(const data::Batch& batch, int64_t batch_idx) = 0;
+  // Without an override, fit skips validation with a warning (validate() raises StepNotOverridden).
   virtual void validation_step(const data::Batch& batch, int64_t batch_idx);
   virtual void test_step(const data::Batch& batch, int64_t batch_idx);
+  // Defaults to forward(batch.input), as Lightning's.
   virtual Tensor predict_step(const data::Batch& batch, int64_t batch_idx);
+  // The module's forward pass on a batch's input (a `Tensor forward(const Tensor&)` in the subclass
+  // overrides it). The default raises a ValueError naming the class.
+  virtual Tensor forward(const Tensor& input);
   virtual OptimizerConfig configure_optimizers() = 0;
 
   // Hooks, in the order the Trainer calls them (Lightning's names and places).
@@ -108,6 +124,11 @@ class TrainModule : public nn::Module {
   // hold one element; it is read when logged (the graph is not kept).
   void log(const std::string& name, const Tensor& value, const LogOptions& options = {});
   void log(const std::string& name, double value, const LogOptions& options = {});
+  // A metric object (ember::metrics, torchmetrics' way): on_step logs the value of its last forward
+  // (`metric(preds, target)`, the batch's own value); on_epoch logs compute() at the epoch's end (its
+  // state summed across DDP ranks first), after which the Trainer resets it. Its state goes into
+  // checkpoints once logged, so a resumed epoch computes what the uninterrupted one would.
+  void log(const std::string& name, metrics::Metric& metric, const LogOptions& options = {});
   void log_dict(const std::map<std::string, Tensor>& values, const LogOptions& options = {});
   void log_dict(const std::map<std::string, double>& values, const LogOptions& options = {});
 
@@ -118,6 +139,11 @@ class TrainModule : public nn::Module {
   // Manual optimisation: set false in the constructor; training_step then calls optimizers()[i]->step()
   // itself, after manual_backward(loss) (which runs the backward hooks and any precision scaling).
   bool automatic_optimization = true;
+  // After the first backward of a fit the Trainer raises an error naming any tensor that training_step's
+  // loss reached, that requires grad, and that neither parameters() nor an optimizer holds (a submodule
+  // not registered with register_module). Set true in the constructor when such tensors are intended
+  // (a gradient penalty's input, say).
+  bool allow_unregistered_tensors = false;
   const std::vector<std::shared_ptr<optim::Optimizer>>& optimizers() const;
   std::vector<std::shared_ptr<optim::LRScheduler>> lr_schedulers() const;
   void manual_backward(const Tensor& loss);

@@ -1,12 +1,15 @@
-// ember::train in one include: TrainModule, Trainer, callbacks, loggers, checkpoints.
+// ember::train in one include: TrainModule, Trainer, callbacks, loggers, checkpoints, the command line.
 #pragma once
 #include "train/callback.hpp"
 #include "train/callbacks/callbacks.hpp"
 #include "train/checkpoint.hpp"
+#include "train/cli.hpp"
+#include "train/hparams.hpp"
 #include "train/logger.hpp"
 #include "train/loggers/csv.hpp"
 #include "train/loggers/svg.hpp"
 #include "train/loggers/tensorboard.hpp"
 #include "train/metrics.hpp"
+#include "train/metrics/metrics.hpp"
 #include "train/module.hpp"
 #include "train/trainer.hpp"

@@ -141,6 +141,9 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
 
   // fast_dev_run: N batches of every loop, one epoch, no loggers, checkpoints or sanity check.
   fast_dev_ = o.fast_dev_run > 0;
+  if (fast_dev_ && launch.rank == 0)
+    std::cerr << "Running in `fast_dev_run` mode: will run the requested loop using " << o.fast_dev_run
+              << " batch(es). Logging and checkpointing is suppressed.\n";
   callbacks_ = o.callbacks;
   if (!fast_dev_) add_default_callbacks();
   // ModelCheckpoints run last (Lightning's order): a checkpoint holds what the other callbacks did in the
@@ -155,6 +158,7 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
       std::erase_if(callbacks_, [](const CallbackPtr& c) {
         return dynamic_cast<ProgressBar*>(c.get()) != nullptr || dynamic_cast<ModelSummary*>(c.get()) != nullptr;
       });
+    metrics_.set_communicator(comm_);
     metrics_.set_sync([comm = comm_](double v, const std::string& reduce) {
       const dist::ReduceOp op = reduce == "sum"   ? dist::ReduceOp::kSum
                                 : reduce == "max" ? dist::ReduceOp::kMax
@@ -173,8 +177,13 @@ std::string Trainer::interrupted_checkpoint_path() const {
 }
 
 std::string Trainer::log_dir() const {
-  if (comm_ != nullptr) return log_dir_;
-  return loggers_.empty() ? options_.default_root_dir : loggers_.front()->log_dir();
+  const std::string dir = comm_ != nullptr   ? log_dir_
+                          : loggers_.empty() ? options_.default_root_dir
+                                             : loggers_.front()->log_dir();
+  // The folder exists once asked for (Lightning's loggers make theirs when first used), or "" if it cannot.
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  return std::filesystem::is_directory(dir, ec) ? dir : "";
 }
 
 void Trainer::set_accumulate_grad_batches(int64_t n) {
@@ -312,8 +321,9 @@ void Trainer::fit_body(const RunOptions& run) {
   configure_optimizers();
   if (comm_ != nullptr)  // rank 0's weights everywhere, and a gradient reducer hooked into backward
     ddp_.emplace(*model_, *grad_comm_, dist::DDPOptions{.bucket_cap_mb = options_.ddp_bucket_cap_mb});
-  if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), true);
-  if (is_global_zero())
+  if (const std::string p = resolve_ckpt_path(run.ckpt_path); !p.empty()) load_checkpoint(Checkpoint::load(p), true);
+  // Lightning writes hparams.yaml only for a module that saved hyperparameters.
+  if (is_global_zero() && !model_->hparams().empty())
     for (const auto& l : loggers_) l->log_hyperparams(model_->hparams());
   std::optional<SignalWatch> watch;
   if (options_.handle_signals) watch.emplace();
@@ -362,7 +372,7 @@ std::vector<Tensor> Trainer::predict(TrainModule& model, std::shared_ptr<data::D
 }
 
 std::vector<Tensor> Trainer::predict_body(std::shared_ptr<data::DataLoader> loader, const RunOptions& run) {
-  if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), false);
+  if (const std::string p = resolve_ckpt_path(run.ckpt_path); !p.empty()) load_checkpoint(Checkpoint::load(p), false);
   return run_predict(distributed(std::move(loader)));
 }
 
@@ -370,13 +380,15 @@ std::vector<MetricMap> Trainer::eval_body(Stage stage, std::shared_ptr<data::Dat
                                           const RunOptions& run) {
   const char* what = stage == Stage::kTesting ? "test" : "validate";
   EMBER_CHECK(loader != nullptr, ValueError, "[Trainer.", what, "] no data: the loader is null");
-  if (!run.ckpt_path.empty()) load_checkpoint(Checkpoint::load(resolve_ckpt_path(run.ckpt_path)), false);
+  if (const std::string p = resolve_ckpt_path(run.ckpt_path); !p.empty()) load_checkpoint(Checkpoint::load(p), false);
   metrics_.clear();
   const BatchLimit& limit = stage == Stage::kTesting ? options_.limit_test_batches : options_.limit_val_batches;
   loader = distributed(std::move(loader));
-  return {
+  MetricMap results =
       run_eval(stage, loader,
-               limit_batches(limit, *loader, stage == Stage::kTesting ? "limit_test_batches" : "limit_val_batches"))};
+               limit_batches(limit, *loader, stage == Stage::kTesting ? "limit_test_batches" : "limit_val_batches"));
+  if (run.verbose) print_results(stage, results);
+  return {results};
 }
 
 std::shared_ptr<data::DataLoader> Trainer::distributed(std::shared_ptr<data::DataLoader> loader) const {
@@ -446,7 +458,17 @@ std::string Trainer::resolve_ckpt_path(const std::string& ckpt_path) const {
   auto mc = find_callback<ModelCheckpoint>();
   EMBER_CHECK(mc != nullptr, ValueError, "[Trainer] ckpt_path = \"", ckpt_path,
               "\" needs a ModelCheckpoint callback in this Trainer");
-  const std::string& p = ckpt_path == "best" ? mc->best_model_path() : mc->last_model_path();
+  std::string p = ckpt_path == "best" ? mc->best_model_path() : mc->last_model_path();
+  if (ckpt_path == "last" && p.empty()) {
+    // Lightning: the newest "last" file in the checkpoint folder, else a warning and a fresh start.
+    const auto in_dir = std::filesystem::path(mc->dirpath()) / (std::string("last") + ModelCheckpoint::kExtension);
+    if (!mc->dirpath().empty() && std::filesystem::exists(in_dir)) return in_dir.string();
+    if (is_global_zero())
+      std::cerr << "[Trainer] warning: ckpt_path = \"last\" is set, but there is no last checkpoint available"
+                << (mc->dirpath().empty() ? std::string() : " in " + mc->dirpath())
+                << ". No checkpoint will be loaded (ModelCheckpoint writes last.safetensors with save_last = true)\n";
+    return "";
+  }
   EMBER_CHECK(!p.empty(), ValueError, "[Trainer] ckpt_path = \"", ckpt_path, "\": the ModelCheckpoint has no ",
               ckpt_path, " checkpoint yet");
   return p;
@@ -479,6 +501,7 @@ Checkpoint Trainer::make_checkpoint(bool weights_only) {
   s["global_step"] = global_step_;
   s["hparams"] = model_->hparams();
   if (weights_only) return ck;
+  if (!data_fingerprint_.is_null()) s["train_data"] = data_fingerprint_;
 
   s["optimizer_states"] = nlohmann::json::array();
   for (size_t i = 0; i < optimizers_.size(); ++i) {
@@ -514,15 +537,8 @@ Checkpoint Trainer::make_checkpoint(bool weights_only) {
   }
   s["rng"] = {{"seed", rng.seed}, {"offset", rng.offset}};
   s["metrics"] = metrics->state_dict();
-  s["callbacks"] = nlohmann::json::object();
-  for (const auto& c : callbacks_) {
-    const std::string key = c->state_key();
-    EMBER_CHECK(!s["callbacks"].contains(key), ValueError,
-                "[Trainer.save_checkpoint] two callbacks share the "
-                "state key '",
-                key, "': give them distinct state_key()s");
-    s["callbacks"][key] = c->state_dict();
-  }
+  for (const auto& [k, t] : metrics->metric_states()) ck.tensors.emplace(kMetricStatePrefix + k, t);
+  s["callbacks"] = callback_states();
   model_->on_save_checkpoint(ck);
   call_hook([&](Callback& c) { c.on_save_checkpoint(*this, *model_, ck); });
   return ck;
@@ -536,6 +552,7 @@ void Trainer::load_checkpoint(const Checkpoint& ck, bool restore_training) {
               "[Trainer.fit] ckpt_path holds weights only (save_weights_only): "
               "it cannot resume a run; load it with load_state_dict instead");
   restore_run_state(ck);
+  check_data_fingerprint(ck);
   model_->on_load_checkpoint(ck);
   call_hook([&](Callback& c) { c.on_load_checkpoint(*this, *model_, ck); });
 }
@@ -611,7 +628,10 @@ void Trainer::restore_run_state(const Checkpoint& ck) {
   else if (datamodule_ != nullptr && r.has("datamodule"))  // checkpoints written before 2026-12
     r.section("datamodule", [&](const nlohmann::json& j) { datamodule_->load_state_dict(j); });
   if (val_loader_ != nullptr && r.has("val_loader")) r.section("val_loader", restore_loader(*val_loader_));
-  r.section("metrics", [&](const nlohmann::json& j) { metrics_.load_state_dict(j); });
+  r.section("metrics", [&](const nlohmann::json& j) {
+    metrics_.load_state_dict(j);
+    metrics_.load_metric_states(ck.tensors, kMetricStatePrefix, is_global_zero());  // rank 0's hold every rank's
+  });
   for (const auto& c : callbacks_)
     if (auto it = cbs.find(c->state_key()); it != cbs.end())
       r.section_of("callbacks." + c->state_key(), *it, [&](const nlohmann::json& j) { c->load_state_dict(j); });

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/ops/random.hpp"
+#include "core/stream.hpp"
 #include "dist/communicator.hpp"
 #include "dist/ddp.hpp"
 #include "train/callback.hpp"
@@ -43,7 +44,8 @@ class BatchLimit {
   double fraction_ = 1.0;
 };
 
-// Fields in declaration order (C++20 designated initialisers). Durations in seconds.
+// Fields in declaration order (C++20 designated initialisers). Durations in seconds. Each field has a row in
+// trainer_cli_table() (train/cli.cpp, the command line); tests/test_cli.cpp fails when one is missing.
 struct TrainerOptions {
   std::optional<int64_t> max_epochs = std::nullopt;  // unset: 1000 unless max_steps is set (then unlimited)
   int64_t min_epochs = 0;
@@ -76,7 +78,9 @@ struct TrainerOptions {
   // non-finite, with an error naming it (autograd's anomaly mode during fit; slower).
   bool detect_anomaly = false;
   int64_t log_every_n_steps = 50;
-  bool enable_checkpointing = true;  // a ModelCheckpoint (save_last) unless callbacks has one
+  // A ModelCheckpoint unless callbacks has one: Lightning's default, which keeps the latest epoch's
+  // <log_dir>/checkpoints/epoch=E-step=S.safetensors and no last.safetensors (ckpt_path = "best" finds it).
+  bool enable_checkpointing = true;
   bool enable_progress_bar = true;   // a ProgressBar unless callbacks has one
   bool enable_model_summary = true;  // a ModelSummary unless callbacks has one
   std::vector<CallbackPtr> callbacks = {};
@@ -99,8 +103,10 @@ struct TrainerOptions {
 
 struct RunOptions {
   // A checkpoint to start from: a path, "last" or "best" (ModelCheckpoint's), "interrupted" (the one a
-  // signal left, see TrainerOptions::handle_signals), or empty.
+  // signal left, see TrainerOptions::handle_signals), or empty. "last" with no last checkpoint (no
+  // ModelCheckpoint with save_last wrote one) starts fresh with a warning, as Lightning.
   std::string ckpt_path = "";
+  bool verbose = true;  // validate/test: print Lightning's results table
 };
 
 enum class Stage { kNone, kFitting, kValidating, kTesting, kPredicting, kSanityChecking };
@@ -157,7 +163,8 @@ class Trainer {
 
   const std::vector<CallbackPtr>& callbacks() const { return callbacks_; }
   const std::vector<LoggerPtr>& loggers() const { return loggers_; }
-  // The first logger's log_dir, else default_root_dir (where default checkpoints go).
+  // The first logger's log_dir, else default_root_dir (where default checkpoints go); the folder is made
+  // when asked for, and "" is returned if it cannot be.
   std::string log_dir() const;
   template <class C>
   std::shared_ptr<C> find_callback() const {
@@ -217,6 +224,18 @@ class Trainer {
   void load_checkpoint(const Checkpoint& checkpoint, bool restore_training);
   void restore_run_state(const Checkpoint& checkpoint);  // fit's part of load_checkpoint
 
+  // trainer_checks.cpp: what a Lightning user expects to be told
+  nlohmann::json callback_states() const;  // non-empty states by state_key; clashing keys are an error
+  // After the first backward of a fit: leaves the loss reached that neither parameters() nor an
+  // optimizer holds are an error (a submodule that was not registered).
+  void check_unregistered(const Tensor& loss);
+  // A cheap fingerprint of the training data (its size and first and last examples), taken at fit
+  // start; a resumed run whose data differ from the checkpoint's is warned that it cannot resume exactly.
+  nlohmann::json data_fingerprint() const;
+  void check_data_fingerprint(const Checkpoint& checkpoint) const;
+  // Lightning's results box ("Test metric" / "DataLoader 0") on rank 0.
+  void print_results(Stage stage, const MetricMap& metrics) const;
+
   // loops.cpp
   void setup_fit_loops();
   void run_fit();
@@ -240,6 +259,7 @@ class Trainer {
   // DDP: the loader with a DistributedSampler in place of its order (see use_distributed_sampler).
   std::shared_ptr<data::DataLoader> distributed(std::shared_ptr<data::DataLoader> loader) const;
   data::Batch prepare_batch(const data::Batch& batch) const;
+  mutable std::optional<Stream> copy_stream_;  // the CUDA stream pinned batches cross on
 
   template <class F>
   void call_hook(F&& f) {
@@ -279,6 +299,9 @@ class Trainer {
   bool tail_pending_ = false;      // a batch finished but its logging/validation has not run yet
   int64_t num_training_batches_ = 0, num_val_batches_ = 0, num_test_batches_ = 0, num_predict_batches_ = 0;
   bool fast_dev_ = false;
+  bool unregistered_checked_ = false;  // check_unregistered ran in this fit
+  bool no_validation_step_ = false;    // the module has no validation_step: fit skips validation
+  nlohmann::json data_fingerprint_;    // of the fit in progress (see data_fingerprint)
   int received_signal_ = 0;
   // What a sanity check or a validation inside fit may change, as it stood when the evaluation began:
   // the sanity check puts it back when it ends (it changes nothing in the run), and a checkpoint taken

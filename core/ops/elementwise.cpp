@@ -304,6 +304,32 @@ Tensor softplus(const Tensor& x, double beta, double threshold) {
     return d.g * where(bx > threshold, ones_like(bx), sigmoid(bx));
   });
 }
+Tensor elu(const Tensor& x, double alpha) {
+  return unary_row<Elu>("elu", x, {.a = alpha, .b = 1.0}, {.a = true},
+                        [alpha](const D& d) { return where(d.a > 0, d.g, d.g * exp(d.a) * alpha); });
+}
+Tensor selu(const Tensor& x) {
+  constexpr double alpha = 1.6732632423543772848170429916717, scale = 1.0507009873554804934193349852946;
+  return unary_row<Elu>("selu", x, {.a = alpha, .b = scale}, {.a = true},
+                        [](const D& d) { return where(d.a > 0, d.g * scale, d.g * exp(d.a) * (alpha * scale)); });
+}
+Tensor mish(const Tensor& x) {
+  return unary_row<Mish>("mish", x, {}, {.a = true}, [](const D& d) {
+    Tensor t = tanh(softplus(d.a));
+    return d.g * (t + d.a * sigmoid(d.a) * (1 - t * t));
+  });
+}
+Tensor logsigmoid(const Tensor& x) {
+  return unary_row<LogSigmoid>("logsigmoid", x, {}, {.a = true}, [](const D& d) { return d.g * sigmoid(-d.a); });
+}
+Tensor hardtanh(const Tensor& x, double min_val, double max_val) {
+  EMBER_CHECK(min_val <= max_val, ValueError, "[hardtanh] min_val (", min_val, ") must not exceed max_val (", max_val,
+              ")");
+  // The gradient passes strictly inside (min_val, max_val), as PyTorch's hardtanh_backward.
+  return unary_row<Clamp>("hardtanh", x, {.a = min_val, .b = max_val}, {.a = true},
+                          [min_val, max_val](const D& d) { return d.g * ((d.a > min_val) & (d.a < max_val)); });
+}
+Tensor relu6(const Tensor& x) { return hardtanh(x, 0.0, 6.0); }
 Tensor erf(const Tensor& x) {
   return unary_row<Erf>("erf", x, {}, {.a = true}, [](const D& d) { return d.g * exp(-(d.a * d.a)) * k2InvSqrtPi; });
 }
@@ -322,14 +348,18 @@ Tensor clamp(const Tensor& x, std::optional<Scalar> min, std::optional<Scalar> m
   DType ct = result_type({&x, min ? &lo : &x, max ? &hi : &x});
   OpParams p{.a = min ? min->to_double() : 0, .b = max ? max->to_double() : 0, .has_a = bool(min), .has_b = bool(max)};
   Tensor y = unary_op<Clamp>("clamp", x.to(ct), p);
-  // Gradient passes where min <= x <= max (both ends included, as PyTorch).
+  // Gradient passes strictly inside the bounds: 0 at x == min or x == max, as torch 2.x does.
   record_row("clamp", y, {&x}, {.a = true}, [min, max](const D& d) {
-    Tensor pass = min ? d.a >= *min : d.a <= *max;
-    if (min && max) pass = pass & (d.a <= *max);
+    Tensor pass = min ? d.a > *min : d.a < *max;
+    if (min && max) pass = pass & (d.a < *max);
     return d.g * pass;
   });
   return y;
 }
+Tensor clamp_min(const Tensor& x, const Scalar& min) { return clamp(x, min, std::nullopt); }
+Tensor clamp_max(const Tensor& x, const Scalar& max) { return clamp(x, std::nullopt, max); }
+Tensor clamp_min(const Tensor& x, const Tensor& min) { return clamp(x, min, Tensor()); }
+Tensor clamp_max(const Tensor& x, const Tensor& max) { return clamp(x, Tensor(), max); }
 Tensor clamp(const Tensor& x, const Tensor& min, const Tensor& max) {
   EMBER_CHECK(min.defined() || max.defined(), ValueError, "[clamp] at least one of min or max must be given");
   Tensor r = min.defined() ? maximum(x, min) : x;
@@ -412,6 +442,21 @@ Tensor remainder(const Tensor& a, const Tensor& b) {
   check_no_int_zero("remainder", b, result_type(a, b));
   return binary_row<Remainder>("remainder", a, b, {}, {.a = true, .b = true}, [](const D& d) {
     return autograd::Grads{d.g, d.need[1] ? -d.g * div(d.a, d.b, "floor") : Tensor()};
+  });
+}
+// C's fmod (the dividend's sign): d/da = 1, d/db = -trunc(a / b), as PyTorch.
+Tensor fmod(const Tensor& a, const Tensor& b) {
+  check_no_int_zero("fmod", b, result_type(a, b));
+  return binary_row<Fmod>("fmod", a, b, {}, {.a = true, .b = true}, [](const D& d) {
+    return autograd::Grads{d.g, d.need[1] ? -d.g * div(d.a, d.b, "trunc") : Tensor()};
+  });
+}
+Tensor fmod(const Tensor& a, const Scalar& b) { return fmod(a, wrap(b)); }
+// atan2(y, x): d/dy = x / (x^2 + y^2), d/dx = -y / (x^2 + y^2).
+Tensor atan2(const Tensor& y, const Tensor& x) {
+  return binary_row<Atan2>("atan2", y, x, {}, {.a = true, .b = true}, [](const D& d) {
+    Tensor r = d.a * d.a + d.b * d.b;
+    return autograd::Grads{d.need[0] ? d.g * d.b / r : Tensor(), d.need[1] ? -d.g * d.a / r : Tensor()};
   });
 }
 // The winner takes the gradient; ties split it evenly, as PyTorch.

@@ -318,7 +318,11 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes) {
   return out;
 }
 
-Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<int64_t> padding_idx) {
+Tensor embedding(const Tensor& indices, const Tensor& weight, std::optional<int64_t> padding_idx) {
+  // The order changed to PyTorch's (indices first): a call written the old way fails loudly here.
+  EMBER_CHECK(!(is_floating(indices.dtype()) && !is_floating(weight.dtype())), DTypeError,
+              "[embedding] takes (input, weight) as F.embedding: integer indices first, then the float weight; got ",
+              describe(indices), " and ", describe(weight));
   EMBER_CHECK(weight.dim() == 2, ShapeError, "[embedding] weight must be 2-d [num_embeddings, dim], got ",
               describe(weight));
   const int64_t n = weight.shape()[0];

@@ -17,6 +17,7 @@ Tensor take_along_dim(const Tensor& t, const Tensor& indices, int64_t dim);
 // i64 tensor with a trailing dim of num_classes (-1: max index + 1).
 Tensor one_hot(const Tensor& indices, int64_t num_classes = -1);
 // Rows of weight [num_embeddings, dim] picked by indices of any shape; padding_idx only matters for grads.
-Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<int64_t> padding_idx = {});
+// Argument order as torch.nn.functional.embedding (indices, then weight).
+Tensor embedding(const Tensor& input, const Tensor& weight, std::optional<int64_t> padding_idx = {});
 
 }  // namespace ember

@@ -292,7 +292,8 @@ Tensor cumulative_op(bool is_prod, const Tensor& t, int64_t dim) {
 
 }  // namespace
 
-Tensor sum(const Tensor& t, const Shape& dims, bool keepdim, std::optional<DType> dtype) {
+Tensor sum(const Tensor& t, const Dims& dims_arg, bool keepdim, std::optional<DType> dtype) {
+  const Shape& dims = dims_arg;
   // With a dtype the input is converted first (PyTorch's semantics); integers already sum in i64.
   Tensor x = dtype && !(*dtype == kI64 && !is_floating(t.dtype())) ? t.to(*dtype) : t;
   DType natural = int_to_i64(x.dtype());
@@ -304,7 +305,8 @@ Tensor sum(const Tensor& t, const Shape& dims, bool keepdim, std::optional<DType
   return dtype && *dtype != natural ? out.to(*dtype) : out;
 }
 
-Tensor mean(const Tensor& t, const Shape& dims, bool keepdim) {
+Tensor mean(const Tensor& t, const Dims& dims_arg, bool keepdim) {
+  const Shape& dims = dims_arg;
   check_floating(t, "mean");
   Tensor out = reduce_op(ReduceKind::Mean, "mean", t, dims, keepdim, t.dtype());
   if (autograd::needs_grad(t))
@@ -315,7 +317,8 @@ Tensor mean(const Tensor& t, const Shape& dims, bool keepdim) {
   return out;
 }
 
-Tensor prod(const Tensor& t, const Shape& dims, bool keepdim) {
+Tensor prod(const Tensor& t, const Dims& dims_arg, bool keepdim) {
+  const Shape& dims = dims_arg;
   Tensor out = reduce_op(ReduceKind::Prod, "prod", t, dims, keepdim, int_to_i64(t.dtype()));
   if (autograd::needs_grad(t))
     autograd::record("prod", {&out}, {&t}, {t, out}, [r = resolve(t, dims, keepdim, "prod")](autograd::Ctx& c) {
@@ -324,7 +327,8 @@ Tensor prod(const Tensor& t, const Shape& dims, bool keepdim) {
   return out;
 }
 
-std::tuple<Tensor, Tensor> var_mean(const Tensor& t, const Shape& dims, int64_t correction, bool keepdim) {
+std::tuple<Tensor, Tensor> var_mean(const Tensor& t, const Dims& dims_arg, int64_t correction, bool keepdim) {
+  const Shape& dims = dims_arg;
   check_floating(t, "var_mean");
   Reduction r = resolve(t, dims, keepdim, "var_mean");
   Tensor v = make_tensor(r.keep, t.dtype(), t.device());
@@ -340,7 +344,8 @@ std::tuple<Tensor, Tensor> var_mean(const Tensor& t, const Shape& dims, int64_t 
   return {vo, mo};
 }
 
-Tensor var(const Tensor& t, const Shape& dims, int64_t correction, bool keepdim) {
+Tensor var(const Tensor& t, const Dims& dims_arg, int64_t correction, bool keepdim) {
+  const Shape& dims = dims_arg;
   check_floating(t, "var");
   Reduction r = resolve(t, dims, keepdim, "var");
   Tensor v = make_tensor(r.keep, t.dtype(), t.device());
@@ -353,7 +358,8 @@ Tensor var(const Tensor& t, const Shape& dims, int64_t correction, bool keepdim)
   return out;
 }
 
-Tensor std(const Tensor& t, const Shape& dims, int64_t correction, bool keepdim) {
+Tensor std(const Tensor& t, const Dims& dims_arg, int64_t correction, bool keepdim) {
+  const Shape& dims = dims_arg;
   check_floating(t, "std");
   Reduction r = resolve(t, dims, keepdim, "std");
   Tensor v = make_tensor(r.keep, t.dtype(), t.device());
@@ -369,14 +375,21 @@ Tensor std(const Tensor& t, const Shape& dims, int64_t correction, bool keepdim)
   return out;
 }
 
-Tensor amax(const Tensor& t, const Shape& dims, bool keepdim) { return extreme(true, "amax", t, dims, keepdim); }
-Tensor amin(const Tensor& t, const Shape& dims, bool keepdim) { return extreme(false, "amin", t, dims, keepdim); }
-
-std::tuple<Tensor, Tensor> max(const Tensor& t, int64_t dim, bool keepdim) {
-  return extreme_dim(true, t, dim, keepdim);
+std::tuple<Tensor, Tensor> std_mean(const Tensor& t, const Dims& dims, int64_t correction, bool keepdim) {
+  check_floating(t, "std_mean");
+  return {ember::std(t, dims, correction, keepdim), mean(t, dims, keepdim)};
 }
-std::tuple<Tensor, Tensor> min(const Tensor& t, int64_t dim, bool keepdim) {
-  return extreme_dim(false, t, dim, keepdim);
+
+Tensor amax(const Tensor& t, const Dims& dims, bool keepdim) { return extreme(true, "amax", t, dims, keepdim); }
+Tensor amin(const Tensor& t, const Dims& dims, bool keepdim) { return extreme(false, "amin", t, dims, keepdim); }
+
+ValuesIndices max(const Tensor& t, int64_t dim, bool keepdim) {
+  auto [v, i] = extreme_dim(true, t, dim, keepdim);
+  return {v, i};
+}
+ValuesIndices min(const Tensor& t, int64_t dim, bool keepdim) {
+  auto [v, i] = extreme_dim(false, t, dim, keepdim);
+  return {v, i};
 }
 
 Tensor max(const Tensor& t) { return extreme(true, "max", t, {}, false); }
@@ -385,7 +398,8 @@ Tensor min(const Tensor& t) { return extreme(false, "min", t, {}, false); }
 Tensor argmax(const Tensor& t, std::optional<int64_t> dim, bool keepdim) { return arg_extreme(true, t, dim, keepdim); }
 Tensor argmin(const Tensor& t, std::optional<int64_t> dim, bool keepdim) { return arg_extreme(false, t, dim, keepdim); }
 
-Tensor norm(const Tensor& t, double p, const Shape& dims, bool keepdim) {
+Tensor norm(const Tensor& t, double p, const Dims& dims_arg, bool keepdim) {
+  const Shape& dims = dims_arg;
   check_floating(t, "norm");
   EMBER_CHECK(!std::isnan(p), ValueError, "[norm] the order p must not be NaN");
   ReduceKind kind = p == 0.0         ? ReduceKind::NormL0
@@ -404,7 +418,8 @@ Tensor norm(const Tensor& t, double p, const Shape& dims, bool keepdim) {
   return out;
 }
 
-Tensor logsumexp(const Tensor& t, const Shape& dims, bool keepdim) {
+Tensor logsumexp(const Tensor& t, const Dims& dims_arg, bool keepdim) {
+  const Shape& dims = dims_arg;
   Tensor x = is_floating(t.dtype()) ? t : t.to(kF32);  // integers give the default float dtype, as PyTorch
   Reduction r = resolve(x, dims, keepdim, "logsumexp");
   Tensor out = make_tensor(r.keep, x.dtype(), x.device());
@@ -420,11 +435,13 @@ Tensor logsumexp(const Tensor& t, const Shape& dims, bool keepdim) {
   return res;
 }
 
-Tensor all(const Tensor& t, const Shape& dims, bool keepdim) {
+Tensor all(const Tensor& t, const Dims& dims_arg, bool keepdim) {
+  const Shape& dims = dims_arg;
   return reduce_op(ReduceKind::All, "all", t, dims, keepdim, kBool);
 }
 
-Tensor any(const Tensor& t, const Shape& dims, bool keepdim) {
+Tensor any(const Tensor& t, const Dims& dims_arg, bool keepdim) {
+  const Shape& dims = dims_arg;
   return reduce_op(ReduceKind::Any, "any", t, dims, keepdim, kBool);
 }
 
@@ -448,7 +465,7 @@ Tensor cumprod(const Tensor& t, int64_t dim) {
   return out;
 }
 
-std::tuple<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool largest, bool sorted) {
+ValuesIndices topk(const Tensor& t, int64_t k, int64_t dim, bool largest, bool sorted) {
   int64_t d = wrap_dim(dim, t.dim(), "[topk]");
   int64_t n = t.dim() == 0 ? 1 : t.shape()[d];
   EMBER_CHECK(k >= 0 && k <= n, IndexError, "[topk] k = ", k, " is out of range for dim ", dim, " of size ", n,
@@ -469,7 +486,7 @@ std::tuple<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim, bool la
 }
 
 // CPU sorting is always stable, so `stable` only documents the caller's need.
-std::tuple<Tensor, Tensor> sort(const Tensor& t, int64_t dim, bool descending, bool) {
+ValuesIndices sort(const Tensor& t, int64_t dim, bool descending, bool) {
   int64_t d = wrap_dim(dim, t.dim(), "[sort]");
   Tensor values = make_tensor(t.shape(), t.dtype(), t.device());
   Tensor indices = make_tensor(t.shape(), kI64, t.device());
@@ -483,7 +500,7 @@ std::tuple<Tensor, Tensor> sort(const Tensor& t, int64_t dim, bool descending, b
 
 Tensor argsort(const Tensor& t, int64_t dim, bool descending, bool stable) {
   autograd::NoGradGuard no_grad;  // only the indices are kept
-  return std::get<1>(sort(t, dim, descending, stable));
+  return sort(t, dim, descending, stable).indices;
 }
 
 Tensor softmax(const Tensor& t, int64_t dim) { return softmax_op(t, dim, false); }

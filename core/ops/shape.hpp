@@ -12,6 +12,11 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
 std::vector<Tensor> split(const Tensor& t, int64_t split_size, int64_t dim = 0);
 std::vector<Tensor> split(const Tensor& t, const std::vector<int64_t>& sizes, int64_t dim = 0);
 std::vector<Tensor> chunk(const Tensor& t, int64_t chunks, int64_t dim = 0);
+// The slices along dim, that dim removed (views); core/ops/triangle.cpp.
+std::vector<Tensor> unbind(const Tensor& t, int64_t dim = 0);
+// The lower / upper triangle of the last two dims (diagonal > 0 above the main one), the rest zero.
+Tensor tril(const Tensor& t, int64_t diagonal = 0);
+Tensor triu(const Tensor& t, int64_t diagonal = 0);
 Tensor flip(const Tensor& t, const Shape& dims);
 Tensor repeat(const Tensor& t, const Shape& repeats);
 // Constant padding; pad lists (before, after) pairs starting from the last dim, as torch.nn.functional.pad.

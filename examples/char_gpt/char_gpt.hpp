@@ -173,7 +173,33 @@ inline std::string sample(GPT& model, const data::CharVocab& vocab, const std::s
   return vocab.decode(ids);
 }
 
-inline Result train(const Config& cfg, const std::string& text) {
+// The Trainer's options for cfg: what the command line (main.cpp) starts from. Steps, not epochs:
+// max_steps bounds the run (the module stops it sooner when time runs short); validation every eval_every
+// optimizer steps counted across epochs, on eval_batches batches. No sanity check: it would take a pass of
+// the validation loader and shift the batches every later validation reads.
+inline train::TrainerOptions trainer_options(const Config& cfg) {
+  std::vector<train::CallbackPtr> callbacks;
+  // The checkpoint at the end of training (the run is one epoch or less, and may stop between
+  // validations, after which the default checkpoint would not be written).
+  if (cfg.verbose)
+    callbacks.push_back(
+        std::make_shared<train::ModelCheckpoint>(train::ModelCheckpointOptions{.save_on_train_epoch_end = true}));
+  return {.max_steps = cfg.max_steps,
+          .accelerator = cfg.accelerator,
+          .gradient_clip_val = 1.0,
+          .val_check_interval = cfg.eval_every,
+          .check_val_every_n_epoch = std::nullopt,
+          .limit_val_batches = cfg.eval_batches,
+          .num_sanity_val_steps = 0,
+          .enable_checkpointing = cfg.verbose,
+          .enable_progress_bar = cfg.verbose,
+          .enable_model_summary = cfg.verbose,
+          .callbacks = callbacks,
+          .logger = cfg.verbose,
+          .default_root_dir = cfg.root_dir};
+}
+
+inline Result train(const Config& cfg, train::TrainerOptions options, const std::string& text) {
   auto start = std::chrono::steady_clock::now();
   manual_seed(cfg.seed);
   data::CharLmData lm = data::char_lm_data(text, cfg.context, 0.1);
@@ -195,29 +221,8 @@ inline Result train(const Config& cfg, const std::string& text) {
         r.val_losses.emplace_back(t.global_step(), v);
         if (cfg.target_val_loss > 0 && v < cfg.target_val_loss) t.should_stop = true;
       }});
-  std::vector<train::CallbackPtr> callbacks{record};
-  // The checkpoint at the end of training (the run is one epoch or less, and may stop between
-  // validations, after which the default checkpoint would not be written).
-  if (cfg.verbose)
-    callbacks.push_back(
-        std::make_shared<train::ModelCheckpoint>(train::ModelCheckpointOptions{.save_on_train_epoch_end = true}));
-  // Steps, not epochs: max_steps bounds the run (the module stops it sooner when time runs short);
-  // validation every eval_every optimizer steps counted across epochs, on eval_batches batches. No
-  // sanity check: it would take a pass of the validation loader and shift the batches every later
-  // validation reads.
-  train::Trainer trainer({.max_steps = cfg.max_steps,
-                          .accelerator = cfg.accelerator,
-                          .gradient_clip_val = 1.0,
-                          .val_check_interval = cfg.eval_every,
-                          .check_val_every_n_epoch = std::nullopt,
-                          .limit_val_batches = cfg.eval_batches,
-                          .num_sanity_val_steps = 0,
-                          .enable_checkpointing = cfg.verbose,
-                          .enable_progress_bar = cfg.verbose,
-                          .enable_model_summary = cfg.verbose,
-                          .callbacks = callbacks,
-                          .logger = cfg.verbose,
-                          .default_root_dir = cfg.root_dir});
+  options.callbacks.insert(options.callbacks.begin(), record);
+  train::Trainer trainer(std::move(options));
   trainer.fit(model, train_loader, val_loader);
   // The final validation loss is measured at the last step (the run may have stopped between checks).
   if (r.val_losses.empty() || r.val_losses.back().first != trainer.global_step()) trainer.validate(model, val_loader);
@@ -229,5 +234,7 @@ inline Result train(const Config& cfg, const std::string& text) {
   r.log_dir = trainer.log_dir();
   return r;
 }
+
+inline Result train(const Config& cfg, const std::string& text) { return train(cfg, trainer_options(cfg), text); }
 
 }  // namespace char_gpt

@@ -60,7 +60,19 @@ struct DigitsClassifier : train::TrainModule {
   }
 };
 
-inline Result train(const Config& cfg) {
+// The Trainer's options for cfg: what the command line (main.cpp) starts from.
+inline train::TrainerOptions trainer_options(const Config& cfg) {
+  return {.max_epochs = cfg.epochs,
+          .accelerator = cfg.accelerator,
+          .devices = -1,  // one process alone, or DDP over the processes mpirun/srun started
+          .enable_checkpointing = cfg.verbose,
+          .enable_progress_bar = cfg.verbose,
+          .enable_model_summary = cfg.verbose,
+          .logger = cfg.verbose,
+          .default_root_dir = cfg.root_dir};
+}
+
+inline Result train(const Config& cfg, train::TrainerOptions options) {
   auto start = std::chrono::steady_clock::now();
   manual_seed(cfg.seed);
   // 80% training, 20% held out (the validation and test set), pixels / 16.
@@ -71,20 +83,15 @@ inline Result train(const Config& cfg) {
       train::LambdaHooks{.on_train_epoch_end = [&](train::Trainer& t, train::TrainModule&) {
         r.epoch_losses.push_back(t.callback_metrics().at("train_loss_epoch"));
       }});
-  train::Trainer trainer({.max_epochs = cfg.epochs,
-                          .accelerator = cfg.accelerator,
-                          .devices = -1,  // one process alone, or DDP over the processes mpirun/srun started
-                          .enable_checkpointing = cfg.verbose,
-                          .enable_progress_bar = cfg.verbose,
-                          .enable_model_summary = cfg.verbose,
-                          .callbacks = {record},
-                          .logger = cfg.verbose,
-                          .default_root_dir = cfg.root_dir});
+  options.callbacks.insert(options.callbacks.begin(), record);
+  train::Trainer trainer(std::move(options));
   trainer.fit(model, digits);
   r.test_accuracy = trainer.test(model, digits).at(0).at("test_acc");
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.log_dir = trainer.log_dir();
   return r;
 }
+
+inline Result train(const Config& cfg) { return train(cfg, trainer_options(cfg)); }
 
 }  // namespace digits_mlp

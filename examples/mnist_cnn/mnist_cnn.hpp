@@ -93,7 +93,19 @@ inline std::shared_ptr<const data::Dataset> limit(std::shared_ptr<const data::Da
   return std::make_shared<data::Subset>(ds, idx);
 }
 
-inline Result train(const Config& cfg) {
+// The Trainer's options for cfg: what the command line (main.cpp) starts from.
+inline train::TrainerOptions trainer_options(const Config& cfg) {
+  return {.max_epochs = cfg.epochs,
+          .accelerator = cfg.accelerator,
+          .devices = -1,  // one process alone, or DDP over the processes mpirun/srun started
+          .enable_checkpointing = cfg.verbose,
+          .enable_progress_bar = cfg.verbose,
+          .enable_model_summary = cfg.verbose,
+          .logger = cfg.verbose,
+          .default_root_dir = cfg.root_dir};
+}
+
+inline Result train(const Config& cfg, train::TrainerOptions options) {
   auto start = std::chrono::steady_clock::now();
   manual_seed(cfg.seed);
   auto train_set = limit(data::mnist(cfg.root, true), cfg.limit_train);
@@ -110,15 +122,8 @@ inline Result train(const Config& cfg) {
         r.epoch_losses.push_back(t.callback_metrics().at("train_loss_epoch"));
         r.epoch_accuracies.push_back(t.callback_metrics().at("val_acc"));  // validated just before
       }});
-  train::Trainer trainer({.max_epochs = cfg.epochs,
-                          .accelerator = cfg.accelerator,
-                          .devices = -1,  // one process alone, or DDP over the processes mpirun/srun started
-                          .enable_checkpointing = cfg.verbose,
-                          .enable_progress_bar = cfg.verbose,
-                          .enable_model_summary = cfg.verbose,
-                          .callbacks = {record},
-                          .logger = cfg.verbose,
-                          .default_root_dir = cfg.root_dir});
+  options.callbacks.insert(options.callbacks.begin(), record);
+  train::Trainer trainer(std::move(options));
   // A run stopped by SIGTERM or SIGUSR1 (a cluster's preemption notice) saved itself to
   // <root_dir>/interrupted.safetensors; the same command run again resumes it, then drops the file.
   const std::string saved = trainer.interrupted_checkpoint_path();
@@ -131,5 +136,7 @@ inline Result train(const Config& cfg) {
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }
+
+inline Result train(const Config& cfg) { return train(cfg, trainer_options(cfg)); }
 
 }  // namespace mnist_cnn

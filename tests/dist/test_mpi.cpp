@@ -668,6 +668,33 @@ TEST_SUITE("dist ranks that disagree") {
   }
 }
 
+TEST_SUITE("dist metrics") {
+  TEST_CASE("metrics: every rank's state joined (sums, maxima, AUROC's uneven gathers) equals one process's") {
+    manual_seed(16);  // the same data on both ranks; each takes an uneven share
+    const Tensor scores = randn({45, 4}, {.dtype = kF64});
+    const Tensor labels = scores.argmax(1).remainder(tensor<int64_t>({3})).to(kI64);  // imperfect: some wrong
+    const int64_t split = 19, start = rank() == 0 ? 0 : split, len = rank() == 0 ? split : 45 - split;
+    metrics::F1Score f1({.task = "multiclass", .num_classes = 4, .average = "macro"});
+    metrics::AUROC auroc({.task = "multiclass", .num_classes = 4});
+    metrics::MaxMetric max;
+    metrics::MeanMetric mean;
+    std::vector<metrics::Metric*> all{&f1, &auroc, &max, &mean};
+    for (metrics::Metric* m : all) {
+      const bool scalar = m == &max || m == &mean;
+      auto whole = metrics::make_metric(m->name(), m->config());
+      m->update(scalar ? scores.narrow(0, start, len).select(1, 0) : scores.narrow(0, start, len),
+                scalar ? Tensor() : labels.narrow(0, start, len));
+      whole->update(scalar ? scores.select(1, 0) : scores, scalar ? Tensor() : labels);
+      const Tensor local = m->compute();
+      m->sync(comm());
+      CAPTURE(m->name());
+      CHECK(testing::allclose(m->compute(), whole->compute(), 1e-6, 1e-9));
+      const bool differs = (local.to(kF64) - whole->compute().to(kF64)).abs().max().item<double>() > 1e-9;
+      CHECK(comm().any(differs));  // the local value alone is not the answer
+    }
+  }
+}
+
 TEST_SUITE("dist examples") {
   TEST_CASE("the digits MLP under DDP on two ranks reaches 97% held-out accuracy") {
     auto r = digits_mlp::train({.epochs = 30, .verbose = false});

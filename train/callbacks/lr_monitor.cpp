@@ -125,22 +125,24 @@ std::map<std::string, double> LearningRateMonitor::extract_stats(const Trainer& 
   return stats;
 }
 
-void LearningRateMonitor::log(Trainer& trainer, const std::map<std::string, double>& stats) {
+void LearningRateMonitor::log(Trainer& trainer, const std::map<std::string, double>& stats, int64_t step) {
   if (stats.empty()) return;
   trainer.add_callback_metrics(stats);  // monitorable, as Lightning's (ModelCheckpoint on "lr-Adam")
-  for (const auto& logger : trainer.loggers()) logger->log_metrics(stats, trainer.global_step());
+  for (const auto& logger : trainer.loggers()) logger->log_metrics(stats, step);
 }
 
 void LearningRateMonitor::on_train_batch_start(Trainer& trainer, TrainModule& /*module*/, const data::Batch& /*batch*/,
                                                int64_t /*batch_idx*/) {
   if (!should_update_logs(trainer)) return;
   if (logging_interval_ == "epoch") return;
-  log(trainer, extract_stats(trainer, logging_interval_ ? "any" : "step"));
+  // The row of the step about to be taken: the loss rows of this batch carry that step (global_step after
+  // it), so the two join on "step" in metrics.csv as Lightning's do.
+  log(trainer, extract_stats(trainer, logging_interval_ ? "any" : "step"), trainer.global_step() + 1);
 }
 
 void LearningRateMonitor::on_train_epoch_start(Trainer& trainer, TrainModule& /*module*/) {
   if (logging_interval_ == "step") return;
-  log(trainer, extract_stats(trainer, logging_interval_ ? "any" : "epoch"));
+  log(trainer, extract_stats(trainer, logging_interval_ ? "any" : "epoch"), trainer.global_step());
 }
 
 }  // namespace ember::train

@@ -36,7 +36,7 @@ class LearningRateMonitor : public Callback {
 
  private:
   std::map<std::string, double> extract_stats(const Trainer& trainer, const std::string& interval);
-  void log(Trainer& trainer, const std::map<std::string, double>& stats);
+  void log(Trainer& trainer, const std::map<std::string, double>& stats, int64_t step);
 
   std::optional<std::string> logging_interval_;
   bool log_momentum_, log_weight_decay_;
