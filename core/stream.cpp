@@ -1,5 +1,5 @@
-// Streams and events over the CUDA runtime's handles (kernels/cuda_device.hpp); a CPU-only build's
-// stubs raise DeviceError.
+// Streams and events over the CUDA runtime's handles (kernels/cuda_device.hpp); in a CPU-only build
+// each raises DeviceError ("built without CUDA support").
 #include "core/stream.hpp"
 
 #include "core/error.hpp"

@@ -1,5 +1,5 @@
 // The CUDA backend's host-side entry points that need no CUDA headers: device discovery, the caching
-// allocator per device, byte copies across devices. A CPU-only build defines them in cuda_stubs.cpp.
+// allocator per device, byte copies across devices. A CPU-only build's (cuda_stubs.cpp): "built without CUDA support".
 #pragma once
 #include <cstddef>
 

@@ -25,7 +25,7 @@ void softmax(const Tensor& out, const Tensor& in, int64_t dim, bool log);
 void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out, bool log);
 }  // namespace cpu
 
-// The CUDA kernels (kernels/cuda/reduce*.cu; kernels/cuda_stubs.cpp without CUDA).
+// The CUDA kernels (kernels/cuda/reduce*.cu; a CPU-only build says "built without CUDA support").
 namespace cuda {
 void reduce(ReduceKind kind, const Tensor& out, const Tensor& in, const ReduceParams& params);
 void var_mean(const Tensor& var, const Tensor& mean, const Tensor& in, int64_t correction, bool take_sqrt);
