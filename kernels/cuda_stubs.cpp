@@ -65,24 +65,26 @@ void cross_entropy_backward(const Tensor&, const Tensor&, double, const Tensor&,
                             const Tensor&, const CrossEntropyParams&) {
   no_cuda("cross_entropy");
 }
-void sgd_step(const Tensor&, const Tensor&, const Tensor&, const SgdHyper&) { no_cuda("sgd_step_"); }
-void adam_step(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AdamHyper&) {
+void sgd_step(const Tensor&, const Tensor&, const Tensor&, const SgdStepArgs&) { no_cuda("sgd_step_"); }
+void adam_step(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AdamStepArgs&) {
   no_cuda("adam_step_");
 }
-void rmsprop_step(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const RmspropHyper&) {
+void rmsprop_step(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const RmspropStepArgs&) {
   no_cuda("rmsprop_step_");
 }
-void adagrad_step(const Tensor&, const Tensor&, const Tensor&, const AdagradHyper&) { no_cuda("adagrad_step_"); }
-void sgd_step_multi(const TensorList&, const TensorList&, const TensorList&, const SgdHyper&) { no_cuda("sgd_step_"); }
+void adagrad_step(const Tensor&, const Tensor&, const Tensor&, const AdagradStepArgs&) { no_cuda("adagrad_step_"); }
+void sgd_step_multi(const TensorList&, const TensorList&, const TensorList&, const SgdStepArgs&) {
+  no_cuda("sgd_step_");
+}
 void adam_step_multi(const TensorList&, const TensorList&, const TensorList&, const TensorList&, const TensorList&,
-                     const AdamHyper&) {
+                     const AdamStepArgs&) {
   no_cuda("adam_step_");
 }
 void rmsprop_step_multi(const TensorList&, const TensorList&, const TensorList&, const TensorList&, const TensorList&,
-                        const RmspropHyper&) {
+                        const RmspropStepArgs&) {
   no_cuda("rmsprop_step_");
 }
-void adagrad_step_multi(const TensorList&, const TensorList&, const TensorList&, const AdagradHyper&) {
+void adagrad_step_multi(const TensorList&, const TensorList&, const TensorList&, const AdagradStepArgs&) {
   no_cuda("adagrad_step_");
 }
 Tensor multi_tensor_norm(const TensorList&, double, DType) { no_cuda("clip_grad_norm_"); }

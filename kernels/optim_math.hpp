@@ -181,14 +181,14 @@ EMBER_HD void adagrad_update(T* __restrict p, const T* __restrict g, T* __restri
 // ---- host side: each step's scalars (computed in double, rounded once to the computation type) and flags
 
 template <class A>
-SgdScalars<A> sgd_scalars(const SgdHyper& h) {
+SgdScalars<A> sgd_scalars(const SgdStepArgs& h) {
   return {static_cast<A>(-h.lr), static_cast<A>(h.weight_decay), static_cast<A>(h.momentum),
           static_cast<A>(1 - h.dampening), h.maximize ? A(-1) : A(1)};
 }
-inline SgdFlags sgd_flags(const SgdHyper& h) { return {h.weight_decay != 0, h.momentum != 0, h.nesterov, h.first}; }
+inline SgdFlags sgd_flags(const SgdStepArgs& h) { return {h.weight_decay != 0, h.momentum != 0, h.nesterov, h.first}; }
 
 template <class A>
-AdamScalars<A> adam_scalars(const AdamHyper& h) {
+AdamScalars<A> adam_scalars(const AdamStepArgs& h) {
   const double bc1 = 1 - std::pow(h.beta1, h.step), bc2 = 1 - std::pow(h.beta2, h.step);
   return {static_cast<A>(-(h.lr / bc1)),  static_cast<A>(std::pow(bc2, 0.5)),
           static_cast<A>(1 - h.beta1),    static_cast<A>(h.beta2),
@@ -197,27 +197,27 @@ AdamScalars<A> adam_scalars(const AdamHyper& h) {
           h.maximize ? A(-1) : A(1)};
 }
 template <class A>
-AdamFlags adam_flags(const AdamHyper& h) {
+AdamFlags adam_flags(const AdamStepArgs& h) {
   return {h.weight_decay != 0 && !h.decoupled, h.weight_decay != 0 && h.decoupled, h.amsgrad,
           static_cast<A>(1 - h.beta1) < A(0.5)};
 }
 
 template <class A>
-RmspropScalars<A> rmsprop_scalars(const RmspropHyper& h) {
+RmspropScalars<A> rmsprop_scalars(const RmspropStepArgs& h) {
   return {static_cast<A>(-h.lr),    static_cast<A>(h.alpha),        static_cast<A>(1 - h.alpha),
           static_cast<A>(h.eps),    static_cast<A>(h.weight_decay), static_cast<A>(h.momentum),
           h.maximize ? A(-1) : A(1)};
 }
 template <class A>
-RmspropFlags rmsprop_flags(const RmspropHyper& h) {
+RmspropFlags rmsprop_flags(const RmspropStepArgs& h) {
   return {h.weight_decay != 0, h.centered, h.momentum > 0, static_cast<A>(1 - h.alpha) < A(0.5)};
 }
 
 template <class A>
-AdagradScalars<A> adagrad_scalars(const AdagradHyper& h) {
+AdagradScalars<A> adagrad_scalars(const AdagradStepArgs& h) {
   return {static_cast<A>(-(h.lr / (1 + (h.step - 1) * h.lr_decay))), static_cast<A>(h.eps),
           static_cast<A>(h.weight_decay), h.maximize ? A(-1) : A(1)};
 }
-inline AdagradFlags adagrad_flags(const AdagradHyper& h) { return {h.weight_decay != 0}; }
+inline AdagradFlags adagrad_flags(const AdagradStepArgs& h) { return {h.weight_decay != 0}; }
 
 }  // namespace ember::kernels::optim_math

@@ -172,13 +172,13 @@ TEST_CASE("plan optim: a host replay of the multi-tensor kernels gives the CPU s
 
   SUBCASE("sgd") {
     for (bool first : {true, false}) {
-      const SgdHyper h{.lr = 0.1,
-                       .momentum = 0.9,
-                       .dampening = 0.1,
-                       .weight_decay = 0.01,
-                       .nesterov = false,
-                       .maximize = true,
-                       .first = first};
+      const SgdStepArgs h{.lr = 0.1,
+                          .momentum = 0.9,
+                          .dampening = 0.1,
+                          .weight_decay = 0.01,
+                          .nesterov = false,
+                          .maximize = true,
+                          .first = first};
       auto p = clones(params), b = clones(s1), p2 = clones(params), b2 = clones(s1);
       cpu::sgd_step_multi(p, grads, b, h);
       std::vector<void*> ptrs[3] = {raw(p2), raw(grads), raw(b2)};
@@ -192,15 +192,15 @@ TEST_CASE("plan optim: a host replay of the multi-tensor kernels gives the CPU s
   }
   SUBCASE("adam") {
     for (bool amsgrad : {false, true}) {
-      const AdamHyper h{.lr = 0.01,
-                        .beta1 = 0.9,
-                        .beta2 = 0.99,
-                        .eps = 1e-8,
-                        .weight_decay = 0.1,
-                        .decoupled = !amsgrad,
-                        .amsgrad = amsgrad,
-                        .maximize = false,
-                        .step = 3};
+      const AdamStepArgs h{.lr = 0.01,
+                           .beta1 = 0.9,
+                           .beta2 = 0.99,
+                           .eps = 1e-8,
+                           .weight_decay = 0.1,
+                           .decoupled = !amsgrad,
+                           .amsgrad = amsgrad,
+                           .maximize = false,
+                           .step = 3};
       auto p = clones(params), m = clones(s1), v = clones(s2), vm = clones(s3);
       auto p2 = clones(params), m2 = clones(s1), v2 = clones(s2), vm2 = clones(s3);
       cpu::adam_step_multi(p, grads, m, v, amsgrad ? vm : std::vector<Tensor>{}, h);
@@ -216,13 +216,13 @@ TEST_CASE("plan optim: a host replay of the multi-tensor kernels gives the CPU s
     }
   }
   SUBCASE("rmsprop") {
-    const RmspropHyper h{.lr = 0.01,
-                         .alpha = 0.9,
-                         .eps = 1e-8,
-                         .weight_decay = 0.1,
-                         .momentum = 0.5,
-                         .centered = true,
-                         .maximize = false};
+    const RmspropStepArgs h{.lr = 0.01,
+                            .alpha = 0.9,
+                            .eps = 1e-8,
+                            .weight_decay = 0.1,
+                            .momentum = 0.5,
+                            .centered = true,
+                            .maximize = false};
     // square_avg well above grad_avg^2: sqrt(square_avg - grad_avg^2) near 0 would magnify an ulp.
     std::vector<Tensor> sq0, ga0;
     for (size_t j = 0; j < s1.size(); ++j) {
@@ -244,7 +244,8 @@ TEST_CASE("plan optim: a host replay of the multi-tensor kernels gives the CPU s
     CHECK(same_values(b, b2));
   }
   SUBCASE("adagrad") {
-    const AdagradHyper h{.lr = 0.1, .lr_decay = 0.01, .weight_decay = 0.0, .eps = 1e-10, .maximize = false, .step = 4};
+    const AdagradStepArgs h{
+        .lr = 0.1, .lr_decay = 0.01, .weight_decay = 0.0, .eps = 1e-10, .maximize = false, .step = 4};
     auto p = clones(params), sm = clones(s1), p2 = clones(params), sm2 = clones(s1);
     cpu::adagrad_step_multi(p, grads, sm, h);
     std::vector<void*> ptrs[3] = {raw(p2), raw(grads), raw(sm2)};

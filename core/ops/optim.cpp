@@ -39,44 +39,6 @@ void bump(const char* op, std::initializer_list<const Tensor*> written) {
     if (t->defined()) t->impl().storage->bump_version(op);
 }
 
-kernels::SgdHyper sgd_hyper(const SgdStepArgs& a) {
-  return {.lr = a.lr,
-          .momentum = a.momentum,
-          .dampening = a.dampening,
-          .weight_decay = a.weight_decay,
-          .nesterov = a.nesterov,
-          .maximize = a.maximize,
-          .first = a.first};
-}
-kernels::AdamHyper adam_hyper(const AdamStepArgs& a) {
-  return {.lr = a.lr,
-          .beta1 = a.beta1,
-          .beta2 = a.beta2,
-          .eps = a.eps,
-          .weight_decay = a.weight_decay,
-          .decoupled = a.decoupled,
-          .amsgrad = a.amsgrad,
-          .maximize = a.maximize,
-          .step = a.step};
-}
-kernels::RmspropHyper rmsprop_hyper(const RmspropStepArgs& a) {
-  return {.lr = a.lr,
-          .alpha = a.alpha,
-          .eps = a.eps,
-          .weight_decay = a.weight_decay,
-          .momentum = a.momentum,
-          .centered = a.centered,
-          .maximize = a.maximize};
-}
-kernels::AdagradHyper adagrad_hyper(const AdagradStepArgs& a) {
-  return {.lr = a.lr,
-          .lr_decay = a.lr_decay,
-          .weight_decay = a.weight_decay,
-          .eps = a.eps,
-          .maximize = a.maximize,
-          .step = a.step};
-}
-
 // Element j of a list, or undefined for an empty (unused) list; the list lengths must match.
 const Tensor& item_of(const char* op, const char* name, const std::vector<Tensor>& l, size_t n, size_t j) {
   static const Tensor none;
@@ -114,7 +76,7 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_b
   check(op, param, {{"grad", &grad, true}, {"momentum_buffer", &momentum_buffer, false}});
   EMBER_CHECK(a.momentum == 0 || momentum_buffer.defined(), ValueError, "[", op, "] momentum ", a.momentum,
               " needs a momentum_buffer");
-  kernels::sgd_step(param, grad, momentum_buffer, sgd_hyper(a));
+  kernels::sgd_step(param, grad, momentum_buffer, a);
   bump(op, {&param, &momentum_buffer});
 }
 
@@ -127,7 +89,7 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, 
          {"exp_avg_sq", &exp_avg_sq, true},
          {"max_exp_avg_sq", &max_exp_avg_sq, false}});
   EMBER_CHECK(!a.amsgrad || max_exp_avg_sq.defined(), ValueError, "[", op, "] amsgrad needs max_exp_avg_sq");
-  kernels::adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, adam_hyper(a));
+  kernels::adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, a);
   bump(op, {&param, &exp_avg, &exp_avg_sq, &max_exp_avg_sq});
 }
 
@@ -142,14 +104,14 @@ void rmsprop_step_(const Tensor& param, const Tensor& grad, const Tensor& square
   EMBER_CHECK(!a.centered || grad_avg.defined(), ValueError, "[", op, "] centered needs grad_avg");
   EMBER_CHECK(!(a.momentum > 0) || momentum_buffer.defined(), ValueError, "[", op, "] momentum ", a.momentum,
               " needs a momentum_buffer");
-  kernels::rmsprop_step(param, grad, square_avg, grad_avg, momentum_buffer, rmsprop_hyper(a));
+  kernels::rmsprop_step(param, grad, square_avg, grad_avg, momentum_buffer, a);
   bump(op, {&param, &square_avg, &grad_avg, &momentum_buffer});
 }
 
 void adagrad_step_(const Tensor& param, const Tensor& grad, const Tensor& sum, const AdagradStepArgs& a) {
   const char* op = "adagrad_step_";
   check(op, param, {{"grad", &grad, true}, {"sum", &sum, true}});
-  kernels::adagrad_step(param, grad, sum, adagrad_hyper(a));
+  kernels::adagrad_step(param, grad, sum, a);
   bump(op, {&param, &sum});
 }
 
@@ -164,7 +126,7 @@ void sgd_step_multi_(const std::vector<Tensor>& params, const std::vector<Tensor
     EMBER_CHECK(a.momentum == 0 || buf.defined(), ValueError, "[", op, "] momentum ", a.momentum,
                 " needs a momentum_buffer");
   }
-  kernels::sgd_step_multi(params, grads, a.momentum != 0 ? momentum_buffers : std::vector<Tensor>{}, sgd_hyper(a));
+  kernels::sgd_step_multi(params, grads, a.momentum != 0 ? momentum_buffers : std::vector<Tensor>{}, a);
   bump_all(op, {&params, &momentum_buffers});
 }
 
@@ -184,7 +146,7 @@ void adam_step_multi_(const std::vector<Tensor>& params, const std::vector<Tenso
     EMBER_CHECK(!a.amsgrad || vmax.defined(), ValueError, "[", op, "] amsgrad needs max_exp_avg_sq");
   }
   kernels::adam_step_multi(params, grads, exp_avgs, exp_avg_sqs, a.amsgrad ? max_exp_avg_sqs : std::vector<Tensor>{},
-                           adam_hyper(a));
+                           a);
   bump_all(op, {&params, &exp_avgs, &exp_avg_sqs, &max_exp_avg_sqs});
 }
 
@@ -207,7 +169,7 @@ void rmsprop_step_multi_(const std::vector<Tensor>& params, const std::vector<Te
                 " needs a momentum_buffer");
   }
   kernels::rmsprop_step_multi(params, grads, square_avgs, a.centered ? grad_avgs : std::vector<Tensor>{},
-                              a.momentum > 0 ? momentum_buffers : std::vector<Tensor>{}, rmsprop_hyper(a));
+                              a.momentum > 0 ? momentum_buffers : std::vector<Tensor>{}, a);
   bump_all(op, {&params, &square_avgs, &grad_avgs, &momentum_buffers});
 }
 
@@ -219,7 +181,7 @@ void adagrad_step_multi_(const std::vector<Tensor>& params, const std::vector<Te
   for (size_t j = 0; j < n; ++j)
     check(op, params[j],
           {{"grad", &item_of(op, "grad", grads, n, j), true}, {"sum", &item_of(op, "sum", sums, n, j), true}});
-  kernels::adagrad_step_multi(params, grads, sums, adagrad_hyper(a));
+  kernels::adagrad_step_multi(params, grads, sums, a);
   bump_all(op, {&params, &sums});
 }
 

@@ -7,47 +7,10 @@
 #include <initializer_list>
 #include <vector>
 
+#include "core/optim_args.hpp"
 #include "core/tensor.hpp"
 
 namespace ember {
-
-struct SgdStepArgs {
-  double lr = 1e-3;
-  double momentum = 0;
-  double dampening = 0;
-  double weight_decay = 0;
-  bool nesterov = false;
-  bool maximize = false;
-  bool first = false;  // the momentum buffer is new: it takes the gradient (PyTorch's clone on the first step)
-};
-struct AdamStepArgs {
-  double lr = 1e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0;
-  bool decoupled = false;  // AdamW: param *= 1 - lr * weight_decay instead of grad += weight_decay * param
-  bool amsgrad = false;
-  bool maximize = false;
-  double step = 1;  // the step count after this step's increment
-};
-struct RmspropStepArgs {
-  double lr = 1e-2;
-  double alpha = 0.99;
-  double eps = 1e-8;
-  double weight_decay = 0;
-  double momentum = 0;
-  bool centered = false;
-  bool maximize = false;
-};
-struct AdagradStepArgs {
-  double lr = 1e-2;
-  double lr_decay = 0;
-  double weight_decay = 0;
-  double eps = 1e-10;
-  bool maximize = false;
-  double step = 1;  // the step count after this step's increment
-};
 
 // Whether the fused updates take these operands: a floating CPU or CUDA parameter, and every defined tensor in
 // `others` contiguous with its dtype, numel and device (the parameter itself contiguous too).

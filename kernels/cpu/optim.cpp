@@ -70,7 +70,7 @@ void adagrad_loop(T* __restrict p, const T* __restrict g, T* __restrict sm, int6
 
 }  // namespace
 
-void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& buf, const SgdHyper& h) {
+void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& buf, const SgdStepArgs& h) {
   visit_dtype<FloatTypes>(param.dtype(), "[sgd_step_]", [&]<class T>() {
     T* p = ptr<T>(param);
     const T* g = ptr<T>(grad);
@@ -88,7 +88,7 @@ void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& buf, const 
 }
 
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-               const Tensor& max_exp_avg_sq, const AdamHyper& h) {
+               const Tensor& max_exp_avg_sq, const AdamStepArgs& h) {
   visit_dtype<FloatTypes>(param.dtype(), "[adam_step_]", [&]<class T>() {
     T* p = ptr<T>(param);
     const T* g = ptr<T>(grad);
@@ -106,7 +106,7 @@ void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, c
 }
 
 void rmsprop_step(const Tensor& param, const Tensor& grad, const Tensor& square_avg, const Tensor& grad_avg,
-                  const Tensor& buf, const RmspropHyper& h) {
+                  const Tensor& buf, const RmspropStepArgs& h) {
   visit_dtype<FloatTypes>(param.dtype(), "[rmsprop_step_]", [&]<class T>() {
     T* p = ptr<T>(param);
     const T* g = ptr<T>(grad);
@@ -123,7 +123,7 @@ void rmsprop_step(const Tensor& param, const Tensor& grad, const Tensor& square_
   });
 }
 
-void adagrad_step(const Tensor& param, const Tensor& grad, const Tensor& sum, const AdagradHyper& h) {
+void adagrad_step(const Tensor& param, const Tensor& grad, const Tensor& sum, const AdagradStepArgs& h) {
   visit_dtype<FloatTypes>(param.dtype(), "[adagrad_step_]", [&]<class T>() {
     T* p = ptr<T>(param);
     const T* g = ptr<T>(grad);
@@ -146,21 +146,21 @@ const Tensor& at(const TensorList& l, size_t j) {
 }
 }  // namespace
 
-void sgd_step_multi(const TensorList& params, const TensorList& grads, const TensorList& bufs, const SgdHyper& h) {
+void sgd_step_multi(const TensorList& params, const TensorList& grads, const TensorList& bufs, const SgdStepArgs& h) {
   for (size_t j = 0; j < params.size(); ++j) cpu::sgd_step(params[j], grads[j], at(bufs, j), h);
 }
 void adam_step_multi(const TensorList& params, const TensorList& grads, const TensorList& exp_avgs,
-                     const TensorList& exp_avg_sqs, const TensorList& max_exp_avg_sqs, const AdamHyper& h) {
+                     const TensorList& exp_avg_sqs, const TensorList& max_exp_avg_sqs, const AdamStepArgs& h) {
   for (size_t j = 0; j < params.size(); ++j)
     cpu::adam_step(params[j], grads[j], exp_avgs[j], exp_avg_sqs[j], at(max_exp_avg_sqs, j), h);
 }
 void rmsprop_step_multi(const TensorList& params, const TensorList& grads, const TensorList& square_avgs,
-                        const TensorList& grad_avgs, const TensorList& bufs, const RmspropHyper& h) {
+                        const TensorList& grad_avgs, const TensorList& bufs, const RmspropStepArgs& h) {
   for (size_t j = 0; j < params.size(); ++j)
     cpu::rmsprop_step(params[j], grads[j], square_avgs[j], at(grad_avgs, j), at(bufs, j), h);
 }
 void adagrad_step_multi(const TensorList& params, const TensorList& grads, const TensorList& sums,
-                        const AdagradHyper& h) {
+                        const AdagradStepArgs& h) {
   for (size_t j = 0; j < params.size(); ++j) cpu::adagrad_step(params[j], grads[j], sums[j], h);
 }
 

@@ -166,22 +166,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <class F>
-void visit_ce_dtype(DType dt, F&& f) {
-  switch (dt) {
-    case kF32:
-      return f.template operator()<float>();
-    case kF64:
-      return f.template operator()<double>();
-    case kF16:
-      return f.template operator()<half>();
-    case kBF16:
-      return f.template operator()<bfloat16>();
-    default:
-      throw DTypeError(detail::cat_str("[cross_entropy] the CUDA kernel takes floating logits, got ", dtype_name(dt)));
-  }
-}
-
 template <class T>
 const T* cptr(const Tensor& t) {
   return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr;
@@ -211,7 +195,7 @@ std::pair<double, double> cross_entropy_forward(const Tensor& loss, const Tensor
            .ls_over_c = p.label_smoothing / static_cast<double>(c),
            .w_total = static_cast<double>(c),
            .device_w_total = smoothing && weight.defined()};
-  visit_ce_dtype(input.dtype(), [&]<class T>() {
+  visit_dtype<FloatTypes>(input.dtype(), "[cross_entropy]", [&]<class T>() {
     const T* w = cptr<T>(weight);
     if (a.device_w_total) {
       weight_total_kernel<T><<<1, kThreads, 0, stream>>>(w, c, reinterpret_cast<double*>(ws + kWsWeightTotal));
@@ -264,7 +248,7 @@ void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, d
                .keep = 1.0 - p.label_smoothing,
                .lsc = p.label_smoothing / static_cast<double>(c),
                .w_total = static_cast<double>(c)};
-  visit_ce_dtype(input.dtype(), [&]<class T>() {
+  visit_dtype<FloatTypes>(input.dtype(), "[cross_entropy]", [&]<class T>() {
     const T* w = cptr<T>(weight);
     double* wt_dev = device_w_total ? static_cast<double*>(w_total_t.raw_data()) : nullptr;
     if (device_w_total) {

@@ -135,66 +135,50 @@ void launch_multi(const std::array<const TensorList*, Depth>& lists, const Op& o
   }
 }
 
-template <class F>
-void visit_float(DType dt, const char* op, F&& f) {
-  switch (dt) {
-    case kF32:
-      return f.template operator()<float>();
-    case kF64:
-      return f.template operator()<double>();
-    case kF16:
-      return f.template operator()<half>();
-    case kBF16:
-      return f.template operator()<bfloat16>();
-    default:
-      throw DTypeError(detail::cat_str("[", op, "] needs a floating parameter, got ", dtype_name(dt)));
-  }
-}
-
 TensorList one(const Tensor& t) { return t.defined() ? TensorList{t} : TensorList{}; }
 
 }  // namespace
 
-void sgd_step_multi(const TensorList& params, const TensorList& grads, const TensorList& bufs, const SgdHyper& h) {
-  visit_float(params[0].dtype(), "sgd_step_", [&]<class T>() {
+void sgd_step_multi(const TensorList& params, const TensorList& grads, const TensorList& bufs, const SgdStepArgs& h) {
+  visit_dtype<FloatTypes>(params[0].dtype(), "[sgd_step_]", [&]<class T>() {
     const SgdOp<T> op{om::sgd_scalars<acc_t<T>>(h), om::sgd_flags(h)};
     launch_multi<T, 3>({&params, &grads, &bufs}, op);
   });
 }
 void adam_step_multi(const TensorList& params, const TensorList& grads, const TensorList& exp_avgs,
-                     const TensorList& exp_avg_sqs, const TensorList& max_exp_avg_sqs, const AdamHyper& h) {
-  visit_float(params[0].dtype(), "adam_step_", [&]<class T>() {
+                     const TensorList& exp_avg_sqs, const TensorList& max_exp_avg_sqs, const AdamStepArgs& h) {
+  visit_dtype<FloatTypes>(params[0].dtype(), "[adam_step_]", [&]<class T>() {
     const AdamOp<T> op{om::adam_scalars<acc_t<T>>(h), om::adam_flags<acc_t<T>>(h)};
     launch_multi<T, 5>({&params, &grads, &exp_avgs, &exp_avg_sqs, &max_exp_avg_sqs}, op);
   });
 }
 void rmsprop_step_multi(const TensorList& params, const TensorList& grads, const TensorList& square_avgs,
-                        const TensorList& grad_avgs, const TensorList& bufs, const RmspropHyper& h) {
-  visit_float(params[0].dtype(), "rmsprop_step_", [&]<class T>() {
+                        const TensorList& grad_avgs, const TensorList& bufs, const RmspropStepArgs& h) {
+  visit_dtype<FloatTypes>(params[0].dtype(), "[rmsprop_step_]", [&]<class T>() {
     const RmspropOp<T> op{om::rmsprop_scalars<acc_t<T>>(h), om::rmsprop_flags<acc_t<T>>(h)};
     launch_multi<T, 5>({&params, &grads, &square_avgs, &grad_avgs, &bufs}, op);
   });
 }
 void adagrad_step_multi(const TensorList& params, const TensorList& grads, const TensorList& sums,
-                        const AdagradHyper& h) {
-  visit_float(params[0].dtype(), "adagrad_step_", [&]<class T>() {
+                        const AdagradStepArgs& h) {
+  visit_dtype<FloatTypes>(params[0].dtype(), "[adagrad_step_]", [&]<class T>() {
     const AdagradOp<T> op{om::adagrad_scalars<acc_t<T>>(h), om::adagrad_flags(h)};
     launch_multi<T, 3>({&params, &grads, &sums}, op);
   });
 }
 
-void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& buf, const SgdHyper& h) {
+void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& buf, const SgdStepArgs& h) {
   cuda::sgd_step_multi({param}, {grad}, one(buf), h);
 }
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-               const Tensor& max_exp_avg_sq, const AdamHyper& h) {
+               const Tensor& max_exp_avg_sq, const AdamStepArgs& h) {
   cuda::adam_step_multi({param}, {grad}, {exp_avg}, {exp_avg_sq}, one(max_exp_avg_sq), h);
 }
 void rmsprop_step(const Tensor& param, const Tensor& grad, const Tensor& square_avg, const Tensor& grad_avg,
-                  const Tensor& buf, const RmspropHyper& h) {
+                  const Tensor& buf, const RmspropStepArgs& h) {
   cuda::rmsprop_step_multi({param}, {grad}, {square_avg}, one(grad_avg), one(buf), h);
 }
-void adagrad_step(const Tensor& param, const Tensor& grad, const Tensor& sum, const AdagradHyper& h) {
+void adagrad_step(const Tensor& param, const Tensor& grad, const Tensor& sum, const AdagradStepArgs& h) {
   cuda::adagrad_step_multi({param}, {grad}, {sum}, h);
 }
 
@@ -230,7 +214,7 @@ Tensor multi_tensor_norm(const TensorList& tensors, double p, DType out_dtype) {
   auto* part = static_cast<double*>(partials.raw_data());
   int64_t offset = 0;
   for (const Group& g : groups) {
-    visit_float(g.dt, "clip_grad_norm_", [&]<class T>() {
+    visit_dtype<FloatTypes>(g.dt, "[clip_grad_norm_]", [&]<class T>() {
       for (const MtaLaunch& l : g.launches) {
         const MtaArgs<1> args = mta_args<1>(l, g.numels, g.ptrs);
         const auto blocks = static_cast<unsigned>(l.blocks.size());
