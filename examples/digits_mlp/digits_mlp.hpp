@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/common.hpp"
 #include "ember.hpp"
 
 namespace digits_mlp {
@@ -62,14 +63,7 @@ struct DigitsClassifier : train::TrainModule {
 
 // The Trainer's options for cfg: what the command line (main.cpp) starts from.
 inline train::TrainerOptions trainer_options(const Config& cfg) {
-  return {.max_epochs = cfg.epochs,
-          .accelerator = cfg.accelerator,
-          .devices = -1,  // one process alone, or DDP over the processes mpirun/srun started
-          .enable_checkpointing = cfg.verbose,
-          .enable_progress_bar = cfg.verbose,
-          .enable_model_summary = cfg.verbose,
-          .logger = cfg.verbose,
-          .default_root_dir = cfg.root_dir};
+  return ember_examples::trainer_defaults(cfg.epochs, cfg.accelerator, cfg.verbose, cfg.root_dir);
 }
 
 inline Result train(const Config& cfg, train::TrainerOptions options) {

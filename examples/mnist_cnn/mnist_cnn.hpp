@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/common.hpp"
 #include "ember.hpp"
 
 namespace mnist_cnn {
@@ -86,30 +87,16 @@ struct LeNet : train::TrainModule {
   }
 };
 
-inline std::shared_ptr<const data::Dataset> limit(std::shared_ptr<const data::Dataset> ds, int64_t n) {
-  if (n <= 0 || n >= ds->size()) return ds;
-  std::vector<int64_t> idx(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = i;
-  return std::make_shared<data::Subset>(ds, idx);
-}
-
 // The Trainer's options for cfg: what the command line (main.cpp) starts from.
 inline train::TrainerOptions trainer_options(const Config& cfg) {
-  return {.max_epochs = cfg.epochs,
-          .accelerator = cfg.accelerator,
-          .devices = -1,  // one process alone, or DDP over the processes mpirun/srun started
-          .enable_checkpointing = cfg.verbose,
-          .enable_progress_bar = cfg.verbose,
-          .enable_model_summary = cfg.verbose,
-          .logger = cfg.verbose,
-          .default_root_dir = cfg.root_dir};
+  return ember_examples::trainer_defaults(cfg.epochs, cfg.accelerator, cfg.verbose, cfg.root_dir);
 }
 
 inline Result train(const Config& cfg, train::TrainerOptions options) {
   auto start = std::chrono::steady_clock::now();
   manual_seed(cfg.seed);
-  auto train_set = limit(data::mnist(cfg.root, true), cfg.limit_train);
-  auto test_set = limit(data::mnist(cfg.root, false), cfg.limit_test);
+  auto train_set = ember_examples::first_n(data::mnist(cfg.root, true), cfg.limit_train);
+  auto test_set = ember_examples::first_n(data::mnist(cfg.root, false), cfg.limit_test);
   auto train_loader = std::make_shared<data::DataLoader>(
       train_set,
       data::DataLoaderOptions{.batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed, .num_workers = 1});
