@@ -81,6 +81,13 @@ TEST_CASE("randint, bernoulli, randperm, dropout") {
   std::set<int64_t> seen(v.begin(), v.end());
   CHECK(seen == std::set<int64_t>{-3, -2, -1, 0, 1, 2, 3});
   CHECK_THROWS_AS(randint(3, 3, {2}), ValueError);
+  // A range the dtype cannot hold is refused (PyTorch does the same), not drawn and converted.
+  CHECK_THROWS_WITH_AS(randint(-5, 6, {2}, {.dtype = kU8}), doctest::Contains("does not fit uint8"), ValueError);
+  CHECK_THROWS_AS(randint(0, 257, {2}, {.dtype = kU8}), ValueError);
+  CHECK_THROWS_AS(randint(0, 3, {2}, {.dtype = kBool}), ValueError);
+  CHECK_THROWS_AS(randint(-1, (int64_t{1} << 31) + 1, {2}, {.dtype = kI32}), ValueError);
+  CHECK(randint(0, 256, {1000}, {.dtype = kU8}).max().item<int64_t>() <= 255);
+  CHECK(randint(0, 2, {8}, {.dtype = kBool}).dtype() == kBool);
   Tensor b = bernoulli(full({20000}, 0.3));
   CHECK(std::abs(b.mean().item<float>() - 0.3) < 0.015);
   CHECK_THROWS_AS(bernoulli(full({2}, 1.5)), ValueError);

@@ -90,7 +90,8 @@ double fold_add(double a, double b) { return a + b; }
 Tensor random_of(DType dt, const Shape& shape) {
   if (is_floating(dt)) return randn(shape).to(dt);
   if (dt == kBool) return randint(0, 2, shape).to(kBool);
-  return randint(-5, 6, shape, {.dtype = dt});
+  // u8 from 0: a negative draw converted to u8 is undefined behaviour (clang's UBSan reports it).
+  return randint(dt == kU8 ? 0 : -5, 6, shape, {.dtype = dt});
 }
 }  // namespace
 

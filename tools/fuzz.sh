@@ -3,8 +3,16 @@
 # readers (IDX, CSV, text), then a checkpoint's run state. Usage: tools/fuzz.sh [SECONDS=60 per target]
 # [BUILD_DIR=build-fuzz]. Exits non-zero on a crash, a leak, undefined behaviour or an oversized
 # allocation; the failing input is saved in BUILD_DIR/artifacts/.
+# tools/fuzz.sh --configure-only BUILD_DIR only configures the folder (when not yet configured): CI builds
+# ember_tests there too and runs the suite under ASan/UBSan before fuzzing, one instrumented build for both.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+configure_only=0
+if [[ "${1:-}" == --configure-only ]]; then
+  configure_only=1
+  shift
+  set -- 0 "${1:-}"
+fi
 seconds="${1:-60}"
 build="${2:-$root/build-fuzz}"
 case "$build" in /*) ;; *) build="$PWD/$build" ;; esac
@@ -17,14 +25,18 @@ if ! command -v "$cxx" >/dev/null 2>&1 || ! "$cxx" --version | grep -q clang; th
 fi
 
 if [[ ! -f "$build/build.ninja" ]]; then
-  # The whole library gets coverage instrumentation; UB aborts instead of printing and continuing.
+  # The whole library gets coverage instrumentation; UB aborts instead of printing and continuing. Asserts
+  # on at -O1 (Meson warns that optimization overrides part of buildtype; that is the intent), line tables
+  # only (enough for stack traces, a quicker build than -g). Tests are on but only built when named:
+  # ember_tests links without libFuzzer, the ASan runtime defines the coverage callbacks.
   CXX="$cxx" meson setup "$build" "$root" \
-    -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
-    -Dfuzz=true -Dtests=false -Dbenchmarks=false -Dexamples=false \
+    -Dbuildtype=debug -Doptimization=1 -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dfuzz=true -Dtests=true -Dbenchmarks=false -Dexamples=false \
     -Dcuda=disabled -Dnccl=disabled -Dmpi=disabled \
-    "-Dcpp_args=-fsanitize=fuzzer-no-link -fno-sanitize-recover=all" \
+    "-Dcpp_args=-fsanitize=fuzzer-no-link -fno-sanitize-recover=all -gline-tables-only" \
     "-Dcpp_link_args=-fno-sanitize-recover=all"
 fi
+((configure_only)) && exit 0
 ninja -C "$build" -j "$jobs" tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_data tests/fuzz/fuzz_checkpoint
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}"

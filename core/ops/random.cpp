@@ -2,7 +2,9 @@
 // generator, so a generator's state (seed, offset) fully determines every later draw.
 #include "core/ops/random.hpp"
 
+#include <climits>
 #include <numeric>
+#include <utility>
 
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
@@ -20,7 +22,7 @@ Generator& gen_or_default(Generator* g) { return g ? *g : default_generator(); }
 
 // Fills t (any layout) by drawing into a contiguous buffer and copying when needed.
 void draw(Tensor& t, const kernels::RandomParams& p, Generator* g, const char* op = "random fill") {
-  autograd::check_inplace(t, op);  // e.g. uniform_ on a parameter outside NoGradGuard
+  autograd::check_inplace(t, op);    // e.g. uniform_ on a parameter outside NoGradGuard
   check_no_internal_overlap(t, op);  // draws differ per element: aliases cannot hold them all
   Generator& gen = gen_or_default(g);
   uint64_t base = gen.advance(kernels::philox_blocks(t.numel()));
@@ -75,6 +77,14 @@ Tensor randn(const Shape& shape, const TensorOptions& o, Generator* g) {
 }
 Tensor randint(int64_t low, int64_t high, const Shape& shape, const TensorOptions& o, Generator* g) {
   EMBER_CHECK(low < high, ValueError, "[randint] expects low < high, got low=", low, " high=", high);
+  // Integer dtypes must hold every value of [low, high) (a negative draw into uint8 would not convert).
+  if (!is_floating(o.dtype) && o.dtype != kI64) {
+    const auto [lo, hi] = o.dtype == kBool ? std::pair<int64_t, int64_t>{0, 1}
+                          : o.dtype == kU8 ? std::pair<int64_t, int64_t>{0, 255}
+                                           : std::pair<int64_t, int64_t>{INT32_MIN, INT32_MAX};
+    EMBER_CHECK(low >= lo && high - 1 <= hi, ValueError, "[randint] [", low, ", ", high, ") does not fit ",
+                dtype_name(o.dtype), " (values ", lo, " to ", hi, ")");
+  }
   Tensor t = empty(shape, {.dtype = o.dtype, .device = o.device});
   draw(t, {.dist = Distribution::RandInt, .a = static_cast<double>(low), .b = static_cast<double>(high)}, g);
   return t;
