@@ -122,7 +122,9 @@ TEST_SUITE("amp") {
     // Equal here bit for bit; the tolerance allows one bf16 ulp for another summation order.
     CHECK(allclose(logits.to(kF32), f.at("logits"), 8e-3, 1e-3));
     CHECK(allclose(loss, f.at("loss"), 1e-5, 0));
-    for (auto [name, p] : {std::pair{"w1", w1}, {"b1", b1}, {"w2", w2}, {"b2", b2}}) {
+    for (auto [name_, p] : {std::pair{"w1", w1}, {"b1", b1}, {"w2", w2}, {"b2", b2}}) {
+      // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+      const auto& name = name_;
       CAPTURE(name);
       CHECK(p.grad().dtype() == kF32);
       CHECK(allclose(p.grad(), f.at(std::string("grad_") + name), 8e-3, 1e-4));

@@ -16,6 +16,7 @@ using namespace ember;  // on purpose: ember::std must stay usable beside namesp
 namespace F = ember::nn::functional;
 using ember::testing::allclose;
 using ember::testing::equal;
+using ember::testing::error_message;
 
 namespace {
 
@@ -24,16 +25,6 @@ const TensorMap& fx() {
   return m;
 }
 Tensor get(const std::string& k) { return fx().at(k); }
-
-template <class E>
-std::string error_message(auto&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "no exception";
-}
 
 }  // namespace
 

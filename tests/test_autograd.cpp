@@ -294,7 +294,8 @@ TEST_CASE("composite models match PyTorch's gradients: an MLP, a conv net and a 
     for (const auto& [k, v] : ps) xs.push_back(v);
     auto grads = autograd::grad({loss}, xs);
     size_t i = 0;
-    for (const auto& [k, v] : ps) {
+    for (const auto& [name, v] : ps) {
+      const std::string& k = name;  // clang 14 cannot capture a structured binding (CAPTURE's lambda)
       CAPTURE(k);
       CHECK(allclose(grads[i++], ref.at(model + ".grad_" + k), 1e-8, 1e-11));
     }

@@ -14,9 +14,13 @@
 #include "ember.hpp"
 #include "train/callbacks/callbacks.hpp"
 #include "train/trainer.hpp"
+#include "trainer_fixtures.hpp"
 
 using namespace ember;
 using namespace ember::train;
+using trainer_test::regression_loader;
+using trainer_test::run_options;
+using trainer_test::TinyRegression;
 
 namespace {
 
@@ -36,28 +40,6 @@ struct SummaryModel : nn::Module {
     register_parameter("scale", ones({3}));
     head->requires_grad_(false);
     bn->eval();
-  }
-};
-
-// y = x . w + noise-free: a tiny regression the Trainer can fit in milliseconds.
-struct TinyRegression : TrainModule {
-  nn::Linear fc{4, 1};
-  double lr = 0.05;
-  TinyRegression() { register_module("fc", fc); }
-  Tensor training_step(const data::Batch& b, int64_t /*batch_idx*/) override {
-    Tensor loss = nn::functional::mse_loss(fc(b.input), b.target);
-    log("train_loss", loss, {.prog_bar = true});
-    return loss;
-  }
-  void validation_step(const data::Batch& b, int64_t /*batch_idx*/) override {
-    log("val_loss", nn::functional::mse_loss(fc(b.input), b.target), {.prog_bar = true});
-  }
-  void test_step(const data::Batch& b, int64_t /*batch_idx*/) override {
-    log("test_loss", nn::functional::mse_loss(fc(b.input), b.target));
-  }
-  OptimizerConfig configure_optimizers() override {
-    std::shared_ptr<optim::Optimizer> opt = std::make_shared<optim::SGD>(parameters(), optim::SGDOptions{.lr = lr});
-    return opt;
   }
 };
 
@@ -93,29 +75,6 @@ struct RecordingLogger : Logger {
     return out;
   }
 };
-
-// 32 samples of y = x . (1, -2, 0.5, 3): 8 training batches of 4, and 4 validation batches.
-std::shared_ptr<data::DataLoader> regression_loader(int64_t n = 32, uint64_t seed = 1) {
-  Generator gen(seed);
-  Tensor x = randn({n, 4}, {}, &gen);
-  Tensor w = tensor(std::vector<float>{1, -2, 0.5f, 3}, {4, 1});
-  return std::make_shared<data::DataLoader>(data::TensorDataset(x, matmul(x, w)),
-                                            data::DataLoaderOptions{.batch_size = 4});
-}
-
-// A fit's options with only the given callbacks: no default bar, summary or checkpoints, no files.
-TrainerOptions run_options(int64_t max_epochs, std::vector<CallbackPtr> callbacks,
-                           std::vector<LoggerPtr> loggers = {}) {
-  TrainerOptions o;
-  o.max_epochs = max_epochs;
-  o.enable_checkpointing = false;
-  o.enable_progress_bar = false;
-  o.enable_model_summary = false;
-  o.callbacks = std::move(callbacks);
-  o.logger = !loggers.empty();
-  o.loggers = std::move(loggers);
-  return o;
-}
 
 size_t count_of(const std::string& text, const std::string& what) {
   size_t n = 0;
@@ -251,7 +210,9 @@ TEST_SUITE("callbacks") {
         {-0.5, "-0.50"},   {1234.5678, "1.23e+3"},  {100.0, "100.0"},      {3.0, "3.000"},
         {1e20, "1e+20"},   {0.0001234, "0.000123"}, {-2.0, "-2.00"},       {0.0, "0.000"},
         {99999.0, "1e+5"}, {123456.0, "1.23e+5"}};
-    for (const auto& [v, s] : nums) {
+    for (const auto& [v_, s] : nums) {
+      // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+      const auto& v = v_;
       CAPTURE(v);
       CHECK(format_metric_value(v) == s);
     }
@@ -269,7 +230,9 @@ TEST_SUITE("callbacks") {
                                                     {2.5e22, "2.5e+22"},
                                                     {1.0 / 3, "0.3333333333333333"},
                                                     {1e15, "1000000000000000.0"}};
-    for (const auto& [v, s] : reprs) {
+    for (const auto& [v_, s] : reprs) {
+      // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+      const auto& v = v_;
       CAPTURE(v);
       CHECK(python_float_repr(v) == s);
     }

@@ -20,41 +20,11 @@
 using namespace ember;
 using namespace ember::train;
 using ember::testing::dead_pid;
+using trainer_test::regression_loader;
+using trainer_test::run_options;
+using trainer_test::TinyRegression;
 
 namespace {
-
-// y = x . w + noise-free: a tiny regression the Trainer can fit in milliseconds.
-struct TinyRegression : TrainModule {
-  nn::Linear fc{4, 1};
-  double lr = 0.05;
-  TinyRegression() { register_module("fc", fc); }
-  Tensor training_step(const data::Batch& b, int64_t /*batch_idx*/) override {
-    Tensor loss = nn::functional::mse_loss(fc(b.input), b.target);
-    log("train_loss", loss, {.prog_bar = true});
-    return loss;
-  }
-  void validation_step(const data::Batch& b, int64_t /*batch_idx*/) override {
-    log("val_loss", nn::functional::mse_loss(fc(b.input), b.target), {.prog_bar = true});
-  }
-  OptimizerConfig configure_optimizers() override {
-    std::shared_ptr<optim::Optimizer> opt = std::make_shared<optim::SGD>(parameters(), optim::SGDOptions{.lr = lr});
-    return opt;
-  }
-};
-
-// 32 samples of y = x . (1, -2, 0.5, 3): 8 training batches of 4, and 4 validation batches.
-std::shared_ptr<data::DataLoader> regression_loader(int64_t n = 32, uint64_t seed = 1) {
-  Generator gen(seed);
-  Tensor x = randn({n, 4}, {}, &gen);
-  Tensor w = tensor(std::vector<float>{1, -2, 0.5f, 3}, {4, 1});
-  return std::make_shared<data::DataLoader>(data::TensorDataset(x, matmul(x, w)),
-                                            data::DataLoaderOptions{.batch_size = 4});
-}
-
-// A fit's options with only the given callbacks: no default bar, summary or checkpoints, no loggers.
-TrainerOptions run_options(int64_t max_epochs, std::vector<CallbackPtr> callbacks) {
-  return trainer_test::quiet({.max_epochs = max_epochs, .callbacks = std::move(callbacks)});
-}
 
 // A fresh folder for checkpoints, removed at scope exit.
 struct CheckpointDir {

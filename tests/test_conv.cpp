@@ -10,24 +10,10 @@
 
 using namespace ember;
 using ember::testing::allclose;
+using ember::testing::tol;
 
 namespace {
 using Pair = std::array<int64_t, 2>;
-
-double tol(DType dt) {
-  switch (dt) {
-    case kF64:
-      return 1e-12;
-    case kF32:
-      return 1e-5;
-    case kF16:
-      return 2e-3;
-    case kBF16:
-      return 1.6e-2;
-    default:
-      return 0;
-  }
-}
 
 Tensor operand(const Shape& s, DType dt) {
   if (is_floating(dt)) return randn(s).to(dt);

@@ -28,7 +28,9 @@ TEST_CASE("cuda training: accelerator cuda trains the parameters on the GPU") {
 
 TEST_CASE("cuda training: a GPU checkpoint resumes on the CPU and a CPU checkpoint on the GPU") {
   CUDA_OR_SKIP();
-  for (const auto& [from, to] : {std::pair<std::string, std::string>{"cuda", "cpu"}, {"cpu", "cuda"}}) {
+  for (const auto& [from_, to] : {std::pair<std::string, std::string>{"cuda", "cpu"}, {"cpu", "cuda"}}) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& from = from_;
     CAPTURE(from);
     TempDir dir("cross_device_" + from);
     const std::string ckpt = dir.str() + "/two.safetensors";

@@ -14,9 +14,14 @@
 #include <system_error>
 #include <thread>
 
+#include "data_fixtures.hpp"
 #include "test_util.hpp"
 
 using namespace ember;
+using data_test::drain;
+using data_test::has_text;
+using data_test::ids;
+using data_test::range_dataset;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
@@ -40,20 +45,6 @@ struct ProbeDataset : data::Dataset {
     return {.input = full({2}, static_cast<double>(i)), .target = scalar_tensor(i, {.dtype = kI64})};
   }
 };
-
-std::vector<int64_t> ids(const Tensor& t) { return t.to_vector<int64_t>(); }
-
-// Every batch's targets for `epochs` passes over the loader.
-std::vector<std::vector<int64_t>> drain(data::DataLoader& loader, int epochs = 1) {
-  std::vector<std::vector<int64_t>> out;
-  for (int e = 0; e < epochs; ++e)
-    for (const data::Batch& b : loader) out.push_back(ids(b.target));
-  return out;
-}
-
-std::shared_ptr<data::TensorDataset> range_dataset(int64_t n) {
-  return std::make_shared<data::TensorDataset>(arange(0, n, 1, kF32).unsqueeze(1), arange(0, n));
-}
 
 struct TempDir {
   fs::path path;
@@ -105,8 +96,6 @@ std::string error_of(F&& f) {
   FAIL("expected an exception");
   return {};
 }
-
-bool has_text(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace
 

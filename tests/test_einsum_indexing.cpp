@@ -11,6 +11,7 @@
 using namespace ember;
 using namespace ember::indexing;
 using ember::testing::allclose;
+using ember::testing::check_with_grads;
 using ember::testing::gradcheck;
 using ember::testing::throws_with;
 
@@ -24,21 +25,6 @@ const std::vector<std::pair<std::string, int>> kEquations = {
     {"iij->j", 1},          {"ij,ij->ij", 2},    {"i...->...", 1},    {"ji", 1},
     {"Ab,bc->Ac", 2},       {"bij,jk->bik", 2},  {"ij,kj->", 2}};
 
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
-
-// out = fn(inputs) against key.out, and the gradients of sum(out * key.w) against key.grad<i>.
-void check_with_grads(const TensorMap& f, const std::string& key, const Fn& fn, std::vector<Tensor> inputs) {
-  CAPTURE(key);
-  for (Tensor& x : inputs) x = x.detach().clone().requires_grad_();
-  Tensor out = fn(inputs);
-  REQUIRE(allclose(out, f.at(key + ".out"), 1e-10, 1e-10));
-  (out * f.at(key + ".w")).sum().backward();
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    CAPTURE(i);
-    CHECK(allclose(inputs[i].grad(), f.at(key + ".grad" + std::to_string(i)), 1e-10, 1e-10));
-  }
-}
-
 Tensor i64(std::vector<int64_t> v) { return tensor(v); }
 
 }  // namespace
@@ -46,7 +32,9 @@ Tensor i64(std::vector<int64_t> v) { return tensor(v); }
 TEST_CASE("einsum matches torch.einsum, values and gradients") {
   TensorMap f = ember::testing::fixtures("ops16");
   for (size_t i = 0; i < kEquations.size(); ++i) {
-    const auto& [eq, n] = kEquations[i];
+    const auto& [eq_, n] = kEquations[i];
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& eq = eq_;
     CAPTURE(eq);
     const std::string key = "einsum." + std::to_string(i);
     std::vector<Tensor> ins;

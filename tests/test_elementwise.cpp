@@ -23,20 +23,33 @@ double tol(DType dt) { return dt == kF64 ? 1e-12 : dt == kF32 ? 2e-6 : dt == kF1
 TEST_CASE("unary ops match PyTorch in every float dtype, contiguous and transposed") {
   auto fx = ember::testing::fixtures("elementwise");
   std::vector<std::pair<std::string, Unary>> rows = {
-      {"neg", [](auto& x) { return neg(x); }},       {"abs", [](auto& x) { return abs(x); }},
-      {"sign", [](auto& x) { return sign(x); }},     {"exp", [](auto& x) { return exp(x); }},
-      {"exp2", [](auto& x) { return exp2(x); }},     {"expm1", [](auto& x) { return expm1(x); }},
-      {"sin", [](auto& x) { return sin(x); }},       {"cos", [](auto& x) { return cos(x); }},
-      {"tan", [](auto& x) { return tan(x); }},       {"tanh", [](auto& x) { return tanh(x); }},
-      {"sigmoid", [](auto& x) { return sigmoid(x); }}, {"relu", [](auto& x) { return relu(x); }},
-      {"gelu", [](auto& x) { return gelu(x); }},     {"gelu_tanh", [](auto& x) { return gelu(x, "tanh"); }},
-      {"silu", [](auto& x) { return silu(x); }},     {"softplus", [](auto& x) { return softplus(x); }},
-      {"erf", [](auto& x) { return erf(x); }},       {"floor", [](auto& x) { return floor(x); }},
-      {"ceil", [](auto& x) { return ceil(x); }},     {"round", [](auto& x) { return round(x); }},
-      {"trunc", [](auto& x) { return trunc(x); }},   {"leaky_relu", [](auto& x) { return leaky_relu(x, 0.2); }},
+      {"neg", [](auto& x) { return neg(x); }},
+      {"abs", [](auto& x) { return abs(x); }},
+      {"sign", [](auto& x) { return sign(x); }},
+      {"exp", [](auto& x) { return exp(x); }},
+      {"exp2", [](auto& x) { return exp2(x); }},
+      {"expm1", [](auto& x) { return expm1(x); }},
+      {"sin", [](auto& x) { return sin(x); }},
+      {"cos", [](auto& x) { return cos(x); }},
+      {"tan", [](auto& x) { return tan(x); }},
+      {"tanh", [](auto& x) { return tanh(x); }},
+      {"sigmoid", [](auto& x) { return sigmoid(x); }},
+      {"relu", [](auto& x) { return relu(x); }},
+      {"gelu", [](auto& x) { return gelu(x); }},
+      {"gelu_tanh", [](auto& x) { return gelu(x, "tanh"); }},
+      {"silu", [](auto& x) { return silu(x); }},
+      {"softplus", [](auto& x) { return softplus(x); }},
+      {"erf", [](auto& x) { return erf(x); }},
+      {"floor", [](auto& x) { return floor(x); }},
+      {"ceil", [](auto& x) { return ceil(x); }},
+      {"round", [](auto& x) { return round(x); }},
+      {"trunc", [](auto& x) { return trunc(x); }},
+      {"leaky_relu", [](auto& x) { return leaky_relu(x, 0.2); }},
       {"clamp", [](auto& x) { return clamp(x, -1.0, 2.0); }},
   };
-  for (auto& [name, f] : rows) {
+  for (auto& [name_, f] : rows) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& name = name_;
     for (DType dt : kFloat) {
       CAPTURE(name);
       CAPTURE(dt);
@@ -53,11 +66,13 @@ TEST_CASE("unary ops match PyTorch in every float dtype, contiguous and transpos
     }
   }
   std::vector<std::pair<std::string, Unary>> pos_rows = {
-      {"log", [](auto& x) { return log(x); }},   {"log2", [](auto& x) { return log2(x); }},
+      {"log", [](auto& x) { return log(x); }},     {"log2", [](auto& x) { return log2(x); }},
       {"log1p", [](auto& x) { return log1p(x); }}, {"sqrt", [](auto& x) { return sqrt(x); }},
       {"rsqrt", [](auto& x) { return rsqrt(x); }}, {"reciprocal", [](auto& x) { return reciprocal(x); }},
   };
-  for (auto& [name, f] : pos_rows) {
+  for (auto& [name_, f] : pos_rows) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& name = name_;
     CAPTURE(name);
     CHECK(allclose(f(fx.at("pos")), fx.at("pos." + name), 1e-12, 1e-12));
     CHECK(allclose(f(fx.at("pos").to(kF32)), fx.at("pos." + name), 2e-6, 1e-6));
@@ -86,7 +101,9 @@ TEST_CASE("binary ops match PyTorch with broadcasting") {
       {"lerp", [](auto& a, auto& b) { return lerp(a, b.expand_as(a), 0.3); }},
       {"add_alpha", [](auto& a, auto& b) { return add(a, b, 2.5); }},
   };
-  for (auto& [name, f] : rows) {
+  for (auto& [name_, f] : rows) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& name = name_;
     CAPTURE(name);
     CHECK(allclose(f(x, y), fx.at("binary." + name), 1e-12, 1e-12));
     // b broadcast as a column-strided view: same values as contiguous
@@ -203,8 +220,7 @@ TEST_CASE("nan_to_num, where, lerp, pow") {
   CHECK(equal(where(c, tensor({1.5, 2.5, 3.5}), 0.0), tensor({1.5, 0.0, 3.5})));
   CHECK(where(c, tensor({1, 2, 3}), 0.5).dtype() == kF32);
   CHECK_THROWS_AS(where(tensor({1.0, 0.0, 1.0}), tensor({1, 2, 3}), 0), DTypeError);
-  CHECK(equal(where(tensor({true, false}).reshape({2, 1}), tensor({1, 2}), tensor({7})),
-              tensor({{1, 2}, {7, 7}})));
+  CHECK(equal(where(tensor({true, false}).reshape({2, 1}), tensor({1, 2}), tensor({7})), tensor({{1, 2}, {7, 7}})));
   CHECK(equal(pow(tensor({2, 3, -2}), 3), tensor({8, 27, -8})));
   CHECK(pow(tensor({2, 3}), 0.5).dtype() == kF32);
   CHECK_THROWS_AS(pow(tensor({2, 3}), -1), ValueError);
@@ -232,7 +248,7 @@ TEST_CASE("in-place ops write through views and bump the version") {
   Tensor i = tensor({1, 2, 3});
   i += 2;
   CHECK(equal(i, tensor({3, 4, 5})));
-  CHECK_THROWS_AS(i += 0.5, DTypeError);                // float result into an int tensor
+  CHECK_THROWS_AS(i += 0.5, DTypeError);                       // float result into an int tensor
   CHECK_THROWS_AS(zeros({3}).add_(ones({2, 3})), ShapeError);  // result would not fit in place
   Tensor s = tensor({-1.0, 4.0});
   s.relu_().sqrt_();
@@ -258,21 +274,38 @@ TEST_CASE("in-place ops refuse a destination whose elements share memory") {
   }
   CHECK(equal(base, zeros({1, 3})));  // refused before anything was written (was [[4, 4, 4]])
   const std::vector<std::pair<const char*, std::function<void(Tensor&)>>> writers = {
-      {"[sub_]", [](Tensor& t) { t.sub_(ones({4, 3})); }},
+      {"[sub_]",
+       [](Tensor& t) {
+         t.sub_(ones({4, 3}));
+       }},
       {"[mul_]", [](Tensor& t) { t.mul_(2.0); }},
       {"[div_]", [](Tensor& t) { t /= full({3}, 2.0); }},
       {"[add_]", [](Tensor& t) { t += 1; }},
-      {"[add_]", [](Tensor& t) { t.add_(ones({4, 3}, {.dtype = kF64})); }},  // promoted: the assign path
+      {"[add_]",
+       [](Tensor& t) {
+         t.add_(ones({4, 3}, {.dtype = kF64}));
+       }},  // promoted: the assign path
       {"[neg_]", [](Tensor& t) { t.neg_(); }},
       {"[exp_]", [](Tensor& t) { t.exp_(); }},
       {"[relu_]", [](Tensor& t) { t.relu_(); }},
       {"[clamp_]", [](Tensor& t) { t.clamp_(0.5, 1.0); }},
       {"[pow_]", [](Tensor& t) { t.pow_(2); }},
-      {"[lerp_]", [](Tensor& t) { t.lerp_(ones({4, 3}), 0.5); }},
-      {"[addcmul_]", [](Tensor& t) { t.addcmul_(ones({4, 3}), ones({4, 3})); }},
-      {"[addcdiv_]", [](Tensor& t) { t.addcdiv_(ones({4, 3}), ones({4, 3})); }},
+      {"[lerp_]",
+       [](Tensor& t) {
+         t.lerp_(ones({4, 3}), 0.5);
+       }},
+      {"[addcmul_]",
+       [](Tensor& t) {
+         t.addcmul_(ones({4, 3}), ones({4, 3}));
+       }},
+      {"[addcdiv_]",
+       [](Tensor& t) {
+         t.addcdiv_(ones({4, 3}), ones({4, 3}));
+       }},
   };
-  for (const auto& [op, write] : writers) {
+  for (const auto& [op_, write] : writers) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& op = op_;
     INFO(op);
     Tensor view = base.expand({4, 3});
     CHECK_THROWS_WITH_AS(write(view), doctest::Contains(op), ValueError);

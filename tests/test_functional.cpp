@@ -90,7 +90,10 @@ TEST_CASE("functional: PyTorch reference values and gradients") {
   Metadata meta;
   TensorMap fx = load(std::string(EMBER_TEST_DIR) + "/reference/functional.safetensors", &meta);
   REQUIRE(meta.size() >= 30);
-  for (const auto& [name, text] : meta) {
+  for (const auto& [name_, text_] : meta) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& name = name_;
+    const auto& text = text_;
     CAPTURE(name);
     CAPTURE(text);
     const Spec s = parse_spec(text);

@@ -136,7 +136,10 @@ TEST_CASE("gradcheck: binary ops with broadcasting, 0-dim and wrapped-scalar ope
   for (const BinaryRow& row : binary_rows()) {
     CAPTURE(std::string(row.name));
     testing::GradFn f = [&](const std::vector<Tensor>& x) { return row.f(x[0], x[1]); };
-    for (const auto& [sa, sb] : shapes) {
+    for (const auto& [sa_, sb_] : shapes) {
+      // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+      const auto& sa = sa_;
+      const auto& sb = sb_;
       CAPTURE(sa);
       CAPTURE(sb);
       CHECK(gradcheck(f, {draw(sa, row.da), draw(sb, row.db)}));

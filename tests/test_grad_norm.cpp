@@ -64,7 +64,9 @@ TEST_CASE("normalisation gradients match PyTorch (tests/reference/grad_norm.safe
     for (const auto& [k, v] : inputs) xs.push_back(v);
     auto grads = autograd::grad({out}, xs, {ref.at(name + ".g")});
     size_t i = 0;
-    for (const auto& [k, v] : inputs) {
+    for (const auto& [k_, v] : inputs) {
+      // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+      const auto& k = k_;
       CAPTURE(k);
       CHECK(allclose(grads[i++], ref.at(name + ".grad_" + k), 1e-9, 1e-10));
     }

@@ -380,7 +380,9 @@ TEST_CASE("grad reduce: gradients match PyTorch") {
       {"softmax", [](const Tensor& t) { return softmax(t, 1); }},
       {"log_softmax", [](const Tensor& t) { return log_softmax(t, 0); }},
   };
-  for (const auto& [n, f] : cases) {
+  for (const auto& [n_, f] : cases) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& n = n_;
     CAPTURE(n);
     Tensor x = fx.at(n + ".x").clone().requires_grad_();
     auto g = autograd::grad({f(x)}, {x}, {fx.at(n + ".g")}, {}, false, true)[0];
@@ -405,7 +407,9 @@ TEST_CASE("grad reduce: f32 inputs get f32 gradients matching the f64 ones") {
       {"sort", [](const Tensor& t) { return sort(t, 0).values; }},
   };
   Tensor base = f64({0.7, -1.2, 0.9, 1.4, 1.1, -0.8, 0.0, 1.3, 0.0, 0.6, 0.0, -1.5}, {3, 4});
-  for (const auto& [n, f] : ops) {
+  for (const auto& [n_, f] : ops) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& n = n_;
     CAPTURE(n);
     Tensor x64 = base.clone().requires_grad_(), x32 = base.to(kF32).requires_grad_();
     Tensor g64 = grad_of(f, x64), g32 = grad_of(f, x32);

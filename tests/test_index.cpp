@@ -12,6 +12,7 @@
 using namespace ember;
 using ember::testing::allclose;
 using ember::testing::equal;
+using ember::testing::error_message;
 using ember::testing::for_each_index;
 using ember::testing::Ref;
 
@@ -40,16 +41,6 @@ Tensor random_index(const Shape& s, int64_t high, DType dt = kI64, uint64_t seed
 }
 
 Tensor idx(std::vector<int64_t> v, DType dt = kI64) { return tensor(v).to(dt); }
-
-template <class E>
-std::string error_message(auto&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "no exception";
-}
 
 Shape with(Shape s, int64_t d, int64_t v) {
   s[d] = v;

@@ -11,26 +11,9 @@
 using namespace ember;
 namespace F = ember::nn::functional;
 using ember::testing::allclose;
+using ember::testing::check_with_grads;
 using ember::testing::gradcheck;
 using ember::testing::throws_with;
-
-namespace {
-
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
-
-void check_with_grads(const TensorMap& f, const std::string& key, const Fn& fn, std::vector<Tensor> inputs) {
-  CAPTURE(key);
-  for (Tensor& x : inputs) x = x.detach().clone().requires_grad_();
-  Tensor out = fn(inputs);
-  REQUIRE(allclose(out, f.at(key + ".out"), 1e-10, 1e-10));
-  (out * f.at(key + ".w")).sum().backward();
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    CAPTURE(i);
-    CHECK(allclose(inputs[i].grad(), f.at(key + ".grad" + std::to_string(i)), 1e-10, 1e-10));
-  }
-}
-
-}  // namespace
 
 TEST_CASE("interpolate matches F.interpolate, values and gradients") {
   TensorMap f = ember::testing::fixtures("ops16");

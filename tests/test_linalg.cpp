@@ -16,24 +16,10 @@
 using namespace ember;
 using ember::testing::allclose;
 using ember::testing::throws_with;
+using ember::testing::tol;
 
 namespace {
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-double tol(DType dt) {
-  switch (dt) {
-    case kF64:
-      return 1e-12;
-    case kF32:
-      return 1e-5;
-    case kF16:
-      return 2e-3;
-    case kBF16:
-      return 1.6e-2;
-    default:
-      return 0;
-  }
-}
 
 // A random operand: normal floats, or small integers (non-negative for u8).
 Tensor operand(const Shape& s, DType dt) {
@@ -221,7 +207,10 @@ TEST_CASE("gemm kernel: output layouts, beta, NaN-filled outputs") {
   for (DType dt : {kF32, kF64, kF16, kI64}) {
     CAPTURE(dt);
     // (m, n, k): the GEMM, matrix-vector and vector-matrix paths.
-    for (auto [m, n, k] : std::vector<std::array<int64_t, 3>>{{6, 5, 4}, {6, 1, 4}, {1, 5, 4}, {1, 1, 4}}) {
+    for (auto [m_, n_, k] : std::vector<std::array<int64_t, 3>>{{6, 5, 4}, {6, 1, 4}, {1, 5, 4}, {1, 1, 4}}) {
+      // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+      const auto& m = m_;
+      const auto& n = n_;
       CAPTURE(m);
       CAPTURE(n);
       Tensor a = operand({m, k}, dt), b = operand({k, n}, dt);
@@ -251,8 +240,12 @@ TEST_CASE("float32 GEMM of a short A by W^T (a Linear layer's product): tile edg
   // tile on AVX2 machines (OpenBLAS elsewhere): every edge of its 16-row panels and 6-row tiles, row
   // strides wider than k (slices), one thread and several.
   manual_seed(6);
-  for (auto [m, n, k] : std::vector<std::array<int64_t, 3>>{
+  for (auto [m_, n_, k_] : std::vector<std::array<int64_t, 3>>{
            {2, 512, 16}, {17, 515, 33}, {16, 520, 100}, {32, 1024, 784}, {48, 601, 100}, {5, 1030, 1024}}) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& k = k_;
+    const auto& m = m_;
+    const auto& n = n_;
     CAPTURE(m);
     CAPTURE(n);
     CAPTURE(k);

@@ -67,7 +67,10 @@ TEST_CASE("loss: PyTorch reference values and input gradients for every loss and
   TensorMap fx = load(std::string(EMBER_TEST_DIR) + "/reference/loss.safetensors", &meta);
   REQUIRE(meta.size() > 150);
   int checked = 0;
-  for (const auto& [name, text] : meta) {
+  for (const auto& [name_, text_] : meta) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& name = name_;
+    const auto& text = text_;
     CAPTURE(name);
     CAPTURE(text);
     const Spec s = parse_spec(text);

@@ -40,7 +40,9 @@ void check_case(nn::Module& m, const std::string& name, const Tensor& out, const
   const char* suffix[] = {"x", "x2", "x3"};
   for (size_t i = 0; i < inputs.size(); ++i)
     if (inputs[i].requires_grad()) CHECK(allclose(inputs[i].grad(), get(name + ".g" + suffix[i]), rtol, 1e-10));
-  for (auto& [k, p] : m.named_parameters()) {
+  for (auto& [k_, p] : m.named_parameters()) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& k = k_;
     CAPTURE(k);
     REQUIRE(p.grad().defined());
     CHECK(allclose(p.grad(), get(name + ".g." + k), rtol, 1e-10));

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "optim_fixtures.hpp"
 #include "test_util.hpp"
 
 using namespace ember;
@@ -38,13 +39,7 @@ const Tensor& fixture(const std::string& key) {
 std::shared_ptr<optim::Optimizer> make_optimizer(const std::string& type, std::vector<optim::ParamGroup> groups,
                                                  bool fused) {
   for (auto& g : groups) g.options["fused"] = fused;
-  if (type == "SGD") return std::make_shared<optim::SGD>(std::move(groups));
-  if (type == "Adam") return std::make_shared<optim::Adam>(std::move(groups));
-  if (type == "AdamW") return std::make_shared<optim::AdamW>(std::move(groups));
-  if (type == "RMSprop") return std::make_shared<optim::RMSprop>(std::move(groups));
-  if (type == "Adagrad") return std::make_shared<optim::Adagrad>(std::move(groups));
-  FAIL("unknown optimizer ", type);
-  return nullptr;
+  return optim_test::optimizer_by_name(type, std::move(groups));
 }
 
 std::vector<Tensor> fixture_params(DType dt) {
@@ -85,7 +80,9 @@ std::string tmp_path(const std::string& name) {
 
 TEST_CASE("optim: optimizers match PyTorch step by step in f64, fused and composite") {
   for (bool fused : {true, false})
-    for (const auto& [name, c] : fx().cases.items()) {
+    for (const auto& [name_, c] : fx().cases.items()) {
+      // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+      const auto& name = name_;
       INFO(name, std::string(fused ? " fused" : " composite"));
       replay(name, c, kF64, fused, [&](int k, const std::vector<Tensor>& ps) {
         for (int j = 0; j < 3; ++j)
@@ -97,7 +94,9 @@ TEST_CASE("optim: optimizers match PyTorch step by step in f64, fused and compos
 
 TEST_CASE("optim: optimizers match PyTorch in f32, fused and composite") {
   for (bool fused : {true, false})
-    for (const auto& [name, c] : fx().cases.items()) {
+    for (const auto& [name_, c] : fx().cases.items()) {
+      // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+      const auto& name = name_;
       INFO(name, std::string(fused ? " fused" : " composite"));
       replay(name, c, kF32, fused, [&](int k, const std::vector<Tensor>& ps) {
         if (k != 9) return;
@@ -118,7 +117,9 @@ TEST_CASE("optim: fused and composite updates agree on large f32 and on bf16/f16
       {"RMSprop", {{"lr", 0.01}, {"centered", true}, {"momentum", 0.5}}},
       {"Adagrad", {{"lr", 0.1}, {"lr_decay", 0.01}}}};
   for (DType dt : {kF32, kBF16, kF16}) {
-    for (const auto& [type, options] : configs) {
+    for (const auto& [type_, options] : configs) {
+      // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+      const auto& type = type_;
       INFO(type, " ", std::string(dtype_name(dt)));
       manual_seed(7);
       Tensor init = randn({34000}).to(dt);
@@ -365,8 +366,10 @@ TEST_CASE("optim: clip_grad_norm_ and clip_grad_value_ match PyTorch") {
       ps.push_back(zeros({2}, {.dtype = dt}).requires_grad_());  // no grad: skipped
       return ps;
     };
-    for (auto [name, max_norm, norm_type] : std::vector<std::tuple<std::string, double, double>>{
+    for (auto [name_, max_norm, norm_type] : std::vector<std::tuple<std::string, double, double>>{
              {"l2", 1.0, 2.0}, {"l1", 2.0, 1.0}, {"inf", 0.5, INFINITY}, {"l2_noclip", 100.0, 2.0}, {"l3", 1.0, 3.0}}) {
+      // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+      const auto& name = name_;
       INFO(name, " ", dt);
       auto ps = params();
       Tensor total = nn::clip_grad_norm_(ps, max_norm, norm_type);
@@ -456,7 +459,9 @@ TEST_CASE("optim: stopping, saving and resuming gives bit-identical training") {
       {"AdamW", {{"lr", 0.01}, {"betas", {0.8, 0.95}}}},
       {"RMSprop", {{"lr", 0.01}, {"centered", true}, {"momentum", 0.5}}},
       {"Adagrad", {{"lr", 0.1}, {"initial_accumulator_value", 0.1}}}};
-  for (const auto& [type, options] : configs) {
+  for (const auto& [type_, options] : configs) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& type = type_;
     INFO(type);
     manual_seed(11);
     Tensor init = randn({5, 3}), init2 = randn({7});

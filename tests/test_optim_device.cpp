@@ -4,6 +4,7 @@
 // message (EMBER_REQUIRE_CUDA=1 makes that a failure), as the parity sweep does.
 #include <nlohmann/json.hpp>
 
+#include "optim_fixtures.hpp"
 #include "test_util.hpp"
 
 using namespace ember;
@@ -18,13 +19,7 @@ struct Config {
 
 std::shared_ptr<optim::Optimizer> make(const std::string& type, std::vector<Tensor> params, json options) {
   std::vector<optim::ParamGroup> groups = {{.params = std::move(params), .options = std::move(options)}};
-  if (type == "SGD") return std::make_shared<optim::SGD>(std::move(groups));
-  if (type == "Adam") return std::make_shared<optim::Adam>(std::move(groups));
-  if (type == "AdamW") return std::make_shared<optim::AdamW>(std::move(groups));
-  if (type == "RMSprop") return std::make_shared<optim::RMSprop>(std::move(groups));
-  if (type == "Adagrad") return std::make_shared<optim::Adagrad>(std::move(groups));
-  FAIL("unknown optimizer ", type);
-  return nullptr;
+  return optim_test::optimizer_by_name(type, std::move(groups));
 }
 
 // Runs `steps` steps on `device` from the same initial values and gradients; returns the parameters and

@@ -85,7 +85,9 @@ void check_parity(const std::string& name) {
   std::string prefix = name + ".sd.";
   for (const auto& [k, v] : fx())
     if (k.starts_with(prefix)) init[k.substr(prefix.size())] = v;
-  for (auto& [opt_name, make_opt] : optimizers()) {
+  for (auto& [opt_name_, make_opt] : optimizers()) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& opt_name = opt_name_;
     for (DType dt : {kF64, kF32}) {
       CAPTURE(name);
       CAPTURE(opt_name);

@@ -225,7 +225,11 @@ TEST_CASE("linalg plan: batch dims that collapse, broadcast batches, folding, an
 }
 
 TEST_CASE("linalg plan: 1-row and 1-column matrices keep ld >= max(1, rows)") {
-  for (auto [m, n, k] : {std::tuple{1, 5, 6}, {4, 1, 6}, {4, 5, 1}, {1, 1, 6}, {1, 1, 1}, {1, 5, 1}}) {
+  for (auto [m_, n_, k_] : {std::tuple{1, 5, 6}, {4, 1, 6}, {4, 5, 1}, {1, 1, 6}, {1, 1, 1}, {1, 5, 1}}) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& k = k_;
+    const auto& m = m_;
+    const auto& n = n_;
     CAPTURE(m);
     CAPTURE(n);
     CAPTURE(k);

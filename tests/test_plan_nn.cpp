@@ -233,7 +233,10 @@ std::vector<double> emulate_row_f32(const std::vector<double>& row, int lanes, f
     return lanes == 32 ? warps[0] : butterfly(warps);
   };
   const float k = x[0];
-  const auto [hi, lo] = shifted_mean(k, group_sum([&](int64_t j) { return x[size_t(j)] - k; }), n);
+  const auto [hi_, lo_] = shifted_mean(k, group_sum([&](int64_t j) { return x[size_t(j)] - k; }), n);
+  // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+  const auto& hi = hi_;
+  const auto& lo = lo_;
   const float var = group_sum([&](int64_t j) {
                       const float d = (x[size_t(j)] - hi) - lo;
                       return d * d;
@@ -249,10 +252,13 @@ std::vector<double> emulate_row_f32(const std::vector<double>& row, int lanes, f
 
 TEST_CASE("nn plan: the CUDA row statistics (emulated in f32) keep their precision under a large mean") {
   manual_seed(4);
-  for (auto [cols, lanes, mean, spread] : {std::tuple<int64_t, int, double, double>{257, 32, 1000.0, 0.01},
-                                           {4000, 512, 1000.0, 0.01},
-                                           {1500, 192, -300.0, 1.0},
-                                           {5, 32, 0.0, 2.0}}) {
+  for (auto [cols_, lanes_, mean, spread] : {std::tuple<int64_t, int, double, double>{257, 32, 1000.0, 0.01},
+                                             {4000, 512, 1000.0, 0.01},
+                                             {1500, 192, -300.0, 1.0},
+                                             {5, 32, 0.0, 2.0}}) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& cols = cols_;
+    const auto& lanes = lanes_;
     CAPTURE(cols);
     CAPTURE(lanes);
     auto x = (randn({cols}, {.dtype = kF64}) * spread + mean).to(kF32).to_vector<double>();

@@ -452,7 +452,9 @@ TEST_CASE("copying shape ops match PyTorch fixtures") {
   const Tensor& x = f.at("x3");
   const std::pair<const char*, std::vector<int64_t>> pads[] = {
       {"a", {1, 2}}, {"b", {1, 0, 2, 1}}, {"c", {-1, 1, 0, -1}}, {"d", {2, -3, 1, 1, 0, 1}}};
-  for (const auto& [name, p] : pads) {
+  for (const auto& [name_, p] : pads) {
+    // clang 14 cannot capture a structured binding in a lambda (CAPTURE and INFO are lambdas).
+    const auto& name = name_;
     CAPTURE(name);
     CHECK(equal(pad(x, p, 1.5), f.at(std::string("pad.") + name)));
   }

@@ -1,4 +1,5 @@
-// Shared helpers for the doctest suites: closeness checks, fixture loading, a dead process's id.
+// Shared helpers for the doctest suites: closeness checks, error messages, fixture loading and checking,
+// a dead process's id.
 #pragma once
 #include <doctest/doctest.h>
 #include <sys/wait.h>
@@ -108,8 +109,50 @@ bool throws_with(const std::function<void()>& f, const std::string& text) {
   return false;
 }
 
+// The message of the E that f throws, or "no exception".
+template <class E>
+std::string error_message(auto&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "no exception";
+}
+
+// Comparison tolerance of an op's result in dtype dt (0: exact, for the integer types).
+inline double tol(DType dt) {
+  switch (dt) {
+    case kF64:
+      return 1e-12;
+    case kF32:
+      return 1e-5;
+    case kF16:
+      return 2e-3;
+    case kBF16:
+      return 1.6e-2;
+    default:
+      return 0;
+  }
+}
+
 inline TensorMap fixtures(const std::string& family) {
   return load(std::string(EMBER_TEST_DIR) + "/reference/" + family + ".safetensors");
+}
+
+using ListFn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+// out = fn(inputs) against fixture key.out, and the gradients of sum(out * key.w) against key.grad<i>.
+inline void check_with_grads(const TensorMap& f, const std::string& key, const ListFn& fn, std::vector<Tensor> inputs) {
+  CAPTURE(key);
+  for (Tensor& x : inputs) x = x.detach().clone().requires_grad_();
+  Tensor out = fn(inputs);
+  REQUIRE(allclose(out, f.at(key + ".out"), 1e-10, 1e-10));
+  (out * f.at(key + ".w")).sum().backward();
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    CAPTURE(i);
+    CHECK(allclose(inputs[i].grad(), f.at(key + ".grad" + std::to_string(i)), 1e-10, 1e-10));
+  }
 }
 
 // The id of a process that has exited (and been reaped): what a run killed with -9 leaves in file names.

@@ -1,5 +1,6 @@
-// Shared pieces of the Trainer tests (test_trainer.cpp, test_trainer_checkpoints.cpp): a temp folder,
-// a recording logger, a tiny classifier on a learnable random problem, quiet Trainer options.
+// Shared pieces of the Trainer tests (test_trainer.cpp, test_trainer_checkpoints.cpp, the callback tests):
+// a temp folder, a recording logger, a tiny classifier on a learnable random problem, a tiny regression,
+// quiet Trainer options.
 #pragma once
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -106,6 +107,47 @@ inline train::TrainerOptions quiet(train::TrainerOptions o = {}) {
   o.enable_model_summary = false;
   o.logger = o.logger && !o.loggers.empty();
   return o;
+}
+
+// y = x . w, noise-free: a tiny regression the Trainer can fit in milliseconds (the callback tests').
+struct TinyRegression : train::TrainModule {
+  nn::Linear fc{4, 1};
+  double lr = 0.05;
+  TinyRegression() { register_module("fc", fc); }
+  Tensor training_step(const data::Batch& b, int64_t /*batch_idx*/) override {
+    Tensor loss = nn::functional::mse_loss(fc(b.input), b.target);
+    log("train_loss", loss, {.prog_bar = true});
+    return loss;
+  }
+  void validation_step(const data::Batch& b, int64_t /*batch_idx*/) override {
+    log("val_loss", nn::functional::mse_loss(fc(b.input), b.target), {.prog_bar = true});
+  }
+  void test_step(const data::Batch& b, int64_t /*batch_idx*/) override {
+    log("test_loss", nn::functional::mse_loss(fc(b.input), b.target));
+  }
+  train::OptimizerConfig configure_optimizers() override {
+    std::shared_ptr<optim::Optimizer> opt = std::make_shared<optim::SGD>(parameters(), optim::SGDOptions{.lr = lr});
+    return opt;
+  }
+};
+
+// n samples of y = x . (1, -2, 0.5, 3) in batches of 4 (32: 8 training batches; 16: 4 validation batches).
+inline std::shared_ptr<data::DataLoader> regression_loader(int64_t n = 32, uint64_t seed = 1) {
+  Generator gen(seed);
+  Tensor x = randn({n, 4}, {}, &gen);
+  Tensor w = tensor(std::vector<float>{1, -2, 0.5f, 3}, {4, 1});
+  return std::make_shared<data::DataLoader>(data::TensorDataset(x, matmul(x, w)),
+                                            data::DataLoaderOptions{.batch_size = 4});
+}
+
+// A quiet fit's options with only the given callbacks and loggers (none: no logger at all).
+inline train::TrainerOptions run_options(int64_t max_epochs, std::vector<train::CallbackPtr> callbacks,
+                                         std::vector<train::LoggerPtr> loggers = {}) {
+  train::TrainerOptions o;
+  o.max_epochs = max_epochs;
+  o.callbacks = std::move(callbacks);
+  o.loggers = std::move(loggers);
+  return quiet(std::move(o));
 }
 
 inline std::vector<double> flat_params(const nn::Module& m) {

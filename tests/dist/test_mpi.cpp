@@ -693,6 +693,46 @@ TEST_SUITE("dist metrics") {
       CHECK(comm().any(differs));  // the local value alone is not the answer
     }
   }
+
+  TEST_CASE("Trainer: a logged Accuracy object under DDP is the accuracy over every rank's validation data") {
+    // Each rank validates on its own data (no DistributedSampler), of uneven size: 8 examples on rank 0,
+    // 12 on rank 1, two batches each, so the union's accuracy is neither rank's nor their mean.
+    struct Metered : trainer_test::Tiny {
+      metrics::Accuracy val_acc{{.task = "multiclass", .num_classes = 3}};
+      void validation_step(const data::Batch& b, int64_t) override {
+        val_acc(forward(b.input), b.target);
+        log("val_acc", val_acc);
+      }
+    };
+    const int64_t sizes[2] = {8, 12};
+    const uint64_t seeds[2] = {31, 32};
+    manual_seed(17);
+    Metered m;
+    train::Trainer t(trainer_test::quiet(
+        {.max_epochs = 1, .devices = 2, .num_sanity_val_steps = 0, .use_distributed_sampler = false}));
+    t.fit(m, trainer_test::loader(32, 8, true),
+          trainer_test::loader(sizes[rank()], sizes[rank()] / 2, false, seeds[rank()]));
+    CHECK(t.world_size() == 2);
+    // The final model (the same on both ranks) over both ranks' validation sets, in this process alone.
+    m.eval();
+    autograd::NoGradGuard no_grad;
+    double correct = 0, local = 0;
+    for (int r = 0; r < 2; ++r) {
+      const data::TensorDataset ds = trainer_test::problem(sizes[r], seeds[r]);
+      const double hits = m.forward(ds.input()).argmax(1).eq(ds.target()).to(kF64).sum().item<double>();
+      correct += hits;
+      if (r == rank()) local = hits / static_cast<double>(sizes[r]);
+    }
+    const double want = correct / static_cast<double>(sizes[0] + sizes[1]);
+    const double got = t.callback_metrics().at("val_acc");
+    CAPTURE(local);
+    CHECK(got == doctest::Approx(want).epsilon(1e-6));
+    CHECK(comm().broadcast_scalar(got) == got);        // one value on both ranks
+    CHECK(comm().any(std::abs(local - want) > 1e-6));  // a rank's own accuracy is not the answer
+    const double local0 = comm().broadcast_scalar(local, 0);
+    const double local1 = comm().broadcast_scalar(local, 1);
+    CHECK(std::abs((local0 + local1) / 2 - want) > 1e-6);  // nor the mean of the ranks' values: states are joined
+  }
 }
 
 TEST_SUITE("dist examples") {
