@@ -11,6 +11,7 @@
 #include "core/ops/elementwise.hpp"
 #include "core/ops/index.hpp"
 #include "core/ops/reduce.hpp"
+#include "core/profiler.hpp"
 #include "kernels/elementwise.hpp"
 
 namespace ember::autograd {
@@ -401,6 +402,7 @@ class Engine {
             in_grads[i] =
                 zeros(node.outputs[i].shape, {.dtype = node.outputs[i].dtype, .device = node.outputs[i].device});
         Ctx ctx(node, in_grads);
+        profiler::OpRecord prof(node.name(), "_backward", in_grads);
         out = node.apply(ctx);
         if (!keep_graph) node.release_saved();
       }

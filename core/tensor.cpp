@@ -6,6 +6,7 @@
 
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
+#include "core/profiler.hpp"
 #include "kernels/cuda_device.hpp"
 #include "kernels/elementwise.hpp"
 
@@ -175,6 +176,7 @@ DType result_type(const Tensor& a, const Tensor& b) { return result_type({&a, &b
 
 Tensor Tensor::to(DType dt, bool copy) const {
   if (dt == dtype() && !copy) return *this;
+  profiler::OpRecord prof("to", {this});
   Tensor out = make_tensor(shape(), dt, device());
   kernels::copy(out, *this);
   if (autograd::needs_grad(*this))  // the engine casts the gradient back to this dtype
@@ -203,6 +205,7 @@ bool Tensor::is_pinned() const { return device().is_cpu() && kernels::cuda::is_p
 Tensor Tensor::to(Device d, bool copy, bool non_blocking) const {
   if (d == device() && !copy) return *this;
   if (d.is_cpu() && device().is_cpu()) return to(dtype(), true);
+  profiler::OpRecord prof("to", {this});
   // Across devices: make the source contiguous where it lives (unrecorded: the "to" node below is the
   // one autograd needs), then copy the bytes.
   Tensor src;
@@ -234,6 +237,7 @@ Tensor Tensor::contiguous() const {
 }
 
 Tensor Tensor::clone() const {
+  profiler::OpRecord prof("clone", {this});
   Tensor out = make_tensor(shape(), dtype(), device());
   kernels::copy(out, *this);
   if (autograd::needs_grad(*this))

@@ -47,7 +47,7 @@ class MultiheadAttention : public ModuleHolder<MultiheadAttentionImpl> {
       : ModuleHolder(std::make_shared<MultiheadAttentionImpl>(embed_dim, num_heads, options)) {}
   std::tuple<Tensor, Tensor> operator()(const Tensor& query, const Tensor& key, const Tensor& value,
                                         const AttentionMasks& masks = {}) const {
-    return (*this)->forward(query, key, value, masks);
+    return ModuleHolder::operator()(query, key, value, masks);  // the base's call opens the FlopScope
   }
 };
 

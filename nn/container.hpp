@@ -20,7 +20,10 @@ class SequentialImpl : public Module {
   template <UnaryModule M>
   void push_back(std::shared_ptr<M> module) {
     M* raw = module.get();
-    calls_.push_back([raw](const Tensor& x) { return raw->forward(x); });
+    calls_.push_back([raw](const Tensor& x) {
+      const FlopScope scope(static_cast<const Module*>(raw));  // per-layer FLOPs, as a handle's call
+      return raw->forward(x);
+    });
     register_module(std::to_string(calls_.size() - 1), std::move(module));
   }
 

@@ -15,6 +15,7 @@
 #include "core/ops/nn.hpp"
 #include "core/ops/reduce.hpp"
 #include "core/ops/shape.hpp"
+#include "core/profiler.hpp"
 
 namespace ember::nn::functional {
 namespace {
@@ -47,6 +48,7 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
   if (autocast::should_cast(CastPolicy::kLowerPrecision, {&input, &weight, &bias}))
     return linear(autocast::lower(input), autocast::lower(weight), autocast::lower(bias));
   const char* op = "linear";
+  profiler::OpRecord prof(op, {&input, &weight, &bias});
   check_defined(op, "input", input);
   check_defined(op, "weight", weight);
   EMBER_CHECK(weight.dim() == 2, ShapeError, "[linear] weight must be 2-D [out_features, in_features], got ",

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/flop_counter.hpp"
 #include "core/tensor.hpp"
 
 namespace ember::nn {
@@ -133,7 +134,9 @@ class ModuleHolder {
 
   template <class... Args>
   decltype(auto) operator()(Args&&... args) const {
-    return get().forward(std::forward<Args>(args)...);
+    Impl& m = get();
+    const FlopScope scope(static_cast<const Module*>(&m));  // a FlopCounter attributes FLOPs to the layer
+    return m.forward(std::forward<Args>(args)...);
   }
   Impl* operator->() const { return &get(); }
   Impl& operator*() const { return get(); }

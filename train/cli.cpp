@@ -144,6 +144,8 @@ const CliTable<TrainerOptions>& trainer_cli_table() {
       cli_field("ddp_bucket_cap_mb", &O::ddp_bucket_cap_mb, "DDP gradient bucket size in MiB"),
       cli_field("ddp_timeout", &O::ddp_timeout, "DDP: seconds a collective may wait (null: the group's)"),
       cli_field("handle_signals", &O::handle_signals, "SIGTERM/SIGUSR1 save the run and stop fit"),
+      cli_field("profiler", &O::profiler, "simple (phases and hooks) or ops (also every op); empty: off"),
+      cli_code_only("profiler_instance", &O::profiler_instance, "Profiler", "a profiler object: set in code"),
   };
   return table;
 }

@@ -11,6 +11,7 @@
 #include "core/error.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
+#include "core/profiler.hpp"
 #include "nn/clip_grad.hpp"
 #include "train/signals.hpp"
 #include "train/trainer.hpp"
@@ -44,6 +45,7 @@ void check_batch_counts(dist::Communicator& comm, int64_t batches) {
 }  // namespace
 
 data::Batch Trainer::prepare_batch(const data::Batch& batch) const {
+  profiler::RecordFunction range("[Trainer] batch_to_device");
   data::Batch b;
   if (device_.is_cuda() && batch.input.defined() && batch.input.is_pinned()) {
     // A pinned batch crosses on a copy stream, so it overlaps the compute already queued; the compute
@@ -92,6 +94,7 @@ bool Trainer::done_fitting() const {
 
 void Trainer::send_to_loggers(MetricMap metrics) {
   if (metrics.empty() || sanity_checking()) return;
+  profiler::RecordFunction range("[Trainer] log");
   metrics["epoch"] = double(current_epoch_);
   metrics_.note_logged(metrics);
   if (eval_start_) ++eval_start_->rows_sent;
@@ -162,17 +165,17 @@ void Trainer::setup_fit_loops() {
 void Trainer::run_fit() {
   TrainModule& m = *model_;
   m.on_fit_start();
-  call_hook([&](Callback& c) { c.on_fit_start(*this, m); });
+  call_hook("on_fit_start", [&](Callback& c) { c.on_fit_start(*this, m); });
   if (!fast_dev_ && options_.num_sanity_val_steps != 0 && num_val_batches_ != 0) run_sanity_check();
   m.train();
   m.on_train_start();
-  call_hook([&](Callback& c) { c.on_train_start(*this, m); });
+  call_hook("on_train_start", [&](Callback& c) { c.on_train_start(*this, m); });
   sync_stop();
   while (!done_fitting() && !stop_for_signal()) run_train_epoch();
   m.on_train_end();
-  call_hook([&](Callback& c) { c.on_train_end(*this, m); });
+  call_hook("on_train_end", [&](Callback& c) { c.on_train_end(*this, m); });
   m.on_fit_end();
-  call_hook([&](Callback& c) { c.on_fit_end(*this, m); });
+  call_hook("on_fit_end", [&](Callback& c) { c.on_fit_end(*this, m); });
 }
 
 bool Trainer::stop_for_signal() {
@@ -195,14 +198,15 @@ bool Trainer::stop_for_signal() {
 // The sanity check leaves the run as it found it: what it logged, the random numbers it drew and the
 // validation loader's position are put back, so a resumed run (which checks again) continues exactly.
 void Trainer::run_sanity_check() {
+  profiler::RecordFunction range("[Trainer] sanity_check");
   const Stage saved = stage_;
   stage_ = Stage::kSanityChecking;
   eval_start_.emplace(EvalStart{metrics_, default_generator().state(), val_loader_->state_dict(), 0, ""});
-  call_hook([&](Callback& c) { c.on_sanity_check_start(*this, *model_); });
+  call_hook("on_sanity_check_start", [&](Callback& c) { c.on_sanity_check_start(*this, *model_); });
   const int64_t n = options_.num_sanity_val_steps, full = num_val_batches_;
   run_eval(Stage::kValidating, val_loader_, n < 0 ? full : (full < 0 ? n : std::min(n, full)));
   num_val_batches_ = no_validation_step_ ? 0 : full;
-  call_hook([&](Callback& c) { c.on_sanity_check_end(*this, *model_); });
+  call_hook("on_sanity_check_end", [&](Callback& c) { c.on_sanity_check_end(*this, *model_); });
   stage_ = saved;
   metrics_ = std::move(eval_start_->metrics);
   default_generator().set_state(eval_start_->rng);
@@ -211,13 +215,14 @@ void Trainer::run_sanity_check() {
 }
 
 void Trainer::run_train_epoch() {
+  profiler::RecordFunction range("run_training_epoch");
   TrainModule& m = *model_;
   epoch_done_ = false;
   m.train();
   metrics_.set_training(true);
   metrics_.set_step_hook(false);
   m.on_train_epoch_start();
-  call_hook([&](Callback& c) { c.on_train_epoch_start(*this, m); });
+  call_hook("on_train_epoch_start", [&](Callback& c) { c.on_train_epoch_start(*this, m); });
   // Resumed from a checkpoint taken right after a batch, or during the validation that followed one.
   if (tail_pending_) batch_tail();
   if (resume_validation_ == "after_batch") run_validation("after_batch", std::exchange(resume_muted_rows_, 0));
@@ -228,12 +233,16 @@ void Trainer::run_train_epoch() {
   if (comm_ != nullptr) check_batch_counts(*comm_, num_training_batches_);
   sync_stop();
   if (!done_fitting() && !loop_done) {
+    int64_t next_start = profiler::now_ns();  // the wait for each batch: the loader's fetch and collate
     for (const data::Batch& batch : *train_loader_) {
       if (num_training_batches_ >= 0 && batches_this_epoch_ >= num_training_batches_) break;
+      profiler::record_range("[Loop] train_dataloader_next", next_start);
       if (!training_batch(batch, batches_this_epoch_)) break;
       batch_tail();
+      if (profiling_) profiling_->step();  // the profiler's schedule counts training batches
       sync_stop();
       if (done_fitting() || stop_for_signal()) break;
+      next_start = profiler::now_ns();
     }
   }
   if (interrupted()) return;  // the run is saved mid-epoch; the epoch's end belongs to the resumed run
@@ -250,7 +259,7 @@ void Trainer::run_train_epoch() {
   m.on_train_epoch_end();
   send_to_loggers(metrics_.end_epoch());
   step_schedulers("epoch");
-  call_hook([&](Callback& c) { c.on_train_epoch_end(*this, m); });
+  call_hook("on_train_epoch_end", [&](Callback& c) { c.on_train_epoch_end(*this, m); });
   ++current_epoch_;
   batches_this_epoch_ = 0;
   epoch_done_ = false;
@@ -258,6 +267,7 @@ void Trainer::run_train_epoch() {
 }
 
 bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
+  profiler::RecordFunction range("run_training_batch");
   TrainModule& m = *model_;
   batch_idx_ = batch_idx;
   const data::Batch b = prepare_batch(batch);
@@ -267,7 +277,7 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
   step_before_batch_ = global_step_;
   if (!m.on_train_batch_start(b, batch_idx)) return false;
   if (ddp_) ddp_->sync_buffers();  // rank 0's BatchNorm statistics, as PyTorch's DDP before each forward
-  call_hook([&](Callback& c) { c.on_train_batch_start(*this, m, b, batch_idx); });
+  call_hook("on_train_batch_start", [&](Callback& c) { c.on_train_batch_start(*this, m, b, batch_idx); });
 
   Tensor loss;
   if (m.automatic_optimization) {
@@ -275,6 +285,7 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
                             (num_training_batches_ >= 0 && batches_this_epoch_ + 1 == num_training_batches_);
     {
       StepAutocast amp(device_, precision_.autocast_dtype);
+      profiler::RecordFunction step_range("[TrainModule] training_step");
       loss = m.training_step(b, batch_idx);
     }
     if (loss.defined()) {
@@ -302,6 +313,7 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
     };
     const int64_t before = steps();
     StepAutocast amp(device_, precision_.autocast_dtype);
+    profiler::RecordFunction step_range("[TrainModule] training_step");
     loss = m.training_step(b, batch_idx);
     global_step_ += steps() - before;  // every optimizer step counts, as Lightning's manual optimisation
   }
@@ -310,7 +322,7 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
   tail_pending_ = true;  // a checkpoint from the batch-end hooks resumes with the tail below
   metrics_.set_step_hook(true);
   m.on_train_batch_end(loss, b, batch_idx);
-  call_hook([&](Callback& c) { c.on_train_batch_end(*this, m, loss, b, batch_idx); });
+  call_hook("on_train_batch_end", [&](Callback& c) { c.on_train_batch_end(*this, m, loss, b, batch_idx); });
   return true;
 }
 
@@ -328,21 +340,23 @@ void Trainer::batch_tail() {
 }
 
 void Trainer::backward(const Tensor& loss) {
+  profiler::RecordFunction range("[Trainer] backward");
   TrainModule& m = *model_;
   m.on_before_backward(loss);
-  call_hook([&](Callback& c) { c.on_before_backward(*this, m, loss); });
+  call_hook("on_before_backward", [&](Callback& c) { c.on_before_backward(*this, m, loss); });
   if (!unregistered_checked_ && stage_ == Stage::kFitting) check_unregistered(loss);
   (scaler_ ? scaler_->scale(loss) : loss).backward();
   m.on_after_backward();
-  call_hook([&](Callback& c) { c.on_after_backward(*this, m); });
+  call_hook("on_after_backward", [&](Callback& c) { c.on_after_backward(*this, m); });
 }
 
 void Trainer::optimizer_step() {
+  profiler::RecordFunction range("[Trainer] optimizer_step");
   TrainModule& m = *model_;
   optim::Optimizer& opt = *optimizers_.front();
   if (scaler_) scaler_->unscale_(opt);  // hooks and clipping see the true gradients
   m.on_before_optimizer_step(opt);
-  call_hook([&](Callback& c) { c.on_before_optimizer_step(*this, m, opt); });
+  call_hook("on_before_optimizer_step", [&](Callback& c) { c.on_before_optimizer_step(*this, m, opt); });
   if (options_.gradient_clip_val && *options_.gradient_clip_val > 0) {
     std::vector<Tensor> params;
     for (const Tensor& p : m.parameters())
@@ -360,7 +374,7 @@ void Trainer::optimizer_step() {
   }
   ++global_step_;
   m.on_before_zero_grad(opt);
-  call_hook([&](Callback& c) { c.on_before_zero_grad(*this, m, opt); });
+  call_hook("on_before_zero_grad", [&](Callback& c) { c.on_before_zero_grad(*this, m, opt); });
   opt.zero_grad();
   grads_pending_ = false;
   step_schedulers("step");
@@ -405,6 +419,7 @@ bool Trainer::validation_due(bool epoch_end) const {
 
 // A validation inside fit; `muted_rows` of its logger rows were sent before the checkpoint it resumes.
 void Trainer::run_validation(const char* at, int64_t muted_rows) {
+  profiler::RecordFunction range("[Trainer] run_validation");
   eval_start_.emplace(EvalStart{{}, default_generator().state(), val_loader_->state_dict(), 0, at});
   muted_rows_ = muted_rows;
   run_eval(Stage::kValidating, val_loader_, num_val_batches_);
@@ -426,14 +441,14 @@ MetricMap Trainer::run_eval(Stage stage, const std::shared_ptr<data::DataLoader>
   metrics_.reset_epoch();
   if (test) {
     m.on_test_start();
-    call_hook([&](Callback& c) { c.on_test_start(*this, m); });
+    call_hook("on_test_start", [&](Callback& c) { c.on_test_start(*this, m); });
     m.on_test_epoch_start();
-    call_hook([&](Callback& c) { c.on_test_epoch_start(*this, m); });
+    call_hook("on_test_epoch_start", [&](Callback& c) { c.on_test_epoch_start(*this, m); });
   } else {
     m.on_validation_start();
-    call_hook([&](Callback& c) { c.on_validation_start(*this, m); });
+    call_hook("on_validation_start", [&](Callback& c) { c.on_validation_start(*this, m); });
     m.on_validation_epoch_start();
-    call_hook([&](Callback& c) { c.on_validation_epoch_start(*this, m); });
+    call_hook("on_validation_epoch_start", [&](Callback& c) { c.on_validation_epoch_start(*this, m); });
   }
   int64_t idx = 0;
   const int64_t loader_epoch = loader->epoch();
@@ -443,16 +458,17 @@ MetricMap Trainer::run_eval(Stage stage, const std::shared_ptr<data::DataLoader>
       const data::Batch b = prepare_batch(batch);
       metrics_.set_batch_size(b.size());
       if (test) {
-        call_hook([&](Callback& c) { c.on_test_batch_start(*this, m, b, idx); });
+        call_hook("on_test_batch_start", [&](Callback& c) { c.on_test_batch_start(*this, m, b, idx); });
         {
           StepAutocast amp(device_, precision_.autocast_dtype);
           m.test_step(b, idx);
         }
-        call_hook([&](Callback& c) { c.on_test_batch_end(*this, m, b, idx); });
+        call_hook("on_test_batch_end", [&](Callback& c) { c.on_test_batch_end(*this, m, b, idx); });
       } else {
-        call_hook([&](Callback& c) { c.on_validation_batch_start(*this, m, b, idx); });
+        call_hook("on_validation_batch_start", [&](Callback& c) { c.on_validation_batch_start(*this, m, b, idx); });
         try {
           StepAutocast amp(device_, precision_.autocast_dtype);
+          profiler::RecordFunction step_range("[TrainModule] validation_step");
           m.validation_step(b, idx);
         } catch (const StepNotOverridden&) {
           // Lightning skips the validation loop of a module without validation_step (validate() raises).
@@ -464,7 +480,7 @@ MetricMap Trainer::run_eval(Stage stage, const std::shared_ptr<data::DataLoader>
           num_val_batches_ = 0;
           break;
         }
-        call_hook([&](Callback& c) { c.on_validation_batch_end(*this, m, b, idx); });
+        call_hook("on_validation_batch_end", [&](Callback& c) { c.on_validation_batch_end(*this, m, b, idx); });
       }
       send_to_loggers(metrics_.take_step_metrics());
       ++idx;
@@ -472,10 +488,10 @@ MetricMap Trainer::run_eval(Stage stage, const std::shared_ptr<data::DataLoader>
   }
   if (test) {
     m.on_test_epoch_end();
-    call_hook([&](Callback& c) { c.on_test_epoch_end(*this, m); });
+    call_hook("on_test_epoch_end", [&](Callback& c) { c.on_test_epoch_end(*this, m); });
   } else {
     m.on_validation_epoch_end();
-    call_hook([&](Callback& c) { c.on_validation_epoch_end(*this, m); });
+    call_hook("on_validation_epoch_end", [&](Callback& c) { c.on_validation_epoch_end(*this, m); });
   }
   // A pass cut short by the limit ends here too: the next evaluation reads the next epoch from its start.
   loader->set_epoch(loader_epoch + 1);
@@ -489,10 +505,10 @@ MetricMap Trainer::run_eval(Stage stage, const std::shared_ptr<data::DataLoader>
   }
   if (test) {
     m.on_test_end();
-    call_hook([&](Callback& c) { c.on_test_end(*this, m); });
+    call_hook("on_test_end", [&](Callback& c) { c.on_test_end(*this, m); });
   } else {
     m.on_validation_end();
-    call_hook([&](Callback& c) { c.on_validation_end(*this, m); });
+    call_hook("on_validation_end", [&](Callback& c) { c.on_validation_end(*this, m); });
   }
   metrics_.set_training(true);
   return epoch;
@@ -506,28 +522,28 @@ std::vector<Tensor> Trainer::run_predict(std::shared_ptr<data::DataLoader> loade
   m.eval();
   autograd::NoGradGuard no_grad;
   m.on_predict_start();
-  call_hook([&](Callback& c) { c.on_predict_start(*this, m); });
-  call_hook([&](Callback& c) { c.on_predict_epoch_start(*this, m); });
+  call_hook("on_predict_start", [&](Callback& c) { c.on_predict_start(*this, m); });
+  call_hook("on_predict_epoch_start", [&](Callback& c) { c.on_predict_epoch_start(*this, m); });
   std::vector<Tensor> out;
   int64_t idx = 0;
   if (limit != 0) {
     for (const data::Batch& batch : *loader) {
       if (limit >= 0 && idx >= limit) break;
       const data::Batch b = prepare_batch(batch);
-      call_hook([&](Callback& c) { c.on_predict_batch_start(*this, m, b, idx); });
+      call_hook("on_predict_batch_start", [&](Callback& c) { c.on_predict_batch_start(*this, m, b, idx); });
       Tensor p;
       {
         StepAutocast amp(device_, precision_.autocast_dtype);
         p = m.predict_step(b, idx);
       }
-      call_hook([&](Callback& c) { c.on_predict_batch_end(*this, m, p, b, idx); });
+      call_hook("on_predict_batch_end", [&](Callback& c) { c.on_predict_batch_end(*this, m, p, b, idx); });
       out.push_back(std::move(p));
       ++idx;
     }
   }
-  call_hook([&](Callback& c) { c.on_predict_epoch_end(*this, m); });
+  call_hook("on_predict_epoch_end", [&](Callback& c) { c.on_predict_epoch_end(*this, m); });
   m.on_predict_end();
-  call_hook([&](Callback& c) { c.on_predict_end(*this, m); });
+  call_hook("on_predict_end", [&](Callback& c) { c.on_predict_end(*this, m); });
   return out;
 }
 

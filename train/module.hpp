@@ -144,6 +144,9 @@ class TrainModule : public nn::Module {
   // not registered with register_module). Set true in the constructor when such tensors are intended
   // (a gradient penalty's input, say).
   bool allow_unregistered_tensors = false;
+  // Lightning's example_input_array: when set (in the constructor, say), ModelSummary runs forward on it
+  // once, in eval mode and without grad, to show each layer's FLOPs and the total (modes and RNG kept).
+  Tensor example_input_array;
   const std::vector<std::shared_ptr<optim::Optimizer>>& optimizers() const;
   std::vector<std::shared_ptr<optim::LRScheduler>> lr_schedulers() const;
   void manual_backward(const Tensor& loss);

@@ -246,19 +246,23 @@ void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* dat
   // `deterministic` turns the switch on for the run (never off: a process-wide setting stays).
   DeterministicGuard determinism(options_.deterministic || ember::deterministic());
   try {
+    if (stage == Stage::kFitting) profiling_ = ProfilerRun::make(options_.profiler, options_.profiler_instance);
     if (options_.seed) manual_seed(*options_.seed);
     if (data != nullptr) {
       data->prepare_data();
       data->setup(name);
     }
     model.setup(name);
-    call_hook([&](Callback& c) { c.setup(*this, model, name); });
+    call_hook("setup", [&](Callback& c) { c.setup(*this, model, name); });
     model.to(device_, dtype_);
     body();
-    call_hook([&](Callback& c) { c.teardown(*this, model, name); });
+    call_hook("teardown", [&](Callback& c) { c.teardown(*this, model, name); });
     model.teardown(name);
     if (data != nullptr) data->teardown(name);
+    if (profiling_)  // rank 0 writes the report
+      std::exchange(profiling_, nullptr)->finish(is_global_zero() ? log_dir() : "", name, is_global_zero());
   } catch (const std::exception& e) {
+    profiling_.reset();  // stops it; a failed fit has no report
     for (const auto& c : callbacks_) {
       try {
         c->on_exception(*this, model, e);
@@ -475,6 +479,7 @@ std::string Trainer::resolve_ckpt_path(const std::string& ckpt_path) const {
 }
 
 void Trainer::save_checkpoint(const std::string& path, bool weights_only) {
+  profiler::RecordFunction range("[Trainer] save_checkpoint");
   EMBER_CHECK(model_ != nullptr, ValueError, "[Trainer.save_checkpoint] no module: call fit first");
   // Every rank builds the checkpoint (its hooks may communicate); rank 0 writes it, and no rank goes on
   // before the file is there.
@@ -540,7 +545,7 @@ Checkpoint Trainer::make_checkpoint(bool weights_only) {
   for (const auto& [k, t] : metrics->metric_states()) ck.tensors.emplace(kMetricStatePrefix + k, t);
   s["callbacks"] = callback_states();
   model_->on_save_checkpoint(ck);
-  call_hook([&](Callback& c) { c.on_save_checkpoint(*this, *model_, ck); });
+  call_hook("on_save_checkpoint", [&](Callback& c) { c.on_save_checkpoint(*this, *model_, ck); });
   return ck;
 }
 
@@ -554,7 +559,7 @@ void Trainer::load_checkpoint(const Checkpoint& ck, bool restore_training) {
   restore_run_state(ck);
   check_data_fingerprint(ck);
   model_->on_load_checkpoint(ck);
-  call_hook([&](Callback& c) { c.on_load_checkpoint(*this, *model_, ck); });
+  call_hook("on_load_checkpoint", [&](Callback& c) { c.on_load_checkpoint(*this, *model_, ck); });
 }
 
 // The run state is untrusted input: the loop fields are checked against their types, their ranges, one

@@ -22,6 +22,7 @@
 #include "train/metrics.hpp"
 #include "train/module.hpp"
 #include "train/precision.hpp"
+#include "train/profilers/trainer_profiler.hpp"
 
 namespace ember::train {
 
@@ -99,6 +100,12 @@ struct TrainerOptions {
   // SIGTERM or SIGUSR1 during fit (a scheduler's preemption notice): the step in progress finishes, the
   // run is saved to interrupted_checkpoint_path() and fit returns with interrupted() true.
   bool handle_signals = true;
+  // "simple": when fit ends, print and write to <log_dir>/fit-profiler.txt the time of each Trainer phase and
+  // hook (Lightning's SimpleProfiler); "ops": also every op on 3 scheduled steps, a top-20 op table and
+  // <log_dir>/fit-trace.json (Chrome trace). "": off.
+  std::string profiler = "";
+  // A user's profiler (its own options and schedule), run during fit in place of `profiler`.
+  std::shared_ptr<::ember::profiler::Profiler> profiler_instance = nullptr;
 };
 
 struct RunOptions {
@@ -260,10 +267,19 @@ class Trainer {
   std::shared_ptr<data::DataLoader> distributed(std::shared_ptr<data::DataLoader> loader) const;
   data::Batch prepare_batch(const data::Batch& batch) const;
   mutable std::optional<Stream> copy_stream_;  // the CUDA stream pinned batches cross on
+  std::shared_ptr<ProfilerRun> profiling_;     // TrainerOptions::profiler during a fit
 
+  // Calls f on every callback, each call timed as "[Callback]<state_key>.<hook>" while a profiler runs.
   template <class F>
-  void call_hook(F&& f) {
-    for (const auto& c : callbacks_) f(*c);
+  void call_hook(const char* hook, F&& f) {
+    for (const auto& c : callbacks_) {
+      if (::ember::profiler::ranges_on()) [[unlikely]] {
+        ::ember::profiler::RecordFunction range("[Callback]" + c->state_key() + "." + hook);
+        f(*c);
+      } else {
+        f(*c);
+      }
+    }
   }
 
   TrainerOptions options_;

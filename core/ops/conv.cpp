@@ -10,9 +10,11 @@
 
 #include "core/autocast.hpp"
 #include "core/autograd.hpp"
+#include "core/flop_counter.hpp"
 #include "core/ops/nn.hpp"
 #include "core/ops/reduce.hpp"
 #include "core/ops/shape.hpp"
+#include "core/profiler.hpp"
 
 namespace ember {
 namespace {
@@ -47,6 +49,7 @@ Tensor contiguous_or_undefined(const Tensor& t) { return t.defined() ? t.contigu
 // (gout, x), and its backward is conv2d(x, v) for gout and conv_transpose2d(gout, v) for x.
 Tensor conv_weight(const Tensor& gout, const Tensor& x, const Shape& w_shape, const Conv2dParams& p) {
   Tensor gw = make_tensor(w_shape, x.dtype(), x.device());
+  count_flops("conv2d_weight_backward", 2 * gout.numel() * w_shape[1] * w_shape[2] * w_shape[3]);
   {
     autograd::NoGradGuard no_grad;
     kernels::conv2d_weight_backward(gw, gout.contiguous(), x.contiguous(), p);
@@ -94,6 +97,8 @@ Tensor conv2d_input_grad(const Tensor& g, const Tensor& w, const Shape& in_shape
 // conv2d on [N, C, H, W] x [O, C / groups, kH, kW], arguments checked, recorded as `op`.
 Tensor conv2d_4d(const char* op, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
                  const Shape& out_shape) {
+  // 2 * output elements * (C_in / groups) * kH * kW, as FlopCounterMode's conv formula.
+  count_flops(op, 2 * shape_numel(out_shape) * w.size(1) * w.size(2) * w.size(3));
   Tensor out = make_tensor(out_shape, x.dtype(), x.device());
   {
     autograd::NoGradGuard no_grad;
@@ -117,6 +122,8 @@ Tensor conv2d_4d(const char* op, const Tensor& x, const Tensor& w, const Tensor&
 // conv_transpose2d on [N, C, H, W] x [C, O / groups, kH, kW], arguments checked, recorded as `op`.
 Tensor conv_transpose2d_4d(const char* op, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
                            const Shape& out_shape) {
+  // Each input element meets (C_out / groups) * kH * kW weights: FlopCounterMode's transposed formula.
+  count_flops(op, 2 * x.numel() * w.size(1) * w.size(2) * w.size(3));
   Tensor out = make_tensor(out_shape, x.dtype(), x.device());
   {
     autograd::NoGradGuard no_grad;
@@ -200,6 +207,7 @@ const char* dim_name(int spatial, int i) { return spatial == 1 ? "L" : (i == 0 ?
 
 Tensor convolution(const char* op, int spatial, const Tensor& input, const Tensor& weight, const Tensor& bias,
                    Pair stride, Pair padding, Pair dilation, int64_t groups) {
+  profiler::OpRecord prof(op, {&input, &weight, &bias});
   if (autocast::should_cast(CastPolicy::kLowerPrecision, {&input, &weight, &bias}))
     return convolution(op, spatial, autocast::lower(input), autocast::lower(weight), autocast::lower(bias), stride,
                        padding, dilation, groups);
@@ -227,6 +235,7 @@ Tensor convolution(const char* op, int spatial, const Tensor& input, const Tenso
 Tensor transposed_convolution(const char* op, int spatial, const Tensor& input, const Tensor& weight,
                               const Tensor& bias, Pair stride, Pair padding, Pair output_padding, Pair dilation,
                               int64_t groups) {
+  profiler::OpRecord prof(op, {&input, &weight, &bias});
   if (autocast::should_cast(CastPolicy::kLowerPrecision, {&input, &weight, &bias}))
     return transposed_convolution(op, spatial, autocast::lower(input), autocast::lower(weight), autocast::lower(bias),
                                   stride, padding, output_padding, dilation, groups);

@@ -8,6 +8,7 @@
 
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
+#include "core/profiler.hpp"
 #include "kernels/elementwise.hpp"
 
 namespace ember {
@@ -42,6 +43,7 @@ DType compute_dtype(const char* op, DType dt) {
 
 template <class F>
 Tensor unary_op(const char* op, const Tensor& x, const OpParams& p = {}) {
+  profiler::OpRecord prof(op, {&x});
   autograd::NoGradGuard no_grad;  // the conversions below are not part of the tape
   DType ct = compute_dtype<F>(op, x.dtype());
   Tensor out = make_tensor(x.shape(), F::kBoolOut ? kBool : ct, x.device());
@@ -51,6 +53,7 @@ Tensor unary_op(const char* op, const Tensor& x, const OpParams& p = {}) {
 
 template <class F>
 Tensor binary_op(const char* op, const Tensor& a, const Tensor& b, const OpParams& p = {}) {
+  profiler::OpRecord prof(op, {&a, &b});
   autograd::NoGradGuard no_grad;
   check_devices(op, {&a, &b});
   DType ct = compute_dtype<F>(op, result_type(a, b));
@@ -63,6 +66,7 @@ Tensor binary_op(const char* op, const Tensor& a, const Tensor& b, const OpParam
 
 template <class F>
 Tensor ternary_op(const char* op, const Tensor& a, const Tensor& b, const Tensor& c, DType ct, const OpParams& p = {}) {
+  profiler::OpRecord prof(op, {&a, &b, &c});
   autograd::NoGradGuard no_grad;
   check_devices(op, {&a, &b, &c});
   ct = compute_dtype<F>(op, ct);

@@ -9,6 +9,7 @@
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
 #include "core/ops/shape.hpp"
+#include "core/profiler.hpp"
 #include "kernels/index.hpp"
 
 namespace ember {
@@ -44,6 +45,7 @@ void check_range(const char* op, const Tensor& index, int64_t size, int64_t dim)
 Tensor at_least_1d(const Tensor& t) { return t.dim() == 0 ? t.reshape({1}) : t; }
 
 Tensor gather_impl(const char* op, const Tensor& t, int64_t dim, const Tensor& index) {
+  profiler::OpRecord prof(op, {&t, &index});
   check_index_dtype(op, index);
   check_same_device(op, t, index);
   Tensor tv = at_least_1d(t), iv = at_least_1d(index);
@@ -61,6 +63,7 @@ Tensor gather_impl(const char* op, const Tensor& t, int64_t dim, const Tensor& i
 
 Tensor scatter_impl(const char* op, const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src,
                     kernels::ScatterMode mode) {
+  profiler::OpRecord prof(op, {&t, &index, &src});
   check_index_dtype(op, index);
   check_same_device(op, t, index);
   check_same_device(op, t, src);
@@ -82,6 +85,7 @@ Tensor scatter_impl(const char* op, const Tensor& t, int64_t dim, const Tensor& 
 }
 
 Tensor index_select_impl(const char* op, const Tensor& t, int64_t dim, const Tensor& index) {
+  profiler::OpRecord prof(op, {&t, &index});
   check_index_dtype(op, index);
   check_same_device(op, t, index);
   EMBER_CHECK(index.dim() <= 1, ShapeError, "[", op, "] index must be 0-d or 1-d, got ", describe(index));
@@ -242,6 +246,7 @@ Tensor index_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor
 }
 
 Tensor masked_fill(const Tensor& t, const Tensor& mask, const Scalar& value) {
+  profiler::OpRecord prof("masked_fill", {&t, &mask});
   EMBER_CHECK(mask.dtype() == kBool, DTypeError, "[masked_fill] mask must be bool, got ", describe(mask));
   check_same_device("masked_fill", t, mask);
   Shape b = broadcast_shapes(t.shape(), mask.shape(), "[masked_fill]");
@@ -319,6 +324,7 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes) {
 }
 
 Tensor embedding(const Tensor& indices, const Tensor& weight, std::optional<int64_t> padding_idx) {
+  profiler::OpRecord prof("embedding", {&indices, &weight});
   // The order changed to PyTorch's (indices first): a call written the old way fails loudly here.
   EMBER_CHECK(!(is_floating(indices.dtype()) && !is_floating(weight.dtype())), DTypeError,
               "[embedding] takes (input, weight) as F.embedding: integer indices first, then the float weight; got ",

@@ -5,8 +5,10 @@
 
 #include "core/autocast.hpp"
 #include "core/autograd.hpp"
+#include "core/flop_counter.hpp"
 #include "core/ops/elementwise.hpp"
 #include "core/ops/shape.hpp"
+#include "core/profiler.hpp"
 #include "kernels/elementwise.hpp"
 #include "kernels/linalg.hpp"
 
@@ -145,6 +147,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   if (da != 1) final.push_back(m);
   if (db != 1) final.push_back(n);
   Tensor out = make_tensor(final, a.dtype(), a.device());
+  if (FlopCounter::active()) count_flops("matmul", 2 * shape_numel(batch) * m * n * k);
   kernels::gemm(out.view(so), a2.expand(sa), b2.expand(sb), 1, 0);
   return out;
 }
@@ -152,6 +155,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  profiler::OpRecord prof("matmul", {&a, &b});
   if (autocast::should_cast(CastPolicy::kLowerPrecision, {&a, &b}))
     return matmul(autocast::lower(a), autocast::lower(b));
   check_operands("matmul", a, b);
@@ -178,17 +182,20 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mm(const Tensor& a, const Tensor& b) {
+  profiler::OpRecord prof("mm", {&a, &b});
   if (autocast::should_cast(CastPolicy::kLowerPrecision, {&a, &b})) return mm(autocast::lower(a), autocast::lower(b));
   check_operands("mm", a, b);
   EMBER_CHECK(a.dim() == 2 && b.dim() == 2, ShapeError, "[mm] expected 2-D tensors, got ", describe(a), " and ",
               describe(b));
   if (a.shape()[1] != b.shape()[0]) throw_mismatch("mm", a, b);
+  count_flops("mm", 2 * a.shape()[0] * b.shape()[1] * a.shape()[1]);
   Tensor out = product({a.shape()[0], b.shape()[1]}, a, b, nullptr, 0, 1);
   if (autograd::needs_grad({&a, &b})) record_product("mm", out, nullptr, a, b, 0, 1, mm);
   return out;
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
+  profiler::OpRecord prof("bmm", {&a, &b});
   if (autocast::should_cast(CastPolicy::kLowerPrecision, {&a, &b})) return bmm(autocast::lower(a), autocast::lower(b));
   check_operands("bmm", a, b);
   EMBER_CHECK(a.dim() == 3 && b.dim() == 3, ShapeError, "[bmm] expected 3-D tensors, got ", describe(a), " and ",
@@ -196,12 +203,14 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
   EMBER_CHECK(a.shape()[0] == b.shape()[0], ShapeError, "[bmm] batch sizes differ: ", describe(a), " and ",
               describe(b));
   if (a.shape()[2] != b.shape()[1]) throw_mismatch("bmm", a, b);
+  count_flops("bmm", 2 * a.shape()[0] * a.shape()[1] * b.shape()[2] * a.shape()[2]);
   Tensor out = product({a.shape()[0], a.shape()[1], b.shape()[2]}, a, b, nullptr, 0, 1);
   if (autograd::needs_grad({&a, &b})) record_product("bmm", out, nullptr, a, b, 0, 1, bmm);
   return out;
 }
 
 Tensor addmm(const Tensor& input, const Tensor& a, const Tensor& b, const Scalar& beta, const Scalar& alpha) {
+  profiler::OpRecord prof("addmm", {&input, &a, &b});
   if (autocast::should_cast(CastPolicy::kLowerPrecision, {&input, &a, &b}))
     return addmm(autocast::lower(input), autocast::lower(a), autocast::lower(b), beta, alpha);
   check_operands("addmm", a, b);
@@ -210,12 +219,14 @@ Tensor addmm(const Tensor& input, const Tensor& a, const Tensor& b, const Scalar
   if (a.shape()[1] != b.shape()[0]) throw_mismatch("addmm", a, b);
   Shape shape{a.shape()[0], b.shape()[1]};
   check_input("addmm", input, a, shape);
+  count_flops("addmm", 2 * shape[0] * shape[1] * a.shape()[1]);
   Tensor out = product(shape, a, b, &input, beta, alpha);
   if (autograd::needs_grad({&input, &a, &b})) record_product("addmm", out, &input, a, b, beta, alpha, mm);
   return out;
 }
 
 Tensor baddbmm(const Tensor& input, const Tensor& a, const Tensor& b, const Scalar& beta, const Scalar& alpha) {
+  profiler::OpRecord prof("baddbmm", {&input, &a, &b});
   if (autocast::should_cast(CastPolicy::kLowerPrecision, {&input, &a, &b}))
     return baddbmm(autocast::lower(input), autocast::lower(a), autocast::lower(b), beta, alpha);
   check_operands("baddbmm", a, b);
@@ -226,6 +237,7 @@ Tensor baddbmm(const Tensor& input, const Tensor& a, const Tensor& b, const Scal
   if (a.shape()[2] != b.shape()[1]) throw_mismatch("baddbmm", a, b);
   Shape shape{a.shape()[0], a.shape()[1], b.shape()[2]};
   check_input("baddbmm", input, a, shape);
+  count_flops("baddbmm", 2 * shape[0] * shape[1] * shape[2] * a.shape()[2]);
   Tensor out = product(shape, a, b, &input, beta, alpha);
   if (autograd::needs_grad({&input, &a, &b})) record_product("baddbmm", out, &input, a, b, beta, alpha, bmm);
   return out;
@@ -240,10 +252,12 @@ Tensor outer(const Tensor& a, const Tensor& b) {
 }
 
 Tensor dot(const Tensor& a, const Tensor& b) {
+  profiler::OpRecord prof("dot", {&a, &b});
   check_operands("dot", a, b);
   EMBER_CHECK(a.dim() == 1 && b.dim() == 1, ShapeError, "[dot] expected 1-D tensors, got ", describe(a), " and ",
               describe(b));
   EMBER_CHECK(a.numel() == b.numel(), ShapeError, "[dot] sizes differ: ", describe(a), " and ", describe(b));
+  count_flops("dot", 2 * a.numel());
   Tensor out = make_tensor({}, a.dtype(), a.device());
   kernels::dot(out, a, b);
   if (autograd::needs_grad({&a, &b})) {

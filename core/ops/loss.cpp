@@ -8,6 +8,7 @@
 #include "core/ops/elementwise.hpp"
 #include "core/ops/index.hpp"
 #include "core/ops/reduce.hpp"
+#include "core/profiler.hpp"
 #include "kernels/loss.hpp"
 
 namespace ember {
@@ -41,6 +42,7 @@ Tensor cross_entropy_grad_composite(const Tensor& g, const Tensor& x, const Tens
 
 Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tensor& weight, int64_t ignore_index,
                           LossReduction reduction, double label_smoothing) {
+  profiler::OpRecord prof("cross_entropy", {&input, &target});
   EMBER_CHECK(input.defined() && target.defined(), ValueError, "[cross_entropy] input and target must be defined");
   const bool half_ok = input.device().is_cuda() && (input.dtype() == kF16 || input.dtype() == kBF16);
   EMBER_CHECK(input.dtype() == kF32 || input.dtype() == kF64 || half_ok, DTypeError,

@@ -8,6 +8,7 @@
 #include "core/ops/elementwise.hpp"
 #include "core/ops/nn.hpp"
 #include "core/ops/reduce.hpp"
+#include "core/profiler.hpp"
 #include "kernels/nn.hpp"
 
 namespace ember {
@@ -115,6 +116,7 @@ autograd::Grads batch_norm_backward_fused(autograd::Ctx& ctx, const Tensor& x3, 
 
 Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps) {
+  profiler::OpRecord prof("layer_norm", {&input, &weight, &bias});
   if (autocast::should_cast(CastPolicy::kFloat32, {&input, &weight, &bias}))
     return layer_norm(autocast::to_f32(input), normalized_shape, autocast::to_f32(weight), autocast::to_f32(bias), eps);
   const char* op = "layer_norm";
@@ -155,6 +157,7 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
 }
 
 Tensor rms_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight, std::optional<double> eps) {
+  profiler::OpRecord prof("rms_norm", {&input, &weight});
   if (autocast::should_cast(CastPolicy::kFloat32, {&input, &weight}))
     return rms_norm(autocast::to_f32(input), normalized_shape, autocast::to_f32(weight), eps);
   const char* op = "rms_norm";
@@ -193,6 +196,7 @@ Tensor rms_norm(const Tensor& input, const Shape& normalized_shape, const Tensor
 
 Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum, double eps) {
+  profiler::OpRecord prof("batch_norm", {&input, &weight, &bias});
   const char* op = "batch_norm";
   check_float_input(op, input);
   EMBER_CHECK(input.dim() >= 2, ShapeError, "[", op, "] expected an input [N, C, *] of at least 2 dims, got ",

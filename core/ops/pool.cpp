@@ -7,6 +7,7 @@
 #include "core/autograd.hpp"
 #include "core/ops/index.hpp"
 #include "core/ops/nn.hpp"
+#include "core/profiler.hpp"
 #include "kernels/nn.hpp"
 
 namespace ember {
@@ -158,6 +159,7 @@ std::tuple<Tensor, Tensor> max_pool2d_with_indices(const Tensor& input, std::arr
 
 Tensor max_pool2d(const Tensor& input, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride,
                   std::array<int64_t, 2> padding, std::array<int64_t, 2> dilation, bool ceil_mode) {
+  profiler::OpRecord prof("max_pool2d", {&input});
   // The backward needs the argmax positions.
   if (autograd::needs_grad(input))
     return std::get<0>(max_pool2d_with_indices(input, kernel, stride, padding, dilation, ceil_mode));
@@ -172,6 +174,7 @@ Tensor max_pool2d(const Tensor& input, std::array<int64_t, 2> kernel, std::array
 
 Tensor avg_pool2d(const Tensor& input, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride,
                   std::array<int64_t, 2> padding, bool ceil_mode, bool count_include_pad) {
+  profiler::OpRecord prof("avg_pool2d", {&input});
   const char* op = "avg_pool2d";
   Tensor out;
   Pool2dParams p;
@@ -192,6 +195,7 @@ Tensor avg_pool2d(const Tensor& input, std::array<int64_t, 2> kernel, std::array
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& input, std::array<int64_t, 2> output_size) {
+  profiler::OpRecord prof("adaptive_avg_pool2d", {&input});
   const char* op = "adaptive_avg_pool2d";
   Tensor out;
   {

@@ -12,6 +12,7 @@
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
 #include "core/ops/shape.hpp"
+#include "core/profiler.hpp"
 #include "kernels/reduce.hpp"
 
 namespace ember {
@@ -69,6 +70,7 @@ Tensor finish(const Tensor& out, const Reduction& r, bool keepdim) { return keep
 
 Tensor reduce_op(ReduceKind kind, const char* op, const Tensor& t, const Shape& dims, bool keepdim, DType out_dtype,
                  const kernels::ReduceParams& params = {}) {
+  profiler::OpRecord prof(op, {&t});
   Reduction r = resolve(t, dims, keepdim, op);
   Tensor out = make_tensor(r.keep, out_dtype, t.device());
   kernels::reduce(kind, out, t, params);
@@ -232,6 +234,7 @@ std::tuple<Tensor, Tensor> extreme_dim(bool is_max, const Tensor& t, int64_t dim
 }
 
 Tensor arg_extreme(bool is_max, const Tensor& t, std::optional<int64_t> dim, bool keepdim) {
+  profiler::OpRecord prof(is_max ? "argmax" : "argmin", {&t});
   const char* op = is_max ? "argmax" : "argmin";
   if (dim) {
     Reduction r = resolve(t, {*dim}, keepdim, op);
@@ -261,6 +264,7 @@ Tensor extreme(bool is_max, const char* op, const Tensor& t, const Shape& dims, 
 }
 
 Tensor softmax_op(const Tensor& t, int64_t dim, bool log) {
+  profiler::OpRecord prof(log ? "log_softmax" : "softmax", {&t});
   if (autocast::should_cast(CastPolicy::kFloat32, {&t})) return softmax_op(autocast::to_f32(t), dim, log);
   const char* op = log ? "log_softmax" : "softmax";
   check_floating(t, op);
@@ -283,6 +287,7 @@ Tensor softmax_op(const Tensor& t, int64_t dim, bool log) {
 }
 
 Tensor cumulative_op(bool is_prod, const Tensor& t, int64_t dim) {
+  profiler::OpRecord prof(is_prod ? "cumprod" : "cumsum", {&t});
   const char* op = is_prod ? "cumprod" : "cumsum";
   int64_t d = wrap_dim(dim, t.dim(), tag(op).c_str());
   Tensor out = make_tensor(t.shape(), int_to_i64(t.dtype()), t.device());

@@ -9,6 +9,7 @@
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/reduce.hpp"
+#include "core/profiler.hpp"
 #include "kernels/elementwise.hpp"
 
 namespace ember {
@@ -17,6 +18,7 @@ namespace {
 std::string tag(const char* op) { return std::string("[") + op + "]"; }
 
 Tensor cat_impl(const char* op, const std::vector<Tensor>& ts, int64_t dim) {
+  profiler::OpRecord prof(op, std::span<const Tensor>(ts));
   EMBER_CHECK(!ts.empty(), ValueError, "[", op, "] expected a non-empty list of tensors");
   DType dt = ts[0].dtype();
   const Tensor* ref = nullptr;  // the first tensor that takes part in the shape checks

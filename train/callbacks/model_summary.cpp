@@ -8,7 +8,11 @@
 #include <set>
 #include <sstream>
 
+#include "core/autograd.hpp"
 #include "core/error.hpp"
+#include "core/flop_counter.hpp"
+#include "core/ops/random.hpp"
+#include "train/module.hpp"
 #include "train/trainer.hpp"
 
 namespace ember::train {
@@ -50,6 +54,76 @@ std::string pad_right(const std::string& s, size_t width) {
   return s.size() >= width ? s : s + std::string(width - s.size(), ' ');
 }
 
+// Puts every module's mode and the default generator back as they were, also when forward throws
+// (Lightning's _ModuleMode). train() recurses, so modules are set parents first, each last by itself.
+class KeepModesAndRng {
+ public:
+  explicit KeepModesAndRng(nn::Module& model) : rng_(default_generator().state()) {
+    for (nn::Module* m : model.modules()) modes_.emplace_back(m, m->is_training());
+  }
+  ~KeepModesAndRng() {
+    for (auto& [m, on] : modes_) m->train(on);
+    default_generator().set_state(rng_);
+  }
+  KeepModesAndRng(const KeepModesAndRng&) = delete;
+  KeepModesAndRng& operator=(const KeepModesAndRng&) = delete;
+
+ private:
+  std::vector<std::pair<nn::Module*, bool>> modes_;
+  GeneratorState rng_;
+};
+
+// The example input on the parameters' device, floating inputs in their floating dtype (a "64" or
+// "bf16-true" model), as Lightning's batch transfer and precision plugin would give it.
+Tensor example_input_for(const nn::Module& model, const Tensor& input) {
+  const std::vector<Tensor> params = model.parameters();
+  if (params.empty()) return input;
+  const Tensor& p = params.front();
+  Tensor x = input.device() == p.device() ? input : input.to(p.device());
+  if (x.is_floating_point() && p.is_floating_point() && x.dtype() != p.dtype()) x = x.to(p.dtype());
+  return x;
+}
+
+// summarize_model's body; `flops`, when given, holds the counts of the example forward.
+ModelSummaryData summarize_with(const nn::Module& model, int max_depth, int precision_bits, const FlopCounter* flops) {
+  EMBER_CHECK(max_depth >= -1, ValueError, "[ModelSummary] max_depth can be -1, 0 or > 0, got ", max_depth);
+  ModelSummaryData data;
+  const NamedModules descendants = all_descendants(model);
+
+  NamedModules listed;
+  if (max_depth == 1) {
+    std::set<const nn::Module*> seen;  // named_children() lists each child once
+    for (const auto& [name, child] : model.named_children())
+      if (seen.insert(child.get()).second) listed.emplace_back(name, child.get());
+  } else if (max_depth != 0) {
+    for (const auto& entry : descendants)
+      if (max_depth < 0 || std::count(entry.first.begin(), entry.first.end(), '.') < max_depth) listed.push_back(entry);
+  }
+
+  int64_t layer_total = 0;
+  for (const auto& [name, m] : listed) {
+    LayerSummary row{
+        .name = name, .type = m->type_name(), .params = 0, .trainable_params = 0, .training = m->is_training()};
+    if (flops) row.flops = flops->flops_of(m);
+    for (const Tensor& p : m->parameters()) {
+      row.params += p.numel();
+      if (p.requires_grad()) row.trainable_params += p.numel();
+    }
+    layer_total += row.params;
+    data.layers.push_back(std::move(row));
+  }
+  for (const Tensor& p : model.parameters()) {
+    data.total_params += p.numel();
+    if (p.requires_grad()) data.trainable_params += p.numel();
+  }
+  data.leftover_params = std::max<int64_t>(0, data.total_params - layer_total);
+  for (const auto& entry : descendants)
+    (entry.second->is_training() ? data.modules_in_train_mode : data.modules_in_eval_mode)++;
+  data.model_size_mb = static_cast<double>(data.total_params) * (precision_bits / 8.0) * 1e-6;
+  if (flops) data.total_flops = flops->total();
+  return data;
+}
+
 }  // namespace
 
 std::string human_readable_count(int64_t number) {
@@ -73,40 +147,21 @@ int precision_bits(const std::string& precision) {
 }
 
 ModelSummaryData summarize_model(const nn::Module& model, int max_depth, int precision_bits) {
+  return summarize_with(model, max_depth, precision_bits, nullptr);
+}
+
+ModelSummaryData summarize_model(TrainModule& model, int max_depth, int precision_bits) {
+  if (!model.example_input_array.defined() || max_depth == 0)
+    return summarize_with(model, max_depth, precision_bits, nullptr);
   EMBER_CHECK(max_depth >= -1, ValueError, "[ModelSummary] max_depth can be -1, 0 or > 0, got ", max_depth);
-  ModelSummaryData data;
-  const NamedModules descendants = all_descendants(model);
-
-  NamedModules listed;
-  if (max_depth == 1) {
-    std::set<const nn::Module*> seen;  // named_children() lists each child once
-    for (const auto& [name, child] : model.named_children())
-      if (seen.insert(child.get()).second) listed.emplace_back(name, child.get());
-  } else if (max_depth != 0) {
-    for (const auto& entry : descendants)
-      if (max_depth < 0 || std::count(entry.first.begin(), entry.first.end(), '.') < max_depth) listed.push_back(entry);
+  FlopCounter counter;
+  {
+    KeepModesAndRng keep(model);
+    model.eval();
+    autograd::NoGradGuard no_grad;
+    model.forward(example_input_for(model, model.example_input_array));
   }
-
-  int64_t layer_total = 0;
-  for (const auto& [name, m] : listed) {
-    LayerSummary row{
-        .name = name, .type = m->type_name(), .params = 0, .trainable_params = 0, .training = m->is_training()};
-    for (const Tensor& p : m->parameters()) {
-      row.params += p.numel();
-      if (p.requires_grad()) row.trainable_params += p.numel();
-    }
-    layer_total += row.params;
-    data.layers.push_back(std::move(row));
-  }
-  for (const Tensor& p : model.parameters()) {
-    data.total_params += p.numel();
-    if (p.requires_grad()) data.trainable_params += p.numel();
-  }
-  data.leftover_params = std::max<int64_t>(0, data.total_params - layer_total);
-  for (const auto& entry : descendants)
-    (entry.second->is_training() ? data.modules_in_train_mode : data.modules_in_eval_mode)++;
-  data.model_size_mb = static_cast<double>(data.total_params) * (precision_bits / 8.0) * 1e-6;
-  return data;
+  return summarize_with(model, max_depth, precision_bits, &counter);
 }
 
 std::vector<LayerSummary> summarize(const nn::Module& model, int max_depth) {
@@ -124,6 +179,8 @@ std::string format_summary(const ModelSummaryData& data) {
   // Columns as Lightning's _format_summary_table: header, then one cell per row.
   std::vector<std::pair<std::string, std::vector<std::string>>> cols = {
       {" ", {}}, {"Name", {}}, {"Type", {}}, {"Params", {}}, {"Mode", {}}};
+  const bool with_flops = data.total_flops.has_value();
+  if (with_flops) cols.push_back({"FLOPs", {}});
   for (size_t i = 0; i < data.layers.size(); ++i) {
     const LayerSummary& l = data.layers[i];
     cols[0].second.push_back(std::to_string(i));
@@ -131,9 +188,10 @@ std::string format_summary(const ModelSummaryData& data) {
     cols[2].second.push_back(l.type);
     cols[3].second.push_back(human_readable_count(l.params));
     cols[4].second.push_back(l.training ? "train" : "eval");
+    if (with_flops) cols[5].second.push_back(human_readable_count(l.flops));
   }
   if (data.leftover_params > 0) {
-    const std::string cells[] = {" ", "other params", "n/a", human_readable_count(data.leftover_params), "n/a"};
+    const std::string cells[] = {" ", "other params", "n/a", human_readable_count(data.leftover_params), "n/a", "n/a"};
     for (size_t c = 0; c < cols.size(); ++c) cols[c].second.push_back(cells[c]);
   }
   const size_t n_rows = cols[0].second.size();
@@ -168,10 +226,15 @@ std::string format_summary(const ModelSummaryData& data) {
   os << "\n" << pad_right(size_str, 10) << "Total estimated model params size (MB)";
   os << "\n" << pad_right(std::to_string(data.modules_in_train_mode), 10) << "Modules in train mode";
   os << "\n" << pad_right(std::to_string(data.modules_in_eval_mode), 10) << "Modules in eval mode";
+  if (with_flops) os << "\n" << pad_right(human_readable_count(*data.total_flops), 10) << "Total Flops";
   return os.str();
 }
 
 std::string format_summary(const nn::Module& model, int max_depth, int precision_bits) {
+  return format_summary(summarize_model(model, max_depth, precision_bits));
+}
+
+std::string format_summary(TrainModule& model, int max_depth, int precision_bits) {
   return format_summary(summarize_model(model, max_depth, precision_bits));
 }
 

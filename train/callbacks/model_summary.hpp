@@ -1,8 +1,10 @@
 // ModelSummary (Lightning's ModelSummary callback): prints the module's layer table at the start of fit,
-// and summarize()/format_summary(), the same numbers as data and text for anyone to use.
+// and summarize()/format_summary(), the same numbers as data and text for anyone to use. A TrainModule
+// with example_input_array also gets each layer's FLOPs for one forward pass (core/flop_counter.hpp).
 #pragma once
 #include <cstdint>
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,7 @@ struct LayerSummary {
   int64_t params = 0;            // the layer's parameters, shared ones counted once
   int64_t trainable_params = 0;  // those that require grad
   bool training = true;          // the layer's mode
+  int64_t flops = 0;             // of the example forward, when one ran (ModelSummaryData::total_flops)
 };
 
 // The whole model's numbers as Lightning's ModelSummary computes them (shared parameters and modules once).
@@ -30,18 +33,27 @@ struct ModelSummaryData {
   int64_t modules_in_train_mode = 0;
   int64_t modules_in_eval_mode = 0;  // every descendant module, the root excluded
   double model_size_mb = 0;          // total_params x bytes per parameter / 1e6
+  // Set when the example forward ran: format_summary() then adds the FLOPs column and "Total Flops".
+  std::optional<int64_t> total_flops;
 };
 
 // max_depth: 1 lists the root's children, N > 1 every module up to N levels down, -1 all of them, 0
 // none (ValueError below -1). precision_bits sizes the parameters (Lightning: 32 unless the Trainer's
 // precision says 64 or 16).
 ModelSummaryData summarize_model(const nn::Module& model, int max_depth = 1, int precision_bits = 32);
+// As above; when model.example_input_array is set, first runs model.forward on it (moved to the device
+// and floating dtype of the parameters) once under a FlopCounter, as Lightning does: in eval mode,
+// without grad, every module's mode and the default generator's state restored afterwards. A layer's
+// FLOPs are those of the ops run inside its calls through a handle (`fc(x)`) or a Sequential.
+ModelSummaryData summarize_model(TrainModule& model, int max_depth = 1, int precision_bits = 32);
 // The rows alone (the layers, plus "other params" when there are parameters outside them).
 std::vector<LayerSummary> summarize(const nn::Module& model, int max_depth = 1);
-// Lightning's table: "  | Name | Type | Params | Mode", a rule, one row per layer, a rule, then the
-// totals (trainable, non-trainable, total, size in MB, modules in train and eval mode).
+// Lightning's table: "  | Name | Type | Params | Mode" (then "| FLOPs" when total_flops is set), a
+// rule, one row per layer, a rule, then the totals (trainable, non-trainable, total, size in MB, modules
+// in train and eval mode, and "Total Flops" with the FLOPs column).
 std::string format_summary(const ModelSummaryData& data);
 std::string format_summary(const nn::Module& model, int max_depth = 1, int precision_bits = 32);
+std::string format_summary(TrainModule& model, int max_depth = 1, int precision_bits = 32);
 
 // Lightning's get_human_readable_count: 123 -> "123  ", 1234 -> "1.2 K", 2e6 -> "2.0 M", 4e14 -> "400 T".
 std::string human_readable_count(int64_t number);
