@@ -35,7 +35,10 @@ void ProfilerRun::finish(const std::string& dir, const std::string& stage, bool 
   const std::string title = std::string(stage == "fit" ? "FIT" : stage) + " Profiler Report";
   std::string report = profiler_->phase_table(title);
   const bool ops = profiler_->options().record_ops;
-  if (ops) report += "\n" + profiler_->table("self", 20);
+  if (ops) {
+    report += '\n';  // (not "\n" + table(): g++ 12 -Wrestrict misfires on literal + temporary string)
+    report += profiler_->table("self", 20);
+  }
   if (print) std::cout << "\n" << report << std::flush;
   if (dir.empty()) return;
   std::error_code ec;
