@@ -43,7 +43,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
   [[ -f build-cuda/build.ninja ]] || meson setup build-cuda -Dcuda=enabled -Dbenchmarks=true -Dexamples=true ||
     die "meson setup"
   meson configure build-cuda -Dmpi=disabled -Dnccl=disabled -Dbenchmarks=true -Dexamples=true \
-    -Dgpu_arch=90,90-ptx || die "meson configure"
+    -Dgpu_arch=90,90-ptx -Ddefault_library=shared || die "meson configure"
   ninja -C build-cuda -j"${EMBER_JOBS:-2}" tests/ember_tests bm_gpu_elementwise bench/bench_gpu \
     examples/digits_mlp/digits_mlp examples/mnist_cnn/mnist_cnn || die "build"
   stage=$(mktemp -d)
@@ -52,6 +52,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
     build-cuda/examples/mnist_cnn/mnist_cnn "$stage/bin/"
   cp build-cuda/bench/bench_gpu "$stage/bin/bench/"
   strip --strip-unneeded "$stage"/bin/* "$stage"/bin/bench/* 2>/dev/null
+  # The programs share libember.so (-Ddefault_library=shared above); it goes to lib/ with the others.
   for lib in $(ldd "$stage"/bin/* "$stage"/bin/bench/* 2>/dev/null | awk '/=> \//{print $3}' | sort -u); do
     case "$(basename "$lib")" in
       libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*) ;;
@@ -60,6 +61,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
       *) cp -L "$lib" "$stage/lib/" ;;
     esac
   done
+  strip --strip-unneeded "$stage"/lib/libember.so* 2>/dev/null
   cp "$ROOT"/../shared/data/mnist/*.gz "$stage/data/mnist/" 2>/dev/null || say "no MNIST beside the repo: mnist_cnn will be skipped"
   git -C "$ROOT" rev-parse HEAD >"$stage/commit" 2>/dev/null
   git -C "$ROOT" status --short >>"$stage/commit" 2>/dev/null
