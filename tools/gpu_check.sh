@@ -51,9 +51,11 @@ if [[ "${1:-}" == "--prepare" ]]; then
   cp build-cuda/tests/ember_tests build-cuda/bm_gpu_elementwise build-cuda/examples/digits_mlp/digits_mlp \
     build-cuda/examples/mnist_cnn/mnist_cnn "$stage/bin/"
   cp build-cuda/bench/bench_gpu "$stage/bin/bench/"
-  strip --strip-unneeded "$stage"/bin/* "$stage"/bin/bench/* 2>/dev/null
-  # The programs share libember.so (-Ddefault_library=shared above); it goes to lib/ with the others.
-  for lib in $(ldd "$stage"/bin/* "$stage"/bin/bench/* 2>/dev/null | awk '/=> \//{print $3}' | sort -u); do
+  # The programs share libember.so (-Ddefault_library=shared above); its own libraries are found through it.
+  cp -L build-cuda/libember.so "$stage/lib/"
+  strip --strip-unneeded "$stage"/bin/* "$stage"/bin/bench/* "$stage"/lib/libember.so 2>/dev/null
+  for lib in $(LD_LIBRARY_PATH="$stage/lib" ldd "$stage"/bin/* "$stage"/bin/bench/* "$stage"/lib/libember.so 2>/dev/null |
+    awk '/=> \//{print $3}' | grep -v "^$stage/" | sort -u); do
     case "$(basename "$lib")" in
       libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*) ;;
       libcublas*|libcudnn*|libnccl*) ;;  # hundreds of MB: the GPU machine's own are used
@@ -61,7 +63,6 @@ if [[ "${1:-}" == "--prepare" ]]; then
       *) cp -L "$lib" "$stage/lib/" ;;
     esac
   done
-  strip --strip-unneeded "$stage"/lib/libember.so* 2>/dev/null
   cp "$ROOT"/../shared/data/mnist/*.gz "$stage/data/mnist/" 2>/dev/null || say "no MNIST beside the repo: mnist_cnn will be skipped"
   git -C "$ROOT" rev-parse HEAD >"$stage/commit" 2>/dev/null
   git -C "$ROOT" status --short >>"$stage/commit" 2>/dev/null
