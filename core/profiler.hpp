@@ -147,6 +147,7 @@ using record_function = RecordFunction;  // torch's spelling
 // What an op builder opens first: records the op with its inputs while ops are being profiled.
 class OpRecord {
  public:
+  explicit OpRecord(const char* name) : OpRecord(name, std::span<const Tensor>{}) {}  // a creation op
   OpRecord(const char* name, std::initializer_list<const Tensor*> inputs) {
     if (ops_on()) [[unlikely]]
       open_ = detail::begin_op(name, nullptr, Category::kOp, {inputs.begin(), inputs.size()});

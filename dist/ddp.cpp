@@ -1,13 +1,12 @@
-// DistributedDataParallel: the check that every rank holds the same model, bucket layout, the gradient
+// DistributedDataParallel: the bucket buffers (the model check and bucket plan are in replica.cpp), the gradient
 // hooks that launch bucket all-reduces during backward, and the end-of-backward step that writes the
 // mean gradients back.
 #include "dist/ddp.hpp"
 
-#include <sstream>
-
 #include "core/autograd.hpp"
 #include "core/error.hpp"
 #include "core/ops/creation.hpp"
+#include "dist/replica.hpp"
 
 namespace ember::dist {
 
@@ -23,116 +22,24 @@ struct DistributedDataParallel::Bucket {
   Work work;
 };
 
-namespace {
-
-// A model's signature: a line per parameter, then per buffer: "parameter|buffer \t name \t shape dtype".
-std::string signature_line(const char* kind, const std::string& name, const Tensor& t, bool parameter) {
-  std::string n = name;
-  for (char& c : n)
-    if (c == '\t' || c == '\n') c = ' ';
-  std::string what = t.defined() ? detail::cat_str(t.shape(), " ", t.dtype()) : std::string("undefined");
-  if (parameter && t.defined() && !t.requires_grad()) what += " (requires_grad false)";
-  return detail::cat_str(kind, "\t", n, "\t", what, "\n");
-}
-
-struct Entry {
-  std::string name, what;
-};
-// The parameters' and the buffers' entries of a signature.
-std::pair<std::vector<Entry>, std::vector<Entry>> parse_signature(const std::string& sig) {
-  std::pair<std::vector<Entry>, std::vector<Entry>> out;
-  std::istringstream in(sig);
-  std::string line;
-  while (std::getline(in, line)) {
-    const size_t a = line.find('\t'), b = line.find('\t', a + 1);
-    if (a == std::string::npos || b == std::string::npos) continue;
-    Entry e{line.substr(a + 1, b - a - 1), line.substr(b + 1)};
-    (line.compare(0, a, "parameter") == 0 ? out.first : out.second).push_back(std::move(e));
-  }
-  return out;
-}
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
-// Where the entries of two ranks first differ: "parameter 2 is "fc.weight" [3, 4] float32 on rank 0 but ...".
-std::string first_difference(const char* kind, const std::vector<Entry>& a, int ra, const std::vector<Entry>& b,
-                             int rb) {
-  auto text = [&](const std::vector<Entry>& v, size_t i) {
-    if (i >= v.size()) return detail::cat_str("missing (", v.size(), " ", kind, "s)");
-    return v[i].name.empty() ? v[i].what : detail::cat_str("\"", v[i].name, "\" ", v[i].what);
-  };
-  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
-    if (i < a.size() && i < b.size() && a[i].name == b[i].name && a[i].what == b[i].what) continue;
-    return detail::cat_str(kind, " ", i, " is ", text(a, i), " on rank ", ra, " but ", text(b, i), " on rank ", rb);
-  }
-  return {};
-}
-
-}  // namespace
-
-void DistributedDataParallel::check_same_model(const NamedTensors& parameters, const NamedTensors& buffers) const {
-  if (comm_.world_size() == 1) return;
-  std::string sig;
-  for (const auto& [name, t] : parameters) sig += signature_line("parameter", name, t, true);
-  for (const auto& [name, t] : buffers) sig += signature_line("buffer", name, t, false);
-  // One small all-gather of (hash, length); only when they differ do the ranks exchange the whole text.
-  const std::vector<int64_t> all =
-      comm_.all_gather_int64({static_cast<int64_t>(fnv1a(sig)), static_cast<int64_t>(sig.size())});
-  bool same = true;
-  for (int r = 1; r < comm_.world_size(); ++r) same = same && all[2 * r] == all[0] && all[2 * r + 1] == all[1];
-  if (same) return;
-  const std::vector<std::string> sigs = comm_.all_gather_string(sig);
-  int other = 1;
-  while (other + 1 < comm_.world_size() && sigs[other] == sigs[0]) ++other;
-  const auto [p0, b0] = parse_signature(sigs[0]);
-  const auto [pr, br] = parse_signature(sigs[other]);
-  std::string where = first_difference("parameter", p0, 0, pr, other);
-  if (where.empty()) where = first_difference("buffer", b0, 0, br, other);
-  if (where.empty()) where = "their descriptions differ";
-  throw DistError(detail::cat_str(
-      "[DistributedDataParallel] the ranks hold different models: rank 0 has ", p0.size(), " parameters and ",
-      b0.size(), " buffers, rank ", other, " has ", pr.size(), " parameters and ", br.size(), " buffers; ", where,
-      ". Every rank must build the same model (layers, shapes, dtypes) before DDP, which starts them all from rank "
-      "0's weights"));
-}
-
 DistributedDataParallel::DistributedDataParallel(NamedTensors parameters, NamedTensors buffers, Communicator& comm,
                                                  DDPOptions options)
     : comm_(comm), options_(options) {
   EMBER_CHECK(options_.bucket_cap_mb > 0, ValueError, "[DistributedDataParallel] bucket_cap_mb must be > 0, got ",
               options_.bucket_cap_mb);
-  check_same_model(parameters, buffers);
-  for (auto& [name, t] : parameters)
-    if (t.requires_grad()) params_.push_back(std::move(t));
+  detail::check_same_model(comm_, parameters, buffers, "DistributedDataParallel");
+  params_ = detail::trainable(std::move(parameters), comm_, "DistributedDataParallel");
   for (auto& [name, t] : buffers) buffers_.push_back(std::move(t));
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const Tensor& p = params_[i];
-    EMBER_CHECK(p.is_leaf() && p.is_contiguous() && comm_.accepts(p.device()), ValueError,
-                "[DistributedDataParallel] parameter ", i, " (", describe(p),
-                ") must be a contiguous leaf on a device the ", comm_.backend(), " communicator takes");
-  }
-  // Reverse order, a new bucket when the dtype or device changes or the cap is reached.
-  const double cap = options_.bucket_cap_mb * 1024.0 * 1024.0;
   bucket_of_.resize(params_.size());
-  double bytes = 0;
-  for (size_t k = params_.size(); k-- > 0;) {
-    const Tensor& p = params_[k];
-    Bucket* b = buckets_.empty() ? nullptr : buckets_.back().get();
-    if (!b || bytes >= cap || params_[b->params.front()].dtype() != p.dtype() ||
-        params_[b->params.front()].device() != p.device()) {
-      buckets_.push_back(std::make_unique<Bucket>());
-      b = buckets_.back().get();
-      bytes = 0;
+  for (std::vector<size_t>& plan : detail::plan_buckets(params_, options_.bucket_cap_mb * 1024.0 * 1024.0)) {
+    auto b = std::make_unique<Bucket>();
+    for (size_t k : plan) {
+      b->params.push_back(k);
+      b->offsets.push_back(b->grads_numel);
+      b->grads_numel += params_[k].numel();
+      bucket_of_[k] = buckets_.size();
     }
-    b->params.push_back(k);
-    b->offsets.push_back(b->grads_numel);
-    b->grads_numel += p.numel();
-    bytes += static_cast<double>(p.nbytes());
-    bucket_of_[k] = buckets_.size() - 1;
+    buckets_.push_back(std::move(b));
   }
   for (auto& b : buckets_) {
     const Tensor& p0 = params_[b->params.front()];
@@ -154,12 +61,7 @@ DistributedDataParallel::~DistributedDataParallel() {
   }
 }
 
-void DistributedDataParallel::sync_parameters() {
-  if (comm_.world_size() == 1) return;
-  autograd::NoGradGuard no_grad;
-  for (const Tensor& p : params_) comm_.broadcast(p, 0);
-  for (const Tensor& b : buffers_) comm_.broadcast(b, 0);
-}
+void DistributedDataParallel::sync_parameters() { detail::broadcast_replica(comm_, params_, buffers_); }
 
 void DistributedDataParallel::sync_buffers() {
   if (comm_.world_size() == 1 || !options_.broadcast_buffers) return;
@@ -183,14 +85,7 @@ void DistributedDataParallel::on_grad_ready(size_t param) {
     }
     next_launch_ = 0;
     launched_early_ = 0;
-    in_backward_ = true;
-    // The flag drops with the callback, also when a throwing backward discards it without running it.
-    struct Clear {
-      explicit Clear(bool& f) : flag(f) {}
-      ~Clear() { flag = false; }
-      bool& flag;
-    };
-    autograd::queue_callback([this, clear = std::make_shared<Clear>(in_backward_)] { finish(); });
+    detail::queue_end_of_backward(in_backward_, [this] { finish(); });
   }
   Bucket& b = *buckets_[bucket_of_[param]];
   ++b.ready;

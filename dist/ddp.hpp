@@ -16,6 +16,7 @@
 #include "core/tensor.hpp"
 #include "dist/communicator.hpp"
 #include "dist/process_group.hpp"
+#include "dist/replica.hpp"
 
 namespace ember::dist {
 
@@ -38,8 +39,7 @@ class DistributedDataParallel {
     m.buffers();
   }
   explicit DistributedDataParallel(const M& module, Communicator& comm = world(), DDPOptions options = {})
-      : DistributedDataParallel(named(module, [&] { return module.parameters(); }),
-                                named_buffers_of(module, [&] { return module.buffers(); }), comm, options) {}
+      : DistributedDataParallel(detail::named_parameters_of(module), detail::named_buffers_of(module), comm, options) {}
   // ... or a module handle (nn::Linear, nn::Sequential, a shared_ptr to a module).
   template <class H>
   requires requires(const H& h) {
@@ -47,15 +47,15 @@ class DistributedDataParallel {
     h->buffers();
   }
   explicit DistributedDataParallel(const H& module, Communicator& comm = world(), DDPOptions options = {})
-      : DistributedDataParallel(named(target(module), [&] { return module->parameters(); }),
-                                named_buffers_of(target(module), [&] { return module->buffers(); }), comm, options) {}
+      : DistributedDataParallel(detail::named_parameters_of(detail::target(module)),
+                                detail::named_buffers_of(detail::target(module)), comm, options) {}
   // Named parameters and buffers (nn::Module::named_parameters()); names may be empty.
   DistributedDataParallel(NamedTensors parameters, NamedTensors buffers, Communicator& comm = world(),
                           DDPOptions options = {});
   // Unnamed: the rank check reports positions only.
   DistributedDataParallel(const std::vector<Tensor>& parameters, const std::vector<Tensor>& buffers,
                           Communicator& comm = world(), DDPOptions options = {})
-      : DistributedDataParallel(unnamed(parameters), unnamed(buffers), comm, options) {}
+      : DistributedDataParallel(detail::unnamed(parameters), detail::unnamed(buffers), comm, options) {}
   ~DistributedDataParallel();
   DistributedDataParallel(const DistributedDataParallel&) = delete;
   DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
@@ -92,36 +92,6 @@ class DistributedDataParallel {
   struct Bucket;
 
  private:
-  static NamedTensors unnamed(const std::vector<Tensor>& tensors) {
-    NamedTensors out;
-    for (const Tensor& t : tensors) out.emplace_back(std::string(), t);
-    return out;
-  }
-  template <class H>
-  static const auto& target(const H& h) {
-    if constexpr (std::is_pointer_v<H>)
-      return *h;
-    else
-      return *h.operator->();
-  }
-  template <class M, class F>
-  static NamedTensors named(const M& m, F plain) {
-    if constexpr (requires { m.named_parameters(); })
-      return m.named_parameters();
-    else
-      return unnamed(plain());
-  }
-  template <class M, class F>
-  static NamedTensors named_buffers_of(const M& m, F plain) {
-    if constexpr (requires { m.named_buffers(); })
-      return m.named_buffers();
-    else
-      return unnamed(plain());
-  }
-  // Raises DistError on every rank when the ranks' parameters or buffers differ in count, name, shape,
-  // dtype or requires_grad.
-  void check_same_model(const NamedTensors& parameters, const NamedTensors& buffers) const;
-
   void on_grad_ready(size_t param);
   void launch(size_t bucket);
   void finish();  // queued at the end of each synchronised backward

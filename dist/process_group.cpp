@@ -20,15 +20,6 @@
 namespace ember::dist {
 namespace {
 
-// An integer environment variable, or `fallback` when unset or not a number.
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return fallback;
-  char* end = nullptr;
-  long x = std::strtol(v, &end, 10);
-  return *end == '\0' ? static_cast<int>(x) : fallback;
-}
-
 struct Group {
   std::string backend;
   double timeout = kDefaultTimeout;
@@ -96,24 +87,6 @@ void init_locked(const std::string& requested) {
 }
 
 }  // namespace
-
-LaunchInfo launch_info() {
-  LaunchInfo info;
-  if (env_int("OMPI_COMM_WORLD_SIZE", 0) > 0) {
-    info = {env_int("OMPI_COMM_WORLD_RANK", 0), env_int("OMPI_COMM_WORLD_SIZE", 1),
-            env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0), env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1), "mpirun"};
-  } else if (env_int("PMI_SIZE", 0) > 0) {
-    info = {env_int("PMI_RANK", 0), env_int("PMI_SIZE", 1), env_int("MPI_LOCALRANKID", 0),
-            env_int("MPI_LOCALNRANKS", 1), "hydra"};
-  } else if (env_int("SLURM_STEP_NUM_TASKS", 0) > 0) {  // set by srun, not by the batch script itself
-    info = {env_int("SLURM_PROCID", 0), env_int("SLURM_STEP_NUM_TASKS", 1), env_int("SLURM_LOCALID", 0),
-            env_int("SLURM_STEP_TASKS_PER_NODE", 1), "srun"};
-  }
-  EMBER_CHECK(info.world_size >= 1 && info.rank >= 0 && info.rank < info.world_size && info.local_rank >= 0, DistError,
-              "[dist::launch_info] ", info.launcher, "'s environment gives rank ", info.rank, " of ", info.world_size,
-              " (local rank ", info.local_rank, "): not a valid placement");
-  return info;
-}
 
 void init_process_group(const std::string& backend) {
   std::lock_guard lock(g_mutex);

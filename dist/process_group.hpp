@@ -4,20 +4,12 @@
 #include <string>
 
 #include "core/device.hpp"
+#include "dist/cluster_environment.hpp"
 #include "dist/communicator.hpp"
 
 namespace ember::dist {
 
-// What the launcher's environment says: OpenMPI's mpirun (OMPI_COMM_WORLD_*), MPICH/Hydra (PMI_*),
-// or SLURM's srun (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID); else rank 0 of 1.
-struct LaunchInfo {
-  int rank = 0;
-  int world_size = 1;
-  int local_rank = 0;  // among the processes on this node: picks the CUDA device
-  int local_world_size = 1;
-  std::string launcher = "none";  // "mpirun", "hydra", "srun" or "none"
-};
-LaunchInfo launch_info();
+// LaunchInfo and launch_info(), the detected launcher's placement, are in dist/cluster_environment.hpp.
 
 // Starts the group once (later calls with the same backend do nothing). backend "auto": "mpi" when the
 // launcher started more than one process, else "single". DistError when the launcher started several

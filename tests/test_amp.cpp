@@ -210,13 +210,53 @@ TEST_SUITE("amp") {
       CHECK(t.callback_metrics().at("val_acc") >= 0.85);  // the problem is learnable in every mode
     }
     CHECK(throws_with<ValueError>([] { train::Trainer t({.precision = "fp8"}); }, "precision \"fp8\" is not one of"));
+  }
 
-    struct Manual : Tiny {
+  // Manual optimisation under 16-mixed goes through the precision plugin: manual_backward scales the loss,
+  // clip_gradients unscales before clipping, manual_step skips an overflowing step. The result equals
+  // automatic optimisation's, step for step; a plain opt->step() (scaled gradients) is an error.
+  TEST_CASE("Trainer 16-mixed with manual optimisation: manual_step equals automatic optimisation") {
+    struct Manual : Probe {
+      bool plain_step = false;
       Manual() { automatic_optimization = false; }
+      Tensor training_step(const data::Batch& b, int64_t i) override {
+        optim::Optimizer& opt = *optimizers().front();
+        Tensor loss = Probe::training_step(b, i);
+        manual_backward(loss);
+        if (plain_step) {
+          opt.step();
+        } else {
+          clip_gradients(opt, 0.5, "norm");
+          manual_step(opt);
+        }
+        opt.zero_grad();
+        return loss;
+      }
     };
+    auto options = [] {
+      return quiet({.max_epochs = 2, .precision = "16-mixed", .gradient_clip_val = 0.5, .num_sanity_val_steps = 0});
+    };
+    manual_seed(5);
+    Probe automatic;
+    automatic.poison_at_step = 3;
+    train::Trainer ta(options());
+    ta.fit(automatic, loader(24, 4, true));
+    manual_seed(5);
     Manual manual;
-    train::Trainer t(quiet({.max_epochs = 1, .precision = "16-mixed"}));
-    CHECK(throws_with<ValueError>([&] { t.fit(manual, loader(8, 4, false)); }, "use \"bf16-mixed\""));
+    manual.poison_at_step = 3;
+    train::TrainerOptions mo = options();
+    mo.gradient_clip_val = std::nullopt;  // manual optimisation clips in training_step
+    train::Trainer tm(mo);
+    tm.fit(manual, loader(24, 4, true));
+    CHECK(tm.global_step() == ta.global_step());  // the skipped step counts in both
+    CHECK(tm.global_step() == 12);
+    CHECK(tm.scaler()->get_scale() == 32768.0);  // halved once by the poisoned step
+    CHECK(flat_params(manual) == flat_params(automatic));
+
+    Manual plain;
+    plain.plain_step = true;
+    train::Trainer tp(mo);
+    CHECK(throws_with<ValueError>([&] { tp.fit(plain, loader(8, 4, false)); }, "step with manual_step(opt)"));
   }
 
   TEST_CASE("Trainer 16-mixed: an overflowing step is skipped and halves the scale; resume restores the scaler") {
@@ -264,7 +304,7 @@ TEST_SUITE("amp") {
     t1.fit(first, loader(24, 4, true));
     REQUIRE(t1.interrupted());
     train::Checkpoint ck = train::Checkpoint::load(t1.interrupted_checkpoint_path());
-    CHECK(ck.state.at("grad_scaler").at("scale") == 32768.0);
+    CHECK(ck.state.at("precision").at("scale") == 32768.0);
 
     manual_seed(99);
     Probe second;

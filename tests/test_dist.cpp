@@ -100,13 +100,16 @@ TEST_SUITE("dist") {
       ScopedEnv env({{"SLURM_STEP_NUM_TASKS", "8"},
                      {"SLURM_PROCID", "5"},
                      {"SLURM_LOCALID", "1"},
-                     {"SLURM_STEP_TASKS_PER_NODE", "4"},
+                     {"SLURM_STEP_TASKS_PER_NODE", "4(x2)"},  // SLURM's form: 4 tasks on each of 2 nodes
+                     {"SLURM_NODEID", "1"},
                      {"SLURM_NTASKS", "8"}});
       dist::LaunchInfo i = dist::launch_info();
       CHECK(i.launcher == "srun");
       CHECK(i.rank == 5);
       CHECK(i.world_size == 8);
       CHECK(i.local_rank == 1);
+      CHECK(i.local_world_size == 4);
+      CHECK(i.node_rank == 1);
     }
     {
       ScopedEnv env({{"PMI_SIZE", "2"}, {"PMI_RANK", "2"}});
@@ -204,7 +207,7 @@ TEST_SUITE("dist") {
                                   "bucket_cap_mb"));
   }
 
-  TEST_CASE("Trainer strategy \"ddp\" with one process trains exactly as one device") {
+  TEST_CASE("Trainer strategies \"ddp\" and \"ddp_sharded\" with one process train exactly as one device") {
     using namespace trainer_test;
     auto run = [](const std::string& strategy) {
       manual_seed(11);
@@ -213,9 +216,10 @@ TEST_SUITE("dist") {
       t.fit(m, loader(64, 8, /*shuffle=*/true), loader(32, 8, false, 2));
       CHECK(t.world_size() == 1);
       CHECK(t.is_global_zero());
-      CHECK((strategy == "ddp") == (t.communicator() != nullptr));
+      CHECK((strategy != "single_device") == (t.communicator() != nullptr));
       return flat_params(m);
     };
     CHECK(run("ddp") == run("single_device"));
+    CHECK(run("ddp_sharded") == run("single_device"));  // one rank owns every parameter
   }
 }

@@ -3,9 +3,13 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "examples/char_gpt/char_gpt.hpp"
 #include "examples/digits_mlp/digits_mlp.hpp"
+#include "examples/extending/epoch_stats_callback.hpp"
+#include "examples/extending/jsonl_logger.hpp"
+#include "examples/extending/memory_checkpoint_io.hpp"
 #include "examples/mnist_autoencoder/mnist_autoencoder.hpp"
 #include "examples/mnist_cnn/mnist_cnn.hpp"
 #include "test_util.hpp"
@@ -85,4 +89,59 @@ TEST_CASE("examples: the char GPT's validation loss falls on Pride and Prejudice
   CHECK(r.first_train_loss > 3.5);  // about ln(vocab) at the start
   CHECK(r.final_val_loss < 3.0);
   CHECK(r.sample.size() > 10);
+}
+
+TEST_CASE("examples/extending: the custom callback times every epoch and stops at the accuracy goal") {
+  const auto records = extending::train_with_epoch_stats(30, 0.9);
+  REQUIRE(!records.empty());
+  CHECK(records.size() < 30);  // stopped early
+  CHECK(records.back().val_acc >= 0.9);
+  for (size_t i = 0; i < records.size(); ++i) {
+    CAPTURE(i);
+    CHECK(records[i].epoch == int64_t(i));
+    CHECK(records[i].seconds > 0);
+    CHECK(records[i].samples == 1438);  // 80% of the 1797 digits, every epoch
+    CHECK(records[i].samples_per_s == doctest::Approx(records[i].samples / records[i].seconds));
+    if (i + 1 < records.size()) CHECK(records[i].val_acc < 0.9);  // the first epoch to reach it is the last
+  }
+}
+
+TEST_CASE("examples/extending: a run resumed from the in-memory CheckpointIO equals the uninterrupted run") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("ember_test_extending_memory_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const auto r = extending::train_resumed_from_memory(4, dir.string());
+  CHECK(r.first_step > 0);
+  CHECK(r.resumed_step == 2 * r.first_step);
+  CHECK(r.resumed_step == r.full_step);
+  REQUIRE(!r.full_weights.empty());
+  CHECK(r.resumed_weights == r.full_weights);    // bitwise: the resume restored weights, Adam state and data order
+  CHECK(!fs::exists(dir / "last.safetensors"));  // nothing went to disk
+  fs::remove_all(dir);
+}
+
+TEST_CASE("examples/extending: the JSON Lines logger writes hyperparameters, metrics and the status") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("ember_test_extending_jsonl_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  std::ifstream in(extending::train_with_jsonl_logger(2, dir.string()));
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  REQUIRE(lines.size() >= 4);
+  CHECK(lines.front().at("hparams").at("lr") == 3e-3);
+  CHECK(lines.back() == nlohmann::json{{"status", "success"}});
+  int64_t last_step = -1, epochs = 0, steps = 0;
+  for (size_t i = 1; i + 1 < lines.size(); ++i) {
+    const auto& m = lines[i].at("metrics");
+    CHECK(lines[i].at("step").get<int64_t>() >= last_step);
+    last_step = lines[i].at("step").get<int64_t>();
+    if (m.contains("val_acc")) {
+      ++epochs;
+      CHECK(m.at("val_acc").get<double>() > 0.5);
+    }
+    steps += m.contains("train_loss_step");
+  }
+  CHECK(epochs == 2);
+  CHECK(steps == 9);  // 45 batches per epoch, every 10th step logged
+  fs::remove_all(dir);
 }

@@ -123,6 +123,28 @@ TEST_SUITE("profiler") {
     CHECK(p.events().size() == evs.size());
   }
 
+  TEST_CASE("profiler: views, creation ops and the fused optimizer updates are recorded too") {
+    Tensor w = randn({4, 3}, {.requires_grad = true});
+    auto opt = std::make_shared<optim::AdamW>(std::vector<Tensor>{w}, optim::AdamWOptions{.lr = 1e-2});
+    prof::Profiler p;
+    p.start();
+    Tensor x = zeros({2, 4}) + arange(8).to(kF32).reshape({2, 4});
+    Tensor y = matmul(x, w).transpose(0, 1).sum();
+    y.backward();
+    opt->step();
+    p.stop();
+    const auto evs = p.events();
+    REQUIRE_FALSE(named(evs, "reshape").empty());
+    CHECK(named(evs, "reshape")[0].shapes == std::vector<std::vector<int64_t>>{{8}});
+    CHECK(named(evs, "transpose").size() >= 1);
+    CHECK(named(evs, "full").size() >= 1);  // zeros
+    CHECK(named(evs, "arange").size() == 1);
+    const auto step = named(evs, "adam_step_");
+    REQUIRE(step.size() == 1);
+    CHECK(step[0].shapes.front() == std::vector<int64_t>{4, 3});
+    CHECK(properly_nested(evs));
+  }
+
   TEST_CASE("profiler: record_function ranges nest ops; self time is total minus the children") {
     Tensor a = randn({64, 64}), b = randn({64, 64});
     prof::Profiler p;
@@ -283,6 +305,45 @@ TEST_SUITE("profiler") {
     CHECK(rows.at("[TrainModule] training_step").second + rows.at("[Trainer] backward").second +
               rows.at("[Trainer] optimizer_step").second <=
           rows.at("run_training_batch").second + 1e-6);
+  }
+
+  TEST_CASE("profiler: validate, test and predict write their own reports; ops are scheduled by their batches") {
+    TempDir dir("profiler_eval");
+    Tiny model;
+    train::TrainerOptions o = quiet({.max_epochs = 1, .num_sanity_val_steps = 0});
+    o.default_root_dir = dir.str();
+    o.profiler = "simple";
+    train::Trainer trainer(o);
+    trainer.validate(model, loader(24, 8, false), {.verbose = false});  // 3 batches
+    trainer.test(model, loader(32, 8, false), {.verbose = false});      // 4
+    trainer.predict(model, loader(40, 8, false));                       // 5
+    auto rows_of = [&](const char* stage) {
+      const fs::path file = dir.path / (std::string(stage) + "-profiler.txt");
+      REQUIRE(fs::exists(file));
+      return read_file(file);
+    };
+    const std::string validate = rows_of("validate"), test = rows_of("test"), predict = rows_of("predict");
+    CHECK(validate.find("VALIDATE Profiler Report") != std::string::npos);
+    CHECK(report_rows(validate).at("[TrainModule] validation_step").first == 3);
+    CHECK(report_rows(test).at("[TrainModule] test_step").first == 4);
+    CHECK(report_rows(predict).at("[TrainModule] predict_step").first == 5);
+    CHECK(report_rows(predict).at("[Trainer] batch_to_device").first == 5);
+    CHECK_FALSE(fs::exists(dir.path / "fit-profiler.txt"));
+
+    // "ops": the schedule (wait 1, warmup 1, active 3) counts the loop's batches: predict batches 2-4.
+    TempDir ops_dir("profiler_eval_ops");
+    o.default_root_dir = ops_dir.str();
+    o.profiler = "ops";
+    train::Trainer ops(o);
+    ops.predict(model, loader(48, 8, false));  // 6 batches
+    const nlohmann::json doc = nlohmann::json::parse(read_file(ops_dir.path / "predict-trace.json"));
+    int steps = 0, addmm = 0;
+    for (const auto& e : doc["traceEvents"]) {
+      steps += e["name"] == "[TrainModule] predict_step";
+      addmm += e["name"] == "addmm";
+    }
+    CHECK(steps == 3);
+    CHECK(addmm == 3);
   }
 
   TEST_CASE("profiler: the Trainer's top-level phases add up to the run's wall time") {

@@ -113,8 +113,12 @@ const CliTable<TrainerOptions>& trainer_cli_table() {
       cli_field("accelerator", &O::accelerator, "cpu, cuda or auto (cuda when a device is present)"),
       cli_field("devices", &O::devices, "processes per node (-1: as many as the launcher started)"),
       cli_field("num_nodes", &O::num_nodes, "nodes of the DDP job"),
-      cli_field("strategy", &O::strategy, "auto, single_device or ddp"),
+      cli_code_only("cluster_environment", &O::cluster_environment, "ClusterEnvironment",
+                    "a cluster environment object: set in code (null: detected)"),
+      cli_field("strategy", &O::strategy, "auto, single_device, ddp or ddp_sharded"),
+      cli_code_only("strategy_instance", &O::strategy_instance, "Strategy", "a strategy object: set in code"),
       cli_field("precision", &O::precision, "32, 64, bf16-mixed, 16-mixed, bf16-true or 16-true"),
+      cli_code_only("precision_plugin", &O::precision_plugin, "Precision", "a precision plugin: set in code"),
       cli_field("accumulate_grad_batches", &O::accumulate_grad_batches, "batches per optimizer step"),
       cli_field("gradient_clip_val", &O::gradient_clip_val, "clip gradients at this norm or value (null: off)"),
       cli_field("gradient_clip_algorithm", &O::gradient_clip_algorithm, "norm or value"),
@@ -144,8 +148,10 @@ const CliTable<TrainerOptions>& trainer_cli_table() {
       cli_field("ddp_bucket_cap_mb", &O::ddp_bucket_cap_mb, "DDP gradient bucket size in MiB"),
       cli_field("ddp_timeout", &O::ddp_timeout, "DDP: seconds a collective may wait (null: the group's)"),
       cli_field("handle_signals", &O::handle_signals, "SIGTERM/SIGUSR1 save the run and stop fit"),
+      cli_field("auto_requeue", &O::auto_requeue, "SLURM: SIGUSR1 requeues the job, which then resumes"),
       cli_field("profiler", &O::profiler, "simple (phases and hooks) or ops (also every op); empty: off"),
       cli_code_only("profiler_instance", &O::profiler_instance, "Profiler", "a profiler object: set in code"),
+      cli_code_only("checkpoint_io", &O::checkpoint_io, "CheckpointIO", "a checkpoint store object: set in code"),
   };
   return table;
 }

@@ -6,26 +6,16 @@
 #include <iostream>
 #include <utility>
 
-#include "core/autocast.hpp"
 #include "core/autograd.hpp"
 #include "core/error.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
 #include "core/profiler.hpp"
-#include "nn/clip_grad.hpp"
 #include "train/signals.hpp"
 #include "train/trainer.hpp"
 
 namespace ember::train {
 namespace {
-
-// Autocast around a forward step under a "-mixed" precision; nothing otherwise.
-struct StepAutocast {
-  std::optional<Autocast> scope;
-  StepAutocast(Device device, std::optional<DType> dtype) {
-    if (dtype) scope.emplace(device, *dtype);
-  }
-};
 
 // DDP: ranks that run different numbers of training batches wait for each other in a collective forever.
 // One all-reduce of (count, -count) at each epoch's start gives every rank the largest and smallest count.
@@ -276,7 +266,7 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
   metrics_.set_batch_size(b.size());
   step_before_batch_ = global_step_;
   if (!m.on_train_batch_start(b, batch_idx)) return false;
-  if (ddp_) ddp_->sync_buffers();  // rank 0's BatchNorm statistics, as PyTorch's DDP before each forward
+  strategy_->before_training_step();
   call_hook("on_train_batch_start", [&](Callback& c) { c.on_train_batch_start(*this, m, b, batch_idx); });
 
   Tensor loss;
@@ -284,7 +274,7 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
     const bool window_end = (batches_this_epoch_ + 1) % accumulate_ == 0 ||
                             (num_training_batches_ >= 0 && batches_this_epoch_ + 1 == num_training_batches_);
     {
-      StepAutocast amp(device_, precision_.autocast_dtype);
+      const std::shared_ptr<void> amp = precision_->forward_context(device_);
       profiler::RecordFunction step_range("[TrainModule] training_step");
       loss = m.training_step(b, batch_idx);
     }
@@ -299,8 +289,8 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
         EMBER_CHECK(std::isfinite(v), ValueError, "[Trainer] detect_anomaly: training_step returned a loss of ", v,
                     " at epoch ", current_epoch_, ", batch ", batch_idx, " (global step ", global_step_, ")");
       }
-      std::optional<dist::DistributedDataParallel::NoSync> local;  // accumulate locally until the window ends
-      if (ddp_ && !window_end) local.emplace(*ddp_);
+      // accumulate locally until the window ends
+      const std::shared_ptr<void> local = window_end ? nullptr : strategy_->block_backward_sync();
       backward(accumulate_ > 1 ? loss / double(accumulate_) : loss);
       grads_pending_ = true;
     }
@@ -312,10 +302,18 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
       return n;
     };
     const int64_t before = steps();
-    StepAutocast amp(device_, precision_.autocast_dtype);
+    manual_steps_ = manual_skipped_ = 0;
+    const std::shared_ptr<void> amp = precision_->forward_context(device_);
     profiler::RecordFunction step_range("[TrainModule] training_step");
     loss = m.training_step(b, batch_idx);
-    global_step_ += steps() - before;  // every optimizer step counts, as Lightning's manual optimisation
+    const int64_t taken = steps() - before;
+    EMBER_CHECK(precision_->scaler() == nullptr || taken <= manual_steps_ - manual_skipped_, ValueError,
+                "[Trainer] precision \"", precision_->name(),
+                "\" scales the loss, but training_step called an optimizer's step() itself, which applied "
+                "scaled gradients: step with manual_step(opt) under manual optimisation");
+    // every optimizer step counts (one the precision plugin skipped too), as Lightning's manual optimisation
+    global_step_ += taken + manual_skipped_;
+    update_precision();
   }
   ++batches_this_epoch_;
   ++batches_total_;
@@ -345,7 +343,7 @@ void Trainer::backward(const Tensor& loss) {
   m.on_before_backward(loss);
   call_hook("on_before_backward", [&](Callback& c) { c.on_before_backward(*this, m, loss); });
   if (!unregistered_checked_ && stage_ == Stage::kFitting) check_unregistered(loss);
-  (scaler_ ? scaler_->scale(loss) : loss).backward();
+  precision_->pre_backward(loss).backward();
   m.on_after_backward();
   call_hook("on_after_backward", [&](Callback& c) { c.on_after_backward(*this, m); });
 }
@@ -354,30 +352,50 @@ void Trainer::optimizer_step() {
   profiler::RecordFunction range("[Trainer] optimizer_step");
   TrainModule& m = *model_;
   optim::Optimizer& opt = *optimizers_.front();
-  if (scaler_) scaler_->unscale_(opt);  // hooks and clipping see the true gradients
+  unscale_once(opt);  // hooks and clipping see the true gradients
   m.on_before_optimizer_step(opt);
   call_hook("on_before_optimizer_step", [&](Callback& c) { c.on_before_optimizer_step(*this, m, opt); });
-  if (options_.gradient_clip_val && *options_.gradient_clip_val > 0) {
-    std::vector<Tensor> params;
-    for (const Tensor& p : m.parameters())
-      if (p.grad().defined()) params.push_back(p);
-    if (options_.gradient_clip_algorithm == "norm")
-      nn::clip_grad_norm_(params, *options_.gradient_clip_val);
-    else
-      nn::clip_grad_value_(params, *options_.gradient_clip_val);
-  }
-  if (scaler_) {
-    scaler_->step(opt);  // skipped when a gradient overflowed; the scale then shrinks
-    scaler_->update();
-  } else {
-    opt.step();
-  }
+  if (options_.gradient_clip_val && *options_.gradient_clip_val > 0)
+    clip_gradients(opt, *options_.gradient_clip_val, options_.gradient_clip_algorithm);
+  strategy_->optimizer_step(opt, *precision_);  // the precision plugin may skip it (16-mixed overflow)
+  update_precision();
   ++global_step_;
   m.on_before_zero_grad(opt);
   call_hook("on_before_zero_grad", [&](Callback& c) { c.on_before_zero_grad(*this, m, opt); });
   opt.zero_grad();
   grads_pending_ = false;
   step_schedulers("step");
+}
+
+bool Trainer::manual_step(optim::Optimizer& opt) {
+  profiler::RecordFunction range("[Trainer] optimizer_step");
+  unscale_once(opt);
+  const bool stepped = strategy_->optimizer_step(opt, *precision_);
+  ++manual_steps_;
+  if (!stepped) ++manual_skipped_;
+  return stepped;
+}
+
+void Trainer::clip_gradients(optim::Optimizer& opt, double clip_val, const std::string& algorithm) {
+  EMBER_CHECK(algorithm == "norm" || algorithm == "value", ValueError,
+              "[Trainer.clip_gradients] algorithm must be \"norm\" or \"value\", got \"", algorithm, "\"");
+  unscale_once(opt);
+  std::vector<Tensor> params;
+  for (const Tensor& p : opt.parameters())
+    if (p.grad().defined()) params.push_back(p);
+  if (algorithm == "norm")
+    strategy_->clip_grad_norm(params, clip_val);
+  else
+    strategy_->clip_grad_value(params, clip_val);
+}
+
+void Trainer::unscale_once(optim::Optimizer& opt) {
+  if (unscaled_.insert(&opt).second) precision_->unscale_gradients(opt);
+}
+
+void Trainer::update_precision() {
+  precision_->update();
+  unscaled_.clear();
 }
 
 void Trainer::step_schedulers(const std::string& interval) {
@@ -460,14 +478,15 @@ MetricMap Trainer::run_eval(Stage stage, const std::shared_ptr<data::DataLoader>
       if (test) {
         call_hook("on_test_batch_start", [&](Callback& c) { c.on_test_batch_start(*this, m, b, idx); });
         {
-          StepAutocast amp(device_, precision_.autocast_dtype);
+          const std::shared_ptr<void> amp = precision_->forward_context(device_);
+          profiler::RecordFunction step_range("[TrainModule] test_step");
           m.test_step(b, idx);
         }
         call_hook("on_test_batch_end", [&](Callback& c) { c.on_test_batch_end(*this, m, b, idx); });
       } else {
         call_hook("on_validation_batch_start", [&](Callback& c) { c.on_validation_batch_start(*this, m, b, idx); });
         try {
-          StepAutocast amp(device_, precision_.autocast_dtype);
+          const std::shared_ptr<void> amp = precision_->forward_context(device_);
           profiler::RecordFunction step_range("[TrainModule] validation_step");
           m.validation_step(b, idx);
         } catch (const StepNotOverridden&) {
@@ -483,6 +502,8 @@ MetricMap Trainer::run_eval(Stage stage, const std::shared_ptr<data::DataLoader>
         call_hook("on_validation_batch_end", [&](Callback& c) { c.on_validation_batch_end(*this, m, b, idx); });
       }
       send_to_loggers(metrics_.take_step_metrics());
+      // validate()/test() profile their own batches (a validation inside fit is part of fit's steps)
+      if (profiling_ && (stage_ == Stage::kValidating || stage_ == Stage::kTesting)) profiling_->step();
       ++idx;
     }
   }
@@ -533,10 +554,12 @@ std::vector<Tensor> Trainer::run_predict(std::shared_ptr<data::DataLoader> loade
       call_hook("on_predict_batch_start", [&](Callback& c) { c.on_predict_batch_start(*this, m, b, idx); });
       Tensor p;
       {
-        StepAutocast amp(device_, precision_.autocast_dtype);
+        const std::shared_ptr<void> amp = precision_->forward_context(device_);
+        profiler::RecordFunction step_range("[TrainModule] predict_step");
         p = m.predict_step(b, idx);
       }
       call_hook("on_predict_batch_end", [&](Callback& c) { c.on_predict_batch_end(*this, m, p, b, idx); });
+      if (profiling_) profiling_->step();  // the profiler's schedule counts predict batches
       out.push_back(std::move(p));
       ++idx;
     }

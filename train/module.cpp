@@ -77,4 +77,10 @@ void TrainModule::manual_backward(const Tensor& loss) {
   trainer().backward(loss);
 }
 
+bool TrainModule::manual_step(optim::Optimizer& opt) { return trainer().manual_step(opt); }
+
+void TrainModule::clip_gradients(optim::Optimizer& opt, double clip_val, const std::string& algorithm) {
+  trainer().clip_gradients(opt, clip_val, algorithm);
+}
+
 }  // namespace ember::train

@@ -136,8 +136,12 @@ class TrainModule : public nn::Module {
   void save_hyperparameters(nlohmann::json hparams);
   const nlohmann::json& hparams() const { return hparams_; }
 
-  // Manual optimisation: set false in the constructor; training_step then calls optimizers()[i]->step()
-  // itself, after manual_backward(loss) (which runs the backward hooks and any precision scaling).
+  // Manual optimisation: set false in the constructor; training_step then steps the optimizers itself:
+  // manual_backward(loss) (the backward hooks, the precision plugin's loss scaling, the strategy's
+  // gradient reduction), optionally clip_gradients(opt, ...), then manual_step(opt). manual_step goes
+  // through the precision plugin and the strategy, so it is right under every precision ("16-mixed":
+  // unscaled gradients, a skipped step after an overflow) and strategy; a plain opt->step() is too
+  // under precisions without a loss scale, and an error under "16-mixed" (it would apply scaled gradients).
   bool automatic_optimization = true;
   // After the first backward of a fit the Trainer raises an error naming any tensor that training_step's
   // loss reached, that requires grad, and that neither parameters() nor an optimizer holds (a submodule
@@ -150,6 +154,11 @@ class TrainModule : public nn::Module {
   const std::vector<std::shared_ptr<optim::Optimizer>>& optimizers() const;
   std::vector<std::shared_ptr<optim::LRScheduler>> lr_schedulers() const;
   void manual_backward(const Tensor& loss);
+  // One step of opt as the Trainer takes it (see automatic_optimization); false when the precision
+  // plugin skipped it. Either way it counts as a global step.
+  bool manual_step(optim::Optimizer& opt);
+  // Clips opt's gradients (after unscaling them) by global norm ("norm") or by value ("value").
+  void clip_gradients(optim::Optimizer& opt, double clip_val, const std::string& algorithm = "norm");
 
   // The Trainer running this module (ValueError outside a run: a run attaches the module and detaches it
   // when it ends).

@@ -12,4 +12,5 @@
 #include "train/metrics.hpp"
 #include "train/metrics/metrics.hpp"
 #include "train/module.hpp"
+#include "train/plugins/checkpoint_io.hpp"
 #include "train/trainer.hpp"

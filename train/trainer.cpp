@@ -16,6 +16,8 @@
 #include "train/callbacks/model_summary.hpp"
 #include "train/callbacks/progress_bar.hpp"
 #include "train/loggers/csv.hpp"
+#include "train/plugins/ddp_sharded.hpp"
+#include "train/requeue.hpp"
 #include "train/signals.hpp"
 
 namespace ember::train {
@@ -68,21 +70,28 @@ const char* stage_name(Stage stage) {
   return "none";
 }
 
-Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
+Trainer::Trainer(TrainerOptions options)
+    : options_(std::move(options)),
+      checkpoint_io_(options_.checkpoint_io ? options_.checkpoint_io : std::make_shared<LocalCheckpointIO>()) {
   const TrainerOptions& o = options_;
   EMBER_CHECK(one_of(o.accelerator, {"cpu", "cuda", "gpu", "auto"}), ValueError,
               "[Trainer] accelerator must be \"cpu\", \"cuda\" or \"auto\", got \"", o.accelerator, "\"");
-  EMBER_CHECK(one_of(o.strategy, {"auto", "single_device", "ddp"}), ValueError,
-              "[Trainer] strategy must be \"auto\", \"single_device\" or \"ddp\", got \"", o.strategy, "\"");
+  EMBER_CHECK(o.strategy_instance != nullptr || one_of(o.strategy, {"auto", "single_device", "ddp", "ddp_sharded"}),
+              ValueError, "[Trainer] strategy must be \"auto\", \"single_device\", \"ddp\" or \"ddp_sharded\", got \"",
+              o.strategy, "\"");
   EMBER_CHECK(o.devices == -1 || o.devices >= 1, ValueError, "[Trainer] devices must be >= 1 or -1, got ", o.devices);
   EMBER_CHECK(o.num_nodes >= 1, ValueError, "[Trainer] num_nodes must be >= 1, got ", o.num_nodes);
   EMBER_CHECK(o.ddp_bucket_cap_mb > 0, ValueError, "[Trainer] ddp_bucket_cap_mb must be > 0, got ",
               o.ddp_bucket_cap_mb);
   EMBER_CHECK(!o.ddp_timeout || (std::isfinite(*o.ddp_timeout) && *o.ddp_timeout > 0), ValueError,
               "[Trainer] ddp_timeout must be a positive number of seconds, got ", o.ddp_timeout.value_or(0));
-  const dist::LaunchInfo launch = dist::launch_info();
-  const bool ddp = o.strategy == "ddp" || o.devices > 1 || o.num_nodes > 1 || o.devices == -1 ||
-                   (o.strategy == "auto" && launch.world_size > 1);
+  cluster_environment_ = o.cluster_environment ? o.cluster_environment : dist::detect_cluster_environment();
+  const dist::LaunchInfo launch = cluster_environment_->info();
+  if (o.cluster_environment) dist::init_process_group(*cluster_environment_);  // MPI must agree with it
+  const bool ddp = o.strategy_instance != nullptr
+                       ? o.strategy_instance->distributed()
+                       : o.strategy == "ddp" || o.strategy == "ddp_sharded" || o.devices > 1 || o.num_nodes > 1 ||
+                             o.devices == -1 || (o.strategy == "auto" && launch.world_size > 1);
   EMBER_CHECK(!ddp || o.strategy != "single_device", ValueError,
               "[Trainer] strategy \"single_device\" with devices = ", o.devices, ", num_nodes = ", o.num_nodes,
               ": several devices train with strategy \"ddp\"");
@@ -97,7 +106,7 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
                 " <program>` or `srun --ntasks-per-node=", per_node,
                 " <program>`, and set devices to the processes per node (-1: take the launcher's)");
   }
-  precision_ = parse_precision(o.precision);
+  precision_ = o.precision_plugin != nullptr ? o.precision_plugin : make_precision(o.precision);
   EMBER_CHECK(!o.max_epochs || *o.max_epochs >= -1, ValueError, "[Trainer] max_epochs must be >= -1, got ",
               *o.max_epochs);
   EMBER_CHECK(o.max_steps >= -1, ValueError, "[Trainer] max_steps must be >= -1, got ", o.max_steps);
@@ -127,16 +136,18 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)) {
   const bool cuda = o.accelerator == "cuda" || o.accelerator == "gpu";
   EMBER_CHECK(!cuda || cuda_is_available(), DeviceError, "[Trainer] accelerator \"", o.accelerator,
               "\" asked for, but no CUDA device is available");
-  device_ = cuda || (o.accelerator == "auto" && cuda_is_available())
-                ? Device(Device::Kind::CUDA, ddp ? launch.local_rank : 0)
-                : Device();
-  if (ddp) {
-    if (o.ddp_timeout) dist::set_timeout(*o.ddp_timeout);  // before the first collective
-    comm_ = &dist::world();
-    grad_comm_ = &dist::world(device_);
-  }
-  dtype_ = precision_.param_dtype;
-  if (precision_.scale_loss) scaler_.emplace();
+  strategy_ = o.strategy_instance;
+  if (strategy_ == nullptr && o.strategy == "ddp_sharded")
+    strategy_ = std::make_shared<DDPShardedStrategy>(
+        DDPShardedStrategyOptions{.bucket_cap_mb = o.ddp_bucket_cap_mb, .timeout = o.ddp_timeout});
+  if (strategy_ == nullptr && ddp)
+    strategy_ = std::make_shared<DDPStrategy>(
+        DDPStrategyOptions{.bucket_cap_mb = o.ddp_bucket_cap_mb, .timeout = o.ddp_timeout});
+  if (strategy_ == nullptr) strategy_ = std::make_shared<SingleDeviceStrategy>();
+  strategy_->setup_environment(launch, cuda || (o.accelerator == "auto" && cuda_is_available()));
+  device_ = strategy_->root_device();
+  comm_ = strategy_->communicator();
+  dtype_ = precision_->param_dtype();
   accumulate_ = o.accumulate_grad_batches;
 
   // fast_dev_run: N batches of every loop, one epoch, no loggers, checkpoints or sanity check.
@@ -246,7 +257,7 @@ void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* dat
   // `deterministic` turns the switch on for the run (never off: a process-wide setting stays).
   DeterministicGuard determinism(options_.deterministic || ember::deterministic());
   try {
-    if (stage == Stage::kFitting) profiling_ = ProfilerRun::make(options_.profiler, options_.profiler_instance);
+    profiling_ = ProfilerRun::make(options_.profiler, options_.profiler_instance);
     if (options_.seed) manual_seed(*options_.seed);
     if (data != nullptr) {
       data->prepare_data();
@@ -263,6 +274,11 @@ void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* dat
       std::exchange(profiling_, nullptr)->finish(is_global_zero() ? log_dir() : "", name, is_global_zero());
   } catch (const std::exception& e) {
     profiling_.reset();  // stops it; a failed fit has no report
+    try {
+      checkpoint_io_->teardown();         // the writes already queued still finish
+    } catch (const std::exception& io) {  // the original error is the one to report
+      if (io.what() != std::string_view(e.what())) std::cerr << "[Trainer] " << io.what() << "\n";
+    }
     for (const auto& c : callbacks_) {
       try {
         c->on_exception(*this, model, e);
@@ -278,7 +294,7 @@ void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* dat
     elapsed_before_ = elapsed();
     stage_ = Stage::kNone;
     model.trainer_ = nullptr;
-    ddp_.reset();  // its gradient hooks must not outlive the run
+    strategy_->teardown_training();  // its gradient hooks must not outlive the run
     throw;
   }
   elapsed_before_ = elapsed();
@@ -318,14 +334,16 @@ void Trainer::fit_body(const RunOptions& run) {
   eval_start_.reset();
   resume_validation_.clear();
   resume_muted_rows_ = muted_rows_ = 0;
-  if (scaler_) scaler_.emplace();
+  precision_->reset();
+  unscaled_.clear();
   accumulate_ = options_.accumulate_grad_batches;
   metrics_.clear();
   setup_fit_loops();
   configure_optimizers();
-  if (comm_ != nullptr)  // rank 0's weights everywhere, and a gradient reducer hooked into backward
-    ddp_.emplace(*model_, *grad_comm_, dist::DDPOptions{.bucket_cap_mb = options_.ddp_bucket_cap_mb});
-  if (const std::string p = resolve_ckpt_path(run.ckpt_path); !p.empty()) load_checkpoint(Checkpoint::load(p), true);
+  strategy_->setup_training(*model_, optimizers_, *precision_);
+  const std::string ckpt = run.ckpt_path.empty() ? requeued_checkpoint_path(*this) : run.ckpt_path;  // SLURM
+  if (const std::string p = resolve_ckpt_path(ckpt); !p.empty())
+    load_checkpoint(checkpoint_io_->load_checkpoint(p), true);
   // Lightning writes hparams.yaml only for a module that saved hyperparameters.
   if (is_global_zero() && !model_->hparams().empty())
     for (const auto& l : loggers_) l->log_hyperparams(model_->hparams());
@@ -334,10 +352,12 @@ void Trainer::fit_body(const RunOptions& run) {
   std::optional<autograd::DetectAnomalyGuard> anomaly;
   if (options_.detect_anomaly) anomaly.emplace();
   run_fit();
+  checkpoint_io_->teardown();  // every checkpoint of the run is stored (and its errors raised) before fit returns
   if (is_global_zero())
     for (const auto& l : loggers_) l->finalize(interrupted() ? "interrupted" : "success");
-  ddp_.reset();
-  if (comm_ != nullptr) comm_->barrier();  // every rank may read what rank 0 wrote (the best checkpoint)
+  strategy_->teardown_training();
+  strategy_->barrier();         // every rank may read what rank 0 wrote (the best checkpoint)
+  requeue_after_signal(*this);  // SLURM: last, as requeueing ends the job
 }
 
 std::vector<MetricMap> Trainer::validate(TrainModule& model, data::DataModule& data, const RunOptions& run) {
@@ -376,7 +396,8 @@ std::vector<Tensor> Trainer::predict(TrainModule& model, std::shared_ptr<data::D
 }
 
 std::vector<Tensor> Trainer::predict_body(std::shared_ptr<data::DataLoader> loader, const RunOptions& run) {
-  if (const std::string p = resolve_ckpt_path(run.ckpt_path); !p.empty()) load_checkpoint(Checkpoint::load(p), false);
+  if (const std::string p = resolve_ckpt_path(run.ckpt_path); !p.empty())
+    load_checkpoint(checkpoint_io_->load_checkpoint(p), false);
   return run_predict(distributed(std::move(loader)));
 }
 
@@ -384,7 +405,8 @@ std::vector<MetricMap> Trainer::eval_body(Stage stage, std::shared_ptr<data::Dat
                                           const RunOptions& run) {
   const char* what = stage == Stage::kTesting ? "test" : "validate";
   EMBER_CHECK(loader != nullptr, ValueError, "[Trainer.", what, "] no data: the loader is null");
-  if (const std::string p = resolve_ckpt_path(run.ckpt_path); !p.empty()) load_checkpoint(Checkpoint::load(p), false);
+  if (const std::string p = resolve_ckpt_path(run.ckpt_path); !p.empty())
+    load_checkpoint(checkpoint_io_->load_checkpoint(p), false);
   metrics_.clear();
   const BatchLimit& limit = stage == Stage::kTesting ? options_.limit_test_batches : options_.limit_val_batches;
   loader = distributed(std::move(loader));
@@ -442,9 +464,6 @@ void Trainer::configure_optimizers() {
         !plateau || !s.monitor.empty(), ValueError,
         "[Trainer] ReduceLROnPlateau needs a monitor: LRSchedulerConfig{.scheduler = s, .monitor = \"val_loss\"}");
   }
-  EMBER_CHECK(model_->automatic_optimization || !scaler_, ValueError,
-              "[Trainer] precision \"16-mixed\" scales the loss, which manual optimisation would step unscaled: use "
-              "\"bf16-mixed\" (no scaler needed) or automatic optimisation");
   optimizers_ = std::move(config.optimizers);
   schedulers_ = std::move(config.schedulers);
 }
@@ -454,7 +473,7 @@ void Trainer::configure_optimizers() {
 std::string Trainer::resolve_ckpt_path(const std::string& ckpt_path) const {
   if (ckpt_path == "interrupted") {
     const std::string p = interrupted_checkpoint_path();
-    EMBER_CHECK(std::filesystem::exists(p), ValueError, "[Trainer] ckpt_path = \"interrupted\": there is no ", p,
+    EMBER_CHECK(checkpoint_io_->exists(p), ValueError, "[Trainer] ckpt_path = \"interrupted\": there is no ", p,
                 " (no run under this default_root_dir was stopped by a signal)");
     return p;
   }
@@ -466,7 +485,7 @@ std::string Trainer::resolve_ckpt_path(const std::string& ckpt_path) const {
   if (ckpt_path == "last" && p.empty()) {
     // Lightning: the newest "last" file in the checkpoint folder, else a warning and a fresh start.
     const auto in_dir = std::filesystem::path(mc->dirpath()) / (std::string("last") + ModelCheckpoint::kExtension);
-    if (!mc->dirpath().empty() && std::filesystem::exists(in_dir)) return in_dir.string();
+    if (!mc->dirpath().empty() && checkpoint_io_->exists(in_dir.string())) return in_dir.string();
     if (is_global_zero())
       std::cerr << "[Trainer] warning: ckpt_path = \"last\" is set, but there is no last checkpoint available"
                 << (mc->dirpath().empty() ? std::string() : " in " + mc->dirpath())
@@ -484,11 +503,10 @@ void Trainer::save_checkpoint(const std::string& path, bool weights_only) {
   // Every rank builds the checkpoint (its hooks may communicate); rank 0 writes it, and no rank goes on
   // before the file is there.
   Checkpoint ck = make_checkpoint(weights_only);
-  if (is_global_zero()) {
-    ck.save(path);
+  strategy_->save_checkpoint(ck, path, [&](const Checkpoint& c, const std::string& p) {
+    checkpoint_io_->save_checkpoint(c, p);
     for (const auto& l : loggers_) l->save();
-  }
-  if (comm_ != nullptr) comm_->barrier();
+  });
 }
 
 Checkpoint Trainer::make_checkpoint(bool weights_only) {
@@ -506,18 +524,19 @@ Checkpoint Trainer::make_checkpoint(bool weights_only) {
   s["global_step"] = global_step_;
   s["hparams"] = model_->hparams();
   if (weights_only) return ck;
+  record_slurm_job(*cluster_environment_, s);
   if (!data_fingerprint_.is_null()) s["train_data"] = data_fingerprint_;
 
   s["optimizer_states"] = nlohmann::json::array();
   for (size_t i = 0; i < optimizers_.size(); ++i) {
-    optim::StateDict sd = optimizers_[i]->state_dict();
+    optim::StateDict sd = strategy_->optimizer_state(*optimizers_[i]);
     const std::string prefix = std::string(kOptimizerPrefix) + std::to_string(i) + ".";
     for (const auto& [k, t] : sd.state) ck.tensors.emplace(prefix + k, t);
     s["optimizer_states"].push_back(sd.param_groups);
   }
   s["lr_schedulers"] = nlohmann::json::array();
   for (const auto& c : schedulers_) s["lr_schedulers"].push_back(c.scheduler->state_dict());
-  if (scaler_) s["grad_scaler"] = scaler_->state_dict();
+  if (nlohmann::json p = precision_->state_dict(); !p.is_null()) s["precision"] = std::move(p);
   s["loops"] = {{"batches_this_epoch", batches_this_epoch_},
                 {"batches_total", batches_total_},
                 {"epoch_done", epoch_done_},
@@ -611,13 +630,13 @@ void Trainer::restore_run_state(const Checkpoint& ck) {
       for (const auto& [k, t] : ck.tensors)
         if (k.rfind(prefix, 0) == 0) sd.state.emplace(k.substr(prefix.size()), t);
       sd.param_groups = groups;
-      optimizers_[i]->load_state_dict(sd);
+      strategy_->load_optimizer_state(*optimizers_[i], sd);
     });
   for (size_t i = 0; i < schedulers_.size(); ++i)
     r.section(detail::cat_str("lr_schedulers.", i),
               [&](const nlohmann::json& j) { schedulers_[i].scheduler->load_state_dict(j); });
-  if (scaler_ && r.has("grad_scaler"))
-    r.section("grad_scaler", [&](const nlohmann::json& j) { scaler_->load_state_dict(j); });
+  for (const char* key : {"precision", "grad_scaler"})  // "grad_scaler": checkpoints before 2026-12-06
+    if (r.has(key)) r.section(key, [&](const nlohmann::json& j) { precision_->load_state_dict(j); });
   // DDP: rank 0 saved its own samplers' states; every rank stands at the same batch of its share.
   auto restore_loader = [&](data::DataLoader& loader) {
     return [&](const nlohmann::json& j) {

@@ -8,11 +8,13 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "core/ops/random.hpp"
 #include "core/stream.hpp"
+#include "dist/cluster_environment.hpp"
 #include "dist/communicator.hpp"
 #include "dist/ddp.hpp"
 #include "train/callback.hpp"
@@ -21,7 +23,9 @@
 #include "train/logger.hpp"
 #include "train/metrics.hpp"
 #include "train/module.hpp"
-#include "train/precision.hpp"
+#include "train/plugins/checkpoint_io.hpp"
+#include "train/plugins/precision.hpp"
+#include "train/plugins/strategy.hpp"
 #include "train/profilers/trainer_profiler.hpp"
 
 namespace ember::train {
@@ -58,10 +62,17 @@ struct TrainerOptions {
   // mean DDP: one process per device, started by `mpirun -np N` or `srun`, each running the same program.
   int devices = 1;
   int num_nodes = 1;
+  // Who this process is among the launcher's (ranks, the CUDA device, SLURM's job): null detects it
+  // (dist::detect_cluster_environment: OpenMPI, MPICH/Hydra, SLURM, else local); or an object of your own.
+  std::shared_ptr<dist::ClusterEnvironment> cluster_environment = nullptr;
   // "auto" (DDP when the launcher started several processes), "single_device" or "ddp".
   std::string strategy = "auto";
-  // "32", "64", "bf16-mixed", "16-mixed" (with a GradScaler), "bf16-true", "16-true": see precision.hpp.
+  // A strategy object (a user's own, or a built-in with its options), used in place of `strategy`.
+  std::shared_ptr<Strategy> strategy_instance = nullptr;
+  // "32", "64", "bf16-mixed", "16-mixed" (with a GradScaler), "bf16-true", "16-true": see plugins/precision.hpp.
   std::string precision = "32";
+  // A precision plugin (a user's own, or MixedPrecision with its GradScalerOptions) in place of `precision`.
+  std::shared_ptr<Precision> precision_plugin = nullptr;
   int64_t accumulate_grad_batches = 1;
   std::optional<double> gradient_clip_val = std::nullopt;
   std::string gradient_clip_algorithm = "norm";        // "norm" or "value"
@@ -100,12 +111,19 @@ struct TrainerOptions {
   // SIGTERM or SIGUSR1 during fit (a scheduler's preemption notice): the step in progress finishes, the
   // run is saved to interrupted_checkpoint_path() and fit returns with interrupted() true.
   bool handle_signals = true;
+  // Under SLURM (see train/requeue.hpp): the requeue signal (SIGUSR1, sbatch --signal=USR1@90) also
+  // requeues the job when it allows it (sbatch --requeue), and fit with an empty ckpt_path in the requeued
+  // job resumes from the interrupted checkpoint of the same job id. false: neither.
+  bool auto_requeue = true;
   // "simple": when fit ends, print and write to <log_dir>/fit-profiler.txt the time of each Trainer phase and
   // hook (Lightning's SimpleProfiler); "ops": also every op on 3 scheduled steps, a top-20 op table and
   // <log_dir>/fit-trace.json (Chrome trace). "": off.
   std::string profiler = "";
   // A user's profiler (its own options and schedule), run during fit in place of `profiler`.
   std::shared_ptr<::ember::profiler::Profiler> profiler_instance = nullptr;
+  // Where checkpoints are written, read and removed (see plugins/checkpoint_io.hpp): null is a
+  // LocalCheckpointIO; an AsyncCheckpointIO writes in a background thread; or a store of your own.
+  std::shared_ptr<CheckpointIO> checkpoint_io = nullptr;
 };
 
 struct RunOptions {
@@ -138,8 +156,13 @@ class Trainer {
   std::vector<Tensor> predict(TrainModule& model, data::DataModule& data, const RunOptions& run = {});
   std::vector<Tensor> predict(TrainModule& model, std::shared_ptr<data::DataLoader> loader, const RunOptions& run = {});
 
-  // Writes the run's full state (or the weights only) atomically to `path`.
+  // Writes the run's full state (or the weights only) to `path` through checkpoint_io() (by default a
+  // file written atomically; an AsyncCheckpointIO finishes it in the background).
   void save_checkpoint(const std::string& path, bool weights_only = false);
+  // TrainerOptions::checkpoint_io, or the LocalCheckpointIO that stands in for null.
+  CheckpointIO& checkpoint_io() const { return *checkpoint_io_; }
+  // TrainerOptions::cluster_environment, or the one detected when it is null.
+  const std::shared_ptr<dist::ClusterEnvironment>& cluster_environment() const { return cluster_environment_; }
 
   // -- state, as Lightning's Trainer properties --
   const TrainerOptions& options() const { return options_; }
@@ -199,17 +222,21 @@ class Trainer {
   TrainModule* model() const { return model_; }
   Device device() const { return device_; }
 
-  // -- distributed training (DDP) --
-  int global_rank() const { return comm_ ? comm_->rank() : 0; }
-  int world_size() const { return comm_ ? comm_->world_size() : 1; }
+  // -- the plugins: where and how the run computes --
+  Strategy& strategy() const { return *strategy_; }
+  Precision& precision_plugin() const { return *precision_; }
+  int global_rank() const { return strategy_->global_rank(); }
+  int world_size() const { return strategy_->world_size(); }
   // Rank 0 logs, prints and writes checkpoints; the other ranks only compute.
   bool is_global_zero() const { return global_rank() == 0; }
   // The group's CPU communicator under DDP (for decisions every rank must share), else null.
-  dist::Communicator* communicator() const { return comm_; }
-  // The gradient reducer of the fit in progress under DDP (no_sync for manual optimisation), else null.
-  dist::DistributedDataParallel* ddp() { return ddp_ ? &*ddp_ : nullptr; }
+  dist::Communicator* communicator() const { return strategy_->communicator(); }
   // The loss scaler of precision "16-mixed" (null otherwise); its state travels in checkpoints.
-  GradScaler* scaler() { return scaler_ ? &*scaler_ : nullptr; }
+  GradScaler* scaler() { return precision_->scaler(); }
+  // Manual optimisation (TrainModule::manual_step and clip_gradients call these): one step of opt
+  // through the precision plugin and the strategy, and clipping of opt's gradients after unscaling.
+  bool manual_step(optim::Optimizer& opt);
+  void clip_gradients(optim::Optimizer& opt, double clip_val, const std::string& algorithm);
 
  private:
   friend class TrainModule;
@@ -251,7 +278,9 @@ class Trainer {
   bool training_batch(const data::Batch& batch, int64_t batch_idx);
   void batch_tail();  // step logging and validation after a training batch
   void optimizer_step();
-  void backward(const Tensor& loss);  // with the backward hooks (manual_backward too)
+  void unscale_once(optim::Optimizer& opt);  // the precision plugin's unscale, once per optimizer and step
+  void update_precision();                   // the step's end: the plugin's update(), a new step begins
+  void backward(const Tensor& loss);         // with the backward hooks (manual_backward too)
   void step_schedulers(const std::string& interval);
   bool validation_due(bool epoch_end) const;
   // `at`: "after_batch" or "epoch_end" (an epoch of unknown length), where a resumed run repeats it.
@@ -283,6 +312,8 @@ class Trainer {
   }
 
   TrainerOptions options_;
+  std::shared_ptr<CheckpointIO> checkpoint_io_;
+  std::shared_ptr<dist::ClusterEnvironment> cluster_environment_;
   std::vector<CallbackPtr> callbacks_;
   std::vector<LoggerPtr> loggers_;
   TrainModule* model_ = nullptr;
@@ -291,16 +322,16 @@ class Trainer {
   std::vector<std::shared_ptr<optim::Optimizer>> optimizers_;
   std::vector<LRSchedulerConfig> schedulers_;
   MetricCollector metrics_;
-  Device device_{};
-  DType dtype_ = kF32;  // of the module's floating tensors and the batches
-  PrecisionMode precision_;
-  std::optional<GradScaler> scaler_;
-  dist::Communicator* comm_ = nullptr;       // DDP: the CPU group (decisions, metrics)
-  dist::Communicator* grad_comm_ = nullptr;  // DDP: the group of device_'s tensors (gradients)
-  std::optional<dist::DistributedDataParallel> ddp_;
-  std::string log_dir_;     // DDP: rank 0's log_dir, the same on every rank
-  bool time_up_ = false;    // DDP: max_time reached on some rank
-  int pending_signal_ = 0;  // DDP: a signal some rank received
+  std::shared_ptr<Strategy> strategy_;
+  std::shared_ptr<Precision> precision_;
+  dist::Communicator* comm_ = nullptr;             // strategy_'s CPU group under DDP (decisions, metrics), else null
+  Device device_{};                                // strategy_'s root device
+  DType dtype_ = kF32;                             // precision_'s: of the module's floating tensors and the batches
+  int64_t manual_steps_ = 0, manual_skipped_ = 0;  // manual_step calls in this batch, and those skipped
+  std::set<const optim::Optimizer*> unscaled_;     // optimizers whose gradients were unscaled this step
+  std::string log_dir_;                            // DDP: rank 0's log_dir, the same on every rank
+  bool time_up_ = false;                           // DDP: max_time reached on some rank
+  int pending_signal_ = 0;                         // DDP: a signal some rank received
   Stage stage_ = Stage::kNone;
 
   int64_t current_epoch_ = 0;

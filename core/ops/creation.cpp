@@ -6,6 +6,7 @@
 
 #include "core/autograd.hpp"
 #include "core/ops/elementwise.hpp"
+#include "core/profiler.hpp"
 #include "kernels/elementwise.hpp"
 
 namespace ember {
@@ -21,10 +22,14 @@ Tensor finish(Tensor t, const TensorOptions& o) {
 }
 }  // namespace
 
-Tensor empty(const Shape& shape, const TensorOptions& o) { return finish(make_tensor(shape, o.dtype, o.device), o); }
+Tensor empty(const Shape& shape, const TensorOptions& o) {
+  profiler::OpRecord prof("empty");
+  return finish(make_tensor(shape, o.dtype, o.device), o);
+}
 Tensor zeros(const Shape& shape, const TensorOptions& o) { return full(shape, 0, o); }
 Tensor ones(const Shape& shape, const TensorOptions& o) { return full(shape, 1, o); }
 Tensor full(const Shape& shape, const Scalar& value, const TensorOptions& o) {
+  profiler::OpRecord prof("full");
   Tensor t = make_tensor(shape, o.dtype, o.device);
   kernels::fill(t, value);
   return finish(t, o);
@@ -42,14 +47,15 @@ Tensor full_like(const Tensor& t, const Scalar& v, const TensorOptions& o) { ret
 Tensor arange(const Scalar& end, std::optional<DType> dtype) { return arange(0, end, 1, dtype); }
 
 Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, std::optional<DType> dtype) {
+  profiler::OpRecord prof("arange");
   bool floating = start.is_floating() || end.is_floating() || step.is_floating();
   DType dt = dtype.value_or(floating ? kF32 : kI64);
   double s = start.to_double(), e = end.to_double(), st = step.to_double();
   EMBER_CHECK(st != 0, ValueError, "[arange] step must be nonzero");
   EMBER_CHECK(std::isfinite(s) && std::isfinite(e) && std::isfinite(st), ValueError,
               "[arange] start, end and step must be finite, got start ", s, ", end ", e, ", step ", st);
-  EMBER_CHECK((e - s) / st >= 0 || s == e, ValueError, "[arange] upper bound and step sign are inconsistent: start ",
-              s, ", end ", e, ", step ", st);
+  EMBER_CHECK((e - s) / st >= 0 || s == e, ValueError, "[arange] upper bound and step sign are inconsistent: start ", s,
+              ", end ", e, ", step ", st);
   // The count is worked out wider than int64 (128-bit integers, doubles), so a range too long for a
   // tensor is named as such instead of wrapping round to a negative size.
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
@@ -80,6 +86,7 @@ Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, std::o
 }
 
 Tensor linspace(double start, double end, int64_t steps, const TensorOptions& o) {
+  profiler::OpRecord prof("linspace");
   EMBER_CHECK(steps >= 0, ValueError, "[linspace] number of steps must be non-negative, got ", steps);
   Tensor out = make_tensor({steps}, kF64);
   double* p = out.data_ptr<double>();
@@ -93,6 +100,7 @@ Tensor linspace(double start, double end, int64_t steps, const TensorOptions& o)
 }
 
 Tensor eye(int64_t n, std::optional<int64_t> m, const TensorOptions& o) {
+  profiler::OpRecord prof("eye");
   int64_t cols = m.value_or(n);
   EMBER_CHECK(n >= 0 && cols >= 0, ValueError, "[eye] sizes must be non-negative, got ", n, " and ", cols);
   Tensor t = zeros({n, cols}, {.dtype = o.dtype, .device = o.device});
@@ -102,12 +110,15 @@ Tensor eye(int64_t n, std::optional<int64_t> m, const TensorOptions& o) {
 
 template <class T>
 Tensor tensor_from(const std::vector<T>& values, const Shape& shape, std::optional<TensorOptions> o) {
-  constexpr DType natural = std::is_same_v<T, bool> ? kBool : std::is_floating_point_v<T> ? kF32
-                            : std::is_integral_v<T>  ? kI64 : dtype_of<T>();
+  constexpr DType natural = std::is_same_v<T, bool>       ? kBool
+                            : std::is_floating_point_v<T> ? kF32
+                            : std::is_integral_v<T>       ? kI64
+                                                          : dtype_of<T>();
   EMBER_CHECK(shape_numel(shape) == static_cast<int64_t>(values.size()), ShapeError, "[tensor] ", values.size(),
               " values do not fill shape ", shape);
-  using Src = std::conditional_t<std::is_same_v<T, bool>, bool, std::conditional_t<std::is_floating_point_v<T>, double,
-              std::conditional_t<std::is_integral_v<T>, int64_t, T>>>;
+  using Src = std::conditional_t<
+      std::is_same_v<T, bool>, bool,
+      std::conditional_t<std::is_floating_point_v<T>, double, std::conditional_t<std::is_integral_v<T>, int64_t, T>>>;
   Tensor src = make_tensor(shape, dtype_of<Src>());
   Src* p = src.data_ptr<Src>();
   for (size_t i = 0; i < values.size(); ++i) p[i] = static_cast<Src>(values[i]);

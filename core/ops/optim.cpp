@@ -3,6 +3,7 @@
 #include "core/ops/optim.hpp"
 
 #include "core/autograd.hpp"
+#include "core/profiler.hpp"
 #include "kernels/optim.hpp"
 
 namespace ember {
@@ -73,6 +74,7 @@ bool fused_step_supported(const Tensor& param, std::initializer_list<const Tenso
 
 void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdStepArgs& a) {
   const char* op = "sgd_step_";
+  profiler::OpRecord prof(op, {&param, &grad});
   check(op, param, {{"grad", &grad, true}, {"momentum_buffer", &momentum_buffer, false}});
   EMBER_CHECK(a.momentum == 0 || momentum_buffer.defined(), ValueError, "[", op, "] momentum ", a.momentum,
               " needs a momentum_buffer");
@@ -83,6 +85,7 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_b
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                 const Tensor& max_exp_avg_sq, const AdamStepArgs& a) {
   const char* op = "adam_step_";
+  profiler::OpRecord prof(op, {&param, &grad});
   check(op, param,
         {{"grad", &grad, true},
          {"exp_avg", &exp_avg, true},
@@ -96,6 +99,7 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, 
 void rmsprop_step_(const Tensor& param, const Tensor& grad, const Tensor& square_avg, const Tensor& grad_avg,
                    const Tensor& momentum_buffer, const RmspropStepArgs& a) {
   const char* op = "rmsprop_step_";
+  profiler::OpRecord prof(op, {&param, &grad});
   check(op, param,
         {{"grad", &grad, true},
          {"square_avg", &square_avg, true},
@@ -110,6 +114,7 @@ void rmsprop_step_(const Tensor& param, const Tensor& grad, const Tensor& square
 
 void adagrad_step_(const Tensor& param, const Tensor& grad, const Tensor& sum, const AdagradStepArgs& a) {
   const char* op = "adagrad_step_";
+  profiler::OpRecord prof(op, {&param, &grad});
   check(op, param, {{"grad", &grad, true}, {"sum", &sum, true}});
   kernels::adagrad_step(param, grad, sum, a);
   bump(op, {&param, &sum});
@@ -118,6 +123,7 @@ void adagrad_step_(const Tensor& param, const Tensor& grad, const Tensor& sum, c
 void sgd_step_multi_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                      const std::vector<Tensor>& momentum_buffers, const SgdStepArgs& a) {
   const char* op = "sgd_step_";
+  profiler::OpRecord prof(op, std::span<const Tensor>(params));
   check_list_kind(op, params);
   const size_t n = params.size();
   for (size_t j = 0; j < n; ++j) {
@@ -134,6 +140,7 @@ void adam_step_multi_(const std::vector<Tensor>& params, const std::vector<Tenso
                       const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
                       const std::vector<Tensor>& max_exp_avg_sqs, const AdamStepArgs& a) {
   const char* op = "adam_step_";
+  profiler::OpRecord prof(op, std::span<const Tensor>(params));
   check_list_kind(op, params);
   const size_t n = params.size();
   for (size_t j = 0; j < n; ++j) {
@@ -154,6 +161,7 @@ void rmsprop_step_multi_(const std::vector<Tensor>& params, const std::vector<Te
                          const std::vector<Tensor>& square_avgs, const std::vector<Tensor>& grad_avgs,
                          const std::vector<Tensor>& momentum_buffers, const RmspropStepArgs& a) {
   const char* op = "rmsprop_step_";
+  profiler::OpRecord prof(op, std::span<const Tensor>(params));
   check_list_kind(op, params);
   const size_t n = params.size();
   for (size_t j = 0; j < n; ++j) {
@@ -176,6 +184,7 @@ void rmsprop_step_multi_(const std::vector<Tensor>& params, const std::vector<Te
 void adagrad_step_multi_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                          const std::vector<Tensor>& sums, const AdagradStepArgs& a) {
   const char* op = "adagrad_step_";
+  profiler::OpRecord prof(op, std::span<const Tensor>(params));
   check_list_kind(op, params);
   const size_t n = params.size();
   for (size_t j = 0; j < n; ++j)

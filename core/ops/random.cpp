@@ -9,6 +9,7 @@
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
+#include "core/profiler.hpp"
 #include "kernels/elementwise.hpp"
 #include "kernels/philox.hpp"
 #include "kernels/random.hpp"
@@ -64,18 +65,21 @@ void bernoulli_(Tensor& t, double p, Generator* g) {
 }
 
 Tensor rand(const Shape& shape, const TensorOptions& o, Generator* g) {
+  profiler::OpRecord prof("rand");
   check_float("rand", o);
   Tensor t = empty(shape, {.dtype = o.dtype, .device = o.device});
   uniform_(t, 0, 1, g);
   return o.requires_grad ? t.requires_grad_(true) : t;
 }
 Tensor randn(const Shape& shape, const TensorOptions& o, Generator* g) {
+  profiler::OpRecord prof("randn");
   check_float("randn", o);
   Tensor t = empty(shape, {.dtype = o.dtype, .device = o.device});
   normal_(t, 0, 1, g);
   return o.requires_grad ? t.requires_grad_(true) : t;
 }
 Tensor randint(int64_t low, int64_t high, const Shape& shape, const TensorOptions& o, Generator* g) {
+  profiler::OpRecord prof("randint");
   EMBER_CHECK(low < high, ValueError, "[randint] expects low < high, got low=", low, " high=", high);
   // Integer dtypes must hold every value of [low, high) (a negative draw into uint8 would not convert).
   if (!is_floating(o.dtype) && o.dtype != kI64) {
@@ -97,6 +101,7 @@ Tensor randn_like(const Tensor& t, Generator* g) {
 }
 
 Tensor bernoulli(const Tensor& p, Generator* g) {
+  profiler::OpRecord prof("bernoulli", {&p});
   EMBER_CHECK(is_floating(p.dtype()), DTypeError, "[bernoulli] needs floating probabilities, got ", describe(p));
   Tensor probs = p.to(kF64).contiguous();
   for (double v : probs.to_vector<double>())
@@ -107,6 +112,7 @@ Tensor bernoulli(const Tensor& p, Generator* g) {
 }
 
 Tensor randperm(int64_t n, const TensorOptions& o, Generator* g) {
+  profiler::OpRecord prof("randperm");
   EMBER_CHECK(n >= 0, ValueError, "[randperm] n must be non-negative, got ", n);
   // A tensor, not a std::vector: an n too large gets Ember's size and out-of-memory errors (before
   // the generator advances).
@@ -123,6 +129,7 @@ Tensor randperm(int64_t n, const TensorOptions& o, Generator* g) {
 }
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* g) {
+  profiler::OpRecord prof("dropout", {&x});
   EMBER_CHECK(p >= 0 && p <= 1, ValueError, "[dropout] probability has to be between 0 and 1, got ", p);
   EMBER_CHECK(is_floating(x.dtype()), DTypeError, "[dropout] needs a floating tensor, got ", describe(x));
   if (!training || p == 0) return x;

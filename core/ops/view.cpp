@@ -6,6 +6,7 @@
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/shape.hpp"
+#include "core/profiler.hpp"
 
 namespace ember {
 namespace {
@@ -87,6 +88,7 @@ std::optional<Shape> view_strides(const Shape& shape, const Shape& strides, cons
 }  // namespace
 
 Tensor Tensor::view(const Shape& req) const {
+  profiler::OpRecord prof("view", {this});
   Shape s = infer_shape(req, numel(), "[view]", *this);
   auto st = view_strides(shape(), strides(), s);
   EMBER_CHECK(st.has_value(), ShapeError, "[view] shape ", req, " is incompatible with the strides of ",
@@ -95,6 +97,7 @@ Tensor Tensor::view(const Shape& req) const {
 }
 
 Tensor Tensor::reshape(const Shape& req) const {
+  profiler::OpRecord prof("reshape", {this});
   Shape s = infer_shape(req, numel(), "[reshape]", *this);
   if (auto st = view_strides(shape(), strides(), s))
     return recorded("reshape", *this, make_view(*this, s, *st, storage_offset()), reshape_back(shape()));
@@ -102,6 +105,7 @@ Tensor Tensor::reshape(const Shape& req) const {
 }
 
 Tensor Tensor::permute(const Shape& dims) const {
+  profiler::OpRecord prof("permute", {this});
   EMBER_CHECK(static_cast<int64_t>(dims.size()) == dim(), ShapeError, "[permute] got ", dims.size(), " dims for ",
               describe(*this));
   Shape s(dims.size(), 0), st(dims.size(), 0), inverse(dims.size(), 0);
@@ -119,6 +123,7 @@ Tensor Tensor::permute(const Shape& dims) const {
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
+  profiler::OpRecord prof("transpose", {this});
   if (dim() == 0) return *this;
   d0 = wrap_dim(d0, dim(), "[transpose]");
   d1 = wrap_dim(d1, dim(), "[transpose]");
@@ -135,6 +140,7 @@ Tensor Tensor::t() const {
 }
 
 Tensor Tensor::squeeze() const {
+  profiler::OpRecord prof("squeeze", {this});
   Shape s, st;
   for (int64_t i = 0; i < dim(); ++i)
     if (shape()[i] != 1) {
@@ -145,6 +151,7 @@ Tensor Tensor::squeeze() const {
 }
 
 Tensor Tensor::squeeze(int64_t d) const {
+  profiler::OpRecord prof("squeeze", {this});
   if (dim() == 0) return *this;
   d = wrap_dim(d, dim(), "[squeeze]");
   if (shape()[d] != 1) return *this;
@@ -155,6 +162,7 @@ Tensor Tensor::squeeze(int64_t d) const {
 }
 
 Tensor Tensor::unsqueeze(int64_t d) const {
+  profiler::OpRecord prof("unsqueeze", {this});
   d = wrap_dim(d, dim() + 1, "[unsqueeze]");
   Shape s = shape(), st = strides();
   int64_t stride = d < dim() ? shape()[d] * strides()[d] : 1;
@@ -164,6 +172,7 @@ Tensor Tensor::unsqueeze(int64_t d) const {
 }
 
 Tensor Tensor::expand(const Shape& req) const {
+  profiler::OpRecord prof("expand", {this});
   if (req == shape()) return *this;
   EMBER_CHECK(req.size() >= shape().size(), ShapeError, "[expand] cannot expand ", describe(*this), " to ", req);
   size_t lead = req.size() - shape().size();
@@ -187,6 +196,7 @@ Tensor Tensor::expand(const Shape& req) const {
 }
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
+  profiler::OpRecord prof("narrow", {this});
   EMBER_CHECK(dim() > 0, ShapeError, "[narrow] cannot narrow a 0-dim tensor");
   d = wrap_dim(d, dim(), "[narrow]");
   int64_t n = shape()[d];
@@ -200,6 +210,7 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
 }
 
 Tensor Tensor::slice(int64_t d, std::optional<int64_t> start, std::optional<int64_t> end, int64_t step) const {
+  profiler::OpRecord prof("slice", {this});
   EMBER_CHECK(dim() > 0, ShapeError, "[slice] cannot slice a 0-dim tensor");
   EMBER_CHECK(step > 0, ValueError, "[slice] step must be positive, got ", step);
   d = wrap_dim(d, dim(), "[slice]");
@@ -215,6 +226,7 @@ Tensor Tensor::slice(int64_t d, std::optional<int64_t> start, std::optional<int6
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
+  profiler::OpRecord prof("select", {this});
   EMBER_CHECK(dim() > 0, IndexError, "[select] cannot index a 0-dim tensor");
   d = wrap_dim(d, dim(), "[select]");
   int64_t n = shape()[d];
@@ -229,6 +241,7 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
 }
 
 Tensor Tensor::flatten(int64_t start, int64_t end) const {
+  profiler::OpRecord prof("flatten", {this});
   if (dim() == 0) return reshape({1});
   start = wrap_dim(start, dim(), "[flatten]");
   end = wrap_dim(end, dim(), "[flatten]");
@@ -243,6 +256,7 @@ Tensor Tensor::flatten(int64_t start, int64_t end) const {
 }
 
 Tensor Tensor::unflatten(int64_t d, const Shape& sizes) const {
+  profiler::OpRecord prof("unflatten", {this});
   d = wrap_dim(d, dim(), "[unflatten]");
   Shape inner = infer_shape(sizes, shape()[d], "[unflatten]", *this);
   Shape s;
@@ -253,6 +267,7 @@ Tensor Tensor::unflatten(int64_t d, const Shape& sizes) const {
 }
 
 Tensor Tensor::as_strided(const Shape& size, const Shape& stride, std::optional<int64_t> offset) const {
+  profiler::OpRecord prof("as_strided", {this});
   EMBER_CHECK(size.size() == stride.size(), ShapeError, "[as_strided] size ", size, " and stride ", stride,
               " differ in length");
   int64_t off = offset.value_or(storage_offset());

@@ -212,7 +212,8 @@ std::string ModelCheckpoint::unique_path(const Trainer& trainer, const MetricMap
   const std::string base = format_checkpoint_name(candidates);
   fs::path p = fs::path(dirpath_) / (base + kExtension);
   if (!o_.enable_version_counter) return p.string();
-  for (int v = 1; fs::exists(p) && !best_k_models_.contains(p.string()) && p.string() != last_model_path_; ++v)
+  CheckpointIO& io = trainer.checkpoint_io();  // the store decides what exists (a non-file store too)
+  for (int v = 1; io.exists(p.string()) && !best_k_models_.contains(p.string()) && p.string() != last_model_path_; ++v)
     p = fs::path(dirpath_) / (base + "-v" + std::to_string(v) + kExtension);
   auto* comm = trainer.communicator();
   return comm ? comm->broadcast_string(p.string()) : p.string();
@@ -234,7 +235,8 @@ void ModelCheckpoint::save_top_k(Trainer& trainer, const MetricMap& candidates) 
       if (o_.save_top_k == -1) best_k_models_[path] = 0;
       trainer.save_checkpoint(path, o_.save_weights_only);
       written = path;
-      if (o_.save_top_k == 1 && !previous.empty() && previous != path && trainer.is_global_zero()) fs::remove(previous);
+      if (o_.save_top_k == 1 && !previous.empty() && previous != path && trainer.is_global_zero())
+        trainer.checkpoint_io().remove_checkpoint(previous);
     } else {
       auto it = candidates.find(o_.monitor);
       if (it == candidates.end()) {
@@ -268,7 +270,8 @@ void ModelCheckpoint::save_top_k(Trainer& trainer, const MetricMap& candidates) 
                     << o_.monitor << "' reached " << current << ", saving " << path << "\n";
         trainer.save_checkpoint(path, o_.save_weights_only);
         written = path;
-        if (!dropped.empty() && dropped != path && trainer.is_global_zero()) fs::remove(dropped);
+        if (!dropped.empty() && dropped != path && trainer.is_global_zero())
+          trainer.checkpoint_io().remove_checkpoint(dropped);
       } else if (o_.verbose && trainer.is_global_zero()) {
         std::cout << "Epoch " << trainer.current_epoch() << ", global step " << trainer.global_step() << ": '"
                   << o_.monitor << "' was not in top " << o_.save_top_k << "\n";
@@ -281,17 +284,8 @@ void ModelCheckpoint::save_top_k(Trainer& trainer, const MetricMap& candidates) 
 void ModelCheckpoint::save_last(Trainer& trainer, const std::string& written) {
   const std::string path = (fs::path(dirpath_) / (std::string("last") + kExtension)).string();
   last_model_path_ = path;
-  if (!written.empty()) {  // the same bytes: copy through a temporary name so the swap stays atomic
-    if (!trainer.is_global_zero()) return;
-    const std::string tmp = temp_file_name(path);  // "<path>.tmp.<pid>": a later run removes it if we are killed
-    try {
-      fs::copy_file(written, tmp, fs::copy_options::overwrite_existing);
-      fs::rename(tmp, path);
-    } catch (...) {
-      std::error_code ec;
-      if (fs::symlink_status(tmp, ec).type() == fs::file_type::regular) fs::remove(tmp, ec);
-      throw;
-    }
+  if (!written.empty()) {  // the same bytes: the store copies them (LocalCheckpointIO: atomically)
+    if (trainer.is_global_zero()) trainer.checkpoint_io().copy_checkpoint(written, path);
   } else {
     trainer.save_checkpoint(path, o_.save_weights_only);
   }

@@ -1,6 +1,7 @@
 // The Trainer's profiler run: which profiler each TrainerOptions::profiler value means, and its report.
 #include "train/profilers/trainer_profiler.hpp"
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -32,7 +33,9 @@ ProfilerRun::~ProfilerRun() { profiler_->stop(); }
 
 void ProfilerRun::finish(const std::string& dir, const std::string& stage, bool print) {
   profiler_->stop();
-  const std::string title = std::string(stage == "fit" ? "FIT" : stage) + " Profiler Report";
+  std::string title = stage;  // Lightning's "FIT Profiler Report", "VALIDATE ...", "TEST ...", "PREDICT ..."
+  for (char& c : title) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  title += " Profiler Report";
   std::string report = profiler_->phase_table(title);
   const bool ops = profiler_->options().record_ops;
   if (ops) {

@@ -1,5 +1,6 @@
-// TrainerOptions::profiler (Lightning's profiler="simple" / PyTorchProfiler): the profiler of one fit,
-// started when fit starts, stepped after each training batch, reported when fit ends.
+// TrainerOptions::profiler (Lightning's profiler="simple" / PyTorchProfiler): the profiler of one run
+// (fit, validate, test or predict), started when it starts, stepped after each training batch (fit) or
+// each batch of the loop (the others), reported when it ends.
 #pragma once
 #include <memory>
 #include <string>

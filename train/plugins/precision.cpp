@@ -1,8 +1,9 @@
-// Precision modes and GradScaler (see precision.hpp).
-#include "train/precision.hpp"
+// Precision plugins and GradScaler (see precision.hpp).
+#include "train/plugins/precision.hpp"
 
 #include <cmath>
 
+#include "core/autocast.hpp"
 #include "core/autograd.hpp"
 #include "core/error.hpp"
 #include "core/io/json_read.hpp"
@@ -11,18 +12,6 @@
 #include "core/ops/shape.hpp"
 
 namespace ember::train {
-
-PrecisionMode parse_precision(const std::string& p) {
-  if (p == "32" || p == "32-true") return {};
-  if (p == "64" || p == "64-true") return {.param_dtype = kF64};
-  if (p == "bf16-mixed") return {.autocast_dtype = kBF16};
-  if (p == "16-mixed") return {.autocast_dtype = kF16, .scale_loss = true};
-  if (p == "bf16-true") return {.param_dtype = kBF16};
-  if (p == "16-true") return {.param_dtype = kF16};
-  throw ValueError(detail::cat_str("[Trainer] precision \"", p,
-                                   "\" is not one of \"64\", \"32\", \"bf16-mixed\", \"16-mixed\", \"bf16-true\", "
-                                   "\"16-true\" (\"-true\" may follow 32 and 64)"));
-}
 
 GradScaler::GradScaler(GradScalerOptions options) : options_(options), scale_(options.init_scale) {
   EMBER_CHECK(options_.init_scale > 0 && std::isfinite(options_.init_scale), ValueError,
@@ -56,7 +45,8 @@ void GradScaler::unscale_(optim::Optimizer& opt) {
     g.mul_(inv);
     finite.push_back(isfinite(g).all().reshape({1}));
   }
-  found_inf_[&opt] = !finite.empty() && !cat(finite).all().item<bool>();
+  const bool found = !finite.empty() && !cat(finite).all().item<bool>();
+  found_inf_[&opt] = any_rank_ ? any_rank_(found) : found;
 }
 
 bool GradScaler::step(optim::Optimizer& opt) {
@@ -103,6 +93,66 @@ void GradScaler::load_state_dict(const nlohmann::json& s) {
     throw ValueError(detail::cat_str("[GradScaler.load_state_dict] malformed state: ", e.what()));
   }
   found_inf_.clear();
+}
+
+std::shared_ptr<Precision> make_precision(const std::string& p) {
+  if (p == "32" || p == "32-true") return std::make_shared<TruePrecision>(kF32);
+  if (p == "64" || p == "64-true") return std::make_shared<TruePrecision>(kF64);
+  if (p == "bf16-true") return std::make_shared<TruePrecision>(kBF16);
+  if (p == "16-true") return std::make_shared<TruePrecision>(kF16);
+  if (p == "bf16-mixed") return std::make_shared<MixedPrecision>(kBF16);
+  if (p == "16-mixed") return std::make_shared<MixedPrecision>(kF16);
+  throw ValueError(detail::cat_str("[Trainer] precision \"", p,
+                                   "\" is not one of \"64\", \"32\", \"bf16-mixed\", \"16-mixed\", \"bf16-true\", "
+                                   "\"16-true\" (\"-true\" may follow 32 and 64)"));
+}
+
+TruePrecision::TruePrecision(DType dtype) : dtype_(dtype) {
+  EMBER_CHECK(is_floating(dtype), ValueError, "[TruePrecision] needs a floating dtype, got ", dtype_name(dtype));
+}
+
+std::string TruePrecision::name() const {
+  return dtype_ == kF32 ? "32-true" : dtype_ == kF64 ? "64-true" : dtype_ == kBF16 ? "bf16-true" : "16-true";
+}
+
+MixedPrecision::MixedPrecision(DType dtype, GradScalerOptions scaler) : dtype_(dtype), scaler_options_(scaler) {
+  EMBER_CHECK(dtype == kBF16 || dtype == kF16, ValueError, "[MixedPrecision] autocasts to bfloat16 or float16, got ",
+              dtype_name(dtype));
+  reset();
+}
+
+void MixedPrecision::reset() {
+  scaler_.reset();
+  if (dtype_ == kF16) scaler_.emplace(scaler_options_);
+}
+
+std::shared_ptr<void> MixedPrecision::forward_context(Device device) const {
+  return std::make_shared<Autocast>(device, dtype_);
+}
+
+Tensor MixedPrecision::pre_backward(const Tensor& loss) { return scaler_ ? scaler_->scale(loss) : loss; }
+
+void MixedPrecision::unscale_gradients(optim::Optimizer& opt) {
+  if (scaler_) scaler_->unscale_(opt);
+}
+
+bool MixedPrecision::optimizer_step(optim::Optimizer& opt) {
+  if (!scaler_) {
+    opt.step();
+    return true;
+  }
+  // Skipped when unscaling found a non-finite gradient (the scale then shrinks at update()).
+  return scaler_->step(opt);
+}
+
+void MixedPrecision::update() {
+  if (scaler_) scaler_->update();
+}
+
+nlohmann::json MixedPrecision::state_dict() const { return scaler_ ? scaler_->state_dict() : nlohmann::json(); }
+
+void MixedPrecision::load_state_dict(const nlohmann::json& state) {
+  if (scaler_) scaler_->load_state_dict(state);
 }
 
 }  // namespace ember::train
