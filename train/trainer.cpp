@@ -70,6 +70,43 @@ const char* stage_name(Stage stage) {
   return "none";
 }
 
+namespace {
+
+// The strategy the options name: strategy_instance, or the built-in `strategy` names ("auto": DDP when the
+// launcher started several processes, or devices/num_nodes ask for several). A distributed one needs
+// exactly devices x num_nodes processes from the launcher.
+std::shared_ptr<Strategy> make_strategy(const TrainerOptions& o, const dist::LaunchInfo& launch) {
+  std::shared_ptr<Strategy> strategy = o.strategy_instance;
+  const bool several = o.devices > 1 || o.num_nodes > 1 || o.devices == -1;
+  if (strategy == nullptr) {
+    EMBER_CHECK(!several || o.strategy != "single_device", ValueError,
+                "[Trainer] strategy \"single_device\" with devices = ", o.devices, ", num_nodes = ", o.num_nodes,
+                ": several devices train with strategy \"ddp\"");
+    if (o.strategy == "ddp_sharded")
+      strategy = std::make_shared<DDPShardedStrategy>(
+          DDPShardedStrategyOptions{.bucket_cap_mb = o.ddp_bucket_cap_mb, .timeout = o.ddp_timeout});
+    else if (o.strategy == "ddp" || several || (o.strategy == "auto" && launch.world_size > 1))
+      strategy = std::make_shared<DDPStrategy>(
+          DDPStrategyOptions{.bucket_cap_mb = o.ddp_bucket_cap_mb, .timeout = o.ddp_timeout});
+    else
+      strategy = std::make_shared<SingleDeviceStrategy>();
+  }
+  if (strategy->distributed()) {
+    const int per_node = o.devices == -1 ? launch.local_world_size : o.devices;
+    const int want = per_node * o.num_nodes;
+    EMBER_CHECK(want == launch.world_size, ValueError, "[Trainer] devices = ", per_node, " x num_nodes = ", o.num_nodes,
+                " needs ", want, " processes, but ",
+                launch.launcher == "none" ? std::string("this program runs alone")
+                                          : detail::cat_str(launch.launcher, " started ", launch.world_size),
+                ": start one process per device, e.g. `mpirun -np ", want,
+                " <program>` or `srun --ntasks-per-node=", per_node,
+                " <program>`, and set devices to the processes per node (-1: take the launcher's)");
+  }
+  return strategy;
+}
+
+}  // namespace
+
 Trainer::Trainer(TrainerOptions options)
     : options_(std::move(options)),
       checkpoint_io_(options_.checkpoint_io ? options_.checkpoint_io : std::make_shared<LocalCheckpointIO>()) {
@@ -88,24 +125,7 @@ Trainer::Trainer(TrainerOptions options)
   cluster_environment_ = o.cluster_environment ? o.cluster_environment : dist::detect_cluster_environment();
   const dist::LaunchInfo launch = cluster_environment_->info();
   if (o.cluster_environment) dist::init_process_group(*cluster_environment_);  // MPI must agree with it
-  const bool ddp = o.strategy_instance != nullptr
-                       ? o.strategy_instance->distributed()
-                       : o.strategy == "ddp" || o.strategy == "ddp_sharded" || o.devices > 1 || o.num_nodes > 1 ||
-                             o.devices == -1 || (o.strategy == "auto" && launch.world_size > 1);
-  EMBER_CHECK(!ddp || o.strategy != "single_device", ValueError,
-              "[Trainer] strategy \"single_device\" with devices = ", o.devices, ", num_nodes = ", o.num_nodes,
-              ": several devices train with strategy \"ddp\"");
-  if (ddp) {
-    const int per_node = o.devices == -1 ? launch.local_world_size : o.devices;
-    const int want = per_node * o.num_nodes;
-    EMBER_CHECK(want == launch.world_size, ValueError, "[Trainer] devices = ", per_node, " x num_nodes = ", o.num_nodes,
-                " needs ", want, " processes, but ",
-                launch.launcher == "none" ? std::string("this program runs alone")
-                                          : detail::cat_str(launch.launcher, " started ", launch.world_size),
-                ": start one process per device, e.g. `mpirun -np ", want,
-                " <program>` or `srun --ntasks-per-node=", per_node,
-                " <program>`, and set devices to the processes per node (-1: take the launcher's)");
-  }
+  strategy_ = make_strategy(o, launch);
   precision_ = o.precision_plugin != nullptr ? o.precision_plugin : make_precision(o.precision);
   EMBER_CHECK(!o.max_epochs || *o.max_epochs >= -1, ValueError, "[Trainer] max_epochs must be >= -1, got ",
               *o.max_epochs);
@@ -136,14 +156,6 @@ Trainer::Trainer(TrainerOptions options)
   const bool cuda = o.accelerator == "cuda" || o.accelerator == "gpu";
   EMBER_CHECK(!cuda || cuda_is_available(), DeviceError, "[Trainer] accelerator \"", o.accelerator,
               "\" asked for, but no CUDA device is available");
-  strategy_ = o.strategy_instance;
-  if (strategy_ == nullptr && o.strategy == "ddp_sharded")
-    strategy_ = std::make_shared<DDPShardedStrategy>(
-        DDPShardedStrategyOptions{.bucket_cap_mb = o.ddp_bucket_cap_mb, .timeout = o.ddp_timeout});
-  if (strategy_ == nullptr && ddp)
-    strategy_ = std::make_shared<DDPStrategy>(
-        DDPStrategyOptions{.bucket_cap_mb = o.ddp_bucket_cap_mb, .timeout = o.ddp_timeout});
-  if (strategy_ == nullptr) strategy_ = std::make_shared<SingleDeviceStrategy>();
   strategy_->setup_environment(launch, cuda || (o.accelerator == "auto" && cuda_is_available()));
   device_ = strategy_->root_device();
   comm_ = strategy_->communicator();
