@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/flop_counter.hpp"
 #include "core/io/safetensors.hpp"
+#include "core/ops/attention.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/einsum.hpp"
 #include "core/ops/elementwise.hpp"

@@ -3,6 +3,7 @@
 
 #include <unordered_map>
 
+#include "core/autograd.hpp"
 #include "core/error.hpp"
 
 namespace ember {
@@ -55,7 +56,11 @@ DType dtype(Device device) { return dtype_slot(device.kind); }
 Tensor cast(CastPolicy policy, const Tensor& t) {
   if (!castable(policy, t)) return t;
   const DType target = policy == CastPolicy::kFloat32 ? kF32 : dtype_slot(t.device().kind);
-  if (policy != CastPolicy::kLowerPrecision || !t.requires_grad() || !t.is_leaf() || t_depth == 0) return t.to(target);
+  // A cast made under no_grad has no history: caching it would cut the weight off from later uses
+  // that need gradients (a checkpointed block's forward runs under no_grad).
+  if (policy != CastPolicy::kLowerPrecision || !t.requires_grad() || !t.is_leaf() || t_depth == 0 ||
+      !autograd::is_grad_enabled())
+    return t.to(target);
   const uint32_t version = t.impl().storage->version();
   auto it = t_cache.find(&t.impl());
   if (it != t_cache.end() && it->second.version == version && it->second.cast.dtype() == target) return it->second.cast;

@@ -326,8 +326,25 @@ class Engine {
     std::vector<Slot> slots;
     size_t n_grads = 0;
     uint64_t epoch = g_next_epoch.fetch_add(1, std::memory_order_relaxed);
+    // A backward run from inside a node's backward (activation checkpointing) visits nodes the outer
+    // run also holds (the weights' accumulators): their scratch is put back when this run ends.
+    struct Scratch {
+      Node* node;
+      uint64_t epoch;
+      int64_t slot;
+    };
+    thread_local int t_depth = 0;
+    struct RestoreScratch {
+      std::vector<Scratch> saved;
+      bool nested = t_depth++ > 0;
+      ~RestoreScratch() {
+        --t_depth;
+        for (const Scratch& s : saved) s.node->epoch_ = s.epoch, s.node->slot_ = s.slot;
+      }
+    } restore;
     auto visit = [&](Node* n) {
       if (n->epoch_ == epoch) return false;
+      if (restore.nested && n->epoch_ != 0) restore.saved.push_back({n, n->epoch_, n->slot_});
       n->epoch_ = epoch;
       n->slot_ = static_cast<int64_t>(slots.size());
       slots.push_back({n, n_grads, 0, true, true, {}});
@@ -489,6 +506,12 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
               bool create_graph) {
   std::vector<Tensor> seeds;
   std::vector<Edge> edges = root_edges(roots, grad_roots, seeds, "backward");
+  if (t_final_callbacks != nullptr) {
+    // A backward inside a node's backward (a checkpoint's recompute) is part of the outer one: its
+    // callbacks (DDP's end-of-backward wait) run when the outermost backward has every gradient.
+    Engine::run(edges, std::move(seeds), retain_graph || create_graph, create_graph, nullptr);
+    return;
+  }
   std::vector<std::function<void()>> callbacks;
   struct Frame {  // restores the enclosing backward's list, also when the engine throws
     std::vector<std::function<void()>>* prev;

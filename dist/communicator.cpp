@@ -37,6 +37,9 @@ void mark_collective_failed() { g_collective_failed.store(true); }
 void Work::State::finish(std::exception_ptr e) {
   {
     std::lock_guard lock(mutex);
+    // A finished collective cannot time out: drop the handler, and with it the operation it holds (its
+    // tensors would otherwise live as long as anyone keeps this Work), before a waiter can see `done`.
+    on_timeout = nullptr;
     error = std::move(e);
     done = true;
   }

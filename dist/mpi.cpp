@@ -125,8 +125,8 @@ class MpiCommunicator final : public Communicator {
       worker_ = std::thread([this] { loop(); });
     } catch (const std::system_error& e) {  // EAGAIN: the thread or process limit is reached
       for (MPI_Comm& c : comms_) MPI_Comm_free(&c);
-      std::throw_with_nested(
-          DistError(detail::cat_str("[dist] could not start the mpi communicator's worker thread: ", e.code().message())));
+      std::throw_with_nested(DistError(
+          detail::cat_str("[dist] could not start the mpi communicator's worker thread: ", e.code().message())));
     }
   }
   ~MpiCommunicator() override {
@@ -212,6 +212,7 @@ class MpiCommunicator final : public Communicator {
           }
         }
         run(job.first);
+        job.first.out = job.first.in = Tensor();  // the waiter may free its tensors as soon as it wakes
         job.second->finish();
       } catch (const DistError& e) {  // a timeout or an MPI failure: the peers' state is unknown now
         {

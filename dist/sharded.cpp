@@ -64,7 +64,8 @@ Tensor flat_view(const Tensor& t) { return t.reshape({t.numel()}); }
 struct ShardedDataParallel::Bucket {
   std::vector<size_t> params;
   Layout reduce, gather;
-  Tensor flat, out;  // in flight: the packed gradients (stage 2: and this rank's reduced region)
+  bool scatter = false;  // stage 2 with reduce_scatter (else all_reduce of the compact layout)
+  Tensor flat, out;      // in flight: the packed gradients (stage 2: and this rank's reduced region)
   size_t ready = 0;
   Work work;
 };
@@ -106,8 +107,11 @@ ShardedDataParallel::ShardedDataParallel(NamedTensors parameters, NamedTensors b
   for (std::vector<size_t>& plan : detail::plan_buckets(params_, options_.bucket_cap_mb * 1024.0 * 1024.0)) {
     auto b = std::make_unique<Bucket>();
     b->params = std::move(plan);
-    b->reduce = make_layout(b->params, params_, owners_, world, true, options_.stage == 2);
-    b->gather = make_layout(b->params, params_, owners_, world, false, true);
+    Layout padded = make_layout(b->params, params_, owners_, world, true, true);
+    Layout compact = make_layout(b->params, params_, owners_, world, true, false);
+    b->scatter = options_.stage == 2 && padded.total < 2 * compact.total;  // see the header
+    b->reduce = b->scatter ? std::move(padded) : std::move(compact);
+    b->gather = make_layout(b->params, params_, owners_, world, false, false);
     for (size_t k : b->params) bucket_of_[k] = buckets_.size();
     buckets_.push_back(std::move(b));
   }
@@ -206,7 +210,7 @@ void ShardedDataParallel::launch(size_t index) {
     }
     if (r != comm_.rank()) p.set_grad(Tensor());
   }
-  if (options_.stage == 1) {
+  if (!b.scatter) {
     b.work = comm_.all_reduce_async(b.flat, ReduceOp::kSum);
   } else {
     const int64_t chunk = b.reduce.total / comm_.world_size();
@@ -220,7 +224,7 @@ void ShardedDataParallel::settle(size_t index) {
   Bucket& b = *buckets_[index];
   b.work.wait();
   const int me = comm_.rank();
-  Tensor region = options_.stage == 1 ? b.flat.narrow(0, b.reduce.start[me], b.reduce.len[me]) : b.out;
+  Tensor region = b.scatter ? b.out : b.flat.narrow(0, b.reduce.start[me], b.reduce.len[me]);
   std::vector<size_t> mine;
   int64_t grads_numel = 0;
   for (size_t j = 0; j < b.params.size(); ++j)
@@ -260,7 +264,8 @@ void ShardedDataParallel::gather_parameters() {
   const int world = comm_.world_size(), me = comm_.rank();
   struct InFlight {
     size_t bucket;
-    Tensor out;
+    int owner;
+    Tensor region;  // the owner's parameters of the bucket, back to back
     Work work;
   };
   std::deque<InFlight> flying;
@@ -268,27 +273,29 @@ void ShardedDataParallel::gather_parameters() {
     InFlight f = std::move(flying.front());
     flying.pop_front();
     f.work.wait();
+    if (f.owner == me) return;
     const Bucket& b = *buckets_[f.bucket];
     for (size_t j = 0; j < b.params.size(); ++j) {
-      const int r = owners_[b.params[j]];
-      if (r == me) continue;
+      if (owners_[b.params[j]] != f.owner) continue;
       Tensor p = params_[b.params[j]];
-      p.copy_(f.out.select(0, r).narrow(0, b.gather.offset[j], p.numel()).view(p.shape()));
+      p.copy_(f.region.narrow(0, b.gather.offset[j], p.numel()).view(p.shape()));
     }
   };
-  // Parameter order (the reduction buckets backwards), at most two buckets in flight.
+  // Parameter order (the reduction buckets backwards), each owner's region broadcast from it.
   for (size_t i = buckets_.size(); i-- > 0;) {
     const Bucket& b = *buckets_[i];
     const Tensor& p0 = params_[b.params.front()];
-    const int64_t chunk = b.gather.total / world;
-    Tensor in = zeros({chunk}, {.dtype = p0.dtype(), .device = p0.device()});
-    for (size_t j = 0; j < b.params.size(); ++j)
-      if (owners_[b.params[j]] == me)
-        in.narrow(0, b.gather.offset[j], params_[b.params[j]].numel()).copy_(flat_view(params_[b.params[j]]));
-    Tensor out = empty({world, chunk}, {.dtype = p0.dtype(), .device = p0.device()});
-    Work w = comm_.all_gather_async(out, in);
-    flying.push_back({i, out, std::move(w)});
-    if (flying.size() > 2) unpack();
+    for (int r = 0; r < world; ++r) {
+      if (b.gather.len[r] == 0) continue;
+      Tensor region = empty({b.gather.len[r]}, {.dtype = p0.dtype(), .device = p0.device()});
+      if (r == me)
+        for (size_t j = 0; j < b.params.size(); ++j)
+          if (owners_[b.params[j]] == me)
+            region.narrow(0, b.gather.offset[j], params_[b.params[j]].numel()).copy_(flat_view(params_[b.params[j]]));
+      if (flying.size() == 2) unpack();  // at most two regions in flight
+      Work w = comm_.broadcast_async(region, r);
+      flying.push_back({i, r, std::move(region), std::move(w)});
+    }
   }
   while (!flying.empty()) unpack();
 }

@@ -14,7 +14,10 @@
 //
 // Stage 1 all-reduces each bucket (as DDP) and drops the non-owned gradients; stage 2 reduce-scatters
 // each bucket so a rank receives only its owned parameters' sums, and drops the non-owned gradients as
-// soon as their bucket is packed. Like DDP it starts every replica from rank 0's tensors and refuses
+// soon as their bucket is packed. reduce_scatter needs equal parts, so a bucket whose owners' regions
+// differ much in size (one owner: all the bucket) would be padded to world_size times its largest
+// region; such a bucket (padding over 2x) all-reduces its compact buffer instead, which costs less in
+// memory and no more on the wire. Like DDP it starts every replica from rank 0's tensors and refuses
 // ranks whose models differ.
 #pragma once
 #include <cstdint>
@@ -100,8 +103,8 @@ class ShardedDataParallel {
   void sync_parameters();  // rank 0's parameters and buffers to every rank (the constructor does this)
   void sync_buffers();     // rank 0's buffers (unless broadcast_buffers is false)
   // Every rank gets every parameter's value from its owner: call after the optimizer step (which
-  // changed only owned parameters). Bucketed all-gathers, all started at once and unpacked in order as
-  // they complete; it returns when the replicas are equal (no overlap with the next forward).
+  // changed only owned parameters). One broadcast per owner's region of each bucket (no padding), at
+  // most two in flight; it returns when the replicas are equal (no overlap with the next forward).
   void gather_parameters();
 
   // ---- what the optimizer step needs from all ranks

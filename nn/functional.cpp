@@ -8,6 +8,7 @@
 
 #include "core/autocast.hpp"
 #include "core/autograd.hpp"
+#include "core/ops/attention.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
 #include "core/ops/index.hpp"
@@ -265,6 +266,11 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
   EMBER_CHECK(dropout_p >= 0 && dropout_p <= 1, ValueError, "[", op, "] dropout_p must be in [0, 1], got ", dropout_p);
 
   const double sc = scale.value_or(1.0 / std::sqrt(static_cast<double>(e)));
+  // On the CPU, from a moderate L * S on, the blocked kernel (core/ops/attention.hpp): same result,
+  // O(L + S) memory per head instead of the [L, S] scores and their softmax. The composition below
+  // stays for everything else and is its test oracle.
+  if (use_blocked_attention(query, key, value, attn_mask, dropout_p, is_causal))
+    return blocked_attention(query, key, value, attn_mask, is_causal, sc);
   // Scale whichever of q [L, E] and the scores [L, S] is smaller.
   Tensor scores = e <= s ? matmul(query * sc, key.mT()) : matmul(query, key.mT()) * sc;
   Shape scores_shape = batch;

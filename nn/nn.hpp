@@ -2,6 +2,7 @@
 // optimizers in nn/optim/optim.hpp).
 #pragma once
 #include "nn/attention.hpp"
+#include "nn/checkpoint.hpp"
 #include "nn/clip_grad.hpp"
 #include "nn/container.hpp"
 #include "nn/conv.hpp"

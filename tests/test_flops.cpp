@@ -129,6 +129,12 @@ TEST_SUITE("flops") {
     CHECK(flops_of([] {
             F::scaled_dot_product_attention(randn({2, 4, 5, 8}), randn({2, 4, 7, 8}), randn({2, 4, 7, 3}));
           }) == torch_flops("sdpa"));
+    {  // the blocked CPU kernel counts as the composed path's two products
+      SdpaBackendGuard blocked(SdpaBackend::Blocked);
+      CHECK(flops_of([] {
+              F::scaled_dot_product_attention(randn({2, 4, 5, 8}), randn({2, 4, 7, 8}), randn({2, 4, 7, 3}));
+            }) == torch_flops("sdpa"));
+    }
     Tensor x = randn({2, 5, 16});
     nn::MultiheadAttention mha(16, 4, {.batch_first = true});
     CHECK(flops_of([&] { mha(x, x, x, {.need_weights = false}); }) == torch_flops("mha_self"));

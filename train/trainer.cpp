@@ -15,6 +15,7 @@
 #include "train/callbacks/model_checkpoint.hpp"
 #include "train/callbacks/model_summary.hpp"
 #include "train/callbacks/progress_bar.hpp"
+#include "train/loader_resume.hpp"
 #include "train/loggers/csv.hpp"
 #include "train/plugins/ddp_sharded.hpp"
 #include "train/requeue.hpp"
@@ -354,8 +355,11 @@ void Trainer::fit_body(const RunOptions& run) {
   configure_optimizers();
   strategy_->setup_training(*model_, optimizers_, *precision_);
   const std::string ckpt = run.ckpt_path.empty() ? requeued_checkpoint_path(*this) : run.ckpt_path;  // SLURM
-  if (const std::string p = resolve_ckpt_path(ckpt); !p.empty())
-    load_checkpoint(checkpoint_io_->load_checkpoint(p), true);
+  if (const std::string p = resolve_ckpt_path(ckpt); !p.empty()) {
+    Checkpoint ck = checkpoint_io_->load_checkpoint(p);
+    strategy_->complete_checkpoint(ck, *checkpoint_io_);  // a sharded checkpoint's shard files
+    load_checkpoint(ck, true);
+  }
   // Lightning writes hparams.yaml only for a module that saved hyperparameters.
   if (is_global_zero() && !model_->hparams().empty())
     for (const auto& l : loggers_) l->log_hyperparams(model_->hparams());
@@ -517,7 +521,8 @@ void Trainer::save_checkpoint(const std::string& path, bool weights_only) {
   Checkpoint ck = make_checkpoint(weights_only);
   strategy_->save_checkpoint(ck, path, [&](const Checkpoint& c, const std::string& p) {
     checkpoint_io_->save_checkpoint(c, p);
-    for (const auto& l : loggers_) l->save();
+    if (is_global_zero())  // a sharded strategy writes on every rank
+      for (const auto& l : loggers_) l->save();
   });
 }
 
@@ -649,14 +654,10 @@ void Trainer::restore_run_state(const Checkpoint& ck) {
               [&](const nlohmann::json& j) { schedulers_[i].scheduler->load_state_dict(j); });
   for (const char* key : {"precision", "grad_scaler"})  // "grad_scaler": checkpoints before 2026-12-06
     if (r.has(key)) r.section(key, [&](const nlohmann::json& j) { precision_->load_state_dict(j); });
-  // DDP: rank 0 saved its own samplers' states; every rank stands at the same batch of its share.
+  // DDP: rank 0 saved its own samplers' states; every rank stands at the same place in the epoch's order.
   auto restore_loader = [&](data::DataLoader& loader) {
     return [&](const nlohmann::json& j) {
-      nlohmann::json state = j;
-      if (comm_ != nullptr && state.is_object() && state.contains("sampler") && state["sampler"].is_object() &&
-          state["sampler"].contains("rank"))
-        state["sampler"]["rank"] = global_rank();
-      loader.load_state_dict(state);
+      loader.load_state_dict(map_loader_state(j, loader));  // also from a run with another rank count
     };
   };
   if (r.has("train_loader"))

@@ -159,6 +159,19 @@ TEST_SUITE("dist mpi") {
     }
   }
 
+  TEST_CASE("a finished Work kept after wait() no longer holds its tensors") {
+    const int64_t before = memory_stats().current_bytes;
+    dist::Work work;
+    {
+      Tensor t = full({1 << 22}, 1.0, {.dtype = kF32});  // 16 MiB
+      work = comm().all_reduce_async(t);
+      work.wait();
+    }
+    // The caller dropped its tensor; the Work (kept, as a reducer keeps its buckets') must not hold it.
+    CAPTURE(before);
+    CHECK(memory_stats().current_bytes - before < (int64_t(1) << 20));
+  }
+
   TEST_CASE("EMBER_DIST_DEBUG turns mismatched collectives into an error on every rank, naming dtypes and ops") {
     setenv("EMBER_DIST_DEBUG", "1", 1);
     std::unique_ptr<dist::Communicator> checked = dist::make_mpi_communicator();

@@ -6,10 +6,14 @@
 
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <numeric>
 
 #include "ember.hpp"
 #include "test_util.hpp"
+#include "train/loader_resume.hpp"
 #include "train/plugins/ddp_sharded.hpp"
+#include "train/plugins/sharded_checkpoint.hpp"
 #include "train/plugins/sharded_state.hpp"
 #include "trainer_fixtures.hpp"
 
@@ -465,6 +469,198 @@ TEST_SUITE("dist sharded") {
     const Tensor ddp_more = fit_mlp("ddp", per_rank, 3, "", ddp_ckpt);
     CHECK(testing::allclose(fit_mlp("ddp_sharded", per_rank, 3, "", sharded_ckpt), ddp_more, 1e-12, 1e-14));
     CHECK(testing::allclose(fit_mlp("ddp_sharded", per_rank, 3, "", ddp_ckpt), ddp_more, 1e-12, 1e-14));
+    comm().barrier();
+    if (rank() == 0) fs::remove_all(dir);
+  }
+}
+
+// ---------------------------------------------------------------- N ranks -> M ranks
+// A checkpoint written by the -np 2 run (consolidated and save_sharded) resumes on 1 rank there and on 3
+// ranks in the -np 3 run, which reads it from kCrossDir (fixed, so that it outlives the first mpirun;
+// `meson test` runs "dist" before "dist3" by priority, and the 3-rank case fails when the file is missing).
+// Every run sees a global batch of 12 (12 x 1, 6 x 2, 4 x 3) of the same shuffled order, so each resumed
+// run equals one process trained without a break, in float64.
+namespace {
+const fs::path kCrossDir = "/tmp/ember_dist_n_to_m";
+
+Tensor fit_global12(const std::string& strategy, int64_t epochs, const std::string& save = "",
+                    const std::string& resume = "", bool save_sharded = false,
+                    std::shared_ptr<train::Strategy>* keep = nullptr) {
+  manual_seed(21);
+  Mlp m;
+  const bool multi = strategy != "single_device";
+  train::TrainerOptions o = trainer_test::quiet({.max_epochs = epochs,
+                                                 .devices = multi ? world() : 1,
+                                                 .strategy = strategy,
+                                                 .precision = "64",
+                                                 .accumulate_grad_batches = 2,
+                                                 .gradient_clip_val = 0.3,
+                                                 .num_sanity_val_steps = 0});
+  if (strategy == "ddp_sharded")
+    o.strategy_instance =
+        std::make_shared<train::DDPShardedStrategy>(train::DDPShardedStrategyOptions{.save_sharded = save_sharded});
+  train::Trainer t(o);
+  const int64_t batch = multi ? 12 / world() : 12;
+  t.fit(m, trainer_test::loader(96, batch, /*shuffle=*/true), nullptr, {.ckpt_path = resume});
+  if (!save.empty()) t.save_checkpoint(save);
+  if (keep != nullptr) *keep = o.strategy_instance;
+  return flat(m);
+}
+
+std::string in_dir(const fs::path& dir, const std::string& name) { return (dir / name).string(); }
+}  // namespace
+
+TEST_SUITE("dist sharded") {
+  TEST_CASE("a ddp_sharded checkpoint, consolidated or save_sharded, resumes on 1 rank and on the same ranks") {
+    const int n = world();
+    const fs::path dir = n == 2 ? kCrossDir : fs::temp_directory_path() / "ember_dist_sharded_3";
+    if (rank() == 0) {
+      fs::remove_all(dir);
+      fs::create_directories(dir);
+    }
+    comm().barrier();
+    const std::string whole = in_dir(dir, "consolidated.safetensors"), sharded = in_dir(dir, "sharded.safetensors");
+    const Tensor reference = fit_global12("single_device", 3);
+    fit_global12("ddp_sharded", 2, whole);
+    std::shared_ptr<train::Strategy> strategy;
+    fit_global12("ddp_sharded", 2, sharded, "", /*save_sharded=*/true, &strategy);
+    // The index holds weights and run state; each rank's shard only its owned optimizer entries.
+    Metadata meta;
+    const TensorMap index = load(sharded, &meta);
+    for (const auto& [key, t] : index) CHECK(key.find("optimizer_states.") != 0);
+    CHECK(meta.at("ember_checkpoint").find("optimizer_shards") != std::string::npos);
+    size_t entries = 0;
+    for (int r = 0; r < n; ++r) {
+      const std::string shard = sharded + train::shard_suffix(r, n);
+      REQUIRE(fs::exists(shard));
+      entries += load(shard).size();
+    }
+    CHECK(entries == load(whole).size() - index.size());  // every optimizer entry once
+    CHECK(testing::allclose(fit_global12("ddp_sharded", 3, "", sharded), reference, 1e-11, 1e-13));
+    if (rank() == 0) {
+      // One process resumes either layout.
+      CHECK(testing::allclose(fit_global12("single_device", 3, "", whole), reference, 1e-11, 1e-13));
+      CHECK(testing::allclose(fit_global12("single_device", 3, "", sharded), reference, 1e-11, 1e-13));
+      // Copies and removals take the shard files along; a missing or damaged shard is named.
+      const std::string copy = in_dir(dir, "copy.safetensors");
+      train::LocalCheckpointIO io;
+      strategy->copy_checkpoint(sharded, copy, io);
+      for (int r = 0; r < n; ++r) CHECK(fs::exists(copy + train::shard_suffix(r, n)));
+      CHECK(testing::allclose(fit_global12("single_device", 3, "", copy), reference, 1e-11, 1e-13));
+      const std::string last_shard = copy + train::shard_suffix(n - 1, n);
+      fs::resize_file(last_shard, fs::file_size(last_shard) - 3);
+      CHECK(throws_with<Error>([&] { fit_global12("single_device", 3, "", copy); }, last_shard));
+      fs::remove(last_shard);
+      CHECK(throws_with<IOError>([&] { fit_global12("single_device", 3, "", copy); }, "needs its shard " + last_shard));
+      strategy->remove_checkpoint(copy, io);
+      CHECK_FALSE(fs::exists(copy));
+      for (int r = 0; r < n; ++r) CHECK_FALSE(fs::exists(copy + train::shard_suffix(r, n)));
+    }
+    comm().barrier();
+    if (n != 2 && rank() == 0) fs::remove_all(dir);  // the 2-rank files stay for the -np 3 run
+  }
+
+  TEST_CASE("a checkpoint of the 2-rank run resumes on 3 ranks (the -np 3 run)") {
+    if (world() != 3) {
+      MESSAGE("checked by the -np 3 run, which reads this run's files in " << kCrossDir.string());
+      return;
+    }
+    const std::string whole = in_dir(kCrossDir, "consolidated.safetensors"),
+                      sharded = in_dir(kCrossDir, "sharded.safetensors");
+    INFO("the -np 2 run of ember_dist_tests writes " << kCrossDir.string() << " (meson test runs it first)");
+    REQUIRE(fs::exists(whole));
+    REQUIRE(fs::exists(sharded + train::shard_suffix(1, 2)));
+    const Tensor reference = fit_global12("single_device", 3);
+    CHECK(testing::allclose(fit_global12("ddp_sharded", 3, "", whole), reference, 1e-11, 1e-13));
+    CHECK(testing::allclose(fit_global12("ddp_sharded", 3, "", sharded), reference, 1e-11, 1e-13));
+    CHECK(testing::allclose(fit_global12("ddp", 3, "", sharded), reference, 1e-11, 1e-13));
+  }
+}
+
+// ---------------------------------------------------------------- a loader's position across world sizes
+namespace {
+// The loader of rank `r` of `n` over 24 examples whose input is their index.
+std::shared_ptr<data::DataLoader> index_loader(int64_t n, int64_t r, int64_t batch) {
+  Tensor x = arange(24).to(kF64).reshape({24, 1});
+  return std::make_shared<data::DataLoader>(
+      std::make_shared<data::TensorDataset>(x, x),
+      data::DataLoaderOptions{
+          .batch_size = batch, .seed = 5, .sampler = std::make_shared<data::DistributedSampler>(24, n, r, true, 5)});
+}
+std::vector<int64_t> take(data::DataLoader& l, int64_t batches) {
+  std::vector<int64_t> out;
+  int64_t i = 0;
+  for (const data::Batch& b : l) {
+    for (double v : b.input.reshape({-1}).to_vector<double>()) out.push_back(static_cast<int64_t>(v));
+    if (++i == batches) break;  // a batch taken counts as yielded
+  }
+  return out;
+}
+}  // namespace
+
+TEST_SUITE("dist sharded") {
+  TEST_CASE("a loader position maps to another world size when the global batch is the same") {
+    // 2 ranks x 3 read 2 batches (12 examples); 3 ranks x 2 read the other 12, each once.
+    std::vector<int64_t> seen;
+    nlohmann::json saved;
+    for (int64_t r = 0; r < 2; ++r) {
+      auto l = index_loader(2, r, 3);
+      l->set_epoch(1);
+      for (int64_t i : take(*l, 2)) seen.push_back(i);
+      if (r == 0) saved = l->state_dict();
+    }
+    for (int64_t r = 0; r < 3; ++r) {
+      auto l = index_loader(3, r, 2);
+      l->load_state_dict(train::map_loader_state(saved, *l));
+      CHECK(l->epoch() == 1);
+      for (int64_t i : take(*l, -1)) seen.push_back(i);
+    }
+    std::sort(seen.begin(), seen.end());
+    std::vector<int64_t> all(24);
+    std::iota(all.begin(), all.end(), 0);
+    CHECK(seen == all);
+    // Another global batch mid-epoch cannot map; at an epoch boundary any batch size can.
+    auto other = index_loader(3, 0, 3);
+    CHECK(throws_with<ValueError>([&] { train::map_loader_state(saved, *other); },
+                                  "global batch of 3 x 2 ranks = 6 but this run's is 3 x 3 = 9"));
+    nlohmann::json boundary = saved;
+    boundary["batches_yielded"] = 0;
+    other->load_state_dict(train::map_loader_state(boundary, *other));
+    CHECK(other->epoch() == 1);
+    // Another dataset never maps.
+    auto smaller = std::make_shared<data::DataLoader>(
+        std::make_shared<data::TensorDataset>(zeros({12, 1}), zeros({12, 1})),
+        data::DataLoaderOptions{.batch_size = 4, .sampler = std::make_shared<data::DistributedSampler>(12, 3, 0)});
+    CHECK(throws_with<ValueError>([&] { train::map_loader_state(saved, *smaller); }, "had 24 examples"));
+  }
+}
+
+TEST_SUITE("dist sharded") {
+  TEST_CASE("ModelCheckpoint keeps a save_sharded checkpoint whole: old shards go with their index, last copies them") {
+    const fs::path dir = fs::temp_directory_path() / "ember_dist_sharded_mc";
+    if (rank() == 0) fs::remove_all(dir);
+    comm().barrier();
+    manual_seed(21);
+    Mlp m;
+    train::TrainerOptions o = trainer_test::quiet({.max_epochs = 3, .devices = world(), .precision = "64"});
+    o.strategy_instance =
+        std::make_shared<train::DDPShardedStrategy>(train::DDPShardedStrategyOptions{.save_sharded = true});
+    o.enable_checkpointing = true;
+    o.callbacks = {std::make_shared<train::ModelCheckpoint>(
+        train::ModelCheckpointOptions{.dirpath = dir.string(), .save_last = true, .save_top_k = 1})};
+    train::Trainer t(o);
+    t.fit(m, trainer_test::loader(48, 12 / world(), true));
+    comm().barrier();
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    std::vector<std::string> want;
+    for (const std::string base : {"epoch=2-step=12.safetensors", "last.safetensors"}) {
+      want.push_back(base);
+      for (int r = 0; r < world(); ++r) want.push_back(base + train::shard_suffix(r, world()));
+    }
+    std::sort(want.begin(), want.end());
+    CHECK(names == want);
     comm().barrier();
     if (rank() == 0) fs::remove_all(dir);
   }

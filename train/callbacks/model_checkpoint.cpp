@@ -236,7 +236,7 @@ void ModelCheckpoint::save_top_k(Trainer& trainer, const MetricMap& candidates) 
       trainer.save_checkpoint(path, o_.save_weights_only);
       written = path;
       if (o_.save_top_k == 1 && !previous.empty() && previous != path && trainer.is_global_zero())
-        trainer.checkpoint_io().remove_checkpoint(previous);
+        trainer.strategy().remove_checkpoint(previous, trainer.checkpoint_io());
     } else {
       auto it = candidates.find(o_.monitor);
       if (it == candidates.end()) {
@@ -271,7 +271,7 @@ void ModelCheckpoint::save_top_k(Trainer& trainer, const MetricMap& candidates) 
         trainer.save_checkpoint(path, o_.save_weights_only);
         written = path;
         if (!dropped.empty() && dropped != path && trainer.is_global_zero())
-          trainer.checkpoint_io().remove_checkpoint(dropped);
+          trainer.strategy().remove_checkpoint(dropped, trainer.checkpoint_io());
       } else if (o_.verbose && trainer.is_global_zero()) {
         std::cout << "Epoch " << trainer.current_epoch() << ", global step " << trainer.global_step() << ": '"
                   << o_.monitor << "' was not in top " << o_.save_top_k << "\n";
@@ -285,7 +285,7 @@ void ModelCheckpoint::save_last(Trainer& trainer, const std::string& written) {
   const std::string path = (fs::path(dirpath_) / (std::string("last") + kExtension)).string();
   last_model_path_ = path;
   if (!written.empty()) {  // the same bytes: the store copies them (LocalCheckpointIO: atomically)
-    if (trainer.is_global_zero()) trainer.checkpoint_io().copy_checkpoint(written, path);
+    if (trainer.is_global_zero()) trainer.strategy().copy_checkpoint(written, path, trainer.checkpoint_io());
   } else {
     trainer.save_checkpoint(path, o_.save_weights_only);
   }

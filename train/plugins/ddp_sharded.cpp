@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "core/ops/creation.hpp"
+#include "train/plugins/sharded_checkpoint.hpp"
 #include "train/plugins/sharded_state.hpp"
 
 namespace ember::train {
@@ -25,7 +26,9 @@ void DDPShardedStrategy::setup_training(nn::Module& model, const std::vector<std
                                     .broadcast_buffers = sharded_options_.broadcast_buffers});
   // State an optimizer made at construction (Adagrad) for parameters other ranks own goes.
   owners_.clear();
+  optimizer_order_.clear();
   for (const auto& opt : opts) {
+    optimizer_order_.push_back(opt.get());
     owners_[opt.get()] = optimizer_owners(*opt, *sdp_);
     drop_unowned_state(*opt, owners_[opt.get()], global_rank());
   }
@@ -70,7 +73,29 @@ bool DDPShardedStrategy::optimizer_step(optim::Optimizer& opt, Precision& precis
 optim::StateDict DDPShardedStrategy::optimizer_state(const optim::Optimizer& opt) {
   auto it = owners_.find(&opt);
   if (it == owners_.end() || comm_ == nullptr) return opt.state_dict();  // not one of a sharded fit's
+  if (sharded_options_.save_sharded) return shard_state_dict(opt.state_dict(), it->second, global_rank());
   return consolidate_state_dict(opt.state_dict(), it->second, *comm_, 0);
+}
+
+void DDPShardedStrategy::save_checkpoint(const Checkpoint& checkpoint, const std::string& path,
+                                         const CheckpointWriter& write) {
+  if (!sharded_options_.save_sharded || comm_ == nullptr || owners_.empty())
+    return Strategy::save_checkpoint(checkpoint, path, write);
+  // owners_ is keyed by address: the Trainer's optimizers in checkpoint order are what make_checkpoint
+  // numbered, so the index lists owners in the order optimizer_states.<i> entries name.
+  std::vector<std::vector<int>> owners;
+  for (const optim::Optimizer* opt : optimizer_order_) owners.push_back(owners_.at(opt));
+  save_sharded_checkpoint(checkpoint, path, owners, *comm_, write);
+}
+
+void DDPShardedStrategy::remove_checkpoint(const std::string& path, CheckpointIO& io) {
+  if (!sharded_options_.save_sharded) return io.remove_checkpoint(path);
+  remove_sharded_checkpoint(path, world_size(), io);
+}
+
+void DDPShardedStrategy::copy_checkpoint(const std::string& from, const std::string& to, CheckpointIO& io) {
+  if (!sharded_options_.save_sharded) return io.copy_checkpoint(from, to);
+  copy_sharded_checkpoint(from, to, world_size(), io);
 }
 
 void DDPShardedStrategy::load_optimizer_state(optim::Optimizer& opt, const optim::StateDict& state) {

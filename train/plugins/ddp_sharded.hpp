@@ -21,6 +21,10 @@ struct DDPShardedStrategyOptions {
   double bucket_cap_mb = 25.0;  // reduction and gather buckets
   std::optional<double> timeout = std::nullopt;
   bool broadcast_buffers = true;
+  // Checkpoints: each rank writes its own optimizer-state shard ("<path>.shard-<r>-of-<N>.safetensors")
+  // and rank 0 "<path>" with the weights, run state and an index, instead of consolidating on rank 0.
+  // Any strategy and rank count loads either layout (see sharded_checkpoint.hpp).
+  bool save_sharded = false;
 };
 
 class DDPShardedStrategy : public DDPStrategy {
@@ -41,6 +45,11 @@ class DDPShardedStrategy : public DDPStrategy {
   optim::StateDict optimizer_state(const optim::Optimizer& opt) override;
   // A whole state (from any number of ranks): this rank's shard of it.
   void load_optimizer_state(optim::Optimizer& opt, const optim::StateDict& state) override;
+  // save_sharded: every rank writes its shard, then rank 0 the index (else: rank 0 the whole file).
+  void save_checkpoint(const Checkpoint& checkpoint, const std::string& path, const CheckpointWriter& write) override;
+  // save_sharded: the index and this run's world_size shard files.
+  void remove_checkpoint(const std::string& path, CheckpointIO& io) override;
+  void copy_checkpoint(const std::string& from, const std::string& to, CheckpointIO& io) override;
 
   // The wrapper of the fit in progress (null outside one).
   dist::ShardedDataParallel* sharded() { return sdp_ ? &*sdp_ : nullptr; }
@@ -50,7 +59,8 @@ class DDPShardedStrategy : public DDPStrategy {
   std::optional<dist::ShardedDataParallel> sdp_;
   // Each optimizer's parameter owners, kept after the fit so a checkpoint saved then is still whole.
   std::map<const optim::Optimizer*, std::vector<int>> owners_;
-  GradScaler* scaler_ = nullptr;  // whose Inf/NaN decision this strategy made global
+  std::vector<const optim::Optimizer*> optimizer_order_;  // setup_training's order (the checkpoint's)
+  GradScaler* scaler_ = nullptr;                          // whose Inf/NaN decision this strategy made global
 };
 
 }  // namespace ember::train

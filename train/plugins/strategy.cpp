@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "nn/clip_grad.hpp"
+#include "train/plugins/sharded_checkpoint.hpp"
 
 namespace ember::train {
 
@@ -23,6 +24,10 @@ void Strategy::clip_grad_value(const std::vector<Tensor>& params, double clip_va
 void Strategy::save_checkpoint(const Checkpoint& checkpoint, const std::string& path, const CheckpointWriter& write) {
   if (is_global_zero()) write(checkpoint, path);
   barrier();
+}
+
+void Strategy::complete_checkpoint(Checkpoint& checkpoint, CheckpointIO& io) {
+  complete_sharded_checkpoint(checkpoint, io);
 }
 
 void Strategy::barrier() const {

@@ -16,6 +16,7 @@
 #include "nn/module.hpp"
 #include "nn/optim/optimizer.hpp"
 #include "train/checkpoint.hpp"
+#include "train/plugins/checkpoint_io.hpp"
 #include "train/plugins/precision.hpp"
 
 namespace ember::train {
@@ -70,6 +71,14 @@ class Strategy {
   // Every rank calls it with the checkpoint it built: rank 0 writes it through `write`, and no rank goes
   // on before the file is there.
   virtual void save_checkpoint(const Checkpoint& checkpoint, const std::string& path, const CheckpointWriter& write);
+  // Every rank calls it on the checkpoint it loaded to resume, before the run state is restored: a
+  // sharded checkpoint (save_sharded) gets its shard files' optimizer entries, whatever wrote it.
+  virtual void complete_checkpoint(Checkpoint& checkpoint, CheckpointIO& io);
+  // Rank 0 removes or copies a checkpoint this strategy saved (ModelCheckpoint): with its shard files.
+  virtual void remove_checkpoint(const std::string& path, CheckpointIO& io) { io.remove_checkpoint(path); }
+  virtual void copy_checkpoint(const std::string& from, const std::string& to, CheckpointIO& io) {
+    io.copy_checkpoint(from, to);
+  }
 
   // ---- collectives (on one process: identities) ----
   void barrier() const;

@@ -1,0 +1,42 @@
+// Kernel entries of the blocked (flash-style) attention: softmax(q k^T * scale + mask) v computed
+// tile by tile with an online softmax, so that neither the [L, S] scores nor their softmax are ever
+// stored; the backward recomputes them per tile from the saved row logsumexp. CPU only for now (the
+// builder, core/ops/attention.cpp, routes other devices to the composed path); the per-row math is in
+// kernels/attention_math.hpp for a CUDA kernel to share.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.hpp"
+
+namespace ember::kernels {
+
+struct AttentionParams {
+  double scale = 1.0;
+  bool causal = false;  // keys j <= i only (top-left aligned); excludes a mask
+};
+
+// Tile sizes (rows of queries x keys) of one task: kept here so tests can pick shapes that straddle them.
+inline constexpr int64_t kAttnQueryBlock = 64;
+inline constexpr int64_t kAttnKeyBlock = 128;
+
+// q [B, L, E], k [B, S, E], v [B, S, Ev], out [B, L, Ev]: contiguous f32 or f64 on the CPU; lse [B, L]
+// (same dtype) gets each row's logsumexp (-inf for a row that no key may attend; its output is 0).
+// mask: undefined, or [batch..., L, S] (any strides, e.g. an expanded view; the batch dims flatten to B
+// in row-major order): bool (true = attend) or of q's dtype (added to the scores).
+void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& mask, const AttentionParams& p);
+// dq, dk, dv (contiguous, shaped as q, k, v) <- the gradients of the loss given d out = dout (contiguous
+// [B, L, Ev]), from the forward's inputs, output and lse.
+void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
+                        const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& mask,
+                        const AttentionParams& p);
+
+namespace cpu {
+void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& mask, const AttentionParams& p);
+void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
+                        const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& mask,
+                        const AttentionParams& p);
+}  // namespace cpu
+
+}  // namespace ember::kernels
