@@ -369,7 +369,9 @@ TEST_SUITE("cluster environment") {
       CHECK(again->first_step == 0);
     }
     // Another job (or this one with auto_requeue off) starts afresh from the same folder.
-    for (const auto& [job, on] : {std::pair<std::string, bool>{"999", true}, {"4242", false}}) {
+    for (const auto& [job_, on_] : {std::pair<std::string, bool>{"999", true}, {"4242", false}}) {
+      const std::string& job = job_;  // (clang 14: doctest's CAPTURE cannot capture a structured binding)
+      const bool on = on_;
       CAPTURE(job);
       EnvGuard env({{"SLURM_JOB_ID", job}, {"SLURM_RESTART_COUNT", "1"}, {"PATH", scontrol.path_var()}});
       auto r = std::make_shared<Raiser>();

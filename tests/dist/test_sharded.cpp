@@ -304,7 +304,8 @@ TEST_SUITE("dist sharded") {
     if (rank() == 0) {
       CHECK(whole.state.size() == expect.state.size());
       CHECK(whole.state.size() == 6 * 3);  // step, exp_avg, exp_avg_sq per parameter
-      for (const auto& [key, t] : expect.state) {
+      for (const auto& [key_, t] : expect.state) {
+        const std::string& key = key_;  // (clang 14: doctest's CAPTURE cannot capture a structured binding)
         CAPTURE(key);
         REQUIRE(whole.state.count(key));
         CHECK(whole.state.at(key).dtype() == t.dtype());
@@ -456,7 +457,8 @@ TEST_SUITE("dist sharded") {
     const TensorMap s = load(sharded_ckpt, &meta_s), d = load(ddp_ckpt, &meta_d);
     CHECK(s.size() == d.size());
     size_t optimizer_entries = 0;
-    for (const auto& [key, t] : d) {
+    for (const auto& [key_, t] : d) {
+      const std::string& key = key_;  // (clang 14: see above)
       CAPTURE(key);
       REQUIRE(s.count(key));
       optimizer_entries += key.find("optimizer") != std::string::npos;
