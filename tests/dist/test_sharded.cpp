@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
@@ -435,6 +436,43 @@ Tensor fit_mlp(const std::string& strategy, int64_t batch, int64_t epochs, const
 }  // namespace
 
 TEST_SUITE("dist sharded") {
+  // 16-mixed: an Inf in one parameter's gradient, on one rank, at one step. After the reduction only that
+  // parameter's owner sees it; the scaler's decision is shared, so every rank skips the step and halves
+  // its scale, as DDP's ranks (which all see the Inf) do.
+  TEST_CASE("ddp_sharded with 16-mixed: an overflow only one rank's shard sees skips the step on every rank") {
+    struct Poisoned : Mlp {
+      bool poison = false;
+      Poisoned() {
+        fc2->weight.register_hook(
+            [this](const Tensor& g) { return poison ? g * std::numeric_limits<double>::infinity() : g; });
+      }
+      Tensor training_step(const data::Batch& b, int64_t i) override {
+        poison = rank() == world() - 1 && trainer().global_step() == 2;
+        return Mlp::training_step(b, i);
+      }
+    };
+    auto run = [](const std::string& strategy, double* scale) {
+      manual_seed(21);
+      Poisoned m;
+      train::Trainer t(trainer_test::quiet({.max_epochs = 2,
+                                            .devices = world(),
+                                            .strategy = strategy,
+                                            .precision = "16-mixed",
+                                            .gradient_clip_val = 0.3,
+                                            .num_sanity_val_steps = 0}));
+      t.fit(m, trainer_test::loader(48, 4, /*shuffle=*/true));
+      *scale = t.scaler()->get_scale();
+      return flat(m);
+    };
+    double ddp_scale = 0, sharded_scale = 0;
+    const Tensor ddp = run("ddp", &ddp_scale);
+    const Tensor sharded = run("ddp_sharded", &sharded_scale);
+    CHECK(ddp_scale == 32768.0);  // halved once
+    CHECK(sharded_scale == ddp_scale);
+    CHECK(same_on_all_ranks(sharded));
+    CHECK(testing::allclose(sharded, ddp, 1e-6, 1e-7));
+  }
+
   TEST_CASE(
       "Trainer strategy ddp_sharded trains as ddp and one process; its checkpoint is DDP's and resumes anywhere") {
     const fs::path dir = fs::temp_directory_path() / "ember_dist_sharded_trainer";
