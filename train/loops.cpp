@@ -311,6 +311,10 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
                 "[Trainer] precision \"", precision_->name(),
                 "\" scales the loss, but training_step called an optimizer's step() itself, which applied "
                 "scaled gradients: step with manual_step(opt) under manual optimisation");
+    EMBER_CHECK(!strategy_->requires_optimizer_step() || taken <= manual_steps_ - manual_skipped_, ValueError,
+                "[Trainer] strategy \"", strategy_->name(),
+                "\" updates each rank's shard and then sends it to the others, but training_step called an "
+                "optimizer's step() itself, which leaves the ranks' weights different: step with manual_step(opt)");
     // every optimizer step counts (one the precision plugin skipped too), as Lightning's manual optimisation
     global_step_ += taken + manual_skipped_;
     update_precision();

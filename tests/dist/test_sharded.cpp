@@ -439,6 +439,40 @@ TEST_SUITE("dist sharded") {
   // 16-mixed: an Inf in one parameter's gradient, on one rank, at one step. After the reduction only that
   // parameter's owner sees it; the scaler's decision is shared, so every rank skips the step and halves
   // its scale, as DDP's ranks (which all see the Inf) do.
+  TEST_CASE("ddp_sharded with manual optimisation: manual_step trains as ddp; a plain step() is an error") {
+    struct Manual : Mlp {
+      bool plain = false;
+      Manual() { automatic_optimization = false; }
+      Tensor training_step(const data::Batch& b, int64_t i) override {
+        optim::Optimizer& opt = *optimizers().front();
+        Tensor loss = Mlp::training_step(b, i);
+        manual_backward(loss);
+        if (plain) {
+          opt.step();  // this rank's shard only: the others never see it
+        } else {
+          clip_gradients(opt, 0.3);
+          manual_step(opt);
+        }
+        opt.zero_grad();
+        return loss;
+      }
+    };
+    auto run = [](const std::string& strategy, bool plain) {
+      manual_seed(21);
+      Manual m;
+      m.plain = plain;
+      train::Trainer t(trainer_test::quiet(
+          {.max_epochs = 2, .devices = world(), .strategy = strategy, .precision = "64", .num_sanity_val_steps = 0}));
+      t.fit(m, trainer_test::loader(48, 4, /*shuffle=*/true));
+      return flat(m);
+    };
+    const Tensor ddp = run("ddp", false);
+    const Tensor sharded = run("ddp_sharded", false);
+    CHECK(same_on_all_ranks(sharded));
+    CHECK(testing::allclose(sharded, ddp, 1e-12, 1e-14));
+    CHECK(throws_with<ValueError>([&] { run("ddp_sharded", true); }, "step with manual_step(opt)"));
+  }
+
   TEST_CASE("ddp_sharded with 16-mixed: an overflow only one rank's shard sees skips the step on every rank") {
     struct Poisoned : Mlp {
       bool poison = false;

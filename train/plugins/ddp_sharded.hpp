@@ -41,6 +41,7 @@ class DDPShardedStrategy : public DDPStrategy {
   void clip_grad_value(const std::vector<Tensor>& params, double clip_value) override;
   // The precision plugin's step on this rank's shard, then every parameter from its owner to every rank.
   bool optimizer_step(optim::Optimizer& opt, Precision& precision) override;
+  bool requires_optimizer_step() const override { return true; }
   // Every rank calls it (also after the fit): rank 0 gets the whole state, the others an empty one.
   optim::StateDict optimizer_state(const optim::Optimizer& opt) override;
   // A whole state (from any number of ranks): this rank's shard of it.

@@ -58,6 +58,9 @@ class Strategy {
   // One optimizer step through the precision plugin (a sharded strategy then sends every rank the
   // updated parameters); true when it stepped.
   virtual bool optimizer_step(optim::Optimizer& opt, Precision& precision) { return precision.optimizer_step(opt); }
+  // True when a step must go through optimizer_step (a sharded strategy sends the updated parameters to
+  // every rank afterwards): under manual optimisation a plain opt.step() is then an error, not diverged replicas.
+  virtual bool requires_optimizer_step() const { return false; }
 
   // ---- checkpoints ----
   // opt's whole state on the rank that writes the checkpoint; every rank calls it (a sharded strategy
