@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels/attention_math.hpp"
+#include "kernels/functors.hpp"
 #include "kernels/vec_math.hpp"
 
 namespace ember::kernels::cpu {
@@ -38,13 +39,6 @@ void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t 
   cblas_dgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 
-template <class T>
-inline T exp_t(T x) {
-  if constexpr (std::is_same_v<T, float>)
-    return exp_fast(x);
-  else
-    return std::exp(x);
-}
 
 // The mask of batch b as a strided [L, S] matrix: bool (keep) or T (bias); none when both are null.
 template <class T>
@@ -125,7 +119,7 @@ T row_max(const T* x, int64_t n) {
 // x <- exp(x - shift) in place; returns the sum.
 template <class T>
 T exp_row(T* x, int64_t n, T shift) {
-  for (int64_t j = 0; j < n; ++j) x[j] = exp_t(x[j] - shift);
+  for (int64_t j = 0; j < n; ++j) x[j] = exp_(x[j] - shift);
   constexpr int L = 8;
   T lane[L] = {};
   int64_t j = 0;
@@ -254,7 +248,7 @@ void backward_impl(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t, c
           if (m == -std::numeric_limits<T>::infinity())
             std::fill(row, row + c, T(0));
           else
-            for (int64_t jj = 0; jj < c; ++jj) row[jj] = attn_prob(row[jj], m, exp_t<T>);
+            for (int64_t jj = 0; jj < c; ++jj) row[jj] = attn_prob(row[jj], m, exp_<T>);
         }
         gemm(CblasTrans, CblasNoTrans, c, d.ev, r, T(1), pt.get(), kBc, doi, d.ev, T(1), dvj, d.ev);  // dV += P^T dO
         gemm(CblasNoTrans, CblasTrans, r, c, d.ev, T(1), doi, d.ev, vj, d.ev, T(0), ds.get(), kBc);   // dP = dO V^T

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "kernels/cpu/loops.hpp"
+#include "kernels/functors.hpp"
 #include "kernels/loss_math.hpp"
 #include "kernels/vec_math.hpp"
 
@@ -28,13 +29,6 @@ namespace ember::kernels {
 namespace cpu {
 namespace {
 
-template <class T>
-inline T exp_t(T x) {
-  if constexpr (std::is_same_v<T, float>)
-    return exp_fast(x);
-  else
-    return std::exp(x);
-}
 
 // Positions [0, n) in parallel chunks of about kGrain elements of work when large.
 template <class F>
@@ -118,7 +112,7 @@ inline T row_logsumexp(const T* x, int64_t c, int64_t stride) {
     for (int l = 0; l < 8; ++l) s += acc[l];
   }
   const int64_t st = kUnit ? 1 : stride;
-  for (; j < c; ++j) s += exp_t<T>(x[j * st] - m);
+  for (; j < c; ++j) s += exp_<T>(x[j * st] - m);
   return m + std::log(s);
 }
 
@@ -218,10 +212,10 @@ void backward_impl(const Tensor& grad_input, const Tensor& grad_loss, double gra
             std::memcpy(out + j, &v, sizeof v);
           }
         }
-        for (; j < c; ++j) out[j] = ce_grad_base<T>(cs, exp_t<T>(row[j] - l), coef, lsc, w ? w[j] : T(1));
+        for (; j < c; ++j) out[j] = ce_grad_base<T>(cs, exp_<T>(row[j] - l), coef, lsc, w ? w[j] : T(1));
       } else {
         for (int64_t j = 0; j < c; ++j)
-          out[j * k] = ce_grad_base<T>(cs, exp_t<T>(row[j * k] - l), coef, lsc, w ? w[j] : T(1));
+          out[j * k] = ce_grad_base<T>(cs, exp_<T>(row[j * k] - l), coef, lsc, w ? w[j] : T(1));
       }
       out[t * k] -= ce_grad_target<T>(coef, keep, wt);
     }
