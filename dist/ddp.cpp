@@ -22,14 +22,13 @@ struct DistributedDataParallel::Bucket {
   Work work;
 };
 
-DistributedDataParallel::DistributedDataParallel(NamedTensors parameters, NamedTensors buffers, Communicator& comm,
-                                                 DDPOptions options)
+DistributedDataParallel::DistributedDataParallel(ModelTensors model, Communicator& comm, DDPOptions options)
     : comm_(comm), options_(options) {
   EMBER_CHECK(options_.bucket_cap_mb > 0, ValueError, "[DistributedDataParallel] bucket_cap_mb must be > 0, got ",
               options_.bucket_cap_mb);
-  detail::check_same_model(comm_, parameters, buffers, "DistributedDataParallel");
-  params_ = detail::trainable(std::move(parameters), comm_, "DistributedDataParallel");
-  for (auto& [name, t] : buffers) buffers_.push_back(std::move(t));
+  detail::check_same_model(comm_, model.parameters, model.buffers, "DistributedDataParallel");
+  params_ = detail::trainable(std::move(model.parameters), comm_, "DistributedDataParallel");
+  for (auto& [name, t] : model.buffers) buffers_.push_back(std::move(t));
   bucket_of_.resize(params_.size());
   for (std::vector<size_t>& plan : detail::plan_buckets(params_, options_.bucket_cap_mb * 1024.0 * 1024.0)) {
     auto b = std::make_unique<Bucket>();

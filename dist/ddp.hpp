@@ -27,55 +27,23 @@ struct DDPOptions {
   bool broadcast_buffers = true;
 };
 
-class DistributedDataParallel {
+class DistributedDataParallel : public Replica {
  public:
-  using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+  using NamedTensors = detail::NamedTensors;
 
-  // Any module with parameters() and buffers() (nn::Module): dist does not depend on nn. A module with
-  // named_parameters() and named_buffers() too gives the names the rank check reports.
-  template <class M>
-  requires requires(const M& m) {
-    m.parameters();
-    m.buffers();
-  }
-  explicit DistributedDataParallel(const M& module, Communicator& comm = world(), DDPOptions options = {})
-      : DistributedDataParallel(detail::named_parameters_of(module), detail::named_buffers_of(module), comm, options) {}
-  // ... or a module handle (nn::Linear, nn::Sequential, a shared_ptr to a module).
-  template <class H>
-  requires requires(const H& h) {
-    h->parameters();
-    h->buffers();
-  }
-  explicit DistributedDataParallel(const H& module, Communicator& comm = world(), DDPOptions options = {})
-      : DistributedDataParallel(detail::named_parameters_of(detail::target(module)),
-                                detail::named_buffers_of(detail::target(module)), comm, options) {}
-  // Named parameters and buffers (nn::Module::named_parameters()); names may be empty.
+  // A module, a module handle, or its parameters and buffers (dist/replica.hpp's ModelTensors).
+  explicit DistributedDataParallel(ModelTensors model, Communicator& comm = world(), DDPOptions options = {});
   DistributedDataParallel(NamedTensors parameters, NamedTensors buffers, Communicator& comm = world(),
-                          DDPOptions options = {});
-  // Unnamed: the rank check reports positions only.
+                          DDPOptions options = {})
+      : DistributedDataParallel(ModelTensors(std::move(parameters), std::move(buffers)), comm, options) {}
   DistributedDataParallel(const std::vector<Tensor>& parameters, const std::vector<Tensor>& buffers,
                           Communicator& comm = world(), DDPOptions options = {})
-      : DistributedDataParallel(detail::unnamed(parameters), detail::unnamed(buffers), comm, options) {}
+      : DistributedDataParallel(ModelTensors(parameters, buffers), comm, options) {}
   ~DistributedDataParallel();
   DistributedDataParallel(const DistributedDataParallel&) = delete;
   DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
 
-  // While a NoSync lives, backward leaves gradients local (they accumulate); the first backward after it
-  // reduces the accumulated gradients. For gradient accumulation: no communication on the first N-1
-  // micro-batches.
-  class NoSync {
-   public:
-    explicit NoSync(DistributedDataParallel& ddp) : ddp_(ddp), prev_(ddp.sync_) { ddp.sync_ = false; }
-    ~NoSync() { ddp_.sync_ = prev_; }
-    NoSync(const NoSync&) = delete;
-    NoSync& operator=(const NoSync&) = delete;
-
-   private:
-    DistributedDataParallel& ddp_;
-    bool prev_;
-  };
-  [[nodiscard]] NoSync no_sync() { return NoSync(*this); }
-  bool require_backward_grad_sync() const { return sync_; }
+  using NoSync = dist::NoSync;  // no_sync() and require_backward_grad_sync() come from Replica
 
   // Rank 0's parameters and buffers to every rank (the constructor does this).
   void sync_parameters();
@@ -102,7 +70,6 @@ class DistributedDataParallel {
   std::vector<std::unique_ptr<Bucket>> buckets_;
   std::vector<size_t> bucket_of_;  // per parameter
   std::vector<HookHandle> hooks_;
-  bool sync_ = true;
   bool in_backward_ = false;  // a finish() is queued
   size_t next_launch_ = 0;    // buckets launch in order, so every rank issues the same sequence
   int64_t launched_early_ = 0;

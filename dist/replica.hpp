@@ -1,5 +1,5 @@
-// Pieces DistributedDataParallel and ShardedDataParallel share (internal to dist/): a module's named
-// parameters and buffers through a template (dist does not depend on nn), the check that every rank
+// Pieces DistributedDataParallel and ShardedDataParallel share: what they are built from (ModelTensors)
+// and the no-sync scope (Replica, NoSync); internal to dist/: the check that every rank
 // holds the same model, the trainable-parameter filter, the bucket plan, broadcasting rank 0's replica,
 // and the end-of-backward callback that a reducer queues from its first gradient hook.
 #pragma once
@@ -60,3 +60,67 @@ void broadcast_replica(Communicator& comm, const std::vector<Tensor>& params, co
 void queue_end_of_backward(bool& in_backward, std::function<void()> finish);
 
 }  // namespace ember::dist::detail
+
+namespace ember::dist {
+
+// A model's named parameters and buffers, from what the user holds: a module (parameters()/buffers(),
+// named_* where available: dist does not depend on nn), a module handle (nn::Linear, a shared_ptr),
+// named tensors (names may be empty) or plain tensors (the rank check then reports positions only).
+struct ModelTensors {
+  using NamedTensors = detail::NamedTensors;
+  template <class M>
+  requires requires(const M& m) {
+    m.parameters();
+    m.buffers();
+  }
+  ModelTensors(const M& module)  // NOLINT(google-explicit-constructor): DDP(model, comm) reads naturally
+      : parameters(detail::named_parameters_of(module)), buffers(detail::named_buffers_of(module)) {}
+  template <class H>
+  requires requires(const H& h) {
+    h->parameters();
+    h->buffers();
+  }
+  ModelTensors(const H& handle)  // NOLINT(google-explicit-constructor)
+      : ModelTensors(detail::target(handle)) {}
+  ModelTensors(NamedTensors p, NamedTensors b) : parameters(std::move(p)), buffers(std::move(b)) {}
+  ModelTensors(const std::vector<Tensor>& p, const std::vector<Tensor>& b)
+      : parameters(detail::unnamed(p)), buffers(detail::unnamed(b)) {}
+
+  NamedTensors parameters, buffers;
+};
+
+class NoSync;
+
+// A synchronised replica's no-sync switch (the base of DistributedDataParallel and ShardedDataParallel).
+class Replica {
+ public:
+  // While the returned NoSync lives, backward leaves every gradient local (they accumulate); the first
+  // synchronised backward after it reduces the accumulated gradients. For gradient accumulation: no
+  // communication on the first N-1 micro-batches.
+  [[nodiscard]] NoSync no_sync();
+  bool require_backward_grad_sync() const { return sync_; }
+
+ protected:
+  Replica() = default;
+  ~Replica() = default;
+  bool sync_ = true;
+
+ private:
+  friend class NoSync;
+};
+
+class NoSync {
+ public:
+  explicit NoSync(Replica& r) : r_(r), prev_(r.sync_) { r.sync_ = false; }
+  ~NoSync() { r_.sync_ = prev_; }
+  NoSync(const NoSync&) = delete;
+  NoSync& operator=(const NoSync&) = delete;
+
+ private:
+  Replica& r_;
+  bool prev_;
+};
+
+inline NoSync Replica::no_sync() { return NoSync(*this); }
+
+}  // namespace ember::dist

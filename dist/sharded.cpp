@@ -88,16 +88,15 @@ std::vector<int> ShardedDataParallel::partition(const std::vector<int64_t>& byte
   return owners;
 }
 
-ShardedDataParallel::ShardedDataParallel(NamedTensors parameters, NamedTensors buffers, Communicator& comm,
-                                         ShardedOptions options)
+ShardedDataParallel::ShardedDataParallel(ModelTensors model, Communicator& comm, ShardedOptions options)
     : comm_(comm), options_(options) {
   EMBER_CHECK(options_.stage == 1 || options_.stage == 2, ValueError, "[", kWho, "] stage must be 1 or 2, got ",
               options_.stage);
   EMBER_CHECK(options_.bucket_cap_mb > 0, ValueError, "[", kWho, "] bucket_cap_mb must be > 0, got ",
               options_.bucket_cap_mb);
-  detail::check_same_model(comm_, parameters, buffers, kWho);
-  params_ = detail::trainable(std::move(parameters), comm_, kWho);
-  for (auto& [name, t] : buffers) buffers_.push_back(std::move(t));
+  detail::check_same_model(comm_, model.parameters, model.buffers, kWho);
+  params_ = detail::trainable(std::move(model.parameters), comm_, kWho);
+  for (auto& [name, t] : model.buffers) buffers_.push_back(std::move(t));
   std::vector<int64_t> bytes;
   for (const Tensor& p : params_) bytes.push_back(static_cast<int64_t>(p.nbytes()));
   owners_ = partition(bytes, comm_.world_size());

@@ -39,51 +39,23 @@ struct ShardedOptions {
   bool broadcast_buffers = true;  // sync_buffers() sends rank 0's buffers (as DDPOptions)
 };
 
-class ShardedDataParallel {
+class ShardedDataParallel : public Replica {
  public:
-  using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+  using NamedTensors = detail::NamedTensors;
 
-  // A module (parameters()/buffers(), named_* where available), a module handle, named or plain tensors:
-  // as DistributedDataParallel's constructors.
-  template <class M>
-  requires requires(const M& m) {
-    m.parameters();
-    m.buffers();
-  }
-  explicit ShardedDataParallel(const M& module, Communicator& comm = world(), ShardedOptions options = {})
-      : ShardedDataParallel(detail::named_parameters_of(module), detail::named_buffers_of(module), comm, options) {}
-  template <class H>
-  requires requires(const H& h) {
-    h->parameters();
-    h->buffers();
-  }
-  explicit ShardedDataParallel(const H& module, Communicator& comm = world(), ShardedOptions options = {})
-      : ShardedDataParallel(detail::named_parameters_of(detail::target(module)),
-                            detail::named_buffers_of(detail::target(module)), comm, options) {}
+  // A module, a module handle, or its parameters and buffers (dist/replica.hpp's ModelTensors).
+  explicit ShardedDataParallel(ModelTensors model, Communicator& comm = world(), ShardedOptions options = {});
   ShardedDataParallel(NamedTensors parameters, NamedTensors buffers, Communicator& comm = world(),
-                      ShardedOptions options = {});
+                      ShardedOptions options = {})
+      : ShardedDataParallel(ModelTensors(std::move(parameters), std::move(buffers)), comm, options) {}
   ShardedDataParallel(const std::vector<Tensor>& parameters, const std::vector<Tensor>& buffers,
                       Communicator& comm = world(), ShardedOptions options = {})
-      : ShardedDataParallel(detail::unnamed(parameters), detail::unnamed(buffers), comm, options) {}
+      : ShardedDataParallel(ModelTensors(parameters, buffers), comm, options) {}
   ~ShardedDataParallel();
   ShardedDataParallel(const ShardedDataParallel&) = delete;
   ShardedDataParallel& operator=(const ShardedDataParallel&) = delete;
 
-  // Gradient accumulation: while a NoSync lives, backward keeps every gradient local (none is dropped);
-  // the first synchronised backward after it reduces the accumulated gradients.
-  class NoSync {
-   public:
-    explicit NoSync(ShardedDataParallel& s) : s_(s), prev_(s.sync_) { s.sync_ = false; }
-    ~NoSync() { s_.sync_ = prev_; }
-    NoSync(const NoSync&) = delete;
-    NoSync& operator=(const NoSync&) = delete;
-
-   private:
-    ShardedDataParallel& s_;
-    bool prev_;
-  };
-  [[nodiscard]] NoSync no_sync() { return NoSync(*this); }
-  bool require_backward_grad_sync() const { return sync_; }
+  using NoSync = dist::NoSync;  // no_sync() and require_backward_grad_sync() come from Replica
 
   // ---- the partition
   // The owner rank of each of these parameter sizes (bytes) over world_size ranks: contiguous runs in
@@ -140,7 +112,6 @@ class ShardedDataParallel {
   std::vector<std::vector<size_t>> gather_plan_;  // gather: parameter order
   std::vector<size_t> bucket_of_;
   std::vector<HookHandle> hooks_;
-  bool sync_ = true;
   bool in_backward_ = false;
   size_t next_launch_ = 0, next_settle_ = 0;
   int64_t launched_early_ = 0;

@@ -6,7 +6,6 @@
 // OpenBLAS runs single-threaded inside oneTBB tasks, as everywhere else (kernels/cpu/gemm.cpp).
 #include "kernels/attention.hpp"
 
-#include <cblas.h>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "kernels/attention_math.hpp"
+#include "kernels/cpu/blas.hpp"
 #include "kernels/functors.hpp"
 #include "kernels/vec_math.hpp"
 
@@ -29,16 +29,6 @@ constexpr int64_t kBr = kAttnQueryBlock, kBc = kAttnKeyBlock;
 // Below this many multiply-adds a pass runs on the calling thread (task overhead would dominate).
 constexpr double kSerialWork = 1 << 18;
 constexpr int64_t kMaxKeyGroups = 8;  // bounds the dq partials of the backward to 8 x dq
-
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
-          int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-
 
 // The mask of batch b as a strided [L, S] matrix: bool (keep) or T (bias); none when both are null.
 template <class T>
@@ -80,7 +70,7 @@ struct Dims {
 template <class T>
 void score_tile(T* sc, const T* q, const T* k, int64_t r, int64_t c, const Dims& d, T scale, int64_t b, int64_t i0,
                 int64_t j0, const MaskView<T>& mv, bool causal) {
-  gemm(CblasNoTrans, CblasTrans, r, c, d.e, scale, q, d.e, k, d.e, T(0), sc, kBc);
+  blas_gemm(CblasNoTrans, CblasTrans, r, c, d.e, scale, q, d.e, k, d.e, T(0), sc, kBc);
   constexpr T neg_inf = -std::numeric_limits<T>::infinity();
   if (mv.any()) {
     const int64_t base = mv.offset[static_cast<size_t>(b)] + i0 * mv.rs + j0 * mv.cs;
@@ -178,8 +168,8 @@ void forward_impl(const Tensor& out_t, const Tensor& lse_t, const Tensor& q_t, c
         else
           st[ii].add(exp_row(row, c, st[ii].shift()));
       }
-      gemm(CblasNoTrans, CblasNoTrans, r, d.ev, c, T(1), sc.get(), kBc, v + (b * d.s + j0) * d.ev, d.ev, T(1), ob,
-           d.ev);
+      blas_gemm(CblasNoTrans, CblasNoTrans, r, d.ev, c, T(1), sc.get(), kBc, v + (b * d.s + j0) * d.ev, d.ev, T(1), ob,
+                d.ev);
     }
     for (int64_t ii = 0; ii < r; ++ii) {
       const T inv = st[ii].inv_sum();
@@ -206,9 +196,7 @@ void backward_impl(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t, c
   T* drow = drow_t.data_ptr<T>();
   for_tasks(d.batch, work, [&](int64_t b) {
     for (int64_t i = b * d.l; i < (b + 1) * d.l; ++i) {
-      T acc = 0;
-      for (int64_t x = 0; x < d.ev; ++x) acc += dout[i * d.ev + x] * out[i * d.ev + x];
-      drow[i] = acc;
+      drow[i] = attn_row_delta<T>(dout + i * d.ev, out + i * d.ev, d.ev);
     }
   });
 
@@ -250,17 +238,18 @@ void backward_impl(const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t, c
           else
             for (int64_t jj = 0; jj < c; ++jj) row[jj] = attn_prob(row[jj], m, exp_<T>);
         }
-        gemm(CblasTrans, CblasNoTrans, c, d.ev, r, T(1), pt.get(), kBc, doi, d.ev, T(1), dvj, d.ev);  // dV += P^T dO
-        gemm(CblasNoTrans, CblasTrans, r, c, d.ev, T(1), doi, d.ev, vj, d.ev, T(0), ds.get(), kBc);   // dP = dO V^T
+        blas_gemm(CblasTrans, CblasNoTrans, c, d.ev, r, T(1), pt.get(), kBc, doi, d.ev, T(1), dvj,
+                  d.ev);  // dV += P^T dO
+        blas_gemm(CblasNoTrans, CblasTrans, r, c, d.ev, T(1), doi, d.ev, vj, d.ev, T(0), ds.get(), kBc);  // dP = dO V^T
         for (int64_t ii = 0; ii < r; ++ii) {
           const T* prow = pt.get() + ii * kBc;
           T* row = ds.get() + ii * kBc;
           const T di = d_i[ii];
           for (int64_t jj = 0; jj < c; ++jj) row[jj] = attn_dscore(prow[jj], row[jj], di, scale);
         }
-        gemm(CblasTrans, CblasNoTrans, c, d.e, r, T(1), ds.get(), kBc, qi, d.e, T(1), dkj, d.e);  // dK += dS^T Q
-        gemm(CblasNoTrans, CblasNoTrans, r, d.e, c, T(1), ds.get(), kBc, kj, d.e, T(1), dqb + i0 * d.e,
-             d.e);  // dQ += dS K
+        blas_gemm(CblasTrans, CblasNoTrans, c, d.e, r, T(1), ds.get(), kBc, qi, d.e, T(1), dkj, d.e);  // dK += dS^T Q
+        blas_gemm(CblasNoTrans, CblasNoTrans, r, d.e, c, T(1), ds.get(), kBc, kj, d.e, T(1), dqb + i0 * d.e,
+                  d.e);  // dQ += dS K
       }
     }
   });

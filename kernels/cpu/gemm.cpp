@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/blas.hpp"
 #include "kernels/cpu/loops.hpp"
 #include "kernels/cpu/tiles.hpp"
 #include "kernels/elementwise.hpp"
@@ -78,14 +79,6 @@ void check_blas_int(std::initializer_list<int64_t> values) {
     EMBER_CHECK(v <= INT_MAX, ValueError, "[matmul] matrix dimension or stride ", v, " exceeds BLAS's 32-bit int");
 }
 
-void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
-               int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
 void blas_gemv(CBLAS_TRANSPOSE t, int64_t rows, int64_t cols, float alpha, const float* a, int64_t lda, const float* x,
                int64_t incx, float beta, float* y, int64_t incy) {
   cblas_sgemv(CblasRowMajor, t, int(rows), int(cols), alpha, a, int(lda), x, int(incx), beta, y, int(incy));

@@ -2,6 +2,7 @@
 // dist::detect_cluster_environment() finds agrees with MPI, and the Trainer takes DDP from it alone.
 #include <doctest/doctest.h>
 
+#include "dist_fixtures.hpp"
 #include "ember.hpp"
 #include "test_util.hpp"
 #include "trainer_fixtures.hpp"
@@ -9,9 +10,7 @@
 using namespace ember;
 using testing::throws_with;
 
-namespace {
-dist::Communicator& comm() { return dist::world(); }
-}  // namespace
+using testing::dist_fixtures::comm;
 
 TEST_SUITE("dist mpi") {
   TEST_CASE("the detected OpenMPI environment agrees with MPI about every rank") {

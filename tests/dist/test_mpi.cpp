@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "dist/mpi.hpp"
+#include "dist_fixtures.hpp"
 #include "ember.hpp"
 #include "examples/digits_mlp/digits_mlp.hpp"
 #include "test_util.hpp"
@@ -31,24 +32,7 @@ using namespace ember;
 using testing::throws_with;
 namespace fs = std::filesystem;
 
-namespace {
-
-dist::Communicator& comm() { return dist::world(); }
-int rank() { return comm().rank(); }
-
-// Whether `t` (any shape) holds the same values on every rank.
-bool same_on_all_ranks(const Tensor& t) {
-  Tensor g = comm().all_gather(t.detach().to(kF64).contiguous());
-  return testing::equal(g.select(0, 0), g.select(0, 1));
-}
-
-Tensor flat(const nn::Module& m) {
-  std::vector<Tensor> parts;
-  for (const Tensor& p : m.parameters()) parts.push_back(p.detach().to(kF64).reshape({-1}));
-  return cat(parts, 0);
-}
-
-}  // namespace
+using namespace testing::dist_fixtures;
 
 TEST_SUITE("dist mpi") {
   TEST_CASE("two ranks over MPI") {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "dist_fixtures.hpp"
 #include "ember.hpp"
 #include "test_util.hpp"
 #include "train/loader_resume.hpp"
@@ -24,22 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-dist::Communicator& comm() { return dist::world(); }
-int rank() { return comm().rank(); }
-int world() { return comm().world_size(); }
-
-bool same_on_all_ranks(const Tensor& t) {
-  Tensor g = comm().all_gather(t.detach().to(kF64).contiguous());
-  bool same = true;
-  for (int r = 1; r < world(); ++r) same = same && testing::equal(g.select(0, 0), g.select(0, r));
-  return same;
-}
-
-Tensor flat(const nn::Module& m) {
-  std::vector<Tensor> parts;
-  for (const Tensor& p : m.parameters()) parts.push_back(p.detach().to(kF64).reshape({-1}));
-  return cat(parts, 0);
-}
+using namespace testing::dist_fixtures;
 
 // 6 parameters of different sizes: with 2 ranks owners 0,0,1,1,1,1; with 3 ranks 0,1,1,2,2,2.
 nn::Sequential make_net() {
