@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/autograd.hpp"
+#include "core/host_sync.hpp"
 #include "core/ops/creation.hpp"
 #include "core/profiler.hpp"
 #include "kernels/cuda_device.hpp"
@@ -88,6 +89,7 @@ void Tensor::check_dtype_access(DType want, const char* what) const {
 template <class T>
 T Tensor::item() const {
   EMBER_CHECK(numel() == 1, ShapeError, "[item] needs a tensor with one element, got ", describe(*this));
+  const detail::HostReadScope read;
   Tensor c = to(kCPU).to(dtype_of<T>()).contiguous();
   return *static_cast<const T*>(c.raw_data());
 }
@@ -98,6 +100,7 @@ Scalar Tensor::item() const {
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
+  const detail::HostReadScope read;
   Tensor c = to(kCPU).to(dtype_of<T>()).contiguous();
   const T* p = static_cast<const T*>(c.raw_data());
   return std::vector<T>(p, p + numel());
@@ -218,7 +221,9 @@ Tensor Tensor::to(Device d, bool copy, bool non_blocking) const {
   Tensor out = async && d.is_cpu() ? make_tensor(shape(), dtype(), d).pin_memory() : make_tensor(shape(), dtype(), d);
   if (async)
     kernels::cuda::copy_bytes_async(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
-  else
+  else if (d.is_cpu())  // the host waits for the device: a host read (once, inside item()/to_vector())
+    detail::count_host_read();
+  if (!async)
     kernels::cuda::copy_bytes(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
   if (autograd::needs_grad(*this))
     autograd::record("to", {&out}, {this}, {},

@@ -1,8 +1,9 @@
 // Per-row math of the blocked (flash-style) attention, EMBER_HD so that the CPU kernel
-// (kernels/cpu/attention.cpp) and a future CUDA kernel share it: the key and query ranges a causal
-// (top-left aligned) block visits, the online softmax state of one query row (running max and sum,
-// the rescale of the partial output, the final 1/sum and logsumexp), and the backward's probability
-// and score-gradient elements recomputed from the saved logsumexp. CPU tests cover all of it.
+// (kernels/cpu/attention.cpp) and the fused CUDA kernel (kernels/cuda/attention.cu) share it: the
+// key and query ranges a causal (top-left aligned) block visits, the online softmax state of one query
+// row (running max and sum, the rescale of the partial output, the final 1/sum and logsumexp), and the
+// backward's probability and score-gradient elements recomputed from the saved logsumexp. CPU tests
+// cover all of it (tests/test_attention.cpp, tests/test_plan_attention.cpp).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -20,6 +21,16 @@ EMBER_HD int64_t attn_key_end(int64_t i1, int64_t s, bool causal) { return causa
 EMBER_HD int64_t attn_row_key_end(int64_t i, int64_t j1, bool causal) { return causal && i + 1 < j1 ? i + 1 : j1; }
 // The first query row that sees any key of a tile starting at j0 (the rows before see none of it).
 EMBER_HD int64_t attn_first_row(int64_t j0, bool causal) { return causal ? j0 : 0; }
+
+// Whether query row i may attend key j of s keys: keys past the end (a tile's padding) never, and under
+// causal only j <= i. The CUDA kernel masks every score with it; the CPU's tile bounds agree (tested).
+EMBER_HD bool attn_visible(int64_t i, int64_t j, int64_t s, bool causal) { return j < s && (!causal || j <= i); }
+// The key tiles of width bc that a query tile [i0, i1) visits: [0, n).
+EMBER_HD int64_t attn_key_tiles(int64_t i1, int64_t s, int64_t bc, bool causal) {
+  return (attn_key_end(i1, s, causal) + bc - 1) / bc;
+}
+// The first query tile (of height br) that sees any key of the tile starting at j0.
+EMBER_HD int64_t attn_first_query_tile(int64_t j0, int64_t br, bool causal) { return attn_first_row(j0, causal) / br; }
 
 // ------------------------------------------------------------------------------------ forward
 
@@ -60,6 +71,13 @@ EMBER_HD A attn_masked(A score, bool keep, A bias) {
 template <class A, class Exp>
 EMBER_HD A attn_prob(A score, A lse, Exp exp_fn) {
   return lse == -std::numeric_limits<A>::infinity() ? A(0) : exp_fn(score - lse);
+}
+// D_i = rowsum(dO_i * O_i) over n values, accumulated in A (f32 for f16/bf16 rows).
+template <class A, class T>
+EMBER_HD A attn_row_delta(const T* dout, const T* out, int64_t n) {
+  A acc = 0;
+  for (int64_t x = 0; x < n; ++x) acc += static_cast<A>(dout[x]) * static_cast<A>(out[x]);
+  return acc;
 }
 // d loss / d score_ij (times the scale the scores carry): P (dP - D_i), D_i = rowsum(dO_i * O_i).
 template <class A>

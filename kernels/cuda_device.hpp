@@ -2,6 +2,7 @@
 // allocator per device, byte copies across devices. A CPU-only build's (cuda_stubs.cpp): "built without CUDA support".
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 #include "core/allocator.hpp"
 #include "core/device.hpp"
@@ -45,5 +46,28 @@ float event_elapsed_ms(void* start, void* end);
 // Marks the device block at ptr (from the caching allocator) as used by work on `stream`: once freed,
 // it is not handed out again before that work is done.
 void record_stream(int device, void* ptr, void* stream);
+
+// CUDA graphs (kernels/cuda/graph.cu, for core/cuda_graph.hpp). Capture runs in thread-local mode on a
+// stream that is not the legacy default one; graph_capture_end instantiates and returns the executable.
+void graph_capture_begin(int device, void* stream);
+void* graph_capture_end(int device, void* stream);
+// Ends a capture that failed (an exception inside it) and drops what was captured.
+void graph_capture_abort(int device, void* stream);
+void graph_launch(int device, void* exec, void* stream);
+void graph_destroy(int device, void* exec);
+bool stream_is_capturing(int device, void* stream);
+// Raw device and pinned memory outside the caching allocators (a graph's slot table), and the async
+// host-to-device copy of it, ordered on `stream`.
+void* device_malloc_raw(int device, size_t nbytes);
+void device_free_raw(int device, void* p);
+void* pinned_malloc_raw(size_t nbytes);
+void pinned_free_raw(void* p);
+void copy_to_device_async(int device, void* dst, const void* host_src, size_t nbytes, void* stream);
+// The caching allocator's graph pools: while pool `pool` is open on `stream`, allocations on that stream
+// come from a pool owned by the graph (no cudaFree, no blocks freed by eager work); release_graph_pool
+// gives it back once the graph is gone (its memory returns when its last block is freed).
+void begin_graph_pool(int device, uint64_t pool, void* stream);
+void end_graph_pool(int device, void* stream);
+void release_graph_pool(int device, uint64_t pool);
 
 }  // namespace ember::kernels::cuda

@@ -1,6 +1,7 @@
 // The CUDA entry points of a build without CUDA: no devices, and every kernel raises DeviceError, so a
 // CPU-only build links and says clearly what is missing when a CUDA tensor is asked for.
 #include "core/error.hpp"
+#include "kernels/attention.hpp"
 #include "kernels/conv.hpp"
 #include "kernels/cuda_device.hpp"
 #include "kernels/elementwise.hpp"
@@ -41,6 +42,20 @@ void event_synchronize(void*) { no_cuda("Event"); }
 bool event_query(void*) { no_cuda("Event"); }
 float event_elapsed_ms(void*, void*) { no_cuda("Event"); }
 void record_stream(int, void*, void*) { no_cuda("record_stream"); }
+void graph_capture_begin(int, void*) { no_cuda("cuda graph"); }
+void* graph_capture_end(int, void*) { no_cuda("cuda graph"); }
+void graph_capture_abort(int, void*) {}
+void graph_launch(int, void*, void*) { no_cuda("cuda graph"); }
+void graph_destroy(int, void*) {}
+bool stream_is_capturing(int, void*) { return false; }
+void* device_malloc_raw(int, size_t) { no_cuda("cuda graph"); }
+void device_free_raw(int, void*) {}
+void* pinned_malloc_raw(size_t) { no_cuda("cuda graph"); }
+void pinned_free_raw(void*) {}
+void copy_to_device_async(int, void*, const void*, size_t, void*) { no_cuda("cuda graph"); }
+void begin_graph_pool(int, uint64_t, void*) { no_cuda("cuda graph"); }
+void end_graph_pool(int, void*) {}
+void release_graph_pool(int, uint64_t) {}
 
 void unary(int, const Tensor&, const Tensor&, const OpParams&) { no_cuda("unary"); }
 void binary(int, const Tensor&, const Tensor&, const Tensor&, const OpParams&) { no_cuda("binary"); }
@@ -57,13 +72,22 @@ void sort(const Tensor&, const Tensor&, const Tensor&, int64_t, bool) { no_cuda(
 void topk(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, bool, bool) { no_cuda("topk"); }
 void softmax(const Tensor&, const Tensor&, int64_t, bool) { no_cuda("softmax"); }
 void softmax_backward(const Tensor&, const Tensor&, const Tensor&, bool) { no_cuda("softmax_backward"); }
-std::pair<double, double> cross_entropy_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                                const Tensor&, const CrossEntropyParams&) {
+void cross_entropy_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                           const CrossEntropyParams&, const Tensor&, const Tensor&, CeReduce) {
   no_cuda("cross_entropy");
 }
 void cross_entropy_backward(const Tensor&, const Tensor&, double, const Tensor&, const Tensor&, const Tensor&,
-                            const Tensor&, const CrossEntropyParams&) {
+                            const Tensor&, const CrossEntropyParams&, const Tensor&) {
   no_cuda("cross_entropy");
+}
+int64_t flash_max_smem(int) { return 0; }
+void attention_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                       const AttentionParams&) {
+  no_cuda("scaled_dot_product_attention");
+}
+void attention_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                        const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AttentionParams&) {
+  no_cuda("scaled_dot_product_attention");
 }
 void sgd_step(const Tensor&, const Tensor&, const Tensor&, const SgdStepArgs&) { no_cuda("sgd_step_"); }
 void adam_step(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AdamStepArgs&) {

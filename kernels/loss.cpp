@@ -2,6 +2,8 @@
 // CPU tensors to kernels/cpu/loss.cpp; operands on another device than the input are refused.
 #include "kernels/loss.hpp"
 
+#include <tuple>
+
 namespace ember::kernels {
 namespace {
 void check_devices(const Tensor& input, std::initializer_list<const Tensor*> others) {
@@ -12,24 +14,31 @@ void check_devices(const Tensor& input, std::initializer_list<const Tensor*> oth
 }
 }  // namespace
 
-std::pair<double, double> cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input,
-                                                const Tensor& target, const Tensor& weight,
-                                                const CrossEntropyParams& p) {
+CrossEntropySums cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input, const Tensor& target,
+                                       const Tensor& weight, const CrossEntropyParams& p, CeReduce reduce) {
   check_devices(input, {&loss, &lse, &target, &weight});
-  if (input.device().is_cuda()) return cuda::cross_entropy_forward(loss, lse, input, target, weight, p);
+  CrossEntropySums out;
+  if (input.device().is_cuda()) {
+    out.device_sums = make_tensor({2}, kF64, input.device());
+    if (reduce != CeReduce::kNone) out.reduced = make_tensor({}, input.dtype(), input.device());
+    cuda::cross_entropy_forward(loss, lse, input, target, weight, p, out.device_sums, out.reduced, reduce);
+    return out;
+  }
   EMBER_CHECK(input.device().is_cpu(), DeviceError, "[cross_entropy] device ", input.device(),
               " is not supported by the fused kernel in this build");
-  return cpu::cross_entropy_forward(loss, lse, input, target, weight, p);
+  std::tie(out.loss, out.weight) = cpu::cross_entropy_forward(loss, lse, input, target, weight, p);
+  return out;
 }
 
 void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, double grad_scale, const Tensor& input,
-                            const Tensor& target, const Tensor& weight, const Tensor& lse,
-                            const CrossEntropyParams& p) {
-  check_devices(input, {&grad_input, &grad_loss, &target, &weight, &lse});
+                            const Tensor& target, const Tensor& weight, const Tensor& lse, const CrossEntropyParams& p,
+                            const Tensor& divide_by) {
+  check_devices(input, {&grad_input, &grad_loss, &target, &weight, &lse, &divide_by});
   if (input.device().is_cuda())
-    return cuda::cross_entropy_backward(grad_input, grad_loss, grad_scale, input, target, weight, lse, p);
+    return cuda::cross_entropy_backward(grad_input, grad_loss, grad_scale, input, target, weight, lse, p, divide_by);
   EMBER_CHECK(input.device().is_cpu(), DeviceError, "[cross_entropy] device ", input.device(),
               " is not supported by the fused kernel in this build");
+  EMBER_CHECK(!divide_by.defined(), ValueError, "[cross_entropy] divide_by is for CUDA tensors");
   cpu::cross_entropy_backward(grad_input, grad_loss, grad_scale, input, target, weight, lse, p);
 }
 

@@ -13,19 +13,31 @@ struct CrossEntropyParams {
   double label_smoothing = 0.0;
 };
 
+// Which reduced loss the CUDA forward also writes (the CPU's is made by the builder from the sums).
+enum class CeReduce { kNone, kSum, kMean };
+
+// The sums of a forward: on the CPU read at once; on CUDA left on the device (no host sync).
+struct CrossEntropySums {
+  double loss = 0, weight = 0;  // CPU: sum of the losses, sum of the non-ignored target weights
+  Tensor device_sums;           // CUDA: float64 [2] {loss sum, weight sum} on the device
+  Tensor reduced;               // CUDA, reduce kSum/kMean: the 0-dim loss (input dtype) on the device
+};
+
 // input: contiguous f32/f64 (on CUDA also f16/bf16) [N, C, K]; target: contiguous i64 [N, K]; weight:
 // contiguous [C] of the input's dtype or undefined. Writes each position's loss and logsumexp (contiguous
-// [N, K], input dtype) and returns {sum of the losses, sum of the target weights of the non-ignored
-// positions} (on CUDA reduced on the device and copied back with the out-of-range flag, in one copy).
-// A target outside [0, C) other than ignore_index raises IndexError.
-std::pair<double, double> cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input,
-                                                const Tensor& target, const Tensor& weight,
-                                                const CrossEntropyParams& p);
+// [N, K], input dtype) and returns the sums. A target outside [0, C) other than ignore_index raises
+// IndexError: at once on the CPU; on CUDA at the next host synchronisation (kernels/deferred_error.hpp).
+CrossEntropySums cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input, const Tensor& target,
+                                       const Tensor& weight, const CrossEntropyParams& p,
+                                       CeReduce reduce = CeReduce::kNone);
 // grad_input (contiguous [N, C, K]) <- coef * (s * softmax(input) - q) with coef the upstream
 // gradient times grad_scale (grad_loss contiguous [N, K], or one element for every position, or when
-// undefined 1), s and q the weighted, smoothed target terms; ignored positions get zeros.
+// undefined 1), s and q the weighted, smoothed target terms; ignored positions get zeros. On CUDA,
+// divide_by (a float64 element on the device, or undefined) divides grad_scale: a mean's weight sum
+// that was never read to the host.
 void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, double grad_scale, const Tensor& input,
-                            const Tensor& target, const Tensor& weight, const Tensor& lse, const CrossEntropyParams& p);
+                            const Tensor& target, const Tensor& weight, const Tensor& lse, const CrossEntropyParams& p,
+                            const Tensor& divide_by = Tensor());
 
 namespace cpu {
 std::pair<double, double> cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input,
@@ -36,11 +48,13 @@ void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, d
 }  // namespace cpu
 
 namespace cuda {
-std::pair<double, double> cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input,
-                                                const Tensor& target, const Tensor& weight,
-                                                const CrossEntropyParams& p);
+// sums: float64 [2] on the device; reduced: 0-dim of the input's dtype, or undefined for kNone.
+void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input, const Tensor& target,
+                           const Tensor& weight, const CrossEntropyParams& p, const Tensor& sums, const Tensor& reduced,
+                           CeReduce reduce);
 void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, double grad_scale, const Tensor& input,
-                            const Tensor& target, const Tensor& weight, const Tensor& lse, const CrossEntropyParams& p);
+                            const Tensor& target, const Tensor& weight, const Tensor& lse, const CrossEntropyParams& p,
+                            const Tensor& divide_by);
 }  // namespace cuda
 
 }  // namespace ember::kernels

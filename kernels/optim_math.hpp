@@ -178,6 +178,19 @@ EMBER_HD void adagrad_update(T* __restrict p, const T* __restrict g, T* __restri
   p[i] = st<T>(pi + s.neg_clr * gi / (std::sqrt(si) + s.eps));
 }
 
+// A step's scalars and flags as one value: what a CUDA graph's slot holds (core/graph_capture.hpp),
+// rewritten by the host before each replay and read by the kernel when it runs, so a captured step
+// follows the lr schedule and the step count. by_value is the eager path's copy.
+template <class S, class F>
+struct StepParams {
+  S s;
+  F f;
+};
+template <class P>
+EMBER_HD P resolve_params(const P& by_value, const P* slot) {
+  return slot != nullptr ? *slot : by_value;
+}
+
 // ---- host side: each step's scalars (computed in double, rounded once to the computation type) and flags
 
 template <class A>

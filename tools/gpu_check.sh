@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The one GPU check, within 8 minutes: nvidia-smi; the CUDA tests, the CPU-vs-CUDA parity sweep and
-# every gradcheck on the GPU (EMBER_TEST_DEVICE=cuda); digits_mlp and one epoch of mnist_cnn trained on
-# the GPU; the GPU benchmark suite beside PyTorch (bench/compare --suite gpu); compute-sanitizer's
-# memcheck on a short subset. Logs go to $OUT when set (else build-gpu-check/).
+# The one GPU check, within 8 minutes, in order of priority: nvidia-smi; the CUDA tests and the
+# CPU-vs-CUDA parity sweep (fused attention and CUDA graphs included); issue 18's benchmarks beside
+# PyTorch (GPT-2 124M step against eager and torch.compile, fused attention, CUDA graphs); GPT-2 124M
+# trained on the Austen text for 75 s; compute-sanitizer's memcheck and racecheck on short subsets; every
+# gradcheck on the GPU (EMBER_TEST_DEVICE=cuda); digits_mlp and one epoch of mnist_cnn on the GPU; the
+# rest of the GPU benchmark suite. Logs go to $OUT when set (else build-gpu-check/).
 #
 #   tools/gpu_check.sh            on the GPU machine (run from anywhere; paths are relative to the repo)
 #   tools/gpu_check.sh --prepare  on a build machine without a GPU: builds build-cuda (sm_90 + PTX) and packs
@@ -45,11 +47,11 @@ if [[ "${1:-}" == "--prepare" ]]; then
   meson configure build-cuda -Dmpi=disabled -Dnccl=disabled -Dbenchmarks=true -Dexamples=true \
     -Dgpu_arch=90,90-ptx -Ddefault_library=shared || die "meson configure"
   ninja -C build-cuda -j"${EMBER_JOBS:-2}" tests/ember_tests bm_gpu_elementwise bench/bench_gpu \
-    examples/digits_mlp/digits_mlp examples/mnist_cnn/mnist_cnn || die "build"
+    examples/digits_mlp/digits_mlp examples/mnist_cnn/mnist_cnn examples/gpt2/gpt2 || die "build"
   stage=$(mktemp -d)
   mkdir -p "$stage/bin/bench" "$stage/lib" "$stage/lib-cxx" "$stage/data/mnist"
   cp build-cuda/tests/ember_tests build-cuda/bm_gpu_elementwise build-cuda/examples/digits_mlp/digits_mlp \
-    build-cuda/examples/mnist_cnn/mnist_cnn "$stage/bin/"
+    build-cuda/examples/mnist_cnn/mnist_cnn build-cuda/examples/gpt2/gpt2 "$stage/bin/"
   cp build-cuda/bench/bench_gpu "$stage/bin/bench/"
   # The programs share libember.so (-Ddefault_library=shared above); its own libraries are found through it.
   cp -L build-cuda/libember.so "$stage/lib/"
@@ -64,6 +66,8 @@ if [[ "${1:-}" == "--prepare" ]]; then
     esac
   done
   cp "$ROOT"/../shared/data/mnist/*.gz "$stage/data/mnist/" 2>/dev/null || say "no MNIST beside the repo: mnist_cnn will be skipped"
+  cp "$ROOT"/../shared/data/austen_six_novels.txt.gz "$stage/data/" 2>/dev/null ||
+    say "no Austen novels beside the repo: gpt2 will train on the bundled Pride and Prejudice"
   git -C "$ROOT" rev-parse HEAD >"$stage/commit" 2>/dev/null
   git -C "$ROOT" status --short >>"$stage/commit" 2>/dev/null
   rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
@@ -85,7 +89,7 @@ else
 fi
 say "nvcc: $("$NVCC" --version 2>/dev/null | tail -1 || echo missing); g++: $(g++ --version 2>/dev/null | head -1 || echo missing)"
 
-TESTS="" BENCH="" BENCH_DIR="" DIGITS="" MNIST="" MNIST_DATA="" RUN_ENV=()
+TESTS="" BENCH="" BENCH_DIR="" DIGITS="" MNIST="" MNIST_DATA="" GPT2="" AUSTEN=bundled RUN_ENV=()
 # cuBLAS/cuDNN of the machine: the toolkit's lib64 and the NVIDIA wheels PyTorch installed.
 machine_cuda_libs() {
   local dirs=("$CUDA_HOME/lib64") sp
@@ -108,6 +112,8 @@ bundle_ok() {
     if LD_LIBRARY_PATH="$path" "$dir/bin/ember_tests" --count >/dev/null 2>&1; then
       TESTS=$dir/bin/ember_tests BENCH=$dir/bin/bm_gpu_elementwise RUN_ENV=(env LD_LIBRARY_PATH="$path")
       BENCH_DIR=$dir/bin DIGITS=$dir/bin/digits_mlp MNIST=$dir/bin/mnist_cnn MNIST_DATA=$dir/data/mnist
+      GPT2=$dir/bin/gpt2
+      [[ -f $dir/data/austen_six_novels.txt.gz ]] && AUSTEN=$dir/data/austen_six_novels.txt.gz
       return 0
     fi
   done
@@ -177,10 +183,34 @@ left() { local l=$((DEADLINE - ($(date +%s) - START))); ((l < $1)) && echo $((l 
 run() { timeout "$(left "$1")" ${RUN_ENV[@]+"${RUN_ENV[@]}"} "${@:2}"; }
 declare -A RC
 
-say "CUDA tests and the CPU-vs-CUDA parity sweep"
+# In order of what matters now (issue 18 first); a step that would run past the deadline gets what is left.
+say "CUDA tests and the CPU-vs-CUDA parity sweep (fused attention, CUDA graphs included)"
 EMBER_REQUIRE_CUDA=1 run 100 "$TESTS" -tc='cuda*,streams*,sweep*,examples: the digits MLP reaches 97% when*' -s=false \
   --duration=true
 RC[cuda_tests]=$?
+HAVE_TORCH=$([[ -n $BENCH_DIR ]] && python3 -c 'import torch' 2>/dev/null && echo 1)
+KEY='gpt2_124m|attention|graph'
+if [[ -n $HAVE_TORCH ]]; then
+  say "GPU benchmarks of issue 18 beside PyTorch (GPT-2 124M step vs eager and torch.compile, attention, graphs)"
+  run 180 python3 bench/compare --suite gpu --quick --filter "$KEY" --build "$BENCH_DIR" \
+    --json "$LOGDIR/compare_gpu_key.json" --svg "$LOGDIR/compare_gpu_key.svg"
+  RC[bench_key]=$?
+fi
+if [[ -n $GPT2 ]]; then
+  say "GPT-2 124M on the Austen text, bf16-mixed, 75 s of training (exit code 1: the validation loss did not fall)"
+  run 110 "$GPT2" --device cuda --model.max_minutes 1.25 --data.data "$AUSTEN" --trainer.val_check_interval 50
+  RC[gpt2]=$?
+fi
+if have compute-sanitizer; then
+  say "compute-sanitizer memcheck on a short subset"
+  EMBER_REQUIRE_CUDA=1 run 45 compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" \
+    -tc='cuda: binary*,sweep: elementwise,streams: a side*,cuda: fused attention: strided*' -s=false
+  RC[memcheck]=$?
+  say "compute-sanitizer racecheck on the fused attention (shared-memory tiles between warps)"
+  EMBER_REQUIRE_CUDA=1 run 45 compute-sanitizer --tool racecheck --error-exitcode 9 "$TESTS" \
+    -tc='cuda: fused attention: strided*' -s=false
+  RC[racecheck]=$?
+fi
 say "the whole suite with the GPU present: gradchecks on CUDA (EMBER_TEST_DEVICE=cuda), Trainer tests on \"auto\""
 EMBER_TEST_DEVICE=cuda run 150 "$TESTS" -tce='cuda*,streams*,sweep*'
 RC[whole_suite]=$?
@@ -194,21 +224,15 @@ if [[ -n $DIGITS ]]; then
     RC[mnist_cnn]=$?
   fi
 fi
+if [[ -n $HAVE_TORCH ]]; then
+  say "the rest of the GPU benchmark suite"
+  run 90 python3 bench/compare --suite gpu --quick --filter "^(?!.*($KEY))" --build "$BENCH_DIR" \
+    --json "$LOGDIR/compare_gpu.json" --svg "$LOGDIR/compare_gpu.svg"
+  RC[bench]=$?
+fi
 say "elementwise bandwidth (256M elements)"
 run 40 "$BENCH" $((1 << 28)) 5
 RC[bandwidth]=$?
-if [[ -n $BENCH_DIR ]] && python3 -c 'import torch' 2>/dev/null; then
-  say "GPU benchmark suite beside PyTorch"
-  run 120 python3 bench/compare --suite gpu --quick --build "$BENCH_DIR" --json "$LOGDIR/compare_gpu.json" \
-    --svg "$LOGDIR/compare_gpu.svg"
-  RC[bench]=$?
-fi
-if have compute-sanitizer; then
-  say "compute-sanitizer memcheck on a short subset"
-  EMBER_REQUIRE_CUDA=1 run 45 compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" \
-    -tc='cuda: binary*,sweep: elementwise,streams: a side*' -s=false
-  RC[memcheck]=$?
-fi
 summary="" ok=0
 for k in "${!RC[@]}"; do summary+=" $k=${RC[$k]}"; ((RC[$k] == 0)) || ok=1; done
 say "done in $(($(date +%s) - START)) s:$summary"

@@ -152,6 +152,7 @@ const CliTable<TrainerOptions>& trainer_cli_table() {
       cli_field("profiler", &O::profiler, "simple (phases and hooks) or ops (also every op); empty: off"),
       cli_code_only("profiler_instance", &O::profiler_instance, "Profiler", "a profiler object: set in code"),
       cli_code_only("checkpoint_io", &O::checkpoint_io, "CheckpointIO", "a checkpoint store object: set in code"),
+      cli_field("cuda_graphs", &O::cuda_graphs, "CUDA: capture the training step once and replay it (static shapes)"),
   };
   return table;
 }

@@ -114,6 +114,7 @@ void Trainer::sync_stop() {
 // The loaders and batch counts of a fit (before configure_optimizers, which may ask for
 // estimated_stepping_batches()).
 void Trainer::setup_fit_loops() {
+  graph_step_.reset();  // a new fit captures its own graph
   unregistered_checked_ = no_validation_step_ = false;
   // overfit_batches: train and validate on the same first batches, in order.
   const bool overfit = options_.overfit_batches.is_fraction() ? options_.overfit_batches.fraction() > 0
@@ -270,7 +271,9 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
   call_hook("on_train_batch_start", [&](Callback& c) { c.on_train_batch_start(*this, m, b, batch_idx); });
 
   Tensor loss;
-  if (m.automatic_optimization) {
+  if (m.automatic_optimization && cuda_graph_step(b, batch_idx, loss)) {
+    // the whole step was a CUDA graph replay (TrainerOptions::cuda_graphs, train/cuda_graph_step.cpp)
+  } else if (m.automatic_optimization) {
     const bool window_end = (batches_this_epoch_ + 1) % accumulate_ == 0 ||
                             (num_training_batches_ >= 0 && batches_this_epoch_ + 1 == num_training_batches_);
     {
@@ -331,11 +334,12 @@ bool Trainer::training_batch(const data::Batch& batch, int64_t batch_idx) {
 void Trainer::batch_tail() {
   // Step metrics go to the loggers when global_step passes a multiple of log_every_n_steps (or the
   // run is stopping); values logged in other batches are dropped, as Lightning's.
+  // Only a batch that sends a row reads its logged tensors to the host (train/metrics.hpp).
   const int64_t n = options_.log_every_n_steps;
-  MetricMap step_metrics = metrics_.take_step_metrics();
-  if (global_step_ / n > step_before_batch_ / n || (should_stop && min_reached()) ||
-      (options_.max_steps >= 0 && global_step_ >= options_.max_steps))
-    send_to_loggers(std::move(step_metrics));
+  const bool row = global_step_ / n > step_before_batch_ / n || (should_stop && min_reached()) ||
+                   (options_.max_steps >= 0 && global_step_ >= options_.max_steps);
+  MetricMap step_metrics = metrics_.take_step_metrics(row && !sanity_checking());
+  if (row) send_to_loggers(std::move(step_metrics));
   tail_pending_ = false;
   if (num_training_batches_ >= 0 && validation_due(batches_this_epoch_ == num_training_batches_))
     run_validation("after_batch");

@@ -7,8 +7,10 @@
 #include <cmath>
 #include <utility>
 
+#include "core/autograd.hpp"
 #include "core/error.hpp"
 #include "core/io/json_read.hpp"
+#include "core/ops/shape.hpp"
 #include "train/metrics/metrics.hpp"
 
 namespace ember::train {
@@ -37,19 +39,18 @@ double& MetricMap::at(const std::string& name) {
   return const_cast<double&>(static_cast<const MetricMap&>(*this).at(name));
 }
 
-void MetricCollector::log(const std::string& name, double value, const LogOptions& options) {
+// The options' checks and the entry (new, or the same options as earlier in this epoch).
+MetricCollector::Entry& MetricCollector::admit(const std::string& name, const LogOptions& options, bool& on_step,
+                                               bool& on_epoch) {
   EMBER_CHECK(!name.empty(), ValueError, "[log] a metric needs a name");
   const std::string& r = options.reduce;
   EMBER_CHECK(r == "mean" || r == "sum" || r == "max" || r == "min", ValueError, "[log] '", name,
               "': reduce must be \"mean\", \"sum\", \"max\" or \"min\", got \"", r, "\"");
-  const bool on_step = options.on_step.value_or(in_step_ && training_);
-  const bool on_epoch = options.on_epoch.value_or(!(in_step_ && training_));
+  on_step = options.on_step.value_or(in_step_ && training_);
+  on_epoch = options.on_epoch.value_or(!(in_step_ && training_));
   EMBER_CHECK(on_step || on_epoch, ValueError, "[log] '", name, "' has on_step and on_epoch both false");
   const int64_t batch_size = options.batch_size.value_or(batch_size_);
   EMBER_CHECK(batch_size >= 0, ValueError, "[log] '", name, "': batch_size must be >= 0, got ", batch_size);
-
-  // Every value logged with sync_dist is reduced when logged, so the epoch value reduces synced values.
-  if (options.sync_dist && sync_) value = sync_(value, r);
 
   EntrySet& set = current();
   auto [it, fresh] = set.try_emplace(name);
@@ -67,28 +68,136 @@ void MetricCollector::log(const std::string& name, double value, const LogOption
                 "' was logged earlier in this epoch with different on_step/on_epoch/reduce options");
     e.prog_bar = e.prog_bar || options.prog_bar;
   }
-  if (on_step) {
+  return e;
+}
+
+void MetricCollector::set_callback(const std::string& key, const Value& v) {
+  if (v.tensor.defined()) {
+    callback_unread_[key] = v.tensor;
+  } else {
+    callback_[key] = v.number;
+    callback_unread_.erase(key);
+  }
+}
+
+void MetricCollector::set_progress(const std::string& key, const Value& v) {
+  if (v.tensor.defined()) {
+    progress_unread_[key] = v.tensor;
+  } else {
+    progress_[key] = v.number;
+    progress_unread_.erase(key);
+  }
+}
+
+// One epoch value into the running reduction: the arithmetic every value goes through, read or not.
+void MetricCollector::fold(Entry& e, double value, int64_t batch_size) {
+  const std::string& r = e.reduce;
+  if (e.count == 0) e.extreme = value;
+  if (r == "mean") {
+    e.sum += value * double(batch_size);
+    e.weight += double(batch_size);
+  } else if (r == "sum") {
+    e.sum += value;
+  } else if (r == "max") {
+    e.extreme = std::isnan(value) || value > e.extreme ? value : e.extreme;
+  } else {
+    e.extreme = std::isnan(value) || value < e.extreme ? value : e.extreme;
+  }
+  ++e.count;
+}
+
+void MetricCollector::record(const std::string& name, Entry& e, const Value& v, int64_t batch_size) {
+  if (e.on_step) {
     e.step_pending = true;
-    e.step_value = value;
-    const std::string key = step_key(name, on_epoch);
-    callback_[key] = value;
-    if (both(on_step, on_epoch)) callback_[name] = value;
-    if (e.prog_bar) progress_[key] = value;
+    e.step_tensor = v.tensor;
+    if (!v.tensor.defined()) e.step_value = v.number;
+    const std::string key = step_key(name, e.on_epoch);
+    set_callback(key, v);
+    if (both(e.on_step, e.on_epoch)) set_callback(name, v);
+    if (e.prog_bar) set_progress(key, v);
   }
-  if (on_epoch) {
-    if (e.count == 0) e.extreme = value;
-    if (r == "mean") {
-      e.sum += value * double(batch_size);
-      e.weight += double(batch_size);
-    } else if (r == "sum") {
-      e.sum += value;
-    } else if (r == "max") {
-      e.extreme = std::isnan(value) || value > e.extreme ? value : e.extreme;
-    } else {
-      e.extreme = std::isnan(value) || value < e.extreme ? value : e.extreme;
+  if (e.on_epoch) {
+    if (v.tensor.defined() || !e.queue.empty())
+      e.queue.push_back({v.number, v.tensor, batch_size});
+    else
+      fold(e, v.number, batch_size);
+  }
+}
+
+void MetricCollector::log(const std::string& name, double value, const LogOptions& options) {
+  bool on_step = false, on_epoch = false;
+  Entry& e = admit(name, options, on_step, on_epoch);
+  // Every value logged with sync_dist is reduced when logged, so the epoch value reduces synced values.
+  if (options.sync_dist && sync_) value = sync_(value, options.reduce);
+  record(name, e, Value{value, Tensor()}, options.batch_size.value_or(batch_size_));
+}
+
+void MetricCollector::log(const std::string& name, const Tensor& value, const LogOptions& options) {
+  EMBER_CHECK(value.defined() && value.numel() == 1, ValueError, "[log] '", name,
+              "' must be a one-element tensor, got ", value.defined() ? describe(value) : std::string("undefined"));
+  bool on_step = false, on_epoch = false;
+  Entry& e = admit(name, options, on_step, on_epoch);
+  Tensor v;
+  {
+    autograd::NoGradGuard no_grad;
+    v = value.detach().to(kF64).reshape({});
+    // A copy of its own, so an in-place change of the logged tensor after log() cannot reach the value.
+    if (v.impl().storage == value.impl().storage) v = v.clone();
+  }
+  if (options.sync_dist && tensor_sync_) {
+    v = tensor_sync_(v.reshape({1}), options.reduce).reshape({});
+  } else if (options.sync_dist && sync_) {  // no tensor sync given: read it now
+    log(name, v.item<double>(), options);
+    return;
+  }
+  record(name, e, Value{0.0, v}, options.batch_size.value_or(batch_size_));
+}
+
+bool MetricCollector::has_unread() const {
+  if (!callback_unread_.empty() || !progress_unread_.empty()) return true;
+  for (const EntrySet* set : {&train_, &eval_})
+    for (const auto& [name, e] : *set)
+      if (e.step_tensor.defined() || !e.queue.empty()) return true;
+  return false;
+}
+
+void MetricCollector::resolve() const {
+  if (!has_unread()) return;
+  // Every unread tensor once (one value is often behind several keys), grouped by device.
+  std::map<const TensorImpl*, double> values;
+  std::vector<std::pair<Device, std::vector<Tensor>>> by_device;
+  auto want = [&](const Tensor& t) {
+    if (!t.defined() || !values.emplace(&t.impl(), 0.0).second) return;
+    auto it = std::find_if(by_device.begin(), by_device.end(), [&](const auto& d) { return d.first == t.device(); });
+    if (it == by_device.end()) it = by_device.insert(by_device.end(), {t.device(), {}});
+    it->second.push_back(t);
+  };
+  for (const auto& [k, t] : callback_unread_) want(t);
+  for (const auto& [k, t] : progress_unread_) want(t);
+  for (const EntrySet* set : {&train_, &eval_})
+    for (const auto& [name, e] : *set) {
+      want(e.step_tensor);
+      for (const Entry::Queued& q : e.queue) want(q.tensor);
     }
-    ++e.count;
+  for (auto& [device, tensors] : by_device) {
+    std::vector<Tensor> flat;
+    flat.reserve(tensors.size());
+    for (const Tensor& t : tensors) flat.push_back(t.reshape({1}));
+    const std::vector<double> read = cat(flat).to_vector<double>();  // the one host read of this device
+    for (size_t i = 0; i < tensors.size(); ++i) values[&tensors[i].impl()] = read[i];
   }
+  auto value_of = [&](const Tensor& t) { return values.at(&t.impl()); };
+  for (const auto& [k, t] : callback_unread_) callback_[k] = value_of(t);
+  for (const auto& [k, t] : progress_unread_) progress_[k] = value_of(t);
+  callback_unread_.clear();
+  progress_unread_.clear();
+  for (EntrySet* set : {&train_, &eval_})
+    for (auto& [name, e] : *set) {
+      if (e.step_tensor.defined()) e.step_value = value_of(e.step_tensor);
+      e.step_tensor = Tensor();
+      for (const Entry::Queued& q : e.queue) fold(e, q.tensor.defined() ? value_of(q.tensor) : q.value, q.batch_size);
+      e.queue.clear();
+    }
 }
 
 void MetricCollector::log(const std::string& name, metrics::Metric& metric, const LogOptions& options) {
@@ -121,13 +230,18 @@ void MetricCollector::log(const std::string& name, metrics::Metric& metric, cons
     EMBER_CHECK(v.defined() && v.numel() == 1, ValueError, "[log] '", name, "' logs a ", metric.name(),
                 " on_step, which is the value of the batch given to the metric's forward: call it on the batch "
                 "(metric(preds, target)) rather than update(), and log a metric whose value is one number");
-    const double value = v.detach().to(kF64).cpu().item<double>();
+    Tensor value;
+    {
+      autograd::NoGradGuard no_grad;
+      value = v.detach().to(kF64).reshape({});
+      if (value.impl().storage == v.impl().storage) value = value.clone();  // the metric may reuse it
+    }
     e.step_pending = true;
-    e.step_value = value;
+    e.step_tensor = value;
     const std::string key = step_key(name, on_epoch);
-    callback_[key] = value;
-    if (both(on_step, on_epoch)) callback_[name] = value;
-    if (e.prog_bar) progress_[key] = value;
+    set_callback(key, Value{0.0, value});
+    if (both(on_step, on_epoch)) set_callback(name, Value{0.0, value});
+    if (e.prog_bar) set_progress(key, Value{0.0, value});
   }
   if (on_epoch) ++e.count;
 }
@@ -181,9 +295,19 @@ void MetricCollector::load_metric_states(const TensorMap& tensors, const std::st
   }
 }
 
-MetricMap MetricCollector::take_step_metrics() {
+MetricMap MetricCollector::take_step_metrics(bool read) {
   MetricMap out;
+  bool pending = false, long_queue = false;
+  for (const auto& [name, e] : current()) {
+    pending = pending || (e.step_pending && e.logger);
+    long_queue = long_queue || e.queue.size() >= kMaxUnread;
+  }
+  if ((read && pending) || long_queue) resolve();
   for (auto& [name, e] : current()) {
+    if (!read) {
+      e.step_pending = false;
+      continue;
+    }
     if (!e.step_pending) continue;
     e.step_pending = false;
     if (e.logger) out[step_key(name, e.on_epoch)] = e.step_value;
@@ -192,6 +316,7 @@ MetricMap MetricCollector::take_step_metrics() {
 }
 
 MetricMap MetricCollector::end_epoch() {
+  resolve();
   MetricMap out;
   for (auto& [name, e] : current()) {
     if (!e.metric_type.empty() && (!e.on_epoch || e.count == 0)) {
@@ -220,7 +345,7 @@ void MetricCollector::note_logged(const MetricMap& metrics) {
 }
 
 void MetricCollector::add_callback_metrics(const std::map<std::string, double>& metrics) {
-  for (const auto& [k, v] : metrics) callback_[k] = v;
+  for (const auto& [k, v] : metrics) set_callback(k, Value{v, Tensor()});
 }
 
 void MetricCollector::clear() {
@@ -229,9 +354,12 @@ void MetricCollector::clear() {
   callback_.clear();
   logged_.clear();
   progress_.clear();
+  callback_unread_.clear();
+  progress_unread_.clear();
 }
 
 nlohmann::json MetricCollector::state_dict() const {
+  resolve();
   nlohmann::json entries = nlohmann::json::object();
   for (const auto& [name, e] : train_) {
     entries[name] = {{"on_step", e.on_step},
@@ -287,6 +415,7 @@ void MetricCollector::load_state_dict(const nlohmann::json& state) {
     for (const auto& [k, v] : state.at("callback_metrics").items()) callback[k] = from_bits(v);
     train_ = std::move(train);  // all or nothing
     callback_ = std::move(callback);
+    callback_unread_.clear();
   } catch (const nlohmann::json::exception& e) {
     throw ValueError(detail::cat_str("[Trainer] checkpoint's logged-metric state is malformed: ", e.what()));
   }

@@ -3,6 +3,7 @@
 #include "train/module.hpp"
 
 #include "core/error.hpp"
+#include "train/cuda_graph_step.hpp"
 #include "train/trainer.hpp"
 
 namespace ember::train {
@@ -30,10 +31,13 @@ Tensor TrainModule::forward(const Tensor& /*input*/) {
 bool TrainModule::on_train_batch_start(const data::Batch& /*batch*/, int64_t /*batch_idx*/) { return true; }
 void TrainModule::on_train_batch_end(const Tensor& /*loss*/, const data::Batch& /*batch*/, int64_t /*batch_idx*/) {}
 
+// Kept on its device and read when a number is needed (train/metrics.hpp): no host read here.
 void TrainModule::log(const std::string& name, const Tensor& value, const LogOptions& options) {
   EMBER_CHECK(value.defined() && value.numel() == 1, ValueError, "[log] '", name,
               "' must be a one-element tensor, got ", value.defined() ? describe(value) : std::string("undefined"));
-  log(name, value.detach().to(kF64).item().to_double(), options);
+  EMBER_CHECK(trainer_ != nullptr, ValueError, "[log] '", name, "' was logged outside a Trainer run");
+  if (record_graph_log(name, value, options)) return;  // inside a captured CUDA graph step: re-issued per replay
+  trainer_->metrics_.log(name, value, options);
 }
 
 void TrainModule::log(const std::string& name, double value, const LogOptions& options) {

@@ -121,7 +121,8 @@ class TrainModule : public nn::Module {
   virtual void on_load_checkpoint(const Checkpoint& checkpoint) { (void)checkpoint; }
 
   // Records a metric for the progress bar, loggers and callbacks (monitor names). A tensor value must
-  // hold one element; it is read when logged (the graph is not kept).
+  // hold one element; it is kept detached on its device and read to the host only when a number is
+  // needed (a logger row, the progress bar, callback_metrics(), a checkpoint): no host sync per step.
   void log(const std::string& name, const Tensor& value, const LogOptions& options = {});
   void log(const std::string& name, double value, const LogOptions& options = {});
   // A metric object (ember::metrics, torchmetrics' way): on_step logs the value of its last forward

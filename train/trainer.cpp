@@ -190,6 +190,17 @@ Trainer::Trainer(TrainerOptions options)
                                                   : dist::ReduceOp::kAvg;
       return comm->all_reduce_scalar(v, op);
     });
+    // A logged tensor: the same all-reduce on the fit's device, with no host read.
+    metrics_.set_tensor_sync([this, comm = comm_](const Tensor& v, const std::string& reduce) {
+      const dist::ReduceOp op = reduce == "sum"   ? dist::ReduceOp::kSum
+                                : reduce == "max" ? dist::ReduceOp::kMax
+                                : reduce == "min" ? dist::ReduceOp::kMin
+                                                  : dist::ReduceOp::kAvg;
+      if (comm->world_size() == 1) return v;
+      Tensor t = v.to(device_, kF64, true).contiguous();
+      comm->all_reduce(t, op);
+      return t;
+    });
     log_dir_ = comm_->broadcast_string(loggers_.empty() ? options_.default_root_dir : loggers_.front()->log_dir());
   }
 }

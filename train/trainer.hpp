@@ -32,6 +32,8 @@ namespace ember::train {
 
 // A count of batches (an integer) or a fraction of an epoch's batches (a floating-point number), as
 // Lightning's int-or-float options: `.limit_val_batches = 10` or `.limit_val_batches = 0.25`.
+class CudaGraphStep;  // train/cuda_graph_step.hpp
+
 class BatchLimit {
  public:
   template <std::integral I>
@@ -124,6 +126,9 @@ struct TrainerOptions {
   // Where checkpoints are written, read and removed (see plugins/checkpoint_io.hpp): null is a
   // LocalCheckpointIO; an AsyncCheckpointIO writes in a background thread; or a store of your own.
   std::shared_ptr<CheckpointIO> checkpoint_io = nullptr;
+  // CUDA: capture the training step into a CUDA graph after a few eager steps and replay it for every
+  // batch of the same shapes (see train/cuda_graph_step.hpp for what it applies to and what it refuses).
+  bool cuda_graphs = false;
 };
 
 struct RunOptions {
@@ -184,8 +189,11 @@ class Trainer {
   std::string interrupted_checkpoint_path() const;
 
   // Latest values: callback_metrics holds every logged metric (monitor names), logged_metrics what went to
-  // the loggers, progress_bar_metrics the prog_bar ones.
+  // the loggers, progress_bar_metrics the prog_bar ones. callback_metrics and progress_bar_metrics read
+  // logged tensors to the host (a sync on CUDA): call them at logging steps or epoch ends, not every batch.
   const MetricMap& callback_metrics() const { return metrics_.callback_metrics(); }
+  // The collector itself: its unread tensor values without a host read (train/metrics.hpp).
+  const MetricCollector& metric_collector() const { return metrics_; }
   const MetricMap& logged_metrics() const { return metrics_.logged_metrics(); }
   const MetricMap& progress_bar_metrics() const { return metrics_.progress_bar_metrics(); }
   // For callbacks that compute values of their own (LearningRateMonitor): monitor names from now on.
@@ -240,6 +248,7 @@ class Trainer {
 
  private:
   friend class TrainModule;
+  friend class CudaGraphStep;
 
   void add_default_callbacks();
   std::vector<LoggerPtr> default_loggers() const;
@@ -296,6 +305,9 @@ class Trainer {
   std::shared_ptr<data::DataLoader> distributed(std::shared_ptr<data::DataLoader> loader) const;
   data::Batch prepare_batch(const data::Batch& batch) const;
   mutable std::optional<Stream> copy_stream_;  // the CUDA stream pinned batches cross on
+  // TrainerOptions::cuda_graphs (train/cuda_graph_step.cpp): false when the batch runs eagerly.
+  bool cuda_graph_step(const data::Batch& b, int64_t batch_idx, Tensor& loss);
+  std::shared_ptr<CudaGraphStep> graph_step_;
   std::shared_ptr<ProfilerRun> profiling_;     // TrainerOptions::profiler during a fit
 
   // Calls f on every callback, each call timed as "[Callback]<state_key>.<hook>" while a profiler runs.

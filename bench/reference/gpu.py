@@ -22,6 +22,13 @@ def torch_fn(kind, n=0, dtype="float32"):
     elif kind == "attention":
         q, k, v = (torch.randn(8, 12, 1024, 64, device=dev, dtype=torch.bfloat16) for _ in range(3))
         f = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
+    elif kind == "attention_fwd_bwd":
+        q, k, v = (torch.randn(8, 12, 1024, 64, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        g = torch.randn(8, 12, 1024, 64, device=dev, dtype=torch.bfloat16)
+
+        def f():
+            q.grad = k.grad = v.grad = None
+            F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(g)
     elif kind == "copy":
         a, c = torch.randn(N256M, device=dev), torch.empty(N256M, device=dev)
         f = lambda: c.copy_(a)  # noqa: E731
@@ -45,12 +52,38 @@ def torch_fn(kind, n=0, dtype="float32"):
         def f():
             x.grad = None
             F.cross_entropy(x, y).backward()
+    elif kind.startswith("gpt2_124m"):
+        f = torch_gpt2_124m(kind.endswith("compile"))
     else:
         f = torch_train(kind)
 
     def step():
         f()
         torch.cuda.synchronize()
+    return step
+
+
+def torch_gpt2_124m(compiled):
+    """GPT-2 124M training step as examples/gpt2 trains it: batch 8 x 1024 tokens, bf16-mixed (autocast),
+    fused AdamW (weight decay on matrices), gradient clipping at 1.0; eager or under torch.compile."""
+    import torch
+    import models
+    torch.manual_seed(0)
+    m = models.Gpt2().cuda()
+    decay = [p for p in m.parameters() if p.dim() >= 2]
+    rest = [p for p in m.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+                            lr=6e-4, betas=(0.9, 0.95), fused=True)
+    x, y = (torch.randint(0, 50257, (8, 1024), device="cuda") for _ in range(2))
+    fwd = torch.compile(m) if compiled else m
+
+    def step():
+        with torch.autocast("cuda", torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(fwd(x).flatten(0, -2), y.flatten())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
     return step
 
 
@@ -82,6 +115,46 @@ def torch_train(kind):
     opt = {"sgd": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9), "adam": lambda p: torch.optim.Adam(p, lr=1e-3),
            "adamw": lambda p: torch.optim.AdamW(p, lr=1e-3)}[opt](m.parameters())
     return models.train_step(m, opt, x.to(dev), y.to(dev))
+
+
+def torch_graphed(kind):
+    """torch_train's step captured into a torch.cuda.CUDAGraph (warm-up on a side stream, capturable
+    optimizer state as torch's docs show) and replayed."""
+    import torch
+    import torch.nn.functional as F
+    import models
+    torch.manual_seed(0)
+    dev = "cuda"
+    m, opt, x, y = {
+        "mlp": lambda: (models.mlp(), "sgd", torch.randn(128, 784), torch.randint(0, 10, (128,))),
+        "lenet": lambda: (models.lenet(), "adam", torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))),
+        "chargpt": lambda: (models.Gpt(**models.CHAR_GPT), "adamw", torch.randint(0, 65, (32, 64)),
+                            torch.randint(0, 65, (32, 64))),
+    }[kind]()
+    m = m.to(dev)
+    x, y = x.to(dev), y.to(dev)
+    opt = {"sgd": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+           "adam": lambda p: torch.optim.Adam(p, lr=1e-3, capturable=True),
+           "adamw": lambda p: torch.optim.AdamW(p, lr=1e-3, capturable=True)}[opt](m.parameters())
+
+    def step():
+        loss = F.cross_entropy(m(x).flatten(0, -2), y.flatten())
+        loss.backward()
+        opt.step()
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            opt.zero_grad(set_to_none=False)
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=False)
+    with torch.cuda.graph(graph):
+        opt.zero_grad(set_to_none=False)
+        step()
+    return graph.replay
 
 
 def jax_fn(kind, n=0, dtype="float32"):
@@ -122,8 +195,15 @@ for _k, _name in (("softmax", "softmax_16384x4096"), ("layer_norm", "layer_norm_
     WORKLOADS[f"cuda_{_name}"] = {"torch": lambda k=_k: torch_fn(k), "jax": lambda k=_k: jax_fn(k)}
 for _k, _name in (("copy", "copy_256M"), ("cast_bf16", "cast_bf16_256M"),
                   ("softmax_fwd_bwd", "softmax_fwd_bwd_8192x4096"), ("layer_norm_fwd_bwd", "layer_norm_fwd_bwd_8192x4096"),
-                  ("cross_entropy_fwd_bwd", "cross_entropy_fwd_bwd_8192x50304")):
+                  ("cross_entropy_fwd_bwd", "cross_entropy_fwd_bwd_8192x50304"),
+                  ("attention_fwd_bwd", "attention_fwd_bwd_bf16")):
     WORKLOADS[f"cuda_{_name}"] = {"torch": lambda k=_k: torch_fn(k)}
 for _k, _name in (("gpt2", "gpt2_f32_step"), ("gpt2_bf16_mixed", "gpt2_bf16_mixed_step"), ("mlp", "mlp_sgd_step"),
                   ("lenet", "lenet_adam_step"), ("resnet", "resnet_sgd_step"), ("chargpt", "chargpt_adamw_step")):
     WORKLOADS[f"cuda_{_name}"] = {"torch": lambda k=_k: torch_fn(k)}
+# Ember's CUDA-graph steps against PyTorch eager (the goal) and torch.cuda.graphs (captured the same way).
+for _k, _name in (("mlp", "mlp_sgd_step"), ("lenet", "lenet_adam_step"), ("chargpt", "chargpt_adamw_step")):
+    WORKLOADS[f"cuda_{_name}_graph"] = {"torch": lambda k=_k: torch_fn(k),
+                                        "torch_cuda_graph": lambda k=_k: torch_graphed(k)}
+WORKLOADS["cuda_gpt2_124m_step"] = {"torch": lambda: torch_fn("gpt2_124m"),
+                                   "torch_compile": lambda: torch_fn("gpt2_124m_compile")}

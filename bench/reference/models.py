@@ -67,3 +67,40 @@ def train_step(model, opt, x, y):
         loss.backward()
         opt.step()
     return step
+
+
+class Gpt2(nn.Module):
+    """GPT-2 in Hugging Face's layout (wte, wpe, h.N.{ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj},
+    ln_f; Conv1D-style [in, out] weights; tied head), with torch's fused attention: the twin of
+    examples/gpt2/gpt2.hpp for the GPU benchmark."""
+
+    def __init__(self, vocab=50257, context=1024, d_model=768, heads=12, layers=12):
+        super().__init__()
+        self.heads = heads
+        self.wte, self.wpe = nn.Embedding(vocab, d_model), nn.Embedding(context, d_model)
+        lin = lambda i, o: nn.ParameterDict({"weight": nn.Parameter(torch.randn(i, o) * 0.02),  # noqa: E731
+                                             "bias": nn.Parameter(torch.zeros(o))})
+        self.h = nn.ModuleList(nn.ModuleDict({
+            "ln_1": nn.LayerNorm(d_model), "ln_2": nn.LayerNorm(d_model),
+            "attn": nn.ModuleDict({"c_attn": lin(d_model, 3 * d_model), "c_proj": lin(d_model, d_model)}),
+            "mlp": nn.ModuleDict({"c_fc": lin(d_model, 4 * d_model), "c_proj": lin(4 * d_model, d_model)}),
+        }) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        nn.init.normal_(self.wte.weight, std=0.02)
+        nn.init.normal_(self.wpe.weight, std=0.01)
+
+    @staticmethod
+    def _dense(p, x):
+        return torch.addmm(p["bias"], x.flatten(0, -2), p["weight"]).view(*x.shape[:-1], -1)
+
+    def forward(self, idx):
+        b, t = idx.shape
+        x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))
+        for blk in self.h:
+            q, k, v = self._dense(blk["attn"]["c_attn"], blk["ln_1"](x)).split(x.shape[-1], -1)
+            q, k, v = (z.view(b, t, self.heads, -1).transpose(1, 2) for z in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, -1)
+            x = x + self._dense(blk["attn"]["c_proj"], y)
+            x = x + self._dense(blk["mlp"]["c_proj"], F.gelu(self._dense(blk["mlp"]["c_fc"], blk["ln_2"](x)),
+                                                             approximate="tanh"))
+        return self.ln_f(x) @ self.wte.weight.T

@@ -1,7 +1,7 @@
 """Runs one reference workload in a fresh process for bench/compare: sets it up, prints a ready line, then
 answers each line "<min_time>" on stdin with {"seconds": time per step, "peak_mb": peak memory} as JSON.
 
-Usage: worker.py WORKLOAD --framework torch|jax --threads N
+Usage: worker.py WORKLOAD --framework torch|torch_compile|torch_cuda_graph|jax --threads N
 Peak memory on CPU is the resident-set growth from just before setup (after the imports) to the high-water
 mark; on the GPU, the framework's peak device allocation.
 """
@@ -50,8 +50,8 @@ class CpuPeak:
 
 class GpuPeak:
     def __init__(self, framework):
-        self.framework = framework
-        if framework == "torch":
+        self.framework = "torch" if framework in ("torch_compile", "torch_cuda_graph") else framework
+        if self.framework == "torch":
             import torch
             torch.cuda.reset_peak_memory_stats()
 
@@ -87,11 +87,11 @@ def measure(step, min_time):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("workload")
-    ap.add_argument("--framework", choices=("torch", "jax"), default="torch")
+    ap.add_argument("--framework", choices=("torch", "torch_compile", "torch_cuda_graph", "jax"), default="torch")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
     suite, impls = registry()[args.workload]
-    if args.framework == "torch":
+    if args.framework in ("torch", "torch_compile", "torch_cuda_graph"):
         import torch
         torch.set_num_threads(args.threads)
         version = torch.__version__

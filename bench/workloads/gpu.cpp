@@ -1,7 +1,8 @@
 // The GPU suite (CUDA builds only): matmul in bf16/f16/f32 up to 8192, elementwise on 256M floats, softmax,
-// layer_norm, causal attention, GPT-2 124M training steps, and the CPU-sized models (launch overhead).
-// Twins in bench/reference/gpu.py. Ops the CUDA backend lacks are reported as skipped with Ember's error.
-// `bench_gpu --device-count` prints the number of usable CUDA devices and exits.
+// layer_norm, causal attention (forward, and forward + backward), GPT-2 124M training steps, and the
+// CPU-sized models (launch overhead), eagerly and replayed from CUDA graphs. Twins in bench/reference/gpu.py. Ops the
+// CUDA backend lacks are reported as skipped with Ember's error. `bench_gpu --device-count` prints the number of usable
+// CUDA devices and exits.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include "bench/workloads/common.hpp"
 #include "bench/workloads/models.hpp"
 #include "ember.hpp"
+#include "examples/gpt2/gpt2.hpp"
 #include "kernels/cuda_device.hpp"
 
 using namespace ember;
@@ -109,6 +111,23 @@ void cuda_attention_bf16(benchmark::State& st) {
 GPU_WORKLOAD(cuda_softmax_16384x4096);
 GPU_WORKLOAD(cuda_layer_norm_16384x4096);
 GPU_WORKLOAD(cuda_attention_bf16);
+// The same shape forward + backward (the fused flash-attention kernels; issue goal >= 0.9x torch's sdpa):
+// batch 8, 12 heads, 1024 tokens, head dim 64, causal, bf16. Gradients of <out, g> for q, k and v.
+void cuda_attention_fwd_bwd_bf16(benchmark::State& st) {
+  Tensor q = gpu_randn({8, 12, 1024, 64}, kBF16).requires_grad_();
+  Tensor k = gpu_randn({8, 12, 1024, 64}, kBF16).requires_grad_();
+  Tensor v = gpu_randn({8, 12, 1024, 64}, kBF16).requires_grad_(), g = gpu_randn({8, 12, 1024, 64}, kBF16);
+  run_synced(st, [&] {
+    q.set_grad({});
+    k.set_grad({});
+    v.set_grad({});
+    F::scaled_dot_product_attention(q, k, v, {}, 0.0, true).backward(g);
+  });
+  // FLOPs as FlashAttention counts them (causal: half of 4 L S E forward, 2.5x that for the backward).
+  const double flops = 3.5 * 4.0 * 8 * 12 * 1024.0 * 1024.0 * 64 / 2;
+  st.counters["TFLOP/s"] = benchmark::Counter(flops * st.iterations() / 1e12, benchmark::Counter::kIsRate);
+}
+GPU_WORKLOAD(cuda_attention_fwd_bwd_bf16);
 
 // The bandwidth bound of the elementwise kernels (a device-to-device copy) and a cast (f32 -> bf16).
 void cuda_copy_256M(benchmark::State& st) {
@@ -186,6 +205,35 @@ void cuda_gpt2_bf16_mixed_step(benchmark::State& st) { gpt2_step(st, true); }
 GPU_WORKLOAD(cuda_gpt2_f32_step);
 GPU_WORKLOAD(cuda_gpt2_bf16_mixed_step);
 
+// examples/gpt2's GPT-2 124M (Hugging Face's layout, fused attention, tied head) as the example trains it:
+// batch 8 x 1024 tokens, bf16-mixed, fused AdamW with weight decay on matrices, clipping at 1.0. Tokens
+// per second = 8192 / time per step. Twin: torch eager and torch.compile on models.Gpt2.
+void cuda_gpt2_124m_step(benchmark::State& st) {
+  manual_seed(0);
+  gpt2::GPT2Model m(gpt2::Config::gpt2_124m());
+  m->to(kGpu);
+  std::vector<Tensor> decay, rest;
+  for (const Tensor& p : m->parameters()) (p.dim() >= 2 ? decay : rest).push_back(p);
+  optim::AdamW opt({optim::ParamGroup{decay}, optim::ParamGroup{rest, {{"weight_decay", 0.0}}}},
+                   {.lr = 6e-4, .betas = {0.9, 0.95}, .weight_decay = 0.1, .fused = true});
+  Tensor x = randint(0, 50257, {8, 1024}).to(kGpu), y = randint(0, 50257, {8, 1024}).to(kGpu);
+  const std::vector<Tensor> params = m->parameters();
+  run_synced(st, [&] {
+    Tensor loss;
+    {
+      Autocast amp(kGpu, kBF16);
+      loss = F::cross_entropy(gpt2::lm_logits(*m, x).flatten(0, -2), y.flatten());
+    }
+    loss.backward();
+    nn::clip_grad_norm_(params, 1.0);
+    opt.step();
+    opt.zero_grad();
+  });
+  st.counters["tokens_per_s"] =
+      benchmark::Counter(8192.0 * static_cast<double>(st.iterations()), benchmark::Counter::kIsRate);
+}
+GPU_WORKLOAD(cuda_gpt2_124m_step);
+
 void cuda_mlp_sgd_step(benchmark::State& st) {
   manual_seed(0);
   bench::Mlp m;
@@ -218,6 +266,55 @@ GPU_WORKLOAD(cuda_mlp_sgd_step);
 GPU_WORKLOAD(cuda_lenet_adam_step);
 GPU_WORKLOAD(cuda_resnet_sgd_step);
 GPU_WORKLOAD(cuda_chargpt_adamw_step);
+
+// The same steps captured once into a CUDA graph (core/cuda_graph.hpp, what TrainerOptions::cuda_graphs
+// does) and replayed: each step is the optimizer's host code re-run into the graph's slots and one
+// launch, instead of one launch per kernel. Twin: PyTorch eager (the goal: at most 0.5x its step time).
+// A step with a host read (a loss that reads to the host) cannot be captured: the workload is then
+// skipped with the capture's error.
+template <class Model, class Opt>
+void gpu_train_graphed(benchmark::State& st, Model& model, Opt& opt, const Tensor& x, const Tensor& y) {
+  auto step = [&] {
+    opt.zero_grad(/*set_to_none=*/false);  // gradients stay allocated: the graph zeroes them in place
+    Tensor loss = F::cross_entropy(model.forward(x).flatten(0, -2), y.flatten());
+    loss.backward();
+    opt.step();
+  };
+  for (int i = 0; i < 3; ++i) step();  // optimizer state, algorithm caches and gradients exist
+  CudaGraph graph(kGpu);
+  {
+    CudaGraphCapture capture(graph);
+    step();
+  }
+  run_synced(st, [&] {
+    graph.rerun([&] { opt.step(); });
+    graph.replay();
+  });
+}
+void cuda_mlp_sgd_step_graph(benchmark::State& st) {
+  manual_seed(0);
+  bench::Mlp m;
+  m.to(kGpu);
+  optim::SGD opt(m.parameters(), {.lr = 0.01, .momentum = 0.9});
+  gpu_train_graphed(st, m, opt, randn({128, 784}).to(kGpu), randint(0, 10, {128}).to(kGpu));
+}
+void cuda_lenet_adam_step_graph(benchmark::State& st) {
+  manual_seed(0);
+  bench::LeNet m;
+  m.to(kGpu);
+  optim::Adam opt(m.parameters(), {.lr = 1e-3});
+  gpu_train_graphed(st, m, opt, rand({64, 1, 28, 28}).to(kGpu), randint(0, 10, {64}).to(kGpu));
+}
+void cuda_chargpt_adamw_step_graph(benchmark::State& st) {
+  manual_seed(0);
+  bench::Gpt m;
+  m.to(kGpu);
+  optim::AdamW opt(m.parameters(), {.lr = 1e-3});
+  gpu_train_graphed(st, m, opt, randint(0, 65, {32, 64}).to(kGpu), randint(0, 65, {32, 64}).to(kGpu));
+}
+GPU_WORKLOAD(cuda_mlp_sgd_step_graph);
+GPU_WORKLOAD(cuda_lenet_adam_step_graph);
+GPU_WORKLOAD(cuda_chargpt_adamw_step_graph);
 
 }  // namespace
 

@@ -2,15 +2,19 @@
 // dims with public ops (so their gradients reduce through expand's backward), runs the tiled forward of
 // kernels/attention.hpp, counts FLOPs as the composed path's two matmuls, and records a node that saves
 // q, k, v, the output and the row logsumexp. Its backward is the tiled kernel, or under create_graph
-// the same formula in public ops.
+// the same formula in public ops. fused_attention is the same op on CUDA f16/bf16, through the fused
+// flash-attention kernels (kernels/cuda/attention.cu).
 #include "core/ops/attention.hpp"
 
+#include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <string>
 
 #include "core/autocast.hpp"
 #include "core/autograd.hpp"
+#include "core/determinism.hpp"
 #include "core/flop_counter.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
@@ -18,6 +22,7 @@
 #include "core/ops/reduce.hpp"
 #include "core/profiler.hpp"
 #include "kernels/attention.hpp"
+#include "kernels/attention_plan.hpp"
 
 namespace ember {
 namespace {
@@ -53,6 +58,44 @@ Tensor probs_composite(const Tensor& q, const Tensor& k, const Tensor& mask, con
     scores = mask.dtype() == kBool ? where(mask, scores, neg_inf) : scores + mask;
   Tensor dead = (lse == neg_inf).unsqueeze(-1);
   return where(dead, 0.0, softmax(where(dead, 0.0, scores), -1));
+}
+
+std::atomic<int64_t> g_fused_calls{0};
+
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
+// Contiguous and on a 16-byte boundary (the fused kernel's 128-bit loads): a copy only when needed.
+Tensor aligned_contiguous(const Tensor& t) {
+  Tensor c = t.contiguous();
+  return aligned16(c) ? c : c.clone();
+}
+
+// Whether the fused kernel takes the call, autocast's cast included (no backend switch here).
+bool fused_applies(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& attn_mask,
+                   double dropout_p) {
+  if (!query.defined() || !key.defined() || !value.defined()) return false;
+  if (!query.device().is_cuda() || key.device() != query.device() || value.device() != query.device()) return false;
+  if (query.dim() < 2 || key.dim() < 2 || value.dim() < 2) return false;
+  if (query.dtype() != key.dtype() || query.dtype() != value.dtype()) return false;
+  const bool cast = autocast::should_cast(CastPolicy::kLowerPrecision, {&query, &key, &value});
+  const DType dt = cast ? autocast::dtype(query.device()) : query.dtype();
+  Shape batch;
+  try {
+    batch = broadcast_shapes(broadcast_shapes(batch_of(query), batch_of(key), "[sdpa]"), batch_of(value), "[sdpa]");
+  } catch (const Error&) {
+    return false;
+  }
+  const kernels::FlashProblem pr{.batch_heads = shape_numel(batch),
+                                 .l = query.size(-2),
+                                 .s = key.size(-2),
+                                 .e = query.size(-1),
+                                 .ev = value.size(-1),
+                                 .cuda = true,
+                                 .low_precision = dt == kF16 || dt == kBF16,
+                                 .has_mask = attn_mask.defined(),
+                                 .dropout_p = dropout_p,
+                                 .aligned = true,  // fused_attention copies a misaligned operand
+                                 .max_smem = kernels::cuda::flash_max_smem(query.device().index)};
+  return kernels::plan_flash_attention(pr).fused && key.size(-1) == query.size(-1) && value.size(-2) == key.size(-2);
 }
 
 // FLOPs as the composed path's products: q k^T over broadcast(q, k) batches, P v over all of them; the
@@ -167,6 +210,75 @@ Tensor blocked_attention(const Tensor& query, const Tensor& key, const Tensor& v
       kernels::attention_backward(dq.view({nb, l, e}), dk.view({nb, s, e}), dv.view({nb, s, ev}),
                                   g.contiguous().view({nb, l, ev}), q.view({nb, l, e}), k.view({nb, s, e}),
                                   v.view({nb, s, ev}), out.view({nb, l, ev}), lse.view({nb, l}), mask, params);
+      return autograd::Grads{nq ? dq : Tensor(), nk ? dk : Tensor(), nv ? dv : Tensor()};
+    });
+  }
+  return out;
+}
+
+bool use_fused_attention(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& attn_mask,
+                         double dropout_p) {
+  return sdpa_backend() != SdpaBackend::Math && fused_applies(query, key, value, attn_mask, dropout_p);
+}
+
+int64_t fused_attention_calls() { return g_fused_calls.load(std::memory_order_relaxed); }
+
+Tensor fused_attention(const Tensor& query, const Tensor& key, const Tensor& value, bool is_causal,
+                       std::optional<double> scale) {
+  profiler::OpRecord prof(kOp, {&query, &key, &value});
+  EMBER_CHECK(fused_applies(query, key, value, {}, 0.0), ValueError, "[", kOp,
+              "] the fused CUDA kernel takes query [..., L, E], key [..., S, E], value [..., S, E] on one CUDA "
+              "device, all float16 or all bfloat16 (or cast to one by autocast), E 64 or 128; got query ",
+              describe(query), ", key ", describe(key), ", value ", describe(value),
+              " (nn::functional::scaled_dot_product_attention takes the others)");
+  // Attention is a lower-precision autocast op (as in PyTorch): f32 inputs run in the scope's dtype.
+  const Tensor q0 = autocast::lower(query), k0 = autocast::lower(key), v0 = autocast::lower(value);
+  const DType dt = q0.dtype();
+  const int64_t l = q0.size(-2), s = k0.size(-2), e = q0.size(-1);
+  const std::string tag = std::string("[") + kOp + "] batch dims of query, key and value";
+  const Shape qk_batch = broadcast_shapes(batch_of(q0), batch_of(k0), tag.c_str());
+  const Shape batch = broadcast_shapes(qk_batch, batch_of(v0), tag.c_str());
+  const double sc = scale.value_or(1.0 / std::sqrt(static_cast<double>(e)));
+  const int64_t nb = shape_numel(batch);
+  const AttnFlops flops{2 * shape_numel(qk_batch) * l * s * e, 2 * nb * l * s * e};
+  count_flops("matmul", flops.qk);
+  count_flops("matmul", flops.pv);
+  Tensor q = aligned_contiguous(q0.expand(with_mat(batch, l, e)));
+  Tensor k = aligned_contiguous(k0.expand(with_mat(batch, s, e)));
+  Tensor v = aligned_contiguous(v0.expand(with_mat(batch, s, e)));
+  const kernels::AttentionParams params{.scale = sc, .causal = is_causal};
+  Tensor out = make_tensor(with_mat(batch, l, e), dt, q.device());
+  Shape lse_shape = batch;
+  lse_shape.push_back(l);
+  Tensor lse = make_tensor(lse_shape, kF32, q.device());
+  kernels::attention_forward(out.view({nb, l, e}), lse.view({nb, l}), q.view({nb, l, e}), k.view({nb, s, e}),
+                             v.view({nb, s, e}), {}, params);
+  g_fused_calls.fetch_add(1, std::memory_order_relaxed);
+
+  if (autograd::needs_grad({&q, &k, &v})) {
+    autograd::record(kOp, {&out}, {&q, &k, &v}, {q, k, v, out, lse}, [params, flops](autograd::Ctx& c) {
+      Tensor q = c.saved(0), k = c.saved(1), v = c.saved(2), out = c.saved(3), lse = c.saved(4);
+      Tensor g = c.grad().to(q.dtype());
+      const bool nq = c.needs_grad(0), nk = c.needs_grad(1), nv = c.needs_grad(2);
+      if (autograd::is_grad_enabled()) {  // create_graph: public ops, differentiable again
+        Tensor p = probs_composite(q, k, {}, lse, params.causal, params.scale);
+        Tensor dp = matmul(g, v.mT());
+        Tensor ds = p * (dp - sum(dp * p, {-1}, true)) * params.scale;
+        return autograd::Grads{nq ? matmul(ds, k) : Tensor(), nk ? matmul(ds.mT(), q) : Tensor(),
+                               nv ? matmul(p.mT(), g) : Tensor()};
+      }
+      if (nq) count_flops("matmul", flops.qk);
+      if (nk) count_flops("matmul", flops.qk);
+      if (nq || nk) count_flops("matmul", flops.pv);
+      if (nv) count_flops("matmul", flops.pv);
+      const int64_t nb = lse.numel() / lse.size(-1), l = q.size(-2), s = k.size(-2), e = q.size(-1);
+      Tensor dq = make_tensor(q.shape(), q.dtype(), q.device()), dk = make_tensor(k.shape(), k.dtype(), k.device()),
+             dv = make_tensor(v.shape(), v.dtype(), v.device());
+      kernels::AttentionParams bp = params;
+      bp.deterministic = deterministic();  // read when the backward runs, as the other atomic kernels do
+      kernels::attention_backward(dq.view({nb, l, e}), dk.view({nb, s, e}), dv.view({nb, s, e}),
+                                  aligned_contiguous(g).view({nb, l, e}), q.view({nb, l, e}), k.view({nb, s, e}),
+                                  v.view({nb, s, e}), out.view({nb, l, e}), lse.view({nb, l}), {}, bp);
       return autograd::Grads{nq ? dq : Tensor(), nk ? dk : Tensor(), nv ? dv : Tensor()};
     });
   }

@@ -12,6 +12,7 @@ namespace ember {
 // Which implementation scaled_dot_product_attention runs on this thread (as torch.nn.attention.sdpa_kernel).
 // Auto: the blocked op where it applies and the score matrix is large enough (below), else the composed
 // one. Math: always the composed one. Blocked: the blocked op wherever it applies (else the composed one).
+// On CUDA, Auto and Blocked take the fused kernel (fused_attention below) wherever it applies.
 enum class SdpaBackend : uint8_t { Auto, Math, Blocked };
 SdpaBackend sdpa_backend();
 
@@ -50,5 +51,22 @@ bool use_blocked_attention(const Tensor& query, const Tensor& key, const Tensor&
 // again). Raises for arguments outside blocked_attention_applies.
 Tensor blocked_attention(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& attn_mask = {},
                          bool is_causal = false, std::optional<double> scale = {});
+
+// ------------------------------------------------------------------------------------ fused CUDA
+
+// Whether fused_attention takes these (already validated) arguments: query, key and value on one CUDA
+// device, all f16 or all bf16 (or cast to one by autocast: attention is a lower-precision autocast op),
+// no attn_mask (is_causal only), no dropout, and a shape kernels::plan_flash_attention accepts (head dim
+// 64 or 128, value's head dim equal, batch * heads <= 65535). The Math backend turns it off.
+bool use_fused_attention(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& attn_mask,
+                         double dropout_p);
+// softmax(q k^T * scale) v by the fused CUDA flash-attention kernels (kernels/cuda/attention.cu): batch
+// dims broadcast, top-left causal; saves q, k, v, the output and the f32 row logsumexp, never the [L, S]
+// scores; under create_graph the backward is the composed formula in public ops. Raises ValueError for
+// calls use_fused_attention refuses.
+Tensor fused_attention(const Tensor& query, const Tensor& key, const Tensor& value, bool is_causal = false,
+                       std::optional<double> scale = {});
+// How many fused_attention forwards ran in this process (tests check that the fused path was taken).
+int64_t fused_attention_calls();
 
 }  // namespace ember

@@ -16,8 +16,10 @@ namespace {
 
 // d loss / d input = coef * (s * softmax(x) - q) in public ops: coef the upstream gradient per
 // position, s = (1 - ls) w_t + ls W / C, q_c = (1 - ls) w_t [c == t] + ls w_c / C.
+// divisor_t, when defined, is the mean's divisor on the device (CUDA: never read to the host).
 Tensor cross_entropy_grad_composite(const Tensor& g, const Tensor& x, const Tensor& target, const Tensor& weight,
-                                    const kernels::CrossEntropyParams& p, LossReduction reduction, double divisor) {
+                                    const kernels::CrossEntropyParams& p, LossReduction reduction, double divisor,
+                                    const Tensor& divisor_t) {
   const int64_t n = x.size(0), c = x.size(1), k = x.size(2);
   const TensorOptions fo{.dtype = x.dtype(), .device = x.device()};
   const double ls = p.label_smoothing;
@@ -26,7 +28,7 @@ Tensor cross_entropy_grad_composite(const Tensor& g, const Tensor& x, const Tens
   Tensor validf = valid.to(x.dtype());
   Tensor wt = weight.defined() ? index_select(weight, 0, safe.reshape({-1})).reshape({n, k}) * validf : validf;
   Tensor coef = reduction == LossReduction::None ? g : g.expand({n, k});
-  if (reduction == LossReduction::Mean) coef = coef / divisor;
+  if (reduction == LossReduction::Mean) coef = divisor_t.defined() ? coef / divisor_t.to(coef.dtype()) : coef / divisor;
   coef = where(valid, coef, zeros({}, fo));
   const double w_total = weight.defined() ? sum(weight).item<double>() : static_cast<double>(c);
   Tensor s = wt * (1.0 - ls) + validf * (ls * w_total / static_cast<double>(c));
@@ -73,33 +75,47 @@ Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tenso
   Tensor t = target.to(kI64).contiguous();
   Tensor w = weight.defined() ? weight.to(dt).contiguous() : Tensor();
   Tensor loss = make_tensor({n, k}, dt, input.device()), lse = make_tensor({n, k}, dt, input.device());
-  const auto sums = [&] {
+  const kernels::CeReduce reduce = reduction == LossReduction::None  ? kernels::CeReduce::kNone
+                                   : reduction == LossReduction::Sum ? kernels::CeReduce::kSum
+                                                                     : kernels::CeReduce::kMean;
+  const kernels::CrossEntropySums sums = [&] {
     autograd::NoGradGuard no_grad;
-    return kernels::cross_entropy_forward(loss, lse, x, t, w, params);
+    return kernels::cross_entropy_forward(loss, lse, x, t, w, params, reduce);
   }();
-  const double total = sums.first, wsum = sums.second;  // not a structured binding: clang 14 cannot capture those
+  // CPU: the sums were read (the target check is immediate there). CUDA: the reduced loss and the weight
+  // sum stay on the device, so the op is no host sync.
+  const double total = sums.loss, wsum = sums.weight;
+  const Tensor wsum_t = sums.device_sums.defined() ? sums.device_sums.narrow(0, 1, 1) : Tensor();
   Tensor out = reduction == LossReduction::None  ? loss
+               : sums.reduced.defined()          ? sums.reduced
                : reduction == LossReduction::Sum ? full({}, total, {.dtype = dt, .device = input.device()})
                                                  : full({}, total / wsum, {.dtype = dt, .device = input.device()});
   if (autograd::needs_grad(input)) {
-    autograd::record("cross_entropy", {&out}, {&input}, {x, t, w, lse}, [params, reduction, wsum](autograd::Ctx& ctx) {
-      Tensor x = ctx.saved(0), t = ctx.saved(1), w = ctx.saved(2), g = ctx.grad();
-      if (autograd::is_grad_enabled())
-        return autograd::Grads{cross_entropy_grad_composite(g, x, t, w, params, reduction, wsum)};
-      Tensor gi = make_tensor(x.shape(), x.dtype(), x.device());
-      // On CUDA a reduced loss's upstream gradient stays on the device (one element for every position).
-      const bool device_g = reduction == LossReduction::None || !x.device().is_cpu();
-      Tensor g_loss = device_g ? g.to(x.dtype()).contiguous() : Tensor();
-      double scale = 1.0;
-      if (device_g) {
-        if (reduction == LossReduction::Mean) scale = 1.0 / wsum;
-      } else {
-        scale = g.item<double>();
-        if (reduction == LossReduction::Mean) scale /= wsum;
-      }
-      kernels::cross_entropy_backward(gi, g_loss, scale, x, t, w, ctx.saved(3), params);
-      return autograd::Grads{gi};
-    });
+    autograd::record(
+        "cross_entropy", {&out}, {&input}, {x, t, w, lse}, [params, reduction, wsum, wsum_t](autograd::Ctx& ctx) {
+          Tensor x = ctx.saved(0), t = ctx.saved(1), w = ctx.saved(2), g = ctx.grad();
+          if (autograd::is_grad_enabled())
+            return autograd::Grads{cross_entropy_grad_composite(g, x, t, w, params, reduction, wsum, wsum_t)};
+          Tensor gi = make_tensor(x.shape(), x.dtype(), x.device());
+          // On CUDA a reduced loss's upstream gradient stays on the device (one element for every position).
+          const bool device_g = reduction == LossReduction::None || !x.device().is_cpu();
+          Tensor g_loss = device_g ? g.to(x.dtype()).contiguous() : Tensor();
+          double scale = 1.0;
+          Tensor divide_by;
+          if (device_g) {
+            if (reduction == LossReduction::Mean) {
+              if (wsum_t.defined())
+                divide_by = wsum_t;  // the kernel takes 1.0 / wsum on the device
+              else
+                scale = 1.0 / wsum;
+            }
+          } else {
+            scale = *g.to(kF64).contiguous().data_ptr<double>();  // CPU memory: no device to wait for
+            if (reduction == LossReduction::Mean) scale /= wsum;
+          }
+          kernels::cross_entropy_backward(gi, g_loss, scale, x, t, w, ctx.saved(3), params, divide_by);
+          return autograd::Grads{gi};
+        });
   }
   return out;
 }

@@ -3,10 +3,13 @@
 #include "core/ops/random.hpp"
 
 #include <climits>
+#include <cstring>
+#include <memory>
 #include <numeric>
 #include <utility>
 
 #include "core/autograd.hpp"
+#include "core/graph_capture.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
 #include "core/profiler.hpp"
@@ -21,12 +24,32 @@ using kernels::Distribution;
 
 Generator& gen_or_default(Generator* g) { return g ? *g : default_generator(); }
 
+// While a CUDA graph captures: the draw's {seed, base} go to a slot of the graph that each replay after
+// the first rewrites by advancing the generator as this eager draw would (the capture reserved the
+// first replay's draws), so every replay draws fresh numbers and the generator stays where eager
+// steps would leave it. The generator must outlive the graph.
+const uint64_t* graph_philox_slot(const Tensor& t, Generator& gen, uint64_t base, uint64_t blocks) {
+  if (!t.device().is_cuda() || !graph::is_capturing(t.device().index)) return nullptr;
+  graph::CaptureContext* ctx = graph::active(t.device().index);
+  const uint64_t init[2] = {gen.seed(), base};
+  auto first = std::make_shared<bool>(true);
+  Generator* gp = &gen;
+  const size_t offset = ctx->slots->add(init, sizeof init, [gp, blocks, first](void* dst) {
+    if (std::exchange(*first, false)) return;
+    const uint64_t v[2] = {gp->seed(), gp->advance(blocks)};
+    std::memcpy(dst, v, sizeof v);
+  });
+  return reinterpret_cast<const uint64_t*>(ctx->device_base + offset);
+}
+
 // Fills t (any layout) by drawing into a contiguous buffer and copying when needed.
-void draw(Tensor& t, const kernels::RandomParams& p, Generator* g, const char* op = "random fill") {
+void draw(Tensor& t, kernels::RandomParams p, Generator* g, const char* op = "random fill") {
   autograd::check_inplace(t, op);    // e.g. uniform_ on a parameter outside NoGradGuard
   check_no_internal_overlap(t, op);  // draws differ per element: aliases cannot hold them all
   Generator& gen = gen_or_default(g);
-  uint64_t base = gen.advance(kernels::philox_blocks(t.numel()));
+  const uint64_t blocks = kernels::philox_blocks(t.numel());
+  uint64_t base = gen.advance(blocks);
+  p.philox_slot = graph_philox_slot(t, gen, base, blocks);
   if (t.is_contiguous()) {
     kernels::random_fill(t, p, gen.seed(), base);
   } else {

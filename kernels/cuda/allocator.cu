@@ -4,15 +4,21 @@
 // work on the current stream; one also used on other streams (record_stream) waits, once freed, for
 // events on those streams before it is reused. Pinned host memory: cudaHostAlloc'd blocks cached by
 // size, held back after a free until the async copies that use them are done.
+// CUDA graphs: while a graph captures on a stream, allocations on it come from a pool owned by that graph
+// (kernels/graph_pools.hpp, CPU-tested): never handed to eager work, nothing cudaFree'd during a capture,
+// ordinary frees held until the capture ends; cudaMalloc runs in relaxed capture mode.
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/error.hpp"
 #include "kernels/block_pool.hpp"
 #include "kernels/cuda/runtime.hpp"
+#include "kernels/graph_pools.hpp"
 
 namespace ember::kernels::cuda {
 namespace {
@@ -35,46 +41,104 @@ bool all_done(const std::vector<cudaEvent_t>& events) {
   return true;
 }
 
+// cudaMalloc in relaxed capture mode: it is not a stream operation, and the capturing thread's
+// thread-local mode would otherwise reject it as "potentially unsafe".
+void* system_malloc(int device, size_t n) {
+  DeviceGuard g(device);
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  EMBER_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+  void* p = nullptr;
+  cudaError_t err = cudaMalloc(&p, n);
+  cudaThreadExchangeStreamCaptureMode(&mode);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  EMBER_CUDA_CHECK(err);
+  return p;
+}
+
 class CudaCachingAllocator final : public Allocator {
  public:
   explicit CudaCachingAllocator(int device)
       : device_(device),
-        pool_(
+        pool_([this](size_t n) -> void* { return system_malloc(device_, n); },
+              [this](void* p) {
+                DeviceGuard g(device_);
+                EMBER_CUDA_CHECK(cudaFree(p));
+              }),
+        graph_pools_(
             [this](size_t n) -> void* {
-              DeviceGuard g(device_);
-              void* p = nullptr;
-              cudaError_t err = cudaMalloc(&p, n);
-              if (err == cudaErrorMemoryAllocation) {
-                cudaGetLastError();
-                return nullptr;
-              }
-              EMBER_CUDA_CHECK(err);
-              return p;
+              void* q = system_malloc(device_, n);
+              if (q == nullptr)
+                throw OutOfMemoryError(detail::cat_str("[cuda allocator] out of memory on cuda:", device_, " taking ",
+                                                       n,
+                                                       " bytes for a CUDA graph's pool during capture (the cache "
+                                                       "cannot be released while capturing)"));
+              return q;
             },
-            [this](void* p) {
+            [this](void* q) {
               DeviceGuard g(device_);
-              EMBER_CUDA_CHECK(cudaFree(p));
+              EMBER_CUDA_CHECK(cudaFree(q));
             }) {}
 
   void* allocate(size_t nbytes) override {
     const cudaStream_t stream = current_stream(device_);
+    const auto key = reinterpret_cast<uintptr_t>(stream);
     std::lock_guard lock(mu_);
     ++allocations_;
+    if (const std::optional<uint64_t> id = graph_pools_.pool_for(key)) {
+      void* p = graph_pools_.allocate(*id, nbytes, key);
+      peak_ = std::max(peak_, pool_.stats().allocated_bytes + graph_pools_.allocated_bytes());
+      return p;
+    }
+    if (graph_pools_.capturing()) {  // another stream during a capture: no event queries, no cudaFree
+      void* p = pool_.allocate(nbytes, key);
+      if (p == nullptr) throw_oom_locked(nbytes);
+      peak_ = std::max(peak_, pool_.stats().allocated_bytes + graph_pools_.allocated_bytes());
+      return p;
+    }
     collect_pending_locked(false);
-    void* p = pool_.allocate(nbytes, reinterpret_cast<uintptr_t>(stream));
+    void* p = pool_.allocate(nbytes, key);
     if (p == nullptr && !pending_.empty()) {  // wait for the held-back blocks, then try again
       collect_pending_locked(true);
       pool_.release_cached();
-      p = pool_.allocate(nbytes, reinterpret_cast<uintptr_t>(stream));
+      p = pool_.allocate(nbytes, key);
     }
     if (p == nullptr) throw_oom_locked(nbytes);
-    peak_ = std::max(peak_, pool_.stats().allocated_bytes);
+    peak_ = std::max(peak_, pool_.stats().allocated_bytes + graph_pools_.allocated_bytes());
     return p;
   }
 
   void deallocate(void* p, size_t /*nbytes*/) override {
     if (!p) return;
     std::lock_guard lock(mu_);
+    if (graph_pools_.free(p)) {
+      uses_.erase(p);  // graph memory: its work is ordered by the graph's own stream
+      return;
+    }
+    if (graph_pools_.defer(p)) return;  // freed during a capture: once no capture is under way
+    free_main_locked(p);
+  }
+
+  // A capture begins on `stream` into the graph's pool `id`.
+  void begin_pool(uint64_t id, cudaStream_t stream) {
+    std::lock_guard lock(mu_);
+    graph_pools_.begin(id, reinterpret_cast<uintptr_t>(stream));
+  }
+  // The capture on `stream` ended: frees held back during captures happen now.
+  void end_pool(cudaStream_t stream) {
+    std::lock_guard lock(mu_);
+    for (void* p : graph_pools_.end(reinterpret_cast<uintptr_t>(stream))) free_main_locked(p);
+  }
+  // The graph owning pool `id` is gone: its memory returns once its blocks are freed.
+  void release_pool(uint64_t id) {
+    std::lock_guard lock(mu_);
+    graph_pools_.release(id);
+  }
+
+ private:
+  void free_main_locked(void* p) {
     auto it = uses_.find(p);
     if (it == uses_.end()) {
       pool_.free(p);  // used on its own stream only: later work there is ordered after the last use
@@ -92,10 +156,12 @@ class CudaCachingAllocator final : public Allocator {
     pending_.push_back(std::move(pend));
   }
 
+ public:
   void record_stream(void* p, cudaStream_t stream) {
     std::lock_guard lock(mu_);
-    EMBER_CHECK(pool_.block_size(p) > 0, ValueError,
+    EMBER_CHECK(pool_.block_size(p) > 0 || graph_pools_.owns(p), ValueError,
                 "[record_stream] the pointer is not the start of a block of this device's allocator");
+    if (graph_pools_.owns(p)) return;  // graph memory: ordered by the graph's own stream
     if (reinterpret_cast<uintptr_t>(stream) == pool_.block_stream(p)) return;
     auto& v = uses_[p];
     for (cudaStream_t s : v)
@@ -108,19 +174,24 @@ class CudaCachingAllocator final : public Allocator {
     const BlockPoolStats& s = pool_.stats();
     MemoryStats m;
     m.current_bytes = s.allocated_bytes;
-    m.peak_bytes = peak_;
     m.reserved_bytes = s.reserved_bytes;
-    m.cached_bytes = s.reserved_bytes - s.allocated_bytes;
-    m.allocations = allocations_;
     m.system_allocations = s.system_allocations;
+    m.current_bytes += graph_pools_.allocated_bytes();  // graph pools are the process's memory too
+    m.reserved_bytes += graph_pools_.reserved_bytes();
+    m.system_allocations += graph_pools_.system_allocations();
+    m.peak_bytes = std::max(peak_, m.current_bytes);
+    m.cached_bytes = m.reserved_bytes - m.current_bytes;
+    m.allocations = allocations_;
     return m;
   }
   void reset_peak() override {
     std::lock_guard lock(mu_);
-    peak_ = pool_.stats().allocated_bytes;
+    peak_ = pool_.stats().allocated_bytes + graph_pools_.allocated_bytes();
   }
   void empty_cache() override {
     std::lock_guard lock(mu_);
+    EMBER_CHECK(!graph_pools_.capturing(), Error,
+                "[empty_cache] cannot release cached memory while a CUDA graph captures (cudaFree is not capturable)");
     collect_pending_locked(true);
     pool_.release_cached();
   }
@@ -134,7 +205,7 @@ class CudaCachingAllocator final : public Allocator {
         for (cudaEvent_t e : p.events) EMBER_CUDA_CHECK(cudaEventSynchronize(e));
       if (wait || all_done(p.events)) {
         for (cudaEvent_t e : p.events) cudaEventDestroy(e);
-        pool_.free(p.ptr);
+        pool_.free(p.ptr);  // pending blocks are always the main pool's
         pending_[i] = std::move(pending_.back());
         pending_.pop_back();
       } else {
@@ -165,6 +236,7 @@ class CudaCachingAllocator final : public Allocator {
   std::vector<Pending> pending_;
   int64_t allocations_ = 0;
   int64_t peak_ = 0;
+  GraphPools graph_pools_;  // CUDA graphs' pools (kernels/graph_pools.hpp)
 };
 
 std::vector<std::unique_ptr<CudaCachingAllocator>>& device_allocators() {
@@ -317,6 +389,19 @@ void record_stream(int device, void* ptr, void* stream) {
   int index = device_index(Device(Device::Kind::CUDA, device), "record_stream");
   device_allocators()[static_cast<size_t>(index)]->record_stream(
       ptr, stream == nullptr ? cudaStreamLegacy : static_cast<cudaStream_t>(stream));
+}
+
+void begin_graph_pool(int device, uint64_t pool, void* stream) {
+  int index = device_index(Device(Device::Kind::CUDA, device), "cuda graph");
+  device_allocators()[static_cast<size_t>(index)]->begin_pool(pool, static_cast<cudaStream_t>(stream));
+}
+void end_graph_pool(int device, void* stream) {
+  int index = device_index(Device(Device::Kind::CUDA, device), "cuda graph");
+  device_allocators()[static_cast<size_t>(index)]->end_pool(static_cast<cudaStream_t>(stream));
+}
+void release_graph_pool(int device, uint64_t pool) {
+  if (device < 0 || device >= device_count()) return;
+  device_allocators()[static_cast<size_t>(device)]->release_pool(pool);
 }
 
 Allocator& pinned_allocator() {

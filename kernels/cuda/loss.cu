@@ -2,13 +2,16 @@
 // gives each position a warp (or, for long rows, the block) that reads its row once with an online
 // logsumexp (kernels/loss_math.hpp, shared with the CPU kernel) and writes the loss and lse; each block
 // sums its positions' losses and target weights, and one more block sums those partials in a fixed order
-// (deterministic), so two doubles and an out-of-range flag come back in one copy. The softmax is never
-// stored: the backward is elementwise over N * C * K and recomputes it from the saved lse.
-#include <cstring>
+// (deterministic) and writes the two sums and the reduced loss on the device: nothing is read back, so a
+// call is no host sync. A bad target becomes a deferred error (kernels/deferred_error.hpp), raised at the
+// next synchronisation. The softmax is never stored: the backward is elementwise over N * C * K and
+// recomputes it from the saved lse.
+#include <cstdint>
 #include <limits>
 
 #include "core/dtype.hpp"
 #include "kernels/cuda/block_reduce.cuh"
+#include "kernels/cuda/deferred_error.cuh"
 #include "kernels/cuda/loops.cuh"
 #include "kernels/cuda/runtime.hpp"
 #include "kernels/loss.hpp"
@@ -110,8 +113,19 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// One block: the per-block partials summed in a fixed order into ws[kWsLossSum], ws[kWsWeightSum].
-__global__ void ce_sums_kernel(int64_t* __restrict ws, int64_t blocks) {
+struct CeSumsArgs {
+  int64_t blocks, c, ignore_index;
+  const int64_t* target;
+  DeferredError* error;
+  double* sums;  // {loss sum, weight sum}
+  bool mean;     // the reduced loss: sum / weight sum, else the sum
+};
+
+// One block: the per-block partials summed in a fixed order into ws[kWsLossSum], ws[kWsWeightSum], the
+// sums tensor and the reduced loss (the division in double, as the host did); then a bad target's report.
+template <class T>
+__global__ void ce_sums_kernel(int64_t* __restrict ws, T* __restrict reduced, CeSumsArgs a) {
+  const int64_t blocks = a.blocks;
   __shared__ double sh[kWarp];
   const double* partial = reinterpret_cast<const double*>(ws + kWsPartials);
   double l = 0, w = 0;
@@ -121,12 +135,21 @@ __global__ void ce_sums_kernel(int64_t* __restrict ws, int64_t blocks) {
   if (threadIdx.x == 0) {
     reinterpret_cast<double*>(ws)[kWsLossSum] = l;
     reinterpret_cast<double*>(ws)[kWsWeightSum] = w;
+    a.sums[0] = l;
+    a.sums[1] = w;
+    if (reduced != nullptr) *reduced = convert_from<T>(a.mean ? l / w : l);
+    const auto bad = static_cast<uint64_t>(ws[kWsBadIndex]);
+    if (bad != ~uint64_t{0}) {
+      const auto i = static_cast<int64_t>(bad);
+      report_deferred_error(a.error, DeferredCode::kCrossEntropyTarget, a.target[i], a.c, i, a.ignore_index);
+    }
   }
 }
 
 struct CeBackArgs {
   int64_t n, c, k, ignore_index, g_step;
   double scale, keep, lsc, w_total;
+  const double* divide_by;  // on the device: scale / *divide_by (a mean's weight sum), or null
 };
 
 // grad[n, j, k] = coef (s softmax_j - q_j), elementwise; kUnitK: K == 1 (no division by K). I: the index
@@ -139,7 +162,8 @@ __global__ void __launch_bounds__(kThreads)
   using A = acc_t<T>;
   const I total = static_cast<I>(a.n * a.c * a.k), c = static_cast<I>(a.c), k = static_cast<I>(a.k);
   const A w_total = w_total_dev ? static_cast<A>(*w_total_dev) : static_cast<A>(a.w_total);
-  const A keep = static_cast<A>(a.keep), lsc = static_cast<A>(a.lsc), scale = static_cast<A>(a.scale);
+  const A keep = static_cast<A>(a.keep), lsc = static_cast<A>(a.lsc);
+  const A scale = static_cast<A>(a.divide_by ? a.scale / *a.divide_by : a.scale);
   for (I e = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
        e += static_cast<I>(gridDim.x) * blockDim.x) {
     I i, j;
@@ -173,14 +197,20 @@ const T* cptr(const Tensor& t) {
 
 }  // namespace
 
-std::pair<double, double> cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input,
-                                                const Tensor& target, const Tensor& weight,
-                                                const CrossEntropyParams& p) {
+void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input, const Tensor& target,
+                           const Tensor& weight, const CrossEntropyParams& p, const Tensor& sums, const Tensor& reduced,
+                           CeReduce reduce) {
   const int dev = device_index(input.device(), "cross_entropy");
   DeviceGuard guard(dev);
   cudaStream_t stream = current_stream(dev);
   const int64_t n = input.size(0), c = input.size(1), k = input.size(2), positions = n * k;
-  if (positions == 0) return {0.0, 0.0};
+  if (positions == 0) {    // the host's 0 / 0 for a mean, as before: queued fills, nothing read
+    Tensor(sums).zero_();  // a handle copy: the tensors are written, not rebound
+    if (reduced.defined())
+      Tensor(reduced).fill_(reduce == CeReduce::kMean ? std::numeric_limits<double>::quiet_NaN() : 0.0);
+    return;
+  }
+  DeferredError* error = deferred_error_slot(dev);
   const CrossEntropyPlan plan = plan_cross_entropy(positions, c);
   Tensor ws_t = make_tensor({plan.workspace_slots}, kI64, input.device());
   auto* ws = static_cast<int64_t*>(ws_t.raw_data());
@@ -195,6 +225,13 @@ std::pair<double, double> cross_entropy_forward(const Tensor& loss, const Tensor
            .ls_over_c = p.label_smoothing / static_cast<double>(c),
            .w_total = static_cast<double>(c),
            .device_w_total = smoothing && weight.defined()};
+  const CeSumsArgs sa{.blocks = plan.grid,
+                      .c = c,
+                      .ignore_index = p.ignore_index,
+                      .target = cptr<int64_t>(target),
+                      .error = error,
+                      .sums = static_cast<double*>(sums.raw_data()),
+                      .mean = reduce == CeReduce::kMean};
   visit_dtype<FloatTypes>(input.dtype(), "[cross_entropy]", [&]<class T>() {
     const T* w = cptr<T>(weight);
     if (a.device_w_total) {
@@ -211,26 +248,15 @@ std::pair<double, double> cross_entropy_forward(const Tensor& loss, const Tensor
     else
       ce_forward_kernel<T, kWarp><<<grid, kThreads, 0, stream>>>(x, tg, w, l, s, ws, a);
     EMBER_CUDA_CHECK(cudaGetLastError());
+    T* r = reduced.defined() ? static_cast<T*>(reduced.raw_data()) : nullptr;
+    ce_sums_kernel<T><<<1, 1024, 0, stream>>>(ws, r, sa);
+    EMBER_CUDA_CHECK(cudaGetLastError());
   });
-  ce_sums_kernel<<<1, 1024, 0, stream>>>(ws, plan.grid);
-  EMBER_CUDA_CHECK(cudaGetLastError());
-  int64_t head[3];
-  copy_bytes(head, kCPU, ws, input.device(), sizeof head);  // waits for the kernels (legacy stream)
-  if (static_cast<uint64_t>(head[kWsBadIndex]) != std::numeric_limits<uint64_t>::max()) {
-    const int64_t i = head[kWsBadIndex];
-    int64_t t = 0;
-    copy_bytes(&t, kCPU, cptr<int64_t>(target) + i, input.device(), sizeof t);
-    throw IndexError(detail::cat_str("[cross_entropy] target ", t, " is out of bounds for ", c,
-                                     " classes (at flat target index ", i, "; ignore_index ", p.ignore_index, ")"));
-  }
-  double sums[2];
-  std::memcpy(sums, head + kWsLossSum, sizeof sums);
-  return {sums[0], sums[1]};
 }
 
 void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, double grad_scale, const Tensor& input,
-                            const Tensor& target, const Tensor& weight, const Tensor& lse,
-                            const CrossEntropyParams& p) {
+                            const Tensor& target, const Tensor& weight, const Tensor& lse, const CrossEntropyParams& p,
+                            const Tensor& divide_by) {
   const int dev = device_index(input.device(), "cross_entropy");
   DeviceGuard guard(dev);
   cudaStream_t stream = current_stream(dev);
@@ -247,7 +273,8 @@ void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, d
                .scale = grad_scale,
                .keep = 1.0 - p.label_smoothing,
                .lsc = p.label_smoothing / static_cast<double>(c),
-               .w_total = static_cast<double>(c)};
+               .w_total = static_cast<double>(c),
+               .divide_by = divide_by.defined() ? static_cast<const double*>(divide_by.raw_data()) : nullptr};
   visit_dtype<FloatTypes>(input.dtype(), "[cross_entropy]", [&]<class T>() {
     const T* w = cptr<T>(weight);
     double* wt_dev = device_w_total ? static_cast<double*>(w_total_t.raw_data()) : nullptr;

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "core/dtype.hpp"
+#include "core/graph_capture.hpp"
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/runtime.hpp"
 #include "kernels/optim.hpp"
@@ -28,45 +29,54 @@ __global__ void __launch_bounds__(kThreads) multi_tensor_kernel(const __grid_con
   const int64_t begin = static_cast<int64_t>(args.block_chunk[blockIdx.x]) * kMtaChunk;
   const int64_t left = args.numel[slot] - begin;
   const int64_t n = left < kMtaChunk ? left : kMtaChunk;
+  const Op o = op.resolved();  // a graph's step reads its scalars from the slot, once per thread
   T* ptrs[Depth];
 #pragma unroll
   for (int k = 0; k < Depth; ++k) {
     T* base = static_cast<T*>(args.ptrs[k][slot]);
     ptrs[k] = base ? base + begin : nullptr;
   }
-  for (int64_t i = threadIdx.x; i < n; i += kThreads) op(ptrs, i);
+  for (int64_t i = threadIdx.x; i < n; i += kThreads) o(ptrs, i);
 }
 
 template <class T>
 struct SgdOp {
-  om::SgdScalars<acc_t<T>> s;
-  om::SgdFlags f;
-  __device__ __forceinline__ void operator()(T* const (&p)[3], int64_t i) const {
-    om::sgd_update<T>(p[0], p[1], p[2], i, s, f);
+  using Params = om::StepParams<om::SgdScalars<acc_t<T>>, om::SgdFlags>;
+  Params p;
+  const Params* slot = nullptr;  // set while a graph captures
+  __device__ __forceinline__ SgdOp resolved() const { return {om::resolve_params(p, slot), nullptr}; }
+  __device__ __forceinline__ void operator()(T* const (&q)[3], int64_t i) const {
+    om::sgd_update<T>(q[0], q[1], q[2], i, p.s, p.f);
   }
 };
 template <class T>
 struct AdamOp {
-  om::AdamScalars<acc_t<T>> s;
-  om::AdamFlags f;
-  __device__ __forceinline__ void operator()(T* const (&p)[5], int64_t i) const {
-    om::adam_update<T>(p[0], p[1], p[2], p[3], p[4], i, s, f);
+  using Params = om::StepParams<om::AdamScalars<acc_t<T>>, om::AdamFlags>;
+  Params p;
+  const Params* slot = nullptr;  // set while a graph captures
+  __device__ __forceinline__ AdamOp resolved() const { return {om::resolve_params(p, slot), nullptr}; }
+  __device__ __forceinline__ void operator()(T* const (&q)[5], int64_t i) const {
+    om::adam_update<T>(q[0], q[1], q[2], q[3], q[4], i, p.s, p.f);
   }
 };
 template <class T>
 struct RmspropOp {
-  om::RmspropScalars<acc_t<T>> s;
-  om::RmspropFlags f;
-  __device__ __forceinline__ void operator()(T* const (&p)[5], int64_t i) const {
-    om::rmsprop_update<T>(p[0], p[1], p[2], p[3], p[4], i, s, f);
+  using Params = om::StepParams<om::RmspropScalars<acc_t<T>>, om::RmspropFlags>;
+  Params p;
+  const Params* slot = nullptr;  // set while a graph captures
+  __device__ __forceinline__ RmspropOp resolved() const { return {om::resolve_params(p, slot), nullptr}; }
+  __device__ __forceinline__ void operator()(T* const (&q)[5], int64_t i) const {
+    om::rmsprop_update<T>(q[0], q[1], q[2], q[3], q[4], i, p.s, p.f);
   }
 };
 template <class T>
 struct AdagradOp {
-  om::AdagradScalars<acc_t<T>> s;
-  om::AdagradFlags f;
-  __device__ __forceinline__ void operator()(T* const (&p)[3], int64_t i) const {
-    om::adagrad_update<T>(p[0], p[1], p[2], i, s, f);
+  using Params = om::StepParams<om::AdagradScalars<acc_t<T>>, om::AdagradFlags>;
+  Params p;
+  const Params* slot = nullptr;  // set while a graph captures
+  __device__ __forceinline__ AdagradOp resolved() const { return {om::resolve_params(p, slot), nullptr}; }
+  __device__ __forceinline__ void operator()(T* const (&q)[3], int64_t i) const {
+    om::adagrad_update<T>(q[0], q[1], q[2], i, p.s, p.f);
   }
 };
 
@@ -117,10 +127,16 @@ std::vector<void*> pointers(const TensorList& l) {
 }
 
 // Plans and launches op over the lists (params first); every list of one dtype, on one device.
+// While a graph captures, the step's scalars go to a slot of the graph (rewritten before each replay) and
+// the kernel reads them there; while the graph's host code re-runs, they are written and nothing launches.
 template <class T, int Depth, class Op>
-void launch_multi(const std::array<const TensorList*, Depth>& lists, const Op& op) {
+void launch_multi(const std::array<const TensorList*, Depth>& lists, Op op) {
   const TensorList& params = *lists[0];
   const int dev = device_index(params[0].device(), "optimizer step");
+  const graph::ScalarRoute route = graph::route_scalars(dev, &op.p, sizeof op.p, static_cast<int64_t>(params.size()));
+  if (route.kind == graph::ScalarRoute::Kind::kSkip) return;
+  if (route.kind == graph::ScalarRoute::Kind::kSlot)
+    op.slot = static_cast<const typename Op::Params*>(route.device_ptr);
   DeviceGuard guard(dev);
   cudaStream_t stream = current_stream(dev);
   std::vector<int64_t> numels;
@@ -141,28 +157,28 @@ TensorList one(const Tensor& t) { return t.defined() ? TensorList{t} : TensorLis
 
 void sgd_step_multi(const TensorList& params, const TensorList& grads, const TensorList& bufs, const SgdStepArgs& h) {
   visit_dtype<FloatTypes>(params[0].dtype(), "[sgd_step_]", [&]<class T>() {
-    const SgdOp<T> op{om::sgd_scalars<acc_t<T>>(h), om::sgd_flags(h)};
+    const SgdOp<T> op{{om::sgd_scalars<acc_t<T>>(h), om::sgd_flags(h)}, nullptr};
     launch_multi<T, 3>({&params, &grads, &bufs}, op);
   });
 }
 void adam_step_multi(const TensorList& params, const TensorList& grads, const TensorList& exp_avgs,
                      const TensorList& exp_avg_sqs, const TensorList& max_exp_avg_sqs, const AdamStepArgs& h) {
   visit_dtype<FloatTypes>(params[0].dtype(), "[adam_step_]", [&]<class T>() {
-    const AdamOp<T> op{om::adam_scalars<acc_t<T>>(h), om::adam_flags<acc_t<T>>(h)};
+    const AdamOp<T> op{{om::adam_scalars<acc_t<T>>(h), om::adam_flags<acc_t<T>>(h)}, nullptr};
     launch_multi<T, 5>({&params, &grads, &exp_avgs, &exp_avg_sqs, &max_exp_avg_sqs}, op);
   });
 }
 void rmsprop_step_multi(const TensorList& params, const TensorList& grads, const TensorList& square_avgs,
                         const TensorList& grad_avgs, const TensorList& bufs, const RmspropStepArgs& h) {
   visit_dtype<FloatTypes>(params[0].dtype(), "[rmsprop_step_]", [&]<class T>() {
-    const RmspropOp<T> op{om::rmsprop_scalars<acc_t<T>>(h), om::rmsprop_flags<acc_t<T>>(h)};
+    const RmspropOp<T> op{{om::rmsprop_scalars<acc_t<T>>(h), om::rmsprop_flags<acc_t<T>>(h)}, nullptr};
     launch_multi<T, 5>({&params, &grads, &square_avgs, &grad_avgs, &bufs}, op);
   });
 }
 void adagrad_step_multi(const TensorList& params, const TensorList& grads, const TensorList& sums,
                         const AdagradStepArgs& h) {
   visit_dtype<FloatTypes>(params[0].dtype(), "[adagrad_step_]", [&]<class T>() {
-    const AdagradOp<T> op{om::adagrad_scalars<acc_t<T>>(h), om::adagrad_flags(h)};
+    const AdagradOp<T> op{{om::adagrad_scalars<acc_t<T>>(h), om::adagrad_flags(h)}, nullptr};
     launch_multi<T, 3>({&params, &grads, &sums}, op);
   });
 }

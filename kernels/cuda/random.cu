@@ -9,8 +9,13 @@ namespace ember::kernels::cuda {
 namespace {
 
 template <class T>
-__global__ void __launch_bounds__(kThreads) random_kernel(T* out, int64_t n, Distribution dist, double a, double b,
-                                                          const double* probs, uint64_t seed, uint64_t base) {
+__global__ void __launch_bounds__(kThreads)
+    random_kernel(T* out, int64_t n, Distribution dist, double a, double b, const double* probs, uint64_t seed,
+                  uint64_t base, const uint64_t* __restrict slot) {
+  if (slot != nullptr) {  // a graph replay: this step's seed and offset, written by the host before launch
+    seed = slot[0];
+    base = slot[1];
+  }
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * kThreads) {
     DrawAt d(seed, base, i);
@@ -55,7 +60,7 @@ void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64
   DeviceGuard guard(dev);
   visit_dtype<AllTypes>(out.dtype(), "[random]", [&]<class T>() {
     random_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream(dev)>>>(
-        static_cast<T*>(out.raw_data()), n, p.dist, p.a, p.b, probs, seed, base);
+        static_cast<T*>(out.raw_data()), n, p.dist, p.a, p.b, probs, seed, base, p.philox_slot);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }

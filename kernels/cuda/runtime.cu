@@ -5,7 +5,9 @@
 #include <cstring>
 
 #include "core/error.hpp"
+#include "core/graph_capture.hpp"
 #include "kernels/cuda/runtime.hpp"
+#include "kernels/deferred_error.hpp"
 
 namespace ember::kernels::cuda {
 
@@ -99,8 +101,10 @@ void stream_destroy(int device, void* stream) {
   cudaStreamDestroy(static_cast<cudaStream_t>(stream));  // no throw: called from destructors
 }
 void stream_synchronize(int device, void* stream) {
+  graph::check_host_read(device, "Stream::synchronize()");
   DeviceGuard g(device);
   EMBER_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
+  check_deferred_errors(device);  // kernels' errors found since the last sync (deferred_error.hpp)
 }
 bool stream_query(int device, void* stream) {
   DeviceGuard g(device);
@@ -131,7 +135,11 @@ void event_record(int device, void* event, void* stream) {
   DeviceGuard g(device);
   EMBER_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), as_stream(stream)));
 }
-void event_synchronize(void* event) { EMBER_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event))); }
+void event_synchronize(void* event) {
+  graph::check_host_read(-1, "Event::synchronize()");
+  EMBER_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event)));
+  check_deferred_errors();
+}
 bool event_query(void* event) {
   cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(event));
   if (e == cudaErrorNotReady) {
@@ -148,15 +156,18 @@ float event_elapsed_ms(void* start, void* end) {
 }
 
 void synchronize(int device) {
+  graph::check_host_read(device, "synchronize()");
   if (device >= 0) {
     DeviceGuard g(device_index(Device(Device::Kind::CUDA, device), "synchronize"));
     EMBER_CUDA_CHECK(cudaDeviceSynchronize());
+    check_deferred_errors(device);
     return;
   }
   for (int d = 0; d < device_count(); ++d) {
     DeviceGuard g(d);
     EMBER_CUDA_CHECK(cudaDeviceSynchronize());
   }
+  check_deferred_errors();
 }
 
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
@@ -177,6 +188,16 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   }
   // On the current stream (which may not be the legacy one), then waited for when the host is involved.
   int dev = dst_device.is_cuda() ? device_index(dst_device, "to") : device_index(src_device, "to");
+  // Every blocking read of device memory passes here (item(), to_vector(), to(kCPU), ops that read a
+  // size or a loss to the host): during a capture there is nothing to read yet.
+  if (dst_device.is_cpu())
+    graph::check_host_read(
+        dev, "a copy from the device to the host (item(), to_vector(), to(kCPU), or an op reading a result)");
+  else if (src_device.is_cpu())
+    EMBER_CHECK(!graph::is_capturing(dev), Error,
+                "[cuda graph] a blocking copy from the host to the device (a tensor made on the host and moved, "
+                "to(device) of CPU data) runs while a CUDA graph captures: the graph would not repeat it. Copy "
+                "the data into the graph's static input tensors before replay()");
   DeviceGuard g(dev);
   cudaMemcpyKind kind = dst_device.is_cpu()   ? cudaMemcpyDeviceToHost
                         : src_device.is_cpu() ? cudaMemcpyHostToDevice
@@ -184,6 +205,7 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   cudaStream_t stream = current_stream(dev);
   EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, kind, stream));
   if (kind != cudaMemcpyDeviceToDevice) EMBER_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (kind == cudaMemcpyDeviceToHost) check_deferred_errors(dev);  // a host read: raise what kernels found
 }
 
 void copy_bytes_async(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {

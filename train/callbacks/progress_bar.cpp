@@ -12,8 +12,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <utility>
 
 #include "core/error.hpp"
+#include "core/ops/shape.hpp"
 #include "train/trainer.hpp"
 
 namespace ember::train {
@@ -373,11 +376,27 @@ void ProgressBar::on_sanity_check_end(Trainer& /*trainer*/, TrainModule& /*modul
 
 // ---- training: one bar for the fit (reset each epoch), or one per epoch with `leave`
 
-void ProgressBar::on_train_start(Trainer& /*trainer*/, TrainModule& /*module*/) {
+void ProgressBar::on_train_start(Trainer& trainer, TrainModule& /*module*/) {
   if (!is_enabled()) return;
   train_ = Bar{};
   train_.open = true;
   warned_non_finite_ = false;
+  watched_.clear();
+  metrics_step_ = trainer.global_step();
+  metrics_time_ = now();
+}
+
+bool ProgressBar::metrics_due(const Trainer& trainer) {
+  constexpr size_t kMaxWatched = 4096;  // a bound on the unread values kept for the non-finite check
+  const int64_t every = std::max<int64_t>(1, trainer.options().log_every_n_steps);
+  const int64_t step = trainer.global_step();
+  const double t = now();
+  if (step / every == metrics_step_ / every && t - metrics_time_ < options_.metrics_refresh_seconds &&
+      watched_.size() < kMaxWatched)
+    return false;
+  metrics_step_ = step;
+  metrics_time_ = t;
+  return true;
 }
 
 void ProgressBar::on_train_epoch_start(Trainer& trainer, TrainModule& /*module*/) {
@@ -390,31 +409,80 @@ void ProgressBar::on_train_epoch_start(Trainer& trainer, TrainModule& /*module*/
 void ProgressBar::on_train_batch_end(Trainer& trainer, TrainModule& /*module*/, const Tensor& /*loss*/,
                                      const data::Batch& /*batch*/, int64_t batch_idx) {
   if (!is_enabled() || !train_.open) return;
-  warn_non_finite(trainer, batch_idx);
+  watch_non_finite(trainer, batch_idx);
   const int64_t n = batch_idx + 1;
   train_.seen = n;
   const bool at_end = n == train_.state.total;
   if (tty_) {
     if (n % options_.refresh_rate != 0 && !at_end) return;
-    update(train_, n, trainer, true);
-    draw(train_);
   } else {
     // The epoch's last line comes from on_train_epoch_end, after the epoch-end validation and metrics.
     if (at_end || !plain_due(train_, n, trainer)) return;
-    update(train_, n, trainer, true);
-    print_plain(train_);
   }
+  // Between metric refreshes the line keeps the values it showed (no host read every batch).
+  const bool fresh = metrics_due(trainer);
+  update(train_, n, trainer, fresh);
+  if (fresh) check_non_finite();
+  if (tty_)
+    draw(train_);
+  else
+    print_plain(train_);
 }
 
 // Once per fit: a logged loss that turned NaN or infinite is said on its own line, not left in the bar.
-void ProgressBar::warn_non_finite(const Trainer& trainer, int64_t batch_idx) {
+// Noted here without a host read: the unread values, or the numbers that are not finite.
+void ProgressBar::watch_non_finite(const Trainer& trainer, int64_t batch_idx) {
   if (warned_non_finite_) return;
-  for (const auto& [name, v] : trainer.callback_metrics()) {
-    if (std::isfinite(v) || name.find("loss") == std::string::npos) continue;
+  const MetricCollector& mc = trainer.metric_collector();
+  const auto& unread = mc.unread_callback_metrics();
+  Watched at;
+  at.epoch = trainer.current_epoch();
+  at.batch = batch_idx;
+  at.step = trainer.global_step();
+  std::map<std::string, Watched> now;  // in key order, as the metrics are
+  for (const auto& [name, t] : unread) {
+    if (name.find("loss") == std::string::npos) continue;
+    Watched w = at;
+    w.name = name;
+    w.tensor = t;
+    now.emplace(name, std::move(w));
+  }
+  for (const auto& [name, v] : mc.read_callback_metrics()) {
+    if (std::isfinite(v) || name.find("loss") == std::string::npos || unread.contains(name)) continue;
+    Watched w = at;
+    w.name = name;
+    w.value = v;
+    now.emplace(name, std::move(w));
+  }
+  for (auto& [name, w] : now) watched_.push_back(std::move(w));
+}
+
+void ProgressBar::check_non_finite() {
+  if (watched_.empty() || warned_non_finite_) return;
+  std::vector<Watched> watched = std::exchange(watched_, {});
+  // The unread values, one host read per device.
+  std::map<const TensorImpl*, double> values;
+  std::vector<std::pair<Device, std::vector<Tensor>>> by_device;
+  for (const Watched& w : watched) {
+    if (!w.tensor.defined() || !values.emplace(&w.tensor.impl(), 0.0).second) continue;
+    auto it =
+        std::find_if(by_device.begin(), by_device.end(), [&](const auto& d) { return d.first == w.tensor.device(); });
+    if (it == by_device.end()) it = by_device.insert(by_device.end(), {w.tensor.device(), {}});
+    it->second.push_back(w.tensor);
+  }
+  for (const auto& [device, tensors] : by_device) {
+    std::vector<Tensor> flat;
+    for (const Tensor& t : tensors) flat.push_back(t.reshape({1}));
+    const std::vector<double> read = cat(flat).to_vector<double>();
+    for (size_t i = 0; i < tensors.size(); ++i) values[&tensors[i].impl()] = read[i];
+  }
+  for (const Watched& w : watched) {
+    const double v = w.tensor.defined() ? values.at(&w.tensor.impl()) : w.value;
+    if (std::isfinite(v)) continue;
     warned_non_finite_ = true;
     if (tty_) out() << "\n";
-    out() << "[Trainer] " << name << " is " << v << " at epoch " << trainer.current_epoch() << ", batch " << batch_idx
-          << " (global step " << trainer.global_step()
+    out() << "[Trainer] " << w.name << " is " << v << " at epoch " << w.epoch << ", batch " << w.batch
+          << " (global step " << w.step
           << "): training goes on; Trainer option detect_anomaly = true stops at the first non-finite loss and names "
              "the op that made a gradient non-finite\n";
     return;
@@ -425,6 +493,9 @@ void ProgressBar::on_train_epoch_end(Trainer& trainer, TrainModule& /*module*/) 
   if (!is_enabled() || !train_.open) return;
   // The count as the loop left it: refreshes skipped by refresh_rate, an unknown total, an early stop.
   update(train_, std::max(train_.state.n, train_.seen), trainer, true);
+  metrics_step_ = trainer.global_step();
+  metrics_time_ = now();
+  check_non_finite();
   if (tty_)
     draw(train_);
   else if (train_.last_printed != train_.state.n)

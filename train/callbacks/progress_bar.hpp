@@ -53,6 +53,10 @@ struct ProgressBarOptions {
   int64_t plain_lines_per_epoch = 10;  // plain mode: a line every ceil(total / this) batches (unknown
                                        // total: every log_every_n_steps); always at an epoch's end
   double plain_min_seconds = 5.0;      // plain mode: no mid-epoch line sooner than this after the last
+  // The shown metric values are read from the device (a host sync) only at logging steps (a multiple of
+  // log_every_n_steps passed), at epoch ends, and mid-epoch at most once per this many seconds; the
+  // bar's count and rate advance every refresh_rate batches either way.
+  double metrics_refresh_seconds = 1.0;
 };
 
 class ProgressBar : public Callback {
@@ -128,7 +132,21 @@ class ProgressBar : public Callback {
   std::string metrics_postfix(const Trainer& trainer) const;
 
   ProgressBarOptions options_;
-  void warn_non_finite(const Trainer& trainer, int64_t batch_idx);
+  // A logged loss that turns NaN or infinite is said once, naming the batch where it happened. Each batch
+  // notes its loss values without reading them (watch_non_finite); they are read at the next metrics
+  // refresh (check_non_finite, one host read).
+  struct Watched {
+    std::string name;
+    Tensor tensor;  // unread; else `value`
+    double value = 0;
+    int64_t epoch = 0, batch = 0, step = 0;
+  };
+  void watch_non_finite(const Trainer& trainer, int64_t batch_idx);
+  void check_non_finite();
+  bool metrics_due(const Trainer& trainer);  // refresh the metric values now? (then it counts as done)
+  std::vector<Watched> watched_;
+  int64_t metrics_step_ = 0;
+  double metrics_time_ = 0;
   bool enabled_ = true;
   bool tty_ = false;
   bool warned_non_finite_ = false;

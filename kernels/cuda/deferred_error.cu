@@ -1,0 +1,49 @@
+// Deferred device errors' slots (kernels/deferred_error.hpp): one record per device in mapped pinned
+// host memory, so a kernel writes it directly and the host reads it after a sync without a copy.
+#include <mutex>
+#include <vector>
+
+#include "kernels/cuda/runtime.hpp"
+#include "kernels/deferred_error.hpp"
+
+namespace ember::kernels::cuda {
+namespace {
+std::mutex g_mutex;
+std::vector<DeferredError*> g_slots;  // host pointers by device; null until first used
+std::vector<void*> g_device_ptrs;     // the same slots as the devices address them
+}  // namespace
+
+DeferredError* deferred_error_slot(int device) {
+  std::lock_guard lock(g_mutex);
+  if (static_cast<int>(g_slots.size()) <= device) {
+    g_slots.resize(device + 1, nullptr);
+    g_device_ptrs.resize(device + 1, nullptr);
+  }
+  if (g_slots[device] == nullptr) {
+    DeviceGuard g(device);
+    void* p = nullptr;
+    EMBER_CUDA_CHECK(cudaHostAlloc(&p, sizeof(DeferredError), cudaHostAllocMapped | cudaHostAllocPortable));
+    g_slots[device] = new (p) DeferredError{};
+    EMBER_CUDA_CHECK(cudaHostGetDevicePointer(&g_device_ptrs[device], p, 0));
+  }
+  return static_cast<DeferredError*>(g_device_ptrs[device]);
+}
+
+void check_deferred_errors(int device) {
+  DeferredError found;
+  {
+    std::lock_guard lock(g_mutex);
+    for (int d = 0; d < static_cast<int>(g_slots.size()); ++d) {
+      if ((device >= 0 && d != device) || g_slots[d] == nullptr) continue;
+      volatile DeferredError* s = g_slots[d];
+      if (s->code == 0) continue;
+      found.code = s->code;
+      for (int i = 0; i < 4; ++i) found.args[i] = s->args[i];
+      s->code = 0;  // raised once
+      break;
+    }
+  }
+  if (found.code != 0) raise_deferred_error(found);
+}
+
+}  // namespace ember::kernels::cuda

@@ -1,0 +1,38 @@
+// Deferred device errors. A CUDA kernel that finds bad input (a target index out of range) cannot throw,
+// and copying a flag back after each launch would make every call a host sync. Instead the kernel writes
+// a record into its device's slot (mapped pinned host memory, so reading it costs no copy) and the host
+// raises it at the next synchronisation point (a copy to the host, so item()/to_vector(), or
+// synchronize()) with the message the op would have raised at once. CPU kernels keep checking at once.
+// A new kind of error is one code here, one case in deferred_error_message(), and a report from its kernel.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace ember::kernels {
+
+enum class DeferredCode : int64_t {
+  kNone = 0,
+  kCrossEntropyTarget = 1,  // args: target, classes, flat target index, ignore_index
+};
+
+// One error; written by one device thread (args first, then code), read by the host after a sync.
+struct DeferredError {
+  int64_t code = 0;
+  int64_t args[4] = {0, 0, 0, 0};
+};
+
+// The message of a record, as the op's immediate check words it.
+std::string deferred_error_message(const DeferredError& e);
+// Throws the exception the record stands for (IndexError for an index out of range).
+[[noreturn]] void raise_deferred_error(const DeferredError& e);
+
+namespace cuda {
+// The slot of `device` as the device addresses it (allocated on first use: call it before capturing a
+// CUDA graph that may report).
+DeferredError* deferred_error_slot(int device);
+// After a synchronisation with `device` (-1: every device with a slot): a recorded error is cleared and
+// thrown. Cheap: a read of host memory.
+void check_deferred_errors(int device = -1);
+}  // namespace cuda
+
+}  // namespace ember::kernels

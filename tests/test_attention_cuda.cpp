@@ -1,0 +1,153 @@
+// The fused CUDA flash attention (core/ops/attention.hpp's fused_attention, kernels/cuda/attention.cu)
+// against the composed path in f32 on the same (rounded) inputs: forward and the three input gradients
+// for head dims 64 and 128, causal or not, L and S off the 64-row tiles and unequal, f16 and bf16; that
+// scaled_dot_product_attention takes it (autocast included) and leaves masks, dropout and odd head dims
+// to the composed path; the deterministic dQ pass; strided and broadcast inputs; and memory that does not
+// grow as L * S. Every case skips with the reason when there is no CUDA device.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "core/determinism.hpp"
+#include "ember.hpp"
+#include "kernels/cuda_device.hpp"
+#include "test_util.hpp"
+
+using namespace ember;
+namespace F = ember::nn::functional;
+
+namespace {
+
+const Device kCuda{Device::Kind::CUDA, 0};
+
+struct Grads {
+  Tensor out, dq, dk, dv;
+};
+
+// out and the gradients of <out, g> (f32 copies on the CPU), through sdpa with the backend given.
+Grads run(SdpaBackend backend, const Tensor& q0, const Tensor& k0, const Tensor& v0, const Tensor& g, bool causal) {
+  SdpaBackendGuard guard(backend);
+  Tensor q = q0.detach().requires_grad_(), k = k0.detach().requires_grad_(), v = v0.detach().requires_grad_();
+  Tensor out = F::scaled_dot_product_attention(q, k, v, {}, 0.0, causal);
+  out.backward(g.to(out.dtype()));
+  auto host = [](const Tensor& t) { return t.to(kF32).to(kCPU); };
+  return {host(out.detach()), host(q.grad()), host(k.grad()), host(v.grad())};
+}
+
+// max |a - b| / max |b|: one number per tensor that bf16 rounding keeps near 1e-2.
+double rel_err(const Tensor& a, const Tensor& b) {
+  const double den = max(abs(b)).item<float>();
+  return max(abs(a - b)).item<float>() / (den > 0 ? den : 1.0);
+}
+
+void check_close(const Grads& got, const Grads& want, double tol) {
+  const char* names[] = {"out", "dq", "dk", "dv"};
+  const Tensor* a[] = {&got.out, &got.dq, &got.dk, &got.dv};
+  const Tensor* b[] = {&want.out, &want.dq, &want.dk, &want.dv};
+  for (int i = 0; i < 4; ++i) {
+    const double e = rel_err(*a[i], *b[i]);
+    CHECK_MESSAGE(e < tol, names[i], " relative error ", e);
+  }
+}
+
+Tensor cuda_randn(Shape shape, DType dt) { return randn(shape).to(kCuda).to(dt); }
+
+}  // namespace
+
+TEST_CASE("cuda: fused attention: fused forward and backward match the composed f32 path") {
+  CUDA_OR_SKIP();
+  manual_seed(0);
+  const std::vector<std::pair<int64_t, int64_t>> shapes{{1, 1}, {17, 17}, {130, 257}, {257, 130}, {1024, 1024}};
+  for (DType dt : {kBF16, kF16}) {
+    for (int64_t e : {64, 128}) {
+      for (bool causal : {false, true}) {
+        for (auto [l, s] : shapes) {
+          CAPTURE(dt);
+          CAPTURE(e);
+          CAPTURE(causal);
+          CAPTURE(l);
+          CAPTURE(s);
+          Tensor q = cuda_randn({2, 3, l, e}, dt), k = cuda_randn({2, 3, s, e}, dt), v = cuda_randn({2, 3, s, e}, dt);
+          Tensor g = cuda_randn({2, 3, l, e}, kF32);
+          const int64_t before = fused_attention_calls();
+          Grads fused = run(SdpaBackend::Auto, q, k, v, g, causal);
+          CHECK(fused_attention_calls() == before + 1);
+          Grads ref = run(SdpaBackend::Math, q.to(kF32), k.to(kF32), v.to(kF32), g, causal);
+          check_close(fused, ref, dt == kBF16 ? 2e-2 : 5e-3);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda: fused attention: sdpa takes the fused path only where it applies") {
+  CUDA_OR_SKIP();
+  manual_seed(1);
+  Tensor q = cuda_randn({2, 4, 33, 64}, kBF16), k = cuda_randn({2, 4, 40, 64}, kBF16),
+         v = cuda_randn({2, 4, 40, 64}, kBF16);
+  int64_t n = fused_attention_calls();
+  (void)F::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
+  CHECK(fused_attention_calls() == ++n);
+  {  // autocast: f32 inputs run fused in the scope's dtype, the output in that dtype (as torch)
+    Autocast amp(kCuda, kBF16);
+    Tensor out = F::scaled_dot_product_attention(q.to(kF32), k.to(kF32), v.to(kF32));
+    CHECK(fused_attention_calls() == ++n);
+    CHECK(out.dtype() == kBF16);
+  }
+  (void)F::scaled_dot_product_attention(q, k, v, ones({33, 40}, {.dtype = kBool}).to(kCuda));  // a mask
+  (void)F::scaled_dot_product_attention(q.to(kF32), k.to(kF32), v.to(kF32));                   // f32, no autocast
+  (void)F::scaled_dot_product_attention(q.narrow(-1, 0, 32), k.narrow(-1, 0, 32), v.narrow(-1, 0, 32));  // E 32
+  (void)F::scaled_dot_product_attention(q, k, v, {}, 0.5);                                               // dropout
+  {
+    SdpaBackendGuard math(SdpaBackend::Math);
+    (void)F::scaled_dot_product_attention(q, k, v);
+  }
+  CHECK(fused_attention_calls() == n);
+}
+
+TEST_CASE("cuda: fused attention: the deterministic dQ pass repeats bit for bit and agrees with the atomic one") {
+  CUDA_OR_SKIP();
+  manual_seed(2);
+  Tensor q = cuda_randn({2, 2, 300, 64}, kBF16), k = cuda_randn({2, 2, 200, 64}, kBF16),
+         v = cuda_randn({2, 2, 200, 64}, kBF16);
+  Tensor g = cuda_randn({2, 2, 300, 64}, kF32);
+  Grads atomic = run(SdpaBackend::Auto, q, k, v, g, false);
+  DeterministicGuard det(true);
+  Grads a = run(SdpaBackend::Auto, q, k, v, g, false), b = run(SdpaBackend::Auto, q, k, v, g, false);
+  CHECK(max(abs(a.dq - b.dq)).item<float>() == 0.0f);
+  CHECK(max(abs(a.dk - b.dk)).item<float>() == 0.0f);
+  check_close(a, atomic, 1e-2);
+}
+
+TEST_CASE("cuda: fused attention: strided [B, L, H, E] views and broadcast batch dims") {
+  CUDA_OR_SKIP();
+  manual_seed(3);
+  Tensor q = cuda_randn({2, 70, 3, 128}, kF16).transpose(1, 2), k = cuda_randn({2, 90, 3, 128}, kF16).transpose(1, 2);
+  Tensor v = cuda_randn({1, 3, 90, 128}, kF16);  // broadcast over the batch
+  Tensor g = cuda_randn({2, 3, 70, 128}, kF32);
+  Grads fused = run(SdpaBackend::Auto, q, k, v, g, true);
+  Grads ref = run(SdpaBackend::Math, q.to(kF32), k.to(kF32), v.to(kF32), g, true);
+  check_close(fused, ref, 5e-3);
+  CHECK(fused.dv.shape() == Shape{1, 3, 90, 128});
+}
+
+TEST_CASE("cuda: fused attention: memory grows as L + S, not L * S") {
+  CUDA_OR_SKIP();
+  manual_seed(4);
+  const int64_t n = 4096, bh = 4, e = 64;  // the scores alone would be bh * n * n * 4 = 256 MiB in f32
+  Tensor q = cuda_randn({bh, n, e}, kBF16).requires_grad_(), k = cuda_randn({bh, n, e}, kBF16).requires_grad_();
+  Tensor v = cuda_randn({bh, n, e}, kBF16).requires_grad_();
+  Tensor g = cuda_randn({bh, n, e}, kBF16);
+  kernels::cuda::synchronize();
+  const int64_t base = memory_stats(kCuda).current_bytes;
+  reset_peak_memory_stats(kCuda);
+  Tensor out = F::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
+  out.backward(g);
+  kernels::cuda::synchronize();
+  const int64_t extra = memory_stats(kCuda).peak_bytes - base;
+  const int64_t io = bh * n * e * 2;  // one [bh, n, e] bf16 tensor: 2 MiB
+  MESSAGE("fused attention peak above inputs: " << extra / 1024 << " KiB");
+  CHECK(extra < 16 * io);  // out, lse, dq/dk/dv, the f32 dQ workspace and delta: a handful of io
+}

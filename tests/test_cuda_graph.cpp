@@ -1,0 +1,288 @@
+// CUDA graphs: the Trainer option's checks and the batch routing (CPU), and on a GPU the replay of a
+// small MLP step against eager steps (same weights after N steps, with a scheduler changing the lr and
+// with Adam's bias corrections), dropout drawing new masks each replay, the host-read error during
+// capture, the graph pool's memory, and Trainer(cuda_graphs=true) against cuda_graphs=false. Without a
+// CUDA device the GPU cases print why they skip.
+#include <doctest/doctest.h>
+
+#include "core/cuda_graph.hpp"
+#include "kernels/philox.hpp"
+#include "train/cuda_graph_step.hpp"
+#include "trainer_fixtures.hpp"
+
+using namespace trainer_test;
+using ember::testing::throws_with;
+
+namespace {
+
+const Device kCuda{Device::Kind::CUDA, 0};
+
+train::CudaGraphSetup ok_setup() {
+  return {.device = kCuda,
+          .automatic_optimization = true,
+          .precision = "32-true",
+          .accumulate_grad_batches = 1,
+          .strategy = "single_device",
+          .world_size = 1};
+}
+
+data::Batch batch_of(int64_t rows) {
+  return {.input = zeros({rows, 4}), .target = zeros({rows}, {.dtype = kI64}), .extra = {}};
+}
+
+}  // namespace
+
+TEST_CASE("cuda graph option: what it cannot take is an error naming it") {
+  train::check_cuda_graph_setup(ok_setup());
+  train::check_cuda_graph_setup([] {
+    auto s = ok_setup();
+    s.precision = "bf16-mixed";
+    return s;
+  }());
+  auto with = [](auto change) {
+    auto s = ok_setup();
+    change(s);
+    return [s] { train::check_cuda_graph_setup(s); };
+  };
+  CHECK(throws_with<ValueError>(with([](auto& s) { s.device = kCPU; }), "cuda_graphs needs accelerator=cuda"));
+  CHECK(throws_with<ValueError>(with([](auto& s) { s.automatic_optimization = false; }), "manual optimisation"));
+  CHECK(throws_with<ValueError>(with([](auto& s) { s.precision = "16-mixed"; }), "GradScaler"));
+  CHECK(throws_with<ValueError>(with([](auto& s) { s.accumulate_grad_batches = 4; }),
+                                "accumulate_grad_batches=1, got 4"));
+  CHECK(throws_with<ValueError>(with([](auto& s) {
+                                  s.strategy = "ddp";
+                                  s.world_size = 2;
+                                }),
+                                "one device only; strategy \"ddp\""));
+}
+
+TEST_CASE("cuda graph option: the Trainer refuses a CPU run with cuda_graphs") {
+  manual_seed(0);
+  Tiny m;
+  train::TrainerOptions o = quiet({.max_epochs = 1, .accelerator = "cpu"});
+  o.cuda_graphs = true;
+  train::Trainer t(o);
+  CHECK(throws_with<ValueError>([&] { t.fit(m, loader(64, 16, false)); }, "cuda_graphs needs accelerator=cuda"));
+}
+
+TEST_CASE("cuda graph plan: warm-up eagerly, capture once, replay the same shapes, other shapes eagerly") {
+  using R = train::GraphPlan::Route;
+  train::GraphPlan plan(2);
+  const auto full = train::signature_of(batch_of(8)), partial = train::signature_of(batch_of(3));
+  CHECK(plan.next(full) == R::kEager);
+  CHECK(plan.next(full) == R::kEager);
+  CHECK(plan.next(full) == R::kCapture);
+  CHECK(plan.next(full) == R::kReplay);
+  CHECK(plan.next(partial) == R::kEager);  // the last partial batch
+  CHECK(plan.next(full) == R::kReplay);
+  CHECK(plan.replays() == 2);
+  CHECK(plan.eager_fallbacks() == 1);
+  CHECK(*plan.captured() == full);
+  plan.disable();
+  CHECK(plan.next(full) == R::kEager);
+
+  // The signature sees names, shapes and dtypes.
+  data::Batch b = batch_of(8);
+  b.extra["mask"] = ones({8});
+  CHECK_FALSE(train::signature_of(b) == full);
+  data::Batch c = batch_of(8);
+  c.target = c.target.to(kI32);
+  CHECK_FALSE(train::signature_of(c) == full);
+  CHECK(full.str() == "{input: [8, 4] float32 cpu, target: [8] int64 cpu}");
+}
+
+TEST_CASE("cuda graph log recorder: log calls are recorded while it is active, and only then") {
+  const Tensor v = ones({});
+  CHECK_FALSE(train::record_graph_log("a", v, {}));
+  {
+    train::GraphLogRecorder r;
+    CHECK(train::record_graph_log("a", v, {.prog_bar = true}));
+    CHECK(train::record_graph_log("b", v, {}));
+    auto calls = r.take();
+    REQUIRE(calls.size() == 2);
+    CHECK(calls[0].name == "a");
+    CHECK(calls[0].options.prog_bar);
+    CHECK(calls[1].name == "b");
+  }
+  CHECK_FALSE(train::record_graph_log("a", v, {}));
+}
+
+// ---------------------------------------------------------------- on a GPU
+
+namespace {
+
+struct Mlp {
+  nn::Sequential net{nn::Linear(16, 32), nn::ReLU(), nn::Dropout(0.0), nn::Linear(32, 4)};
+};
+
+// N steps of a small MLP on the GPU, eagerly or with steps 3.. replayed from a graph; the weights after.
+std::vector<Tensor> train_mlp(bool graphed, bool adam, int steps) {
+  manual_seed(0);
+  Mlp m;
+  m.net->to(kCuda);
+  std::shared_ptr<optim::Optimizer> opt;
+  if (adam)
+    opt = std::make_shared<optim::AdamW>(m.net->parameters(), optim::AdamWOptions{.lr = 1e-2});
+  else
+    opt = std::make_shared<optim::SGD>(m.net->parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
+  optim::StepLR sched(*opt, 2, 0.5);  // the lr changes every other step
+  Generator g(7);
+  std::vector<Tensor> xs, ys;
+  for (int i = 0; i < steps; ++i) {
+    xs.push_back(randn({8, 16}, {}, &g).to(kCuda));
+    ys.push_back(randn({8, 4}, {}, &g).to(kCuda));
+  }
+  Tensor x = zeros({8, 16}, {.device = kCuda}), y = zeros({8, 4}, {.device = kCuda});
+  auto step = [&] {
+    opt->zero_grad(false);
+    Tensor loss = nn::functional::mse_loss(m.net(x), y);
+    loss.backward();
+    opt->step();
+    return loss;
+  };
+  CudaGraph graph(kCuda);
+  for (int i = 0; i < steps; ++i) {
+    x.copy_(xs[i]);
+    y.copy_(ys[i]);
+    if (!graphed || i < 2) {
+      step();
+    } else if (i == 2) {
+      {
+        CudaGraphCapture cap(graph);
+        step();
+      }
+      graph.replay();
+    } else {
+      graph.rerun([&] { opt->step(); });
+      graph.replay();
+    }
+    sched.step();
+  }
+  std::vector<Tensor> out;
+  for (const Tensor& p : m.net->parameters()) out.push_back(p.detach().cpu());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("cuda graph: replaying an MLP step equals eager steps, with a scheduler changing the lr") {
+  CUDA_OR_SKIP();
+  for (bool adam : {false, true}) {
+    CAPTURE(adam);
+    const auto eager = train_mlp(false, adam, 7), graphed = train_mlp(true, adam, 7);
+    REQUIRE(eager.size() == graphed.size());
+    for (size_t i = 0; i < eager.size(); ++i) CHECK(ember::testing::equal(graphed[i], eager[i]));
+  }
+}
+
+TEST_CASE("cuda graph: dropout draws a new mask each replay, the masks eager steps draw") {
+  CUDA_OR_SKIP();
+  Tensor x = ones({64, 64}, {.device = kCuda});
+  manual_seed(11);
+  std::vector<Tensor> eager;
+  for (int i = 0; i < 3; ++i) eager.push_back(dropout(x, 0.5, true).cpu());
+  manual_seed(11);
+  CudaGraph graph(kCuda);
+  Tensor out;
+  {
+    CudaGraphCapture cap(graph);
+    out = dropout(x, 0.5, true);
+  }
+  for (int i = 0; i < 3; ++i) {
+    graph.replay();
+    CHECK(ember::testing::equal(out.cpu(), eager[i]));
+  }
+  CHECK_FALSE(ember::testing::equal(eager[0], eager[1]));
+  CHECK(default_generator().state().offset == [] {  // the generator is where three eager draws leave it
+    Generator g(11);
+    for (int i = 0; i < 3; ++i) g.advance(kernels::philox_blocks(64 * 64));
+    return g.state().offset;
+  }());
+}
+
+TEST_CASE("cuda graph: a host read during capture is an error naming it, and the capture is dropped") {
+  CUDA_OR_SKIP();
+  Tensor x = ones({4}, {.device = kCuda});
+  CudaGraph graph(kCuda);
+  CHECK(throws_with<Error>(
+      [&] {
+        CudaGraphCapture cap(graph);
+        (void)(x * 2).sum().item<float>();
+      },
+      "reads to the host while a CUDA graph captures"));
+  CHECK_FALSE(graph.captured());
+  CHECK_FALSE(is_capturing(kCuda));
+  CHECK(throws_with<Error>(
+      [&] {
+        CudaGraphCapture cap(graph);
+        cap.stream().synchronize();
+      },
+      "Stream::synchronize() reads to the host"));
+  // The legacy default stream cannot capture.
+  CHECK(throws_with<DeviceError>([&] { graph.capture_begin(); }, "legacy default stream"));
+}
+
+TEST_CASE("cuda graph: capture allocates from the graph's pool, which lives as long as the graph") {
+  CUDA_OR_SKIP();
+  Tensor x = ones({1 << 16}, {.device = kCuda});
+  const int64_t before = memory_stats(kCuda).current_bytes;
+  auto graph = std::make_unique<CudaGraph>(kCuda);
+  Tensor out;
+  {
+    CudaGraphCapture cap(*graph);
+    Tensor tmp = x * 2;  // freed during capture: reusable by this capture only
+    out = tmp + 1;
+  }
+  graph->replay();
+  CHECK(out.cpu().to_vector<float>()[0] == 3.0f);
+  // Eager work after capture never gets the graph's blocks.
+  Tensor eager = empty({1 << 16}, {.device = kCuda});
+  CHECK(eager.raw_data() != out.raw_data());
+  x.fill_(5);
+  graph->replay();
+  CHECK(out.cpu().to_vector<float>()[0] == 11.0f);
+  CHECK(eager.raw_data() != out.raw_data());
+  graph.reset();
+  out = Tensor();
+  eager = Tensor();
+  CHECK(memory_stats(kCuda).current_bytes == before);
+}
+
+// An MLP regression with dropout, AdamW and a per-step schedule, with an MSE loss (no host read in it).
+struct GraphedRegression : train::TrainModule {
+  nn::Sequential net{nn::Linear(4, 16), nn::ReLU(), nn::Dropout(0.1), nn::Linear(16, 3)};
+  GraphedRegression() { register_module("net", net); }
+  Tensor training_step(const data::Batch& b, int64_t) override {
+    Tensor loss = nn::functional::mse_loss(net(b.input), b.target);
+    log("train_loss", loss, {.on_step = true, .on_epoch = true});
+    return loss;
+  }
+  train::OptimizerConfig configure_optimizers() override {
+    auto opt = std::make_shared<optim::AdamW>(parameters(), optim::AdamWOptions{.lr = 1e-2});
+    return {opt,
+            train::LRSchedulerConfig{.scheduler = std::make_shared<optim::StepLR>(*opt, 3, 0.7), .interval = "step"}};
+  }
+};
+
+TEST_CASE("cuda graph: Trainer with cuda_graphs trains as it does without") {
+  CUDA_OR_SKIP();
+  auto run = [](bool graphs) {
+    manual_seed(0);
+    GraphedRegression m;
+    Generator g(3);
+    Tensor x = randn({100, 4}, {}, &g), y = randn({100, 3}, {}, &g);
+    auto data = std::make_shared<data::DataLoader>(data::TensorDataset(x, y),
+                                                   data::DataLoaderOptions{.batch_size = 16, .shuffle = true});
+    train::TrainerOptions o = quiet({.max_epochs = 2, .accelerator = "cuda", .deterministic = true});
+    o.cuda_graphs = graphs;
+    train::Trainer t(o);
+    t.fit(m, data);  // 6 full batches (3 eager warm-up, a capture, replays) and a partial one (eager) per epoch
+    std::vector<Tensor> out;
+    for (const Tensor& p : m.parameters()) out.push_back(p.detach().cpu());
+    return std::make_pair(out, t.callback_metrics().at("train_loss_epoch"));
+  };
+  const auto [eager, eager_loss] = run(false);
+  const auto [graphed, graphed_loss] = run(true);
+  for (size_t i = 0; i < eager.size(); ++i) CHECK(ember::testing::equal(graphed[i], eager[i]));
+  CHECK(graphed_loss == eager_loss);  // every replay's loss was logged (re-issued after the replay)
+}

@@ -1,0 +1,256 @@
+// A training step without host reads: the host-read counter (core/host_sync.hpp), lazy tensor logging
+// (train/metrics.hpp) and a Trainer fit whose batches between logging steps read nothing to the host,
+// with logged values bit-identical to reading each loss when it is logged.
+#include <doctest/doctest.h>
+
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ember.hpp"
+#include "kernels/deferred_error.hpp"
+#include "trainer_fixtures.hpp"
+
+namespace {
+
+using namespace ember;
+using namespace trainer_test;
+
+// 4 -> 16 -> 3 classifier; `eager` logs the loss as a number read at once (the reference), else the tensor.
+struct SyncFree : train::TrainModule {
+  nn::Sequential net{nn::Linear(4, 16), nn::ReLU(), nn::Linear(16, 3)};
+  bool eager = false;
+  bool read_in_step = false;  // an item() inside the step: the test below must notice it
+  SyncFree() { register_module("net", net); }
+  Tensor training_step(const data::Batch& b, int64_t) override {
+    Tensor loss = nn::functional::cross_entropy(net(b.input), b.target);
+    const train::LogOptions both{.prog_bar = true, .on_step = true, .on_epoch = true};
+    const train::LogOptions step_only{.on_step = true, .on_epoch = false};
+    if (eager) {
+      log("train_loss", loss.detach().to(kF64).item<double>(), both);
+      log("loss_x2", (loss.detach() * 2.0).to(kF64).item<double>(), step_only);
+    } else {
+      log("train_loss", loss, both);
+      log("loss_x2", loss.detach() * 2.0, step_only);
+    }
+    if (read_in_step) (void)loss.item<float>();
+    return loss;
+  }
+  train::OptimizerConfig configure_optimizers() override {
+    auto opt = std::make_shared<optim::AdamW>(parameters(), optim::AdamWOptions{.lr = 1e-2});
+    return {opt, {.scheduler = std::make_shared<optim::StepLR>(opt, 7, 0.5), .interval = "step"}};
+  }
+};
+
+// host_reads() at the start of every training batch.
+struct ReadCounter : train::Callback {
+  std::vector<int64_t> at_start;
+  void on_train_batch_start(train::Trainer&, train::TrainModule&, const data::Batch&, int64_t) override {
+    at_start.push_back(host_reads());
+  }
+};
+
+struct Run {
+  std::shared_ptr<RecordingLogger> logger = std::make_shared<RecordingLogger>();
+  std::shared_ptr<ReadCounter> counter = std::make_shared<ReadCounter>();
+  train::MetricMap callback, progress;
+  std::string bar_text;
+};
+
+constexpr int64_t kBatches = 25;  // per epoch (100 samples in batches of 4)
+constexpr int64_t kEvery = 10;    // log_every_n_steps
+
+Run fit(const std::string& precision, const std::string& clip, bool eager, bool read_in_step, const TempDir& dir) {
+  manual_seed(0);
+  SyncFree m;
+  m.eager = eager;
+  m.read_in_step = read_in_step;
+  Run r;
+  std::ostringstream bar_out;
+  // A frozen clock: the bar's time-based metric refresh never fires, only logging steps and epoch ends.
+  auto bar = std::make_shared<train::ProgressBar>(train::ProgressBarOptions{.tty = true, .stream = &bar_out});
+  bar->set_clock([] { return 0.0; });
+  auto ckpt = std::make_shared<train::ModelCheckpoint>(
+      train::ModelCheckpointOptions{.dirpath = (dir.path / precision / clip).string(), .monitor = "train_loss"});
+  train::Trainer t({.max_epochs = 2,
+                    .precision = precision,
+                    .gradient_clip_val = 0.5,
+                    .gradient_clip_algorithm = clip,
+                    .log_every_n_steps = kEvery,
+                    .enable_model_summary = false,
+                    .callbacks = {r.counter, bar, ckpt, std::make_shared<train::LearningRateMonitor>("step")},
+                    .loggers = {r.logger},
+                    .default_root_dir = dir.str()});
+  t.fit(m, loader(100, 4, true));
+  r.callback = t.callback_metrics();
+  r.progress = t.progress_bar_metrics();
+  r.bar_text = bar_out.str();
+  return r;
+}
+
+}  // namespace
+
+TEST_SUITE("host_sync") {
+  TEST_CASE("host_reads counts item(), to_vector() and copies to the host, once each") {
+    Tensor a = tensor(std::vector<float>{1, 2, 3});
+    const int64_t before = host_reads();
+    (void)a.sum().item<float>();
+    CHECK(host_reads() == before + 1);
+    (void)a.to_vector<double>();
+    CHECK(host_reads() == before + 2);
+    Tensor b = a * 2.0 + 1.0;  // ops and copies on the host do not count
+    (void)b.to(kF64);
+    CHECK(host_reads() == before + 2);
+  }
+
+  TEST_CASE("log(tensor) reads nothing; a number is read once, when asked for") {
+    train::MetricCollector c;
+    c.set_batch_size(2);
+    Tensor v = tensor(std::vector<float>{0.25f});
+    const int64_t before = host_reads();
+    c.log("loss", v, {.prog_bar = true, .on_step = true, .on_epoch = true});
+    c.log("loss", v * 3.0, {.prog_bar = true, .on_step = true, .on_epoch = true});
+    v.fill_(100.0f);  // the logged value is a copy
+    CHECK(host_reads() == before);
+    CHECK(c.has_unread());
+    CHECK(c.unread_callback_metrics().contains("loss_step"));
+    CHECK(c.callback_metrics().at("loss_step") == 0.75);  // one read for all of them
+    CHECK(host_reads() == before + 1);
+    CHECK(c.progress_bar_metrics().at("loss_step") == 0.75);
+    CHECK(!c.has_unread());
+    const train::MetricMap epoch = c.end_epoch();
+    CHECK(epoch.at("loss_epoch") == (0.25 * 2 + 0.75 * 2) / 4);
+    CHECK(host_reads() == before + 1);
+    CHECK_THROWS_AS(c.log("bad", Tensor(), {}), ValueError);
+    CHECK_THROWS_AS(c.log("bad", zeros({2}), {}), ValueError);
+  }
+
+  TEST_CASE("unread epoch values are bounded: kMaxUnread of them are read between steps") {
+    train::MetricCollector c;
+    const int64_t before = host_reads();
+    double want = 0;
+    for (size_t i = 0; i < train::MetricCollector::kMaxUnread; ++i) {
+      c.log("v", full({}, double(i), {.dtype = kF32}), {.on_step = false, .on_epoch = true, .reduce = "sum"});
+      want += double(i);
+      (void)c.take_step_metrics(false);
+      CHECK(host_reads() == before + (i + 1 == train::MetricCollector::kMaxUnread ? 1 : 0));
+    }
+    CHECK(!c.has_unread());
+    CHECK(c.end_epoch().at("v") == want);
+  }
+
+  TEST_CASE("lazy logging folds numbers and tensors in log order, bit-identical to eager logging") {
+    // max and mean over values whose order matters; NaN is kept as the eager path keeps it.
+    const std::vector<double> xs{0.1, 1e16, -3.5, 0.30000000000000004, 2.0, 1.0 / 3.0};
+    for (const std::string reduce : {"mean", "sum", "max", "min"}) {
+      train::MetricCollector lazy, eager;
+      for (size_t i = 0; i < xs.size(); ++i) {
+        const train::LogOptions o{.on_step = true, .on_epoch = true, .reduce = reduce, .batch_size = int64_t(i + 1)};
+        eager.log("m", xs[i], o);
+        if (i % 3 == 1)
+          lazy.log("m", xs[i], o);  // a number between tensors waits for them
+        else
+          lazy.log("m", full({}, xs[i], {.dtype = kF64}), o);
+      }
+      CHECK(lazy.state_dict() == eager.state_dict());
+      CHECK(lazy.end_epoch() == eager.end_epoch());
+      CHECK(lazy.callback_metrics() == eager.callback_metrics());
+    }
+  }
+
+  TEST_CASE("fit: no host read between logging steps; logged values equal the eager reference") {
+    TempDir dir("host_sync");
+    for (const std::string precision : {"32-true", "bf16-mixed"})
+      for (const std::string clip : {"norm", "value"}) {
+        CAPTURE(precision);
+        CAPTURE(clip);
+        const Run lazy = fit(precision, clip, false, false, dir);
+        const Run eager = fit(precision, clip, true, false, dir);
+        // The values users see: logger rows, callback and progress-bar metrics, the bar's last line.
+        REQUIRE(lazy.logger->rows.size() == eager.logger->rows.size());
+        CHECK(lazy.logger->rows.size() >= 5);
+        for (size_t i = 0; i < lazy.logger->rows.size(); ++i) {
+          CHECK(lazy.logger->rows[i].first == eager.logger->rows[i].first);
+          CHECK(lazy.logger->rows[i].second == eager.logger->rows[i].second);
+        }
+        CHECK(lazy.callback == eager.callback);
+        CHECK(lazy.progress == eager.progress);
+        CHECK(lazy.progress.contains("train_loss_epoch"));
+        CHECK(lazy.bar_text.substr(lazy.bar_text.rfind("Epoch 1")) ==
+              eager.bar_text.substr(eager.bar_text.rfind("Epoch 1")));
+
+        // Reads per batch (batch i: from its start to the next batch's start, so its logger row and
+        // callbacks count): none between logging steps, a few at a logging step or an epoch's end.
+        const std::vector<int64_t>& at = lazy.counter->at_start;
+        REQUIRE(at.size() == size_t(2 * kBatches));
+        for (size_t i = 0; i + 1 < at.size(); ++i) {
+          CAPTURE(i);
+          const int64_t step = int64_t(i) + 1;  // global_step after batch i
+          const bool epoch_end = (i + 1) % kBatches == 0;
+          const int64_t reads = at[i + 1] - at[i];
+          if (step % kEvery != 0 && !epoch_end)
+            CHECK(reads == 0);
+          else if (!epoch_end)
+            CHECK((reads >= 1 && reads <= 3));
+          else
+            CHECK(reads <= 8);
+        }
+      }
+  }
+
+  TEST_CASE("fit: an item() inside the step is noticed") {
+    TempDir dir("host_sync_item");
+    const Run r = fit("32-true", "norm", false, true, dir);
+    const std::vector<int64_t>& at = r.counter->at_start;
+    REQUIRE(at.size() >= 3);
+    CHECK(at[1] - at[0] == 1);  // batch 0 is no logging step: its one read is the item()
+  }
+
+  TEST_CASE("deferred errors: the message is the immediate check's; the CPU still checks at once") {
+    Tensor x = randn({4, 3});
+    Tensor bad = tensor<int64_t>({0, 1, 7, 2});
+    std::string cpu_msg;
+    try {
+      (void)nn::functional::cross_entropy(x, bad);
+    } catch (const IndexError& e) {
+      cpu_msg = e.what();
+    }
+    const kernels::DeferredError rec{.code = int64_t(kernels::DeferredCode::kCrossEntropyTarget),
+                                     .args = {7, 3, 2, -100}};
+    CHECK(!cpu_msg.empty());
+    CHECK(kernels::deferred_error_message(rec) == cpu_msg);
+    CHECK_THROWS_AS(kernels::raise_deferred_error(rec), IndexError);
+    CHECK_THROWS_AS(kernels::raise_deferred_error({.code = 99}), Error);
+    CHECK(kernels::deferred_error_message({.code = 99}).starts_with("[cuda] "));
+  }
+
+  TEST_CASE("cuda: cross_entropy reads nothing to the host; a bad target raises at the next read") {
+    CUDA_OR_SKIP();
+    const Device gpu(Device::Kind::CUDA, 0);
+    manual_seed(3);
+    Tensor x = randn({64, 10}).to(gpu).requires_grad_(true);
+    Tensor y = randint(0, 10, {64}).to(gpu);
+    const int64_t before = host_reads();
+    Tensor mean = nn::functional::cross_entropy(x, y);
+    Tensor sum = nn::functional::cross_entropy(x, y, {}, -100, "sum");
+    (mean + sum).backward();
+    CHECK(host_reads() == before);
+    // The same values as on the CPU.
+    Tensor xc = x.detach().cpu().requires_grad_(true);
+    Tensor mc = nn::functional::cross_entropy(xc, y.cpu());
+    mc.backward();
+    CHECK(mean.item<float>() == doctest::Approx(mc.item<float>()).epsilon(1e-5));
+    CHECK(sum.item<float>() ==
+          doctest::Approx(nn::functional::cross_entropy(xc, y.cpu(), {}, -100, "sum").item<float>()).epsilon(1e-5));
+    // d(mean + sum)/dx = (1/N + 1) d(mean)/dx * N / N: the mean's share divides by the weight sum on the device.
+    const std::vector<float> got = x.grad().cpu().to_vector<float>(), want = (xc.grad() * 65.0).to_vector<float>();
+    for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-4));
+    // An out-of-range target: no error at the call, the CPU's IndexError at the next host read.
+    Tensor bad = tensor<int64_t>({0, 1, 12, 2}).to(gpu);
+    Tensor l = nn::functional::cross_entropy(randn({4, 10}).to(gpu), bad);
+    CHECK(throws_with<IndexError>([&] { (void)l.item<float>(); },
+                                  "[cross_entropy] target 12 is out of bounds for 10 classes (at flat target index 2"));
+    CHECK_NOTHROW((void)mean.item<float>());  // raised once
+  }
+}
