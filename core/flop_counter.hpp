@@ -11,6 +11,7 @@ namespace ember {
 
 // The rules (FlopCounterMode's "dense, naive" counts; one multiply-add is 2 FLOPs, bias adds are free):
 //   mm, addmm, matmul on matrices   2 * M * N * K          (a 1-D operand is a matrix of one row/column)
+//   addmm_gelu                      2 * M * N * K          (as addmm; the GELU is free)
 //   bmm, baddbmm, batched matmul    2 * batch * M * N * K  (broadcast batch dims counted once each)
 //   dot                             2 * K                  (PyTorch counts dot and mv as 0)
 //   conv1d/2d/3d                    2 * output elements * (C_in / groups) * prod(kernel)

@@ -114,6 +114,10 @@ void adagrad_step_multi(const TensorList&, const TensorList&, const TensorList&,
 Tensor multi_tensor_norm(const TensorList&, double, DType) { no_cuda("clip_grad_norm_"); }
 void gemm(const Tensor&, const Tensor&, const Tensor&, const Scalar&, const Scalar&) { no_cuda("matmul"); }
 void gemm_bias(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Scalar&, bool) { no_cuda("linear"); }
+void gemm_bias_gelu(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
+  no_cuda("addmm_gelu");
+}
+bool gemm_bgrad(const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool) { no_cuda("matmul"); }
 void dot(const Tensor&, const Tensor&, const Tensor&) { no_cuda("dot"); }
 void conv2d(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&) { no_cuda("conv2d"); }
 void conv_transpose2d(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&) {

@@ -657,13 +657,27 @@ struct GeluBackward : BinaryNumeric {
   }
 };
 
+// d/dx of GeluTanh times g: 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2), t = tanh(k (x + c x^3)).
+// The backward of addmm_gelu (core/ops/linalg.cpp) on CPU and CUDA alike.
+struct GeluTanhBackward : BinaryNumeric {
+  using Types = FloatTypes;
+  static constexpr bool kIntToFloat = true;
+  template <class T>
+  EMBER_HD T operator()(T g, T x) const {
+    const T k = T(0.79788456080286535588), c = T(0.044715);  // sqrt(2/pi)
+    const T x2 = x * x;
+    const T t = std::tanh(k * (x + c * x2 * x));
+    return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * k * (T(1) + T(3) * c * x2));
+  }
+};
+
 using UnaryFunctors =
     TypeList<Neg, Abs, Sign, Exp, Exp2, Log, Log2, Log1p, Expm1, Sqrt, Rsqrt, Reciprocal, Sin, Cos, Tan, Tanh, Sigmoid,
              Relu, LeakyRelu, Gelu, GeluTanh, Silu, Softplus, Erf, Floor, Ceil, Round, Trunc, LogicalNot, IsNan, IsInf,
              IsFinite, Clamp, NanToNum, PowScalar, Elu, Mish, LogSigmoid>;
 using BinaryFunctors =
     TypeList<Add, Sub, Mul, Div, DivFloor, DivTrunc, Remainder, Maximum, Minimum, Pow, Eq, Ne, Lt, Le, Gt, Ge,
-             LogicalAnd, LogicalOr, LogicalXor, LerpScalar, ReluBackward, GeluBackward, Fmod, Atan2>;
+             LogicalAnd, LogicalOr, LogicalXor, LerpScalar, ReluBackward, GeluBackward, Fmod, Atan2, GeluTanhBackward>;
 using TernaryFunctors = TypeList<Lerp, Addcmul, Addcdiv, Where>;
 
 template <class T, class List>

@@ -30,6 +30,19 @@ void gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor
   cpu::gemm_bias(out, a, b, bias, alpha, gelu);
 }
 
+void gemm_bias_gelu(const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b, const Tensor& bias) {
+  check_devices("addmm_gelu", out, {&pre, &a, &b, &bias});
+  if (out.device().is_cuda()) return cuda::gemm_bias_gelu(out, pre, a, b, bias);
+  cpu::gemm_bias_gelu(out, pre, a, b, bias);
+}
+
+bool gemm_bgrad(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias_grad, bool of_b) {
+  check_devices("matmul", out, {&a, &b, &bias_grad});
+  if (out.device().is_cuda()) return cuda::gemm_bgrad(out, a, b, bias_grad, of_b);
+  cpu::gemm(out, a, b, 1, 0);
+  return false;
+}
+
 void dot(const Tensor& out, const Tensor& a, const Tensor& b) {
   check_devices("dot", out, {&a, &b});
   if (out.device().is_cuda()) return cuda::dot(out, a, b);

@@ -16,6 +16,9 @@ void gemm(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alp
 // out = alpha * a @ b + bias (bias [N], broadcast over every row), then GELU (tanh form) when `gelu`:
 // cuBLASLt's BIAS / GELU_BIAS epilogues. Float dtypes.
 void gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias, const Scalar& alpha, bool gelu);
+// pre = a @ b + bias (bias [N]), out = gelu_tanh(pre): addmm_gelu's forward (pre, contiguous [M, N], is
+// what its backward reads). CPU: gemm_bias, then one GELU pass.
+void gemm_bias_gelu(const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b, const Tensor& bias);
 // out (0-dim) = sum a[i] * b[i] over two 1-D tensors of one size and dtype.
 void dot(const Tensor& out, const Tensor& a, const Tensor& b);
 
@@ -37,12 +40,20 @@ namespace cuda {  // kernels/cuda/linalg.cu; every operand on the output's CUDA 
 // allows it); integer dtypes run a plain reference kernel.
 void gemm(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha, const Scalar& beta);
 void gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias, const Scalar& alpha, bool gelu);
+// One cuBLASLt call with GELU_AUX_BIAS (pre is its aux buffer) when linalg_plan allows; else gemm_bias + GELU.
+void gemm_bias_gelu(const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b, const Tensor& bias);
+// out = a @ b (one matrix); with BGRADA/BGRADB also bias_grad (contiguous, out's dtype) = the sums over k
+// of b's columns (of_b) or a's rows. False when not fused: out is then computed, bias_grad untouched.
+bool gemm_bgrad(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias_grad, bool of_b);
 void dot(const Tensor& out, const Tensor& a, const Tensor& b);
 }  // namespace cuda
 
 // Dispatched by the output's device (kernels/linalg.cpp); DeviceError for operands on another device.
 void gemm(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha, const Scalar& beta);
 void gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias, const Scalar& alpha, bool gelu);
+void gemm_bias_gelu(const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b, const Tensor& bias);
+// CUDA: cuda::gemm_bgrad. CPU: out = a @ b and false (the caller sums the bias gradient itself).
+bool gemm_bgrad(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias_grad, bool of_b);
 void dot(const Tensor& out, const Tensor& a, const Tensor& b);
 
 inline void set_num_threads(int n) { cpu::set_num_threads(n); }

@@ -28,10 +28,10 @@ using ref_acc_t = typename RefAcc<T>::type;
 // The epilogue after alpha * A B + beta * C: bias (of D's row i), then GELU (tanh form, as cuBLASLt's).
 template <class R>
 EMBER_HD R apply_epilogue(Epilogue e, R v, R bias) {
-  if (e == Epilogue::None) return v;
+  if (e == Epilogue::None || is_bgrad(e)) return v;  // BGRAD writes the bias pointer, not D
   v = static_cast<R>(v + bias);
   if constexpr (!std::is_integral_v<R>) {
-    if (e == Epilogue::GeluBias) v = GeluTanh{}(v);
+    if (e == Epilogue::GeluBias || e == Epilogue::GeluAuxBias) v = GeluTanh{}(v);
   }
   return v;
 }

@@ -133,7 +133,13 @@ Plan plan_gemm(const Problem& p) {
     plan.empty = true;
     return plan;
   }
-  const bool want_epilogue = p.epilogue != Epilogue::None && supports_epilogue(p.dtype);
+  const char* refused = nullptr;
+  if (p.epilogue != Epilogue::None && !supports_epilogue(p.dtype))
+    refused = "cuBLASLt's epilogues take f32, f16 and bf16 only";
+  else if ((is_bgrad(p.epilogue) || p.epilogue == Epilogue::GeluAuxBias) && batch > 1)
+    refused = "bias-gradient and GELU-aux epilogues are planned for one matrix, not a batch";
+  const bool want_epilogue = p.epilogue != Epilogue::None && refused == nullptr;
+  plan.epilogue_refused = refused;
   int64_t sa = 0, sb = 0, sc = 0;
   plan.copy_a = !collapse_batch(p.batch, p.a.batch_strides, sa) || !any_layout(p.m, p.k, p.a.rs, p.a.cs);
   plan.copy_b = !collapse_batch(p.batch, p.b.batch_strides, sb) || !any_layout(p.k, p.n, p.b.rs, p.b.cs);
@@ -178,7 +184,27 @@ Plan plan_gemm(const Problem& p) {
   plan.align_c = alignment(p.c.address);
   plan.chunk = std::min(plan.batch, kMaxBatchChunk);
   plan.epilogue = want_epilogue ? p.epilogue : Epilogue::None;
+  // Ember's b is cuBLASLt's A when swapped: its sums over k follow it (D's rows are then Ember's columns).
+  if (plan.swap && is_bgrad(plan.epilogue))
+    plan.epilogue = plan.epilogue == Epilogue::BgradA ? Epilogue::BgradB : Epilogue::BgradA;
   return plan;
+}
+
+AuxPlan plan_aux(const Plan& p, uint64_t aux_address) {
+  AuxPlan a;
+  if (p.epilogue != Epilogue::GeluAuxBias)
+    a.reason = p.epilogue_refused != nullptr ? p.epilogue_refused : "the plan has no GELU_AUX_BIAS epilogue";
+  else if (!p.swap)
+    a.reason = "the output is not row-major, so a contiguous aux tensor is not laid out as D";
+  else if (p.batch != 1)
+    a.reason = "a batch of matrices needs an aux batch stride";
+  else if (p.m % 8 != 0)
+    a.reason = "the aux leading dim (the output's columns) is not a multiple of 8";
+  else if (alignment(aux_address) < 16)
+    a.reason = "the aux pointer is not 16-byte aligned";
+  else
+    a.ok = true, a.ld = p.m;
+  return a;
 }
 
 Key cache_key(const Plan& p) {

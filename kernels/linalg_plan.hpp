@@ -15,7 +15,11 @@ namespace ember::kernels::linalg_plan {
 enum class Op : uint8_t { N, T };  // cuBLAS's CUBLAS_OP_N / CUBLAS_OP_T
 enum class DataType : uint8_t { F32, F64, F16, BF16 };
 enum class ComputeType : uint8_t { F32, F32FastTF32, F64 };  // CUBLAS_COMPUTE_32F, _32F_FAST_TF32, _64F
-enum class Epilogue : uint8_t { None, Bias, GeluBias };      // CUBLASLT_EPILOGUE_DEFAULT, _BIAS, _GELU_BIAS
+// CUBLASLT_EPILOGUE_DEFAULT, _BIAS, _GELU_BIAS, _GELU_AUX_BIAS (also writes the pre-GELU values to an aux
+// buffer, see plan_aux), _BGRADA, _BGRADB (the bias pointer receives the sums of A's or B's entries over
+// k: a bias gradient, computed in the GEMM of the weight gradient). In a Problem, BgradA / BgradB name
+// Ember's a / b; in a Plan, cuBLASLt's A / B (plan_gemm swaps them with the operands).
+enum class Epilogue : uint8_t { None, Bias, GeluBias, GeluAuxBias, BgradA, BgradB };
 
 // cuBLASLt's batch count is an int32; chunks of at most this many matrices also stay within every
 // kernel's grid.z limit.
@@ -60,6 +64,7 @@ struct Plan {
   DataType data = DataType::F32, scale = DataType::F32;
   ComputeType compute = ComputeType::F32;
   Epilogue epilogue = Epilogue::None;                 // bias indexed by D's row (= Ember's column n)
+  const char* epilogue_refused = nullptr;             // why a requested epilogue was dropped (caller does it)
   uint32_t align_a = 16, align_b = 16, align_c = 16;  // bytes, of cuBLASLt's A, B, C pointers
   bool empty = false;                                 // nothing to compute (a zero-size output)
 };
@@ -83,6 +88,20 @@ bool column_major(int64_t rows, int64_t cols, int64_t rs, int64_t cs, int64_t& l
 // Whether cuBLASLt's bias/GELU epilogues are used for a dtype (f32, f16, bf16); otherwise the caller adds
 // the bias and applies GELU itself.
 bool supports_epilogue(DType dt);
+
+// Whether an epilogue sums an operand into the bias pointer (BGRADA / BGRADB) rather than adding a bias.
+constexpr bool is_bgrad(Epilogue e) { return e == Epilogue::BgradA || e == Epilogue::BgradB; }
+
+// The aux buffer of GELU_AUX_BIAS (CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER / _AUX_LD): the pre-GELU
+// values laid out as D, column-major with leading dim ld. Ember hands it a fresh contiguous [M, N]
+// tensor, which is D's layout (ld = D's rows = N) when D is row-major in Ember (plan.swap). cuBLASLt
+// asks for ld % 8 == 0 and ld >= D's rows; one matrix (no aux batch stride); a 16-byte aligned pointer.
+struct AuxPlan {
+  bool ok = false;
+  int64_t ld = 0;
+  const char* reason = nullptr;  // why not, when !ok: the caller runs GEMM + bias, then GELU, itself
+};
+AuxPlan plan_aux(const Plan& p, uint64_t aux_address);
 
 // Largest power of two <= kMaxAlignment dividing the address.
 uint32_t alignment(uint64_t address);

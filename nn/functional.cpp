@@ -67,6 +67,20 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
   return linear_2d(input.reshape({-1, weight.size(1)}), weight, bias).view(out_shape);
 }
 
+Tensor linear_gelu(const Tensor& input, const Tensor& weight, const Tensor& bias) {
+  const char* op = "linear_gelu";
+  check_defined(op, "input", input);
+  check_defined(op, "weight", weight);
+  check_defined(op, "bias", bias);
+  EMBER_CHECK(weight.dim() == 2, ShapeError, "[linear_gelu] weight must be 2-D [out_features, in_features], got ",
+              describe(weight));
+  EMBER_CHECK(input.dim() >= 1 && input.size(-1) == weight.size(1), ShapeError, "[linear_gelu] input ", describe(input),
+              " must end with in_features = ", weight.size(1), " (weight ", describe(weight), ")");
+  Shape out_shape = leading(input);
+  out_shape.push_back(weight.size(0));
+  return addmm_gelu(bias, input.reshape({-1, weight.size(1)}), weight.t()).view(out_shape);
+}
+
 Tensor bilinear(const Tensor& input1, const Tensor& input2, const Tensor& weight, const Tensor& bias) {
   const char* op = "bilinear";
   check_defined(op, "input1", input1);

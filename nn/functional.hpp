@@ -26,6 +26,9 @@ struct Pair : std::array<int64_t, 2> {
 // ------------------------------------------------------------------------------------- layers
 // x [..., in] @ weight[out, in].T + bias[out]; x may be 1-D.
 Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias = {});
+// gelu(linear(input, weight, bias), "tanh") as one op, ember::addmm_gelu (one cuBLASLt GELU_AUX_BIAS call
+// on CUDA); the bias is required.
+Tensor linear_gelu(const Tensor& input, const Tensor& weight, const Tensor& bias);
 // y[..., k] = x1[..., i] weight[k, i, j] x2[..., j] + bias[k]; x1 and x2 share their leading dims.
 Tensor bilinear(const Tensor& input1, const Tensor& input2, const Tensor& weight, const Tensor& bias = {});
 

@@ -296,6 +296,13 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
     return d.g * ((t + 1) * 0.5 + d.a * (1 - t * t) * (x2 * (3 * c) + 1) * (0.5 * k));
   });
 }
+Tensor gelu_tanh_backward(const Tensor& grad, const Tensor& x) {
+  if (!autograd::is_grad_enabled()) return binary_op<GeluTanhBackward>("gelu_tanh_backward", grad, x);
+  constexpr double k = 0.79788456080286535588, c = 0.044715;  // a graph for double backward: public ops
+  Tensor x2 = x * x;
+  Tensor t = tanh((x + x * x2 * c) * k);
+  return grad * ((t + 1) * 0.5 + x * (1 - t * t) * (x2 * (3 * c) + 1) * (0.5 * k));
+}
 Tensor silu(const Tensor& x) {
   return unary_row<Silu>("silu", x, {}, {.a = true}, [](const D& d) {
     Tensor s = sigmoid(d.a);

@@ -29,6 +29,8 @@ Tensor sigmoid(const Tensor& x);
 Tensor relu(const Tensor& x);
 Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
 Tensor gelu(const Tensor& x, const std::string& approximate = "none");  // "none" or "tanh"
+// grad * d gelu_tanh(x) / dx in one elementwise pass (a differentiable composition under grad mode).
+Tensor gelu_tanh_backward(const Tensor& grad, const Tensor& x);
 Tensor silu(const Tensor& x);
 Tensor softplus(const Tensor& x, double beta = 1.0, double threshold = 20.0);
 Tensor elu(const Tensor& x, double alpha = 1.0);

@@ -1,12 +1,18 @@
 // Matrix-product builders: argument checks, PyTorch's matmul shape rules (1-D operands get a dim prepended
 // or appended and removed again; batch dims broadcast), output allocation; compute is kernels::gemm.
-// Backwards are products with transposed views (the GEMM takes them by trans flag, without copies).
+// Backwards are products with transposed views (the GEMM takes them by trans flag, without copies); on
+// CUDA a bias row's gradient is summed by the weight gradient's GEMM (cuBLASLt BGRADA/BGRADB). addmm_gelu
+// fuses Linear/Conv1D + GELU(tanh) (cuBLASLt GELU_AUX_BIAS forward).
 #include "core/ops/linalg.hpp"
+
+#include <tuple>
+#include <utility>
 
 #include "core/autocast.hpp"
 #include "core/autograd.hpp"
 #include "core/flop_counter.hpp"
 #include "core/ops/elementwise.hpp"
+#include "core/ops/reduce.hpp"
 #include "core/ops/shape.hpp"
 #include "core/profiler.hpp"
 #include "kernels/elementwise.hpp"
@@ -56,16 +62,56 @@ Tensor product_in_layout(Product prod, const Tensor& x, const Tensor& y, bool co
   return col_major ? mt(prod(mt(y), mt(x))) : prod(x, y);
 }
 
+// The gradient of b in b @ ... = a^T @ g (2-D, in b's layout, see product_in_layout) and the gradient of
+// a bias [N] added to every row of the product = g summed over its rows. On CUDA without grad mode the sum
+// comes out of the same cuBLASLt call (BGRADB when b is row-major, BGRADA for its transposed product,
+// linalg_plan); g.sum(0) otherwise. Counted and profiled as the mm that it is.
+std::pair<Tensor, Tensor> weight_and_bias_grad(const Tensor& a, const Tensor& g, bool b_cm) {
+  const int64_t k = a.size(1), n = g.size(1);
+  profiler::OpRecord prof("mm", {&a, &g});
+  count_flops("mm", 2 * k * n * a.size(0));
+  Tensor bias_grad = make_tensor({n}, g.dtype(), g.device());
+  Tensor gw;
+  bool fused = false;
+  {
+    autograd::NoGradGuard no_grad;
+    if (b_cm) {  // (g^T @ a)^T: g is the GEMM's a, its sums over k (rows of g) are BgradA
+      Tensor t = make_tensor({n, k}, g.dtype(), g.device());
+      fused = kernels::gemm_bgrad(t, mt(g), a, bias_grad, /*of_b=*/false);
+      gw = mt(t);
+    } else {
+      gw = make_tensor({k, n}, g.dtype(), g.device());
+      fused = kernels::gemm_bgrad(gw, mt(a), g, bias_grad, /*of_b=*/true);
+    }
+  }
+  if (!fused) bias_grad = sum(g, {0});
+  return {gw, bias_grad};
+}
+
+// Whether a 2-D product's backward may take the bias gradient from the weight gradient's GEMM: on CUDA,
+// the input a bias [N] added with beta = alpha = 1, both gradients wanted, first-order (no graph built).
+bool fuse_bias_grad(autograd::Ctx& c, const Tensor& g) {
+  return g.device().is_cuda() && g.dim() == 2 && c.needs_grad(0) && c.needs_grad(2) && !autograd::is_grad_enabled();
+}
+
 // Records a product op (mm, bmm, addmm, baddbmm: a @ b with equal ranks) with an optional added input:
 // grad_input = beta * g (summed to input's shape by the engine), grad_a = alpha * g @ b^T,
 // grad_b = alpha * a^T @ g. `prod` is mm or bmm.
 void record_product(const char* op, Tensor& out, const Tensor* input, const Tensor& a, const Tensor& b,
                     const Scalar& beta, const Scalar& alpha, Product prod) {
   const bool need_a = autograd::needs_grad(a), need_b = autograd::needs_grad(b);
+  // A bias row of a 2-D product: on CUDA its gradient comes out of the weight gradient's GEMM.
+  const bool bias_row = input != nullptr && prod == mm && input->dim() == 1 && input->size(0) == out.size(-1) &&
+                        beta.to_double() == 1.0 && alpha.to_double() == 1.0;
   autograd::record(op, {&out}, {input, &a, &b}, {need_b ? a : Tensor(), need_a ? b : Tensor()},
-                   [beta, alpha, prod, a_cm = column_major(a), b_cm = column_major(b)](autograd::Ctx& c) {
+                   [beta, alpha, prod, bias_row, a_cm = column_major(a), b_cm = column_major(b)](autograd::Ctx& c) {
                      const Tensor& g = c.grad();
                      autograd::Grads r(3);
+                     if (bias_row && fuse_bias_grad(c, g)) {
+                       std::tie(r[2], r[0]) = weight_and_bias_grad(c.saved(0), g, b_cm);
+                       if (c.needs_grad(1)) r[1] = product_in_layout(prod, g, mt(c.saved(1)), a_cm);
+                       return r;
+                     }
                      if (c.needs_grad(0)) r[0] = scaled(g, beta);
                      if (c.needs_grad(1)) r[1] = scaled(product_in_layout(prod, g, mt(c.saved(1)), a_cm), alpha);
                      if (c.needs_grad(2)) r[2] = scaled(product_in_layout(prod, mt(c.saved(0)), g, b_cm), alpha);
@@ -222,6 +268,49 @@ Tensor addmm(const Tensor& input, const Tensor& a, const Tensor& b, const Scalar
   count_flops("addmm", 2 * shape[0] * shape[1] * a.shape()[1]);
   Tensor out = product(shape, a, b, &input, beta, alpha);
   if (autograd::needs_grad({&input, &a, &b})) record_product("addmm", out, &input, a, b, beta, alpha, mm);
+  return out;
+}
+
+Tensor addmm_gelu(const Tensor& bias, const Tensor& a, const Tensor& b) {
+  profiler::OpRecord prof("addmm_gelu", {&bias, &a, &b});
+  if (autocast::should_cast(CastPolicy::kLowerPrecision, {&bias, &a, &b}))
+    return addmm_gelu(autocast::lower(bias), autocast::lower(a), autocast::lower(b));
+  check_operands("addmm_gelu", a, b);
+  EMBER_CHECK(is_floating(a.dtype()), DTypeError, "[addmm_gelu] expected floating-point tensors, got ", describe(a));
+  EMBER_CHECK(a.dim() == 2 && b.dim() == 2, ShapeError, "[addmm_gelu] expected 2-D matrices, got ", describe(a),
+              " and ", describe(b));
+  if (a.shape()[1] != b.shape()[0]) throw_mismatch("addmm_gelu", a, b);
+  Shape shape{a.shape()[0], b.shape()[1]};
+  check_input("addmm_gelu", bias, a, shape);
+  EMBER_CHECK(bias.dim() == 1 && bias.size(0) == shape[1], ShapeError, "[addmm_gelu] bias must be 1-D [", shape[1],
+              "], got ", describe(bias));
+  count_flops("addmm_gelu", 2 * shape[0] * shape[1] * a.shape()[1]);
+  Tensor out, pre;  // pre = a @ b + bias, kept for the backward (cuBLASLt's GELU aux buffer on CUDA)
+  {
+    autograd::NoGradGuard no_grad;
+    out = make_tensor(shape, a.dtype(), a.device());
+    pre = make_tensor(shape, a.dtype(), a.device());
+    kernels::gemm_bias_gelu(out, pre, a, b, bias);
+  }
+  if (autograd::needs_grad({&bias, &a, &b})) {
+    autograd::record("addmm_gelu", {&out}, {&bias, &a, &b}, {pre, a, b, bias},
+                     [a_cm = column_major(a), b_cm = column_major(b)](autograd::Ctx& c) {
+                       // With a graph (double backward) pre is recomputed from the inputs so that it is
+                       // differentiable; otherwise the saved one feeds one elementwise pass.
+                       const Tensor pre =
+                           autograd::is_grad_enabled() ? addmm(c.saved(3), c.saved(1), c.saved(2)) : c.saved(0);
+                       const Tensor d_pre = gelu_tanh_backward(c.grad(), pre);
+                       autograd::Grads r(3);
+                       if (c.needs_grad(1)) r[1] = product_in_layout(mm, d_pre, mt(c.saved(2)), a_cm);
+                       if (fuse_bias_grad(c, d_pre)) {
+                         std::tie(r[2], r[0]) = weight_and_bias_grad(c.saved(1), d_pre, b_cm);
+                         return r;
+                       }
+                       if (c.needs_grad(2)) r[2] = product_in_layout(mm, mt(c.saved(1)), d_pre, b_cm);
+                       if (c.needs_grad(0)) r[0] = sum(d_pre, {0});
+                       return r;
+                     });
+  }
   return out;
 }
 

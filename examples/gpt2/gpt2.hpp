@@ -50,6 +50,12 @@ class Conv1DImpl : public nn::Module {
     out.back() = nf;
     return addmm(bias, x.reshape({-1, nx}), weight).view(out);
   }
+  // gelu_tanh(forward(x)) as one op (ember::addmm_gelu: one cuBLASLt call on CUDA), for the MLP's c_fc.
+  Tensor forward_gelu(const Tensor& x) {
+    Shape out = x.shape();
+    out.back() = nf;
+    return addmm_gelu(bias, x.reshape({-1, nx}), weight).view(out);
+  }
   std::string type_name() const override { return "Conv1D"; }
   std::string extra_repr() const override { return "nf=" + std::to_string(nf) + ", nx=" + std::to_string(nx); }
   int64_t nx, nf;
@@ -89,7 +95,8 @@ class MLPImpl : public nn::Module {
     c_proj = register_module("c_proj", Conv1D(4 * c.n_embd, c.n_embd));
     dropout = register_module("dropout", nn::Dropout(c.dropout));
   }
-  Tensor forward(const Tensor& x) { return dropout(c_proj(nn::functional::gelu(c_fc(x), "tanh"))); }
+  // c_fc and GELU(tanh) fused (HF's c_fc then act); c_fc's forward hooks and FLOP scope are not run.
+  Tensor forward(const Tensor& x) { return dropout(c_proj(c_fc->forward_gelu(x))); }
   std::string type_name() const override { return "GPT2MLP"; }
   Conv1D c_fc{nullptr}, c_proj{nullptr};
   nn::Dropout dropout{nullptr};

@@ -412,6 +412,11 @@ void gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor
   if (gelu) unary(index_of_v<GeluTanh, UnaryFunctors>, out, out, {});
 }
 
+void gemm_bias_gelu(const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b, const Tensor& bias) {
+  gemm_bias(pre, a, b, bias, 1, false);  // the bits of addmm(bias, a, b): bias copied in, then beta = 1
+  unary(index_of_v<GeluTanh, UnaryFunctors>, out, pre, {});
+}
+
 void dot(const Tensor& out, const Tensor& a, const Tensor& b) {
   visit_dtype<NumericTypes>(a.dtype(), "[dot]", [&]<class T>() {
     const int64_t n = a.numel(), sa = a.strides()[0], sb = b.strides()[0];

@@ -1,5 +1,7 @@
 // CUDA matrix products: batched GEMM through cuBLASLt (f32 with optional TF32, f64, f16/bf16 with f32
-// accumulation), its bias and bias+GELU epilogues (Linear), and dot as a two-pass reduction.
+// accumulation), its bias and bias+GELU epilogues (Linear), GELU_AUX_BIAS (addmm_gelu's forward keeps
+// the pre-GELU values for its backward), BGRADA/BGRADB (a weight gradient's GEMM also sums the bias
+// gradient), and dot as a two-pass reduction.
 // Why this shape: every layout decision (which operand is cuBLASLt's A, transpose flags, leading dims,
 // batch strides, copies, batch folding, types, epilogue) is linalg_plan::plan_gemm, plain C++ that the
 // CPU tests check; this file only turns a plan into descriptors. The heuristic's algorithm is cached per
@@ -123,6 +125,12 @@ cublasLtEpilogue_t epilogue_of(lp::Epilogue e) {
       return CUBLASLT_EPILOGUE_BIAS;
     case lp::Epilogue::GeluBias:
       return CUBLASLT_EPILOGUE_GELU_BIAS;
+    case lp::Epilogue::GeluAuxBias:
+      return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    case lp::Epilogue::BgradA:
+      return CUBLASLT_EPILOGUE_BGRADA;
+    case lp::Epilogue::BgradB:
+      return CUBLASLT_EPILOGUE_BGRADB;
     default:
       return CUBLASLT_EPILOGUE_DEFAULT;
   }
@@ -134,7 +142,9 @@ struct Descriptors {
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulPreference_t pref = nullptr;
 
-  Descriptors(const lp::Plan& p, const void* bias) {
+  // bias: the bias read by BIAS / GELU_BIAS / GELU_AUX_BIAS, or the vector BGRADA / BGRADB write.
+  // aux (GELU_AUX_BIAS only): the pre-GELU output, leading dim aux_ld (lp::plan_aux).
+  Descriptors(const lp::Plan& p, const void* bias, void* aux = nullptr, int64_t aux_ld = 0) {
     EMBER_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, compute_type(p.compute), data_type(p.scale)));
     const cublasOperation_t ta = op_of(p.op_a), tb = op_of(p.op_b);
     const cublasLtEpilogue_t ep = epilogue_of(p.epilogue);
@@ -143,6 +153,12 @@ struct Descriptors {
     if (p.epilogue != lp::Epilogue::None) {
       EMBER_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
       EMBER_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    }
+    if (p.epilogue == lp::Epilogue::GeluAuxBias) {
+      EMBER_CUBLAS_CHECK(
+          cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
+      EMBER_CUBLAS_CHECK(
+          cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof(aux_ld)));
     }
     layout(a, p, p.la);
     layout(b, p, p.lb);
@@ -270,6 +286,33 @@ void launch_lt(int dev, const lp::Plan& plan, const T* A, const T* B, T* C, cons
   }
 }
 
+// One cuBLASLt call (alpha 1, beta 0) of a plan of one matrix whose epilogue only cuBLASLt computes
+// (GELU_AUX_BIAS, BGRADA/B): false, with nothing run, when the heuristic has no algorithm for it or
+// cuBLASLt answers NOT_SUPPORTED.
+template <class T>
+bool try_lt_epilogue(int dev, const lp::Plan& p, const T* A, const T* B, T* C, void* bias, void* aux, int64_t aux_ld) {
+  const Descriptors d(p, bias, aux, aux_ld);
+  const Algo algo = find_algo(dev, p, d);
+  if (!algo.found) return false;
+  const float one = 1.f, zero = 0.f;
+  Tensor workspace;
+  if (algo.workspace > 0)
+    workspace = make_tensor({static_cast<int64_t>(algo.workspace)}, kU8, Device(Device::Kind::CUDA, dev));
+  const cublasStatus_t s =
+      cublasLtMatmul(handle(dev), d.op, &one, A, d.a, B, d.b, &zero, C, d.c, C, d.c, &algo.algo,
+                     workspace.defined() ? workspace.raw_data() : nullptr, algo.workspace, current_stream(dev));
+  if (s == CUBLAS_STATUS_NOT_SUPPORTED) return false;  // this epilogue/layout pairing: the unfused path runs
+  EMBER_CUBLAS_CHECK(s);
+  return true;
+}
+
+// The plan of a one-matrix product with an epilogue only cuBLASLt computes, if it can run as planned
+// (no copies, a float type, k > 0); the caller's unfused path otherwise.
+bool fusable(const lp::Plan& plan) {
+  return !plan.empty && !plan.copy_a && !plan.copy_b && !plan.copy_c && plan.lt_types && plan.k > 0 &&
+         plan.batch == 1 && plan.epilogue != lp::Epilogue::None;
+}
+
 // A contiguous copy of t on its device (a broadcast operand is materialised).
 Tensor contiguous_copy(const Tensor& t) {
   Tensor dst = make_tensor(t.shape(), t.dtype(), t.device());
@@ -334,6 +377,47 @@ void gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor
   visit_dtype<FloatTypes>(out.dtype(), "[linear]", [&]<class T>() {
     run_gemm<T>(dev, out, a, b, vec.data_ptr<T>(), alpha, 0, gelu ? lp::Epilogue::GeluBias : lp::Epilogue::Bias);
   });
+}
+
+void gemm_bias_gelu(const Tensor& out, const Tensor& pre, const Tensor& a, const Tensor& b, const Tensor& bias) {
+  const int dev = device_index(out.device(), "addmm_gelu");
+  DeviceGuard guard(dev);
+  const lp::Plan plan =
+      lp::plan_gemm(lp::make_problem(out, a, b, lp::Epilogue::GeluAuxBias, float32_matmul_allows_tf32()));
+  const lp::AuxPlan aux = lp::plan_aux(plan, reinterpret_cast<uint64_t>(pre.raw_data()));
+  const bool bias_ok = bias.is_contiguous() && lp::alignment(reinterpret_cast<uint64_t>(bias.raw_data())) >= 16;
+  bool done = false;
+  if (fusable(plan) && aux.ok && bias_ok && pre.is_contiguous() && pre.shape() == out.shape()) {
+    visit_dtype<FloatTypes>(out.dtype(), "[addmm_gelu]", [&]<class T>() {
+      const T* pa = a.data_ptr<T>();
+      const T* pb = b.data_ptr<T>();
+      done = try_lt_epilogue<T>(dev, plan, plan.swap ? pb : pa, plan.swap ? pa : pb, out.data_ptr<T>(),
+                                const_cast<void*>(bias.raw_data()), pre.raw_data(), aux.ld);
+    });
+  }
+  if (done) return;
+  gemm_bias(pre, a, b, bias, 1, false);  // unfused: GEMM + bias epilogue, then one GELU pass
+  unary(index_of_v<GeluTanh, UnaryFunctors>, out, pre, {});
+}
+
+bool gemm_bgrad(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias_grad, bool of_b) {
+  const int dev = device_index(out.device(), "matmul");
+  DeviceGuard guard(dev);
+  const lp::Epilogue e = of_b ? lp::Epilogue::BgradB : lp::Epilogue::BgradA;
+  const lp::Plan plan = lp::plan_gemm(lp::make_problem(out, a, b, e, float32_matmul_allows_tf32()));
+  const bool vec_ok = bias_grad.is_contiguous() && bias_grad.dtype() == out.dtype() &&
+                      lp::alignment(reinterpret_cast<uint64_t>(bias_grad.raw_data())) >= 16;
+  bool done = false;
+  if (fusable(plan) && vec_ok) {
+    visit_dtype<FloatTypes>(out.dtype(), "[matmul]", [&]<class T>() {
+      const T* pa = a.data_ptr<T>();
+      const T* pb = b.data_ptr<T>();
+      done = try_lt_epilogue<T>(dev, plan, plan.swap ? pb : pa, plan.swap ? pa : pb, out.data_ptr<T>(),
+                                bias_grad.raw_data(), nullptr, 0);
+    });
+  }
+  if (!done) gemm(out, a, b, 1, 0);
+  return done;
 }
 
 void dot(const Tensor& out, const Tensor& a, const Tensor& b) {
