@@ -63,7 +63,8 @@ TEST_CASE("cuda: fused attention: fused forward and backward match the composed 
   for (DType dt : {kBF16, kF16}) {
     for (int64_t e : {64, 128}) {
       for (bool causal : {false, true}) {
-        for (auto [l, s] : shapes) {
+        for (const auto& shape : shapes) {
+          const int64_t l = shape.first, s = shape.second;  // not a structured binding: clang 14's CAPTURE
           CAPTURE(dt);
           CAPTURE(e);
           CAPTURE(causal);

@@ -99,7 +99,9 @@ TEST_CASE("gpt2: module names are HF's; save_hf writes HF's keys and shapes and 
   CHECK(meta.at("format") == "pt");
   REQUIRE(b.size() == hf.size());
   REQUIRE(a.size() == hf.size());
-  for (auto& [k, t] : hf) {
+  for (const auto& entry : hf) {
+    const std::string& k = entry.first;  // not a structured binding: clang 14's CAPTURE
+    const Tensor& t = entry.second;
     CAPTURE(k);
     REQUIRE(b.count(k));
     REQUIRE(a.count(k.substr(12)));
@@ -116,7 +118,9 @@ TEST_CASE("gpt2: module names are HF's; save_hf writes HF's keys and shapes and 
   manual_seed(123);
   gpt2::GPT2Model fresh(tiny_config());
   gpt2::load_hf(*fresh, plain);
-  for (auto& [k, t] : fresh->state_dict()) {
+  for (const auto& entry : fresh->state_dict()) {
+    const std::string& k = entry.first;
+    const Tensor& t = entry.second;
     CAPTURE(k);
     CHECK(equal(t, hf.at("transformer." + k)));
   }

@@ -189,7 +189,8 @@ TEST_CASE("attention_math: a host walk of the fused kernels' tile loops matches 
   std::normal_distribution<float> nd(0.0f, 1.0f);
   const float ninf = -std::numeric_limits<float>::infinity();
   for (bool causal : {false, true}) {
-    for (auto [l, s] : {std::pair<int64_t, int64_t>{1, 1}, {17, 130}, {130, 17}, {130, 130}, {65, 257}}) {
+    for (const auto& shape : {std::pair<int64_t, int64_t>{1, 1}, {17, 130}, {130, 17}, {130, 130}, {65, 257}}) {
+      const int64_t l = shape.first, s = shape.second;  // not a structured binding: clang 14's CAPTURE
       CAPTURE(causal);
       CAPTURE(l);
       CAPTURE(s);
