@@ -6,6 +6,7 @@
 // the per-row math of kernels/attention_math.hpp.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "core/tensor.hpp"
 
@@ -52,6 +53,21 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
 void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
                         const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& mask,
                         const AttentionParams& p);
+
+// cuDNN's fused attention (kernels/cuda/attention_cudnn.cpp): q [b, h, l, e], k and v [b, h, s, e], out
+// and dout [b, h, l, e], the gradients as their inputs, each with strides sdpa_operand accepts (any
+// layout with rows on 16 bytes; no copies); stats f32 [b, h, l] contiguous, each row's logsumexp (the
+// lse of attention_forward, so either backward can follow either forward). No mask. Each signature's
+// graph is built once; false, with the reason in `why`, where cuDNN does not take it (remembered), so
+// that the caller falls back. Without cuDNN's frontend, always false.
+bool cudnn_attention_available();
+bool cudnn_attention_forward(const Tensor& out, const Tensor& stats, const Tensor& q, const Tensor& k, const Tensor& v,
+                             const AttentionParams& p, std::string* why);
+bool cudnn_attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
+                              const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& stats,
+                              const AttentionParams& p, std::string* why);
+// The device's compute capability, major * 10 + minor.
+int compute_capability(int device);
 }  // namespace cuda
 
 }  // namespace ember::kernels

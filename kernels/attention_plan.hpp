@@ -3,7 +3,10 @@
 // of each kernel (the .cu carves its dynamic shared memory with these same constexpr offsets), grids
 // and workspaces.
 #pragma once
+#include <array>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 
 namespace ember::kernels {
@@ -99,5 +102,40 @@ struct FlashPlan {
 // deterministic: ember's deterministic mode (core/determinism.hpp): dQ then comes from its own pass
 // instead of float atomics.
 FlashPlan plan_flash_attention(const FlashProblem& p, bool deterministic = false);
+
+// ---------------------------------------------------------------------- cuDNN's fused attention
+// (kernels/cuda/attention_cudnn.cpp, through cuDNN's frontend graph API)
+
+// One operand of cuDNN's SDPA graph: dims [b, h, s, d] and their strides in elements.
+struct SdpaOperand {
+  std::array<int64_t, 4> dim{}, stride{};
+  bool operator==(const SdpaOperand&) const = default;
+};
+
+// How a tensor [..., s, d] with these element strides, starting at `address`, reads as an operand
+// without a copy: 4 dims as they are, 3 dims as [b, 1, s, d]; d's stride 1, every other stride of a
+// dim above 1 a multiple of 16 bytes, and the start on 16 bytes (cuDNN's 128-bit loads). nullopt
+// where it needs a copy (other ranks included).
+std::optional<SdpaOperand> sdpa_operand(std::span<const int64_t> shape, std::span<const int64_t> strides,
+                                        uint64_t address, int64_t itemsize);
+// The operand of a contiguous [b, h, s, d] tensor, and of the [b, s, h, d] memory that the outputs of
+// a 4-dim call take (as PyTorch's flash attention: the usual transpose(1, 2).reshape after attention is
+// then free), viewed as [b, h, s, d].
+SdpaOperand sdpa_contiguous(int64_t b, int64_t h, int64_t s, int64_t d);
+SdpaOperand sdpa_bshd(int64_t b, int64_t h, int64_t s, int64_t d);
+
+// One call as cuDNN would see it before its own support check (which has the last word, on the device).
+struct CudnnSdpaProblem {
+  bool available = true;      // built with cuDNN's frontend
+  bool cuda = true;           // all of q, k, v on one CUDA device
+  bool low_precision = true;  // all f16 or all bf16 (after autocast)
+  bool has_mask = false;
+  double dropout_p = 0.0;
+  int64_t batch_heads = 0, l = 0, s = 0, e = 0, ev = 0;
+  int sm = 90;  // the device's compute capability, major * 10 + minor
+};
+inline constexpr int64_t kCudnnSdpaMaxHeadDim = 128;
+// Empty where cuDNN's fused attention may take the call, else why it does not.
+std::string cudnn_sdpa_refusal(const CudnnSdpaProblem& p);
 
 }  // namespace ember::kernels

@@ -89,6 +89,18 @@ void attention_backward(const Tensor&, const Tensor&, const Tensor&, const Tenso
                         const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AttentionParams&) {
   no_cuda("scaled_dot_product_attention");
 }
+bool cudnn_attention_available() { return false; }
+bool cudnn_attention_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                             const AttentionParams&, std::string* why) {
+  if (why != nullptr) *why = "Ember was built without CUDA support";
+  return false;
+}
+bool cudnn_attention_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                              const Tensor&, const Tensor&, const Tensor&, const AttentionParams&, std::string* why) {
+  if (why != nullptr) *why = "Ember was built without CUDA support";
+  return false;
+}
+int compute_capability(int) { return 0; }
 void sgd_step(const Tensor&, const Tensor&, const Tensor&, const SgdStepArgs&) { no_cuda("sgd_step_"); }
 void adam_step(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AdamStepArgs&) {
   no_cuda("adam_step_");

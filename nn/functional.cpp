@@ -283,9 +283,11 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
   // On the CPU, from a moderate L * S on, the blocked kernel (core/ops/attention.hpp): same result,
   // O(L + S) memory per head instead of the [L, S] scores and their softmax. The composition below
   // stays for everything else and is its test oracle.
-  // On CUDA in f16/bf16 (autocast included), the fused flash-attention kernels where they apply.
-  if (use_fused_attention(query, key, value, attn_mask, dropout_p))
-    return fused_attention(query, key, value, is_causal, sc);
+  // On CUDA in f16/bf16 (autocast included), a fused kernel (cuDNN's or Ember's) where one applies.
+  if (use_fused_attention(query, key, value, attn_mask, dropout_p)) {
+    Tensor out = fused_attention(query, key, value, is_causal, sc);
+    if (out.defined()) return out;  // undefined: the device's cuDNN refused it and Ember's kernel does not apply
+  }
   if (use_blocked_attention(query, key, value, attn_mask, dropout_p, is_causal))
     return blocked_attention(query, key, value, attn_mask, is_causal, sc);
   // Scale whichever of q [L, E] and the scores [L, S] is smaller.

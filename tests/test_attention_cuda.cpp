@@ -1,9 +1,11 @@
-// The fused CUDA flash attention (core/ops/attention.hpp's fused_attention, kernels/cuda/attention.cu)
-// against the composed path in f32 on the same (rounded) inputs: forward and the three input gradients
-// for head dims 64 and 128, causal or not, L and S off the 64-row tiles and unequal, f16 and bf16; that
-// scaled_dot_product_attention takes it (autocast included) and leaves masks, dropout and odd head dims
-// to the composed path; the deterministic dQ pass; strided and broadcast inputs; and memory that does not
-// grow as L * S. Every case skips with the reason when there is no CUDA device.
+// The fused CUDA attention (core/ops/attention.hpp's fused_attention) by both implementations, Ember's
+// flash kernels (kernels/cuda/attention.cu, SdpaBackend::Blocked) and cuDNN's fused attention
+// (kernels/cuda/attention_cudnn.cpp, SdpaBackend::Cudnn), against the composed path in f32 on the same
+// (rounded) inputs: forward and the three input gradients for head dims 64 and 128, causal or not, L and
+// S off the 64-row tiles and unequal, f16 and bf16; that scaled_dot_product_attention takes a fused path
+// (autocast included) and leaves masks, dropout and head dims neither kernel takes to the composed
+// path; the deterministic backward; strided and broadcast inputs, GPT-2's layout read in place by cuDNN;
+// and memory that does not grow as L * S. Every case skips with the reason when there is no CUDA device.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -12,6 +14,7 @@
 
 #include "core/determinism.hpp"
 #include "ember.hpp"
+#include "kernels/attention.hpp"
 #include "kernels/cuda_device.hpp"
 #include "test_util.hpp"
 
@@ -54,33 +57,90 @@ void check_close(const Grads& got, const Grads& want, double tol) {
 
 Tensor cuda_randn(Shape shape, DType dt) { return randn(shape).to(kCuda).to(dt); }
 
+// The fused implementations this build has: Ember's kernels always, cuDNN's with its frontend.
+std::vector<SdpaBackend> fused_backends() {
+  if (kernels::cuda::cudnn_attention_available()) return {SdpaBackend::Blocked, SdpaBackend::Cudnn};
+  MESSAGE("built without cuDNN's frontend: only Ember's flash kernel is tested");
+  return {SdpaBackend::Blocked};
+}
+const char* name(SdpaBackend b) { return b == SdpaBackend::Cudnn ? "cudnn" : "ember flash"; }
+
+// Runs `body` and checks that the fused path of `backend` took exactly `calls` forwards.
+template <class F>
+void expect_fused(SdpaBackend backend, int64_t calls, F&& body) {
+  const int64_t fused = fused_attention_calls(), cudnn = cudnn_attention_calls();
+  body();
+  CHECK(fused_attention_calls() == fused + calls);
+  CHECK(cudnn_attention_calls() == cudnn + (backend == SdpaBackend::Cudnn ? calls : 0));
+}
+
 }  // namespace
 
 TEST_CASE("cuda: fused attention: fused forward and backward match the composed f32 path") {
   CUDA_OR_SKIP();
   manual_seed(0);
   const std::vector<std::pair<int64_t, int64_t>> shapes{{1, 1}, {17, 17}, {130, 257}, {257, 130}, {1024, 1024}};
-  for (DType dt : {kBF16, kF16}) {
-    for (int64_t e : {64, 128}) {
-      for (bool causal : {false, true}) {
-        for (const auto& shape : shapes) {
-          const int64_t l = shape.first, s = shape.second;  // not a structured binding: clang 14's CAPTURE
-          CAPTURE(dt);
-          CAPTURE(e);
-          CAPTURE(causal);
-          CAPTURE(l);
-          CAPTURE(s);
-          Tensor q = cuda_randn({2, 3, l, e}, dt), k = cuda_randn({2, 3, s, e}, dt), v = cuda_randn({2, 3, s, e}, dt);
-          Tensor g = cuda_randn({2, 3, l, e}, kF32);
-          const int64_t before = fused_attention_calls();
-          Grads fused = run(SdpaBackend::Auto, q, k, v, g, causal);
-          CHECK(fused_attention_calls() == before + 1);
-          Grads ref = run(SdpaBackend::Math, q.to(kF32), k.to(kF32), v.to(kF32), g, causal);
-          check_close(fused, ref, dt == kBF16 ? 2e-2 : 5e-3);
+  for (SdpaBackend backend : fused_backends()) {
+    for (DType dt : {kBF16, kF16}) {
+      for (int64_t e : {64, 128}) {
+        for (bool causal : {false, true}) {
+          for (const auto& shape : shapes) {
+            const int64_t l = shape.first, s = shape.second;  // not a structured binding: clang 14's CAPTURE
+            CAPTURE(name(backend));
+            CAPTURE(dt);
+            CAPTURE(e);
+            CAPTURE(causal);
+            CAPTURE(l);
+            CAPTURE(s);
+            Tensor q = cuda_randn({2, 3, l, e}, dt), k = cuda_randn({2, 3, s, e}, dt), v = cuda_randn({2, 3, s, e}, dt);
+            Tensor g = cuda_randn({2, 3, l, e}, kF32);
+            Grads fused;
+            expect_fused(backend, 1, [&] { fused = run(backend, q, k, v, g, causal); });
+            Grads ref = run(SdpaBackend::Math, q.to(kF32), k.to(kF32), v.to(kF32), g, causal);
+            check_close(fused, ref, dt == kBF16 ? 2e-2 : 5e-3);
+          }
         }
       }
     }
   }
+}
+
+TEST_CASE("cuda: fused attention: cuDNN takes head dims Ember's kernel does not, and GPT-2's layout in place") {
+  CUDA_OR_SKIP();
+  if (!kernels::cuda::cudnn_attention_available()) {
+    MESSAGE("skipped: built without cuDNN's frontend (tools/setup.sh fetches it)");
+    return;
+  }
+  manual_seed(5);
+  for (int64_t e : {32, 80, 96}) {
+    CAPTURE(e);
+    Tensor q = cuda_randn({2, 2, 100, e}, kBF16), k = cuda_randn({2, 2, 77, e}, kBF16),
+           v = cuda_randn({2, 2, 77, e}, kBF16);
+    Tensor g = cuda_randn({2, 2, 100, e}, kF32);
+    Grads fused;
+    expect_fused(SdpaBackend::Cudnn, 1, [&] { fused = run(SdpaBackend::Auto, q, k, v, g, true); });
+    check_close(fused, run(SdpaBackend::Math, q.to(kF32), k.to(kF32), v.to(kF32), g, true), 2e-2);
+  }
+  // GPT-2: q, k, v are [B, H, T, D] views of the [B, T, 3, H, D] projection; the output is [B, T, H, D]
+  // memory, so transpose(1, 2) is contiguous (no copy before c_proj), as PyTorch's.
+  const int64_t b = 2, t = 128, h = 4, d = 64;
+  Tensor qkv = cuda_randn({b, t, 3, h, d}, kBF16).requires_grad_();
+  Tensor q = qkv.select(2, 0).transpose(1, 2), k = qkv.select(2, 1).transpose(1, 2), v = qkv.select(2, 2).transpose(1, 2);
+  Tensor out;
+  expect_fused(SdpaBackend::Cudnn, 1, [&] { out = F::scaled_dot_product_attention(q, k, v, {}, 0.0, true); });
+  CHECK(out.transpose(1, 2).is_contiguous());
+  Tensor g = cuda_randn({b, t, h, d}, kBF16);
+  out.transpose(1, 2).backward(g);
+  Tensor qkv32 = qkv.detach().to(kF32).requires_grad_();
+  Tensor ref;
+  {
+    SdpaBackendGuard math(SdpaBackend::Math);
+    ref = F::scaled_dot_product_attention(qkv32.select(2, 0).transpose(1, 2), qkv32.select(2, 1).transpose(1, 2),
+                                          qkv32.select(2, 2).transpose(1, 2), {}, 0.0, true);
+    ref.transpose(1, 2).backward(g.to(kF32));
+  }
+  CHECK(rel_err(out.to(kF32).to(kCPU), ref.detach().to(kCPU)) < 2e-2);
+  CHECK(rel_err(qkv.grad().to(kF32).to(kCPU), qkv32.grad().to(kCPU)) < 2e-2);
 }
 
 TEST_CASE("cuda: fused attention: sdpa takes the fused path only where it applies") {
@@ -88,38 +148,48 @@ TEST_CASE("cuda: fused attention: sdpa takes the fused path only where it applie
   manual_seed(1);
   Tensor q = cuda_randn({2, 4, 33, 64}, kBF16), k = cuda_randn({2, 4, 40, 64}, kBF16),
          v = cuda_randn({2, 4, 40, 64}, kBF16);
-  int64_t n = fused_attention_calls();
-  (void)F::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
-  CHECK(fused_attention_calls() == ++n);
-  {  // autocast: f32 inputs run fused in the scope's dtype, the output in that dtype (as torch)
-    Autocast amp(kCuda, kBF16);
-    Tensor out = F::scaled_dot_product_attention(q.to(kF32), k.to(kF32), v.to(kF32));
-    CHECK(fused_attention_calls() == ++n);
-    CHECK(out.dtype() == kBF16);
+  for (SdpaBackend backend : fused_backends()) {
+    CAPTURE(name(backend));
+    SdpaBackendGuard guard(backend);
+    expect_fused(backend, 1, [&] { (void)F::scaled_dot_product_attention(q, k, v, {}, 0.0, true); });
+    expect_fused(backend, 1, [&] {  // autocast: f32 inputs run fused in the scope's dtype, as torch
+      Autocast amp(kCuda, kBF16);
+      Tensor out = F::scaled_dot_product_attention(q.to(kF32), k.to(kF32), v.to(kF32));
+      CHECK(out.dtype() == kBF16);
+    });
+    expect_fused(backend, 0, [&] {
+      (void)F::scaled_dot_product_attention(q, k, v, ones({33, 40}, {.dtype = kBool}).to(kCuda));  // a mask
+      (void)F::scaled_dot_product_attention(q.to(kF32), k.to(kF32), v.to(kF32));                   // f32, no autocast
+      (void)F::scaled_dot_product_attention(q.narrow(-1, 0, 36), k.narrow(-1, 0, 36), v.narrow(-1, 0, 36));  // E 36
+      (void)F::scaled_dot_product_attention(q, k, v, {}, 0.5);                                               // dropout
+    });
   }
-  (void)F::scaled_dot_product_attention(q, k, v, ones({33, 40}, {.dtype = kBool}).to(kCuda));  // a mask
-  (void)F::scaled_dot_product_attention(q.to(kF32), k.to(kF32), v.to(kF32));                   // f32, no autocast
-  (void)F::scaled_dot_product_attention(q.narrow(-1, 0, 32), k.narrow(-1, 0, 32), v.narrow(-1, 0, 32));  // E 32
-  (void)F::scaled_dot_product_attention(q, k, v, {}, 0.5);                                               // dropout
-  {
+  // Ember's kernel takes E 64 and 128 only; cuDNN's takes E 32.
+  expect_fused(SdpaBackend::Blocked, 0, [&] {
+    SdpaBackendGuard guard(SdpaBackend::Blocked);
+    (void)F::scaled_dot_product_attention(q.narrow(-1, 0, 32), k.narrow(-1, 0, 32), v.narrow(-1, 0, 32));
+  });
+  expect_fused(SdpaBackend::Auto, 0, [&] {
     SdpaBackendGuard math(SdpaBackend::Math);
     (void)F::scaled_dot_product_attention(q, k, v);
-  }
-  CHECK(fused_attention_calls() == n);
+  });
 }
 
-TEST_CASE("cuda: fused attention: the deterministic dQ pass repeats bit for bit and agrees with the atomic one") {
+TEST_CASE("cuda: fused attention: the deterministic backward repeats bit for bit and agrees with the atomic one") {
   CUDA_OR_SKIP();
   manual_seed(2);
   Tensor q = cuda_randn({2, 2, 300, 64}, kBF16), k = cuda_randn({2, 2, 200, 64}, kBF16),
          v = cuda_randn({2, 2, 200, 64}, kBF16);
   Tensor g = cuda_randn({2, 2, 300, 64}, kF32);
-  Grads atomic = run(SdpaBackend::Auto, q, k, v, g, false);
-  DeterministicGuard det(true);
-  Grads a = run(SdpaBackend::Auto, q, k, v, g, false), b = run(SdpaBackend::Auto, q, k, v, g, false);
-  CHECK(max(abs(a.dq - b.dq)).item<float>() == 0.0f);
-  CHECK(max(abs(a.dk - b.dk)).item<float>() == 0.0f);
-  check_close(a, atomic, 1e-2);
+  for (SdpaBackend backend : fused_backends()) {
+    CAPTURE(name(backend));
+    Grads atomic = run(backend, q, k, v, g, false);
+    DeterministicGuard det(true);
+    Grads a = run(backend, q, k, v, g, false), b = run(backend, q, k, v, g, false);
+    CHECK(max(abs(a.dq - b.dq)).item<float>() == 0.0f);
+    CHECK(max(abs(a.dk - b.dk)).item<float>() == 0.0f);
+    check_close(a, atomic, 1e-2);
+  }
 }
 
 TEST_CASE("cuda: fused attention: strided [B, L, H, E] views and broadcast batch dims") {
@@ -128,10 +198,14 @@ TEST_CASE("cuda: fused attention: strided [B, L, H, E] views and broadcast batch
   Tensor q = cuda_randn({2, 70, 3, 128}, kF16).transpose(1, 2), k = cuda_randn({2, 90, 3, 128}, kF16).transpose(1, 2);
   Tensor v = cuda_randn({1, 3, 90, 128}, kF16);  // broadcast over the batch
   Tensor g = cuda_randn({2, 3, 70, 128}, kF32);
-  Grads fused = run(SdpaBackend::Auto, q, k, v, g, true);
   Grads ref = run(SdpaBackend::Math, q.to(kF32), k.to(kF32), v.to(kF32), g, true);
-  check_close(fused, ref, 5e-3);
-  CHECK(fused.dv.shape() == Shape{1, 3, 90, 128});
+  for (SdpaBackend backend : fused_backends()) {
+    CAPTURE(name(backend));
+    Grads fused;
+    expect_fused(backend, 1, [&] { fused = run(backend, q, k, v, g, true); });
+    check_close(fused, ref, 5e-3);
+    CHECK(fused.dv.shape() == Shape{1, 3, 90, 128});
+  }
 }
 
 TEST_CASE("cuda: fused attention: memory grows as L + S, not L * S") {

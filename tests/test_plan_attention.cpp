@@ -5,6 +5,7 @@
 // kernels' tile loops (the same order of online-softmax updates, P and dS from the saved lse) against a
 // direct double-precision softmax attention and its gradients. Runs without a GPU.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -132,6 +133,79 @@ TEST_CASE("plan_attention: workspaces, atomics off in deterministic mode") {
   CHECK_FALSE(det.dq_atomic);
   CHECK(det.dq_accum_bytes == 0);
   CHECK(det.delta_bytes == p.delta_bytes);
+}
+
+TEST_CASE("plan_attention: cuDNN's operands are read in place where rows sit on 16 bytes") {
+  const int64_t b = 2, t = 128, h = 12, d = 64;
+  // Contiguous [b, h, t, d], 2-byte elements.
+  const std::vector<int64_t> shape{b, h, t, d};
+  auto op = sdpa_operand(shape, std::vector<int64_t>{h * t * d, t * d, d, 1}, 4096, 2);
+  REQUIRE(op.has_value());
+  CHECK(*op == sdpa_contiguous(b, h, t, d));
+  // GPT-2's q, k, v: [b, h, t, d] views of the [b, t, 3, h, d] projection, k starting h * d elements in.
+  const std::vector<int64_t> qkv_strides{t * 3 * h * d, d, 3 * h * d, 1};
+  op = sdpa_operand(shape, qkv_strides, 4096 + h * d * 2, 2);
+  REQUIRE(op.has_value());
+  CHECK(op->stride == std::array<int64_t, 4>{t * 3 * h * d, d, 3 * h * d, 1});
+  // The outputs' [b, t, h, d] memory viewed as [b, h, t, d].
+  CHECK(sdpa_bshd(b, h, t, d).stride == std::array<int64_t, 4>{t * h * d, d, h * d, 1});
+  CHECK(sdpa_operand(shape, sdpa_bshd(b, h, t, d).stride, 0, 2).has_value());
+  // 3 dims: [b, 1, s, d].
+  op = sdpa_operand(std::vector<int64_t>{b, t, d}, std::vector<int64_t>{t * d, d, 1}, 0, 2);
+  REQUIRE(op.has_value());
+  CHECK(op->dim == std::array<int64_t, 4>{b, 1, t, d});
+  CHECK(op->stride[1] == t * d);  // a size-1 dim gets a tidy stride
+  // Copies needed: a start off 16 bytes, a row stride off 16 bytes, a strided last dim, an expanded
+  // (stride 0) dim, another rank.
+  CHECK_FALSE(sdpa_operand(shape, std::vector<int64_t>{h * t * d, t * d, d, 1}, 4098, 2).has_value());
+  CHECK_FALSE(sdpa_operand(std::vector<int64_t>{b, h, t, 36}, std::vector<int64_t>{h * t * 36, t * 36, 36, 1}, 0, 2)
+                  .has_value());
+  CHECK_FALSE(sdpa_operand(shape, std::vector<int64_t>{h * t * d * 2, t * d * 2, d * 2, 2}, 0, 2).has_value());
+  CHECK_FALSE(sdpa_operand(shape, std::vector<int64_t>{0, t * d, d, 1}, 0, 2).has_value());
+  CHECK_FALSE(sdpa_operand(std::vector<int64_t>{t, d}, std::vector<int64_t>{d, 1}, 0, 2).has_value());
+  // f32 rows of 4 elements are 16 bytes: fine at 4 bytes per element, not at 2.
+  CHECK(sdpa_operand(std::vector<int64_t>{1, 1, 3, 4}, std::vector<int64_t>{12, 12, 4, 1}, 0, 4).has_value());
+  CHECK_FALSE(sdpa_operand(std::vector<int64_t>{1, 1, 3, 4}, std::vector<int64_t>{12, 12, 4, 1}, 0, 2).has_value());
+}
+
+TEST_CASE("plan_attention: cuDNN's fused attention takes f16/bf16 head dims that are multiples of 8 up to 128") {
+  auto problem = [](int64_t e) {
+    return CudnnSdpaProblem{.batch_heads = 8, .l = 100, .s = 77, .e = e, .ev = e};
+  };
+  for (int64_t e : {8, 32, 64, 80, 96, 128}) {
+    CAPTURE(e);
+    CHECK(cudnn_sdpa_refusal(problem(e)).empty());
+  }
+  auto refused = [](const CudnnSdpaProblem& pr, const char* why) {
+    const std::string r = cudnn_sdpa_refusal(pr);
+    CHECK_MESSAGE(r.find(why) != std::string::npos, r);
+  };
+  refused(problem(36), "multiples of 8");
+  refused(problem(136), "up to 128");
+  CudnnSdpaProblem pr = problem(64);
+  pr.ev = 32;
+  refused(pr, "value's head dim");
+  pr = problem(64);
+  pr.available = false;
+  refused(pr, "frontend");
+  pr = problem(64);
+  pr.sm = 75;
+  refused(pr, "7.5");
+  pr = problem(64);
+  pr.low_precision = false;
+  refused(pr, "bfloat16");
+  pr = problem(64);
+  pr.has_mask = true;
+  refused(pr, "attn_mask");
+  pr = problem(64);
+  pr.dropout_p = 0.1;
+  refused(pr, "dropout");
+  pr = problem(64);
+  pr.s = 0;
+  refused(pr, "empty");
+  pr = problem(64);
+  pr.cuda = false;
+  refused(pr, "CUDA");
 }
 
 TEST_CASE("attention_math: tile ranges visit exactly the tiles with a visible pair") {

@@ -25,6 +25,13 @@ if ((ci)); then
   command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || packages+=(python3 python3-pip)
 fi
 
+# The CUDA toolkit, where installed (Debian's CUDA installs leave nvcc out of PATH).
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH="/usr/local/cuda/bin:$PATH"; fi
+has_cuda=0
+command -v nvcc >/dev/null && has_cuda=1
+# pip fetches cuDNN's frontend headers below.
+((has_cuda)) && ! python3 -m pip --version >/dev/null 2>&1 && packages+=(python3-pip)
+
 missing=()
 for p in "${packages[@]}"; do
   [[ $(dpkg -s "$p" 2>/dev/null) == *"Status: install ok installed"* ]] || missing+=("$p")
@@ -46,10 +53,23 @@ if ((${#missing[@]})); then
   fi
   rm -f "$log"
 fi
-((deps_only)) && exit 0
 
-# The CUDA backend builds when nvcc is found; Debian's CUDA installs leave it out of PATH.
-if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH="/usr/local/cuda/bin:$PATH"; fi
+# cuDNN's frontend (NVIDIA's header-only C++ graph API over cuDNN, MIT) for cuDNN's fused attention
+# (kernels/cuda/attention_cudnn.cpp): its headers from PyPI's wheel into third_party/ (untracked), only
+# with the CUDA toolkit. Without them the build goes on and attention uses Ember's own fused kernel.
+fe_version=1.32.0
+fe_dir="$root/third_party/cudnn-frontend-$fe_version"
+if ((has_cuda)) && [ ! -f "$fe_dir/include/cudnn_frontend.h" ]; then
+  fe_tmp=$(mktemp -d)
+  if python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$fe_tmp" "nvidia-cudnn-frontend==$fe_version" \
+      >"$fe_tmp/log" 2>&1 && python3 "$root/tools/unpack_headers.py" "$fe_tmp"/*.whl "$fe_dir"; then
+    echo "setup: cuDNN frontend $fe_version headers in ${fe_dir#"$root"/}"
+  else
+    echo "setup: warning: could not fetch cuDNN's frontend ($(tail -n 1 "$fe_tmp/log")); attention will use Ember's kernel" >&2
+  fi
+  rm -rf "$fe_tmp"
+fi
+((deps_only)) && exit 0
 
 cd "$root"
 src=${EMBER_SOURCE_DIR:-$root}

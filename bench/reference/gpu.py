@@ -196,7 +196,9 @@ for _k, _name in (("softmax", "softmax_16384x4096"), ("layer_norm", "layer_norm_
 for _k, _name in (("copy", "copy_256M"), ("cast_bf16", "cast_bf16_256M"),
                   ("softmax_fwd_bwd", "softmax_fwd_bwd_8192x4096"), ("layer_norm_fwd_bwd", "layer_norm_fwd_bwd_8192x4096"),
                   ("cross_entropy_fwd_bwd", "cross_entropy_fwd_bwd_8192x50304"),
-                  ("attention_fwd_bwd", "attention_fwd_bwd_bf16")):
+                  ("attention_fwd_bwd", "attention_fwd_bwd_bf16"),
+                  ("attention_fwd_bwd", "attention_fwd_bwd_bf16_ember"),
+                  ("attention_fwd_bwd", "attention_fwd_bwd_bf16_cudnn")):
     WORKLOADS[f"cuda_{_name}"] = {"torch": lambda k=_k: torch_fn(k)}
 for _k, _name in (("gpt2", "gpt2_f32_step"), ("gpt2_bf16_mixed", "gpt2_bf16_mixed_step"), ("mlp", "mlp_sgd_step"),
                   ("lenet", "lenet_adam_step"), ("resnet", "resnet_sgd_step"), ("chargpt", "chargpt_adamw_step")):

@@ -111,23 +111,32 @@ void cuda_attention_bf16(benchmark::State& st) {
 GPU_WORKLOAD(cuda_softmax_16384x4096);
 GPU_WORKLOAD(cuda_layer_norm_16384x4096);
 GPU_WORKLOAD(cuda_attention_bf16);
-// The same shape forward + backward (the fused flash-attention kernels; issue goal >= 0.9x torch's sdpa):
-// batch 8, 12 heads, 1024 tokens, head dim 64, causal, bf16. Gradients of <out, g> for q, k and v.
-void cuda_attention_fwd_bwd_bf16(benchmark::State& st) {
+// The same shape forward + backward (the fused attention; issue goal >= 0.9x torch's sdpa): batch 8, 12
+// heads, 1024 tokens, head dim 64, causal, bf16. Gradients of <out, g> for q, k and v. The default
+// (Auto: cuDNN's fused attention where it takes the call), and each fused implementation on its own.
+void attention_fwd_bwd(benchmark::State& st, SdpaBackend backend) {
+  SdpaBackendGuard guard(backend);
   Tensor q = gpu_randn({8, 12, 1024, 64}, kBF16).requires_grad_();
   Tensor k = gpu_randn({8, 12, 1024, 64}, kBF16).requires_grad_();
   Tensor v = gpu_randn({8, 12, 1024, 64}, kBF16).requires_grad_(), g = gpu_randn({8, 12, 1024, 64}, kBF16);
+  const int64_t fused = fused_attention_calls();
   run_synced(st, [&] {
     q.set_grad({});
     k.set_grad({});
     v.set_grad({});
     F::scaled_dot_product_attention(q, k, v, {}, 0.0, true).backward(g);
   });
+  if (fused_attention_calls() == fused) st.SkipWithError("no fused attention kernel took the call");
   // FLOPs as FlashAttention counts them (causal: half of 4 L S E forward, 2.5x that for the backward).
   const double flops = 3.5 * 4.0 * 8 * 12 * 1024.0 * 1024.0 * 64 / 2;
   st.counters["TFLOP/s"] = benchmark::Counter(flops * st.iterations() / 1e12, benchmark::Counter::kIsRate);
 }
+void cuda_attention_fwd_bwd_bf16(benchmark::State& st) { attention_fwd_bwd(st, SdpaBackend::Auto); }
+void cuda_attention_fwd_bwd_bf16_ember(benchmark::State& st) { attention_fwd_bwd(st, SdpaBackend::Blocked); }
+void cuda_attention_fwd_bwd_bf16_cudnn(benchmark::State& st) { attention_fwd_bwd(st, SdpaBackend::Cudnn); }
 GPU_WORKLOAD(cuda_attention_fwd_bwd_bf16);
+GPU_WORKLOAD(cuda_attention_fwd_bwd_bf16_ember);
+GPU_WORKLOAD(cuda_attention_fwd_bwd_bf16_cudnn);
 
 // The bandwidth bound of the elementwise kernels (a device-to-device copy) and a cast (f32 -> bf16).
 void cuda_copy_256M(benchmark::State& st) {

@@ -1,15 +1,20 @@
-// The blocked scaled dot-product attention op: the builder checks the arguments, broadcasts the batch
-// dims with public ops (so their gradients reduce through expand's backward), runs the tiled forward of
-// kernels/attention.hpp, counts FLOPs as the composed path's two matmuls, and records a node that saves
-// q, k, v, the output and the row logsumexp. Its backward is the tiled kernel, or under create_graph
-// the same formula in public ops. fused_attention is the same op on CUDA f16/bf16, through the fused
-// flash-attention kernels (kernels/cuda/attention.cu).
+// The tiled scaled dot-product attention ops behind nn::functional::scaled_dot_product_attention:
+// blocked_attention (CPU, kernels/cpu/attention.cpp) and fused_attention (CUDA f16/bf16: cuDNN's fused
+// attention, kernels/cuda/attention_cudnn.cpp, or Ember's flash kernels, kernels/cuda/attention.cu).
+// Each builder checks its arguments, broadcasts the batch dims with public ops (so their gradients
+// reduce through expand's backward), runs the forward, counts FLOPs as the composed path's two matmuls,
+// and records a node that saves q, k, v, the output and the row logsumexp, never the [L, S] scores.
+// One backward serves them all: the implementation's kernel, or under create_graph the same formula
+// in public ops.
 #include "core/ops/attention.hpp"
 
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "core/autocast.hpp"
@@ -60,42 +65,88 @@ Tensor probs_composite(const Tensor& q, const Tensor& k, const Tensor& mask, con
   return where(dead, 0.0, softmax(where(dead, 0.0, scores), -1));
 }
 
-std::atomic<int64_t> g_fused_calls{0};
+std::atomic<int64_t> g_fused_calls{0}, g_cudnn_calls{0};
 
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
-// Contiguous and on a 16-byte boundary (the fused kernel's 128-bit loads): a copy only when needed.
+// Contiguous and on a 16-byte boundary (the fused kernels' 128-bit loads): a copy only when needed.
 Tensor aligned_contiguous(const Tensor& t) {
   Tensor c = t.contiguous();
   return aligned16(c) ? c : c.clone();
 }
 
-// Whether the fused kernel takes the call, autocast's cast included (no backend switch here).
-bool fused_applies(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& attn_mask,
-                   double dropout_p) {
-  if (!query.defined() || !key.defined() || !value.defined()) return false;
-  if (!query.device().is_cuda() || key.device() != query.device() || value.device() != query.device()) return false;
-  if (query.dim() < 2 || key.dim() < 2 || value.dim() < 2) return false;
-  if (query.dtype() != key.dtype() || query.dtype() != value.dtype()) return false;
+// Which implementation runs a call: the CPU blocked kernel, or on CUDA Ember's flash kernel or cuDNN's.
+enum class Impl : uint8_t { Blocked, Flash, Cudnn };
+
+// A fused CUDA call as the implementations' planners see it (autocast's cast included).
+struct FusedCall {
+  bool ok = false;  // on one CUDA device, floating, batch dims that broadcast
+  kernels::FlashProblem flash;
+  kernels::CudnnSdpaProblem cudnn;
+};
+
+FusedCall fused_call(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& attn_mask,
+                     double dropout_p) {
+  FusedCall c;
+  if (!query.defined() || !key.defined() || !value.defined()) return c;
+  if (!query.device().is_cuda() || key.device() != query.device() || value.device() != query.device()) return c;
+  if (query.dim() < 2 || key.dim() < 2 || value.dim() < 2) return c;
+  if (query.dtype() != key.dtype() || query.dtype() != value.dtype()) return c;
+  if (key.size(-1) != query.size(-1) || value.size(-2) != key.size(-2)) return c;
   const bool cast = autocast::should_cast(CastPolicy::kLowerPrecision, {&query, &key, &value});
   const DType dt = cast ? autocast::dtype(query.device()) : query.dtype();
   Shape batch;
   try {
     batch = broadcast_shapes(broadcast_shapes(batch_of(query), batch_of(key), "[sdpa]"), batch_of(value), "[sdpa]");
   } catch (const Error&) {
-    return false;
+    return c;
   }
-  const kernels::FlashProblem pr{.batch_heads = shape_numel(batch),
-                                 .l = query.size(-2),
-                                 .s = key.size(-2),
-                                 .e = query.size(-1),
-                                 .ev = value.size(-1),
-                                 .cuda = true,
-                                 .low_precision = dt == kF16 || dt == kBF16,
-                                 .has_mask = attn_mask.defined(),
-                                 .dropout_p = dropout_p,
-                                 .aligned = true,  // fused_attention copies a misaligned operand
-                                 .max_smem = kernels::cuda::flash_max_smem(query.device().index)};
-  return kernels::plan_flash_attention(pr).fused && key.size(-1) == query.size(-1) && value.size(-2) == key.size(-2);
+  const int device = query.device().index;
+  const bool low = dt == kF16 || dt == kBF16;
+  c.ok = true;
+  c.flash = {.batch_heads = shape_numel(batch),
+             .l = query.size(-2),
+             .s = key.size(-2),
+             .e = query.size(-1),
+             .ev = value.size(-1),
+             .cuda = true,
+             .low_precision = low,
+             .has_mask = attn_mask.defined(),
+             .dropout_p = dropout_p,
+             .aligned = true,  // fused_attention copies a misaligned operand
+             .max_smem = kernels::cuda::flash_max_smem(device)};
+  c.cudnn = {.available = kernels::cuda::cudnn_attention_available(),
+             .cuda = true,
+             .low_precision = low,
+             .has_mask = attn_mask.defined(),
+             .dropout_p = dropout_p,
+             .batch_heads = c.flash.batch_heads,
+             .l = c.flash.l,
+             .s = c.flash.s,
+             .e = c.flash.e,
+             .ev = c.flash.ev,
+             .sm = c.cudnn.available ? kernels::cuda::compute_capability(device) : 0};
+  return c;
+}
+
+bool flash_takes(const FusedCall& c) { return c.ok && kernels::plan_flash_attention(c.flash).fused; }
+bool cudnn_takes(const FusedCall& c) { return c.ok && kernels::cudnn_sdpa_refusal(c.cudnn).empty(); }
+
+// The fused implementation the thread's backend picks (none: not fused). Auto prefers cuDNN's.
+std::optional<Impl> fused_impl(const FusedCall& c) {
+  const SdpaBackend b = sdpa_backend();
+  if (b == SdpaBackend::Math) return std::nullopt;
+  if (b != SdpaBackend::Blocked && cudnn_takes(c)) return Impl::Cudnn;
+  if (b != SdpaBackend::Cudnn && flash_takes(c)) return Impl::Flash;
+  return std::nullopt;
+}
+
+// Says once per reason on stderr why cuDNN's fused attention fell back (the call still runs).
+void note_cudnn_fallback(const std::string& why, const char* to) {
+  static std::mutex mu;
+  static std::set<std::string> said;
+  std::lock_guard<std::mutex> lock(mu);
+  if (said.insert(why).second)
+    std::fprintf(stderr, "[%s] cuDNN's fused attention does not take a call (%s); %s runs it\n", kOp, why.c_str(), to);
 }
 
 // FLOPs as the composed path's products: q k^T over broadcast(q, k) batches, P v over all of them; the
@@ -103,6 +154,87 @@ bool fused_applies(const Tensor& query, const Tensor& key, const Tensor& value, 
 struct AttnFlops {
   int64_t qk, pv;
 };
+
+// [nb, rows, cols] views of a batch of matrices (contiguous), for the kernels' 3-dim entries.
+Tensor flat3(const Tensor& t) { return t.view({t.numel() / (t.size(-1) * t.size(-2)), t.size(-2), t.size(-1)}); }
+
+// A [b, h, s, e] operand of cuDNN's graph (kernels::sdpa_operand) from t, in place where it can.
+Tensor cudnn_operand(const Tensor& t) {
+  Tensor u = t.dim() == 3 ? t.unsqueeze(1) : t;
+  if (u.dim() == 4 && kernels::sdpa_operand(u.shape(), u.strides(), reinterpret_cast<uint64_t>(u.raw_data()),
+                                            itemsize(u.dtype())))
+    return u;
+  Tensor c = aligned_contiguous(t);
+  return c.dim() == 4 ? c : c.view({c.numel() / (c.size(-1) * c.size(-2)), 1, c.size(-2), c.size(-1)});
+}
+// A new [b, h, s, e] tensor over [b, s, h, e] memory: cuDNN writes it, and the usual transpose(1, 2)
+// and reshape after attention are then free (as PyTorch's flash attention's outputs).
+Tensor bshd_like(const Tensor& t) {
+  return make_tensor({t.size(0), t.size(2), t.size(1), t.size(3)}, t.dtype(), t.device()).transpose(1, 2);
+}
+
+// The gradients in public ops, differentiable again (the create_graph backward; cuDNN's last fallback).
+autograd::Grads composite_grads(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& lse,
+                                const Tensor& mask, const kernels::AttentionParams& params, autograd::Ctx& c) {
+  Tensor p = probs_composite(q, k, mask, lse, params.causal, params.scale);
+  Tensor dp = matmul(g, v.mT());
+  Tensor ds = p * (dp - sum(dp * p, {-1}, true)) * params.scale;
+  return autograd::Grads{c.needs_grad(0) ? matmul(ds, k) : Tensor(), c.needs_grad(1) ? matmul(ds.mT(), q) : Tensor(),
+                         c.needs_grad(2) ? matmul(p.mT(), g) : Tensor()};
+}
+
+// The gradients of an attention node (saved: q, k, v, out, lse, mask) by its implementation's
+// kernels, with fallbacks for cuDNN (Ember's flash kernel, else the public-op formula).
+autograd::Grads attention_grads(Impl impl, const kernels::AttentionParams& params, autograd::Ctx& c) {
+  Tensor q = c.saved(0), k = c.saved(1), v = c.saved(2), out = c.saved(3), lse = c.saved(4), mask = c.saved(5);
+  Tensor g = c.grad().to(q.dtype());
+  const bool nq = c.needs_grad(0), nk = c.needs_grad(1), nv = c.needs_grad(2);
+  auto grads = [&](const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+    return autograd::Grads{nq ? dq : Tensor(), nk ? dk : Tensor(), nv ? dv : Tensor()};
+  };
+  kernels::AttentionParams bp = params;
+  bp.deterministic = impl != Impl::Blocked && deterministic();  // read when the backward runs
+  if (impl == Impl::Cudnn) {
+    Tensor dq = bshd_like(q), dk = bshd_like(k), dv = bshd_like(v);
+    std::string why;
+    if (kernels::cuda::cudnn_attention_backward(dq, dk, dv, cudnn_operand(g), q, k, v, out, lse, bp, &why))
+      return grads(dq, dk, dv);
+    const bool flash = kernels::plan_flash_attention(
+                           {.batch_heads = q.size(0) * q.size(1), .l = q.size(2), .s = k.size(2), .e = q.size(3),
+                            .ev = v.size(3), .max_smem = kernels::cuda::flash_max_smem(q.device().index)},
+                           bp.deterministic)
+                           .fused;
+    note_cudnn_fallback("backward: " + why, flash ? "Ember's flash kernel" : "the composed formula");
+    if (!flash) return composite_grads(q, k, v, g, lse, mask, params, c);
+    impl = Impl::Flash;  // the lse is the same row logsumexp
+    q = aligned_contiguous(q), k = aligned_contiguous(k), v = aligned_contiguous(v), out = aligned_contiguous(out);
+  }
+  Tensor dq = make_tensor(q.shape(), q.dtype(), q.device()), dk = make_tensor(k.shape(), k.dtype(), k.device()),
+         dv = make_tensor(v.shape(), v.dtype(), v.device());
+  kernels::attention_backward(flat3(dq), flat3(dk), flat3(dv), flat3(impl == Impl::Flash ? aligned_contiguous(g)
+                                                                                           : g.contiguous()),
+                              flat3(q), flat3(k), flat3(v), flat3(out), lse.view({lse.numel() / lse.size(-1), lse.size(-1)}),
+                              mask, bp);
+  return grads(dq, dk, dv);
+}
+
+// Records the attention node: its backward is the public-op formula under create_graph (so it
+// differentiates again), else attention_grads.
+void record_attention(Impl impl, Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lse,
+                      const Tensor& mask, const kernels::AttentionParams& params, AttnFlops flops) {
+  if (!autograd::needs_grad({&q, &k, &v})) return;
+  autograd::record(kOp, {&out}, {&q, &k, &v}, {q, k, v, out, lse, mask}, [impl, params, flops](autograd::Ctx& c) {
+    if (autograd::is_grad_enabled()) {
+      const Tensor& q = c.saved(0);
+      return composite_grads(q, c.saved(1), c.saved(2), c.grad().to(q.dtype()), c.saved(4), c.saved(5), params, c);
+    }
+    if (c.needs_grad(0)) count_flops("matmul", flops.qk);
+    if (c.needs_grad(1)) count_flops("matmul", flops.qk);
+    if (c.needs_grad(0) || c.needs_grad(1)) count_flops("matmul", flops.pv);
+    if (c.needs_grad(2)) count_flops("matmul", flops.pv);
+    return attention_grads(impl, params, c);
+  });
+}
 
 }  // namespace
 
@@ -188,49 +320,28 @@ Tensor blocked_attention(const Tensor& query, const Tensor& key, const Tensor& v
   kernels::attention_forward(out.view({nb, l, ev}), lse.view({nb, l}), q.view({nb, l, e}), k.view({nb, s, e}),
                              v.view({nb, s, ev}), mask, params);
 
-  if (autograd::needs_grad({&q, &k, &v})) {
-    autograd::record(kOp, {&out}, {&q, &k, &v}, {q, k, v, out, lse, mask}, [params, flops](autograd::Ctx& c) {
-      Tensor q = c.saved(0), k = c.saved(1), v = c.saved(2), out = c.saved(3), lse = c.saved(4), mask = c.saved(5);
-      Tensor g = c.grad().to(q.dtype());
-      const bool nq = c.needs_grad(0), nk = c.needs_grad(1), nv = c.needs_grad(2);
-      if (autograd::is_grad_enabled()) {  // create_graph: public ops, differentiable again
-        Tensor p = probs_composite(q, k, mask, lse, params.causal, params.scale);
-        Tensor dp = matmul(g, v.mT());
-        Tensor ds = p * (dp - sum(dp * p, {-1}, true)) * params.scale;
-        return autograd::Grads{nq ? matmul(ds, k) : Tensor(), nk ? matmul(ds.mT(), q) : Tensor(),
-                               nv ? matmul(p.mT(), g) : Tensor()};
-      }
-      if (nq) count_flops("matmul", flops.qk);
-      if (nk) count_flops("matmul", flops.qk);
-      if (nq || nk) count_flops("matmul", flops.pv);
-      if (nv) count_flops("matmul", flops.pv);
-      const int64_t nb = lse.numel() / lse.size(-1), l = q.size(-2), s = k.size(-2), e = q.size(-1), ev = v.size(-1);
-      Tensor dq = make_tensor(q.shape(), q.dtype(), q.device()), dk = make_tensor(k.shape(), k.dtype(), k.device()),
-             dv = make_tensor(v.shape(), v.dtype(), v.device());
-      kernels::attention_backward(dq.view({nb, l, e}), dk.view({nb, s, e}), dv.view({nb, s, ev}),
-                                  g.contiguous().view({nb, l, ev}), q.view({nb, l, e}), k.view({nb, s, e}),
-                                  v.view({nb, s, ev}), out.view({nb, l, ev}), lse.view({nb, l}), mask, params);
-      return autograd::Grads{nq ? dq : Tensor(), nk ? dk : Tensor(), nv ? dv : Tensor()};
-    });
-  }
+  record_attention(Impl::Blocked, out, q, k, v, lse, mask, params, flops);
   return out;
 }
 
 bool use_fused_attention(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& attn_mask,
                          double dropout_p) {
-  return sdpa_backend() != SdpaBackend::Math && fused_applies(query, key, value, attn_mask, dropout_p);
+  return fused_impl(fused_call(query, key, value, attn_mask, dropout_p)).has_value();
 }
 
 int64_t fused_attention_calls() { return g_fused_calls.load(std::memory_order_relaxed); }
+int64_t cudnn_attention_calls() { return g_cudnn_calls.load(std::memory_order_relaxed); }
 
 Tensor fused_attention(const Tensor& query, const Tensor& key, const Tensor& value, bool is_causal,
                        std::optional<double> scale) {
   profiler::OpRecord prof(kOp, {&query, &key, &value});
-  EMBER_CHECK(fused_applies(query, key, value, {}, 0.0), ValueError, "[", kOp,
-              "] the fused CUDA kernel takes query [..., L, E], key [..., S, E], value [..., S, E] on one CUDA "
-              "device, all float16 or all bfloat16 (or cast to one by autocast), E 64 or 128; got query ",
-              describe(query), ", key ", describe(key), ", value ", describe(value),
-              " (nn::functional::scaled_dot_product_attention takes the others)");
+  const FusedCall call = fused_call(query, key, value, {}, 0.0);
+  const std::optional<Impl> impl = fused_impl(call);
+  EMBER_CHECK(impl.has_value(), ValueError, "[", kOp,
+              "] the fused CUDA kernels take query [..., L, E], key [..., S, E], value [..., S, E] on one CUDA "
+              "device, all float16 or all bfloat16 (or cast to one by autocast); cuDNN's E a multiple of 8 up to ",
+              kernels::kCudnnSdpaMaxHeadDim, ", Ember's E 64 or 128; got query ", describe(query), ", key ",
+              describe(key), ", value ", describe(value), " (nn::functional::scaled_dot_product_attention takes the others)");
   // Attention is a lower-precision autocast op (as in PyTorch): f32 inputs run in the scope's dtype.
   const Tensor q0 = autocast::lower(query), k0 = autocast::lower(key), v0 = autocast::lower(value);
   const DType dt = q0.dtype();
@@ -241,48 +352,42 @@ Tensor fused_attention(const Tensor& query, const Tensor& key, const Tensor& val
   const double sc = scale.value_or(1.0 / std::sqrt(static_cast<double>(e)));
   const int64_t nb = shape_numel(batch);
   const AttnFlops flops{2 * shape_numel(qk_batch) * l * s * e, 2 * nb * l * s * e};
-  count_flops("matmul", flops.qk);
-  count_flops("matmul", flops.pv);
-  Tensor q = aligned_contiguous(q0.expand(with_mat(batch, l, e)));
-  Tensor k = aligned_contiguous(k0.expand(with_mat(batch, s, e)));
-  Tensor v = aligned_contiguous(v0.expand(with_mat(batch, s, e)));
   const kernels::AttentionParams params{.scale = sc, .causal = is_causal};
+  auto counted = [&](const Tensor& out) {
+    count_flops("matmul", flops.qk);
+    count_flops("matmul", flops.pv);
+    g_fused_calls.fetch_add(1, std::memory_order_relaxed);
+    return out;
+  };
+  // A 4-dim operand without broadcast goes to the kernels as it is (cuDNN reads any layout with rows on
+  // 16 bytes); others become [batch..., rows, E] copies (expand's backward sums the broadcast).
+  auto operand = [&](const Tensor& t, int64_t rows) {
+    return t.dim() == 4 && batch_of(t) == batch ? t : t.expand(with_mat(batch, rows, e)).contiguous();
+  };
+
+  if (*impl == Impl::Cudnn) {
+    Tensor q = cudnn_operand(operand(q0, l)), k = cudnn_operand(operand(k0, s)), v = cudnn_operand(operand(v0, s));
+    Tensor out = bshd_like(q);
+    Tensor lse = make_tensor({q.size(0), q.size(1), l}, kF32, q.device());
+    std::string why;
+    if (kernels::cuda::cudnn_attention_forward(out, lse, q, k, v, params, &why)) {
+      g_cudnn_calls.fetch_add(1, std::memory_order_relaxed);
+      record_attention(Impl::Cudnn, out, q, k, v, lse, {}, params, flops);
+      return counted(out.dim() == static_cast<int64_t>(batch.size()) + 2 ? out : out.reshape(with_mat(batch, l, e)));
+    }
+    const bool flash = sdpa_backend() != SdpaBackend::Cudnn && flash_takes(call);
+    note_cudnn_fallback(why, flash ? "Ember's flash kernel" : "the composed path");
+    if (!flash) return {};
+  }
+  Tensor q = aligned_contiguous(operand(q0, l)), k = aligned_contiguous(operand(k0, s)),
+         v = aligned_contiguous(operand(v0, s));
   Tensor out = make_tensor(with_mat(batch, l, e), dt, q.device());
   Shape lse_shape = batch;
   lse_shape.push_back(l);
   Tensor lse = make_tensor(lse_shape, kF32, q.device());
-  kernels::attention_forward(out.view({nb, l, e}), lse.view({nb, l}), q.view({nb, l, e}), k.view({nb, s, e}),
-                             v.view({nb, s, e}), {}, params);
-  g_fused_calls.fetch_add(1, std::memory_order_relaxed);
-
-  if (autograd::needs_grad({&q, &k, &v})) {
-    autograd::record(kOp, {&out}, {&q, &k, &v}, {q, k, v, out, lse}, [params, flops](autograd::Ctx& c) {
-      Tensor q = c.saved(0), k = c.saved(1), v = c.saved(2), out = c.saved(3), lse = c.saved(4);
-      Tensor g = c.grad().to(q.dtype());
-      const bool nq = c.needs_grad(0), nk = c.needs_grad(1), nv = c.needs_grad(2);
-      if (autograd::is_grad_enabled()) {  // create_graph: public ops, differentiable again
-        Tensor p = probs_composite(q, k, {}, lse, params.causal, params.scale);
-        Tensor dp = matmul(g, v.mT());
-        Tensor ds = p * (dp - sum(dp * p, {-1}, true)) * params.scale;
-        return autograd::Grads{nq ? matmul(ds, k) : Tensor(), nk ? matmul(ds.mT(), q) : Tensor(),
-                               nv ? matmul(p.mT(), g) : Tensor()};
-      }
-      if (nq) count_flops("matmul", flops.qk);
-      if (nk) count_flops("matmul", flops.qk);
-      if (nq || nk) count_flops("matmul", flops.pv);
-      if (nv) count_flops("matmul", flops.pv);
-      const int64_t nb = lse.numel() / lse.size(-1), l = q.size(-2), s = k.size(-2), e = q.size(-1);
-      Tensor dq = make_tensor(q.shape(), q.dtype(), q.device()), dk = make_tensor(k.shape(), k.dtype(), k.device()),
-             dv = make_tensor(v.shape(), v.dtype(), v.device());
-      kernels::AttentionParams bp = params;
-      bp.deterministic = deterministic();  // read when the backward runs, as the other atomic kernels do
-      kernels::attention_backward(dq.view({nb, l, e}), dk.view({nb, s, e}), dv.view({nb, s, e}),
-                                  aligned_contiguous(g).view({nb, l, e}), q.view({nb, l, e}), k.view({nb, s, e}),
-                                  v.view({nb, s, e}), out.view({nb, l, e}), lse.view({nb, l}), {}, bp);
-      return autograd::Grads{nq ? dq : Tensor(), nk ? dk : Tensor(), nv ? dv : Tensor()};
-    });
-  }
-  return out;
+  kernels::attention_forward(out.view({nb, l, e}), lse.view({nb, l}), flat3(q), flat3(k), flat3(v), {}, params);
+  record_attention(Impl::Flash, out, q, k, v, lse, {}, params, flops);
+  return counted(out);
 }
 
 }  // namespace ember

@@ -10,10 +10,12 @@
 namespace ember {
 
 // Which implementation scaled_dot_product_attention runs on this thread (as torch.nn.attention.sdpa_kernel).
-// Auto: the blocked op where it applies and the score matrix is large enough (below), else the composed
-// one. Math: always the composed one. Blocked: the blocked op wherever it applies (else the composed one).
-// On CUDA, Auto and Blocked take the fused kernel (fused_attention below) wherever it applies.
-enum class SdpaBackend : uint8_t { Auto, Math, Blocked };
+// Auto: on the CPU the blocked op where it applies and the score matrix is large enough (below); on
+// CUDA cuDNN's fused attention where it takes the call, else Ember's flash kernel where it applies; the
+// composed path otherwise. Math: always the composed one. Blocked: Ember's own tiled kernels (the CPU
+// blocked op, the CUDA flash kernel) wherever they apply. Cudnn: cuDNN's fused attention wherever it
+// takes the call. Blocked and Cudnn leave the other calls to the composed path.
+enum class SdpaBackend : uint8_t { Auto, Math, Blocked, Cudnn };
 SdpaBackend sdpa_backend();
 
 // Sets the backend for its lifetime on this thread.
@@ -54,19 +56,26 @@ Tensor blocked_attention(const Tensor& query, const Tensor& key, const Tensor& v
 
 // ------------------------------------------------------------------------------------ fused CUDA
 
-// Whether fused_attention takes these (already validated) arguments: query, key and value on one CUDA
-// device, all f16 or all bf16 (or cast to one by autocast: attention is a lower-precision autocast op),
-// no attn_mask (is_causal only), no dropout, and a shape kernels::plan_flash_attention accepts (head dim
-// 64 or 128, value's head dim equal, batch * heads <= 65535). The Math backend turns it off.
+// Whether fused_attention takes these (already validated) arguments under the thread's backend: query,
+// key and value on one CUDA device, all f16 or all bf16 (or cast to one by autocast: attention is a
+// lower-precision autocast op), no attn_mask (is_causal only), no dropout, value's head dim equal to
+// query's, and a shape cuDNN's fused attention (kernels::cudnn_sdpa_refusal: head dim a multiple of 8 up
+// to 128, compute capability 8.0 on) or Ember's flash kernel (kernels::plan_flash_attention: head dim
+// 64 or 128) takes.
 bool use_fused_attention(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& attn_mask,
                          double dropout_p);
-// softmax(q k^T * scale) v by the fused CUDA flash-attention kernels (kernels/cuda/attention.cu): batch
-// dims broadcast, top-left causal; saves q, k, v, the output and the f32 row logsumexp, never the [L, S]
-// scores; under create_graph the backward is the composed formula in public ops. Raises ValueError for
-// calls use_fused_attention refuses.
+// softmax(q k^T * scale) v by a fused CUDA kernel: cuDNN's (kernels/cuda/attention_cudnn.cpp; 4-dim
+// operands are read in place, the output is [B, L, H, E] memory viewed as [B, H, L, E], as PyTorch's
+// flash attention) or Ember's flash kernels (kernels/cuda/attention.cu). Batch dims broadcast, top-left
+// causal; saves q, k, v, the output and the f32 row logsumexp, never the [L, S] scores; under
+// create_graph the backward is the composed formula in public ops. Where cuDNN refuses the call on the
+// device (said once on stderr), Ember's kernel runs it, or, if that does not apply either, the result is
+// undefined and the caller runs the composed path. Raises ValueError for calls use_fused_attention refuses.
 Tensor fused_attention(const Tensor& query, const Tensor& key, const Tensor& value, bool is_causal = false,
                        std::optional<double> scale = {});
-// How many fused_attention forwards ran in this process (tests check that the fused path was taken).
+// How many fused_attention forwards ran in this process (either kernel), and how many of them cuDNN's
+// (tests check which path was taken).
 int64_t fused_attention_calls();
+int64_t cudnn_attention_calls();
 
 }  // namespace ember

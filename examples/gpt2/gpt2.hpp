@@ -64,7 +64,8 @@ class Conv1DImpl : public nn::Module {
 EMBER_MODULE(Conv1D);
 
 // Causal self-attention: one c_attn GEMM makes q, k and v; the fused scaled_dot_product_attention (CPU
-// blocked, CUDA flash) never stores the T x T scores.
+// blocked; CUDA: cuDNN's fused attention, which reads these views in place, or Ember's flash kernel)
+// never stores the T x T scores.
 class AttentionImpl : public nn::Module {
  public:
   explicit AttentionImpl(const Config& c) : n_head(c.n_head), dropout(c.dropout) {

@@ -19,21 +19,15 @@
 #include "core/backend.hpp"
 #include "core/determinism.hpp"
 #include "kernels/conv_plan.hpp"
+#include "kernels/cuda/cudnn_handle.hpp"
 #include "kernels/cuda/runtime.hpp"
 #include "kernels/elementwise.hpp"
-
-#define EMBER_CUDNN_CHECK(expr) check_cudnn((expr), #expr, __FILE__, __LINE__)
 
 namespace ember::kernels::cuda {
 namespace {
 
 namespace cp = conv_plan;
 using cp::Kind;
-
-void check_cudnn(cudnnStatus_t s, const char* expr, const char* file, int line) {
-  if (s == CUDNN_STATUS_SUCCESS) return;
-  throw Error(detail::cat_str("[cudnn] ", expr, " failed at ", file, ":", line, ": ", cudnnGetErrorString(s)));
-}
 
 cudnnDataType_t data_type(cp::DataType t) {
   switch (t) {
@@ -75,50 +69,6 @@ cp::MathType from_cudnn(cudnnMathType_t m) {
       return cp::MathType::Default;
   }
 }
-
-// ---------------------------------------------------------------- handles
-// cuDNN handles are not safe for concurrent use, so each call leases one of its device's pool. The pool
-// is never destroyed: handles must not be freed after the CUDA context at exit.
-struct HandlePool {
-  std::mutex mu;
-  std::unordered_map<int, std::vector<cudnnHandle_t>> free;
-};
-HandlePool& handle_pool() {
-  static auto* pool = new HandlePool;
-  return *pool;
-}
-
-class Handle {
- public:
-  explicit Handle(int device) : device_(device) {
-    {
-      std::lock_guard<std::mutex> lock(handle_pool().mu);
-      auto& list = handle_pool().free[device];
-      if (!list.empty()) {
-        h_ = list.back();
-        list.pop_back();
-      }
-    }
-    if (h_ == nullptr) {
-      EMBER_CHECK(cudnnGetVersion() >= 90000, DeviceError, "[conv] needs cuDNN 9, found version ", cudnnGetVersion());
-      const cudnnStatus_t s = cudnnCreate(&h_);
-      EMBER_CHECK(s == CUDNN_STATUS_SUCCESS, DeviceError, "[conv] cannot create a cuDNN handle on cuda:", device, ": ",
-                  cudnnGetErrorString(s), " (are cuDNN 9's libraries, libcudnn_cnn included, on the path?)");
-    }
-    EMBER_CUDNN_CHECK(cudnnSetStream(h_, current_stream(device)));
-  }
-  ~Handle() {
-    std::lock_guard<std::mutex> lock(handle_pool().mu);
-    handle_pool().free[device_].push_back(h_);
-  }
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-  cudnnHandle_t get() const { return h_; }
-
- private:
-  int device_;
-  cudnnHandle_t h_ = nullptr;
-};
 
 // ---------------------------------------------------------------- descriptors
 struct Descriptors {
@@ -326,7 +276,7 @@ void launch(const cp::Plan& plan, const Descriptors& d, cudnnHandle_t h, const c
 // Runs the plan over the batch in chunks. The algorithms of every chunk size are settled first, since
 // benchmarking writes the output buffer and the weight gradient accumulates across chunks.
 void run(const cp::Plan& plan, int device, const Tensor& x, const Tensor& w, const Tensor& y) {
-  Handle handle(device);
+  CudnnHandle handle(device, "conv");
   const size_t es = itemsize(x.dtype());
   char* xp = static_cast<char*>(x.raw_data());
   char* yp = static_cast<char*>(y.raw_data());

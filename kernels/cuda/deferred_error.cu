@@ -21,8 +21,14 @@ DeferredError* deferred_error_slot(int device) {
   }
   if (g_slots[device] == nullptr) {
     DeviceGuard g(device);
+    // The first use may come inside a CUDA-graph capture (thread-local mode rejects cudaHostAlloc
+    // there and invalidates the capture): relaxed mode for the allocation, as the allocator's.
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    EMBER_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
     void* p = nullptr;
-    EMBER_CUDA_CHECK(cudaHostAlloc(&p, sizeof(DeferredError), cudaHostAllocMapped | cudaHostAllocPortable));
+    const cudaError_t err = cudaHostAlloc(&p, sizeof(DeferredError), cudaHostAllocMapped | cudaHostAllocPortable);
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    EMBER_CUDA_CHECK(err);
     g_slots[device] = new (p) DeferredError{};
     EMBER_CUDA_CHECK(cudaHostGetDevicePointer(&g_device_ptrs[device], p, 0));
   }
