@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "examples/char_gpt/char_gpt.hpp"
+#include "examples/common/schedule.hpp"
 #include "examples/digits_mlp/digits_mlp.hpp"
 #include "examples/extending/epoch_stats_callback.hpp"
 #include "examples/extending/jsonl_logger.hpp"
@@ -89,6 +90,59 @@ TEST_CASE("examples: the char GPT's validation loss falls on Pride and Prejudice
   CHECK(r.first_train_loss > 3.5);  // about ln(vocab) at the start
   CHECK(r.final_val_loss < 3.0);
   CHECK(r.sample.size() > 10);
+}
+
+TEST_CASE("examples/common: the budgeted cosine warms up, decays to min_lr and shrinks to the time budget") {
+  ember_examples::BudgetedCosine s(
+      {.lr = 2e-3, .min_lr = 1e-4, .warmup_steps = 10, .max_steps = 1000, .max_seconds = 100});
+  const double ratio = 1e-4 / 2e-3;
+  // Linear warmup: (step + 1) / warmup, reaching 1 at the last warmup step and the first cosine step.
+  CHECK(s.factor(0) == doctest::Approx(0.1));
+  CHECK(s.factor(4) == doctest::Approx(0.5));
+  CHECK(s.factor(9) == doctest::Approx(1.0));
+  CHECK(s.factor(10) == doctest::Approx(1.0));
+  // Cosine: halfway between 1 and min_lr / lr midway, min_lr / lr at total_steps and after.
+  CHECK(s.factor(505) == doctest::Approx((1 + ratio) / 2));
+  CHECK(s.factor(1000) == doctest::Approx(ratio));
+  CHECK(s.factor(5000) == doctest::Approx(ratio));
+
+  // The scheduler reads the schedule at each step, so it follows total_steps when it shrinks later.
+  auto opt = std::make_shared<ember::optim::SGD>(std::vector<ember::Tensor>{ember::zeros({2}).requires_grad_()},
+                                                 ember::optim::SGDOptions{.lr = 2e-3});
+  auto sched = s.scheduler(*opt);
+  CHECK(opt->lr(0) == doctest::Approx(2e-4));  // step 0 of the warmup
+  for (int i = 0; i < 4; ++i) sched->step();
+  CHECK(opt->lr(0) == doctest::Approx(1e-3));
+
+  // Step 20 took 10 s: 0.525 s a step with the 5% overhead, so 190 steps fit in 100 s. The fit happens
+  // once (accumulated batches end at the same step), and training stops at the new end or the budget.
+  CHECK_FALSE(s.after_step(19, 9.5));
+  CHECK(s.total_steps() == 1000);
+  CHECK_FALSE(s.after_step(20, 10.0));
+  CHECK(s.total_steps() == 190);
+  CHECK_FALSE(s.after_step(20, 50.0));
+  CHECK(s.total_steps() == 190);
+  CHECK(s.factor(190) == doctest::Approx(ratio));
+  CHECK(s.factor(100) == doctest::Approx((1 + ratio) / 2));
+  CHECK_FALSE(s.after_step(189, 99.0));
+  CHECK(s.after_step(190, 99.0));
+  CHECK(s.after_step(150, 100.5));
+  for (int i = 0; i < 186; ++i) sched->step();  // to step 190, the shrunk schedule's end
+  CHECK(opt->lr(0) == doctest::Approx(1e-4));
+
+  // The fitted length is clamped to [warmup + 1, max_steps] and travels with checkpoints.
+  ember_examples::BudgetedCosine slow({.lr = 1, .warmup_steps = 10, .max_steps = 1000, .max_seconds = 100});
+  slow.after_step(20, 5000.0);
+  CHECK(slow.total_steps() == 11);
+  ember_examples::BudgetedCosine fast({.lr = 1, .warmup_steps = 10, .max_steps = 1000, .max_seconds = 100});
+  fast.after_step(20, 0.01);
+  CHECK(fast.total_steps() == 1000);
+  ember::train::Checkpoint ck;
+  s.save(ck, "total");
+  fast.load(ck, "total");
+  CHECK(fast.total_steps() == 190);
+  fast.load(ck, "absent");
+  CHECK(fast.total_steps() == 190);
 }
 
 TEST_CASE("examples/extending: the custom callback times every epoch and stops at the accuracy goal") {

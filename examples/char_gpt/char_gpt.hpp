@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/schedule.hpp"
 #include "ember.hpp"
 
 namespace char_gpt {
@@ -50,12 +51,19 @@ struct GPT : train::TrainModule {
   Config cfg;
   // The budget counts from here (train() sets it to its own start, so data preparation counts too).
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-  // Where the cosine reaches min_lr and training stops: max_steps, or fewer once the first steps show
-  // that the time budget ends sooner (the schedule is stretched to the run that will really happen).
-  int64_t total_steps;
+  // Warmup then cosine to min_lr, ending (and stopping training) at max_steps or sooner once the first
+  // steps show that the time budget ends sooner (the schedule is stretched to the run that will happen).
+  ember_examples::BudgetedCosine schedule;
   double first_train_loss = 0;
 
-  GPT(int64_t vocab, const Config& c) : context(c.context), cfg(c), total_steps(c.max_steps) {
+  GPT(int64_t vocab, const Config& c)
+      : context(c.context),
+        cfg(c),
+        schedule({.lr = c.lr,
+                  .min_lr = c.min_lr,
+                  .warmup_steps = c.warmup_steps,
+                  .max_steps = c.max_steps,
+                  .max_seconds = c.max_seconds}) {
     tok = register_module("tok", nn::Embedding(vocab, c.d_model));
     pos = register_module("pos", nn::Embedding(c.context, c.d_model));
     for (int64_t i = 0; i < c.layers; ++i) {
@@ -115,19 +123,11 @@ struct GPT : train::TrainModule {
 
   // After each optimizer step: at step 20, fit the schedule to the time budget; stop at its end.
   void on_train_batch_end(const Tensor&, const data::Batch&, int64_t) override {
-    const int64_t step = global_step();
-    if (step == 20) {
-      double per_step = seconds() / 20 * 1.05;  // evaluation and sampling take a little extra
-      total_steps = std::min(cfg.max_steps,
-                             std::max<int64_t>(cfg.warmup_steps + 1, static_cast<int64_t>(cfg.max_seconds / per_step)));
-    }
-    if (step >= total_steps || seconds() > cfg.max_seconds) trainer().should_stop = true;
+    if (schedule.after_step(global_step(), seconds())) trainer().should_stop = true;
   }
   // The fitted schedule length travels with checkpoints, so a resumed run decays on the same curve.
-  void on_save_checkpoint(train::Checkpoint& ck) override { ck.state["char_gpt_total_steps"] = total_steps; }
-  void on_load_checkpoint(const train::Checkpoint& ck) override {
-    total_steps = ck.state.value("char_gpt_total_steps", total_steps);
-  }
+  void on_save_checkpoint(train::Checkpoint& ck) override { schedule.save(ck, "char_gpt_total_steps"); }
+  void on_load_checkpoint(const train::Checkpoint& ck) override { schedule.load(ck, "char_gpt_total_steps"); }
 
   train::OptimizerConfig configure_optimizers() override {
     // Weight decay on matrices only (GPT-2 practice): biases, norms and embeddings are left alone.
@@ -137,16 +137,8 @@ struct GPT : train::TrainModule {
     auto opt = std::make_shared<optim::AdamW>(
         std::vector<optim::ParamGroup>{optim::ParamGroup{decay}, optim::ParamGroup{no_decay, {{"weight_decay", 0.0}}}},
         optim::AdamWOptions{.lr = cfg.lr, .betas = {0.9, 0.99}, .weight_decay = cfg.weight_decay});
-    // Linear warmup, then cosine decay to min_lr at total_steps (read at each step: it may shrink).
-    const int64_t warm = cfg.warmup_steps;
-    const double lr_ratio = cfg.min_lr / cfg.lr;
-    auto sched = std::make_shared<optim::LambdaLR>(*opt, [this, warm, lr_ratio](int64_t step) {
-      if (step < warm) return static_cast<double>(step + 1) / static_cast<double>(warm);
-      double t = std::min(
-          1.0, static_cast<double>(step - warm) / static_cast<double>(std::max<int64_t>(1, total_steps - warm)));
-      return lr_ratio + (1 - lr_ratio) * 0.5 * (1 + std::cos(M_PI * t));
-    });
-    return {opt, {.scheduler = sched, .interval = "step"}};
+    // Linear warmup, then cosine decay to min_lr at the schedule's end (read at each step: it may shrink).
+    return {opt, {.scheduler = schedule.scheduler(*opt), .interval = "step"}};
   }
 };
 

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "../common/schedule.hpp"
 #include "gpt2.hpp"
 
 namespace gpt2 {
@@ -87,11 +88,16 @@ struct GPT2 : train::TrainModule {
   GPT2Model transformer{nullptr};
   TrainConfig cfg;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-  int64_t total_steps;  // where the cosine reaches min_lr and training stops (may shrink to the budget)
-  bool fitted = false;
+  ember_examples::BudgetedCosine schedule;  // warmup then cosine to min_lr; may shrink to the time budget
   double first_train_loss = 0;
 
-  explicit GPT2(const TrainConfig& c) : cfg(c), total_steps(c.max_steps) {
+  explicit GPT2(const TrainConfig& c)
+      : cfg(c),
+        schedule({.lr = c.lr,
+                  .min_lr = c.min_lr,
+                  .warmup_steps = c.warmup_steps,
+                  .max_steps = c.max_steps,
+                  .max_seconds = c.max_seconds}) {
     transformer = register_module("transformer", GPT2Model(c.model));
     save_hyperparameters({{"vocab_size", c.model.vocab_size},
                           {"context", c.model.context},
@@ -127,19 +133,10 @@ struct GPT2 : train::TrainModule {
 
   // At optimizer step 20, fit the schedule to the time budget; stop at its end.
   void on_train_batch_end(const Tensor&, const data::Batch&, int64_t) override {
-    const int64_t step = global_step();
-    if (step == 20 && !fitted) {
-      fitted = true;
-      const double per_step = seconds() / 20 * 1.05;  // validation takes a little extra
-      total_steps = std::min(cfg.max_steps,
-                             std::max<int64_t>(cfg.warmup_steps + 1, static_cast<int64_t>(cfg.max_seconds / per_step)));
-    }
-    if (step >= total_steps || seconds() > cfg.max_seconds) trainer().should_stop = true;
+    if (schedule.after_step(global_step(), seconds())) trainer().should_stop = true;
   }
-  void on_save_checkpoint(train::Checkpoint& ck) override { ck.state["gpt2_total_steps"] = total_steps; }
-  void on_load_checkpoint(const train::Checkpoint& ck) override {
-    total_steps = ck.state.value("gpt2_total_steps", total_steps);
-  }
+  void on_save_checkpoint(train::Checkpoint& ck) override { schedule.save(ck, "gpt2_total_steps"); }
+  void on_load_checkpoint(const train::Checkpoint& ck) override { schedule.load(ck, "gpt2_total_steps"); }
 
   train::OptimizerConfig configure_optimizers() override {
     // Weight decay on matrices (Conv1D weights and the embeddings, as nanoGPT and llm.c); biases and
@@ -149,15 +146,7 @@ struct GPT2 : train::TrainModule {
     auto opt = std::make_shared<optim::AdamW>(
         std::vector<optim::ParamGroup>{optim::ParamGroup{decay}, optim::ParamGroup{no_decay, {{"weight_decay", 0.0}}}},
         optim::AdamWOptions{.lr = cfg.lr, .betas = {0.9, 0.95}, .weight_decay = cfg.weight_decay, .fused = true});
-    const int64_t warm = cfg.warmup_steps;
-    const double lr_ratio = cfg.min_lr / cfg.lr;
-    auto sched = std::make_shared<optim::LambdaLR>(*opt, [this, warm, lr_ratio](int64_t step) {
-      if (step < warm) return static_cast<double>(step + 1) / static_cast<double>(warm);
-      const double t = std::min(
-          1.0, static_cast<double>(step - warm) / static_cast<double>(std::max<int64_t>(1, total_steps - warm)));
-      return lr_ratio + (1 - lr_ratio) * 0.5 * (1 + std::cos(M_PI * t));
-    });
-    return {opt, {.scheduler = sched, .interval = "step"}};
+    return {opt, {.scheduler = schedule.scheduler(*opt), .interval = "step"}};
   }
 };
 
