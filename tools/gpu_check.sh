@@ -11,6 +11,7 @@
 #                                 build-cuda/gpu_bundle/bundle.tar.gz (the programs, the shared libraries they
 #                                 need that a bare CUDA box may lack, and MNIST) to carry. cuBLAS, cuDNN and
 #                                 NCCL are not carried: the GPU machine's own (toolkit or PyTorch's wheels) serve.
+#   tools/gpu_check.sh --list-sources  prints the library sources the direct compile (3. below) builds.
 #
 # Build choice on the GPU machine, first that works:
 #   1. build-cuda/gpu_bundle carried from a build machine (needs the NVIDIA driver and glibc >= 2.34);
@@ -21,6 +22,20 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 2
+
+# The library's .cpp or .cu sources (by $1) from every `ember_sources (+)= files(...)` statement of
+# meson.build, one a line, less those the direct compile cannot build: the no-CUDA stubs and the MPI/NCCL
+# communicators. The generated ember_data_embedded.cpp (a custom_target) is made separately.
+meson_sources() {
+  awk '/^ *ember_sources \+?= files\(/ {on = 1} on {print} on && /\)/ {on = 0}' meson.build |
+    grep -o "'[^']*\.$1'" | tr -d "'" |
+    grep -v -x -e kernels/cuda_stubs.cpp -e dist/mpi.cpp -e dist/nccl.cpp
+}
+if [[ "${1:-}" == "--list-sources" ]]; then
+  meson_sources cpp
+  meson_sources cu
+  exit 0
+fi
 LOGDIR=${OUT:-$ROOT/build-gpu-check}
 mkdir -p "$LOGDIR"
 LOG=$LOGDIR/gpu_check.log
@@ -138,12 +153,12 @@ use_direct() {
   local arch=${EMBER_GPU_ARCH:-90} dir=build-gpu-direct missing=()
   have g++ || missing+=("g++")
   [[ -x "$NVCC" ]] || missing+=("nvcc")
-  for h in tbb/parallel_for.h cblas.h zlib.h nlohmann/json.hpp doctest/doctest.h; do
+  for h in tbb/parallel_for.h cblas.h zlib.h nlohmann/json.hpp yaml-cpp/yaml.h doctest/doctest.h; do
     echo "#include <$h>" | g++ -std=c++20 -x c++ -fsyntax-only - 2>/dev/null ||
       echo "#include <$h>" | g++ -std=c++20 -I/usr/include/openblas -x c++ -fsyntax-only - 2>/dev/null ||
       missing+=("header <$h>")
   done
-  for l in tbb openblas z; do
+  for l in tbb openblas z yaml-cpp; do
     echo 'int main(){}' | g++ -x c++ - -l$l -o /dev/null 2>/dev/null || missing+=("library -l$l")
   done
   if ((${#missing[@]})); then
@@ -152,10 +167,20 @@ use_direct() {
     return 1
   fi
   mkdir -p $dir/obj
-  local srcs cus
-  srcs=$(sed -n "/^ember_sources = files(/,/^)/p" meson.build | grep -o "'[^']*\.cpp'" | tr -d "'")
-  cus=$(grep -o "'kernels/cuda/[a-z_]*\.cu'" meson.build | tr -d "'" | sort -u)
   local cxx=(g++ -std=c++20 -O2 -DNDEBUG -DEMBER_CUDA=1 -I. -I/usr/include/openblas -I"$CUDA_HOME/include" -fno-math-errno -pthread)
+  # cuBLAS is required (meson's cuda dependency); cuDNN only when its header is there, as in meson.build
+  # (which adds its handle's source only then; cuDNN's frontend is left out: attention uses Ember's kernel).
+  local ld=(-L"$CUDA_HOME/lib64" -lcublas -lcublasLt -lcudart_static -ldl -lrt -lopenblas -ltbb -lz -lyaml-cpp -pthread)
+  local no_cudnn=kernels/cuda/cudnn_handle.cpp
+  if echo '#include <cudnn.h>' | g++ -I"$CUDA_HOME/include" -x c++ -fsyntax-only - 2>/dev/null; then
+    cxx+=(-DEMBER_CUDNN=1)
+    ld+=(-lcudnn)
+    no_cudnn=none
+  fi
+  local srcs cus
+  srcs="$(meson_sources cpp | grep -v -x "$no_cudnn" | tr '\n' ' ') $dir/ember_data_embedded.cpp"
+  cus=$(meson_sources cu)
+  python3 tools/embed_data.py data/digits.csv.gz "$ROOT/data" $dir/ember_data_embedded.cpp || return 1
   say "direct build: $(echo $srcs | wc -w) C++ and $(echo $cus | wc -w) CUDA sources, sm_$arch, $JOBS jobs"
   printf '%s\n' $srcs tests/test_main.cpp tests/test_cuda.cpp bench/gpu/bm_gpu_elementwise.cpp |
     xargs -P "$JOBS" -I{} sh -c '"$@" -c {} -o '"$dir"'/obj/$(echo {} | tr / _).o || exit 255' _ "${cxx[@]}" \
@@ -165,7 +190,6 @@ use_direct() {
     -gencode arch=compute_$arch,code=sm_$arch || return 1
   local lib_objs
   lib_objs=$(ls $dir/obj/*.o | grep -v -e tests_test_ -e bench_gpu_)
-  local ld=(-L"$CUDA_HOME/lib64" -lcudart_static -ldl -lrt -lopenblas -ltbb -lz -pthread)
   g++ -o $dir/ember_tests $dir/obj/tests_test_main.cpp.o $dir/obj/tests_test_cuda.cpp.o $lib_objs "${ld[@]}" || return 1
   g++ -o $dir/bm_gpu_elementwise $dir/obj/bench_gpu_bm_gpu_elementwise.cpp.o $lib_objs "${ld[@]}" || return 1
   TESTS=$dir/ember_tests BENCH=$dir/bm_gpu_elementwise
