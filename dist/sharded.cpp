@@ -13,6 +13,7 @@
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
 #include "core/ops/reduce.hpp"
+#include "core/ops/shape.hpp"
 
 namespace ember::dist {
 
@@ -299,32 +300,39 @@ void ShardedDataParallel::gather_parameters() {
   while (!flying.empty()) unpack();
 }
 
-double ShardedDataParallel::clip_grad_norm_(double max_norm, double norm_type, bool error_if_nonfinite) {
+Tensor ShardedDataParallel::clip_grad_norm_(double max_norm, double norm_type, bool error_if_nonfinite) {
   EMBER_CHECK(norm_type > 0 || std::isinf(norm_type), ValueError, "[", kWho,
               "] clip_grad_norm_: norm_type must be positive or inf, got ", norm_type);
   autograd::NoGradGuard no_grad;
   const bool inf = std::isinf(norm_type);
-  std::vector<Tensor> grads;
-  double local = 0;
+  const Device device = params_.empty() ? Device() : params_.front().device();
+  std::vector<Tensor> grads, norms;
   for (const Tensor& p : owned_parameters()) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     EMBER_CHECK(g.is_floating_point(), DTypeError, "[", kWho, "] clip_grad_norm_ needs floating gradients, got ",
                 describe(g));
-    const double n = norm(g, norm_type).item().to_double();
-    local = inf ? std::max(local, n) : local + std::pow(n, norm_type);
-    if (std::isnan(n)) local = n;  // std::max drops a NaN
+    norms.push_back(norm(g, norm_type).to(device, kF64));
     grads.push_back(std::move(g));
   }
-  const double reduced = comm_.all_reduce_scalar(local, inf ? ReduceOp::kMax : ReduceOp::kSum);
-  double total = inf ? reduced : std::pow(reduced, 1.0 / norm_type);
-  if (inf && comm_.any(std::isnan(local))) total = NAN;  // a maximum may drop a NaN; a sum keeps it
-  EMBER_CHECK(!error_if_nonfinite || std::isfinite(total), ValueError, "[", kWho,
-              "] clip_grad_norm_: the total norm of order ", norm_type, " over every rank's gradients is non-finite (",
-              total, "), so it cannot be clipped; set error_if_nonfinite=false to scale by it anyway");
-  const double coef = max_norm / (total + 1e-6);
-  if (!(coef >= 1.0))
-    for (Tensor& g : grads) g.mul_(coef);
+  // This rank's part stays on the device (no host read inside the step): the sum of the norms' p-th powers,
+  // or for inf their maximum beside a NaN flag (a maximum may drop a NaN; a sum keeps it).
+  Tensor part = zeros({inf ? 2 : 1}, {.dtype = kF64, .device = device});
+  if (!norms.empty()) {
+    const Tensor n = stack(norms);
+    part = inf ? stack({n.max(), n.isnan().any().to(kF64)}) : n.pow(norm_type).sum().reshape({1});
+  }
+  comm_.all_reduce(part, inf ? ReduceOp::kMax : ReduceOp::kSum);
+  const Tensor total = inf ? where(part[1] > 0, NAN, part[0]) : part[0].pow(1.0 / norm_type);
+  if (error_if_nonfinite) {
+    const double v = total.item<double>();
+    EMBER_CHECK(std::isfinite(v), ValueError, "[", kWho, "] clip_grad_norm_: the total norm of order ", norm_type,
+                " over every rank's gradients is non-finite (", v,
+                "), so it cannot be clipped; set error_if_nonfinite=false to scale by it anyway");
+  }
+  // Scaled by min(1, coef) on the device: a factor of 1 leaves a gradient exactly as it was.
+  const Tensor coef = (max_norm / (total + 1e-6)).clamp(std::nullopt, 1.0);
+  for (Tensor& g : grads) g.mul_(coef.to(g.device(), g.dtype()));
   return total;
 }
 

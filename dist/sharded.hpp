@@ -81,9 +81,10 @@ class ShardedDataParallel : public Replica {
 
   // ---- what the optimizer step needs from all ranks
   // The norm of all ranks' owned gradients together (= nn::clip_grad_norm_ over the full gradients),
-  // then owned gradients scaled by min(1, max_norm / (norm + 1e-6)). Returns the total norm; every
-  // rank must call it. norm_type: p > 0 or INFINITY.
-  double clip_grad_norm_(double max_norm, double norm_type = 2.0, bool error_if_nonfinite = false);
+  // then owned gradients scaled by min(1, max_norm / (norm + 1e-6)). Returns the total norm, a float64
+  // 0-dim tensor on the parameters' device (no host sync unless error_if_nonfinite); every rank must call
+  // it. norm_type: p > 0 or INFINITY.
+  Tensor clip_grad_norm_(double max_norm, double norm_type = 2.0, bool error_if_nonfinite = false);
   // Clamps the owned gradients (elementwise, so local).
   void clip_grad_value_(double clip_value);
   // Whether any rank's owned gradients hold an Inf or NaN: the same answer on every rank.

@@ -169,7 +169,10 @@ TEST_SUITE("dist sharded") {
           if (p[k].grad().defined()) CHECK(testing::allclose(p[k].grad(), q[k].grad(), 1e-12, 1e-14));
         }
         if (c.clip_norm_type != 0) {
-          const double norm = sdp.clip_grad_norm_(max_norm, c.clip_norm_type);
+          const int64_t reads = host_reads();
+          const Tensor norm_tensor = sdp.clip_grad_norm_(max_norm, c.clip_norm_type);
+          CHECK(host_reads() == reads);  // the norm and the scaling stay on the device
+          const double norm = norm_tensor.item<double>();
           nn::clip_grad_norm_(ddp_net->parameters(), max_norm, c.clip_norm_type);
           const double ref_norm = nn::clip_grad_norm_(ref->parameters(), max_norm, c.clip_norm_type).item<double>();
           CHECK(norm == doctest::Approx(ref_norm).epsilon(1e-12));
@@ -206,7 +209,7 @@ TEST_SUITE("dist sharded") {
     CHECK(sdp.found_nonfinite());
     CHECK(throws_with<ValueError>([&] { sdp.clip_grad_norm_(1.0, 2.0, true); },
                                   "over every rank's gradients is non-finite"));
-    CHECK(std::isnan(sdp.clip_grad_norm_(1.0, INFINITY)));
+    CHECK(std::isnan(sdp.clip_grad_norm_(1.0, INFINITY).item<double>()));
     CHECK(sdp.any_rank(rank() == world() - 1));
     CHECK(!sdp.any_rank(false));
   }

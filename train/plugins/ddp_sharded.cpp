@@ -55,7 +55,7 @@ std::shared_ptr<void> DDPShardedStrategy::block_backward_sync() {
 
 Tensor DDPShardedStrategy::clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   if (!sdp_) return Strategy::clip_grad_norm(params, max_norm);
-  return full({}, sdp_->clip_grad_norm_(max_norm), {.dtype = kF64});
+  return sdp_->clip_grad_norm_(max_norm);
 }
 
 void DDPShardedStrategy::clip_grad_value(const std::vector<Tensor>& params, double clip_value) {
