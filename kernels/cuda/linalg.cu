@@ -7,6 +7,7 @@
 // CPU tests check; this file only turns a plan into descriptors. The heuristic's algorithm is cached per
 // plan key and device. A plan cuBLASLt cannot run (integer dtypes, k == 0 or alpha == 0, no algorithm
 // found) runs the reference kernel: linalg_plan::lt_element, the same code the CPU tests evaluate plans with.
+// The cuBLASLt-only epilogues (GELU_AUX_BIAS, BGRADA/B) without an algorithm run their unfused paths instead.
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
@@ -206,8 +207,8 @@ struct Algo {
 };
 
 // The heuristic's first choice for a plan on a device, cached (cuBLASLt's heuristic costs microseconds
-// per call, more than a small GEMM).
-Algo find_algo(int dev, const lp::Plan& p, const Descriptors& d) {
+// per call, more than a small GEMM). `fallback` names what the caller runs instead when there is none.
+Algo find_algo(int dev, const lp::Plan& p, const Descriptors& d, const char* fallback) {
   static std::mutex mu;
   static std::map<std::pair<int, lp::Key>, Algo> cache;
   const auto key = std::make_pair(dev, lp::cache_key(p));
@@ -224,11 +225,9 @@ Algo find_algo(int dev, const lp::Plan& p, const Descriptors& d) {
   if (s == CUBLAS_STATUS_SUCCESS && returned > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
     algo = {true, result.algo, result.workspaceSize};
   } else {
-    std::fprintf(stderr,
-                 "[matmul] cuBLASLt has no algorithm for m=%lld n=%lld k=%lld batch=%lld (%s); using the "
-                 "reference kernel\n",
+    std::fprintf(stderr, "[matmul] cuBLASLt has no algorithm for m=%lld n=%lld k=%lld batch=%lld (%s); running %s\n",
                  static_cast<long long>(p.m), static_cast<long long>(p.n), static_cast<long long>(p.k),
-                 static_cast<long long>(p.chunk), cublasGetStatusName(s));
+                 static_cast<long long>(p.chunk), cublasGetStatusName(s), fallback);
   }
   std::lock_guard lock(mu);
   cache.emplace(key, algo);
@@ -271,7 +270,7 @@ void launch_lt(int dev, const lp::Plan& plan, const T* A, const T* B, T* C, cons
     p.align_b = lp::alignment(reinterpret_cast<uint64_t>(b));
     p.align_c = lp::alignment(reinterpret_cast<uint64_t>(c));
     Descriptors d(p, bias);
-    const Algo algo = find_algo(dev, p, d);
+    const Algo algo = find_algo(dev, p, d, "the reference GEMM kernel (one thread per output element)");
     if (!algo.found) {
       launch_reference(dev, p, a, b, c, bias, alpha, beta, beta_zero);
       continue;
@@ -292,7 +291,10 @@ void launch_lt(int dev, const lp::Plan& plan, const T* A, const T* B, T* C, cons
 template <class T>
 bool try_lt_epilogue(int dev, const lp::Plan& p, const T* A, const T* B, T* C, void* bias, void* aux, int64_t aux_ld) {
   const Descriptors d(p, bias, aux, aux_ld);
-  const Algo algo = find_algo(dev, p, d);
+  const Algo algo = find_algo(dev, p, d,
+                              p.epilogue == lp::Epilogue::GeluAuxBias
+                                  ? "the unfused addmm_gelu (a GEMM with the bias epilogue, then a GELU pass)"
+                                  : "a GEMM without the epilogue; the caller sums the bias gradient separately");
   if (!algo.found) return false;
   const float one = 1.f, zero = 0.f;
   Tensor workspace;
