@@ -140,7 +140,7 @@ void conv2d_weight_backward(const Tensor&, const Tensor&, const Tensor&, const C
 }
 
 std::pair<int64_t, int64_t> index_range(const Tensor&) { no_cuda("index_range"); }
-void index_select(const Tensor&, const Tensor&, int64_t, const Tensor&) { no_cuda("index_select"); }
+void index_select(const Tensor&, const Tensor&, int64_t, const Tensor&, IndexOp) { no_cuda("index_select"); }
 void gather(const Tensor&, const Tensor&, int64_t, const Tensor&) { no_cuda("gather"); }
 void scatter(const Tensor&, int64_t, const Tensor&, const Tensor&, ScatterMode, const Scalar&) { no_cuda("scatter"); }
 void masked_fill(const Tensor&, const Tensor&, const Tensor&, const Scalar&) { no_cuda("masked_fill"); }

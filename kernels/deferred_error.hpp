@@ -13,7 +13,11 @@ namespace ember::kernels {
 enum class DeferredCode : int64_t {
   kNone = 0,
   kCrossEntropyTarget = 1,  // args: target, classes, flat target index, ignore_index
+  kIndexOutOfRange = 2,     // args: index, size along dim, dim, IndexOp
 };
+
+// The op an index_select on CUDA checks its indices for (the message names it).
+enum class IndexOp : int64_t { kIndexSelect = 0, kEmbedding = 1 };
 
 // One error; written by one device thread (args first, then code), read by the host after a sync.
 struct DeferredError {

@@ -22,9 +22,9 @@ std::pair<int64_t, int64_t> index_range(const Tensor& index) {
   if (index.device().is_cuda()) return cuda::index_range(index);
   return cpu::index_range(index);
 }
-void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index) {
+void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, IndexOp op) {
   check_devices("index_select", {&out, &self, &index});
-  if (out.device().is_cuda()) return cuda::index_select(out, self, dim, index);
+  if (out.device().is_cuda()) return cuda::index_select(out, self, dim, index, op);
   cpu::index_select(out, self, dim, index);
 }
 void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index) {

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/tensor.hpp"
+#include "kernels/deferred_error.hpp"
 
 namespace ember::kernels {
 
@@ -13,8 +14,11 @@ enum class ScatterMode : uint8_t { Assign, Add };
 
 // (min, max) over a non-empty i32/i64 index tensor of any strides.
 std::pair<int64_t, int64_t> index_range(const Tensor& index);
-// out <- self.index_select(dim, index): self and out contiguous, index 1-D.
-void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index);
+// out <- self.index_select(dim, index): self and out contiguous, index 1-D. The CPU kernel trusts the
+// indices (the op checks them first); the CUDA kernel checks each one itself, writes 0 for a bad one and
+// reports it as a deferred error naming `op` (kernels/deferred_error.hpp), so that no host read is needed.
+void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index,
+                  IndexOp op = IndexOp::kIndexSelect);
 // out[..j..] = self[..index[..j..]..] along dim; out has index's shape, self any strides.
 void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index);
 // out[..index[..j..]..] = src[..j..] (Assign) or += alpha * src[..j..] (Add), walking index's shape;
@@ -44,7 +48,7 @@ void masked_select(const Tensor& out, const Tensor& self, const Tensor& mask);
 
 namespace cuda {
 std::pair<int64_t, int64_t> index_range(const Tensor& index);
-void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index);
+void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, IndexOp op);
 void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index);
 void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, ScatterMode mode,
              const Scalar& alpha);

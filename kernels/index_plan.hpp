@@ -51,12 +51,21 @@ struct SelectGeom {
 };
 SelectGeom plan_index_select(const Tensor& self, int64_t dim, const Tensor& index);
 
-// Source element offset (in self) of output element i.
+// The index value that output element i reads (the first element of its index position is the one
+// that reports a bad value: `first`), and the source element offset (in self) for that value.
+template <class I>
+EMBER_HD int64_t select_index(const SelectGeom& g, const I* index, int64_t i, bool* first = nullptr) {
+  const int64_t c = i % g.inner, r = i / g.inner;
+  if (first != nullptr) *first = c == 0 && r < g.m;
+  return static_cast<int64_t>(index[(r % g.m) * g.istride]);
+}
+EMBER_HD int64_t select_offset(const SelectGeom& g, int64_t v, int64_t i) {
+  const int64_t c = i % g.inner, o = i / g.inner / g.m;
+  return (o * g.n + v) * g.inner + c;
+}
 template <class I>
 EMBER_HD int64_t select_source(const SelectGeom& g, const I* index, int64_t i) {
-  const int64_t c = i % g.inner, r = i / g.inner;
-  const int64_t j = r % g.m, o = r / g.m;
-  return (o * g.n + static_cast<int64_t>(index[j * g.istride])) * g.inner + c;
+  return select_offset(g, select_index(g, index, i), i);
 }
 
 // gather walks index's shape: operands (out, self with its dim stride zeroed, index); the index value

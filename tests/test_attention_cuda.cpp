@@ -125,7 +125,8 @@ TEST_CASE("cuda: fused attention: cuDNN takes head dims Ember's kernel does not,
   // memory, so transpose(1, 2) is contiguous (no copy before c_proj), as PyTorch's.
   const int64_t b = 2, t = 128, h = 4, d = 64;
   Tensor qkv = cuda_randn({b, t, 3, h, d}, kBF16).requires_grad_();
-  Tensor q = qkv.select(2, 0).transpose(1, 2), k = qkv.select(2, 1).transpose(1, 2), v = qkv.select(2, 2).transpose(1, 2);
+  Tensor q = qkv.select(2, 0).transpose(1, 2), k = qkv.select(2, 1).transpose(1, 2),
+         v = qkv.select(2, 2).transpose(1, 2);
   Tensor out;
   expect_fused(SdpaBackend::Cudnn, 1, [&] { out = F::scaled_dot_product_attention(q, k, v, {}, 0.0, true); });
   CHECK(out.transpose(1, 2).is_contiguous());

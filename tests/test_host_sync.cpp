@@ -223,6 +223,23 @@ TEST_SUITE("host_sync") {
     CHECK_THROWS_AS(kernels::raise_deferred_error(rec), IndexError);
     CHECK_THROWS_AS(kernels::raise_deferred_error({.code = 99}), Error);
     CHECK(kernels::deferred_error_message({.code = 99}).starts_with("[cuda] "));
+    // An index out of range (CUDA index_select and embedding check in the kernel): the CPU's words.
+    Tensor weight = randn({5, 3});
+    for (bool emb : {false, true}) {
+      CAPTURE(emb);
+      std::string msg;
+      try {
+        (void)(emb ? embedding(tensor<int64_t>({1, 9}), weight) : weight.index_select(0, tensor<int64_t>({1, 9})));
+      } catch (const IndexError& e) {
+        msg = e.what();
+      }
+      const auto op = emb ? kernels::IndexOp::kEmbedding : kernels::IndexOp::kIndexSelect;
+      const kernels::DeferredError idx{.code = int64_t(kernels::DeferredCode::kIndexOutOfRange),
+                                       .args = {9, 5, 0, int64_t(op)}};
+      CHECK(!msg.empty());
+      CHECK(kernels::deferred_error_message(idx) == msg);
+      CHECK_THROWS_AS(kernels::raise_deferred_error(idx), IndexError);
+    }
   }
 
   TEST_CASE("cuda: cross_entropy reads nothing to the host; a bad target raises at the next read") {
@@ -252,5 +269,27 @@ TEST_SUITE("host_sync") {
     CHECK(throws_with<IndexError>([&] { (void)l.item<float>(); },
                                   "[cross_entropy] target 12 is out of bounds for 10 classes (at flat target index 2"));
     CHECK_NOTHROW((void)mean.item<float>());  // raised once
+  }
+
+  TEST_CASE("cuda: embedding and index_select read nothing to the host; a bad index raises at the next read") {
+    CUDA_OR_SKIP();
+    const Device gpu(Device::Kind::CUDA, 0);
+    manual_seed(4);
+    Tensor weight = randn({50, 8});
+    Tensor w = weight.to(gpu).requires_grad_(true);
+    Tensor idx = tensor<int64_t>({3, 0, 49, 3, 7, 12}).view({2, 3});
+    const int64_t before = host_reads();
+    Tensor out = embedding(idx.to(gpu), w);
+    Tensor sel = w.index_select(1, tensor<int64_t>({7, 0}).to(gpu));
+    (out.sum() + sel.sum()).backward();
+    CHECK(host_reads() == before);
+    CHECK(max(abs(out.cpu() - embedding(idx, weight))).item<float>() == 0.0f);
+    CHECK(max(abs(sel.cpu() - weight.index_select(1, tensor<int64_t>({7, 0})))).item<float>() == 0.0f);
+    // Out of range (and negative): zeros for those rows, no error at the call, IndexError at the next read.
+    Tensor bad = embedding(tensor<int64_t>({1, 50, 2}).to(gpu), w.detach());
+    CHECK(throws_with<IndexError>([&] { (void)bad.cpu(); }, "[embedding] index 50 is out of bounds for dim 0 with size 50"));
+    Tensor neg = w.detach().index_select(0, tensor<int64_t>({-1}).to(gpu));
+    CHECK(throws_with<IndexError>([&] { (void)neg.cpu(); }, "[index_select] index -1 is out of bounds for dim 0"));
+    CHECK(max(abs(neg.cpu())).item<float>() == 0.0f);  // raised once; the bad row reads nothing
   }
 }

@@ -169,9 +169,7 @@ TEST_CASE("plan_attention: cuDNN's operands are read in place where rows sit on 
 }
 
 TEST_CASE("plan_attention: cuDNN's fused attention takes f16/bf16 head dims that are multiples of 8 up to 128") {
-  auto problem = [](int64_t e) {
-    return CudnnSdpaProblem{.batch_heads = 8, .l = 100, .s = 77, .e = e, .ev = e};
-  };
+  auto problem = [](int64_t e) { return CudnnSdpaProblem{.batch_heads = 8, .l = 100, .s = 77, .e = e, .ev = e}; };
   for (int64_t e : {8, 32, 64, 80, 96, 128}) {
     CAPTURE(e);
     CHECK(cudnn_sdpa_refusal(problem(e)).empty());

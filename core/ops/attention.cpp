@@ -161,8 +161,8 @@ Tensor flat3(const Tensor& t) { return t.view({t.numel() / (t.size(-1) * t.size(
 // A [b, h, s, e] operand of cuDNN's graph (kernels::sdpa_operand) from t, in place where it can.
 Tensor cudnn_operand(const Tensor& t) {
   Tensor u = t.dim() == 3 ? t.unsqueeze(1) : t;
-  if (u.dim() == 4 && kernels::sdpa_operand(u.shape(), u.strides(), reinterpret_cast<uint64_t>(u.raw_data()),
-                                            itemsize(u.dtype())))
+  if (u.dim() == 4 &&
+      kernels::sdpa_operand(u.shape(), u.strides(), reinterpret_cast<uint64_t>(u.raw_data()), itemsize(u.dtype())))
     return u;
   Tensor c = aligned_contiguous(t);
   return c.dim() == 4 ? c : c.view({c.numel() / (c.size(-1) * c.size(-2)), 1, c.size(-2), c.size(-1)});
@@ -199,22 +199,26 @@ autograd::Grads attention_grads(Impl impl, const kernels::AttentionParams& param
     std::string why;
     if (kernels::cuda::cudnn_attention_backward(dq, dk, dv, cudnn_operand(g), q, k, v, out, lse, bp, &why))
       return grads(dq, dk, dv);
-    const bool flash = kernels::plan_flash_attention(
-                           {.batch_heads = q.size(0) * q.size(1), .l = q.size(2), .s = k.size(2), .e = q.size(3),
-                            .ev = v.size(3), .max_smem = kernels::cuda::flash_max_smem(q.device().index)},
-                           bp.deterministic)
+    const bool flash = kernels::plan_flash_attention({.batch_heads = q.size(0) * q.size(1),
+                                                      .l = q.size(2),
+                                                      .s = k.size(2),
+                                                      .e = q.size(3),
+                                                      .ev = v.size(3),
+                                                      .max_smem = kernels::cuda::flash_max_smem(q.device().index)},
+                                                     bp.deterministic)
                            .fused;
     note_cudnn_fallback("backward: " + why, flash ? "Ember's flash kernel" : "the composed formula");
     if (!flash) return composite_grads(q, k, v, g, lse, mask, params, c);
-    impl = Impl::Flash;  // the lse is the same row logsumexp
-    q = aligned_contiguous(q), k = aligned_contiguous(k), v = aligned_contiguous(v), out = aligned_contiguous(out);
+    // Ember's kernel from here: it reads the same row logsumexp, but contiguous operands.
+    q = aligned_contiguous(q);
+    k = aligned_contiguous(k);
+    v = aligned_contiguous(v);
+    out = aligned_contiguous(out);
   }
   Tensor dq = make_tensor(q.shape(), q.dtype(), q.device()), dk = make_tensor(k.shape(), k.dtype(), k.device()),
          dv = make_tensor(v.shape(), v.dtype(), v.device());
-  kernels::attention_backward(flat3(dq), flat3(dk), flat3(dv), flat3(impl == Impl::Flash ? aligned_contiguous(g)
-                                                                                           : g.contiguous()),
-                              flat3(q), flat3(k), flat3(v), flat3(out), lse.view({lse.numel() / lse.size(-1), lse.size(-1)}),
-                              mask, bp);
+  kernels::attention_backward(flat3(dq), flat3(dk), flat3(dv), flat3(aligned_contiguous(g)), flat3(q), flat3(k),
+                              flat3(v), flat3(out), lse.view({lse.numel() / lse.size(-1), lse.size(-1)}), mask, bp);
   return grads(dq, dk, dv);
 }
 
@@ -341,7 +345,8 @@ Tensor fused_attention(const Tensor& query, const Tensor& key, const Tensor& val
               "] the fused CUDA kernels take query [..., L, E], key [..., S, E], value [..., S, E] on one CUDA "
               "device, all float16 or all bfloat16 (or cast to one by autocast); cuDNN's E a multiple of 8 up to ",
               kernels::kCudnnSdpaMaxHeadDim, ", Ember's E 64 or 128; got query ", describe(query), ", key ",
-              describe(key), ", value ", describe(value), " (nn::functional::scaled_dot_product_attention takes the others)");
+              describe(key), ", value ", describe(value),
+              " (nn::functional::scaled_dot_product_attention takes the others)");
   // Attention is a lower-precision autocast op (as in PyTorch): f32 inputs run in the scope's dtype.
   const Tensor q0 = autocast::lower(query), k0 = autocast::lower(key), v0 = autocast::lower(value);
   const DType dt = q0.dtype();

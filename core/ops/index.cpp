@@ -4,6 +4,7 @@
 #include "core/ops/index.hpp"
 
 #include <string>
+#include <string_view>
 
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
@@ -96,11 +97,15 @@ Tensor index_select_impl(const char* op, const Tensor& t, int64_t dim, const Ten
     check_range(op, index, 1, 0);
     return t.clone();
   }
-  check_range(op, index, t.shape()[dim], dim);
+  // On CUDA the kernel checks the indices itself and reports a bad one as a deferred error (raised at
+  // the next host read), so that an embedding lookup is no host sync.
+  if (!t.device().is_cuda()) check_range(op, index, t.shape()[dim], dim);
   Shape shape = t.shape();
   shape[dim] = index.numel();
   Tensor out = make_tensor(shape, t.dtype(), t.device());
-  kernels::index_select(out, t.contiguous(), dim, index);
+  const bool embedding = std::string_view(op) == "embedding";
+  kernels::index_select(out, t.contiguous(), dim, index,
+                        embedding ? kernels::IndexOp::kEmbedding : kernels::IndexOp::kIndexSelect);
   return out;
 }
 

@@ -133,6 +133,9 @@ int main(int argc, char** argv) {
                 r.final_val_loss);
     std::printf("training throughput %.0f tokens/s, peak memory %.1f MiB\n", r.tokens_per_second,
                 static_cast<double>(r.peak_memory_bytes) / (1 << 20));
+    if (fused_attention_calls() > 0)  // which CUDA attention ran (cuDNN's unless it refused, see stderr)
+      std::printf("fused attention forwards: %lld, of which cuDNN's %lld\n",
+                  static_cast<long long>(fused_attention_calls()), static_cast<long long>(cudnn_attention_calls()));
     if (!cfg.save_hf.empty()) std::printf("weights (Hugging Face GPT2Model layout): %s\n", cfg.save_hf.c_str());
     if (!r.log_dir.empty()) std::printf("logs and checkpoints: %s\n", r.log_dir.c_str());
     return r.final_val_loss < r.first_train_loss ? 0 : 1;  // the validation loss fell

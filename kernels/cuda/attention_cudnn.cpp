@@ -22,6 +22,7 @@
 // Blackwell engines use it) through dlopen, so that Ember does not link NVRTC.
 #define NV_CUDNN_FRONTEND_USE_DYNAMIC_LOADING
 #include <cudnn_frontend.h>
+#include <dlfcn.h>
 
 #include <bit>
 #include <cstdlib>
@@ -30,8 +31,6 @@
 #include <mutex>
 #include <unordered_map>
 #include <vector>
-
-#include <dlfcn.h>
 
 #include "core/tensor.hpp"
 #include "kernels/cuda/cudnn_handle.hpp"
@@ -100,7 +99,10 @@ std::shared_ptr<fe::graph::Tensor_attributes> input(fe::graph::Graph& g, const c
                       .set_stride({op.stride.begin(), op.stride.end()}));
 }
 void output(const std::shared_ptr<fe::graph::Tensor_attributes>& t, Uid uid, const SdpaOperand& op) {
-  t->set_output(true).set_uid(uid).set_dim({op.dim.begin(), op.dim.end()}).set_stride({op.stride.begin(), op.stride.end()});
+  t->set_output(true)
+      .set_uid(uid)
+      .set_dim({op.dim.begin(), op.dim.end()})
+      .set_stride({op.stride.begin(), op.stride.end()});
 }
 // The f32 [b, h, l, 1] row statistics (logsumexp), contiguous.
 fe::graph::Tensor_attributes stats_attributes(const SdpaOperand& q) {
@@ -149,8 +151,11 @@ Graph build(const Call& c, cudnnHandle_t h) {
     auto [o, stats] = g->sdpa(q, k, v, opts);
     output(o, kO, c.o);
     const auto sa = stats_attributes(c.q);
-    stats->set_output(true).set_uid(kStats).set_data_type(fe::DataType_t::FLOAT).set_dim(sa.get_dim()).set_stride(
-        sa.get_stride());
+    stats->set_output(true)
+        .set_uid(kStats)
+        .set_data_type(fe::DataType_t::FLOAT)
+        .set_dim(sa.get_dim())
+        .set_stride(sa.get_stride());
   } else {
     auto o = input(*g, "o", kO, c.o), dout = input(*g, "dout", kDO, c.dout);
     auto stats = g->tensor(stats_attributes(c.q));
@@ -217,8 +222,7 @@ bool run(const Call& c, int device, std::unordered_map<int64_t, void*>& pack, st
 }
 
 void check_stats(const Tensor& stats, const SdpaOperand& q) {
-  EMBER_CHECK(stats.dtype() == kF32 && stats.is_contiguous() &&
-                  stats.shape() == Shape({q.dim[0], q.dim[1], q.dim[2]}),
+  EMBER_CHECK(stats.dtype() == kF32 && stats.is_contiguous() && stats.shape() == Shape({q.dim[0], q.dim[1], q.dim[2]}),
               ValueError, "[", kOp, "] cuDNN's fused attention needs contiguous float32 stats [b, h, l], got ",
               describe(stats));
 }
@@ -242,8 +246,8 @@ bool cudnn_attention_forward(const Tensor& out, const Tensor& stats, const Tenso
   return run(c, q.device().index, pack, why);
 }
 
-bool cudnn_attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
-                              const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& stats,
+bool cudnn_attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
+                              const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& stats,
                               const AttentionParams& p, std::string* why) {
   Call c;
   c.backward = true;
@@ -258,9 +262,9 @@ bool cudnn_attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& 
   c.dk = operand(dk, "dk");
   c.dv = operand(dv, "dv");
   check_stats(stats, c.q);
-  std::unordered_map<int64_t, void*> pack{{kQ, q.raw_data()},       {kK, k.raw_data()},   {kV, v.raw_data()},
-                                          {kO, out.raw_data()},     {kDO, dout.raw_data()}, {kStats, stats.raw_data()},
-                                          {kDQ, dq.raw_data()},     {kDK, dk.raw_data()}, {kDV, dv.raw_data()}};
+  std::unordered_map<int64_t, void*> pack{{kQ, q.raw_data()},   {kK, k.raw_data()},     {kV, v.raw_data()},
+                                          {kO, out.raw_data()}, {kDO, dout.raw_data()}, {kStats, stats.raw_data()},
+                                          {kDQ, dq.raw_data()}, {kDK, dk.raw_data()},   {kDV, dv.raw_data()}};
   return run(c, q.device().index, pack, why);
 }
 

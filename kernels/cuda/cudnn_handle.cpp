@@ -37,8 +37,7 @@ CudnnHandle::CudnnHandle(int device, const char* op) : device_(device) {
     }
   }
   if (h_ == nullptr) {
-    EMBER_CHECK(cudnnGetVersion() >= 90000, DeviceError, "[", op, "] needs cuDNN 9, found version ",
-                cudnnGetVersion());
+    EMBER_CHECK(cudnnGetVersion() >= 90000, DeviceError, "[", op, "] needs cuDNN 9, found version ", cudnnGetVersion());
     DeviceGuard guard(device);
     const cudnnStatus_t s = cudnnCreate(&h_);
     EMBER_CHECK(s == CUDNN_STATUS_SUCCESS, DeviceError, "[", op, "] cannot create a cuDNN handle on cuda:", device,

@@ -15,6 +15,7 @@
 
 #include "core/determinism.hpp"
 #include "kernels/cuda/block_reduce.cuh"
+#include "kernels/cuda/deferred_error.cuh"
 #include "kernels/cuda/runtime.hpp"
 #include "kernels/index.hpp"
 #include "kernels/index_plan.hpp"
@@ -70,10 +71,21 @@ __global__ void __launch_bounds__(kThreads) count_true_kernel(const bool* mask, 
   if (threadIdx.x == 0) atomicAdd(r, static_cast<unsigned long long>(c));
 }
 
+// A bad index (outside [0, n)) reads nothing: its outputs are 0 and its first element reports it.
 template <class T, class I>
-__global__ void __launch_bounds__(kThreads)
-    index_select_kernel(T* out, const T* self, const I* index, ip::SelectGeom g, int64_t n) {
-  for (int64_t i = grid_start(); i < n; i += grid_step()) out[i] = self[ip::select_source(g, index, i)];
+__global__ void __launch_bounds__(kThreads) index_select_kernel(T* out, const T* self, const I* index, ip::SelectGeom g,
+                                                                int64_t n, DeferredError* error, int64_t dim, IndexOp op) {
+  for (int64_t i = grid_start(); i < n; i += grid_step()) {
+    bool first = false;
+    const int64_t v = ip::select_index(g, index, i, &first);
+    if (v >= 0 && v < g.n) {
+      out[i] = self[ip::select_offset(g, v, i)];
+    } else {
+      out[i] = T(0);
+      if (first)
+        report_deferred_error(error, DeferredCode::kIndexOutOfRange, v, g.n, dim, static_cast<int64_t>(op));
+    }
+  }
 }
 
 template <class T, class I>
@@ -208,16 +220,17 @@ std::pair<int64_t, int64_t> index_range(const Tensor& index) {
   return {host[0], host[1]};
 }
 
-void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index) {
+void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, IndexOp op) {
   if (out.numel() == 0) return;
   const int dev = device_index(out.device(), "index_select");
   DeviceGuard guard(dev);
   const ip::SelectGeom g = ip::plan_index_select(self, dim, index);
   const int64_t n = g.numel();
+  DeferredError* error = deferred_error_slot(dev);
   visit_dtype<AllTypes>(self.dtype(), "[index_select]", [&]<class T>() {
     visit_dtype<IndexTypes>(index.dtype(), "[index_select]", [&]<class I>() {
-      index_select_kernel<T, I>
-          <<<grid(n), kThreads, 0, current_stream(dev)>>>(ptr<T>(out), ptr<const T>(self), ptr<const I>(index), g, n);
+      index_select_kernel<T, I><<<grid(n), kThreads, 0, current_stream(dev)>>>(
+          ptr<T>(out), ptr<const T>(self), ptr<const I>(index), g, n, error, dim, op);
       EMBER_CUDA_CHECK(cudaGetLastError());
     });
   });

@@ -20,10 +20,21 @@ bool sync_after_launch() {
   }();
   return on;
 }
+// Whether this thread's current stream captures a CUDA graph (a device sync would invalidate it).
+bool current_stream_capturing() {
+  int device = 0;
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaGetDevice(&device) != cudaSuccess || cudaStreamIsCapturing(current_stream(device), &status) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return status != cudaStreamCaptureStatusNone;
+}
 }  // namespace
 
 void check_error(cudaError_t err, const char* expr, const char* file, int line) {
-  if (err == cudaSuccess && sync_after_launch() && std::strcmp(expr, "cudaGetLastError()") == 0) {
+  if (err == cudaSuccess && sync_after_launch() && std::strcmp(expr, "cudaGetLastError()") == 0 &&
+      !current_stream_capturing()) {
     err = cudaDeviceSynchronize();
     if (err != cudaSuccess) {
       cudaGetLastError();
