@@ -285,6 +285,9 @@ TEST_SUITE("host_sync") {
     CHECK(host_reads() == before);
     CHECK(max(abs(out.cpu() - embedding(idx, weight))).item<float>() == 0.0f);
     CHECK(max(abs(sel.cpu() - weight.index_select(1, tensor<int64_t>({7, 0})))).item<float>() == 0.0f);
+    Tensor wc = weight.clone().requires_grad_(true);
+    (embedding(idx, wc).sum() + wc.index_select(1, tensor<int64_t>({7, 0})).sum()).backward();
+    CHECK(max(abs(w.grad().cpu() - wc.grad())).item<float>() < 1e-6f);
     // Out of range (and negative): zeros for those rows, no error at the call, IndexError at the next read.
     Tensor bad = embedding(tensor<int64_t>({1, 50, 2}).to(gpu), w.detach());
     CHECK(throws_with<IndexError>([&] { (void)bad.cpu(); }, "[embedding] index 50 is out of bounds for dim 0 with size 50"));

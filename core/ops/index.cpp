@@ -140,7 +140,9 @@ Tensor untracked(F f) {
   return r.impl().view_base ? r.detach() : r;
 }
 
-Tensor index_add_impl(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src, const Scalar& alpha) {
+// check_indices = false: the caller knows every index is in range (no host read of their extremes).
+Tensor index_add_impl(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src, const Scalar& alpha,
+                      bool check_indices = true) {
   const char* op = "index_add";
   check_index_dtype(op, index);
   check_same_device(op, t, index);
@@ -156,7 +158,7 @@ Tensor index_add_impl(const Tensor& t, int64_t dim, const Tensor& index, const T
                 " must match self ", tv.shape(), " in every dim but ", dim);
   EMBER_CHECK(sv.shape()[dim] == index.numel(), ShapeError, "[", op, "] ", index.numel(),
               " indices for a source of size ", sv.shape()[dim], " in dim ", dim);
-  check_range(op, index, tv.shape()[dim], dim);
+  if (check_indices) check_range(op, index, tv.shape()[dim], dim);
   // The 1-D index broadcast over src's shape turns index_add into a scatter_add with alpha.
   Shape istrides(sv.shape().size(), 0);
   istrides[dim] = index.dim() == 0 ? 0 : index.strides()[0];
@@ -355,7 +357,14 @@ Tensor embedding(const Tensor& indices, const Tensor& weight, std::optional<int6
       Tensor index = c.saved(0).reshape({-1});
       Tensor g = c.grad().reshape({-1, width});
       if (pad) g = g.masked_fill((index == *pad).unsqueeze(1), 0.0);
-      return autograd::Grads{zeros({n, width}, like(g)).index_add(0, index, g)};
+      if (autograd::is_grad_enabled() || !g.device().is_cuda())
+        return autograd::Grads{zeros({n, width}, like(g)).index_add(0, index, g)};
+      // CUDA: the forward's kernel checked the indices (a bad one is a deferred IndexError, raised at the
+      // next host read); a bad one's gradient row is dropped here so that the scatter stays in bounds
+      // without reading the indices back.
+      Tensor ok = ((index >= 0) & (index < n)).unsqueeze(1);
+      return autograd::Grads{index_add_impl(zeros({n, width}, like(g)), 0, index.clamp(0, n - 1), where(ok, g, 0.0), 1,
+                                            /*check_indices=*/false)};
     });
   return out;
 }
