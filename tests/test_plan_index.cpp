@@ -120,6 +120,26 @@ TEST_CASE("plan index: index_select geometry picks the CPU kernel's rows") {
   CHECK(ip::plan_index_select(self, 0, tensor(std::vector<int64_t>{5}).reshape({})).istride == 0);
 }
 
+TEST_CASE("plan index: exactly one output element per index position reports a bad index") {
+  // The CUDA kernel reports a bad index from the output element select_index marks `first`: one per
+  // index position, whatever the outer and inner extents.
+  for (int64_t dim : {0, 1, 2}) {
+    CAPTURE(dim);
+    Tensor self = values({3, 4, 5}, kF32, 5);
+    Tensor index = random_index({7}, self.size(dim), kI64, 6);
+    const ip::SelectGeom g = ip::plan_index_select(self, dim, index);
+    auto iv = index.to_vector<int64_t>();
+    std::vector<int> firsts(iv.size(), 0);
+    for (int64_t i = 0; i < g.numel(); ++i) {
+      bool first = false;
+      const int64_t v = ip::select_index(g, iv.data(), i, &first);
+      CHECK(ip::select_offset(g, v, i) == ip::select_source(g, iv.data(), i));
+      if (first) ++firsts[static_cast<size_t>((i / g.inner) % g.m)];
+    }
+    CHECK(firsts == std::vector<int>(iv.size(), 1));
+  }
+}
+
 TEST_CASE("plan index: gather over a transposed input matches cpu::gather") {
   Tensor base = values({6, 5}, kF64, 5);
   Tensor self = base.transpose(0, 1);  // [5, 6], strides (1, 5)
