@@ -227,12 +227,9 @@ void check_stats(const Tensor& stats, const SdpaOperand& q) {
               describe(stats));
 }
 
-}  // namespace
-
-bool cudnn_attention_available() { return true; }
-
-bool cudnn_attention_forward(const Tensor& out, const Tensor& stats, const Tensor& q, const Tensor& k, const Tensor& v,
-                             const AttentionParams& p, std::string* why) {
+// The forward's operands (the backward adds its gradients' operands to them).
+Call forward_call(const Tensor& out, const Tensor& stats, const Tensor& q, const Tensor& k, const Tensor& v,
+                  const AttentionParams& p) {
   Call c;
   c.dtype = q.dtype();
   c.p = p;
@@ -241,6 +238,16 @@ bool cudnn_attention_forward(const Tensor& out, const Tensor& stats, const Tenso
   c.v = operand(v, "value");
   c.o = operand(out, "out");
   check_stats(stats, c.q);
+  return c;
+}
+
+}  // namespace
+
+bool cudnn_attention_available() { return true; }
+
+bool cudnn_attention_forward(const Tensor& out, const Tensor& stats, const Tensor& q, const Tensor& k, const Tensor& v,
+                             const AttentionParams& p, std::string* why) {
+  const Call c = forward_call(out, stats, q, k, v, p);
   std::unordered_map<int64_t, void*> pack{
       {kQ, q.raw_data()}, {kK, k.raw_data()}, {kV, v.raw_data()}, {kO, out.raw_data()}, {kStats, stats.raw_data()}};
   return run(c, q.device().index, pack, why);
@@ -249,19 +256,12 @@ bool cudnn_attention_forward(const Tensor& out, const Tensor& stats, const Tenso
 bool cudnn_attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
                               const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& stats,
                               const AttentionParams& p, std::string* why) {
-  Call c;
+  Call c = forward_call(out, stats, q, k, v, p);
   c.backward = true;
-  c.dtype = q.dtype();
-  c.p = p;
-  c.q = operand(q, "query");
-  c.k = operand(k, "key");
-  c.v = operand(v, "value");
-  c.o = operand(out, "out");
   c.dout = operand(dout, "the output's gradient");
   c.dq = operand(dq, "dq");
   c.dk = operand(dk, "dk");
   c.dv = operand(dv, "dv");
-  check_stats(stats, c.q);
   std::unordered_map<int64_t, void*> pack{{kQ, q.raw_data()},   {kK, k.raw_data()},     {kV, v.raw_data()},
                                           {kO, out.raw_data()}, {kDO, dout.raw_data()}, {kStats, stats.raw_data()},
                                           {kDQ, dq.raw_data()}, {kDK, dk.raw_data()},   {kDV, dv.raw_data()}};
