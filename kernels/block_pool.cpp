@@ -34,10 +34,11 @@ BlockPool::Block* BlockPool::take_free(size_t size, uintptr_t stream, bool small
   return b;
 }
 
-BlockPool::Block* BlockPool::new_segment(size_t size, uintptr_t stream, bool small) {
+BlockPool::Block* BlockPool::new_segment(size_t size, uintptr_t stream, bool small, bool may_release) {
   const size_t seg = segment_size(size);
   void* p = system_alloc_(seg);
   if (p == nullptr) {
+    if (!may_release) return nullptr;
     release_cached();
     p = system_alloc_(seg);
     if (p == nullptr) return nullptr;
@@ -48,11 +49,11 @@ BlockPool::Block* BlockPool::new_segment(size_t size, uintptr_t stream, bool sma
   return new Block{static_cast<char*>(p), seg, stream, small};
 }
 
-void* BlockPool::allocate(size_t nbytes, uintptr_t stream) {
+void* BlockPool::allocate(size_t nbytes, uintptr_t stream, bool may_release) {
   const size_t size = round_size(nbytes);
   const bool small = size <= kSmallLimit;
   Block* b = take_free(size, stream, small);
-  if (b == nullptr && (b = new_segment(size, stream, small)) == nullptr) return nullptr;
+  if (b == nullptr && (b = new_segment(size, stream, small, may_release)) == nullptr) return nullptr;
   // Split off the rest when it is worth keeping: any remainder in the small pool, more than the small
   // limit in the large pool (a large block is not carved into many small ones).
   const size_t rest = b->size - size;

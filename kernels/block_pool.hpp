@@ -42,8 +42,9 @@ class BlockPool {
   static size_t segment_size(size_t size);
 
   // A block of at least nbytes for work on `stream`; nullptr when the system is out of memory even
-  // after the wholly free cached segments were released.
-  void* allocate(size_t nbytes, uintptr_t stream);
+  // after the wholly free cached segments were released. may_release = false keeps the cache (while a
+  // CUDA graph captures, cudaFree would invalidate the capture): nullptr at once then.
+  void* allocate(size_t nbytes, uintptr_t stream, bool may_release = true);
   // Returns a block to its stream's pool; the caller knows no queued work still uses it.
   void free(void* p);
   // Gives every wholly free segment back to the system.
@@ -76,7 +77,7 @@ class BlockPool {
 
   Pool& pool_of(bool small) { return small ? small_ : large_; }
   Block* take_free(size_t size, uintptr_t stream, bool small);
-  Block* new_segment(size_t size, uintptr_t stream, bool small);
+  Block* new_segment(size_t size, uintptr_t stream, bool small, bool may_release);
   void merge(Block* into_prev, Block* next);
 
   SystemAlloc system_alloc_;

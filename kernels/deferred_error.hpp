@@ -14,10 +14,24 @@ enum class DeferredCode : int64_t {
   kNone = 0,
   kCrossEntropyTarget = 1,  // args: target, classes, flat target index, ignore_index
   kIndexOutOfRange = 2,     // args: index, size along dim, dim, IndexOp
+  kNllLossTarget = 3,       // args as kCrossEntropyTarget
+  kProbabilityRange = 4,    // binary_cross_entropy's input outside [0, 1]; args: flat index, numel
 };
 
-// The op an index_select on CUDA checks its indices for (the message names it).
-enum class IndexOp : int64_t { kIndexSelect = 0, kEmbedding = 1 };
+// The op whose indices a CUDA indexing kernel checks (the message names it).
+enum class IndexOp : int64_t {
+  kIndexSelect = 0,
+  kEmbedding = 1,
+  kGather = 2,
+  kTakeAlongDim = 3,
+  kScatter = 4,
+  kScatterAdd = 5,
+  kIndexAdd = 6,
+};
+// The op's public name ("index_select", "embedding", "gather", ...), and back (kIndexSelect for a name
+// that is none of them).
+const char* index_op_name(IndexOp op);
+IndexOp index_op(const char* name);
 
 // One error; written by one device thread (args first, then code), read by the host after a sync.
 struct DeferredError {

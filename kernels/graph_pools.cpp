@@ -34,7 +34,8 @@ std::optional<uint64_t> GraphPools::pool_for(uintptr_t stream) const {
 }
 
 void* GraphPools::allocate(uint64_t id, size_t nbytes, uintptr_t stream) {
-  void* p = pools_.at(id).blocks->allocate(nbytes, stream);
+  // Only while capturing: a full pool keeps its cache (cudaFree would invalidate the capture).
+  void* p = pools_.at(id).blocks->allocate(nbytes, stream, /*may_release=*/false);
   EMBER_CHECK(p != nullptr, OutOfMemoryError, "[cuda allocator] out of memory allocating ", nbytes,
               " bytes for a CUDA graph's pool");
   owner_[p] = id;

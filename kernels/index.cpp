@@ -27,15 +27,15 @@ void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tens
   if (out.device().is_cuda()) return cuda::index_select(out, self, dim, index, op);
   cpu::index_select(out, self, dim, index);
 }
-void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index) {
+void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, IndexOp op) {
   check_devices("gather", {&out, &self, &index});
-  if (out.device().is_cuda()) return cuda::gather(out, self, dim, index);
+  if (out.device().is_cuda()) return cuda::gather(out, self, dim, index, op);
   cpu::gather(out, self, dim, index);
 }
 void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, ScatterMode mode,
-             const Scalar& alpha) {
+             const Scalar& alpha, IndexOp op) {
   check_devices("scatter", {&out, &index, &src});
-  if (out.device().is_cuda()) return cuda::scatter(out, dim, index, src, mode, alpha);
+  if (out.device().is_cuda()) return cuda::scatter(out, dim, index, src, mode, alpha, op);
   cpu::scatter(out, dim, index, src, mode, alpha);
 }
 void masked_fill(const Tensor& out, const Tensor& self, const Tensor& mask, const Scalar& value) {

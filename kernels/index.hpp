@@ -1,5 +1,7 @@
 // Kernel entry points of the indexing family (gather/scatter, index_select, masked ops). The builders
-// in core/ops/index.cpp have already checked shapes, dtypes and index ranges; kernels only compute.
+// in core/ops/index.cpp have already checked shapes and dtypes, and on the CPU the index ranges. The
+// CUDA kernels check each index themselves: a bad one reads or writes nothing (a read gives 0) and is
+// reported as a deferred error naming `op` (kernels/deferred_error.hpp), so that no host read is needed.
 // kernels/index.cpp sends each call to cpu:: or cuda:: by the output's device.
 #pragma once
 #include <cstdint>
@@ -14,19 +16,17 @@ enum class ScatterMode : uint8_t { Assign, Add };
 
 // (min, max) over a non-empty i32/i64 index tensor of any strides.
 std::pair<int64_t, int64_t> index_range(const Tensor& index);
-// out <- self.index_select(dim, index): self and out contiguous, index 1-D. The CPU kernel trusts the
-// indices (the op checks them first); the CUDA kernel checks each one itself, writes 0 for a bad one and
-// reports it as a deferred error naming `op` (kernels/deferred_error.hpp), so that no host read is needed.
+// out <- self.index_select(dim, index): self and out contiguous, index 1-D.
 void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index,
                   IndexOp op = IndexOp::kIndexSelect);
 // out[..j..] = self[..index[..j..]..] along dim; out has index's shape, self any strides.
-void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index);
+void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, IndexOp op = IndexOp::kGather);
 // out[..index[..j..]..] = src[..j..] (Assign) or += alpha * src[..j..] (Add), walking index's shape;
 // src may be a broadcast view, and has out's dtype. Duplicates: CPU runs them in order along dim;
 // CUDA does too unless it takes the per-element kernel (atomics for Add; see kernels/index_plan.hpp),
 // and never uses float atomics when ember::deterministic() is set.
 void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, ScatterMode mode,
-             const Scalar& alpha = 1);
+             const Scalar& alpha = 1, IndexOp op = IndexOp::kScatter);
 // out = mask ? value : self, all three of out's shape (mask bool, self of out's dtype).
 void masked_fill(const Tensor& out, const Tensor& self, const Tensor& mask, const Scalar& value);
 // Number of true elements of a bool tensor.
@@ -49,9 +49,9 @@ void masked_select(const Tensor& out, const Tensor& self, const Tensor& mask);
 namespace cuda {
 std::pair<int64_t, int64_t> index_range(const Tensor& index);
 void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, IndexOp op);
-void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index);
+void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, IndexOp op);
 void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, ScatterMode mode,
-             const Scalar& alpha);
+             const Scalar& alpha, IndexOp op);
 void masked_fill(const Tensor& out, const Tensor& self, const Tensor& mask, const Scalar& value);
 int64_t count_true(const Tensor& mask);
 void masked_select(const Tensor& out, const Tensor& self, const Tensor& mask);

@@ -61,6 +61,7 @@ GatherPlan plan_gather(const Tensor& out, const Tensor& self, int64_t dim, const
   GatherPlan p;
   p.elems = make_layout(index.shape(), {out.strides(), with_zero(self.strides(), dim), index.strides()});
   p.self_dim_stride = self.strides()[dim];
+  p.size = self.shape()[dim];
   return p;
 }
 
@@ -76,8 +77,8 @@ ScatterPlan plan_scatter(const Tensor& out, int64_t dim, const Tensor& index, co
   p.dim_stride[2] = index.strides()[dim];
   p.shared_index = true;
   for (int d = 0; d < p.lines.ndim; ++d) p.shared_index = p.shared_index && p.lines.stride[d][2] == 0;
-  const auto size = static_cast<uint64_t>(std::max<int64_t>(out.shape()[dim], 2));
-  p.key_bits = std::bit_width(size - 1);
+  p.size = out.shape()[dim];
+  p.key_bits = std::max(1, static_cast<int>(std::bit_width(static_cast<uint64_t>(p.size))));
 
   const int64_t lines = p.k == 0 ? 0 : p.lines.numel;
   const bool serial_ok = p.k <= kSerialK || lines >= kBusyLines;
@@ -110,7 +111,7 @@ void scatter_sorted_reference(const ScatterPlan& plan, const Tensor& out, const 
   std::vector<int64_t> keys(static_cast<size_t>(k)), pos(static_cast<size_t>(k));
   visit_dtype<IndexTypes>(index.dtype(), "[scatter_sorted_reference]", [&]<class I>() {
     const I* idx = static_cast<const I*>(index.raw_data());
-    for (int64_t j = 0; j < k; ++j) keys[j] = static_cast<int64_t>(idx[j * plan.dim_stride[2]]);
+    for (int64_t j = 0; j < k; ++j) keys[j] = sort_key(static_cast<int64_t>(idx[j * plan.dim_stride[2]]), plan.size);
   });
   std::iota(pos.begin(), pos.end(), int64_t{0});
   std::stable_sort(pos.begin(), pos.end(), [&](int64_t a, int64_t b) { return keys[a] < keys[b]; });
@@ -126,7 +127,7 @@ void scatter_sorted_reference(const ScatterPlan& plan, const Tensor& out, const 
       for (int64_t line = 0; line < plan.lines.numel; ++line) {
         int64_t base[kOps];
         offsets(plan.lines, line, base);
-        scatter_sorted_run(o, s, sorted.data(), pos.data(), k, i, base, plan.dim_stride, a, mode == ScatterMode::Add);
+        scatter_sorted_run(o, s, sorted.data(), pos.data(), i, base, plan, a, mode == ScatterMode::Add);
       }
   });
 }

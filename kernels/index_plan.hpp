@@ -68,13 +68,33 @@ EMBER_HD int64_t select_source(const SelectGeom& g, const I* index, int64_t i) {
   return select_offset(g, select_index(g, index, i), i);
 }
 
+// Whether index value v addresses one of `size` positions along dim. The CUDA kernels check every
+// value: a bad one reads or writes nothing, and the kernel reports it as a deferred error.
+EMBER_HD bool in_bounds(int64_t v, int64_t size) { return v >= 0 && v < size; }
+
 // gather walks index's shape: operands (out, self with its dim stride zeroed, index); the index value
 // times self_dim_stride completes self's offset.
 struct GatherPlan {
   Layout elems;
   int64_t self_dim_stride = 0;
+  int64_t size = 0;  // self's size along dim
 };
 GatherPlan plan_gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index);
+
+// Element e of a gather; a bad index value writes 0 and is returned in *bad (the result false).
+template <class T, class I>
+EMBER_HD bool gather_element(T* out, const T* self, const I* index, const GatherPlan& p, int64_t e, int64_t* bad) {
+  int64_t off[kOps];
+  offsets(p.elems, e, off);
+  const auto v = static_cast<int64_t>(index[off[2]]);
+  if (!in_bounds(v, p.size)) {
+    out[off[0]] = T(0);
+    *bad = v;
+    return false;
+  }
+  out[off[0]] = self[off[1] + v * p.self_dim_stride];
+  return true;
+}
 
 enum class ScatterKernel : uint8_t {
   Lines,       // a thread per line (all positions but along dim), j in order: CPU's order, no atomics
@@ -93,7 +113,8 @@ struct ScatterPlan {
   int64_t k = 0;                  // positions along dim
   int64_t dim_stride[kOps] = {};  // out, src, index strides along dim
   bool shared_index = false;      // index's strides are zero off dim (index_add, embedding backward)
-  int key_bits = 1;               // bits the sort needs for keys in [0, out.shape[dim])
+  int64_t size = 0;               // out's size along dim
+  int key_bits = 1;               // bits the sort needs for keys in [0, size] (size: a bad index)
 };
 // atomics: whether the dtype has a native atomicAdd (SignedTypes: floats, i32, i64); u8/bool take Lines.
 ScatterPlan plan_scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, ScatterMode mode,
@@ -112,35 +133,63 @@ EMBER_HD T scatter_combine(T old, T v, acc_t<T> alpha, bool add) {
 }
 
 // One line of the Lines kernel: positions along dim in order (so the last duplicate wins for Assign).
+// A bad index value writes nothing; the first one is returned in *bad (the result false).
 template <class T, class I>
-EMBER_HD void scatter_line(T* out, const T* src, const I* index, const int64_t (&base)[kOps],
-                           const int64_t (&dim_stride)[kOps], int64_t k, acc_t<T> alpha, bool add) {
-  for (int64_t j = 0; j < k; ++j) {
-    const int64_t at = static_cast<int64_t>(index[base[2] + j * dim_stride[2]]);
-    T* dst = out + base[0] + at * dim_stride[0];
-    *dst = scatter_combine(*dst, src[base[1] + j * dim_stride[1]], alpha, add);
+EMBER_HD bool scatter_line(T* out, const T* src, const I* index, const int64_t (&base)[kOps], const ScatterPlan& p,
+                           acc_t<T> alpha, bool add, int64_t* bad) {
+  bool ok = true;
+  for (int64_t j = 0; j < p.k; ++j) {
+    const auto at = static_cast<int64_t>(index[base[2] + j * p.dim_stride[2]]);
+    if (!in_bounds(at, p.size)) {
+      if (ok) *bad = at;
+      ok = false;
+      continue;
+    }
+    T* dst = out + base[0] + at * p.dim_stride[0];
+    *dst = scatter_combine(*dst, src[base[1] + j * p.dim_stride[1]], alpha, add);
   }
+  return ok;
 }
 
-// Thread i of a line in the SortedRows kernel: keys sorted stably (pos: where each key came from along
-// dim). The thread at the start of a run of equal keys owns that destination and adds the run in
-// order (Add), or writes its last element (Assign); every other thread does nothing.
+// Element e of the Elements kernel: the offsets of its destination in out and of its value in src, or
+// false with the bad index value in *bad.
+template <class I>
+EMBER_HD bool scatter_element(const ScatterPlan& p, const I* index, int64_t e, int64_t* dst, int64_t* from,
+                              int64_t* bad) {
+  int64_t off[kOps];
+  offsets(p.elems, e, off);
+  const auto at = static_cast<int64_t>(index[off[2]]);
+  if (!in_bounds(at, p.size)) {
+    *bad = at;
+    return false;
+  }
+  *dst = off[0] + at * p.dim_stride[0];
+  *from = off[1];
+  return true;
+}
+
+// The SortedRows sort key of index value v: v, or size for a bad value (sorted last, written nowhere).
+EMBER_HD int64_t sort_key(int64_t v, int64_t size) { return in_bounds(v, size) ? v : size; }
+
+// Thread i of a line in the SortedRows kernel: sort_keys sorted stably (pos: where each key came from
+// along dim). The thread at the start of a run of equal keys owns that destination and adds the run in
+// order (Add), or writes its last element (Assign); every other thread, and the run of bad values
+// (key p.size), does nothing.
 template <class T>
-EMBER_HD void scatter_sorted_run(T* out, const T* src, const int64_t* keys, const int64_t* pos, int64_t k, int64_t i,
-                                 const int64_t (&base)[kOps], const int64_t (&dim_stride)[kOps], acc_t<T> alpha,
-                                 bool add) {
-  const int64_t key = keys[i];
-  if (i > 0 && keys[i - 1] == key) return;
-  T* dst = out + base[0] + key * dim_stride[0];
+EMBER_HD void scatter_sorted_run(T* out, const T* src, const int64_t* keys, const int64_t* pos, int64_t i,
+                                 const int64_t (&base)[kOps], const ScatterPlan& p, acc_t<T> alpha, bool add) {
+  const int64_t key = keys[i], k = p.k;
+  if (key >= p.size || (i > 0 && keys[i - 1] == key)) return;
+  T* dst = out + base[0] + key * p.dim_stride[0];
   if (!add) {
     int64_t e = i;
     while (e + 1 < k && keys[e + 1] == key) ++e;
-    *dst = src[base[1] + pos[e] * dim_stride[1]];
+    *dst = src[base[1] + pos[e] * p.dim_stride[1]];
     return;
   }
   acc_t<T> acc = static_cast<acc_t<T>>(*dst);
   for (int64_t e = i; e < k && keys[e] == key; ++e)
-    acc += alpha * static_cast<acc_t<T>>(src[base[1] + pos[e] * dim_stride[1]]);
+    acc += alpha * static_cast<acc_t<T>>(src[base[1] + pos[e] * p.dim_stride[1]]);
   *dst = static_cast<T>(acc);
 }
 

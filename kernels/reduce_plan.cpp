@@ -72,7 +72,7 @@ ReducePlan make_reduce_plan(const Tensor& out, const Tensor& in) {
 }
 
 ReduceLaunch plan_reduce_launch(int64_t M, int64_t N, bool col, int64_t state_size, int sm_count, int64_t max_splits) {
-  constexpr int64_t kBlock = 256, kMaxLanes = 512, kMinPerLane = 64;
+  constexpr int64_t kBlock = 256, kMaxLanes = kReduceMaxThreads, kMinPerLane = 64;
   ReduceLaunch l;
   l.col = col;
   const int64_t m = std::max<int64_t>(M, 1), n = std::max<int64_t>(N, 1);

@@ -70,6 +70,7 @@ struct ReduceLaunch {
   EMBER_HD int smem_index(int slot, int lane) const { return slot * lanes + lane; }
 };
 
+inline constexpr int kReduceMaxThreads = 512;           // threads() never exceeds it (the kernel's launch bound)
 inline constexpr int64_t kMaxGridX = int64_t{1} << 20;  // grid-stride beyond (2^31 - 1 is the limit)
 inline constexpr int64_t kMaxSplits = 1024;             // grid y is at most 65535
 

@@ -115,17 +115,6 @@ ClassLayout class_layout(const char* op, const Tensor& input, const Tensor& targ
   return l;
 }
 
-// Raises IndexError naming op when a target other than ignore_index is outside [0, C).
-void check_targets(const char* op, const Tensor& target, int64_t c, int64_t ignore_index) {
-  if (target.numel() == 0) return;
-  Tensor t = target.to(kI64);
-  Tensor bad = (t != Scalar(ignore_index)) & ((t < Scalar(0)) | (t >= Scalar(c)));
-  if (!any(bad).item<bool>()) return;
-  const int64_t v = masked_select(t, bad).reshape({-1})[0].item<int64_t>();
-  throw IndexError(detail::cat_str("[", op, "] target ", v, " is out of bounds for ", c, " classes (target ",
-                                   describe(target), ", ignore_index ", ignore_index, ")"));
-}
-
 // nll_loss on the canonical layout, without argument checks; also returns the per-position weights.
 std::pair<Tensor, Tensor> nll_impl(const ClassLayout& l, const Tensor& weight, int64_t ignore_index) {
   Tensor t = l.target.to(kI64);
@@ -221,7 +210,7 @@ Tensor cross_entropy_impl(const Tensor& input, const Tensor& target, const Tenso
   const bool kernel = fused && (input.device().is_cuda() ||
                                 (input.device().is_cpu() && (input.dtype() == kF32 || input.dtype() == kF64)));
   if (!kernel) {
-    check_targets(op, l.target, l.classes, ignore_index);
+    check_class_targets(op, l.target, l.classes, ignore_index);
     return finish_class_loss(cross_entropy_indices_composite(l, weight, ignore_index, r, label_smoothing), l, r);
   }
   // [N, C, d...] -> [N, C, K]; the kernel checks the targets itself.
@@ -301,7 +290,7 @@ Tensor nll_loss(const Tensor& input, const Tensor& target, const Tensor& weight,
   EMBER_CHECK(!target.is_floating_point(), DTypeError, "[", op,
               "] takes class-index targets (int64); for class probabilities use cross_entropy, got ", describe(target));
   ClassLayout l = class_layout(op, input, target, weight);
-  check_targets(op, l.target, l.classes, ignore_index);
+  check_class_targets(op, l.target, l.classes, ignore_index);
   auto [loss, wt] = nll_impl(l, weight, ignore_index);
   if (r == Reduction::None) return finish_class_loss(loss, l, r);
   if (r == Reduction::Sum) return sum(loss);
@@ -320,8 +309,7 @@ Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, const Ten
   Tensor loss;
   {
     autograd::NoGradGuard no_grad;
-    EMBER_CHECK(input.numel() == 0 || !any((input < Scalar(0)) | (input > Scalar(1))).item<bool>(), ValueError, "[", op,
-                "] all elements of input ", describe(input), " should be between 0 and 1");
+    check_probabilities(op, input);
     // PyTorch: (t - 1) * max(log1p(-x), -100) - t * max(log(x), -100).
     loss = (target - 1.0) * clamp(log1p(-input), Scalar(-100.0)) - target * clamp(log(input), Scalar(-100.0));
     if (weight.defined()) loss = loss * weight;

@@ -3,9 +3,11 @@
 // with logged values bit-identical to reading each loss when it is logged.
 #include <doctest/doctest.h>
 
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ember.hpp"
@@ -240,6 +242,61 @@ TEST_SUITE("host_sync") {
       CHECK(kernels::deferred_error_message(idx) == msg);
       CHECK_THROWS_AS(kernels::raise_deferred_error(idx), IndexError);
     }
+    // gather, take_along_dim, scatter, scatter_add and index_add check in their CUDA kernels too.
+    Tensor at = tensor<int64_t>({1, 9}).view({1, 2});
+    Tensor src = ones({1, 2});
+    const std::vector<std::pair<kernels::IndexOp, std::function<void()>>> ops = {
+        {kernels::IndexOp::kGather, [&] { (void)weight.gather(1, at); }},
+        {kernels::IndexOp::kTakeAlongDim, [&] { (void)take_along_dim(weight, at, 1); }},
+        {kernels::IndexOp::kScatter, [&] { (void)weight.scatter(1, at, src); }},
+        {kernels::IndexOp::kScatterAdd, [&] { (void)weight.scatter_add(1, at, src); }},
+        {kernels::IndexOp::kIndexAdd,
+         [&] {
+           (void)weight.t().index_add(1, at.view({2}), ones({3, 2}));
+         }},
+    };
+    for (const auto& entry : ops) {
+      const kernels::IndexOp op = entry.first;
+      const std::string name = kernels::index_op_name(op);
+      CAPTURE(name);
+      CHECK(kernels::index_op(kernels::index_op_name(op)) == op);
+      std::string msg;
+      try {
+        entry.second();
+      } catch (const IndexError& e) {
+        msg = e.what();
+      }
+      const kernels::DeferredError idx{.code = int64_t(kernels::DeferredCode::kIndexOutOfRange),
+                                       .args = {9, op == kernels::IndexOp::kIndexAdd ? 5 : 3, 1, int64_t(op)}};
+      CHECK(!msg.empty());
+      CHECK(kernels::deferred_error_message(idx) == msg);
+    }
+    // nll_loss (and the composed cross-entropy) on CUDA: worded as the fused cross-entropy's report, the
+    // CPU's words up to the position.
+    std::string nll_msg;
+    try {
+      (void)nn::functional::nll_loss(x, bad);
+    } catch (const IndexError& e) {
+      nll_msg = e.what();
+    }
+    const kernels::DeferredError nll{.code = int64_t(kernels::DeferredCode::kNllLossTarget), .args = {7, 3, 2, -100}};
+    const std::string deferred = kernels::deferred_error_message(nll);
+    const std::string common = "[nll_loss] target 7 is out of bounds for 3 classes (";
+    CHECK(nll_msg.starts_with(common));
+    CHECK(deferred.starts_with(common));
+    CHECK_THROWS_AS(kernels::raise_deferred_error(nll), IndexError);
+    // binary_cross_entropy's input range: ValueError, the CPU's words up to the tensor's description.
+    std::string bce_msg;
+    try {
+      (void)nn::functional::binary_cross_entropy(tensor<float>({0.5f, 1.5f}), tensor<float>({0.f, 1.f}));
+    } catch (const ValueError& e) {
+      bce_msg = e.what();
+    }
+    const kernels::DeferredError bce{.code = int64_t(kernels::DeferredCode::kProbabilityRange), .args = {1, 2}};
+    const std::string bce_common = "[binary_cross_entropy] all elements of input ";
+    CHECK(bce_msg.starts_with(bce_common));
+    CHECK(kernels::deferred_error_message(bce).starts_with(bce_common + "should be between 0 and 1"));
+    CHECK_THROWS_AS(kernels::raise_deferred_error(bce), ValueError);
   }
 
   TEST_CASE("cuda: cross_entropy reads nothing to the host; a bad target raises at the next read") {
@@ -290,9 +347,81 @@ TEST_SUITE("host_sync") {
     CHECK(max(abs(w.grad().cpu() - wc.grad())).item<float>() < 1e-6f);
     // Out of range (and negative): zeros for those rows, no error at the call, IndexError at the next read.
     Tensor bad = embedding(tensor<int64_t>({1, 50, 2}).to(gpu), w.detach());
-    CHECK(throws_with<IndexError>([&] { (void)bad.cpu(); }, "[embedding] index 50 is out of bounds for dim 0 with size 50"));
+    CHECK(throws_with<IndexError>([&] { (void)bad.cpu(); },
+                                  "[embedding] index 50 is out of bounds for dim 0 with size 50"));
     Tensor neg = w.detach().index_select(0, tensor<int64_t>({-1}).to(gpu));
     CHECK(throws_with<IndexError>([&] { (void)neg.cpu(); }, "[index_select] index -1 is out of bounds for dim 0"));
     CHECK(max(abs(neg.cpu())).item<float>() == 0.0f);  // raised once; the bad row reads nothing
+  }
+
+  TEST_CASE(
+      "cuda: gather, scatter, index_add and nll_loss read nothing to the host; a bad index raises at the next read") {
+    CUDA_OR_SKIP();
+    const Device gpu(Device::Kind::CUDA, 0);
+    manual_seed(5);
+    Tensor x = randn({6, 40});
+    Tensor idx = randint(0, 40, {6, 50});
+    Tensor rows = randint(0, 6, {64});
+    Tensor src = randn({6, 50}), add = randn({64, 40});
+    Tensor logp = log_softmax(randn({64, 10}), 1), y = randint(0, 10, {64});
+    auto on_gpu = [&](bool det) {
+      DeterministicGuard guard(det);
+      return std::vector<Tensor>{x.to(gpu).gather(1, idx.to(gpu)), take_along_dim(x.to(gpu), idx.to(gpu), 1),
+                                 x.to(gpu).scatter_add(1, idx.to(gpu), src.to(gpu)),
+                                 x.t().contiguous().to(gpu).index_add(0, rows.to(gpu), add.to(gpu)),
+                                 nn::functional::nll_loss(logp.to(gpu), y.to(gpu))};
+    };
+    const std::vector<Tensor> want = {x.gather(1, idx), take_along_dim(x, idx, 1), x.scatter_add(1, idx, src),
+                                      x.t().contiguous().index_add(0, rows, add), nn::functional::nll_loss(logp, y)};
+    for (bool det : {false, true}) {  // deterministic: index_add takes the sorted path
+      CAPTURE(det);
+      const int64_t before = host_reads();
+      const std::vector<Tensor> got = on_gpu(det);
+      CHECK(host_reads() == before);
+      for (size_t i = 0; i < got.size(); ++i) {
+        CAPTURE(i);
+        CHECK(max(abs(got[i].cpu() - want[i])).item<float>() < 1e-5f);
+      }
+    }
+    // A bad index: nothing read or written for it, the rest as on the CPU, IndexError at the next read.
+    Tensor bad = tensor<int64_t>({2, 40, 0}).view({1, 3});
+    Tensor g = x.to(gpu).gather(1, bad.to(gpu));
+    CHECK(throws_with<IndexError>([&] { (void)g.cpu(); }, "[gather] index 40 is out of bounds for dim 1 with size 40"));
+    CHECK(g.cpu().to_vector<float>() == std::vector<float>{x[0][2].item<float>(), 0.0f, x[0][0].item<float>()});
+    for (bool det : {false, true}) {
+      CAPTURE(det);
+      Tensor many = rows.clone(), rows0 = rows.clone(), keep = ones({64, 1});
+      many[10].fill_(-3);
+      rows0[10].fill_(0);
+      keep[10].fill_(0.0);
+      Tensor got;
+      {
+        DeterministicGuard guard(det);
+        got = zeros({6, 40}).to(gpu).index_add(0, many.to(gpu), add.to(gpu));
+      }
+      CHECK(throws_with<IndexError>([&] { (void)got.cpu(); },
+                                    "[index_add] index -3 is out of bounds for dim 0 with size 6"));
+      Tensor ref = zeros({6, 40}).index_add(0, rows0, add * keep);
+      CHECK(max(abs(got.cpu() - ref)).item<float>() < 1e-5f);
+    }
+    Tensor sc = x.to(gpu).scatter(1, bad.to(gpu), full({1, 3}, 7.0f).to(gpu));
+    CHECK(throws_with<IndexError>([&] { (void)sc.cpu(); }, "[scatter] index 40 is out of bounds for dim 1"));
+    Tensor y_bad = y.clone();
+    y_bad[5].fill_(10);
+    Tensor l = nn::functional::nll_loss(logp.to(gpu), y_bad.to(gpu));
+    CHECK(throws_with<IndexError>([&] { (void)l.item<float>(); },
+                                  "[nll_loss] target 10 is out of bounds for 10 classes (at flat target index 5"));
+    // binary_cross_entropy: no read for its input check either.
+    Tensor p = sigmoid(randn({32})), t = rand({32});
+    const int64_t before = host_reads();
+    Tensor bce = nn::functional::binary_cross_entropy(p.to(gpu), t.to(gpu));
+    CHECK(host_reads() == before);
+    CHECK(bce.item<float>() == doctest::Approx(nn::functional::binary_cross_entropy(p, t).item<float>()).epsilon(1e-5));
+    Tensor p_bad = p.clone();
+    p_bad[7].fill_(1.25f);
+    Tensor lb = nn::functional::binary_cross_entropy(p_bad.to(gpu), t.to(gpu));
+    CHECK(throws_with<ValueError>(
+        [&] { (void)lb.item<float>(); },
+        "[binary_cross_entropy] all elements of input should be between 0 and 1 (element 7 of 32"));
   }
 }

@@ -128,6 +128,18 @@ TEST_CASE("block pool: out of memory releases the cache first, then reports fail
   CHECK(f.pool.stats().allocated_bytes == static_cast<int64_t>(20 * kMiB));
 }
 
+TEST_CASE("block pool: with may_release off (a CUDA graph captures), out of memory frees nothing") {
+  Fixture f;
+  f.sys.budget = 40 * kMiB;
+  void* a = f.pool.allocate(30 * kMiB, 0);
+  REQUIRE(a != nullptr);
+  f.pool.free(a);
+  CHECK(f.pool.allocate(20 * kMiB, 1, /*may_release=*/false) == nullptr);
+  CHECK(f.pool.stats().system_frees == 0);
+  CHECK(f.sys.used == 30 * kMiB);                          // the cached segment is still held
+  CHECK(f.pool.allocate(20 * kMiB, 0, false) != nullptr);  // its own stream's cache serves it
+}
+
 TEST_CASE("block pool: random traffic keeps blocks disjoint, inside segments, and merges back to whole segments") {
   Fixture f;
   std::mt19937_64 rng(42);

@@ -2,7 +2,9 @@
 // coalesced layouts reach every element once at its own offset, and each kernel's per-thread body,
 // driven by its plan over every thread id, reproduces the CPU kernel (bitwise where the order is fixed).
 #include <algorithm>
+#include <bit>
 #include <set>
+#include <vector>
 
 #include "kernels/index_plan.hpp"
 #include "test_util.hpp"
@@ -34,16 +36,37 @@ Tensor values(const Shape& shape, DType dt, uint64_t seed) {
   return randn(shape, {.dtype = kF64}).to(dt);
 }
 
-// The Lines kernel's grid on the host: every line, in any order (lines write disjoint elements).
+// The Lines kernel's grid on the host: every line, in any order (lines write disjoint elements). Returns
+// the bad index values the lines report.
 template <class T, class I>
-void run_lines(const ip::ScatterPlan& p, const Tensor& out, const Tensor& index, const Tensor& src, const Scalar& alpha,
-               bool add) {
+std::vector<int64_t> run_lines(const ip::ScatterPlan& p, const Tensor& out, const Tensor& index, const Tensor& src,
+                               const Scalar& alpha, bool add) {
+  std::vector<int64_t> reports;
   for (int64_t line = p.lines.numel - 1; line >= 0; --line) {  // reversed: order must not matter
     int64_t base[ip::kOps];
     ip::offsets(p.lines, line, base);
-    ip::scatter_line(static_cast<T*>(out.raw_data()), static_cast<const T*>(src.raw_data()),
-                     static_cast<const I*>(index.raw_data()), base, p.dim_stride, p.k, alpha.to<acc_t<T>>(), add);
+    int64_t bad = 0;
+    if (!ip::scatter_line(static_cast<T*>(out.raw_data()), static_cast<const T*>(src.raw_data()),
+                          static_cast<const I*>(index.raw_data()), base, p, alpha.to<acc_t<T>>(), add, &bad))
+      reports.push_back(bad);
   }
+  return reports;
+}
+
+// The Elements kernel's grid on the host (f64 adds, in reverse order); returns the reported values.
+std::vector<int64_t> run_elements(const ip::ScatterPlan& p, const Tensor& out, const Tensor& index, const Tensor& src,
+                                  double alpha) {
+  std::vector<int64_t> reports;
+  double* o = static_cast<double*>(out.raw_data());
+  const double* s = static_cast<const double*>(src.raw_data());
+  for (int64_t e = p.elems.numel - 1; e >= 0; --e) {
+    int64_t dst = 0, from = 0, bad = 0;
+    if (ip::scatter_element(p, static_cast<const int64_t*>(index.raw_data()), e, &dst, &from, &bad))
+      o[dst] += alpha * s[from];
+    else
+      reports.push_back(bad);
+  }
+  return reports;
 }
 
 }  // namespace
@@ -152,13 +175,10 @@ TEST_CASE("plan index: gather over a transposed input matches cpu::gather") {
     const ip::GatherPlan p = ip::plan_gather(got, self, dim, index);
     CHECK(p.elems.numel == index.numel());
     CHECK(p.self_dim_stride == self.strides()[dim]);
-    const double* s = static_cast<const double*>(self.raw_data());
-    const int64_t* idx = static_cast<const int64_t*>(index.raw_data());
-    double* o = static_cast<double*>(got.raw_data());
     for (int64_t e = 0; e < p.elems.numel; ++e) {
-      int64_t off[ip::kOps];
-      ip::offsets(p.elems, e, off);
-      o[off[0]] = s[off[1] + idx[off[2]] * p.self_dim_stride];
+      int64_t bad = 0;
+      CHECK(ip::gather_element(static_cast<double*>(got.raw_data()), static_cast<const double*>(self.raw_data()),
+                               static_cast<const int64_t*>(index.raw_data()), p, e, &bad));
     }
     CHECK(equal(got, want));
   }
@@ -183,8 +203,9 @@ TEST_CASE("plan index: the scatter kernel choice") {
   CHECK(sp.k == 100);
   CHECK(sp.lines.numel == 4);
   CHECK(sp.elems.numel == 400);
-  CHECK((int64_t{1} << sp.key_bits) >= 10);
-  CHECK((int64_t{1} << (sp.key_bits - 1)) < 10);
+  CHECK(sp.size == 10);
+  CHECK((int64_t{1} << sp.key_bits) > 10);  // keys in [0, 10]: 10 stands for a bad index
+  CHECK((int64_t{1} << (sp.key_bits - 1)) <= 10);
   CHECK(!ip::plan_scatter(out, 0, big, src, ScatterMode::Add, true, true).shared_index);
   // Enough lines to fill a GPU: Lines even for long dims.
   Tensor wide = make_view(random_index({40}, 10, kI64, 10), {40, ip::kBusyLines}, {1, 0}, 0);
@@ -232,15 +253,80 @@ TEST_CASE("plan index: the Elements body reaches every element once") {
   kc::scatter(want, 0, index, src, ScatterMode::Add, 2);
   const ip::ScatterPlan p = ip::plan_scatter(got, 0, index, src, ScatterMode::Add, false, true);
   REQUIRE(p.kernel == ip::ScatterKernel::Elements);
-  double* o = static_cast<double*>(got.raw_data());
-  const double* s = static_cast<const double*>(src.raw_data());
-  const int64_t* idx = static_cast<const int64_t*>(index.raw_data());
-  for (int64_t e = p.elems.numel - 1; e >= 0; --e) {
-    int64_t off[ip::kOps];
-    ip::offsets(p.elems, e, off);
-    o[off[0] + idx[off[2]] * p.dim_stride[0]] += 2 * s[off[1]];
-  }
+  CHECK(run_elements(p, got, index, src, 2).empty());
   CHECK(equal(got, want));
+}
+
+TEST_CASE("plan index: a bad index reads and writes nothing and is reported (the CUDA kernels' checks)") {
+  // Positions 3 and 17 of every column hold 5 (one past the end) and -1.
+  Tensor good = random_index({40, 6}, 5, kI64, 20);
+  Tensor index = good.clone();
+  index[3].fill_(5);
+  index[17].fill_(-1);
+  manual_seed(21);
+  Tensor src = randint(-8, 8, {40, 6}, {.dtype = kI64}).to(kF64);
+  // What a scatter_add of the good entries gives: the bad ones' src zeroed at a valid index.
+  Tensor zeroed = src.clone();
+  zeroed[3].fill_(0.0);
+  zeroed[17].fill_(0.0);
+  Tensor want = zeros({5, 6}, {.dtype = kF64});
+  kc::scatter(want, 0, good, zeroed, ScatterMode::Add, 2);
+  auto bad_values = [](const std::vector<int64_t>& r) {
+    std::vector<int64_t> v = r;
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    return v;
+  };
+  const std::vector<int64_t> both = {-1, 5};
+  {  // Elements: each bad element reports
+    Tensor got = zeros({5, 6}, {.dtype = kF64});
+    const ip::ScatterPlan p = ip::plan_scatter(got, 0, index, src, ScatterMode::Add, false, true);
+    REQUIRE(p.kernel == ip::ScatterKernel::Elements);
+    const std::vector<int64_t> r = run_elements(p, got, index, src, 2);
+    CHECK(r.size() == 12);
+    CHECK(bad_values(r) == both);
+    CHECK(equal(got, want));
+  }
+  {  // Lines: each line reports its first bad value
+    Tensor got = zeros({5, 6}, {.dtype = kF64});
+    const ip::ScatterPlan p = ip::plan_scatter(got, 0, index, src, ScatterMode::Add, true, false);
+    REQUIRE(p.kernel == ip::ScatterKernel::Lines);
+    const std::vector<int64_t> r = run_lines<double, int64_t>(p, got, index, src, 2, true);
+    CHECK(r == std::vector<int64_t>(6, 5));
+    CHECK(equal(got, want));
+  }
+  {  // SortedRows (index_add's shared index): a bad key sorts last and writes nothing
+    Tensor vec = good.select(1, 0).contiguous(), bad_vec = index.select(1, 0).contiguous();
+    Tensor shared = make_view(bad_vec, {40, 6}, {1, 0}, 0);
+    Tensor got = zeros({5, 6}, {.dtype = kF64}), want_rows = zeros({5, 6}, {.dtype = kF64});
+    const ip::ScatterPlan p = ip::plan_scatter(got, 0, shared, src, ScatterMode::Add, true, true);
+    REQUIRE(p.kernel == ip::ScatterKernel::SortedRows);
+    CHECK(ip::sort_key(5, p.size) == 5);
+    CHECK(ip::sort_key(-1, p.size) == 5);
+    CHECK(ip::sort_key(4, p.size) == 4);
+    CHECK(std::bit_width(uint64_t{5}) <= p.key_bits);  // the bad key fits the sort's bits
+    ip::scatter_sorted_reference(p, got, shared, src, ScatterMode::Add, 2);
+    kc::scatter(want_rows, 0, make_view(vec, {40, 6}, {1, 0}, 0), zeroed, ScatterMode::Add, 2);
+    CHECK(equal(got, want_rows));
+  }
+  {  // gather: a bad index reads nothing and writes 0
+    Tensor self = values({5, 6}, kF64, 22), got = full({40, 6}, 9.0, {.dtype = kF64});
+    const ip::GatherPlan p = ip::plan_gather(got, self, 0, index);
+    CHECK(p.size == 5);
+    std::vector<int64_t> r;
+    for (int64_t e = 0; e < p.elems.numel; ++e) {
+      int64_t bad = 0;
+      if (!ip::gather_element(static_cast<double*>(got.raw_data()), static_cast<const double*>(self.raw_data()),
+                              static_cast<const int64_t*>(index.raw_data()), p, e, &bad))
+        r.push_back(bad);
+    }
+    CHECK(r.size() == 12);
+    CHECK(bad_values(r) == both);
+    Tensor want_g = self.gather(0, good);
+    want_g[3].fill_(0.0);
+    want_g[17].fill_(0.0);
+    CHECK(equal(got, want_g));
+  }
 }
 
 TEST_CASE_TEMPLATE("plan index: the deterministic sorted path matches cpu::scatter", T, float, double, bfloat16,

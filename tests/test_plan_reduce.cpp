@@ -78,7 +78,7 @@ void check_launch(int64_t M, int64_t N, bool col, int64_t state, int sms) {
   const ReduceLaunch l = plan_reduce_launch(M, N, col, state, sms);
   CHECK(l.col == col);
   CHECK(l.threads() >= 1);
-  CHECK(l.threads() <= 1024);
+  CHECK(l.threads() <= kReduceMaxThreads);  // reduce_kernel's __launch_bounds__
   CHECK((l.lanes & (l.lanes - 1)) == 0);
   CHECK(l.smem == l.threads() * state);
   CHECK(l.smem <= 48 * 1024);

@@ -79,7 +79,7 @@ enum class Impl : uint8_t { Blocked, Flash, Cudnn };
 
 // A fused CUDA call as the implementations' planners see it (autocast's cast included).
 struct FusedCall {
-  bool ok = false;  // on one CUDA device, floating, batch dims that broadcast
+  bool ok = false;  // one CUDA device, one dtype (the planners judge it), batch dims that broadcast
   kernels::FlashProblem flash;
   kernels::CudnnSdpaProblem cudnn;
 };

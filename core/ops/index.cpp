@@ -33,9 +33,11 @@ void check_same_dtype(const char* op, const Tensor& self, const Tensor& src) {
               " must have the same dtype");
 }
 
-// Every index must lie in [0, size); names the op, the first bad extreme and the size.
+// Every index must lie in [0, size); names the op, the first bad extreme and the size. Only on the CPU:
+// the CUDA kernels check each index themselves and report a bad one as a deferred error worded the same
+// (kernels/index.hpp), raised at the next host read, so that no indexing op is a host sync.
 void check_range(const char* op, const Tensor& index, int64_t size, int64_t dim) {
-  if (index.numel() == 0) return;
+  if (index.numel() == 0 || index.device().is_cuda()) return;
   auto [lo, hi] = kernels::index_range(index);
   if (lo >= 0 && hi < size) return;
   int64_t bad = hi >= size ? hi : lo;
@@ -58,7 +60,7 @@ Tensor gather_impl(const char* op, const Tensor& t, int64_t dim, const Tensor& i
                 " is larger than the input ", tv.shape(), " in dim ", d, " (only dim ", dim, " may differ)");
   check_range(op, iv, tv.shape()[dim], dim);
   Tensor out = make_tensor(iv.shape(), t.dtype(), t.device());
-  kernels::gather(out, tv, dim, iv);
+  kernels::gather(out, tv, dim, iv, kernels::index_op(op));
   return out.view(index.shape());
 }
 
@@ -81,7 +83,7 @@ Tensor scatter_impl(const char* op, const Tensor& t, int64_t dim, const Tensor& 
   }
   check_range(op, iv, tv.shape()[dim], dim);
   Tensor out = tv.clone();
-  kernels::scatter(out, dim, iv, sv, mode);
+  kernels::scatter(out, dim, iv, sv, mode, 1, kernels::index_op(op));
   return out.view(t.shape());
 }
 
@@ -94,18 +96,13 @@ Tensor index_select_impl(const char* op, const Tensor& t, int64_t dim, const Ten
   if (t.dim() == 0) {
     EMBER_CHECK(index.numel() == 1, ShapeError, "[", op, "] indexing a 0-dim tensor needs exactly one index, got ",
                 describe(index));
-    check_range(op, index, 1, 0);
-    return t.clone();
+    return index_select_impl(op, t.reshape({1}), 0, index.reshape({1})).reshape({});
   }
-  // On CUDA the kernel checks the indices itself and reports a bad one as a deferred error (raised at
-  // the next host read), so that an embedding lookup is no host sync.
-  if (!t.device().is_cuda()) check_range(op, index, t.shape()[dim], dim);
+  check_range(op, index, t.shape()[dim], dim);
   Shape shape = t.shape();
   shape[dim] = index.numel();
   Tensor out = make_tensor(shape, t.dtype(), t.device());
-  const bool embedding = std::string_view(op) == "embedding";
-  kernels::index_select(out, t.contiguous(), dim, index,
-                        embedding ? kernels::IndexOp::kEmbedding : kernels::IndexOp::kIndexSelect);
+  kernels::index_select(out, t.contiguous(), dim, index, kernels::index_op(op));
   return out;
 }
 
@@ -140,9 +137,7 @@ Tensor untracked(F f) {
   return r.impl().view_base ? r.detach() : r;
 }
 
-// check_indices = false: the caller knows every index is in range (no host read of their extremes).
-Tensor index_add_impl(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src, const Scalar& alpha,
-                      bool check_indices = true) {
+Tensor index_add_impl(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src, const Scalar& alpha) {
   const char* op = "index_add";
   check_index_dtype(op, index);
   check_same_device(op, t, index);
@@ -158,13 +153,13 @@ Tensor index_add_impl(const Tensor& t, int64_t dim, const Tensor& index, const T
                 " must match self ", tv.shape(), " in every dim but ", dim);
   EMBER_CHECK(sv.shape()[dim] == index.numel(), ShapeError, "[", op, "] ", index.numel(),
               " indices for a source of size ", sv.shape()[dim], " in dim ", dim);
-  if (check_indices) check_range(op, index, tv.shape()[dim], dim);
+  check_range(op, index, tv.shape()[dim], dim);
   // The 1-D index broadcast over src's shape turns index_add into a scatter_add with alpha.
   Shape istrides(sv.shape().size(), 0);
   istrides[dim] = index.dim() == 0 ? 0 : index.strides()[0];
   Tensor iv = make_view(index, sv.shape(), istrides, index.storage_offset());
   Tensor out = tv.clone();
-  kernels::scatter(out, dim, iv, sv, kernels::ScatterMode::Add, alpha);
+  kernels::scatter(out, dim, iv, sv, kernels::ScatterMode::Add, alpha, kernels::IndexOp::kIndexAdd);
   return out.view(t.shape());
 }
 
@@ -357,14 +352,7 @@ Tensor embedding(const Tensor& indices, const Tensor& weight, std::optional<int6
       Tensor index = c.saved(0).reshape({-1});
       Tensor g = c.grad().reshape({-1, width});
       if (pad) g = g.masked_fill((index == *pad).unsqueeze(1), 0.0);
-      if (autograd::is_grad_enabled() || !g.device().is_cuda())
-        return autograd::Grads{zeros({n, width}, like(g)).index_add(0, index, g)};
-      // CUDA: the forward's kernel checked the indices (a bad one is a deferred IndexError, raised at the
-      // next host read); a bad one's gradient row is dropped here so that the scatter stays in bounds
-      // without reading the indices back.
-      Tensor ok = ((index >= 0) & (index < n)).unsqueeze(1);
-      return autograd::Grads{index_add_impl(zeros({n, width}, like(g)), 0, index.clamp(0, n - 1), where(ok, g, 0.0), 1,
-                                            /*check_indices=*/false)};
+      return autograd::Grads{zeros({n, width}, like(g)).index_add(0, index, g)};
     });
   return out;
 }

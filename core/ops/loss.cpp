@@ -3,6 +3,8 @@
 // kernel, or under create_graph the same formula in public ops (softmax stays differentiable).
 #include "core/ops/loss.hpp"
 
+#include <string_view>
+
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
 #include "core/ops/elementwise.hpp"
@@ -41,6 +43,31 @@ Tensor cross_entropy_grad_composite(const Tensor& g, const Tensor& x, const Tens
 }
 
 }  // namespace
+
+void check_class_targets(const char* op, const Tensor& target, int64_t classes, int64_t ignore_index) {
+  if (target.numel() == 0) return;
+  Tensor t = target.to(kI64);
+  if (t.device().is_cuda()) {
+    using kernels::DeferredCode;
+    const DeferredCode code =
+        std::string_view(op) == "nll_loss" ? DeferredCode::kNllLossTarget : DeferredCode::kCrossEntropyTarget;
+    kernels::cuda::check_class_targets(t.contiguous(), classes, ignore_index, code);
+    return;
+  }
+  Tensor bad = (t != Scalar(ignore_index)) & ((t < Scalar(0)) | (t >= Scalar(classes)));
+  if (!any(bad).item<bool>()) return;
+  const int64_t v = masked_select(t, bad).reshape({-1})[0].item<int64_t>();
+  throw IndexError(detail::cat_str("[", op, "] target ", v, " is out of bounds for ", classes, " classes (target ",
+                                   describe(target), ", ignore_index ", ignore_index, ")"));
+}
+
+void check_probabilities(const char* op, const Tensor& input) {
+  if (input.numel() == 0) return;
+  if (input.device().is_cuda()) return kernels::cuda::check_probabilities(input.contiguous());
+  autograd::NoGradGuard no_grad;
+  EMBER_CHECK(!any((input < Scalar(0)) | (input > Scalar(1))).item<bool>(), ValueError, "[", op,
+              "] all elements of input ", describe(input), " should be between 0 and 1");
+}
 
 Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tensor& weight, int64_t ignore_index,
                           LossReduction reduction, double label_smoothing) {

@@ -18,4 +18,13 @@ Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tenso
                           int64_t ignore_index = -100, LossReduction reduction = LossReduction::Mean,
                           double label_smoothing = 0.0);
 
+// Raises IndexError naming op ("cross_entropy" or "nll_loss") when a class-index target other than
+// ignore_index is outside [0, classes): at once on the CPU; on CUDA at the next host read (a deferred
+// error, worded as the fused cross-entropy's, kernels/deferred_error.hpp), so that the composed losses
+// are no host sync there. Their target pick (a gather) then reads nothing for a bad target.
+void check_class_targets(const char* op, const Tensor& target, int64_t classes, int64_t ignore_index);
+// Raises ValueError naming op (binary_cross_entropy) when an element of the input probabilities is
+// outside [0, 1]: at once on the CPU, on CUDA at the next host read (a deferred error).
+void check_probabilities(const char* op, const Tensor& input);
+
 }  // namespace ember

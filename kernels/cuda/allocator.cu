@@ -93,8 +93,8 @@ class CudaCachingAllocator final : public Allocator {
       return p;
     }
     if (graph_pools_.capturing()) {  // another stream during a capture: no event queries, no cudaFree
-      void* p = pool_.allocate(nbytes, key);
-      if (p == nullptr) throw_oom_locked(nbytes);
+      void* p = pool_.allocate(nbytes, key, /*may_release=*/false);
+      if (p == nullptr) throw_oom_locked(nbytes, /*released=*/false);
       peak_ = std::max(peak_, pool_.stats().allocated_bytes + graph_pools_.allocated_bytes());
       return p;
     }
@@ -214,7 +214,8 @@ class CudaCachingAllocator final : public Allocator {
     }
   }
 
-  [[noreturn]] void throw_oom_locked(size_t nbytes) {
+  // released: whether the cache was given back before this (not while a CUDA graph captures).
+  [[noreturn]] void throw_oom_locked(size_t nbytes, bool released = true) {
     size_t free_b = 0, total_b = 0;
     {
       DeviceGuard g(device_);
@@ -226,7 +227,10 @@ class CudaCachingAllocator final : public Allocator {
                                            " bytes (in use by tensors: ", s.allocated_bytes,
                                            " bytes, cached by the allocator: ", s.reserved_bytes - s.allocated_bytes,
                                            " bytes, peak in use: ", peak_, " bytes, device free: ", free_b, " of ",
-                                           total_b, " bytes); the cache was released before this error"));
+                                           total_b, " bytes); ",
+                                           released ? "the cache was released before this error"
+                                                    : "the cache is not released while a CUDA graph captures "
+                                                      "(cudaFree is not capturable)"));
   }
 
   int device_;

@@ -4,7 +4,8 @@
 // layouts and the per-thread bodies are the EMBER_HD functions of kernels/index_plan.hpp, which the
 // CPU tests run; what is left here is launch glue. No float atomics when ember::deterministic() is on:
 // a scatter whose index is shared by every line (index_add, embedding backward) then sorts the index
-// (CUB radix sort, stable) and sums each destination's run in order.
+// (CUB radix sort, stable) and sums each destination's run in order. index_select, gather and scatter
+// check every index value: a bad one reads or writes nothing and becomes a deferred error (no host read).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -73,8 +74,9 @@ __global__ void __launch_bounds__(kThreads) count_true_kernel(const bool* mask, 
 
 // A bad index (outside [0, n)) reads nothing: its outputs are 0 and its first element reports it.
 template <class T, class I>
-__global__ void __launch_bounds__(kThreads) index_select_kernel(T* out, const T* self, const I* index, ip::SelectGeom g,
-                                                                int64_t n, DeferredError* error, int64_t dim, IndexOp op) {
+__global__ void __launch_bounds__(kThreads)
+    index_select_kernel(T* out, const T* self, const I* index, ip::SelectGeom g, int64_t n, DeferredError* error,
+                        int64_t dim, IndexOp op) {
   for (int64_t i = grid_start(); i < n; i += grid_step()) {
     bool first = false;
     const int64_t v = ip::select_index(g, index, i, &first);
@@ -82,28 +84,39 @@ __global__ void __launch_bounds__(kThreads) index_select_kernel(T* out, const T*
       out[i] = self[ip::select_offset(g, v, i)];
     } else {
       out[i] = T(0);
-      if (first)
-        report_deferred_error(error, DeferredCode::kIndexOutOfRange, v, g.n, dim, static_cast<int64_t>(op));
+      if (first) report_deferred_error(error, DeferredCode::kIndexOutOfRange, v, g.n, dim, static_cast<int64_t>(op));
     }
   }
 }
 
+// Where the index checks of gather and scatter report (the op, its dim and the size along it).
+struct Report {
+  DeferredError* slot;
+  int64_t size, dim;
+  IndexOp op;
+  __device__ void operator()(int64_t bad) const {
+    report_deferred_error(slot, DeferredCode::kIndexOutOfRange, bad, size, dim, static_cast<int64_t>(op));
+  }
+};
+
 template <class T, class I>
-__global__ void __launch_bounds__(kThreads) gather_kernel(T* out, const T* self, const I* index, ip::GatherPlan p) {
+__global__ void __launch_bounds__(kThreads)
+    gather_kernel(T* out, const T* self, const I* index, ip::GatherPlan p, Report report) {
   for (int64_t e = grid_start(); e < p.elems.numel; e += grid_step()) {
-    int64_t off[ip::kOps];
-    ip::offsets(p.elems, e, off);
-    out[off[0]] = self[off[1] + static_cast<int64_t>(index[off[2]]) * p.self_dim_stride];
+    int64_t bad = 0;
+    if (!ip::gather_element(out, self, index, p, e, &bad)) report(bad);
   }
 }
 
 template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
-    scatter_lines_kernel(T* out, const T* src, const I* index, ip::ScatterPlan p, acc_t<T> alpha, bool add) {
+    scatter_lines_kernel(T* out, const T* src, const I* index, ip::ScatterPlan p, acc_t<T> alpha, bool add,
+                         Report report) {
   for (int64_t line = grid_start(); line < p.lines.numel; line += grid_step()) {
     int64_t base[ip::kOps];
     ip::offsets(p.lines, line, base);
-    ip::scatter_line(out, src, index, base, p.dim_stride, p.k, alpha, add);
+    int64_t bad = 0;
+    if (!ip::scatter_line(out, src, index, base, p, alpha, add, &bad)) report(bad);
   }
 }
 
@@ -123,25 +136,30 @@ __device__ __forceinline__ void atomic_add(int64_t* p, int64_t v) {
 
 template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
-    scatter_elements_kernel(T* out, const T* src, const I* index, ip::ScatterPlan p, acc_t<T> alpha, bool add) {
+    scatter_elements_kernel(T* out, const T* src, const I* index, ip::ScatterPlan p, acc_t<T> alpha, bool add,
+                            Report report) {
   for (int64_t e = grid_start(); e < p.elems.numel; e += grid_step()) {
-    int64_t off[ip::kOps];
-    ip::offsets(p.elems, e, off);
-    T* dst = out + off[0] + static_cast<int64_t>(index[off[2]]) * p.dim_stride[0];
-    if (add)
-      atomic_add(dst, alpha * static_cast<acc_t<T>>(src[off[1]]));
-    else
-      *dst = src[off[1]];
+    int64_t dst = 0, from = 0, bad = 0;
+    if (!ip::scatter_element(p, index, e, &dst, &from, &bad)) {
+      report(bad);
+    } else if (add) {
+      atomic_add(out + dst, alpha * static_cast<acc_t<T>>(src[from]));
+    } else {
+      out[dst] = src[from];
+    }
   }
 }
 
-// Keys (destinations along dim) and positions of the shared index, for the stable radix sort.
+// Keys (destinations along dim; p.size for a bad value) and positions of the shared index, for the
+// stable radix sort.
 template <class I>
 __global__ void __launch_bounds__(kThreads)
-    sort_keys_kernel(const I* index, int64_t stride, int64_t k, int64_t* keys, int64_t* pos) {
-  for (int64_t j = grid_start(); j < k; j += grid_step()) {
-    keys[j] = static_cast<int64_t>(index[j * stride]);
+    sort_keys_kernel(const I* index, ip::ScatterPlan p, int64_t* keys, int64_t* pos, Report report) {
+  for (int64_t j = grid_start(); j < p.k; j += grid_step()) {
+    const auto v = static_cast<int64_t>(index[j * p.dim_stride[2]]);
+    keys[j] = ip::sort_key(v, p.size);
     pos[j] = j;
+    if (keys[j] != v) report(v);
   }
 }
 
@@ -155,7 +173,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t i = t / lines, line = t - i * lines;
     int64_t base[ip::kOps];
     ip::offsets(p.lines, line, base);
-    ip::scatter_sorted_run(out, src, keys, pos, p.k, i, base, p.dim_stride, alpha, add);
+    ip::scatter_sorted_run(out, src, keys, pos, i, base, p, alpha, add);
   }
 }
 
@@ -236,15 +254,16 @@ void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tens
   });
 }
 
-void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index) {
+void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, IndexOp op) {
   if (index.numel() == 0) return;
   const int dev = device_index(out.device(), "gather");
   DeviceGuard guard(dev);
   const ip::GatherPlan p = ip::plan_gather(out, self, dim, index);
+  const Report report{deferred_error_slot(dev), p.size, dim, op};
   visit_dtype<AllTypes>(self.dtype(), "[gather]", [&]<class T>() {
     visit_dtype<IndexTypes>(index.dtype(), "[gather]", [&]<class I>() {
       gather_kernel<T, I><<<grid(p.elems.numel), kThreads, 0, current_stream(dev)>>>(ptr<T>(out), ptr<const T>(self),
-                                                                                     ptr<const I>(index), p);
+                                                                                     ptr<const I>(index), p, report);
       EMBER_CUDA_CHECK(cudaGetLastError());
     });
   });
@@ -254,14 +273,14 @@ namespace {
 // The shared index sorted stably by destination: keys and positions in `buf` at plan_sort_buffers'
 // offsets (the outputs at keys_out and pos_out).
 template <class I>
-Tensor sort_shared_index(const Tensor& index, const ip::ScatterPlan& p, cudaStream_t stream) {
+Tensor sort_shared_index(const Tensor& index, const ip::ScatterPlan& p, cudaStream_t stream, const Report& report) {
   const ip::SortBuffers sb = ip::plan_sort_buffers(p.k);
   Tensor buf = scratch(sb.total, kI64, index.device());
   int64_t* b = ptr<int64_t>(buf);
   sort_keys_kernel<I>
-      <<<grid(p.k), kThreads, 0, stream>>>(ptr<const I>(index), p.dim_stride[2], p.k, b + sb.keys_in, b + sb.pos_in);
+      <<<grid(p.k), kThreads, 0, stream>>>(ptr<const I>(index), p, b + sb.keys_in, b + sb.pos_in, report);
   EMBER_CUDA_CHECK(cudaGetLastError());
-  // Keys are in [0, size): sorting them as unsigned over key_bits bits orders them as signed.
+  // Keys are in [0, size]: sorting them as unsigned over key_bits bits orders them as signed.
   auto* keys_in = reinterpret_cast<unsigned long long*>(b + sb.keys_in);
   auto* keys_out = reinterpret_cast<unsigned long long*>(b + sb.keys_out);
   size_t bytes = 0;
@@ -275,26 +294,28 @@ Tensor sort_shared_index(const Tensor& index, const ip::ScatterPlan& p, cudaStre
 }  // namespace
 
 void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, ScatterMode mode,
-             const Scalar& alpha) {
+             const Scalar& alpha, IndexOp op) {
   if (index.numel() == 0) return;
   const int dev = device_index(out.device(), "scatter");
   DeviceGuard guard(dev);
   cudaStream_t stream = current_stream(dev);
   const bool add = mode == ScatterMode::Add;
+  DeferredError* slot = deferred_error_slot(dev);
   visit_dtype<AllTypes>(out.dtype(), "[scatter]", [&]<class T>() {
     constexpr bool kAtomics = contains_v<T, SignedTypes>;
     const ip::ScatterPlan p = ip::plan_scatter(out, dim, index, src, mode, deterministic(), kAtomics);
+    const Report report{slot, p.size, dim, op};
     const acc_t<T> a = alpha.to<acc_t<T>>();
     visit_dtype<IndexTypes>(index.dtype(), "[scatter]", [&]<class I>() {
       if constexpr (kAtomics) {
         if (p.kernel == ip::ScatterKernel::Elements) {
-          scatter_elements_kernel<T, I><<<grid(p.elems.numel), kThreads, 0, stream>>>(ptr<T>(out), ptr<const T>(src),
-                                                                                      ptr<const I>(index), p, a, add);
+          scatter_elements_kernel<T, I><<<grid(p.elems.numel), kThreads, 0, stream>>>(
+              ptr<T>(out), ptr<const T>(src), ptr<const I>(index), p, a, add, report);
           EMBER_CUDA_CHECK(cudaGetLastError());
           return;
         }
         if (p.kernel == ip::ScatterKernel::SortedRows) {
-          Tensor buf = sort_shared_index<I>(index, p, stream);
+          Tensor buf = sort_shared_index<I>(index, p, stream, report);
           const ip::SortBuffers sb = ip::plan_sort_buffers(p.k);
           const int64_t* b = ptr<const int64_t>(buf);
           scatter_sorted_kernel<T><<<grid(p.k * p.lines.numel), kThreads, 0, stream>>>(
@@ -304,7 +325,7 @@ void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& 
         }
       }
       scatter_lines_kernel<T, I><<<grid(p.lines.numel), kThreads, 0, stream>>>(ptr<T>(out), ptr<const T>(src),
-                                                                               ptr<const I>(index), p, a, add);
+                                                                               ptr<const I>(index), p, a, add, report);
       EMBER_CUDA_CHECK(cudaGetLastError());
     });
   });

@@ -206,16 +206,26 @@ struct Algo {
   size_t workspace = 0;
 };
 
+// The heuristic's choices by (device, plan); an entry without an algorithm makes the caller run its
+// fallback at once.
+struct AlgoCache {
+  std::mutex mu;
+  std::map<std::pair<int, lp::Key>, Algo> algos;
+};
+AlgoCache& algo_cache() {
+  static AlgoCache c;
+  return c;
+}
+
 // The heuristic's first choice for a plan on a device, cached (cuBLASLt's heuristic costs microseconds
 // per call, more than a small GEMM). `fallback` names what the caller runs instead when there is none.
 Algo find_algo(int dev, const lp::Plan& p, const Descriptors& d, const char* fallback) {
-  static std::mutex mu;
-  static std::map<std::pair<int, lp::Key>, Algo> cache;
+  AlgoCache& c = algo_cache();
   const auto key = std::make_pair(dev, lp::cache_key(p));
   {
-    std::lock_guard lock(mu);
-    auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
+    std::lock_guard lock(c.mu);
+    auto it = c.algos.find(key);
+    if (it != c.algos.end()) return it->second;
   }
   cublasLtMatmulHeuristicResult_t result{};
   int returned = 0;
@@ -229,8 +239,8 @@ Algo find_algo(int dev, const lp::Plan& p, const Descriptors& d, const char* fal
                  static_cast<long long>(p.m), static_cast<long long>(p.n), static_cast<long long>(p.k),
                  static_cast<long long>(p.chunk), cublasGetStatusName(s), fallback);
   }
-  std::lock_guard lock(mu);
-  cache.emplace(key, algo);
+  std::lock_guard lock(c.mu);
+  c.algos.emplace(key, algo);
   return algo;
 }
 
@@ -287,14 +297,15 @@ void launch_lt(int dev, const lp::Plan& plan, const T* A, const T* B, T* C, cons
 
 // One cuBLASLt call (alpha 1, beta 0) of a plan of one matrix whose epilogue only cuBLASLt computes
 // (GELU_AUX_BIAS, BGRADA/B): false, with nothing run, when the heuristic has no algorithm for it or
-// cuBLASLt answers NOT_SUPPORTED.
+// cuBLASLt refuses the call (NOT_SUPPORTED, INVALID_VALUE, ARCH_MISMATCH: said once on stderr, and the
+// plan then goes to the fallback at once). Other failures throw.
 template <class T>
 bool try_lt_epilogue(int dev, const lp::Plan& p, const T* A, const T* B, T* C, void* bias, void* aux, int64_t aux_ld) {
   const Descriptors d(p, bias, aux, aux_ld);
-  const Algo algo = find_algo(dev, p, d,
-                              p.epilogue == lp::Epilogue::GeluAuxBias
-                                  ? "the unfused addmm_gelu (a GEMM with the bias epilogue, then a GELU pass)"
-                                  : "a GEMM without the epilogue; the caller sums the bias gradient separately");
+  const char* fallback = p.epilogue == lp::Epilogue::GeluAuxBias
+                             ? "the unfused addmm_gelu (a GEMM with the bias epilogue, then a GELU pass)"
+                             : "a GEMM without the epilogue; the caller sums the bias gradient separately";
+  const Algo algo = find_algo(dev, p, d, fallback);
   if (!algo.found) return false;
   const float one = 1.f, zero = 0.f;
   Tensor workspace;
@@ -303,7 +314,15 @@ bool try_lt_epilogue(int dev, const lp::Plan& p, const T* A, const T* B, T* C, v
   const cublasStatus_t s =
       cublasLtMatmul(handle(dev), d.op, &one, A, d.a, B, d.b, &zero, C, d.c, C, d.c, &algo.algo,
                      workspace.defined() ? workspace.raw_data() : nullptr, algo.workspace, current_stream(dev));
-  if (s == CUBLAS_STATUS_NOT_SUPPORTED) return false;  // this epilogue/layout pairing: the unfused path runs
+  if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE || s == CUBLAS_STATUS_ARCH_MISMATCH) {
+    std::fprintf(stderr, "[matmul] cuBLASLt refused the epilogue for m=%lld n=%lld k=%lld (%s); running %s\n",
+                 static_cast<long long>(p.m), static_cast<long long>(p.n), static_cast<long long>(p.k),
+                 cublasGetStatusName(s), fallback);
+    AlgoCache& c = algo_cache();
+    std::lock_guard lock(c.mu);
+    c.algos[std::make_pair(dev, lp::cache_key(p))] = Algo{};
+    return false;
+  }
   EMBER_CUBLAS_CHECK(s);
   return true;
 }

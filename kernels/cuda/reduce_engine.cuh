@@ -16,7 +16,7 @@ namespace ember::kernels::cuda {
 
 // One pass over the outputs of blockIdx.x (grid-stride) and the reduced chunk blockIdx.y.
 template <class Op>
-__global__ void __launch_bounds__(1024) reduce_kernel(Op op, ReducePlan p, ReduceLaunch l, char* partial) {
+__global__ void __launch_bounds__(kReduceMaxThreads) reduce_kernel(Op op, ReducePlan p, ReduceLaunch l, char* partial) {
   using S = typename Op::State;
   extern __shared__ __align__(16) unsigned char reduce_smem[];
   S* sh = reinterpret_cast<S*>(reduce_smem);
