@@ -288,7 +288,7 @@ Tensor as_strided_backward(const Tensor& g, const Strided& in, const Strided& ou
     return hi + 1;
   };
   int64_t n = std::max(extent(in), extent(out));
-  Tensor positions = arange(n, kI64).to(g.device()).as_strided(out.shape, out.strides, out.offset).reshape({-1});
+  Tensor positions = arange(n, kI64, g.device()).as_strided(out.shape, out.strides, out.offset).reshape({-1});
   Tensor flat = zeros({n}, {.dtype = g.dtype(), .device = g.device()}).index_add(0, positions, g.reshape({-1}));
   return flat.as_strided(in.shape, in.strides, in.offset);
 }

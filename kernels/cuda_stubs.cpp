@@ -62,6 +62,7 @@ void binary(int, const Tensor&, const Tensor&, const Tensor&, const OpParams&) {
 void ternary(int, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OpParams&) { no_cuda("ternary"); }
 void copy(const Tensor&, const Tensor&) { no_cuda("copy"); }
 void fill(const Tensor&, const Scalar&) { no_cuda("fill"); }
+void arange(const Tensor&, const ArangeParams&) { no_cuda("arange"); }
 void random_fill(const Tensor&, const RandomParams&, uint64_t, uint64_t) { no_cuda("random"); }
 void reduce(ReduceKind, const Tensor&, const Tensor&, const ReduceParams&) { no_cuda("reduce"); }
 void var_mean(const Tensor&, const Tensor&, const Tensor&, int64_t, bool) { no_cuda("var"); }
@@ -147,6 +148,7 @@ void gather(const Tensor&, const Tensor&, int64_t, const Tensor&, IndexOp) { no_
 void scatter(const Tensor&, int64_t, const Tensor&, const Tensor&, ScatterMode, const Scalar&, IndexOp) {
   no_cuda("scatter");
 }
+void check_index_range(const Tensor&, int64_t, int64_t, int64_t, int64_t, IndexOp) { no_cuda("check_index_range"); }
 void masked_fill(const Tensor&, const Tensor&, const Tensor&, const Scalar&) { no_cuda("masked_fill"); }
 int64_t count_true(const Tensor&) { no_cuda("count_true"); }
 void masked_select(const Tensor&, const Tensor&, const Tensor&) { no_cuda("masked_select"); }

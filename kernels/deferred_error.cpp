@@ -10,8 +10,8 @@
 namespace ember::kernels {
 
 namespace {
-constexpr const char* kIndexOpNames[] = {"index_select", "embedding",   "gather",   "take_along_dim",
-                                         "scatter",      "scatter_add", "index_add"};
+constexpr const char* kIndexOpNames[] = {"index_select", "embedding", "gather", "take_along_dim", "scatter",
+                                         "scatter_add",  "index_add", "index",  "index_put",      "index_put_"};
 }  // namespace
 
 const char* index_op_name(IndexOp op) {

@@ -27,6 +27,9 @@ enum class IndexOp : int64_t {
   kScatter = 4,
   kScatterAdd = 5,
   kIndexAdd = 6,
+  kIndex = 7,      // advanced indexing (x.index)
+  kIndexPut = 8,   // index_put
+  kIndexPut_ = 9,  // index_put_
 };
 // The op's public name ("index_select", "embedding", "gather", ...), and back (kIndexSelect for a name
 // that is none of them).

@@ -49,4 +49,10 @@ void fill(const Tensor& dst, const Scalar& v) {
   cpu::fill(dst, v);
 }
 
+void arange(const Tensor& dst, const ArangeParams& p) {
+  if (dst.device().is_cuda()) return cuda::arange(dst, p);
+  check_cpu(dst, "arange");
+  cpu::arange(dst, p);
+}
+
 }  // namespace ember::kernels

@@ -27,6 +27,11 @@ void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& in
 // and never uses float atomics when ember::deterministic() is set.
 void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, ScatterMode mode,
              const Scalar& alpha = 1, IndexOp op = IndexOp::kScatter);
+// Checks every value of index (contiguous i64, on a CUDA device) against [lo, hi) without a host read:
+// the first bad one (smallest flat position) becomes the deferred error kIndexOutOfRange naming op, dim
+// and size. For ops that adjust the indices before a kernel that checks them again (advanced indexing
+// wraps negative ones).
+void check_index_range(const Tensor& index, int64_t lo, int64_t hi, int64_t size, int64_t dim, IndexOp op);
 // out = mask ? value : self, all three of out's shape (mask bool, self of out's dtype).
 void masked_fill(const Tensor& out, const Tensor& self, const Tensor& mask, const Scalar& value);
 // Number of true elements of a bool tensor.
@@ -52,6 +57,7 @@ void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tens
 void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, IndexOp op);
 void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, ScatterMode mode,
              const Scalar& alpha, IndexOp op);
+void check_index_range(const Tensor& index, int64_t lo, int64_t hi, int64_t size, int64_t dim, IndexOp op);
 void masked_fill(const Tensor& out, const Tensor& self, const Tensor& mask, const Scalar& value);
 int64_t count_true(const Tensor& mask);
 void masked_select(const Tensor& out, const Tensor& self, const Tensor& mask);

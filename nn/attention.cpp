@@ -124,8 +124,8 @@ std::tuple<Tensor, Tensor> MultiheadAttentionImpl::forward(const Tensor& query, 
   } else {
     Tensor scores = matmul(qp, kp.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
     if (causal) {
-      Tensor i = arange(l, kI64).to(qp.device()).unsqueeze(1);
-      Tensor j = arange(s, kI64).to(qp.device()).unsqueeze(0);
+      Tensor i = arange(l, kI64, qp.device()).unsqueeze(1);
+      Tensor j = arange(s, kI64, qp.device()).unsqueeze(0);
       scores = scores.masked_fill(j.gt(i), -INFINITY);  // query i sees keys j <= i
     }
     if (mask.defined())

@@ -229,19 +229,18 @@ Tensor pad(const Tensor& input, const std::vector<int64_t>& pad, std::string_vie
     if (mode == "circular")
       EMBER_CHECK(before <= n && after <= n, ValueError, "[pad] circular padding (", before, ", ", after, ") of dim ",
                   d, " must not exceed its size ", n, " (input ", describe(input), ")");
-    // The source index of every output position; index_select gathers it and scatters the gradient back.
-    std::vector<int64_t> src(static_cast<size_t>(n + before + after));
-    for (int64_t j = -before; j < n + after; ++j) {
-      int64_t s = j;
-      if (mode == "reflect")
-        s = j < 0 ? -j : (j >= n ? 2 * (n - 1) - j : j);
-      else if (mode == "replicate")
-        s = std::min(std::max<int64_t>(j, 0), n - 1);
-      else
-        s = ((j % n) + n) % n;
-      src[static_cast<size_t>(j + before)] = s;
-    }
-    out = index_select(out, d, tensor(src).to(input.device()));
+    // The source index of every output position j, made on the input's device (no copy from the host,
+    // so no host sync on CUDA); index_select gathers it and scatters the gradient back. The checks above
+    // keep j within one period of [0, n) for reflect and circular.
+    const Tensor j = arange(-before, n + after, 1, kI64, input.device());
+    Tensor src;
+    if (mode == "reflect")
+      src = where(j < Scalar(0), -j, where(j >= Scalar(n), Scalar(2 * (n - 1)) - j, j));
+    else if (mode == "replicate")
+      src = clamp(j, Scalar(0), Scalar(n - 1));
+    else
+      src = where(j < Scalar(0), j + Scalar(n), where(j >= Scalar(n), j - Scalar(n), j));
+    out = index_select(out, d, src);
   }
   return out;
 }
@@ -298,7 +297,7 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
   const double neg_inf = -std::numeric_limits<double>::infinity();
   Tensor dead;  // [..., L, 1]: query rows that may attend no key
   if (is_causal) {
-    Tensor causal = arange(l, kI64).to(query.device()).unsqueeze(1) >= arange(s, kI64).to(query.device()).unsqueeze(0);
+    Tensor causal = arange(l, kI64, query.device()).unsqueeze(1) >= arange(s, kI64, query.device()).unsqueeze(0);
     scores = where(causal, scores, neg_inf);  // row i always sees key 0: no fully masked rows
   } else if (attn_mask.defined()) {
     const Tensor mask = attn_mask.dim() == 0 ? attn_mask.reshape({1}) : attn_mask;

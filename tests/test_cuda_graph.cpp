@@ -248,6 +248,47 @@ TEST_CASE("cuda graph: capture allocates from the graph's pool, which lives as l
   CHECK(memory_stats(kCuda).current_bytes == before);
 }
 
+TEST_CASE("cuda graph: indexing, losses, tril, pad and the composed attention capture (no host copy or read)") {
+  CUDA_OR_SKIP();
+  namespace F = nn::functional;
+  manual_seed(7);
+  // Each of these used to copy a host-made table to the device (arange, tril, pad's index) or read an
+  // index range or a check back to the host; both are errors while a graph captures.
+  const std::vector<Tensor> host = {randn({2, 3, 8, 8}), randint(0, 8, {2, 3, 8, 4}), randn({16, 5}),
+                                    randint(0, 5, {16}), sigmoid(randn({16})),        rand({16})};
+  auto run = [](const std::vector<Tensor>& in) {
+    const Tensor &x = in[0], &idx = in[1], &logits = in[2], &y = in[3], &p = in[4], &t = in[5];
+    return std::vector<Tensor>{tril(x),
+                               triu(x, 1),
+                               F::pad(x, {2, 3}, "reflect"),
+                               F::pad(x, {1, 1, 2, 2}, "replicate"),
+                               F::pad(x, {3, 1}, "circular"),
+                               F::scaled_dot_product_attention(x, x, x, {}, 0.0, true),  // f32: composed
+                               x.gather(3, idx),
+                               x.scatter_add(3, idx, x.narrow(3, 0, 4)),
+                               F::nll_loss(log_softmax(logits, 1), y),
+                               F::binary_cross_entropy(p, t),
+                               arange(-3, 9, 2, kF32, x.device())};
+  };
+  const std::vector<Tensor> want = run(host);
+  std::vector<Tensor> dev;
+  for (const Tensor& h : host) dev.push_back(h.to(kCuda));
+  const std::vector<Tensor> eager = run(dev);  // also the warm-up: cuBLAS's handle exists before capture
+  CudaGraph graph(kCuda);
+  std::vector<Tensor> got;
+  {
+    CudaGraphCapture cap(graph);
+    got = run(dev);
+  }
+  graph.replay();
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    CAPTURE(i);
+    CHECK(max(abs(eager[i].cpu() - want[i])).item<float>() < 1e-5f);
+    CHECK(max(abs(got[i].cpu() - want[i])).item<float>() < 1e-5f);
+  }
+}
+
 // An MLP regression with dropout, AdamW and a per-step schedule, with an MSE loss (no host read in it).
 struct GraphedRegression : train::TrainModule {
   nn::Sequential net{nn::Linear(4, 16), nn::ReLU(), nn::Dropout(0.1), nn::Linear(16, 3)};

@@ -271,6 +271,17 @@ TEST_SUITE("host_sync") {
       CHECK(!msg.empty());
       CHECK(kernels::deferred_error_message(idx) == msg);
     }
+    // Advanced indexing: the deferred message is the CPU's up to the indexed tensor's description.
+    std::string adv;
+    try {
+      (void)weight.index({tensor<int64_t>({1, 9})});
+    } catch (const IndexError& e) {
+      adv = e.what();
+    }
+    const kernels::DeferredError adv_rec{.code = int64_t(kernels::DeferredCode::kIndexOutOfRange),
+                                         .args = {9, 5, 0, int64_t(kernels::IndexOp::kIndex)}};
+    CHECK(!adv.empty());
+    CHECK(adv.starts_with(kernels::deferred_error_message(adv_rec) + " of "));
     // nll_loss (and the composed cross-entropy) on CUDA: worded as the fused cross-entropy's report, the
     // CPU's words up to the position.
     std::string nll_msg;
@@ -411,6 +422,11 @@ TEST_SUITE("host_sync") {
     Tensor l = nn::functional::nll_loss(logp.to(gpu), y_bad.to(gpu));
     CHECK(throws_with<IndexError>([&] { (void)l.item<float>(); },
                                   "[nll_loss] target 10 is out of bounds for 10 classes (at flat target index 5"));
+    // Advanced indexing: negative indices wrap on the device; a bad one raises at the next read.
+    Tensor xi = x.to(gpu).index({tensor<int64_t>({-1, 2, 0}).to(gpu), indexing::Slice(0, 5)});
+    CHECK(max(abs(xi.cpu() - x.index({tensor<int64_t>({-1, 2, 0}), indexing::Slice(0, 5)}))).item<float>() == 0.0f);
+    Tensor xb = x.to(gpu).index({tensor<int64_t>({1, -7}).to(gpu)});
+    CHECK(throws_with<IndexError>([&] { (void)xb.cpu(); }, "[index] index -7 is out of bounds for dim 0 with size 6"));
     // binary_cross_entropy: no read for its input check either.
     Tensor p = sigmoid(randn({32})), t = rand({32});
     const int64_t before = host_reads();

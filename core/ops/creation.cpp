@@ -44,9 +44,9 @@ Tensor zeros_like(const Tensor& t, const TensorOptions& o) { return zeros(t.shap
 Tensor ones_like(const Tensor& t, const TensorOptions& o) { return ones(t.shape(), o); }
 Tensor full_like(const Tensor& t, const Scalar& v, const TensorOptions& o) { return full(t.shape(), v, o); }
 
-Tensor arange(const Scalar& end, std::optional<DType> dtype) { return arange(0, end, 1, dtype); }
+Tensor arange(const Scalar& end, std::optional<DType> dtype, Device device) { return arange(0, end, 1, dtype, device); }
 
-Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, std::optional<DType> dtype) {
+Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, std::optional<DType> dtype, Device device) {
   profiler::OpRecord prof("arange");
   bool floating = start.is_floating() || end.is_floating() || step.is_floating();
   DType dt = dtype.value_or(floating ? kF32 : kI64);
@@ -72,16 +72,14 @@ Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, std::o
                 " elements is more than a tensor can hold (at most ", kMax, "); start ", s, ", end ", e, ", step ", st);
     n = static_cast<int64_t>(count);
   }
-  Tensor out = make_tensor({n}, dt);
-  visit_dtype<NumericTypes>(dt, "[arange]", [&]<class T>() {
-    T* p = out.data_ptr<T>();
-    if (floating || is_floating(dt)) {
-      for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(static_cast<acc_t<T>>(s + static_cast<double>(i) * st));
-    } else {
-      int64_t is = start.to_int(), ist = step.to_int();
-      for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(is + i * ist);
-    }
-  });
+  EMBER_CHECK(dt != kBool, DTypeError, "[arange] is not defined for bool");
+  Tensor out = make_tensor({n}, dt, device);
+  const bool as_double = floating || is_floating(dt);
+  kernels::arange(out, {.floating = as_double,
+                        .start = s,
+                        .step = st,
+                        .istart = as_double ? 0 : start.to_int(),
+                        .istep = as_double ? 0 : step.to_int()});
   return out;
 }
 

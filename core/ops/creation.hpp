@@ -19,9 +19,11 @@ Tensor empty_like(const Tensor& t, const TensorOptions& o);
 Tensor zeros_like(const Tensor& t, const TensorOptions& o);
 Tensor ones_like(const Tensor& t, const TensorOptions& o);
 Tensor full_like(const Tensor& t, const Scalar& value, const TensorOptions& o);
-// arange(end), arange(start, end, step): integral arguments give i64 unless a dtype is given.
-Tensor arange(const Scalar& end, std::optional<DType> dtype = {});
-Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step = 1, std::optional<DType> dtype = {});
+// arange(end), arange(start, end, step): integral arguments give i64 unless a dtype is given. Filled on
+// `device` (no copy from the host, so no host sync on CUDA).
+Tensor arange(const Scalar& end, std::optional<DType> dtype = {}, Device device = kCPU);
+Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step = 1, std::optional<DType> dtype = {},
+              Device device = kCPU);
 Tensor linspace(double start, double end, int64_t steps, const TensorOptions& o = {});
 Tensor eye(int64_t n, std::optional<int64_t> m = {}, const TensorOptions& o = {});
 

@@ -279,7 +279,7 @@ Tensor masked_select(const Tensor& t, const Tensor& mask) {
       const Tensor& g = c.grad();
       int64_t n = shape_numel(shape);
       Tensor m = c.saved(0).expand(shape).reshape({n});
-      Tensor positions = arange(n, kI64).to(g.device()).masked_select(m);
+      Tensor positions = arange(n, kI64, g.device()).masked_select(m);
       return autograd::Grads{zeros({n}, like(g)).index_add(0, positions, g).reshape(shape)};
     });
   return out;

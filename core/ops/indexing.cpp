@@ -10,6 +10,7 @@
 #include "core/ops/index.hpp"
 #include "core/ops/reduce.hpp"
 #include "core/ops/shape.hpp"
+#include "kernels/index.hpp"
 
 namespace ember {
 namespace {
@@ -105,7 +106,14 @@ Plan make_plan(const char* op, const Tensor& t, const std::vector<TensorIndex>& 
         }
         const int64_t n = p.view.size(d);
         Tensor ix = x.to(kI64);
-        if (ix.numel() > 0) {
+        if (ix.numel() > 0 && ix.device().is_cuda()) {
+          // No host read on CUDA: a kernel checks the range (a bad index is a deferred IndexError worded
+          // as below, raised at the next host read) and negative indices wrap on the device. The kernels
+          // reading and writing the flat positions check those too, so a bad one touches nothing.
+          ix = ix.contiguous();
+          kernels::check_index_range(ix, -n, n, n, d, kernels::index_op(op));
+          ix = where(ix < Scalar(0), ix + Scalar(n), ix);
+        } else if (ix.numel() > 0) {
           const int64_t lo = amin(ix).item<int64_t>(), hi = amax(ix).item<int64_t>();
           EMBER_CHECK(lo >= -n && hi < n, IndexError, "[", op, "] index ", hi >= n ? hi : lo,
                       " is out of bounds for dim ", d, " with size ", n, " of ", describe(p.view));
@@ -148,7 +156,7 @@ Positions positions(const Plan& p, const Tensor& base) {
   for (int64_t i = 0; i < nr; ++i) {
     Shape s(nb + nr, 1);
     s[nb + i] = p.view.size(rest[i]);
-    pos = pos + arange(p.view.size(rest[i]), kI64).to(base.device()).reshape(s) * p.view.stride(rest[i]);
+    pos = pos + arange(p.view.size(rest[i]), kI64, base.device()).reshape(s) * p.view.stride(rest[i]);
   }
   r.flat = pos.expand(r.shape).reshape({-1});
   // Adjacent tensor indices keep their place (after the `first` view dims before them).

@@ -102,7 +102,7 @@ Tensor selected_back(const Tensor& g, const Tensor& indices, const Reduction& r,
   if (in.empty()) return g;
   Shape pos_shape(in.size(), 1);
   pos_shape[d] = in[d];
-  Tensor pos = arange(in[d]).reshape(pos_shape).to(g.device());
+  Tensor pos = arange(in[d], kI64, g.device()).reshape(pos_shape);
   return where(pos == keep_layout(indices, r), keep_layout(g, r), 0.0);
 }
 

@@ -12,9 +12,9 @@ namespace {
 Tensor triangle(const Tensor& t, int64_t diagonal, bool lower, const char* op) {
   EMBER_CHECK(t.dim() >= 2, ShapeError, "[", op, "] needs a tensor of at least 2 dims, got ", describe(t));
   int64_t rows = t.size(-2), cols = t.size(-1);
-  Tensor offset = arange(cols, kI64).unsqueeze(0) - arange(rows, kI64).unsqueeze(1);
+  Tensor offset = arange(cols, kI64, t.device()).unsqueeze(0) - arange(rows, kI64, t.device()).unsqueeze(1);
   Tensor keep = lower ? offset <= diagonal : offset >= diagonal;
-  return where(keep.to(t.device()), t, zeros_like(t));
+  return where(keep, t, zeros_like(t));
 }
 
 }  // namespace

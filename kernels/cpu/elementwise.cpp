@@ -1,10 +1,11 @@
 // CPU elementwise kernels: one table entry per functor of kernels/functors.hpp, each dispatching on
 // the computation dtype to the vectorisable loops of loops.hpp.
+#include "kernels/elementwise.hpp"
+
 #include <array>
 #include <cstring>
 
 #include "kernels/cpu/loops.hpp"
-#include "kernels/elementwise.hpp"
 
 namespace ember::kernels::cpu {
 namespace {
@@ -33,7 +34,9 @@ constexpr auto kTernary = make_table<3, TernaryFn>(TernaryFunctors{});
 
 struct Convert {
   template <class T>
-  auto operator()(T x) const { return x; }
+  auto operator()(T x) const {
+    return x;
+  }
 };
 
 }  // namespace
@@ -72,6 +75,13 @@ void fill(const Tensor& dst, const Scalar& v) {
         for (int64_t i = 0; i < n; ++i) *reinterpret_cast<T*>(p[0] + i * s[0]) = value;
       }
     });
+  });
+}
+
+void arange(const Tensor& dst, const ArangeParams& p) {
+  visit_dtype<NumericTypes>(dst.dtype(), "[arange]", [&]<class T>() {
+    T* o = static_cast<T*>(dst.raw_data());
+    for (int64_t i = 0, n = dst.numel(); i < n; ++i) o[i] = arange_value<T>(p, i);
   });
 }
 

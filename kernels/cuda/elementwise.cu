@@ -1,4 +1,4 @@
-// CUDA ternary elementwise ops, copy with dtype conversion, and fill.
+// CUDA ternary elementwise ops, copy with dtype conversion, fill and arange.
 // Why: these are the kernels every CUDA tensor needs first (moves, casts, constants, where/lerp);
 // the math lives in kernels/functors.hpp and the launch engine in loops.cuh, so this file holds only
 // the tables and the two functors that are not ops (Identity for copy, Constant for fill).
@@ -23,6 +23,13 @@ struct Constant {
   V v;
   EMBER_HD V operator()() const { return v; }
 };
+
+template <class T>
+__global__ void __launch_bounds__(kThreads) arange_kernel(T* out, int64_t n, ArangeParams p) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[i] = arange_value<T>(p, i);
+}
 
 }  // namespace
 
@@ -51,6 +58,17 @@ void copy(const Tensor& dst, const Tensor& src) {
 void fill(const Tensor& dst, const Scalar& v) {
   visit_dtype<AllTypes>(dst.dtype(), "[fill]", [&]<class T>() {
     run_elementwise<T, T, 0>({&dst}, Constant<acc_t<T>>{static_cast<acc_t<T>>(v.to<T>())});
+  });
+}
+
+void arange(const Tensor& dst, const ArangeParams& p) {
+  if (dst.numel() == 0) return;
+  const int dev = device_index(dst.device(), "arange");
+  DeviceGuard guard(dev);
+  visit_dtype<NumericTypes>(dst.dtype(), "[arange]", [&]<class T>() {
+    arange_kernel<T><<<blocks_for(dst.numel(), kThreads), kThreads, 0, current_stream(dev)>>>(
+        static_cast<T*>(dst.raw_data()), dst.numel(), p);
+    EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }
 

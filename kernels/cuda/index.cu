@@ -177,6 +177,16 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The smallest flat position of a value outside [lo, hi), into *first (all ones when none).
+__global__ void __launch_bounds__(kThreads)
+    first_outside_kernel(const int64_t* index, int64_t n, int64_t lo, int64_t hi, unsigned long long* first) {
+  for (int64_t i = grid_start(); i < n; i += grid_step())
+    if (index[i] < lo || index[i] >= hi) atomicMin(first, static_cast<unsigned long long>(i));
+}
+__global__ void report_outside_kernel(const int64_t* index, const unsigned long long* first, Report report) {
+  if (*first != ~0ULL) report(index[*first]);
+}
+
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     masked_fill_kernel(T* out, const T* self, const bool* mask, ip::Layout l, T value) {
@@ -329,6 +339,21 @@ void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& 
       EMBER_CUDA_CHECK(cudaGetLastError());
     });
   });
+}
+
+void check_index_range(const Tensor& index, int64_t lo, int64_t hi, int64_t size, int64_t dim, IndexOp op) {
+  if (index.numel() == 0) return;
+  const int dev = device_index(index.device(), index_op_name(op));
+  DeviceGuard guard(dev);
+  cudaStream_t stream = current_stream(dev);
+  Tensor first = scratch(1, kI64, index.device());
+  auto* f = static_cast<unsigned long long*>(first.raw_data());
+  EMBER_CUDA_CHECK(cudaMemsetAsync(f, 0xFF, sizeof(*f), stream));
+  const int64_t* ix = ptr<const int64_t>(index);
+  first_outside_kernel<<<grid(index.numel()), kThreads, 0, stream>>>(ix, index.numel(), lo, hi, f);
+  EMBER_CUDA_CHECK(cudaGetLastError());
+  report_outside_kernel<<<1, 1, 0, stream>>>(ix, f, Report{deferred_error_slot(dev), size, dim, op});
+  EMBER_CUDA_CHECK(cudaGetLastError());
 }
 
 void masked_fill(const Tensor& out, const Tensor& self, const Tensor& mask, const Scalar& value) {

@@ -102,7 +102,7 @@ OneHot multiclass_one_hot(const std::string& metric, const Tensor& preds, const 
                           int64_t top_k, std::optional<int64_t> ignore_index) {
   auto [p, t] = multiclass_rows(metric, preds, target, classes);
   Tensor v = valid_targets(metric, t, classes, ignore_index);
-  const Tensor cls = arange(classes).to(t.device()).unsqueeze(0);
+  const Tensor cls = arange(classes, kI64, t.device()).unsqueeze(0);
   Tensor hits;
   if (!p.is_floating_point()) {
     EMBER_CHECK(top_k == 1, ValueError, "[", metric, ".update] top_k = ", top_k, " needs scores, got labels ",
@@ -233,7 +233,7 @@ void ConfusionMatrix::update_state(const Tensor& preds, const Tensor& target) {
   OneHot h;
   if (options_.task == "binary") {
     auto [p, t, v] = binary_format(name(), preds, target, options_.threshold, options_.ignore_index);
-    const Tensor cls = arange(2).to(p.device()).unsqueeze(0);
+    const Tensor cls = arange(2, kI64, p.device()).unsqueeze(0);
     h = {p.to(kI64).unsqueeze(1) == cls, t.to(kI64).unsqueeze(1) == cls, v.unsqueeze(1)};
   } else {
     h = multiclass_one_hot(name(), preds, target, classes_, 1, options_.ignore_index);
@@ -316,7 +316,7 @@ void AUROC::update_state(const Tensor& preds, const Tensor& target) {
     std::tie(p, t) = multiclass_rows(name(), preds, target, classes);
     const Tensor v = valid_targets(name(), t, classes, options_.ignore_index);
     if (options_.ignore_index) {
-      const Tensor rows = arange(t.numel()).to(t.device()).masked_select(v);
+      const Tensor rows = arange(t.numel(), kI64, t.device()).masked_select(v);
       p = p.index_select(0, rows);
       t = t.index_select(0, rows);
     }
