@@ -10,8 +10,9 @@
 namespace ember::kernels {
 
 namespace {
-constexpr const char* kIndexOpNames[] = {"index_select", "embedding", "gather", "take_along_dim", "scatter",
-                                         "scatter_add",  "index_add", "index",  "index_put",      "index_put_"};
+constexpr const char* kIndexOpNames[] = {"index_select", "embedding",   "gather",    "take_along_dim",
+                                         "scatter",      "scatter_add", "index_add", "index",
+                                         "index_put",    "index_put_",  "one_hot"};
 }  // namespace
 
 const char* index_op_name(IndexOp op) {
@@ -33,7 +34,9 @@ std::string deferred_error_message(const DeferredError& e) {
           "[", e.code == static_cast<int64_t>(DeferredCode::kNllLossTarget) ? "nll_loss" : "cross_entropy", "] target ",
           e.args[0], " is out of bounds for ", e.args[1], " classes (at flat target index ", e.args[2],
           "; ignore_index ", e.args[3], ")");
-    case DeferredCode::kIndexOutOfRange:  // worded as core/ops/index.cpp's check_range
+    case DeferredCode::kIndexOutOfRange:  // worded as core/ops/index.cpp's check_range (one_hot's own)
+      if (e.args[3] == static_cast<int64_t>(IndexOp::kOneHot))
+        return detail::cat_str("[one_hot] class value ", e.args[0], " is out of bounds for ", e.args[1], " classes");
       return detail::cat_str("[", index_op_name(static_cast<IndexOp>(e.args[3])), "] index ", e.args[0],
                              " is out of bounds for dim ", e.args[2], " with size ", e.args[1]);
     case DeferredCode::kProbabilityRange:  // worded as core/ops/loss.cpp's check_probabilities

@@ -30,6 +30,7 @@ enum class IndexOp : int64_t {
   kIndex = 7,      // advanced indexing (x.index)
   kIndexPut = 8,   // index_put
   kIndexPut_ = 9,  // index_put_
+  kOneHot = 10,    // one_hot with num_classes given (worded as its class-value check)
 };
 // The op's public name ("index_select", "embedding", "gather", ...), and back (kIndexSelect for a name
 // that is none of them).

@@ -271,6 +271,17 @@ TEST_SUITE("host_sync") {
       CHECK(!msg.empty());
       CHECK(kernels::deferred_error_message(idx) == msg);
     }
+    // one_hot (num_classes given): its class-value wording.
+    std::string oh;
+    try {
+      (void)one_hot(tensor<int64_t>({1, 7}), 5);
+    } catch (const IndexError& e) {
+      oh = e.what();
+    }
+    const kernels::DeferredError oh_rec{.code = int64_t(kernels::DeferredCode::kIndexOutOfRange),
+                                        .args = {7, 5, 1, int64_t(kernels::IndexOp::kOneHot)}};
+    CHECK(!oh.empty());
+    CHECK(kernels::deferred_error_message(oh_rec) == oh);
     // Advanced indexing: the deferred message is the CPU's up to the indexed tensor's description.
     std::string adv;
     try {
@@ -427,6 +438,14 @@ TEST_SUITE("host_sync") {
     CHECK(max(abs(xi.cpu() - x.index({tensor<int64_t>({-1, 2, 0}), indexing::Slice(0, 5)}))).item<float>() == 0.0f);
     Tensor xb = x.to(gpu).index({tensor<int64_t>({1, -7}).to(gpu)});
     CHECK(throws_with<IndexError>([&] { (void)xb.cpu(); }, "[index] index -7 is out of bounds for dim 0 with size 6"));
+    // one_hot with num_classes: no read; a bad class value raises at the next read.
+    const int64_t before_oh = host_reads();
+    Tensor oh = one_hot(y.to(gpu), 10);
+    CHECK(host_reads() == before_oh);
+    CHECK(max(abs(oh.cpu() - one_hot(y, 10))).item<int64_t>() == 0);
+    Tensor oh_bad = one_hot(y_bad.to(gpu), 10);
+    CHECK(throws_with<IndexError>([&] { (void)oh_bad.cpu(); },
+                                  "[one_hot] class value 10 is out of bounds for 10 classes"));
     // binary_cross_entropy: no read for its input check either.
     Tensor p = sigmoid(randn({32})), t = rand({32});
     const int64_t before = host_reads();

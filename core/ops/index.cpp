@@ -307,7 +307,10 @@ Tensor take_along_dim(const Tensor& t, const Tensor& indices, int64_t dim) {
 Tensor one_hot(const Tensor& indices, int64_t num_classes) {
   check_index_dtype("one_hot", indices);
   EMBER_CHECK(num_classes >= -1, ValueError, "[one_hot] num_classes must be -1 or non-negative, got ", num_classes);
-  if (indices.numel() > 0) {
+  // On CUDA with num_classes given, the scatter below checks each class value (a deferred IndexError,
+  // raised at the next host read): no host read. Inferring num_classes reads the maximum, as PyTorch.
+  const bool deferred = indices.device().is_cuda() && num_classes >= 0;
+  if (indices.numel() > 0 && !deferred) {
     auto [lo, hi] = kernels::index_range(indices);
     EMBER_CHECK(lo >= 0, IndexError, "[one_hot] class values must be non-negative, got ", lo);
     if (num_classes == -1) num_classes = hi + 1;
@@ -321,7 +324,8 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes) {
   Tensor out = zeros(shape, TensorOptions{kI64, indices.device()});
   if (indices.numel() == 0) return out;
   Tensor iv = indices.unsqueeze(-1);
-  kernels::scatter(out, out.dim() - 1, iv, broadcast_value(1, out, iv.shape()), kernels::ScatterMode::Assign);
+  kernels::scatter(out, out.dim() - 1, iv, broadcast_value(1, out, iv.shape()), kernels::ScatterMode::Assign, 1,
+                   kernels::IndexOp::kOneHot);
   return out;
 }
 
