@@ -323,7 +323,9 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
       dead = all(mask == neg_inf, {-1}, true);
     }
   }
-  if (dead.defined() && (s == 0 || !any(dead).item<bool>())) dead = Tensor();
+  // On the CPU, skip the two masking passes when no row is dead; on CUDA that test would be a host read,
+  // so the passes always run there.
+  if (dead.defined() && (s == 0 || (!query.device().is_cuda() && !any(dead).item<bool>()))) dead = Tensor();
   // Fully masked rows: softmax over finite zeros, then zeroed, so neither the output nor the
   // gradients see NaN (PyTorch's math path does the same since 2.5).
   if (dead.defined()) scores = where(dead, 0.0, scores);

@@ -253,17 +253,20 @@ TEST_CASE("cuda graph: indexing, losses, tril, pad and the composed attention ca
   namespace F = nn::functional;
   manual_seed(7);
   // Each of these used to copy a host-made table to the device (arange, tril, pad's index) or read an
-  // index range or a check back to the host; both are errors while a graph captures.
-  const std::vector<Tensor> host = {randn({2, 3, 8, 8}), randint(0, 8, {2, 3, 8, 4}), randn({16, 5}),
-                                    randint(0, 5, {16}), sigmoid(randn({16})),        rand({16})};
+  // index range, a check or the masked attention's dead rows back to the host; both are errors while a
+  // graph captures.
+  const std::vector<Tensor> host = {randn({2, 3, 8, 8}),       randint(0, 8, {2, 3, 8, 4}), randn({16, 5}),
+                                    randint(0, 5, {16}),       sigmoid(randn({16})),        rand({16}),
+                                    rand({8, 8}) > Scalar(0.3)};
   auto run = [](const std::vector<Tensor>& in) {
-    const Tensor &x = in[0], &idx = in[1], &logits = in[2], &y = in[3], &p = in[4], &t = in[5];
+    const Tensor &x = in[0], &idx = in[1], &logits = in[2], &y = in[3], &p = in[4], &t = in[5], &mask = in[6];
     return std::vector<Tensor>{tril(x),
                                triu(x, 1),
                                F::pad(x, {2, 3}, "reflect"),
                                F::pad(x, {1, 1, 2, 2}, "replicate"),
                                F::pad(x, {3, 1}, "circular"),
                                F::scaled_dot_product_attention(x, x, x, {}, 0.0, true),  // f32: composed
+                               F::scaled_dot_product_attention(x, x, x, mask),
                                x.gather(3, idx),
                                x.scatter_add(3, idx, x.narrow(3, 0, 4)),
                                F::nll_loss(log_softmax(logits, 1), y),
