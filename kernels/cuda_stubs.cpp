@@ -73,7 +73,6 @@ void sort(const Tensor&, const Tensor&, const Tensor&, int64_t, bool) { no_cuda(
 void topk(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, bool, bool) { no_cuda("topk"); }
 void softmax(const Tensor&, const Tensor&, int64_t, bool) { no_cuda("softmax"); }
 void softmax_backward(const Tensor&, const Tensor&, const Tensor&, bool) { no_cuda("softmax_backward"); }
-void check_class_targets(const Tensor&, int64_t, int64_t, DeferredCode) { no_cuda("check_class_targets"); }
 void check_probabilities(const Tensor&) { no_cuda("binary_cross_entropy"); }
 void cross_entropy_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                            const CrossEntropyParams&, const Tensor&, const Tensor&, CeReduce) {
@@ -148,7 +147,9 @@ void gather(const Tensor&, const Tensor&, int64_t, const Tensor&, IndexOp) { no_
 void scatter(const Tensor&, int64_t, const Tensor&, const Tensor&, ScatterMode, const Scalar&, IndexOp) {
   no_cuda("scatter");
 }
-void check_index_range(const Tensor&, int64_t, int64_t, int64_t, int64_t, IndexOp) { no_cuda("check_index_range"); }
+void check_index_range(const Tensor&, int64_t, int64_t, std::optional<int64_t>, const RangeReport&) {
+  no_cuda("check_index_range");
+}
 void masked_fill(const Tensor&, const Tensor&, const Tensor&, const Scalar&) { no_cuda("masked_fill"); }
 int64_t count_true(const Tensor&) { no_cuda("count_true"); }
 void masked_select(const Tensor&, const Tensor&, const Tensor&) { no_cuda("masked_select"); }

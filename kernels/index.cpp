@@ -38,10 +38,11 @@ void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& 
   if (out.device().is_cuda()) return cuda::scatter(out, dim, index, src, mode, alpha, op);
   cpu::scatter(out, dim, index, src, mode, alpha);
 }
-void check_index_range(const Tensor& index, int64_t lo, int64_t hi, int64_t size, int64_t dim, IndexOp op) {
-  EMBER_CHECK(index.device().is_cuda(), DeviceError, "[", index_op_name(op),
-              "] the deferred index check runs on CUDA devices; got ", describe(index));
-  cuda::check_index_range(index, lo, hi, size, dim, op);
+void check_index_range(const Tensor& index, int64_t lo, int64_t hi, std::optional<int64_t> skip,
+                       const RangeReport& report) {
+  EMBER_CHECK(index.device().is_cuda(), DeviceError,
+              "[check_index_range] the deferred check runs on CUDA devices; got ", describe(index));
+  cuda::check_index_range(index, lo, hi, skip, report);
 }
 void masked_fill(const Tensor& out, const Tensor& self, const Tensor& mask, const Scalar& value) {
   check_devices("masked_fill", {&out, &self, &mask});

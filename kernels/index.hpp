@@ -5,6 +5,7 @@
 // kernels/index.cpp sends each call to cpu:: or cuda:: by the output's device.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <utility>
 
 #include "core/tensor.hpp"
@@ -27,11 +28,19 @@ void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& in
 // and never uses float atomics when ember::deterministic() is set.
 void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, ScatterMode mode,
              const Scalar& alpha = 1, IndexOp op = IndexOp::kScatter);
-// Checks every value of index (contiguous i64, on a CUDA device) against [lo, hi) without a host read:
-// the first bad one (smallest flat position) becomes the deferred error kIndexOutOfRange naming op, dim
-// and size. For ops that adjust the indices before a kernel that checks them again (advanced indexing
-// wraps negative ones).
-void check_index_range(const Tensor& index, int64_t lo, int64_t hi, int64_t size, int64_t dim, IndexOp op);
+// What a deferred range check reports for its first bad value v (at the smallest flat position i):
+// `code` with args (v, a1, position ? i : a2, a3).
+struct RangeReport {
+  DeferredCode code = DeferredCode::kIndexOutOfRange;
+  int64_t a1 = 0, a2 = 0, a3 = 0;
+  bool position = false;
+};
+// Checks every value of index (contiguous i64, on a CUDA device) against [lo, hi), `skip` passing too,
+// without a host read: the first bad one becomes the deferred error `report`. For ops whose kernels do
+// not see the values as given (advanced indexing wraps negative indices first; the composed losses pick
+// the targets with a gather that would word the error as its own).
+void check_index_range(const Tensor& index, int64_t lo, int64_t hi, std::optional<int64_t> skip,
+                       const RangeReport& report);
 // out = mask ? value : self, all three of out's shape (mask bool, self of out's dtype).
 void masked_fill(const Tensor& out, const Tensor& self, const Tensor& mask, const Scalar& value);
 // Number of true elements of a bool tensor.
@@ -57,7 +66,8 @@ void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tens
 void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& index, IndexOp op);
 void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src, ScatterMode mode,
              const Scalar& alpha, IndexOp op);
-void check_index_range(const Tensor& index, int64_t lo, int64_t hi, int64_t size, int64_t dim, IndexOp op);
+void check_index_range(const Tensor& index, int64_t lo, int64_t hi, std::optional<int64_t> skip,
+                       const RangeReport& report);
 void masked_fill(const Tensor& out, const Tensor& self, const Tensor& mask, const Scalar& value);
 int64_t count_true(const Tensor& mask);
 void masked_select(const Tensor& out, const Tensor& self, const Tensor& mask);

@@ -49,10 +49,6 @@ void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, d
 }  // namespace cpu
 
 namespace cuda {
-// target: contiguous i64 on a CUDA device. The first (smallest flat index) target outside [0, classes)
-// other than ignore_index becomes the deferred error `code` (kCrossEntropyTarget or kNllLossTarget);
-// nothing is read back. The composed losses call it where the CPU checks at once.
-void check_class_targets(const Tensor& target, int64_t classes, int64_t ignore_index, DeferredCode code);
 // input: contiguous, floating, on a CUDA device. The first element outside [0, 1] becomes the deferred
 // error kProbabilityRange (binary_cross_entropy's check), nothing read back.
 void check_probabilities(const Tensor& input);

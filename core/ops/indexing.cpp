@@ -111,7 +111,8 @@ Plan make_plan(const char* op, const Tensor& t, const std::vector<TensorIndex>& 
           // as below, raised at the next host read) and negative indices wrap on the device. The kernels
           // reading and writing the flat positions check those too, so a bad one touches nothing.
           ix = ix.contiguous();
-          kernels::check_index_range(ix, -n, n, n, d, kernels::index_op(op));
+          kernels::check_index_range(ix, -n, n, std::nullopt,
+                                     {.a1 = n, .a2 = d, .a3 = static_cast<int64_t>(kernels::index_op(op))});
           ix = where(ix < Scalar(0), ix + Scalar(n), ix);
         } else if (ix.numel() > 0) {
           const int64_t lo = amin(ix).item<int64_t>(), hi = amax(ix).item<int64_t>();

@@ -11,6 +11,7 @@
 #include "core/ops/index.hpp"
 #include "core/ops/reduce.hpp"
 #include "core/profiler.hpp"
+#include "kernels/index.hpp"
 #include "kernels/loss.hpp"
 
 namespace ember {
@@ -51,7 +52,8 @@ void check_class_targets(const char* op, const Tensor& target, int64_t classes, 
     using kernels::DeferredCode;
     const DeferredCode code =
         std::string_view(op) == "nll_loss" ? DeferredCode::kNllLossTarget : DeferredCode::kCrossEntropyTarget;
-    kernels::cuda::check_class_targets(t.contiguous(), classes, ignore_index, code);
+    kernels::check_index_range(t.contiguous(), 0, classes, ignore_index,
+                               {.code = code, .a1 = classes, .a3 = ignore_index, .position = true});
     return;
   }
   Tensor bad = (t != Scalar(ignore_index)) & ((t < Scalar(0)) | (t >= Scalar(classes)));

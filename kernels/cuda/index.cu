@@ -177,14 +177,21 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// The smallest flat position of a value outside [lo, hi), into *first (all ones when none).
+// The smallest flat position of a value outside [lo, hi) other than skip (when has_skip), into *first
+// (all ones when none); then one thread reports it.
 __global__ void __launch_bounds__(kThreads)
-    first_outside_kernel(const int64_t* index, int64_t n, int64_t lo, int64_t hi, unsigned long long* first) {
-  for (int64_t i = grid_start(); i < n; i += grid_step())
-    if (index[i] < lo || index[i] >= hi) atomicMin(first, static_cast<unsigned long long>(i));
+    first_outside_kernel(const int64_t* index, int64_t n, int64_t lo, int64_t hi, bool has_skip, int64_t skip,
+                         unsigned long long* first) {
+  for (int64_t i = grid_start(); i < n; i += grid_step()) {
+    const int64_t v = index[i];
+    if ((v < lo || v >= hi) && !(has_skip && v == skip)) atomicMin(first, static_cast<unsigned long long>(i));
+  }
 }
-__global__ void report_outside_kernel(const int64_t* index, const unsigned long long* first, Report report) {
-  if (*first != ~0ULL) report(index[*first]);
+__global__ void report_first_kernel(const int64_t* index, const unsigned long long* first, DeferredError* slot,
+                                    RangeReport r) {
+  if (*first == ~0ULL) return;
+  const auto i = static_cast<int64_t>(*first);
+  report_deferred_error(slot, r.code, index[i], r.a1, r.position ? i : r.a2, r.a3);
 }
 
 template <class T>
@@ -341,18 +348,20 @@ void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& 
   });
 }
 
-void check_index_range(const Tensor& index, int64_t lo, int64_t hi, int64_t size, int64_t dim, IndexOp op) {
+void check_index_range(const Tensor& index, int64_t lo, int64_t hi, std::optional<int64_t> skip,
+                       const RangeReport& report) {
   if (index.numel() == 0) return;
-  const int dev = device_index(index.device(), index_op_name(op));
+  const int dev = device_index(index.device(), "check_index_range");
   DeviceGuard guard(dev);
   cudaStream_t stream = current_stream(dev);
   Tensor first = scratch(1, kI64, index.device());
   auto* f = static_cast<unsigned long long*>(first.raw_data());
   EMBER_CUDA_CHECK(cudaMemsetAsync(f, 0xFF, sizeof(*f), stream));
   const int64_t* ix = ptr<const int64_t>(index);
-  first_outside_kernel<<<grid(index.numel()), kThreads, 0, stream>>>(ix, index.numel(), lo, hi, f);
+  first_outside_kernel<<<grid(index.numel()), kThreads, 0, stream>>>(ix, index.numel(), lo, hi, skip.has_value(),
+                                                                     skip.value_or(0), f);
   EMBER_CUDA_CHECK(cudaGetLastError());
-  report_outside_kernel<<<1, 1, 0, stream>>>(ix, f, Report{deferred_error_slot(dev), size, dim, op});
+  report_first_kernel<<<1, 1, 0, stream>>>(ix, f, deferred_error_slot(dev), report);
   EMBER_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -195,21 +195,6 @@ const T* cptr(const Tensor& t) {
   return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr;
 }
 
-// The smallest flat index of a target outside [0, c) other than ignore_index, into *first (all ones
-// when none); then one thread reports it.
-__global__ void __launch_bounds__(kThreads) bad_target_kernel(const int64_t* __restrict t, int64_t n, int64_t c,
-                                                              int64_t ignore_index, unsigned long long* first) {
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    if (t[i] != ignore_index && (t[i] < 0 || t[i] >= c)) atomicMin(first, static_cast<unsigned long long>(i));
-}
-__global__ void report_target_kernel(const int64_t* t, const unsigned long long* first, int64_t c, int64_t ignore_index,
-                                     DeferredError* error, DeferredCode code) {
-  if (*first == ~0ULL) return;
-  const auto i = static_cast<int64_t>(*first);
-  report_deferred_error(error, code, t[i], c, i, ignore_index);
-}
-
 // The smallest flat index of an element outside [0, 1] (NaN passes, as on the CPU), into *first.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
@@ -221,16 +206,9 @@ __global__ void __launch_bounds__(kThreads)
     if (v < A(0) || v > A(1)) atomicMin(first, static_cast<unsigned long long>(i));
   }
 }
-__global__ void report_first_kernel(const unsigned long long* first, int64_t n, DeferredError* error,
-                                    DeferredCode code) {
-  if (*first != ~0ULL) report_deferred_error(error, code, static_cast<int64_t>(*first), n, 0, 0);
-}
-
-// A device int64 of all ones (no index yet), from the caching allocator on the current stream.
-Tensor first_index_slot(const Device& d, cudaStream_t stream) {
-  Tensor first = make_tensor({1}, kI64, d);
-  EMBER_CUDA_CHECK(cudaMemsetAsync(first.raw_data(), 0xFF, sizeof(int64_t), stream));
-  return first;
+__global__ void report_probability_kernel(const unsigned long long* first, int64_t n, DeferredError* error) {
+  if (*first != ~0ULL)
+    report_deferred_error(error, DeferredCode::kProbabilityRange, static_cast<int64_t>(*first), n, 0, 0);
 }
 
 }  // namespace
@@ -240,29 +218,15 @@ void check_probabilities(const Tensor& input) {
   const int dev = device_index(input.device(), "binary_cross_entropy");
   DeviceGuard guard(dev);
   cudaStream_t stream = current_stream(dev);
-  Tensor first = first_index_slot(input.device(), stream);
+  Tensor first = make_tensor({1}, kI64, input.device());
   auto* f = static_cast<unsigned long long*>(first.raw_data());
+  EMBER_CUDA_CHECK(cudaMemsetAsync(f, 0xFF, sizeof(*f), stream));
   visit_dtype<FloatTypes>(input.dtype(), "[binary_cross_entropy]", [&]<class T>() {
     outside_unit_kernel<T><<<blocks_for(input.numel(), kThreads), kThreads, 0, stream>>>(
         static_cast<const T*>(input.raw_data()), input.numel(), f);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
-  report_first_kernel<<<1, 1, 0, stream>>>(f, input.numel(), deferred_error_slot(dev), DeferredCode::kProbabilityRange);
-  EMBER_CUDA_CHECK(cudaGetLastError());
-}
-
-void check_class_targets(const Tensor& target, int64_t classes, int64_t ignore_index, DeferredCode code) {
-  if (target.numel() == 0) return;
-  const int dev = device_index(target.device(), "check_class_targets");
-  DeviceGuard guard(dev);
-  cudaStream_t stream = current_stream(dev);
-  Tensor first = first_index_slot(target.device(), stream);
-  auto* f = static_cast<unsigned long long*>(first.raw_data());
-  const auto* t = static_cast<const int64_t*>(target.raw_data());
-  bad_target_kernel<<<blocks_for(target.numel(), kThreads), kThreads, 0, stream>>>(t, target.numel(), classes,
-                                                                                   ignore_index, f);
-  EMBER_CUDA_CHECK(cudaGetLastError());
-  report_target_kernel<<<1, 1, 0, stream>>>(t, f, classes, ignore_index, deferred_error_slot(dev), code);
+  report_probability_kernel<<<1, 1, 0, stream>>>(f, input.numel(), deferred_error_slot(dev));
   EMBER_CUDA_CHECK(cudaGetLastError());
 }
 
