@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <random>
 #include <vector>
@@ -180,30 +181,22 @@ TEST_CASE("plan_attention: cuDNN's fused attention takes f16/bf16 head dims that
   };
   refused(problem(36), "multiples of 8");
   refused(problem(136), "up to 128");
-  CudnnSdpaProblem pr = problem(64);
-  pr.ev = 32;
-  refused(pr, "value's head dim");
-  pr = problem(64);
-  pr.available = false;
-  refused(pr, "frontend");
-  pr = problem(64);
-  pr.sm = 75;
-  refused(pr, "7.5");
-  pr = problem(64);
-  pr.low_precision = false;
-  refused(pr, "bfloat16");
-  pr = problem(64);
-  pr.has_mask = true;
-  refused(pr, "attn_mask");
-  pr = problem(64);
-  pr.dropout_p = 0.1;
-  refused(pr, "dropout");
-  pr = problem(64);
-  pr.s = 0;
-  refused(pr, "empty");
-  pr = problem(64);
-  pr.cuda = false;
-  refused(pr, "CUDA");
+  // One change from an accepted problem each, and the words of its refusal.
+  const std::vector<std::pair<std::function<void(CudnnSdpaProblem&)>, const char*>> changes = {
+      {[](CudnnSdpaProblem& p) { p.ev = 32; }, "value's head dim"},
+      {[](CudnnSdpaProblem& p) { p.available = false; }, "frontend"},
+      {[](CudnnSdpaProblem& p) { p.sm = 75; }, "7.5"},
+      {[](CudnnSdpaProblem& p) { p.low_precision = false; }, "bfloat16"},
+      {[](CudnnSdpaProblem& p) { p.has_mask = true; }, "attn_mask"},
+      {[](CudnnSdpaProblem& p) { p.dropout_p = 0.1; }, "dropout"},
+      {[](CudnnSdpaProblem& p) { p.s = 0; }, "empty"},
+      {[](CudnnSdpaProblem& p) { p.cuda = false; }, "CUDA"},
+  };
+  for (const auto& change : changes) {
+    CudnnSdpaProblem pr = problem(64);
+    change.first(pr);
+    refused(pr, change.second);
+  }
 }
 
 TEST_CASE("attention_math: tile ranges visit exactly the tiles with a visible pair") {
