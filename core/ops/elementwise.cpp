@@ -8,6 +8,7 @@
 
 #include "core/autograd.hpp"
 #include "core/ops/creation.hpp"
+#include "core/ops/reduce.hpp"
 #include "core/profiler.hpp"
 #include "kernels/elementwise.hpp"
 
@@ -193,10 +194,7 @@ Tensor wrap(const Scalar& s) { return scalar_to_tensor(s); }
 
 void check_no_int_zero(const char* op, const Tensor& divisor, DType ct) {
   if (is_floating(ct)) return;
-  Tensor z = eq(divisor, wrap(0));
-  bool any_zero = false;
-  for (bool v : z.to_vector<bool>()) any_zero |= v;
-  EMBER_CHECK(!any_zero, ValueError, "[", op, "] integer division by zero");
+  EMBER_CHECK(!any(eq(divisor, wrap(0))).item<bool>(), ValueError, "[", op, "] integer division by zero");
 }
 
 double dtype_max(DType dt) {
