@@ -226,9 +226,10 @@ if [[ -n $GPT2 ]]; then
   RC[gpt2]=$?
 fi
 if have compute-sanitizer; then
-  say "compute-sanitizer memcheck on a short subset (Ember's own attention kernel, not cuDNN's)"
-  EMBER_TEST_SDPA=ember EMBER_REQUIRE_CUDA=1 run 45 compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" \
-    -tc='cuda: binary*,sweep: elementwise,streams: a side*,cuda: fused attention: strided*' -s=false
+  say "compute-sanitizer memcheck on a short subset (Ember's own attention kernel, not cuDNN's; bad indices)"
+  EMBER_TEST_SDPA=ember EMBER_REQUIRE_CUDA=1 run 60 compute-sanitizer --tool memcheck --error-exitcode 9 "$TESTS" \
+    -tc='cuda: binary*,sweep: elementwise,streams: a side*,cuda: fused attention: strided*,cuda: gather*,cuda: embedding*' \
+    -s=false
   RC[memcheck]=$?
   say "compute-sanitizer racecheck on the fused attention (shared-memory tiles between warps)"
   EMBER_TEST_SDPA=ember EMBER_REQUIRE_CUDA=1 run 45 compute-sanitizer --tool racecheck --error-exitcode 9 "$TESTS" \
