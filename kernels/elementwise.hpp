@@ -35,7 +35,6 @@ void binary(int op, const Tensor& out, const Tensor& a, const Tensor& b, const O
 void ternary(int op, const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& c, const OpParams& p);
 void copy(const Tensor& dst, const Tensor& src);
 void fill(const Tensor& dst, const Scalar& v);
-// dst (contiguous 1-D, a NumericTypes dtype) <- arange_value(p, i) for every i, on dst's device.
 void arange(const Tensor& dst, const ArangeParams& p);
 }  // namespace cpu
 
@@ -45,7 +44,6 @@ void binary(int op, const Tensor& out, const Tensor& a, const Tensor& b, const O
 void ternary(int op, const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& c, const OpParams& p);
 void copy(const Tensor& dst, const Tensor& src);
 void fill(const Tensor& dst, const Scalar& v);
-// dst (contiguous 1-D, a NumericTypes dtype) <- arange_value(p, i) for every i, on dst's device.
 void arange(const Tensor& dst, const ArangeParams& p);
 }  // namespace cuda
 

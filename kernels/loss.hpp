@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "core/tensor.hpp"
-#include "kernels/deferred_error.hpp"
 
 namespace ember::kernels {
 
