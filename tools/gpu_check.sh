@@ -209,9 +209,26 @@ declare -A RC
 
 # In order of what matters now (issue 18 first); a step that would run past the deadline gets what is left.
 say "CUDA tests and the CPU-vs-CUDA parity sweep (fused attention, CUDA graphs included)"
-EMBER_REQUIRE_CUDA=1 run 100 "$TESTS" -tc='cuda*,streams*,sweep*,examples: the digits MLP reaches 97% when*' -s=false \
-  --duration=true
-RC[cuda_tests]=$?
+CUDA_TESTS='cuda*,streams*,sweep*,examples: the digits MLP reaches 97% when*'
+EMBER_REQUIRE_CUDA=1 run 100 "$TESTS" -tc="$CUDA_TESTS" -s=false --duration=true | tee "$LOGDIR/cuda_tests.log"
+RC[cuda_tests]=${PIPESTATUS[0]}
+if ((RC[cuda_tests] != 0)); then
+  # A memory fault ends the CUDA context for the rest of its process (and a crash ends the process), so every
+  # later test fails or never runs. Each test that did not pass runs again alone, to tell the faulty from
+  # their victims.
+  say "each CUDA test that did not pass, again in its own process"
+  passed=$(awk '/ERROR:|CRASHED/ {bad = 1} /^[0-9.]+ s: / {if (!bad) {sub(/^[0-9.]+ s: /, ""); print} bad = 0}' \
+    "$LOGDIR/cuda_tests.log")
+  ${RUN_ENV[@]+"${RUN_ENV[@]}"} "$TESTS" -ltc -tc="$CUDA_TESTS" 2>/dev/null | sed '1,2d;/^=====/,$d' | grep -vxF -e "$passed" |
+    while IFS= read -r name; do
+      ((DEADLINE - ($(date +%s) - START) > 300)) || { say "no time left to isolate: $name"; continue; }
+      EMBER_REQUIRE_CUDA=1 run 30 "$TESTS" -tc="${name//[,*?]/?}" -s=false >"$LOGDIR/isolated.log" 2>&1
+      rc=$?
+      say "alone: rc=$rc  $name"
+      ((rc == 0)) || grep -E -A3 'ERROR:|CRASHED' "$LOGDIR/isolated.log" | head -40
+    done
+  rm -f "$LOGDIR/isolated.log"
+fi
 HAVE_TORCH=$([[ -n $BENCH_DIR ]] && python3 -c 'import torch' 2>/dev/null && echo 1)
 KEY='gpt2_124m|attention|graph'
 if [[ -n $HAVE_TORCH ]]; then
