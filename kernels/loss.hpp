@@ -24,9 +24,10 @@ struct CrossEntropySums {
 };
 
 // input: contiguous f32/f64 (on CUDA also f16/bf16) [N, C, K]; target: contiguous i64 [N, K]; weight:
-// contiguous [C] of the input's dtype or undefined. Writes each position's loss and logsumexp (contiguous
-// [N, K], input dtype) and returns the sums. A target outside [0, C) other than ignore_index raises
-// IndexError: at once on the CPU; on CUDA at the next host synchronisation (kernels/deferred_error.hpp).
+// contiguous [C] of the input's dtype or undefined. Writes each position's loss (contiguous [N, K], input
+// dtype) and logsumexp (contiguous [N, K], float32 for f16/bf16/f32 input, else float64) and returns the sums. A target
+// outside [0, C) other than ignore_index raises IndexError: at once on the CPU; on CUDA at the next host
+// synchronisation (kernels/deferred_error.hpp).
 CrossEntropySums cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input, const Tensor& target,
                                        const Tensor& weight, const CrossEntropyParams& p,
                                        CeReduce reduce = CeReduce::kNone);

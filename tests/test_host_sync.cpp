@@ -350,6 +350,28 @@ TEST_SUITE("host_sync") {
     CHECK_NOTHROW((void)mean.item<float>());  // raised once
   }
 
+  TEST_CASE("cuda: fused cross_entropy in bf16 at GPT-2's vocabulary: the gradient of f32 logits, rows summing to 0") {
+    CUDA_OR_SKIP();
+    const Device gpu(Device::Kind::CUDA, 0);
+    manual_seed(5);
+    // logsumexp is about 13 here, where bf16 steps by 0.0625: a bf16 lse would scale each row's softmax by up
+    // to exp(0.03), so the gradients would be off by up to 3% and each row would sum to up to 0.03 / 8.
+    const int64_t n = 8, c = 50257;
+    Tensor x = (randn({n, c}) * 2.0).to(kBF16);
+    Tensor y = randint(0, c, {n});
+    Tensor xg = x.to(gpu).requires_grad_(true);
+    Tensor loss = nn::functional::cross_entropy(xg, y.to(gpu));
+    loss.backward();
+    Tensor xc = x.to(kF32).requires_grad_(true);
+    Tensor want = nn::functional::cross_entropy(xc, y);
+    want.backward();
+    CHECK(loss.item<float>() == doctest::Approx(want.item<float>()).epsilon(1e-2));
+    Tensor got = xg.grad().cpu().to(kF32);
+    CHECK(testing::allclose(got, xc.grad(), 6e-3, 1e-9));  // bf16 rounds the gradient itself by up to 0.4%
+    const std::vector<float> row_sums = got.sum({1}).to_vector<float>();
+    for (float r : row_sums) CHECK(std::abs(r) < 2e-4f);
+  }
+
   TEST_CASE("cuda: embedding and index_select read nothing to the host; a bad index raises at the next read") {
     CUDA_OR_SKIP();
     const Device gpu(Device::Kind::CUDA, 0);

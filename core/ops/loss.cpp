@@ -103,7 +103,10 @@ Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tenso
   Tensor x = input.contiguous();
   Tensor t = target.to(kI64).contiguous();
   Tensor w = weight.defined() ? weight.to(dt).contiguous() : Tensor();
-  Tensor loss = make_tensor({n, k}, dt, input.device()), lse = make_tensor({n, k}, dt, input.device());
+  // lse stays in the accumulation type: a bf16 lse near 10 is off by up to 0.03, which would scale every
+  // softmax of its row in backward by exp(0.03).
+  Tensor loss = make_tensor({n, k}, dt, input.device());
+  Tensor lse = make_tensor({n, k}, dt == kF64 ? kF64 : kF32, input.device());
   const kernels::CeReduce reduce = reduction == LossReduction::None  ? kernels::CeReduce::kNone
                                    : reduction == LossReduction::Sum ? kernels::CeReduce::kSum
                                                                      : kernels::CeReduce::kMean;

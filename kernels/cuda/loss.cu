@@ -52,7 +52,7 @@ __global__ void weight_total_kernel(const T* __restrict w, int64_t c, double* __
 template <class T, int kTpp>
 __global__ void __launch_bounds__(kThreads)
     ce_forward_kernel(const T* __restrict x, const int64_t* __restrict tg, const T* __restrict w, T* __restrict loss,
-                      T* __restrict lse, int64_t* __restrict ws, CeArgs a) {
+                      acc_t<T>* __restrict lse, int64_t* __restrict ws, CeArgs a) {
   using A = acc_t<T>;
   constexpr int kPpb = kThreads / kTpp;
   __shared__ double sh[kWarp];
@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(kThreads)
       atomicMin(reinterpret_cast<unsigned long long*>(ws + kWsBadIndex), static_cast<unsigned long long>(i));
     const bool skip = t == a.ignore_index || bad;
     if (skip) {  // uniform over the group (and over the block when it is the group): no reduction to join
-      if (live && lane == 0) loss[i] = lse[i] = convert_from<T>(A(0));
+      if (live && lane == 0) loss[i] = convert_from<T>(A(0)), lse[i] = A(0);
       continue;
     }
     const T* row = x + (i / a.k) * a.c * a.k + i % a.k;
@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(kThreads)
       const T v = convert_from<T>(ce_position_loss<A>(l, load(row[t * a.k]), wt, static_cast<A>(a.keep),
                                                       static_cast<A>(a.ls_over_c), w_total, dot, a.smoothing));
       loss[i] = v;
-      lse[i] = convert_from<T>(l);
+      lse[i] = l;
       my_loss += static_cast<double>(load(v));
       my_weight += static_cast<double>(wt);
     }
@@ -157,7 +157,7 @@ struct CeBackArgs {
 template <class T, bool kUnitK, class I>
 __global__ void __launch_bounds__(kThreads)
     ce_backward_kernel(T* __restrict gi, const T* __restrict g, const T* __restrict x, const int64_t* __restrict tg,
-                       const T* __restrict w, const T* __restrict lse, const double* __restrict w_total_dev,
+                       const T* __restrict w, const acc_t<T>* __restrict lse, const double* __restrict w_total_dev,
                        CeBackArgs a) {
   using A = acc_t<T>;
   const I total = static_cast<I>(a.n * a.c * a.k), c = static_cast<I>(a.c), k = static_cast<I>(a.k);
@@ -184,7 +184,7 @@ __global__ void __launch_bounds__(kThreads)
     const A coef = g ? load(g[i * a.g_step]) * scale : scale;
     const A wt = w ? load(w[t]) : A(1);
     const A cs = ce_grad_scale<A>(coef, keep, wt, lsc, w_total);
-    A v = ce_grad_base<A>(cs, std::exp(load(x[e]) - load(lse[i])), coef, lsc, w ? load(w[j]) : A(1));
+    A v = ce_grad_base<A>(cs, std::exp(load(x[e]) - lse[i]), coef, lsc, w ? load(w[j]) : A(1));
     if (static_cast<int64_t>(j) == t) v -= ce_grad_target<A>(coef, keep, wt);
     gi[e] = convert_from<T>(v);
   }
@@ -275,7 +275,7 @@ void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& 
     const T* x = cptr<T>(input);
     const int64_t* tg = cptr<int64_t>(target);
     T* l = static_cast<T*>(loss.raw_data());
-    T* s = static_cast<T*>(lse.raw_data());
+    acc_t<T>* s = static_cast<acc_t<T>*>(lse.raw_data());
     if (plan.threads_per_position == kThreads)
       ce_forward_kernel<T, kThreads><<<grid, kThreads, 0, stream>>>(x, tg, w, l, s, ws, a);
     else
@@ -317,7 +317,8 @@ void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, d
     }
     T* gi = static_cast<T*>(grad_input.raw_data());
     const auto grid = static_cast<unsigned>(plan.backward_grid);
-    const T *g = cptr<T>(grad_loss), *xs = cptr<T>(input), *l = cptr<T>(lse);
+    const T *g = cptr<T>(grad_loss), *xs = cptr<T>(input);
+    const acc_t<T>* l = cptr<acc_t<T>>(lse);
     const int64_t* tg = cptr<int64_t>(target);
     if (plan.backward_index32) {
       if (k == 1)
