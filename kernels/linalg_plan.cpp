@@ -187,6 +187,13 @@ Plan plan_gemm(const Problem& p) {
   // Ember's b is cuBLASLt's A when swapped: its sums over k follow it (D's rows are then Ember's columns).
   if (plan.swap && is_bgrad(plan.epilogue))
     plan.epilogue = plan.epilogue == Epilogue::BgradA ? Epilogue::BgradB : Epilogue::BgradA;
+  // cuBLASLt's bias-gradient epilogues take only these transposes (a one-row gradient, k = 1, or a
+  // strided one can give the others): the caller sums the bias gradient itself.
+  if ((plan.epilogue == Epilogue::BgradA && plan.op_a != Op::N) ||
+      (plan.epilogue == Epilogue::BgradB && plan.op_b != Op::T)) {
+    plan.epilogue = Epilogue::None;
+    plan.epilogue_refused = "cuBLASLt's BGRADA takes op(A) = N only, its BGRADB op(B) = T only";
+  }
   return plan;
 }
 

@@ -270,6 +270,28 @@ TEST_CASE("linalg plan: dtypes map to cuBLASLt data, compute and scale types; TF
   CHECK(plan_of(out.to(kF64), randn_t({4, 6}, kF64), randn_t({6, 5}, kF64), Epilogue::Bias).epilogue == Epilogue::None);
 }
 
+TEST_CASE("linalg plan: the bias-gradient epilogues come only with the transposes cuBLASLt takes") {
+  // The weight gradient of a [M, k] @ [k, n] product with its bias gradient, as core/ops/linalg.cpp asks
+  // for it: gw = a^T @ g (BGRADB) for a row-major weight, (g^T @ a)^T (BGRADA) for a column-major one.
+  for (int64_t rows : {1, 4, 64}) {
+    CAPTURE(rows);
+    const Tensor a = randn_t({rows, 8}, kF32), g = randn_t({rows, 16}, kF32);
+    const lp::Plan b = plan_of(empty({8, 16}), a.mT(), g, Epilogue::BgradB);
+    const lp::Plan t = plan_of(empty({16, 8}), g.mT(), a, Epilogue::BgradA);
+    for (const lp::Plan& p : {b, t}) {
+      CHECK(((p.epilogue == Epilogue::BgradA && p.op_a == Op::N) ||
+             (p.epilogue == Epilogue::BgradB && p.op_b == Op::T) ||
+             (p.epilogue == Epilogue::None && p.epilogue_refused != nullptr)));
+      if (rows > 1) CHECK(p.epilogue != Epilogue::None);  // the usual case stays fused
+    }
+  }
+  // A gradient stored transposed ([16, 4] memory read as [4, 16]) makes cuBLASLt's B untransposed under
+  // BGRADB: refused, and said why.
+  const Tensor a = randn_t({4, 8}, kF32), g = randn_t({16, 4}, kF32).mT();
+  const lp::Plan s = plan_of(empty({16, 8}), g.mT(), a, Epilogue::BgradA);
+  CHECK((s.epilogue == Epilogue::None && s.epilogue_refused != nullptr && !s.copy_a && !s.copy_b));
+}
+
 TEST_CASE("linalg plan: alignment, batch chunks and the heuristic cache key") {
   CHECK(lp::alignment(0) == 16);
   CHECK(lp::alignment(256) == 16);
