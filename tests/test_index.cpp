@@ -2,6 +2,7 @@
 // one_hot, embedding. Expected values come from plain loops over row-major copies and from PyTorch.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -315,6 +316,18 @@ TEST_CASE("masked_select over many blocks keeps row-major order") {
   CHECK(out.to_vector<int64_t>() == expect);
   CHECK_THROWS_AS(masked_select(x, x), DTypeError);
   CHECK_THROWS_AS(masked_select(x, zeros({2}, {kBool})), ShapeError);
+}
+
+TEST_CASE("nonzero gives one row of coordinates per nonzero element, as PyTorch's (0-dim and empty included)") {
+  Tensor x = tensor<float>({0, 2, 0, -1, NAN, 0}).view({2, 3});  // NaN is not zero
+  Tensor nz = nonzero(x);
+  CHECK(nz.dtype() == kI64);
+  CHECK(nz.shape() == Shape{3, 2});
+  CHECK(nz.to_vector<int64_t>() == std::vector<int64_t>{0, 1, 1, 0, 1, 1});
+  CHECK(nonzero(scalar_tensor(5.0)).shape() == Shape{1, 0});
+  CHECK(nonzero(scalar_tensor(0.0)).shape() == Shape{0, 0});
+  CHECK(nonzero(zeros({0, 4})).shape() == Shape{0, 2});
+  CHECK(nonzero(tensor<bool>({false, true, true})).to_vector<int64_t>() == std::vector<int64_t>{1, 2});
 }
 
 TEST_CASE("take_along_dim broadcasts off the chosen dim") {

@@ -178,8 +178,10 @@ Tensor nonzero(const Tensor& t) {
   const std::vector<double> v = t.to(kCPU).to_vector<double>();
   std::vector<int64_t> coords;
   const int64_t nd = t.dim();
+  int64_t count = 0;  // a 0-dim tensor that is not 0 gives one row of no coordinates
   for (int64_t i = 0; i < static_cast<int64_t>(v.size()); ++i) {
     if (v[i] == 0) continue;
+    ++count;
     const size_t at = coords.size();
     coords.resize(at + nd);
     for (int64_t d = nd - 1, r = i; d >= 0; --d) {
@@ -187,7 +189,6 @@ Tensor nonzero(const Tensor& t) {
       r /= t.size(d);
     }
   }
-  const int64_t count = nd == 0 ? static_cast<int64_t>(coords.empty() ? 0 : 1) : coords.size() / nd;
   return tensor(coords, Shape{count, nd}).to(t.device());
 }
 
