@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <vector>
 
 namespace ember::graph {
@@ -37,6 +39,8 @@ class SlotTable {
   // Tensors covered by rerun slots (the optimizer's launches count their parameters).
   int64_t rerun_tensors() const { return rerun_tensors_; }
   void count_tensors(int64_t n) { rerun_tensors_ += n; }
+  // State shared by the slots of one source (the RNG: one per generator), empty until its first slot.
+  std::shared_ptr<void>& shared(const void* source) { return shared_[source]; }
 
  private:
   struct Entry {
@@ -50,6 +54,7 @@ class SlotTable {
   bool rerunning_ = false;
   size_t rerun_next_ = 0;
   int64_t rerun_tensors_ = 0;
+  std::map<const void*, std::shared_ptr<void>> shared_;
 };
 
 // What ops see while a graph captures (or re-runs its host code) on this thread.

@@ -200,6 +200,39 @@ TEST_CASE("cuda graph: dropout draws a new mask each replay, the masks eager ste
   }());
 }
 
+TEST_CASE("cuda graph: a checkpointed dropout's recompute repeats the forward's mask in every replay") {
+  CUDA_OR_SKIP();
+  // w = 1: y = dropout(2 w) = 4 mask and dy.sum()/dw = 4 mask, so the gradient equals y exactly when the
+  // backward's recompute drew the forward's mask.
+  Tensor w = ones({64, 64}, {.device = kCuda}).requires_grad_(true);
+  const std::function<Tensor(const std::vector<Tensor>&)> block = [](const std::vector<Tensor>& in) {
+    return dropout(in[0] * 2.0, 0.5, true);
+  };
+  manual_seed(12);
+  std::vector<Tensor> eager;
+  for (int i = 0; i < 3; ++i) {
+    Tensor y = nn::checkpoint(block, {w});
+    eager.push_back(y.detach().cpu());
+    CHECK(ember::testing::equal(autograd::grad({y.sum()}, {w})[0].cpu(), eager.back()));
+  }
+  const uint64_t eager_offset = default_generator().state().offset;
+  manual_seed(12);
+  CudaGraph graph(kCuda);
+  Tensor y, g;
+  {
+    CudaGraphCapture cap(graph);
+    y = nn::checkpoint(block, {w});
+    g = autograd::grad({y.sum()}, {w})[0];
+  }
+  for (int i = 0; i < 3; ++i) {
+    CAPTURE(i);
+    graph.replay();
+    CHECK(ember::testing::equal(y.cpu(), eager[i]));
+    CHECK(ember::testing::equal(g.cpu(), eager[i]));
+  }
+  CHECK(default_generator().state().offset == eager_offset);
+}
+
 TEST_CASE("cuda graph: a host read during capture is an error naming it, and the capture is dropped") {
   CUDA_OR_SKIP();
   Tensor x = ones({4}, {.device = kCuda});

@@ -82,6 +82,46 @@ TEST_CASE("graph capture: slots are aligned, hold their initial bytes, and refre
   CHECK(throws_with<Error>([&] { t.add(big, sizeof big); }, "slot table is full (64 bytes"));
 }
 
+TEST_CASE("graph capture: Philox slots draw what eager steps draw, a checkpoint's repeated draw included") {
+  // One captured step with two checkpointed dropouts (b1 and b2 blocks): the forward draws at O and O + b1,
+  // the backward's recomputes rewind the generator and draw at O + b1 and O again, then put it back.
+  const uint64_t b1 = 3, b2 = 5;
+  Generator gen(7);
+  gen.advance(10);
+  graph::SlotTable table(256);
+  const uint64_t o = gen.state().offset;
+  const uint64_t f1 = gen.advance(b1), f2 = gen.advance(b2);
+  const GeneratorState after_forward = gen.state();
+  std::vector<size_t> at{graph::add_philox_slot(table, gen, f1, b1), graph::add_philox_slot(table, gen, f2, b2)};
+  for (auto [state, blocks] : {std::pair{GeneratorState{7, o + b1}, b2}, std::pair{GeneratorState{7, o}, b1}}) {
+    gen.set_state(state);
+    const uint64_t base = gen.advance(blocks);
+    at.push_back(graph::add_philox_slot(table, gen, base, blocks));
+  }
+  gen.set_state(after_forward);
+  Generator other(9);  // another generator's slot keeps its own range
+  at.push_back(graph::add_philox_slot(table, other, other.advance(4), 4));
+
+  auto slot = [&](size_t i) {
+    uint64_t v[2];
+    std::memcpy(v, static_cast<const std::byte*>(table.host()) + at[i], sizeof v);
+    CHECK(v[0] == (i == 4 ? 9u : 7u));
+    return v[1];
+  };
+  for (int replay = 0; replay < 4; ++replay) {
+    CAPTURE(replay);
+    table.refresh();
+    // As eager step number `replay` would draw: its forward's two draws, the recomputes repeating them.
+    const uint64_t step = o + replay * (b1 + b2);
+    CHECK(slot(0) == step);
+    CHECK(slot(1) == step + b1);
+    CHECK(slot(2) == step + b1);
+    CHECK(slot(3) == step);
+    CHECK(slot(4) == 4u * replay);
+    CHECK(gen.state().offset == step + b1 + b2);  // where the eager step leaves the generator
+  }
+}
+
 TEST_CASE("graph capture: a re-run writes the slots in capture order and must match the capture") {
   graph::SlotTable t(256);
   const float x = 1, y = 2;

@@ -2,6 +2,7 @@
 // generator, so a generator's state (seed, offset) fully determines every later draw.
 #include "core/ops/random.hpp"
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <memory>
@@ -24,21 +25,11 @@ using kernels::Distribution;
 
 Generator& gen_or_default(Generator* g) { return g ? *g : default_generator(); }
 
-// While a CUDA graph captures: the draw's {seed, base} go to a slot of the graph that each replay after
-// the first rewrites by advancing the generator as this eager draw would (the capture reserved the
-// first replay's draws), so every replay draws fresh numbers and the generator stays where eager
-// steps would leave it. The generator must outlive the graph.
+// While a CUDA graph captures: the draw's {seed, base} go to a slot of the graph (graph::add_philox_slot).
 const uint64_t* graph_philox_slot(const Tensor& t, Generator& gen, uint64_t base, uint64_t blocks) {
   if (!t.device().is_cuda() || !graph::is_capturing(t.device().index)) return nullptr;
   graph::CaptureContext* ctx = graph::active(t.device().index);
-  const uint64_t init[2] = {gen.seed(), base};
-  auto first = std::make_shared<bool>(true);
-  Generator* gp = &gen;
-  const size_t offset = ctx->slots->add(init, sizeof init, [gp, blocks, first](void* dst) {
-    if (std::exchange(*first, false)) return;
-    const uint64_t v[2] = {gp->seed(), gp->advance(blocks)};
-    std::memcpy(dst, v, sizeof v);
-  });
+  const size_t offset = graph::add_philox_slot(*ctx->slots, gen, base, blocks);
   return reinterpret_cast<const uint64_t*>(ctx->device_base + offset);
 }
 
@@ -65,6 +56,31 @@ void check_float(const char* op, const TensorOptions& o) {
 }
 
 }  // namespace
+
+namespace graph {
+
+size_t add_philox_slot(SlotTable& slots, Generator& gen, uint64_t base, uint64_t blocks) {
+  struct Range {  // one generator's draws in this capture: blocks [lo, hi); start of the current replay's
+    uint64_t lo, hi, start;
+  };
+  std::shared_ptr<void>& shared = slots.shared(&gen);
+  const bool leader = shared == nullptr;  // the generator's first slot: refreshed before its others
+  if (leader) shared = std::make_shared<Range>(Range{base, base + blocks, base});
+  auto range = std::static_pointer_cast<Range>(shared);
+  range->lo = std::min(range->lo, base);
+  range->hi = std::max(range->hi, base + blocks);
+  const uint64_t init[2] = {gen.seed(), base};
+  auto first = std::make_shared<bool>(true);
+  Generator* gp = &gen;
+  return slots.add(init, sizeof init, [gp, range, base, leader, first](void* dst) {
+    if (std::exchange(*first, false)) return;  // the first replay draws what the capture drew
+    if (leader) range->start = gp->advance(range->hi - range->lo);
+    const uint64_t v[2] = {gp->seed(), range->start + (base - range->lo)};
+    std::memcpy(dst, v, sizeof v);
+  });
+}
+
+}  // namespace graph
 
 Generator& default_generator() {
   static Generator g(0);

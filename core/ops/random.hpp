@@ -33,6 +33,18 @@ class Generator {
 Generator& default_generator();
 void manual_seed(uint64_t seed);
 
+namespace graph {
+class SlotTable;
+// The {seed, offset} slot of a draw of `blocks` Philox blocks from `base` while a CUDA graph captures
+// (random ops call it; plain C++ for the tests). A generator's draws in one capture form one range of
+// its blocks, from the lowest base to the highest end. The first replay draws what the capture drew;
+// before each later one the generator advances once by the range's length, as the eager step would,
+// and every draw keeps its place in the new range. So a draw that repeats another on purpose
+// (nn::checkpoint's recompute rewinds the generator) repeats it in every replay. Returns the slot's
+// byte offset. The generator must outlive the table.
+size_t add_philox_slot(SlotTable& slots, Generator& gen, uint64_t base, uint64_t blocks);
+}  // namespace graph
+
 Tensor rand(const Shape& shape, const TensorOptions& o = {}, Generator* gen = nullptr);
 Tensor randn(const Shape& shape, const TensorOptions& o = {}, Generator* gen = nullptr);
 // Integers uniformly in [low, high); i64 by default.
