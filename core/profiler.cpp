@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/graph_capture.hpp"
 #include "core/stream.hpp"
 #include "core/tensor.hpp"
 
@@ -96,7 +97,8 @@ detail::Open push_op(const char* name, const char* suffix, Category category, It
   Session& s = session();
   std::lock_guard lock(s.mu);
   if (!s.running || !ops_on()) return {};
-  if (device && device->is_cuda()) {
+  // While a CUDA graph captures, the op's work runs at replays: its events could not be timed.
+  if (device && device->is_cuda() && !graph::is_capturing(device->index)) {
     // Both events go on the stream the op's work is queued on: the current stream of its device.
     auto& base = s.base[device->index];
     if (!base.first) {

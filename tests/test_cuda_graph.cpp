@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include "core/cuda_graph.hpp"
+#include "core/profiler.hpp"
 #include "kernels/philox.hpp"
 #include "train/cuda_graph_step.hpp"
 #include "trainer_fixtures.hpp"
@@ -233,6 +234,29 @@ TEST_CASE("cuda graph: a checkpointed dropout's recompute repeats the forward's 
   CHECK(default_generator().state().offset == eager_offset);
 }
 
+TEST_CASE("cuda graph: the ops profiler times eager CUDA ops and leaves captured ones untimed") {
+  CUDA_OR_SKIP();
+  Tensor x = ones({256, 256}, {.device = kCuda});
+  profiler::Profiler p;
+  p.start();
+  Tensor eager = x * 2.0;  // timed by two events on its stream
+  CudaGraph graph(kCuda);
+  Tensor out;
+  {
+    CudaGraphCapture cap(graph);
+    out = x * 3.0;  // runs at replay: events recorded now would be part of the graph, never timed
+  }
+  graph.replay();
+  p.stop();
+  int timed = 0, untimed = 0;
+  for (const profiler::Event& e : p.events())
+    if (e.name == "mul") ++(e.cuda_us >= 0 ? timed : untimed);
+  CHECK(timed == 1);
+  CHECK(untimed == 1);
+  CHECK(out.cpu().to_vector<float>()[0] == 3.0f);
+  CHECK(eager.cpu().to_vector<float>()[0] == 2.0f);
+}
+
 TEST_CASE("cuda graph: a host read during capture is an error naming it, and the capture is dropped") {
   CUDA_OR_SKIP();
   Tensor x = ones({4}, {.device = kCuda});
@@ -251,6 +275,20 @@ TEST_CASE("cuda graph: a host read during capture is an error naming it, and the
         cap.stream().synchronize();
       },
       "Stream::synchronize() reads to the host"));
+  CHECK(throws_with<Error>(
+      [&] {
+        CudaGraphCapture cap(graph);
+        (void)cap.stream().query();
+      },
+      "Stream::query() reads to the host"));
+  Tensor pinned = ones({4}).pin_memory();
+  CHECK(throws_with<Error>(
+      [&] {
+        CudaGraphCapture cap(graph);
+        (void)pinned.to(kCuda, false, /*non_blocking=*/true);
+      },
+      "a non-blocking copy between pinned host memory and the device runs while a CUDA graph captures"));
+  CHECK_FALSE(graph.captured());
   // The legacy default stream cannot capture.
   CHECK(throws_with<DeviceError>([&] { graph.capture_begin(); }, "legacy default stream"));
 }

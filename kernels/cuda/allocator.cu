@@ -162,6 +162,8 @@ class CudaCachingAllocator final : public Allocator {
     EMBER_CHECK(pool_.block_size(p) > 0 || graph_pools_.owns(p), ValueError,
                 "[record_stream] the pointer is not the start of a block of this device's allocator");
     if (graph_pools_.owns(p)) return;  // graph memory: ordered by the graph's own stream
+    // A capturing stream's work runs at replays; an event recorded on it at the free could not be waited on.
+    if (graph_pools_.pool_for(reinterpret_cast<uintptr_t>(stream))) return;
     if (reinterpret_cast<uintptr_t>(stream) == pool_.block_stream(p)) return;
     auto& v = uses_[p];
     for (cudaStream_t s : v)

@@ -118,6 +118,7 @@ void stream_synchronize(int device, void* stream) {
   check_deferred_errors(device);  // kernels' errors found since the last sync (deferred_error.hpp)
 }
 bool stream_query(int device, void* stream) {
+  graph::check_host_read(device, "Stream::query()");
   DeviceGuard g(device);
   cudaError_t e = cudaStreamQuery(as_stream(stream));
   if (e == cudaErrorNotReady) {
@@ -152,6 +153,7 @@ void event_synchronize(void* event) {
   check_deferred_errors();
 }
 bool event_query(void* event) {
+  graph::check_host_read(-1, "Event::query()");
   cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(event));
   if (e == cudaErrorNotReady) {
     cudaGetLastError();
@@ -226,6 +228,10 @@ void copy_bytes_async(void* dst, Device dst_device, const void* src, Device src_
   const void* host = dst_device.is_cpu() ? dst : src;
   EMBER_CHECK(is_pinned(host), DeviceError, "[to] a non-blocking copy needs pinned host memory (Tensor::pin_memory)");
   int dev = dst_device.is_cuda() ? device_index(dst_device, "to") : device_index(src_device, "to");
+  EMBER_CHECK(!graph::is_capturing(dev), Error,
+              "[cuda graph] a non-blocking copy between pinned host memory and the device runs while a CUDA graph "
+              "captures: each replay would copy whatever the host buffer then holds. Copy the data into the "
+              "graph's static input tensors before replay()");
   DeviceGuard g(dev);
   cudaStream_t stream = current_stream(dev);
   EMBER_CUDA_CHECK(
