@@ -143,14 +143,24 @@ void CudaGraph::rerun(const std::function<void()>& fn) {
 void CudaGraph::reset() {
   EMBER_CHECK(!capturing_, Error, "[cuda graph] reset while capturing: end or abort the capture first");
   const int dev = device_.index;
+  // A sync raises the errors kernels deferred (an index out of range in the last replay): the graph's
+  // memory is freed first, then the first such error is raised.
+  std::exception_ptr error;
+  auto wait = [&error](auto&& sync) {
+    try {
+      sync();
+    } catch (...) {
+      if (!error) error = std::current_exception();
+    }
+  };
   if (exec_ != nullptr || staging_used_[0] || staging_used_[1]) {
     // The last replays may still read the slot table and the staging buffers.
-    kc::stream_synchronize(dev, kc::current_stream_handle(dev));
+    wait([dev] { kc::stream_synchronize(dev, kc::current_stream_handle(dev)); });
   }
   kc::graph_destroy(dev, exec_);
   exec_ = nullptr;
   for (int k = 0; k < 2; ++k) {
-    if (staging_used_[k]) kc::event_synchronize(staging_event_[k].get());
+    if (staging_used_[k]) wait([&] { kc::event_synchronize(staging_event_[k].get()); });
     kc::pinned_free_raw(staging_[k]);
     staging_[k] = nullptr;
     staging_event_[k].reset();
@@ -162,6 +172,7 @@ void CudaGraph::reset() {
   kc::release_graph_pool(dev, pool_id_);
   pool_id_ = next_pool_id();  // a new capture gets a fresh pool; the old one returns when its blocks do
   replays_ = 0;
+  if (error) std::rethrow_exception(error);
 }
 
 CudaGraphCapture::CudaGraphCapture(CudaGraph& g)

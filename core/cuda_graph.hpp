@@ -45,7 +45,8 @@ class CudaGraph {
   // optimizer's host code (step counts, lr) runs, its kernels do not (the graph holds them). Errors when
   // fn launches more, fewer or other launches than the capture did.
   void rerun(const std::function<void()>& fn);
-  // Frees the graph; its pool's memory returns once the tensors made during capture are freed.
+  // Frees the graph; its pool's memory returns once the tensors made during capture are freed. An error
+  // a kernel of the last replays deferred is raised after everything is freed.
   void reset();
 
   bool captured() const { return exec_ != nullptr; }

@@ -66,7 +66,7 @@ class GraphPlan {
   enum class Route { kEager, kCapture, kReplay };
   explicit GraphPlan(int64_t warmup_steps = 3) : warmup_(warmup_steps) {}
   Route next(const BatchSignature& sig);
-  // The capture failed: every later batch runs eagerly.
+  // The capture failed (its error reaches fit's caller): any later batch runs eagerly.
   void disable() { disabled_ = true; }
   int64_t eager_fallbacks() const { return fallbacks_; }
   int64_t replays() const { return replays_; }
