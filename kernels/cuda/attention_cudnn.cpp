@@ -16,6 +16,7 @@
 #include "kernels/attention.hpp"
 #include "kernels/attention_plan.hpp"
 #include "kernels/cuda/runtime.hpp"
+#include "kernels/elementwise.hpp"
 
 #ifdef EMBER_CUDNN_FRONTEND
 // The frontend reaches cuDNN (already loaded: the convolutions link it) and NVRTC (only its own
@@ -258,13 +259,21 @@ bool cudnn_attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& 
                               const AttentionParams& p, std::string* why) {
   Call c = forward_call(out, stats, q, k, v, p);
   c.backward = true;
-  c.dout = operand(dout, "the output's gradient");
+  // cuDNN before 9.5.1 reads dO with O's strides, whatever dO's own are: it then gets a copy in O's layout.
+  Tensor d = dout;
+  if (cudnnGetVersion() < 90501 && dout.strides() != out.strides()) {
+    int64_t extent = 1;
+    for (int64_t i = 0; i < out.dim(); ++i) extent += (out.size(i) - 1) * out.strides()[i];
+    d = make_tensor({extent}, dout.dtype(), dout.device()).as_strided(out.shape(), out.strides());
+    copy(d, dout);
+  }
+  c.dout = operand(d, "the output's gradient");
   c.dq = operand(dq, "dq");
   c.dk = operand(dk, "dk");
   c.dv = operand(dv, "dv");
-  std::unordered_map<int64_t, void*> pack{{kQ, q.raw_data()},   {kK, k.raw_data()},     {kV, v.raw_data()},
-                                          {kO, out.raw_data()}, {kDO, dout.raw_data()}, {kStats, stats.raw_data()},
-                                          {kDQ, dq.raw_data()}, {kDK, dk.raw_data()},   {kDV, dv.raw_data()}};
+  std::unordered_map<int64_t, void*> pack{{kQ, q.raw_data()},   {kK, k.raw_data()},   {kV, v.raw_data()},
+                                          {kO, out.raw_data()}, {kDO, d.raw_data()},  {kStats, stats.raw_data()},
+                                          {kDQ, dq.raw_data()}, {kDK, dk.raw_data()}, {kDV, dv.raw_data()}};
   return run(c, q.device().index, pack, why);
 }
 
