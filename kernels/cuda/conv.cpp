@@ -12,6 +12,7 @@
 #ifdef EMBER_CUDNN
 #include <cudnn.h>
 
+#include <algorithm>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -245,32 +246,49 @@ std::vector<cp::AlgoPerf> algorithms(const cp::Plan& plan, cudnnHandle_t h, cons
   return usable;
 }
 
-// One cuDNN call over one chunk with algorithm a; beta 1 accumulates into the output (weight gradient).
-void launch(const cp::Plan& plan, const Descriptors& d, cudnnHandle_t h, const cp::AlgoPerf& a, const Buffers& b,
-            void* ws, size_t ws_bytes, bool accumulate) {
+// The workspace algorithm a needs with the conv descriptor's current math type.
+size_t workspace_bytes(const cp::Plan& plan, const Descriptors& d, cudnnHandle_t h, const cp::AlgoPerf& a) {
+  size_t bytes = 0;
+  switch (plan.kind) {
+    case Kind::Forward:
+      EMBER_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(
+          h, d.x, d.w, d.conv, d.y, static_cast<cudnnConvolutionFwdAlgo_t>(a.algo), &bytes));
+      break;
+    case Kind::BackwardData:
+      EMBER_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(
+          h, d.w, d.y, d.conv, d.x, static_cast<cudnnConvolutionBwdDataAlgo_t>(a.algo), &bytes));
+      break;
+    case Kind::BackwardFilter:
+      EMBER_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
+          h, d.x, d.y, d.conv, d.w, static_cast<cudnnConvolutionBwdFilterAlgo_t>(a.algo), &bytes));
+      break;
+  }
+  return bytes;
+}
+
+// One cuDNN call over one chunk with algorithm a (the descriptor's math type already set); beta 1
+// accumulates into the output (weight gradient). Returns cuDNN's status.
+cudnnStatus_t launch(const cp::Plan& plan, const Descriptors& d, cudnnHandle_t h, const cp::AlgoPerf& a,
+                     const Buffers& b, void* ws, size_t ws_bytes, bool accumulate) {
   const float f1 = 1.0f, f0 = 0.0f, fb = accumulate ? 1.0f : 0.0f;
   const double d1 = 1.0, d0 = 0.0, db = accumulate ? 1.0 : 0.0;
   const void* alpha = plan.double_scaling ? static_cast<const void*>(&d1) : static_cast<const void*>(&f1);
   const void* beta = plan.double_scaling ? static_cast<const void*>(accumulate ? &db : &d0)
                                          : static_cast<const void*>(accumulate ? &fb : &f0);
-  EMBER_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, math_type(cp::math_to_run(a, plan))));
   switch (plan.kind) {
     case Kind::Forward:
-      EMBER_CUDNN_CHECK(cudnnConvolutionForward(h, alpha, d.x, b.x, d.w, b.w, d.conv,
-                                                static_cast<cudnnConvolutionFwdAlgo_t>(a.algo), ws, ws_bytes, beta, d.y,
-                                                b.y));
-      break;
+      return cudnnConvolutionForward(h, alpha, d.x, b.x, d.w, b.w, d.conv,
+                                     static_cast<cudnnConvolutionFwdAlgo_t>(a.algo), ws, ws_bytes, beta, d.y, b.y);
     case Kind::BackwardData:
-      EMBER_CUDNN_CHECK(cudnnConvolutionBackwardData(h, alpha, d.w, b.w, d.y, b.y, d.conv,
-                                                     static_cast<cudnnConvolutionBwdDataAlgo_t>(a.algo), ws, ws_bytes,
-                                                     beta, d.x, b.x));
-      break;
+      return cudnnConvolutionBackwardData(h, alpha, d.w, b.w, d.y, b.y, d.conv,
+                                          static_cast<cudnnConvolutionBwdDataAlgo_t>(a.algo), ws, ws_bytes, beta, d.x,
+                                          b.x);
     case Kind::BackwardFilter:
-      EMBER_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, alpha, d.x, b.x, d.y, b.y, d.conv,
-                                                       static_cast<cudnnConvolutionBwdFilterAlgo_t>(a.algo), ws,
-                                                       ws_bytes, beta, d.w, b.w));
-      break;
+      return cudnnConvolutionBackwardFilter(h, alpha, d.x, b.x, d.y, b.y, d.conv,
+                                            static_cast<cudnnConvolutionBwdFilterAlgo_t>(a.algo), ws, ws_bytes, beta,
+                                            d.w, b.w);
   }
+  return CUDNN_STATUS_BAD_PARAM;
 }
 
 // Runs the plan over the batch in chunks. The algorithms of every chunk size are settled first, since
@@ -292,18 +310,27 @@ void run(const cp::Plan& plan, int device, const Tensor& x, const Tensor& w, con
     const Buffers b{xp + chunks[i][0] * plan.x_batch_stride * es, w.raw_data(),
                     yp + chunks[i][0] * plan.y_batch_stride * es};
     Descriptors d(plans[i]);
-    // The fastest algorithm whose workspace fits; a failed allocation falls through to the next.
+    // The fastest algorithm that runs: one whose workspace does not fit, or that cuDNN turns down at the
+    // call (NOT_SUPPORTED, BAD_PARAM: e.g. a tensor-core kernel and a pointer on fewer than 16 bytes),
+    // falls through to the next.
     const std::vector<cp::AlgoPerf>& list = algos[i];
     for (size_t k = 0; k < list.size(); ++k) {
+      const bool last = k + 1 == list.size();
+      EMBER_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, math_type(cp::math_to_run(list[k], plans[i]))));
+      // The heuristics' size is for their math type; exact f32 may run another.
+      const size_t bytes = std::max(list[k].memory, workspace_bytes(plans[i], d, handle.get(), list[k]));
       Tensor ws;
       try {
-        ws = workspace(device, list[k].memory);
+        ws = workspace(device, bytes);
       } catch (const OutOfMemoryError&) {
-        if (k + 1 == list.size()) throw;
+        if (last) throw;
         continue;
       }
-      launch(plans[i], d, handle.get(), list[k], b, ws.defined() ? ws.raw_data() : nullptr, list[k].memory,
-             plan.kind == Kind::BackwardFilter && i > 0);
+      const cudnnStatus_t st = launch(plans[i], d, handle.get(), list[k], b, ws.defined() ? ws.raw_data() : nullptr,
+                                      bytes, plan.kind == Kind::BackwardFilter && i > 0);
+      const int category = CUDNN_STATUS_CATEGORY(st);
+      if (!last && (category == CUDNN_STATUS_NOT_SUPPORTED || category == CUDNN_STATUS_BAD_PARAM)) continue;
+      EMBER_CUDNN_CHECK(st);
       break;
     }
   }
