@@ -26,11 +26,14 @@ DeferredError* deferred_error_slot(int device) {
     cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
     EMBER_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
     void* p = nullptr;
-    const cudaError_t err = cudaHostAlloc(&p, sizeof(DeferredError), cudaHostAllocMapped | cudaHostAllocPortable);
+    void* on_device = nullptr;
+    cudaError_t err = cudaHostAlloc(&p, sizeof(DeferredError), cudaHostAllocMapped | cudaHostAllocPortable);
+    if (err == cudaSuccess) err = cudaHostGetDevicePointer(&on_device, p, 0);
+    if (err != cudaSuccess && p != nullptr) cudaFreeHost(p);
     cudaThreadExchangeStreamCaptureMode(&mode);
     EMBER_CUDA_CHECK(err);
     g_slots[device] = new (p) DeferredError{};
-    EMBER_CUDA_CHECK(cudaHostGetDevicePointer(&g_device_ptrs[device], p, 0));
+    g_device_ptrs[device] = on_device;
   }
   return static_cast<DeferredError*>(g_device_ptrs[device]);
 }
