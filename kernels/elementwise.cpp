@@ -8,13 +8,19 @@ void check_cpu(const Tensor& t, const char* op) {
 }
 
 // A CUDA op's operands must live on the output's device. A wrapped number arrives as a broadcast view
-// of one CPU element: it moves to the device as one element and is broadcast again there.
+// of one CPU element: a device element is filled with its value (a kernel argument, not a copy: the op
+// neither waits for the device nor breaks a CUDA-graph capture, which records the value) and broadcast.
 Tensor on_device(const Tensor& t, Device d, const char* op) {
   if (t.device() == d) return t;
   bool single = true;
   for (int64_t s : t.strides()) single = single && s == 0;
   EMBER_CHECK(single || t.numel() <= 1, DeviceError, "[", op, "] expected all tensors on ", d, ", got ", describe(t));
-  return make_view(t, {}, {}, t.storage_offset()).to(d).expand(t.shape());
+  if (t.numel() == 0) return make_tensor(t.shape(), t.dtype(), d);
+  const Tensor one = make_view(t, {}, {}, t.storage_offset());
+  if (!t.device().is_cpu()) return one.to(d).expand(t.shape());  // another GPU's element
+  Tensor v = make_tensor({}, t.dtype(), d);
+  visit_dtype<AllTypes>(t.dtype(), op, [&]<class T>() { fill(v, Scalar(*static_cast<const T*>(one.raw_data()))); });
+  return v.expand(t.shape());
 }
 }  // namespace
 

@@ -257,6 +257,26 @@ TEST_CASE("cuda graph: the ops profiler times eager CUDA ops and leaves captured
   CHECK(eager.cpu().to_vector<float>()[0] == 2.0f);
 }
 
+TEST_CASE("cuda graph: numbers in elementwise ops are captured as values (no host copy), results as on the CPU") {
+  CUDA_OR_SKIP();
+  Tensor xc = arange(6, kF32).view({2, 3}), ic = arange(6, kI64);
+  Tensor x = xc.to(kCuda), i = ic.to(kCuda);
+  CudaGraph graph(kCuda);
+  Tensor a, b, c, d;
+  {
+    CudaGraphCapture cap(graph);
+    a = (x * 2.0 + 1) / 3;
+    b = i + 3;
+    c = pow(2.0, x);
+    d = where(x > 2.5, x, 0.5);
+  }
+  graph.replay();
+  CHECK(ember::testing::equal(a.cpu(), (xc * 2.0 + 1) / 3));
+  CHECK(ember::testing::equal(b.cpu(), ic + 3));
+  CHECK(ember::testing::allclose(c.cpu(), pow(2.0, xc), 1e-6));
+  CHECK(ember::testing::equal(d.cpu(), where(xc > 2.5, xc, 0.5)));
+}
+
 TEST_CASE("cuda graph: a host read during capture is an error naming it, and the capture is dropped") {
   CUDA_OR_SKIP();
   Tensor x = ones({4}, {.device = kCuda});
