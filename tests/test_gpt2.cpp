@@ -11,6 +11,7 @@
 #include <string>
 
 #include "examples/gpt2/gpt2_train.hpp"
+#include "examples/gpt2/settings.hpp"
 #include "test_util.hpp"
 
 using namespace ember;
@@ -60,6 +61,17 @@ void check_against_pytorch(const gpt2::Config& cfg) {
 }
 
 }  // namespace
+
+TEST_CASE("gpt2 command line: size auto is 124M on CUDA and small on the CPU; an explicit size wins") {
+  auto layers = [](std::vector<std::string> args) { return gpt2::defaults_for_args(args).cfg.model.n_layer; };
+  CHECK(layers({"--device", "cuda"}) == 12);
+  CHECK(layers({"--device", "cuda", "--model.size", "auto"}) == 12);
+  CHECK(gpt2::defaults_for_args({"--device", "cuda"}).cfg.precision == "bf16-mixed");
+  CHECK(layers({"--device", "cpu"}) == gpt2::TrainConfig::small().model.n_layer);
+  CHECK(layers({"--device", "cuda", "--model.size", "small"}) == gpt2::TrainConfig::small().model.n_layer);
+  CHECK(layers({"--model.size", "124M", "--device", "cpu"}) == 12);
+  CHECK(layers({}) == (cuda_is_available() ? 12 : gpt2::TrainConfig::small().model.n_layer));
+}
 
 TEST_CASE("gpt2: HF GPT-2 weights give PyTorch's logits, loss and gradients") {
   SUBCASE("default attention") { check_against_pytorch(tiny_config()); }

@@ -7,94 +7,19 @@
 // that layout. Logs and checkpoints go under runs/gpt2/.
 #include <cstdio>
 #include <exception>
-#include <ostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "gpt2_train.hpp"
-
-namespace {
+#include "settings.hpp"
 
 using namespace ember;
-using gpt2::TrainConfig;
-
-// Everything the command line sets, with the defaults of one size.
-struct Settings {
-  TrainConfig cfg;
-  train::TrainerOptions options;
-  nlohmann::json model;
-  std::string size;
-};
-
-Settings defaults_for(const std::string& size, const std::string& accelerator) {
-  const bool cuda = accelerator == "cuda" || (accelerator == "auto" && cuda_is_available());
-  const std::string resolved = size == "auto" ? (cuda ? "124M" : "small") : size;
-  EMBER_CHECK(resolved == "124M" || resolved == "small", ValueError,
-              "[gpt2] --model.size must be 124M, small or auto, got '", size, "'");
-  Settings s;
-  s.size = size;
-  s.cfg = resolved == "124M" ? TrainConfig::gpt2_124m() : TrainConfig::small();
-  s.cfg.accelerator = accelerator;
-  // On 2 CPU cores bf16 matmuls run through a conversion (no bf16 GEMM in OpenBLAS): f32 is faster there.
-  if (!cuda) s.cfg.precision = "32";
-  s.options = gpt2::trainer_options(s.cfg);
-  const gpt2::Config& m = s.cfg.model;
-  s.model = {{"size", size},
-             {"vocab_size", m.vocab_size},
-             {"context", m.context},
-             {"n_layer", m.n_layer},
-             {"n_head", m.n_head},
-             {"n_embd", m.n_embd},
-             {"dropout", m.dropout},
-             {"activation_checkpointing", m.activation_checkpointing},
-             {"lr", s.cfg.lr},
-             {"min_lr", s.cfg.min_lr},
-             {"weight_decay", s.cfg.weight_decay},
-             {"warmup_steps", s.cfg.warmup_steps},
-             {"max_minutes", s.cfg.max_seconds / 60},
-             {"init_hf", ""},
-             {"save_hf", ""}};
-  return s;
-}
-
-train::Cli make_cli(Settings& s) {
-  train::Cli cli("gpt2", "Trains GPT-2 (124M on CUDA, a small configuration on the CPU) on byte-level Austen text.");
-  cli.trainer(s.options)
-      .add_options("data", s.cfg,
-                   {train::cli_field("batch_size", &TrainConfig::batch_size, "sequences per batch"),
-                    train::cli_field("data", &TrainConfig::data,
-                                     "auto (the six Austen novels when present, else the bundled Pride and "
-                                     "Prejudice), bundled, or a text file"),
-                    train::cli_field("seed", &TrainConfig::seed, "the shuffling and the initial weights")})
-      .add_hparams("model", s.model)
-      .alias("--device", "trainer.accelerator");
-  return cli;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   try {
-    // A first, silent pass finds the size and the device, which choose the defaults of the real pass.
-    std::vector<std::string> args(argv + 1, argv + argc);
-    std::string size = "auto", accelerator = "auto";
-    {
-      Settings probe = defaults_for("small", "auto");
-      train::Cli cli = make_cli(probe);
-      std::ostringstream sink;
-      cli.output(sink);
-      try {
-        cli.parse(args);
-        size = probe.model.at("size").get<std::string>();
-        accelerator = probe.options.accelerator;
-      } catch (const std::exception&) {  // reported by the real pass
-      }
-    }
-    Settings s = defaults_for(size, accelerator);
-    train::Cli cli = make_cli(s);
+    gpt2::Settings s = gpt2::defaults_for_args(std::vector<std::string>(argv + 1, argv + argc));
+    train::Cli cli = gpt2::make_cli(s);
     if (cli.parse(argc, argv) == train::Cli::Action::kExit) return 0;
-    TrainConfig& cfg = s.cfg;
+    gpt2::TrainConfig& cfg = s.cfg;
     const nlohmann::json& m = s.model;
     cfg.model.vocab_size = m.at("vocab_size").get<int64_t>();
     cfg.model.context = m.at("context").get<int64_t>();
