@@ -216,6 +216,31 @@ TEST_CASE("cuda: fused attention: strided [B, L, H, E] views and broadcast batch
   }
 }
 
+TEST_CASE("cuda: fused attention: a create_graph backward (gradients of gradients) matches the composed path") {
+  CUDA_OR_SKIP();
+  // The fused node's backward with grad mode on runs public ops (probs_composite: its causal mask on
+  // the device), so a second derivative exists.
+  manual_seed(21);
+  const Tensor q0 = randn({1, 2, 40, 64}), k0 = randn({1, 2, 40, 64}), v0 = randn({1, 2, 40, 64});
+  const Tensor g = randn({1, 2, 40, 64});
+  auto second = [&](SdpaBackend backend, Device d, DType dt) {
+    SdpaBackendGuard guard(backend);
+    Tensor q = q0.to(d).to(dt).requires_grad_(), k = k0.to(d).to(dt).requires_grad_(),
+           v = v0.to(d).to(dt).requires_grad_();
+    Tensor out = F::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
+    Tensor gq = autograd::grad({(out * g.to(d).to(dt)).sum()}, {q}, {}, {}, /*create_graph=*/true)[0];
+    return autograd::grad({(gq * gq).sum()}, {v})[0].to(kF32).to(kCPU);
+  };
+  const Tensor want = second(SdpaBackend::Math, kCPU, kF32);
+  for (SdpaBackend b : fused_backends()) {
+    CAPTURE(name(b));
+    Tensor got;
+    expect_fused(b, 1, [&] { got = second(b, kCuda, kBF16); });
+    const double e = rel_err(got, want);
+    CHECK_MESSAGE(e < 8e-2, "d/dv |dq|^2 relative error ", e);
+  }
+}
+
 TEST_CASE("cuda: fused attention: memory grows as L + S, not L * S") {
   CUDA_OR_SKIP();
   manual_seed(4);

@@ -93,7 +93,7 @@ struct Gpt : nn::Module {
     }
   }
   Tensor forward(const Tensor& idx) {
-    Tensor x = tok(idx) + pos(arange(idx.size(1), kI64).to(idx.device()));
+    Tensor x = tok(idx) + pos(arange(idx.size(1), kI64, idx.device()));
     for (auto& l : layers) x = l(x, Tensor{}, Tensor{}, true);
     x = ln(x);
     return cfg.tied ? matmul(x, tok->weight.t()) : head(x);

@@ -58,7 +58,8 @@ Tensor probs_composite(const Tensor& q, const Tensor& k, const Tensor& mask, con
   Tensor scores = matmul(q, k.mT()) * scale;
   const int64_t l = q.size(-2), s = k.size(-2);
   if (causal)
-    scores = where(arange(l, kI64).unsqueeze(1) >= arange(s, kI64).unsqueeze(0), scores, neg_inf);
+    scores =
+        where(arange(l, kI64, q.device()).unsqueeze(1) >= arange(s, kI64, q.device()).unsqueeze(0), scores, neg_inf);
   else if (mask.defined())
     scores = mask.dtype() == kBool ? where(mask, scores, neg_inf) : scores + mask;
   Tensor dead = (lse == neg_inf).unsqueeze(-1);

@@ -102,7 +102,7 @@ struct GPT : train::TrainModule {
   // idx [B, T] of token ids (T <= context) -> logits [B, T, vocab].
   Tensor forward(const Tensor& idx) {
     int64_t t = idx.size(1);
-    Tensor x = tok(idx) + pos(arange(t, kI64).to(idx.device()));
+    Tensor x = tok(idx) + pos(arange(t, kI64, idx.device()));
     for (auto& block : block_list) x = block(x, Tensor{}, Tensor{}, true);  // causal self-attention
     return head(ln_f(x));
   }

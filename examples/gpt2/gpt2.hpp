@@ -153,7 +153,7 @@ class GPT2ModelImpl : public nn::Module {
   Tensor forward(const Tensor& idx) {
     const int64_t t = idx.size(1);
     EMBER_CHECK(t <= config.context, ShapeError, "[gpt2] sequence length ", t, " exceeds the context ", config.context);
-    Tensor x = drop(wte(idx) + wpe(arange(t, kI64).to(idx.device())));
+    Tensor x = drop(wte(idx) + wpe(arange(t, kI64, idx.device())));
     for (auto& block : blocks) {
       if (config.activation_checkpointing)  // under no_grad this is a plain call
         x = nn::checkpoint([block](const Tensor& in) { return block(in); }, x);
