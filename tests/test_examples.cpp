@@ -114,24 +114,32 @@ TEST_CASE("examples/common: the budgeted cosine warms up, decays to min_lr and s
   for (int i = 0; i < 4; ++i) sched->step();
   CHECK(opt->lr(0) == doctest::Approx(1e-3));
 
-  // Step 20 took 10 s: 0.525 s a step with the 5% overhead, so 190 steps fit in 100 s. The fit happens
-  // once (accumulated batches end at the same step), and training stops at the new end or the budget.
-  CHECK_FALSE(s.after_step(19, 9.5));
+  // Steps 10 to 20 took 2 s (the first 10 also paid 7 s of start-up): 0.21 s a step with the 5% overhead,
+  // so 90 s left at step 20 fit 428 more. The fit happens once (accumulated batches end at the same step),
+  // and training stops at the new end or the budget.
+  CHECK_FALSE(s.after_step(9, 7.9));
+  CHECK_FALSE(s.after_step(10, 8.0));
   CHECK(s.total_steps() == 1000);
   CHECK_FALSE(s.after_step(20, 10.0));
-  CHECK(s.total_steps() == 190);
+  CHECK(s.total_steps() == 448);
   CHECK_FALSE(s.after_step(20, 50.0));
-  CHECK(s.total_steps() == 190);
-  CHECK(s.factor(190) == doctest::Approx(ratio));
-  CHECK(s.factor(100) == doctest::Approx((1 + ratio) / 2));
-  CHECK_FALSE(s.after_step(189, 99.0));
-  CHECK(s.after_step(190, 99.0));
+  CHECK(s.total_steps() == 448);
+  CHECK(s.factor(448) == doctest::Approx(ratio));
+  CHECK(s.factor(229) == doctest::Approx((1 + ratio) / 2));
+  CHECK_FALSE(s.after_step(447, 99.0));
+  CHECK(s.after_step(448, 99.0));
   CHECK(s.after_step(150, 100.5));
-  for (int i = 0; i < 186; ++i) sched->step();  // to step 190, the shrunk schedule's end
+  for (int i = 0; i < 444; ++i) sched->step();  // to step 448, the shrunk schedule's end
   CHECK(opt->lr(0) == doctest::Approx(1e-4));
+  // Without a step timed after fit_step / 2 the whole run so far sizes it: 0.525 s a step, so the 90 s
+  // left fit 171 more.
+  ember_examples::BudgetedCosine whole({.lr = 1, .warmup_steps = 10, .max_steps = 1000, .max_seconds = 100});
+  whole.after_step(20, 10.0);
+  CHECK(whole.total_steps() == 191);
 
   // The fitted length is clamped to [warmup + 1, max_steps] and travels with checkpoints.
   ember_examples::BudgetedCosine slow({.lr = 1, .warmup_steps = 10, .max_steps = 1000, .max_seconds = 100});
+  slow.after_step(10, 2000.0);
   slow.after_step(20, 5000.0);
   CHECK(slow.total_steps() == 11);
   ember_examples::BudgetedCosine fast({.lr = 1, .warmup_steps = 10, .max_steps = 1000, .max_seconds = 100});
@@ -140,9 +148,9 @@ TEST_CASE("examples/common: the budgeted cosine warms up, decays to min_lr and s
   ember::train::Checkpoint ck;
   s.save(ck, "total");
   fast.load(ck, "total");
-  CHECK(fast.total_steps() == 190);
+  CHECK(fast.total_steps() == 448);
   fast.load(ck, "absent");
-  CHECK(fast.total_steps() == 190);
+  CHECK(fast.total_steps() == 448);
 }
 
 TEST_CASE("examples/extending: the custom callback times every epoch and stops at the accuracy goal") {

@@ -42,14 +42,20 @@ class BudgetedCosine {
   }
 
   // Called after each optimizer step with the seconds since the budget began: at fit_step (once), shrink
-  // total_steps to what the budget allows (never below warmup + 1 nor above max_steps). Returns whether
-  // training should stop: the schedule's end reached or the budget spent.
+  // total_steps to what the budget allows (never below warmup + 1 nor above max_steps). The time a step
+  // takes comes from the steps after fit_step / 2: the first ones also paid for start-up (the CUDA
+  // context, the libraries' first-call setup, moving the model). Returns whether training should stop:
+  // the schedule's end reached or the budget spent.
   bool after_step(int64_t step, double seconds) {
+    if (step >= opt_.fit_step / 2 && mid_step_ < 0) mid_step_ = step, mid_seconds_ = seconds;
     if (step == opt_.fit_step && !fitted_) {
       fitted_ = true;  // with gradient accumulation several batches end at the same optimizer step
-      const double per_step = seconds / static_cast<double>(opt_.fit_step) * opt_.overhead;
-      total_steps_ = std::min(
-          opt_.max_steps, std::max<int64_t>(opt_.warmup_steps + 1, static_cast<int64_t>(opt_.max_seconds / per_step)));
+      const bool mid = mid_step_ >= 0 && mid_step_ < step;
+      const double steps = static_cast<double>(mid ? step - mid_step_ : step);
+      const double per_step = std::max(1e-9, (seconds - (mid ? mid_seconds_ : 0.0)) / steps * opt_.overhead);
+      const double fit = static_cast<double>(step) + (opt_.max_seconds - seconds) / per_step;
+      total_steps_ =
+          std::min(opt_.max_steps, std::max<int64_t>(opt_.warmup_steps + 1, static_cast<int64_t>(std::min(fit, 1e18))));
     }
     return step >= total_steps_ || seconds > opt_.max_seconds;
   }
@@ -66,6 +72,8 @@ class BudgetedCosine {
   BudgetedCosineOptions opt_;
   int64_t total_steps_;
   bool fitted_ = false;
+  int64_t mid_step_ = -1;  // the first step at or past fit_step / 2, and its seconds
+  double mid_seconds_ = 0;
 };
 
 }  // namespace ember_examples
