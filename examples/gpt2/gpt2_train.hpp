@@ -180,7 +180,8 @@ inline void synchronize(Device d) {
 }
 
 // Training throughput: wall time from the third training batch to the end of training, less the time
-// spent validating, with the device drained at each mark (the step queues work asynchronously).
+// spent validating and between epochs (the end-of-epoch checkpoint: this callback runs first), with the
+// device drained at each mark (the step queues work asynchronously).
 struct Throughput {
   int64_t batches = 0, timed_batches = 0;
   std::chrono::steady_clock::time_point t0, val_t0;
@@ -191,16 +192,19 @@ struct Throughput {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   }
   train::CallbackPtr callback(Device device) {
+    auto stop = [this, device](train::Trainer&, train::TrainModule&) {
+      if (!timing) return;
+      synchronize(device);
+      seconds += since(t0) - val_seconds;
+      val_seconds = 0;
+      timing = false;
+    };
     return std::make_shared<train::LambdaCallback>(train::LambdaHooks{
-        .on_train_end =
-            [this, device](train::Trainer&, train::TrainModule&) {
-              if (!timing) return;
-              synchronize(device);
-              seconds = since(t0) - val_seconds;
-            },
+        .on_train_end = stop,
+        .on_train_epoch_end = stop,
         .on_train_batch_start =
             [this, device](train::Trainer&, train::TrainModule&, const data::Batch&, int64_t) {
-              if (batches == kSkip && !timing) {
+              if (batches >= kSkip && !timing) {
                 synchronize(device);
                 t0 = std::chrono::steady_clock::now();
                 timing = true;
