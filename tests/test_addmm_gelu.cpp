@@ -258,8 +258,9 @@ TEST_SUITE("addmm_gelu") {
         Tensor x = rnd({10, 24}, dt), w = rnd({24, n}, dt), bias = rnd({n}, dt), gy = rnd({10, n}, dt);
         // One backward of addmm_gelu (fused forward, BGRAD dW), one of addmm alone (its BGRAD backward).
         auto run = [&](Device d, bool linear_layout, bool fused) {
-          Tensor xi = x.to(d).requires_grad_(), bi = bias.to(d).requires_grad_();
-          Tensor wi = (linear_layout ? w.t().contiguous() : w).to(d).requires_grad_();
+          // Copies (to(d, true)): to(kCPU) of a CPU tensor is the tensor itself, whose grads would pile up.
+          Tensor xi = x.to(d, true).requires_grad_(), bi = bias.to(d, true).requires_grad_();
+          Tensor wi = (linear_layout ? w.t().contiguous() : w).to(d, true).requires_grad_();
           const Tensor wv = linear_layout ? wi.t() : wi;
           Tensor y = fused ? addmm_gelu(bi, xi, wv) : addmm(bi, xi, wv);
           y.backward(gy.to(d));

@@ -196,7 +196,7 @@ TEST_CASE("cuda: fused attention: the deterministic backward repeats bit for bit
     Grads a = run(backend, q, k, v, g, false), b = run(backend, q, k, v, g, false);
     CHECK(max(abs(a.dq - b.dq)).item<float>() == 0.0f);
     CHECK(max(abs(a.dk - b.dk)).item<float>() == 0.0f);
-    check_close(a, atomic, 1e-2);
+    check_close(a, atomic, 2e-2);  // two implementations where cuDNN refuses the deterministic graph
   }
 }
 

@@ -412,11 +412,12 @@ TEST_SUITE("host_sync") {
       DeterministicGuard guard(det);
       return std::vector<Tensor>{x.to(gpu).gather(1, idx.to(gpu)), take_along_dim(x.to(gpu), idx.to(gpu), 1),
                                  x.to(gpu).scatter_add(1, idx.to(gpu), src.to(gpu)),
-                                 x.t().contiguous().to(gpu).index_add(0, rows.to(gpu), add.to(gpu)),
+                                 x.t().contiguous().to(gpu).t().index_add(0, rows.to(gpu), add.to(gpu)),
                                  nn::functional::nll_loss(logp.to(gpu), y.to(gpu))};
     };
     const std::vector<Tensor> want = {x.gather(1, idx), take_along_dim(x, idx, 1), x.scatter_add(1, idx, src),
-                                      x.t().contiguous().index_add(0, rows, add), nn::functional::nll_loss(logp, y)};
+                                      x.t().contiguous().t().index_add(0, rows, add),
+                                      nn::functional::nll_loss(logp, y)};
     for (bool det : {false, true}) {  // deterministic: index_add takes the sorted path
       CAPTURE(det);
       const int64_t before = host_reads();
