@@ -14,56 +14,40 @@
 namespace ember::nn::functional {
 namespace {
 
-// Source positions of one resampled dim, with the arithmetic type PyTorch's CPU kernels use (float for
-// f32 and lower, double for f64). scale is PyTorch's `scales` argument (0 = none).
-template <class T>
-void source_taps(int64_t in, int64_t out, double scale, const std::string& mode, bool align_corners,
-                 std::vector<int64_t>& i0, std::vector<int64_t>& i1, std::vector<double>& w1) {
-  const T inv = scale > 0 ? static_cast<T>(1.0 / scale) : static_cast<T>(in) / static_cast<T>(out);
-  for (int64_t o = 0; o < out; ++o) {
-    if (mode == "nearest" || mode == "nearest-exact") {
-      const T src = mode == "nearest" ? static_cast<T>(o) * inv : (static_cast<T>(o) + T(0.5)) * inv;
-      i0.push_back(std::min<int64_t>(static_cast<int64_t>(std::floor(src)), in - 1));
-      continue;
-    }
-    if (in == out) {
-      i0.push_back(o);
-      i1.push_back(o);
-      w1.push_back(0);
-      continue;
-    }
-    T src;
-    if (align_corners) {
-      src = out > 1 ? static_cast<T>(in - 1) / static_cast<T>(out - 1) * static_cast<T>(o) : T(0);
-    } else {
-      src = inv * (static_cast<T>(o) + T(0.5)) - T(0.5);
-      if (src < 0) src = 0;
-    }
-    const int64_t lo = std::min<int64_t>(static_cast<int64_t>(std::floor(src)), in - 1);
-    const T lambda = std::min<T>(std::max<T>(src - static_cast<T>(lo), T(0)), T(1));
-    i0.push_back(lo);
-    i1.push_back(lo + (lo < in - 1 ? 1 : 0));
-    w1.push_back(static_cast<double>(lambda));
-  }
+// Source positions of one resampled dim, made on the device by elementwise ops (no table copied from the
+// host, so a CUDA step neither waits for the device nor breaks a graph capture), in the arithmetic type
+// PyTorch's CPU kernels use: float for f32 and lower, double for f64 (ct). scale is PyTorch's `scales`
+// argument (0 = none). i0 the first tap; for linear modes also i1 and i1's weight w1.
+struct Taps {
+  Tensor i0, i1, w1;
+};
+Taps source_taps(int64_t in, int64_t out, double scale, const std::string& mode, bool align_corners, DType ct,
+                 Device dev) {
+  const bool f64 = ct == kF64;
+  auto rounded = [f64](double v) { return f64 ? v : static_cast<double>(static_cast<float>(v)); };  // to ct
+  const double inv = scale > 0 ? rounded(1.0 / scale) : rounded(rounded(in) / rounded(out));
+  const Tensor o = arange(out, ct, dev);  // exact integers
+  auto first_tap = [in](const Tensor& src) { return clamp_max(floor(src).to(kI64), in - 1); };
+  if (mode == "nearest" || mode == "nearest-exact") return {first_tap(mode == "nearest" ? o * inv : (o + 0.5) * inv)};
+  if (in == out) return {arange(out, kI64, dev), arange(out, kI64, dev), zeros({out}, {.dtype = ct, .device = dev})};
+  Tensor src;
+  if (align_corners)
+    src = out > 1 ? o * rounded(rounded(in - 1) / rounded(out - 1)) : zeros({out}, {.dtype = ct, .device = dev});
+  else
+    src = clamp_min((o + 0.5) * inv - 0.5, 0.0);
+  Tensor i0 = first_tap(src);
+  return {i0, i0 + (i0 < in - 1).to(kI64), clamp(src - i0.to(ct), 0.0, 1.0)};
 }
 
 Tensor resample_dim(const Tensor& x, int64_t dim, int64_t out, double scale, const std::string& mode,
                     bool align_corners) {
-  const int64_t in = x.size(dim);
-  std::vector<int64_t> i0, i1;
-  std::vector<double> w1;
-  if (x.dtype() == kF64)
-    source_taps<double>(in, out, scale, mode, align_corners, i0, i1, w1);
-  else
-    source_taps<float>(in, out, scale, mode, align_corners, i0, i1, w1);
-  const Device dev = x.device();
-  Tensor a = x.index_select(dim, tensor(i0).to(dev));
-  if (i1.empty()) return a;
+  const Taps t = source_taps(x.size(dim), out, scale, mode, align_corners, x.dtype() == kF64 ? kF64 : kF32, x.device());
+  Tensor a = x.index_select(dim, t.i0);
+  if (!t.i1.defined()) return a;
   Shape wshape(x.dim(), 1);
   wshape[dim] = out;
-  Tensor lambda = tensor(w1, wshape, TensorOptions{.dtype = kF64}).to(dev, x.dtype());
-  Tensor b = x.index_select(dim, tensor(i1).to(dev));
-  return a + (b - a) * lambda;
+  Tensor b = x.index_select(dim, t.i1);
+  return a + (b - a) * t.w1.to(x.dtype()).reshape(wshape);
 }
 
 Tensor batched(const Tensor& x, int64_t dims) { return x.dim() == dims - 1 ? x.unsqueeze(0) : x; }

@@ -341,13 +341,14 @@ TEST_CASE("cuda graph: capture allocates from the graph's pool, which lives as l
   CHECK(memory_stats(kCuda).current_bytes == before);
 }
 
-TEST_CASE("cuda graph: indexing, losses, tril, pad and the composed attention capture (no host copy or read)") {
+TEST_CASE(
+    "cuda graph: indexing, losses, tril, pad, interpolate and the composed attention capture (no host copy or read)") {
   CUDA_OR_SKIP();
   namespace F = nn::functional;
   manual_seed(7);
-  // Each of these used to copy a host-made table to the device (arange, tril, pad's index) or read an
-  // index range, a check or the masked attention's dead rows back to the host; both are errors while a
-  // graph captures.
+  // Each of these used to copy a host-made table to the device (arange, tril, pad's index, interpolate's
+  // taps) or read an index range, a check or the masked attention's dead rows back to the host; both are
+  // errors while a graph captures.
   const std::vector<Tensor> host = {randn({2, 3, 8, 8}),       randint(0, 8, {2, 3, 8, 4}), randn({16, 5}),
                                     randint(0, 5, {16}),       sigmoid(randn({16})),        rand({16}),
                                     rand({8, 8}) > Scalar(0.3)};
@@ -364,7 +365,9 @@ TEST_CASE("cuda graph: indexing, losses, tril, pad and the composed attention ca
                                x.scatter_add(3, idx, x.narrow(3, 0, 4)),
                                F::nll_loss(log_softmax(logits, 1), y),
                                F::binary_cross_entropy(p, t),
-                               arange(-3, 9, 2, kF32, x.device())};
+                               arange(-3, 9, 2, kF32, x.device()),
+                               F::interpolate(x, {.size = {11, 5}, .mode = "bilinear", .align_corners = false}),
+                               F::interpolate(x, {.scale_factor = {1.5, 2.0}, .mode = "nearest"})};
   };
   const std::vector<Tensor> want = run(host);
   std::vector<Tensor> dev;
