@@ -33,8 +33,9 @@ Tensor cross_entropy_grad_composite(const Tensor& g, const Tensor& x, const Tens
   Tensor coef = reduction == LossReduction::None ? g : g.expand({n, k});
   if (reduction == LossReduction::Mean) coef = divisor_t.defined() ? coef / divisor_t.to(coef.dtype()) : coef / divisor;
   coef = where(valid, coef, zeros({}, fo));
-  const double w_total = weight.defined() ? sum(weight).item<double>() : static_cast<double>(c);
-  Tensor s = wt * (1.0 - ls) + validf * (ls * w_total / static_cast<double>(c));
+  Tensor s = wt * (1.0 - ls);
+  if (ls != 0)  // + ls W / C, W the weights' total (1 each without weights), kept on the device
+    s = s + (weight.defined() ? validf * sum(weight) * (ls / static_cast<double>(c)) : validf * ls);
   Tensor q = one_hot(safe, c).to(x.dtype()).permute({0, 2, 1}) * (wt * (1.0 - ls)).unsqueeze(1);
   if (ls != 0) {
     Tensor wc = weight.defined() ? weight.reshape({1, c, 1}) : ones({1, c, 1}, fo);
