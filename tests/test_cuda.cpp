@@ -4,11 +4,14 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <string>
 
 #include "kernels/cuda_device.hpp"
+#include "test_dir.hpp"
 #include "test_util.hpp"
 
 using namespace ember;
@@ -76,6 +79,22 @@ void check_binary(const std::string& name, const Binary& f, const Tensor& a, con
 }
 
 }  // namespace
+
+TEST_CASE("sources: CUDA host code never calls data_ptr, which refuses device tensors") {
+  // Tensor::data_ptr<T>() is for host memory (it raises DeviceError on a CUDA tensor), so the CUDA
+  // backend's host code takes device addresses through raw_data(). CPU tests cannot run that code.
+  namespace fs = std::filesystem;
+  const fs::path root = fs::path(EMBER_TEST_DIR).parent_path();
+  std::vector<fs::path> files{root / "dist" / "nccl.cpp"};
+  for (const auto& e : fs::directory_iterator(root / "kernels" / "cuda")) files.push_back(e.path());
+  REQUIRE(files.size() > 10);
+  for (const fs::path& f : files) {
+    std::ifstream in(f);
+    REQUIRE_MESSAGE(in.good(), f);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK_MESSAGE(text.find("data_ptr<") == std::string::npos, f, " calls data_ptr");
+  }
+}
 
 TEST_CASE("cuda: without a device, CUDA tensors raise DeviceError") {
   if (kernels::cuda::device_count() > 0) {

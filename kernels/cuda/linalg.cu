@@ -28,6 +28,14 @@ namespace {
 
 namespace lp = linalg_plan;
 
+// The device address of an operand of dtype T (data_ptr is for host memory: it refuses CUDA tensors).
+template <class T>
+T* device_ptr(const Tensor& t) {
+  EMBER_CHECK(t.dtype() == dtype_of<T>(), DTypeError, "[matmul] expected a ", dtype_of<T>(), " operand, got ",
+              describe(t));
+  return static_cast<T*>(t.raw_data());
+}
+
 // ------------------------------------------------------------------------------------------ kernels
 
 // One thread per element of D (grid-stride, 64-bit indices); C and D share storage.
@@ -358,11 +366,11 @@ void run_gemm(int dev, const Tensor& out, const Tensor& a, const Tensor& b, cons
     if (plan.copy_c) copy(out, c2);
     return;
   }
-  const T* pa = a.data_ptr<T>();
-  const T* pb = b.data_ptr<T>();
+  const T* pa = device_ptr<T>(a);
+  const T* pb = device_ptr<T>(b);
   const T* A = plan.swap ? pb : pa;
   const T* B = plan.swap ? pa : pb;
-  T* C = out.data_ptr<T>();
+  T* C = device_ptr<T>(out);
   if (alpha.to_double() == 0.0) plan.k = 0;  // beta * C (+ epilogue) without reading A and B
   if (!plan.lt_types || plan.k == 0) return launch_reference(dev, plan, A, B, C, bias, alpha, beta, beta_zero);
   launch_lt(dev, plan, A, B, C, bias, alpha, beta, beta_zero);
@@ -396,7 +404,7 @@ void gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor
   const bool usable = bias.is_contiguous() && lp::alignment(reinterpret_cast<uint64_t>(bias.raw_data())) >= 16;
   const Tensor vec = usable ? bias : contiguous_copy(bias);
   visit_dtype<FloatTypes>(out.dtype(), "[linear]", [&]<class T>() {
-    run_gemm<T>(dev, out, a, b, vec.data_ptr<T>(), alpha, 0, gelu ? lp::Epilogue::GeluBias : lp::Epilogue::Bias);
+    run_gemm<T>(dev, out, a, b, device_ptr<T>(vec), alpha, 0, gelu ? lp::Epilogue::GeluBias : lp::Epilogue::Bias);
   });
 }
 
@@ -410,9 +418,9 @@ void gemm_bias_gelu(const Tensor& out, const Tensor& pre, const Tensor& a, const
   bool done = false;
   if (fusable(plan) && aux.ok && bias_ok && pre.is_contiguous() && pre.shape() == out.shape()) {
     visit_dtype<FloatTypes>(out.dtype(), "[addmm_gelu]", [&]<class T>() {
-      const T* pa = a.data_ptr<T>();
-      const T* pb = b.data_ptr<T>();
-      done = try_lt_epilogue<T>(dev, plan, plan.swap ? pb : pa, plan.swap ? pa : pb, out.data_ptr<T>(),
+      const T* pa = device_ptr<T>(a);
+      const T* pb = device_ptr<T>(b);
+      done = try_lt_epilogue<T>(dev, plan, plan.swap ? pb : pa, plan.swap ? pa : pb, device_ptr<T>(out),
                                 const_cast<void*>(bias.raw_data()), pre.raw_data(), aux.ld);
     });
   }
@@ -431,9 +439,9 @@ bool gemm_bgrad(const Tensor& out, const Tensor& a, const Tensor& b, const Tenso
   bool done = false;
   if (fusable(plan) && vec_ok) {
     visit_dtype<FloatTypes>(out.dtype(), "[matmul]", [&]<class T>() {
-      const T* pa = a.data_ptr<T>();
-      const T* pb = b.data_ptr<T>();
-      done = try_lt_epilogue<T>(dev, plan, plan.swap ? pb : pa, plan.swap ? pa : pb, out.data_ptr<T>(),
+      const T* pa = device_ptr<T>(a);
+      const T* pb = device_ptr<T>(b);
+      done = try_lt_epilogue<T>(dev, plan, plan.swap ? pb : pa, plan.swap ? pa : pb, device_ptr<T>(out),
                                 bias_grad.raw_data(), nullptr, 0);
     });
   }
@@ -452,9 +460,9 @@ void dot(const Tensor& out, const Tensor& a, const Tensor& b) {
     R* pp = static_cast<R*>(partial.raw_data());
     cudaStream_t stream = current_stream(dev);
     dot_partial_kernel<T, R>
-        <<<parts, kThreads, 0, stream>>>(a.data_ptr<T>(), a.strides()[0], b.data_ptr<T>(), b.strides()[0], n, pp);
+        <<<parts, kThreads, 0, stream>>>(device_ptr<T>(a), a.strides()[0], device_ptr<T>(b), b.strides()[0], n, pp);
     EMBER_CUDA_CHECK(cudaGetLastError());
-    dot_final_kernel<T, R><<<1, 1024, 0, stream>>>(pp, parts, out.data_ptr<T>());
+    dot_final_kernel<T, R><<<1, 1024, 0, stream>>>(pp, parts, device_ptr<T>(out));
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }
