@@ -223,8 +223,7 @@ Tensor Tensor::to(Device d, bool copy, bool non_blocking) const {
     kernels::cuda::copy_bytes_async(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
   else if (d.is_cpu())  // the host waits for the device: a host read (once, inside item()/to_vector())
     detail::count_host_read();
-  if (!async)
-    kernels::cuda::copy_bytes(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
+  if (!async) kernels::cuda::copy_bytes(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
   if (autograd::needs_grad(*this))
     autograd::record("to", {&out}, {this}, {},
                      [](autograd::Ctx& c) { return autograd::Grads{c.grad().to(c.input(0).device)}; });
@@ -250,7 +249,10 @@ Tensor Tensor::clone() const {
   return out;
 }
 
-Tensor& Tensor::copy_(const Tensor& src) { return autograd::assign(*this, src, "copy_"); }
+// Across devices as PyTorch's: the source moves first (to() is differentiable), then is written in place.
+Tensor& Tensor::copy_(const Tensor& src) {
+  return autograd::assign(*this, src.defined() && src.device() != device() ? src.to(device()) : src, "copy_");
+}
 
 // fill_ may write an expanded tensor: every alias gets the same value (PyTorch allows it too).
 Tensor& Tensor::fill_(const Scalar& v) {

@@ -125,7 +125,7 @@ class Tensor {
   bool is_pinned() const;
   Tensor contiguous() const;
   Tensor clone() const;
-  Tensor& copy_(const Tensor& src);  // broadcasts src, converts dtype
+  Tensor& copy_(const Tensor& src);  // broadcasts src, converts dtype, crosses devices
   Tensor& fill_(const Scalar& v);
   Tensor& zero_() { return fill_(0); }
   Tensor detach() const;  // shares storage, no history

@@ -53,7 +53,8 @@ TEST_SUITE("metrics") {
     Generator g(1);  // the validation set of loader(8, 4, false): problem(8, 1)
     const Tensor x = randn({8, 4}, {}, &g), y = x.narrow(1, 0, 3).argmax(1);
     m.eval();
-    const double want = m.forward(x).argmax(1).eq(y).to(kF64).mean().item<double>();
+    const Device d = m.parameters()[0].device();  // the GPU when the fit ran there
+    const double want = m.forward(x.to(d)).argmax(1).eq(y.to(d)).to(kF64).mean().item<double>();
     CHECK(t.callback_metrics().at("val_acc") == doctest::Approx(want));
     // The train accuracy of an epoch is the mean of its (equal-sized) batches' accuracies.
     const auto steps = log->series("train_acc_step");

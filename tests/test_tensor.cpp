@@ -94,7 +94,7 @@ TEST_CASE("memory: the caching allocator reuses blocks in steady state") {
 TEST_CASE("errors name the op and operands") {
   CHECK_THROWS_AS(ones({2, 3}).view({4}), ShapeError);
   CHECK_THROWS_AS(ones({2, 3}).select(0, 2), IndexError);
-  CHECK_THROWS_AS(ones({2}).to(Device("cuda")), DeviceError);
+  if (!cuda_is_available()) CHECK_THROWS_AS(ones({2}).to(Device("cuda")), DeviceError);
   CHECK_THROWS_AS(Device("tpu"), ValueError);
   CHECK_THROWS_AS(zeros({-1}), ShapeError);
   CHECK_THROWS_AS(zeros({int64_t{1} << 40, int64_t{1} << 40}), ShapeError);

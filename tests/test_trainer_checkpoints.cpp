@@ -85,7 +85,7 @@ TEST_SUITE("trainer") {
     TempDir dir("kill");
     const std::string path = (dir.path / "ck.safetensors").string();
     Tiny m;
-    train::Trainer t(quiet({.max_epochs = 1}));
+    train::Trainer t(quiet({.max_epochs = 1, .accelerator = "cpu"}));  // the forked child can make no CUDA calls
     t.fit(m, loader(8, 4, false));
     t.save_checkpoint(path);
     for (int attempt = 0; attempt < 5; ++attempt) {
