@@ -51,6 +51,9 @@ inline Device test_device() {
   return Device{Device::Kind::CUDA, 0};
 }
 
+// t on test_device(): for the constants a checked function captures (masks, indices, targets, weights).
+inline Tensor dev(const Tensor& t) { return t.defined() ? t.to(test_device()) : t; }
+
 // Copies of the inputs on test_device(), as leaves that keep requires_grad.
 inline std::vector<Tensor> on_test_device(const std::vector<Tensor>& inputs) {
   const Device dev = test_device();
@@ -61,7 +64,12 @@ inline std::vector<Tensor> on_test_device(const std::vector<Tensor>& inputs) {
       moved.push_back(x);
       continue;
     }
-    Tensor y = x.detach().to(dev, true);
+    // The same view over a device copy of its whole storage, so that strided, offset and as_strided
+    // inputs keep their layout (and what lies around them) on the device.
+    const Tensor d = x.detach();
+    const auto n = static_cast<int64_t>(d.impl().storage->nbytes() / d.element_size());
+    Tensor y = make_view(d, {n}, {1}, 0).to(dev, true);
+    y = make_view(y, d.shape(), d.strides(), d.storage_offset());
     if (x.requires_grad()) y.requires_grad_();
     moved.push_back(y);
   }

@@ -335,16 +335,16 @@ TEST_CASE("composite models match PyTorch's gradients: an MLP, a conv net and a 
 
 TEST_CASE("gradient penalty on an MLP: d/dW of ||d out / d x||^2 matches finite differences") {
   manual_seed(31);
-  Tensor x = randn({3, 4}, {.dtype = kF64, .requires_grad = true});
+  Tensor x = testing::dev(randn({3, 4}, {.dtype = kF64})).requires_grad_(true);
   testing::GradFn penalty = [&](const std::vector<Tensor>& w) {
     autograd::EnableGradGuard grad_mode;  // gradcheck's numerical side runs under NoGradGuard
     Tensor out = matmul(gelu(matmul(x, w[0]) + w[1]), w[2]).sum();
     Tensor gx = autograd::grad({out}, {x}, {}, true, true)[0];  // create_graph: the penalty stays differentiable
     return (gx * gx).sum();
   };
-  std::vector<Tensor> w = {randn({4, 5}, {.dtype = kF64, .requires_grad = true}),
-                           randn({5}, {.dtype = kF64, .requires_grad = true}),
-                           randn({5, 2}, {.dtype = kF64, .requires_grad = true})};
+  std::vector<Tensor> w = {testing::dev(randn({4, 5}, {.dtype = kF64})).requires_grad_(true),
+                           testing::dev(randn({5}, {.dtype = kF64})).requires_grad_(true),
+                           testing::dev(randn({5, 2}, {.dtype = kF64})).requires_grad_(true)};
   CHECK(testing::gradcheck(penalty, w));
   // And the penalty's gradient lands in .grad through backward() as well.
   penalty(w).backward();

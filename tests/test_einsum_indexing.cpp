@@ -134,17 +134,17 @@ TEST_CASE("advanced indexing: views, in-place writes, gradcheck") {
 
   manual_seed(5);
   Tensor a = randn({4, 3, 5}, {.dtype = kF64, .requires_grad = true});
-  Tensor m = rand({4, 3}) > 0.4;
+  Tensor m = testing::dev(rand({4, 3}) > 0.4);
   CHECK(gradcheck([&](const std::vector<Tensor>& in) { return in[0].index({m}); }, {a}));
   CHECK(gradcheck(
       [&](const std::vector<Tensor>& in) {
-        return in[0].index({i64({0, 3, 3}), Slice(), i64({1, 4, 1})});
+        return in[0].index({i64({0, 3, 3}).to(in[0].device()), Slice(), i64({1, 4, 1}).to(in[0].device())});
       },
       {a}));
   Tensor src = randn({4, 2}, {.dtype = kF64, .requires_grad = true});
   CHECK(gradcheck(
       [&](const std::vector<Tensor>& in) {
-        return index_put(in[0], {Slice(), 1, i64({2, 2})}, in[1], true);
+        return index_put(in[0], {Slice(), 1, i64({2, 2}).to(in[0].device())}, in[1], true);
       },
       {a, src}));
   // In-place through autograd: the gradient reaches both the written tensor's source and the values.

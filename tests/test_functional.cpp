@@ -157,8 +157,9 @@ TEST_CASE("functional: scaled_dot_product_attention gradcheck, gradgradcheck and
       return F::scaled_dot_product_attention(a[0], a[1], a[2], mask, 0.0, causal, scale);
     };
   };
-  Tensor bmask = tensor<bool>({{true, false, true, true}, {true, true, false, false}, {false, false, false, false}});
-  Tensor fmask = randn({1, 3, 4}, {.dtype = kF64});
+  Tensor bmask =
+      testing::dev(tensor<bool>({{true, false, true, true}, {true, true, false, false}, {false, false, false, false}}));
+  Tensor fmask = testing::dev(randn({1, 3, 4}, {.dtype = kF64}));
   CHECK(gradcheck(sdpa({}, false), {rnd({2, 3, 2}), rnd({2, 4, 2}), rnd({2, 4, 3})}));
   CHECK(gradcheck(sdpa(bmask, false), {rnd({2, 3, 2}), rnd({2, 4, 2}), rnd({2, 4, 3})}));
   CHECK(gradcheck(sdpa(fmask, false, 0.7), {rnd({2, 3, 2}), rnd({2, 4, 2}), rnd({2, 4, 3})}));

@@ -157,7 +157,7 @@ TEST_CASE("gradcheck: binary ops with broadcasting, 0-dim and wrapped-scalar ope
 
 TEST_CASE("gradcheck: ternary ops (where, lerp, addcmul, addcdiv) with broadcast operands") {
   manual_seed(14);
-  Tensor cond = randn({2, 1}) > 0;
+  Tensor cond = testing::dev(randn({2, 1}) > 0);
   testing::GradFn w = [&](const std::vector<Tensor>& x) { return where(cond, x[0], x[1]); };
   CHECK(gradcheck(w, {draw({2, 3}, any_value), draw({3}, any_value)}));
   CHECK(gradgradcheck(w, {draw({2, 3}, any_value), draw({2, 3}, any_value)}));

@@ -43,7 +43,7 @@ TEST_CASE("gradcheck: batch_norm in training (through the batch statistics) and 
   CHECK(gradcheck(train, {leaf({4, 3}), leaf({3}), leaf({3})}));
   CHECK(gradcheck(train, {leaf({2, 3, 2, 2}), leaf({3}), leaf({3})}));
   CHECK(gradgradcheck(train, {leaf({3, 3}), leaf({3}), leaf({3})}));
-  Tensor mean = randn({3}, {.dtype = kF64}), var = rand({3}, {.dtype = kF64}) + 0.5;
+  Tensor mean = testing::dev(randn({3}, {.dtype = kF64})), var = testing::dev(rand({3}, {.dtype = kF64}) + 0.5);
   testing::GradFn eval = [&](const std::vector<Tensor>& x) { return batch_norm(x[0], mean, var, x[1], x[2], false); };
   CHECK(gradcheck(eval, {leaf({4, 3, 2}), leaf({3}), leaf({3})}));
   CHECK(gradgradcheck(eval, {leaf({2, 3}), leaf({3}), Tensor()}));

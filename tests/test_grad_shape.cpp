@@ -31,6 +31,8 @@ Tensor ix(std::vector<int64_t> v, std::optional<Shape> s = {}) {
   return s ? t.reshape(*s) : t;
 }
 Tensor mask(std::vector<int64_t> v, const Shape& s) { return ix(std::move(v), s).to(kBool); }
+// t on the device of a checked function's inputs (gradcheck runs them on EMBER_TEST_DEVICE).
+Tensor on(const Inputs& a, const Tensor& t) { return t.to(a[0].device()); }
 
 // gradcheck of f on the inputs as given and on non-contiguous copies of them.
 bool check_both(const GradFn& f, const Inputs& in) {
@@ -290,12 +292,12 @@ TEST_CASE("grad broadcast_to and broadcast_tensors (expand views)") {
 TEST_CASE("grad index_select: duplicates accumulate; negative dims; 0-d and empty indices; 0-dim input") {
   Tensor x = rn({3, 4}, 40);
   Tensor dup = ix({2, 0, 2, 2});
-  CHECK(check_both([dup](const Inputs& a) { return index_select(a[0], 0, dup); }, {x}));
-  CHECK(check_both([](const Inputs& a) { return index_select(a[0], -1, ix({3, 1})); }, {x}));
-  CHECK(check_both([](const Inputs& a) { return index_select(a[0], 1, ix({2}, Shape{}).to(kI32)); }, {x}));
-  CHECK(gradcheck([](const Inputs& a) { return index_select(a[0], 0, ix({})); }, {x}));
-  CHECK(gradcheck([](const Inputs& a) { return index_select(a[0], 0, ix({0})); }, {rn({}, 41)}));
-  CHECK(gradgradcheck(squared([dup](const Inputs& a) { return index_select(a[0], 0, dup); }), {x}));
+  CHECK(check_both([dup](const Inputs& a) { return index_select(a[0], 0, on(a, dup)); }, {x}));
+  CHECK(check_both([](const Inputs& a) { return index_select(a[0], -1, on(a, ix({3, 1}))); }, {x}));
+  CHECK(check_both([](const Inputs& a) { return index_select(a[0], 1, on(a, ix({2}, Shape{}).to(kI32))); }, {x}));
+  CHECK(gradcheck([](const Inputs& a) { return index_select(a[0], 0, on(a, ix({}))); }, {x}));
+  CHECK(gradcheck([](const Inputs& a) { return index_select(a[0], 0, on(a, ix({0}))); }, {rn({}, 41)}));
+  CHECK(gradgradcheck(squared([dup](const Inputs& a) { return index_select(a[0], 0, on(a, dup)); }), {x}));
   index_select(x, 0, dup).sum().backward();
   CHECK(allclose(x.grad(), f64({1, 1, 1, 1, 0, 0, 0, 0, 3, 3, 3, 3}, {3, 4})));
 }
@@ -303,11 +305,11 @@ TEST_CASE("grad index_select: duplicates accumulate; negative dims; 0-d and empt
 TEST_CASE("grad gather: duplicates accumulate; every dim; smaller index; 0-dim; the index is saved") {
   Tensor x = rn({3, 4}, 42);
   Tensor i1 = ix({0, 3, 3, 1, 1, 1}, Shape{2, 3}), i0 = ix({2, 0, 2, 1, 2, 2, 0, 0}, Shape{2, 4});
-  CHECK(check_both([i1](const Inputs& a) { return gather(a[0], 1, i1); }, {x}));
-  CHECK(check_both([i1](const Inputs& a) { return gather(a[0], -1, i1); }, {x}));
-  CHECK(check_both([i0](const Inputs& a) { return gather(a[0], 0, i0); }, {x}));
-  CHECK(gradcheck([](const Inputs& a) { return gather(a[0], 0, ix({0}, Shape{})); }, {rn({}, 43)}));
-  CHECK(gradgradcheck(squared([i0](const Inputs& a) { return gather(a[0], 0, i0); }), {x}));
+  CHECK(check_both([i1](const Inputs& a) { return gather(a[0], 1, on(a, i1)); }, {x}));
+  CHECK(check_both([i1](const Inputs& a) { return gather(a[0], -1, on(a, i1)); }, {x}));
+  CHECK(check_both([i0](const Inputs& a) { return gather(a[0], 0, on(a, i0)); }, {x}));
+  CHECK(gradcheck([](const Inputs& a) { return gather(a[0], 0, on(a, ix({0}, Shape{}))); }, {rn({}, 43)}));
+  CHECK(gradgradcheck(squared([i0](const Inputs& a) { return gather(a[0], 0, on(a, i0)); }), {x}));
   gather(x, 1, i1).sum().backward();
   CHECK(allclose(x.grad(), f64({1, 0, 0, 2, 0, 3, 0, 0, 0, 0, 0, 0}, {3, 4})));
   // Writing into the saved index before backward is an error, not a wrong gradient.
@@ -320,15 +322,16 @@ TEST_CASE("grad gather: duplicates accumulate; every dim; smaller index; 0-dim; 
 TEST_CASE("grad scatter: self loses the written positions, src gathers them; scalar value; src larger than index") {
   Tensor self = rn({3, 5}, 44), src = rn({3, 4}, 45);
   Tensor i1 = ix({0, 4, 2, 1, 3, 0}, Shape{3, 2});  // distinct per row: the result does not depend on order
-  CHECK(check_both([i1](const Inputs& a) { return scatter(a[0], 1, i1, a[1]); }, {self, src}));
-  CHECK(check_both([i1](const Inputs& a) { return scatter(a[0], -1, i1, a[1]); }, {self, src.narrow(1, 0, 2)}));
+  CHECK(check_both([i1](const Inputs& a) { return scatter(a[0], 1, on(a, i1), a[1]); }, {self, src}));
+  CHECK(check_both([i1](const Inputs& a) { return scatter(a[0], -1, on(a, i1), a[1]); }, {self, src.narrow(1, 0, 2)}));
   Tensor i0 = ix({0, 1, 2, 0, 2, 0, 1, 1}, Shape{2, 4});
-  CHECK(check_both([i0](const Inputs& a) { return scatter(a[0], 0, i0, a[1]); }, {rn({3, 4}, 46), rn({2, 4}, 47)}));
-  CHECK(check_both([i1](const Inputs& a) { return scatter(a[0], 1, i1, 1.5); }, {self}));
+  CHECK(check_both([i0](const Inputs& a) { return scatter(a[0], 0, on(a, i0), a[1]); },
+                   {rn({3, 4}, 46), rn({2, 4}, 47)}));
+  CHECK(check_both([i1](const Inputs& a) { return scatter(a[0], 1, on(a, i1), 1.5); }, {self}));
   Tensor z = ix({0}, Shape{});
-  CHECK(gradcheck([z](const Inputs& a) { return scatter(a[0], 0, z, a[1]); }, {rn({}, 48), rn({}, 49)}));
-  CHECK(gradgradcheck(squared([i1](const Inputs& a) { return scatter(a[0], 1, i1, a[1]); }), {self, src}));
-  CHECK(gradgradcheck(squared([i1](const Inputs& a) { return scatter(a[0], 1, i1, -2.0); }), {self}));
+  CHECK(gradcheck([z](const Inputs& a) { return scatter(a[0], 0, on(a, z), a[1]); }, {rn({}, 48), rn({}, 49)}));
+  CHECK(gradgradcheck(squared([i1](const Inputs& a) { return scatter(a[0], 1, on(a, i1), a[1]); }), {self, src}));
+  CHECK(gradgradcheck(squared([i1](const Inputs& a) { return scatter(a[0], 1, on(a, i1), -2.0); }), {self}));
   scatter(self, 1, i1, src).sum().backward();
   CHECK(allclose(self.grad(), f64({0, 1, 1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 1, 0, 1}, {3, 5})));
   CHECK(allclose(src.grad(), f64({1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0}, {3, 4})));
@@ -337,11 +340,11 @@ TEST_CASE("grad scatter: self loses the written positions, src gathers them; sca
 TEST_CASE("grad scatter_add: duplicates, src larger than index, every dim, 0-dim") {
   Tensor self = rn({3, 4}, 50), src = rn({3, 4}, 51);
   Tensor i0 = ix({0, 0, 2, 1, 0, 2, 2, 2}, Shape{2, 4}), i1 = ix({1, 1, 1, 0, 3, 3}, Shape{3, 2});
-  CHECK(check_both([i0](const Inputs& a) { return scatter_add(a[0], 0, i0, a[1]); }, {self, src}));
-  CHECK(check_both([i1](const Inputs& a) { return scatter_add(a[0], -1, i1, a[1]); }, {self, src}));
+  CHECK(check_both([i0](const Inputs& a) { return scatter_add(a[0], 0, on(a, i0), a[1]); }, {self, src}));
+  CHECK(check_both([i1](const Inputs& a) { return scatter_add(a[0], -1, on(a, i1), a[1]); }, {self, src}));
   Tensor z = ix({0}, Shape{});
-  CHECK(gradcheck([z](const Inputs& a) { return scatter_add(a[0], 0, z, a[1]); }, {rn({}, 52), rn({}, 53)}));
-  CHECK(gradgradcheck(squared([i0](const Inputs& a) { return scatter_add(a[0], 0, i0, a[1]); }), {self, src}));
+  CHECK(gradcheck([z](const Inputs& a) { return scatter_add(a[0], 0, on(a, z), a[1]); }, {rn({}, 52), rn({}, 53)}));
+  CHECK(gradgradcheck(squared([i0](const Inputs& a) { return scatter_add(a[0], 0, on(a, i0), a[1]); }), {self, src}));
   Tensor w = rn({3, 4}, 54).detach();
   (scatter_add(self, 0, i0, src) * w).sum().backward();
   CHECK(allclose(self.grad(), w));
@@ -353,16 +356,17 @@ TEST_CASE("grad scatter_add: duplicates, src larger than index, every dim, 0-dim
 TEST_CASE("grad index_add: duplicates, alpha, negative dim, 0-d index, 0-dim tensors") {
   Tensor self = rn({4, 3}, 55), src = rn({5, 3}, 56);
   Tensor dup = ix({3, 0, 3, 3, 1});
-  CHECK(check_both([dup](const Inputs& a) { return index_add(a[0], 0, dup, a[1], 2.5); }, {self, src}));
+  CHECK(check_both([dup](const Inputs& a) { return index_add(a[0], 0, on(a, dup), a[1], 2.5); }, {self, src}));
   CHECK(check_both(
       [](const Inputs& a) {
-        return index_add(a[0], -1, ix({1, 1, 3}), a[1], -1.0);
+        return index_add(a[0], -1, on(a, ix({1, 1, 3})), a[1], -1.0);
       },
       {rn({2, 4}, 57), rn({2, 3}, 58)}));
-  CHECK(check_both([](const Inputs& a) { return index_add(a[0], 0, ix({2}, Shape{}), a[1]); },
+  CHECK(check_both([](const Inputs& a) { return index_add(a[0], 0, on(a, ix({2}, Shape{})), a[1]); },
                    {rn({3, 2}, 59), rn({1, 2}, 60)}));
-  CHECK(gradcheck([](const Inputs& a) { return index_add(a[0], 0, ix({0}), a[1]); }, {rn({}, 61), rn({}, 62)}));
-  CHECK(gradgradcheck(squared([dup](const Inputs& a) { return index_add(a[0], 0, dup, a[1], 2.5); }), {self, src}));
+  CHECK(gradcheck([](const Inputs& a) { return index_add(a[0], 0, on(a, ix({0})), a[1]); }, {rn({}, 61), rn({}, 62)}));
+  CHECK(gradgradcheck(squared([dup](const Inputs& a) { return index_add(a[0], 0, on(a, dup), a[1], 2.5); }),
+                      {self, src}));
   Tensor w = rn({4, 3}, 63).detach();
   (index_add(self, 0, dup, src, 2.5) * w).sum().backward();
   CHECK(allclose(self.grad(), w));
@@ -373,10 +377,10 @@ TEST_CASE("grad masked_fill: same-shape, broadcast and 0-dim masks") {
   Tensor x = rn({2, 3}, 64);
   Tensor m = mask({1, 0, 0, 1, 1, 0}, {2, 3}), row = mask({0, 1, 1}, {3}), yes = mask({1}, {});
   for (const Tensor& k : {m, row, yes})
-    CHECK(check_both([k](const Inputs& a) { return masked_fill(a[0], k, -1.0); }, {x}));
-  CHECK(gradcheck([yes](const Inputs& a) { return masked_fill(a[0], yes, 2.0); }, {rn({}, 65)}));
-  CHECK(gradcheck([](const Inputs& a) { return masked_fill(a[0], mask({0}, {}), 2.0); }, {rn({}, 66)}));
-  CHECK(gradgradcheck(squared([row](const Inputs& a) { return masked_fill(a[0], row, 0.5); }), {x}));
+    CHECK(check_both([k](const Inputs& a) { return masked_fill(a[0], on(a, k), -1.0); }, {x}));
+  CHECK(gradcheck([yes](const Inputs& a) { return masked_fill(a[0], on(a, yes), 2.0); }, {rn({}, 65)}));
+  CHECK(gradcheck([](const Inputs& a) { return masked_fill(a[0], on(a, mask({0}, {})), 2.0); }, {rn({}, 66)}));
+  CHECK(gradgradcheck(squared([row](const Inputs& a) { return masked_fill(a[0], on(a, row), 0.5); }), {x}));
   masked_fill(x, row, 7.0).sum().backward();
   CHECK(allclose(x.grad(), f64({1, 0, 0, 1, 0, 0}, {2, 3})));
 }
@@ -384,12 +388,12 @@ TEST_CASE("grad masked_fill: same-shape, broadcast and 0-dim masks") {
 TEST_CASE("grad masked_select: the gradient returns to the selected positions; broadcasting either way") {
   Tensor x = rn({2, 3}, 67), v = rn({3}, 68);
   Tensor m = mask({1, 0, 1, 1, 1, 0}, {2, 3}), row = mask({0, 1, 1}, {3});
-  CHECK(check_both([m](const Inputs& a) { return masked_select(a[0], m); }, {x}));
-  CHECK(check_both([row](const Inputs& a) { return masked_select(a[0], row); }, {x}));
-  CHECK(check_both([m](const Inputs& a) { return masked_select(a[0], m); }, {v}));  // the tensor broadcasts
-  CHECK(gradcheck([](const Inputs& a) { return masked_select(a[0], zeros({2, 3}, {.dtype = kBool})); }, {x}));
-  CHECK(gradcheck([](const Inputs& a) { return masked_select(a[0], mask({1}, {})); }, {rn({}, 69)}));
-  CHECK(gradgradcheck(squared([m](const Inputs& a) { return masked_select(a[0], m); }), {x}));
+  CHECK(check_both([m](const Inputs& a) { return masked_select(a[0], on(a, m)); }, {x}));
+  CHECK(check_both([row](const Inputs& a) { return masked_select(a[0], on(a, row)); }, {x}));
+  CHECK(check_both([m](const Inputs& a) { return masked_select(a[0], on(a, m)); }, {v}));  // the tensor broadcasts
+  CHECK(gradcheck([](const Inputs& a) { return masked_select(a[0], on(a, zeros({2, 3}, {.dtype = kBool}))); }, {x}));
+  CHECK(gradcheck([](const Inputs& a) { return masked_select(a[0], on(a, mask({1}, {}))); }, {rn({}, 69)}));
+  CHECK(gradgradcheck(squared([m](const Inputs& a) { return masked_select(a[0], on(a, m)); }), {x}));
   masked_select(v, m).sum().backward();
   CHECK(allclose(v.grad(), f64({2, 1, 1}, {3})));
   Tensor w = f64({1, 2, 3, 4}, {4});
@@ -400,13 +404,13 @@ TEST_CASE("grad masked_select: the gradient returns to the selected positions; b
 TEST_CASE("grad take_along_dim: duplicates, broadcasting of input and indices, 0-dim") {
   Tensor x = rn({3, 4}, 70);
   Tensor i1 = ix({0, 3, 2, 2, 1, 0}, Shape{3, 2}), i0 = ix({2, 0, 2, 1, 0, 0, 1, 2}, Shape{2, 4});
-  CHECK(check_both([i1](const Inputs& a) { return take_along_dim(a[0], i1, 1); }, {x}));
-  CHECK(check_both([i1](const Inputs& a) { return take_along_dim(a[0], i1, -1); }, {x}));
-  CHECK(check_both([i0](const Inputs& a) { return take_along_dim(a[0], i0, 0); }, {x}));
-  CHECK(check_both([i1](const Inputs& a) { return take_along_dim(a[0], i1, 1); }, {rn({1, 4}, 71)}));
-  CHECK(check_both([](const Inputs& a) { return take_along_dim(a[0], ix({3, 3}, Shape{1, 2}), 1); }, {x}));
-  CHECK(gradcheck([](const Inputs& a) { return take_along_dim(a[0], ix({0}, Shape{}), 0); }, {rn({}, 72)}));
-  CHECK(gradgradcheck(squared([i1](const Inputs& a) { return take_along_dim(a[0], i1, 1); }), {rn({1, 4}, 73)}));
+  CHECK(check_both([i1](const Inputs& a) { return take_along_dim(a[0], on(a, i1), 1); }, {x}));
+  CHECK(check_both([i1](const Inputs& a) { return take_along_dim(a[0], on(a, i1), -1); }, {x}));
+  CHECK(check_both([i0](const Inputs& a) { return take_along_dim(a[0], on(a, i0), 0); }, {x}));
+  CHECK(check_both([i1](const Inputs& a) { return take_along_dim(a[0], on(a, i1), 1); }, {rn({1, 4}, 71)}));
+  CHECK(check_both([](const Inputs& a) { return take_along_dim(a[0], on(a, ix({3, 3}, Shape{1, 2})), 1); }, {x}));
+  CHECK(gradcheck([](const Inputs& a) { return take_along_dim(a[0], on(a, ix({0}, Shape{})), 0); }, {rn({}, 72)}));
+  CHECK(gradgradcheck(squared([i1](const Inputs& a) { return take_along_dim(a[0], on(a, i1), 1); }), {rn({1, 4}, 73)}));
   Tensor b = rn({1, 4}, 74);
   Tensor y = take_along_dim(b, i1, 1);
   CHECK(node_name(y) == "take_along_dim");
@@ -418,15 +422,15 @@ TEST_CASE("grad take_along_dim: duplicates, broadcasting of input and indices, 0
 TEST_CASE("grad embedding: repeated rows accumulate; padding_idx rows get nothing; 0-d indices") {
   Tensor w = rn({5, 3}, 75);
   Tensor idx = ix({1, 3, 1, 4, 1, 0}, Shape{2, 3});
-  CHECK(check_both([idx](const Inputs& a) { return embedding(idx, a[0]); }, {w}));
+  CHECK(check_both([idx](const Inputs& a) { return embedding(on(a, idx), a[0]); }, {w}));
   // The padding row still feeds the forward but gets no gradient (as in PyTorch), so gradcheck sees
   // the output with the padding positions zeroed, where both agree; the hand checks below see the rest.
   for (int64_t p : {1, 4, -1}) {
     Tensor keep = (idx != (p < 0 ? p + 5 : p)).unsqueeze(-1).to(kF64);
-    CHECK(check_both([idx, p, keep](const Inputs& a) { return embedding(idx, a[0], p) * keep; }, {w}));
+    CHECK(check_both([idx, p, keep](const Inputs& a) { return embedding(on(a, idx), a[0], p) * on(a, keep); }, {w}));
   }
-  CHECK(check_both([](const Inputs& a) { return embedding(ix({2}, Shape{}).to(kI32), a[0]); }, {w}));
-  CHECK(gradgradcheck(squared([idx](const Inputs& a) { return embedding(idx, a[0], 1); }), {w}));
+  CHECK(check_both([](const Inputs& a) { return embedding(on(a, ix({2}, Shape{}).to(kI32)), a[0]); }, {w}));
+  CHECK(gradgradcheck(squared([idx](const Inputs& a) { return embedding(on(a, idx), a[0], 1); }), {w}));
   Tensor y = embedding(idx, w, 1);
   CHECK(child_name(y, 0) == "accumulate_grad");
   y.sum().backward();
@@ -489,55 +493,55 @@ TEST_CASE("grad shape and index ops match PyTorch's gradients of sum(op(x) * w)"
   run(
       "gather",
       [](const Inputs& x) {
-        return gather(x[0], 1, ix({0, 3, 3, 1, 1, 1, 2, 0, 2}, Shape{3, 3}));
+        return gather(x[0], 1, on(x, ix({0, 3, 3, 1, 1, 1, 2, 0, 2}, Shape{3, 3})));
       },
       1);
   run(
       "scatter",
       [](const Inputs& x) {
-        return scatter(x[0], 1, ix({0, 4, 2, 1, 3, 0}, Shape{3, 2}), x[1]);
+        return scatter(x[0], 1, on(x, ix({0, 4, 2, 1, 3, 0}, Shape{3, 2})), x[1]);
       },
       2);
   run(
       "scatter_add",
       [](const Inputs& x) {
-        return scatter_add(x[0], 0, ix({0, 0, 2, 1, 0, 2, 2, 2}, Shape{2, 4}), x[1]);
+        return scatter_add(x[0], 0, on(x, ix({0, 0, 2, 1, 0, 2, 2, 2}, Shape{2, 4})), x[1]);
       },
       2);
   run(
       "index_add",
       [](const Inputs& x) {
-        return index_add(x[0], 0, ix({3, 0, 3, 3, 1}), x[1], 2.5);
+        return index_add(x[0], 0, on(x, ix({3, 0, 3, 3, 1})), x[1], 2.5);
       },
       2);
   run(
       "index_select",
       [](const Inputs& x) {
-        return index_select(x[0], 0, ix({2, 0, 2, 2}));
+        return index_select(x[0], 0, on(x, ix({2, 0, 2, 2})));
       },
       1);
   run(
       "masked_fill",
       [](const Inputs& x) {
-        return masked_fill(x[0], mask({1, 0, 1}, {3}), -1.0);
+        return masked_fill(x[0], on(x, mask({1, 0, 1}, {3})), -1.0);
       },
       1);
   run(
       "masked_select",
       [](const Inputs& x) {
-        return masked_select(x[0], mask({1, 0, 1, 1, 1, 0}, {2, 3}));
+        return masked_select(x[0], on(x, mask({1, 0, 1, 1, 1, 0}, {2, 3})));
       },
       1);
   run(
       "take_along_dim",
       [](const Inputs& x) {
-        return take_along_dim(x[0], ix({0, 3, 2, 2, 1, 0}, Shape{3, 2}), 1);
+        return take_along_dim(x[0], on(x, ix({0, 3, 2, 2, 1, 0}, Shape{3, 2})), 1);
       },
       1);
   run(
       "embedding",
       [](const Inputs& x) {
-        return embedding(ix({1, 3, 1, 4, 1, 0}, Shape{2, 3}), x[0], 1);
+        return embedding(on(x, ix({1, 3, 1, 4, 1, 0}, Shape{2, 3})), x[0], 1);
       },
       1);
   run(

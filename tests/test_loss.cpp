@@ -114,9 +114,9 @@ TEST_CASE("loss: gradcheck of the regression losses w.r.t. input and target") {
 
 TEST_CASE("loss: gradcheck and gradgradcheck of cross_entropy (fused kernel) and nll_loss") {
   manual_seed(12);
-  Tensor w = rand({5}, {.dtype = kF64}) + 0.3;
-  Tensor t = tensor<int64_t>({4, 0, -100, 2});
-  Tensor tk = tensor<int64_t>({{1, 4, 2}, {-100, 0, 3}});
+  Tensor w = testing::dev(rand({5}, {.dtype = kF64}) + 0.3);
+  Tensor t = testing::dev(tensor<int64_t>({4, 0, -100, 2}));
+  Tensor tk = testing::dev(tensor<int64_t>({{1, 4, 2}, {-100, 0, 3}}));
   for (const char* r : {"none", "mean", "sum"})
     for (double ls : {0.0, 0.2})
       for (bool weighted : {false, true}) {
@@ -149,7 +149,7 @@ TEST_CASE("loss: gradcheck and gradgradcheck of cross_entropy (fused kernel) and
 
 TEST_CASE("loss: gradcheck of the binary cross entropies and kl_div") {
   manual_seed(13);
-  Tensor w = rand({4}, {.dtype = kF64}) + 0.5, pw = rand({4}, {.dtype = kF64}) * 2 + 0.2;
+  Tensor w = testing::dev(rand({4}, {.dtype = kF64}) + 0.5), pw = testing::dev(rand({4}, {.dtype = kF64}) * 2 + 0.2);
   for (const char* r : {"none", "mean", "sum"}) {
     CAPTURE(r);
     for (bool weighted : {false, true}) {

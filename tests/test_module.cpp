@@ -380,7 +380,8 @@ TEST_CASE("module: a PyTorch model's state_dict loads by name and gives PyTorch'
 TEST_CASE("module: MultiheadAttention gradcheck through the weights path") {
   nn::MultiheadAttention mha(4, 2, {.batch_first = true});
   mha->to(kF64);
-  Tensor kpm = tensor<int64_t>({0, 0, 1, 0, 0, 0}, Shape{2, 3}).to(kBool);
+  mha->to(ember::testing::test_device());
+  Tensor kpm = ember::testing::dev(tensor<int64_t>({0, 0, 1, 0, 0, 0}, Shape{2, 3}).to(kBool));
   auto f = [&](const std::vector<Tensor>& in) {
     auto [out, w] = mha(in[0], in[1], in[1], {.key_padding_mask = kpm});
     return out.sum() + (w * w).sum();
