@@ -73,11 +73,11 @@ TensorMap Checkpoint::weights() const {
 }
 
 void Checkpoint::save(const std::string& file) const {
-  // Device tensors come to the host (for the checksum, then for the file) one at a time, so host memory
-  // holds one tensor at once; the device is drained once, so the save counts as one host read.
+  // Device tensors come to the host one at a time (for the checksum, then for the file), so host memory
+  // holds one at once; the whole save counts as one host read.
   std::optional<ember::detail::HostReadScope> read;
-  for (const auto& [name, t] : tensors)
-    if (!t.device().is_cpu() && !read) read.emplace();
+  if (std::any_of(tensors.begin(), tensors.end(), [](const auto& kv) { return !kv.second.device().is_cpu(); }))
+    read.emplace();
   nlohmann::json record = nlohmann::json::object();
   for (const auto& [name, t] : tensors) record[name] = integrity_of(t);
   ember::save(file, tensors, {{kStateKey, state.dump()}, {kIntegrityKey, record.dump()}});
