@@ -12,6 +12,7 @@
 #include "core/determinism.hpp"
 #include "core/error.hpp"
 #include "core/ops/random.hpp"
+#include "dist/process_group.hpp"
 #include "train/callbacks/model_checkpoint.hpp"
 #include "train/callbacks/model_summary.hpp"
 #include "train/callbacks/progress_bar.hpp"
@@ -198,7 +199,7 @@ Trainer::Trainer(TrainerOptions options)
                                                   : dist::ReduceOp::kAvg;
       if (comm->world_size() == 1) return v;
       Tensor t = v.to(device_, kF64, true).contiguous();
-      comm->all_reduce(t, op);
+      dist::world(device_).all_reduce(t, op);  // the device's communicator: NCCL for CUDA (MPI takes the CPU's)
       return t;
     });
     log_dir_ = comm_->broadcast_string(loggers_.empty() ? options_.default_root_dir : loggers_.front()->log_dir());

@@ -408,7 +408,7 @@ Tensor pow(const Tensor& x, const Tensor& e) {
 }
 Tensor pow(const Scalar& base, const Tensor& e) {
   return binary_row<Pow>("pow", wrap(base), e, {}, {.a = true, .b = true, .out = true}, [](const D& d) {
-    return autograd::Grads{Tensor(), pow_exponent_grad(d, d.a)};
+    return autograd::Grads{Tensor(), pow_exponent_grad(d, d.a.to(d.g.device()))};  // the base: a wrapped number
   });
 }
 
