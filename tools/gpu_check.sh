@@ -39,6 +39,9 @@ fi
 LOGDIR=${OUT:-$ROOT/build-gpu-check}
 mkdir -p "$LOGDIR"
 LOG=$LOGDIR/gpu_check.log
+# A device run brings back at most 8 files from $OUT: the log and compare's JSON and .md tables go there
+# (7 files); scratch files and the charts go to SCRATCH.
+SCRATCH=$(mktemp -d)
 : >"$LOG"
 exec > >(tee -a "$LOG") 2>&1
 START=$(date +%s)
@@ -226,7 +229,7 @@ declare -A RC
 # In order of what matters now (issue 18 first); a step that would run past the deadline gets what is left.
 say "CUDA tests and the CPU-vs-CUDA parity sweep (fused attention, CUDA graphs included)"
 CUDA_TESTS='cuda*,streams*,sweep*,examples: the digits MLP reaches 97% when*'
-EMBER_REQUIRE_CUDA=1 run 100 "$TESTS" -tc="$CUDA_TESTS" -s=false --duration=true | tee "$LOGDIR/cuda_tests.log"
+EMBER_REQUIRE_CUDA=1 run 100 "$TESTS" -tc="$CUDA_TESTS" -s=false --duration=true | tee "$SCRATCH/cuda_tests.log"
 RC[cuda_tests]=${PIPESTATUS[0]}
 if ((RC[cuda_tests] != 0)); then
   # A memory fault ends the CUDA context for the rest of its process (and a crash ends the process), so every
@@ -234,16 +237,15 @@ if ((RC[cuda_tests] != 0)); then
   # their victims.
   say "each CUDA test that did not pass, again in its own process"
   passed=$(awk '/ERROR:|CRASHED/ {bad = 1} /^[0-9.]+ s: / {if (!bad) {sub(/^[0-9.]+ s: /, ""); print} bad = 0}' \
-    "$LOGDIR/cuda_tests.log")
+    "$SCRATCH/cuda_tests.log")
   ${RUN_ENV[@]+"${RUN_ENV[@]}"} "$TESTS" -ltc -tc="$CUDA_TESTS" 2>/dev/null | sed '1,2d;/^=====/,$d' | grep -vxF -e "$passed" |
     while IFS= read -r name; do
       ((DEADLINE - ($(date +%s) - START) > 300)) || { say "no time left to isolate: $name"; continue; }
-      EMBER_REQUIRE_CUDA=1 run 30 "$TESTS" -tc="${name//[,*?]/?}" -s=false >"$LOGDIR/isolated.log" 2>&1
+      EMBER_REQUIRE_CUDA=1 run 30 "$TESTS" -tc="${name//[,*?]/?}" -s=false >"$SCRATCH/isolated.log" 2>&1
       rc=$?
       say "alone: rc=$rc  $name"
-      ((rc == 0)) || grep -E -A3 'ERROR:|CRASHED' "$LOGDIR/isolated.log" | head -40
+      ((rc == 0)) || grep -E -A3 'ERROR:|CRASHED' "$SCRATCH/isolated.log" | head -40
     done
-  rm -f "$LOGDIR/isolated.log"
 fi
 HAVE_TORCH=$([[ -n $BENCH_DIR ]] && python3 -c 'import torch' 2>/dev/null && echo 1)
 KEY='gpt2_124m|attention|graph'
@@ -252,11 +254,11 @@ if [[ -n $HAVE_TORCH ]]; then
   # slow compile cannot cost the other numbers; compare writes its JSON after every workload.
   say "GPT-2 124M training step beside PyTorch eager and torch.compile"
   run 100 python3 bench/compare --suite gpu --quick --filter gpt2_124m --build "$BENCH_DIR" \
-    --json "$LOGDIR/compare_gpu_gpt2.json" --svg "$LOGDIR/compare_gpu_gpt2.svg"
+    --json "$LOGDIR/compare_gpu_gpt2.json" --svg "$SCRATCH/compare_gpu_gpt2.svg"
   RC[bench_gpt2]=$?
   say "fused attention and CUDA graphs beside PyTorch"
   run 90 python3 bench/compare --suite gpu --quick --filter 'attention|graph' --build "$BENCH_DIR" \
-    --json "$LOGDIR/compare_gpu_key.json" --svg "$LOGDIR/compare_gpu_key.svg"
+    --json "$LOGDIR/compare_gpu_key.json" --svg "$SCRATCH/compare_gpu_key.svg"
   RC[bench_key]=$?
 fi
 if [[ -n $GPT2 ]]; then
@@ -291,7 +293,7 @@ fi
 if [[ -n $HAVE_TORCH ]]; then
   say "the rest of the GPU benchmark suite"
   run 90 python3 bench/compare --suite gpu --quick --filter "^(?!.*($KEY))" --build "$BENCH_DIR" \
-    --json "$LOGDIR/compare_gpu.json" --svg "$LOGDIR/compare_gpu.svg"
+    --json "$LOGDIR/compare_gpu.json" --svg "$SCRATCH/compare_gpu.svg"
   RC[bench]=$?
 fi
 say "elementwise bandwidth (256M elements)"
