@@ -62,8 +62,9 @@ if [[ "${1:-}" == "--prepare" ]]; then
   # No MPI or NCCL in the bundle: libnccl alone is over 200 MB (the NCCL backend is compiled by CI).
   [[ -f build-cuda/build.ninja ]] || meson setup build-cuda -Dcuda=enabled -Dbenchmarks=true -Dexamples=true ||
     die "meson setup"
+  # -Dcpu_arch: the GPU machine's processor is not this one (-march=native could use instructions it lacks).
   meson configure build-cuda -Dmpi=disabled -Dnccl=disabled -Dbenchmarks=true -Dexamples=true \
-    -Dgpu_arch=90,90-ptx -Ddefault_library=shared || die "meson configure"
+    -Dgpu_arch=90,90-ptx -Ddefault_library=shared -Dcpu_arch=x86-64-v3 || die "meson configure"
   ninja -C build-cuda -j"${EMBER_JOBS:-2}" tests/ember_tests bm_gpu_elementwise bench/bench_gpu \
     examples/digits_mlp/digits_mlp examples/mnist_cnn/mnist_cnn examples/gpt2/gpt2 || die "build"
   stage=$(mktemp -d)
@@ -253,7 +254,7 @@ if [[ -n $HAVE_TORCH ]]; then
   # The GPT-2 124M step first and on its own (torch.compile's compile is part of its setup), so that a
   # slow compile cannot cost the other numbers; compare writes its JSON after every workload.
   say "GPT-2 124M training step beside PyTorch eager and torch.compile"
-  run 100 python3 bench/compare --suite gpu --quick --filter gpt2_124m --build "$BENCH_DIR" \
+  run 150 python3 bench/compare --suite gpu --quick --filter gpt2_124m --build "$BENCH_DIR" \
     --json "$LOGDIR/compare_gpu_gpt2.json" --svg "$SCRATCH/compare_gpu_gpt2.svg"
   RC[bench_gpt2]=$?
   say "fused attention and CUDA graphs beside PyTorch"

@@ -5,10 +5,16 @@ N256M = 1 << 28
 DTYPES = {"bf16": "bfloat16", "f16": "float16", "tf32": "float32"}
 
 
+def tf32(torch):
+    """f32 products and convolutions on TF32 tensor cores, as bench_gpu sets Ember ("high")."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
 def torch_fn(kind, n=0, dtype="float32"):
     import torch
     import torch.nn.functional as F
-    torch.backends.cuda.matmul.allow_tf32 = True  # tf32 rows; f16/bf16 don't use it
+    tf32(torch)
     dev, dt = "cuda", getattr(torch, dtype)
     if kind == "matmul":
         a, b = (torch.randn(n, n, device=dev, dtype=dt) for _ in range(2))
@@ -124,6 +130,7 @@ def torch_graphed(kind):
     import torch.nn.functional as F
     import models
     torch.manual_seed(0)
+    tf32(torch)
     dev = "cuda"
     m, opt, x, y = {
         "mlp": lambda: (models.mlp(), "sgd", torch.randn(128, 784), torch.randint(0, 10, (128,))),
@@ -154,7 +161,11 @@ def torch_graphed(kind):
     with torch.cuda.graph(graph):
         opt.zero_grad(set_to_none=False)
         step()
-    return graph.replay
+
+    def replay():  # waits for the device, as every step here does (and Ember's)
+        graph.replay()
+        torch.cuda.synchronize()
+    return replay
 
 
 def jax_fn(kind, n=0, dtype="float32"):

@@ -66,7 +66,7 @@ void matmul_square(benchmark::State& st, DType dtype) {
 }
 void cuda_matmul_bf16(benchmark::State& st) { matmul_square(st, kBF16); }
 void cuda_matmul_f16(benchmark::State& st) { matmul_square(st, kF16); }
-// Ember has no TF32 switch: its f32 matmul stands against PyTorch's with allow_tf32 on.
+// f32 products use TF32 on both sides (main sets "high", as the twins set allow_tf32).
 void cuda_matmul_tf32(benchmark::State& st) { matmul_square(st, kF32); }
 GPU_WORKLOAD(cuda_matmul_bf16)->Arg(1024)->Arg(4096)->Arg(8192);
 GPU_WORKLOAD(cuda_matmul_f16)->Arg(1024)->Arg(4096)->Arg(8192);
@@ -334,6 +334,8 @@ int main(int argc, char** argv) {
     std::printf("no CUDA device: skipping the gpu suite\n");
     return 0;
   }
+  // f32 products and convolutions on TF32 tensor cores, as the PyTorch twins (allow_tf32) run them.
+  set_float32_matmul_precision("high");
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
