@@ -28,7 +28,8 @@ Taps source_taps(int64_t in, int64_t out, double scale, const std::string& mode,
   const double inv = scale > 0 ? rounded(1.0 / scale) : rounded(rounded(in) / rounded(out));
   const Tensor o = arange(out, ct, dev);  // exact integers
   auto first_tap = [in](const Tensor& src) { return clamp_max(floor(src).to(kI64), in - 1); };
-  if (mode == "nearest" || mode == "nearest-exact") return {first_tap(mode == "nearest" ? o * inv : (o + 0.5) * inv)};
+  if (mode == "nearest" || mode == "nearest-exact")
+    return {first_tap(mode == "nearest" ? o * inv : (o + 0.5) * inv), {}, {}};
   if (in == out) return {arange(out, kI64, dev), arange(out, kI64, dev), zeros({out}, {.dtype = ct, .device = dev})};
   Tensor src;
   if (align_corners)
