@@ -63,7 +63,8 @@ if [[ "${1:-}" == "--prepare" ]]; then
   [[ -f build-cuda/build.ninja ]] || meson setup build-cuda -Dcuda=enabled -Dbenchmarks=true -Dexamples=true ||
     die "meson setup"
   # -Dcpu_arch: the GPU machine's processor is not this one (-march=native could use instructions it lacks).
-  meson configure build-cuda -Dmpi=disabled -Dnccl=disabled -Dbenchmarks=true -Dexamples=true \
+  # --reconfigure (not configure): a build folder made before an option existed learns it here.
+  meson setup --reconfigure build-cuda -Dmpi=disabled -Dnccl=disabled -Dbenchmarks=true -Dexamples=true \
     -Dgpu_arch=90,90-ptx -Ddefault_library=shared -Dcpu_arch=x86-64-v3 || die "meson configure"
   ninja -C build-cuda -j"${EMBER_JOBS:-2}" tests/ember_tests bm_gpu_elementwise bench/bench_gpu \
     examples/digits_mlp/digits_mlp examples/mnist_cnn/mnist_cnn examples/gpt2/gpt2 || die "build"
