@@ -80,20 +80,27 @@ void check_binary(const std::string& name, const Binary& f, const Tensor& a, con
 
 }  // namespace
 
-TEST_CASE("sources: CUDA host code never calls data_ptr, which refuses device tensors") {
-  // Tensor::data_ptr<T>() is for host memory (it raises DeviceError on a CUDA tensor), so the CUDA
-  // backend's host code takes device addresses through raw_data(). CPU tests cannot run that code.
+TEST_CASE("sources: CUDA host code takes device addresses through dptr only") {
+  // Tensor::data_ptr<T>() is for host memory (it raises DeviceError on a CUDA tensor). The CUDA backend
+  // takes device addresses through kernels/cuda/runtime.hpp's dptr<T>, which raises for a tensor that is
+  // not on a CUDA device or whose dtype is not T, instead of handing a kernel a host address. CPU tests
+  // cannot run that code, so this reads it.
   namespace fs = std::filesystem;
   const fs::path root = fs::path(EMBER_TEST_DIR).parent_path();
   std::vector<fs::path> files{root / "dist" / "nccl.cpp"};
   for (const auto& e : fs::directory_iterator(root / "kernels" / "cuda")) files.push_back(e.path());
   REQUIRE(files.size() > 10);
+  int with_dptr = 0;
   for (const fs::path& f : files) {
     std::ifstream in(f);
     REQUIRE_MESSAGE(in.good(), f);
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     CHECK_MESSAGE(text.find("data_ptr<") == std::string::npos, f, " calls data_ptr");
+    if (f.parent_path().filename() == "cuda" && f.filename() != "runtime.hpp")
+      CHECK_MESSAGE(text.find("raw_data()") == std::string::npos, f, " calls raw_data() instead of dptr");
+    with_dptr += text.find("dptr<") != std::string::npos;
   }
+  CHECK(with_dptr >= 12);
 }
 
 TEST_CASE("cuda: without a device, CUDA tensors raise DeviceError") {

@@ -403,7 +403,7 @@ __global__ void flash_dq_convert_kernel(const float* __restrict acc, W* __restri
 constexpr const char* kOp = "scaled_dot_product_attention";
 using FlashTypes = TypeList<half, bfloat16>;
 
-bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(dptr<const void>(t)) % 16 == 0; }
 
 FlashPlan checked_plan(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                        std::initializer_list<const Tensor*> others, const AttentionParams& p) {
@@ -457,15 +457,6 @@ void allow_smem(Kernel kernel, int64_t bytes) {
 
 unsigned blocks_of(int64_t n) { return blocks_for(n, kThreads); }
 
-template <class W>
-const W* cptr(const Tensor& t) {
-  return static_cast<const W*>(t.raw_data());
-}
-template <class W>
-W* mptr(const Tensor& t) {
-  return static_cast<W*>(t.raw_data());
-}
-
 }  // namespace
 
 int64_t flash_max_smem(int device) {
@@ -490,8 +481,8 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
   const dim3 grid(static_cast<unsigned>(plan.query_tiles), static_cast<unsigned>(plan.grid_y));
   visit_flash(q.dtype(), plan.head_dim, [&]<class W, int D>() {
     allow_smem(flash_forward_kernel<W, D>, plan.forward_smem);
-    flash_forward_kernel<W, D><<<grid, plan.threads, plan.forward_smem, stream>>>(cptr<W>(q), cptr<W>(k), cptr<W>(v),
-                                                                                  mptr<W>(out), mptr<float>(lse), a);
+    flash_forward_kernel<W, D><<<grid, plan.threads, plan.forward_smem, stream>>>(
+        dptr<const W>(q), dptr<const W>(k), dptr<const W>(v), dptr<W>(out), dptr<float>(lse), a);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }
@@ -508,26 +499,27 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
   Tensor delta = make_tensor({rows}, kF32, q.device());
   Tensor dq_accum = plan.dq_atomic ? make_tensor({rows * q.size(2)}, kF32, q.device()) : Tensor();
   if (plan.dq_atomic)
-    EMBER_CUDA_CHECK(cudaMemsetAsync(dq_accum.raw_data(), 0, static_cast<size_t>(plan.dq_accum_bytes), stream));
+    EMBER_CUDA_CHECK(cudaMemsetAsync(dptr<float>(dq_accum), 0, static_cast<size_t>(plan.dq_accum_bytes), stream));
   visit_flash(q.dtype(), plan.head_dim, [&]<class W, int D>() {
     using E = std::conditional_t<std::is_same_v<W, __half>, half, bfloat16>;
     flash_delta_kernel<E, D>
-        <<<blocks_of(rows), kThreads, 0, stream>>>(cptr<E>(dout), cptr<E>(out), mptr<float>(delta), rows);
+        <<<blocks_of(rows), kThreads, 0, stream>>>(dptr<const E>(dout), dptr<const E>(out), dptr<float>(delta), rows);
     EMBER_CUDA_CHECK(cudaGetLastError());
     allow_smem(flash_dkdv_kernel<W, D>, plan.backward_smem);
     const dim3 kv_grid(static_cast<unsigned>(plan.key_tiles), static_cast<unsigned>(plan.grid_y));
     flash_dkdv_kernel<W, D><<<kv_grid, plan.threads, plan.backward_smem, stream>>>(
-        cptr<W>(q), cptr<W>(k), cptr<W>(v), cptr<W>(dout), cptr<float>(lse), cptr<float>(delta), mptr<W>(dk),
-        mptr<W>(dv), plan.dq_atomic ? mptr<float>(dq_accum) : nullptr, a);
+        dptr<const W>(q), dptr<const W>(k), dptr<const W>(v), dptr<const W>(dout), dptr<const float>(lse),
+        dptr<const float>(delta), dptr<W>(dk), dptr<W>(dv), plan.dq_atomic ? dptr<float>(dq_accum) : nullptr, a);
     EMBER_CUDA_CHECK(cudaGetLastError());
     if (plan.dq_atomic) {
       flash_dq_convert_kernel<W>
-          <<<blocks_of(dq.numel()), kThreads, 0, stream>>>(cptr<float>(dq_accum), mptr<W>(dq), dq.numel());
+          <<<blocks_of(dq.numel()), kThreads, 0, stream>>>(dptr<const float>(dq_accum), dptr<W>(dq), dq.numel());
     } else {
       allow_smem(flash_dq_kernel<W, D>, plan.dq_smem);
       const dim3 q_grid(static_cast<unsigned>(plan.query_tiles), static_cast<unsigned>(plan.grid_y));
       flash_dq_kernel<W, D><<<q_grid, plan.threads, plan.dq_smem, stream>>>(
-          cptr<W>(q), cptr<W>(k), cptr<W>(v), cptr<W>(dout), cptr<float>(lse), cptr<float>(delta), mptr<W>(dq), a);
+          dptr<const W>(q), dptr<const W>(k), dptr<const W>(v), dptr<const W>(dout), dptr<const float>(lse),
+          dptr<const float>(delta), dptr<W>(dq), a);
     }
     EMBER_CUDA_CHECK(cudaGetLastError());
   });

@@ -84,7 +84,8 @@ Cache& cache() {
 }
 
 SdpaOperand operand(const Tensor& t, const char* name) {
-  const auto op = sdpa_operand(t.shape(), t.strides(), reinterpret_cast<uint64_t>(t.raw_data()), itemsize(t.dtype()));
+  const auto op =
+      sdpa_operand(t.shape(), t.strides(), reinterpret_cast<uint64_t>(dptr<const void>(t)), itemsize(t.dtype()));
   EMBER_CHECK(op.has_value() && t.dim() == 4, ValueError, "[", kOp, "] cuDNN's fused attention got ", name, " ",
               describe(t), " with strides ", t.strides(),
               ": it needs 4 dims, the last of stride 1, the others on 16 bytes (the caller copies such operands)");
@@ -216,7 +217,7 @@ bool run(const Call& c, int device, std::unordered_map<int64_t, void*>& pack, st
   }
   Tensor workspace;
   if (g.workspace > 0) workspace = make_tensor({g.workspace}, kU8, Device{Device::Kind::CUDA, device});
-  auto e = g.graph->execute(handle.get(), pack, workspace.defined() ? workspace.raw_data() : nullptr);
+  auto e = g.graph->execute(handle.get(), pack, dptr<void>(workspace));
   EMBER_CHECK(e.is_good(), DeviceError, "[", kOp, "] cuDNN's fused attention failed to run on cuda:", device, ": ",
               e.get_message());
   return true;
@@ -249,8 +250,11 @@ bool cudnn_attention_available() { return true; }
 bool cudnn_attention_forward(const Tensor& out, const Tensor& stats, const Tensor& q, const Tensor& k, const Tensor& v,
                              const AttentionParams& p, std::string* why) {
   const Call c = forward_call(out, stats, q, k, v, p);
-  std::unordered_map<int64_t, void*> pack{
-      {kQ, q.raw_data()}, {kK, k.raw_data()}, {kV, v.raw_data()}, {kO, out.raw_data()}, {kStats, stats.raw_data()}};
+  std::unordered_map<int64_t, void*> pack{{kQ, dptr<void>(q)},
+                                          {kK, dptr<void>(k)},
+                                          {kV, dptr<void>(v)},
+                                          {kO, dptr<void>(out)},
+                                          {kStats, dptr<void>(stats)}};
   return run(c, q.device().index, pack, why);
 }
 
@@ -271,9 +275,9 @@ bool cudnn_attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& 
   c.dq = operand(dq, "dq");
   c.dk = operand(dk, "dk");
   c.dv = operand(dv, "dv");
-  std::unordered_map<int64_t, void*> pack{{kQ, q.raw_data()},   {kK, k.raw_data()},   {kV, v.raw_data()},
-                                          {kO, out.raw_data()}, {kDO, d.raw_data()},  {kStats, stats.raw_data()},
-                                          {kDQ, dq.raw_data()}, {kDK, dk.raw_data()}, {kDV, dv.raw_data()}};
+  std::unordered_map<int64_t, void*> pack{{kQ, dptr<void>(q)},   {kK, dptr<void>(k)},   {kV, dptr<void>(v)},
+                                          {kO, dptr<void>(out)}, {kDO, dptr<void>(d)},  {kStats, dptr<void>(stats)},
+                                          {kDQ, dptr<void>(dq)}, {kDK, dptr<void>(dk)}, {kDV, dptr<void>(dv)}};
   return run(c, q.device().index, pack, why);
 }
 

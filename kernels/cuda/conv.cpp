@@ -172,7 +172,7 @@ std::vector<cp::AlgoPerf> measure(Kind kind, cudnnHandle_t h, const Descriptors&
       bytes /= 2;
     }
   }
-  void* wsp = ws.defined() ? ws.raw_data() : nullptr;
+  void* wsp = dptr<void>(ws);
   int max = 0, n = 0;
   switch (kind) {
     case Kind::Forward: {
@@ -296,18 +296,18 @@ cudnnStatus_t launch(const cp::Plan& plan, const Descriptors& d, cudnnHandle_t h
 void run(const cp::Plan& plan, int device, const Tensor& x, const Tensor& w, const Tensor& y) {
   CudnnHandle handle(device, "conv");
   const size_t es = itemsize(x.dtype());
-  char* xp = static_cast<char*>(x.raw_data());
-  char* yp = static_cast<char*>(y.raw_data());
+  char* xp = dptr<char>(x);
+  char* yp = dptr<char>(y);
   const auto chunks = cp::batch_chunks(plan.batch, plan.chunk);
   std::vector<cp::Plan> plans;
   std::vector<std::vector<cp::AlgoPerf>> algos;
   for (const auto& c : chunks) {
     plans.push_back(cp::for_chunk(plan, c[1]));
-    const Buffers b{xp + c[0] * plan.x_batch_stride * es, w.raw_data(), yp + c[0] * plan.y_batch_stride * es};
+    const Buffers b{xp + c[0] * plan.x_batch_stride * es, dptr<void>(w), yp + c[0] * plan.y_batch_stride * es};
     algos.push_back(algorithms(plans.back(), handle.get(), b, device));
   }
   for (size_t i = 0; i < chunks.size(); ++i) {
-    const Buffers b{xp + chunks[i][0] * plan.x_batch_stride * es, w.raw_data(),
+    const Buffers b{xp + chunks[i][0] * plan.x_batch_stride * es, dptr<void>(w),
                     yp + chunks[i][0] * plan.y_batch_stride * es};
     Descriptors d(plans[i]);
     // The fastest algorithm that runs: one whose workspace does not fit, or that cuDNN turns down at the
@@ -326,8 +326,8 @@ void run(const cp::Plan& plan, int device, const Tensor& x, const Tensor& w, con
         if (last) throw;
         continue;
       }
-      const cudnnStatus_t st = launch(plans[i], d, handle.get(), list[k], b, ws.defined() ? ws.raw_data() : nullptr,
-                                      bytes, plan.kind == Kind::BackwardFilter && i > 0);
+      const cudnnStatus_t st = launch(plans[i], d, handle.get(), list[k], b, dptr<void>(ws), bytes,
+                                      plan.kind == Kind::BackwardFilter && i > 0);
       const int category = CUDNN_STATUS_CATEGORY(st);
       if (!last && (category == CUDNN_STATUS_NOT_SUPPORTED || category == CUDNN_STATUS_BAD_PARAM)) continue;
       EMBER_CUDNN_CHECK(st);

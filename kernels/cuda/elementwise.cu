@@ -44,8 +44,8 @@ void copy(const Tensor& dst, const Tensor& src) {
               " is not on the destination's device ", dst.device());
   if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous()) {
     DeviceGuard guard(dev);
-    EMBER_CUDA_CHECK(
-        cudaMemcpyAsync(dst.raw_data(), src.raw_data(), dst.nbytes(), cudaMemcpyDeviceToDevice, current_stream(dev)));
+    EMBER_CUDA_CHECK(cudaMemcpyAsync(dptr<void>(dst), dptr<const void>(src), dst.nbytes(), cudaMemcpyDeviceToDevice,
+                                     current_stream(dev)));
     return;
   }
   visit_dtype<AllTypes>(dst.dtype(), "[copy]", [&]<class Out>() {
@@ -66,8 +66,8 @@ void arange(const Tensor& dst, const ArangeParams& p) {
   const int dev = device_index(dst.device(), "arange");
   DeviceGuard guard(dev);
   visit_dtype<NumericTypes>(dst.dtype(), "[arange]", [&]<class T>() {
-    arange_kernel<T><<<blocks_for(dst.numel(), kThreads), kThreads, 0, current_stream(dev)>>>(
-        static_cast<T*>(dst.raw_data()), dst.numel(), p);
+    arange_kernel<T>
+        <<<blocks_for(dst.numel(), kThreads), kThreads, 0, current_stream(dev)>>>(dptr<T>(dst), dst.numel(), p);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }

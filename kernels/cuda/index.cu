@@ -229,11 +229,6 @@ unsigned grid(int64_t work) { return blocks_for(work, kThreads); }
 // A device buffer of n int64 (or bytes) from the caching allocator, ordered on the device's stream.
 Tensor scratch(int64_t n, DType dt, Device d) { return make_tensor({std::max<int64_t>(n, 1)}, dt, d); }
 
-template <class T>
-T* ptr(const Tensor& t) {
-  return static_cast<T*>(t.raw_data());
-}
-
 }  // namespace
 
 std::pair<int64_t, int64_t> index_range(const Tensor& index) {
@@ -242,12 +237,12 @@ std::pair<int64_t, int64_t> index_range(const Tensor& index) {
   cudaStream_t stream = current_stream(dev);
   ip::Layout l = ip::make_layout(index.shape(), {index.strides()});
   Tensor r = scratch(2, kI64, index.device());
-  auto* rp = static_cast<long long*>(r.raw_data());
+  auto* rp = dptr<long long>(r);
   range_init_kernel<<<1, 1, 0, stream>>>(rp);
   EMBER_CUDA_CHECK(cudaGetLastError());
   visit_dtype<IndexTypes>(index.dtype(), "[index_range]", [&]<class I>() {
     const auto blocks = static_cast<unsigned>(ip::reduce_blocks(l.numel, kThreads));
-    index_range_kernel<I><<<blocks, kThreads, 0, stream>>>(ptr<const I>(index), l, rp);
+    index_range_kernel<I><<<blocks, kThreads, 0, stream>>>(dptr<const I>(index), l, rp);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
   long long host[2];
@@ -265,7 +260,7 @@ void index_select(const Tensor& out, const Tensor& self, int64_t dim, const Tens
   visit_dtype<AllTypes>(self.dtype(), "[index_select]", [&]<class T>() {
     visit_dtype<IndexTypes>(index.dtype(), "[index_select]", [&]<class I>() {
       index_select_kernel<T, I><<<grid(n), kThreads, 0, current_stream(dev)>>>(
-          ptr<T>(out), ptr<const T>(self), ptr<const I>(index), g, n, error, dim, op);
+          dptr<T>(out), dptr<const T>(self), dptr<const I>(index), g, n, error, dim, op);
       EMBER_CUDA_CHECK(cudaGetLastError());
     });
   });
@@ -279,8 +274,8 @@ void gather(const Tensor& out, const Tensor& self, int64_t dim, const Tensor& in
   const Report report{deferred_error_slot(dev), p.size, dim, op};
   visit_dtype<AllTypes>(self.dtype(), "[gather]", [&]<class T>() {
     visit_dtype<IndexTypes>(index.dtype(), "[gather]", [&]<class I>() {
-      gather_kernel<T, I><<<grid(p.elems.numel), kThreads, 0, current_stream(dev)>>>(ptr<T>(out), ptr<const T>(self),
-                                                                                     ptr<const I>(index), p, report);
+      gather_kernel<T, I><<<grid(p.elems.numel), kThreads, 0, current_stream(dev)>>>(dptr<T>(out), dptr<const T>(self),
+                                                                                     dptr<const I>(index), p, report);
       EMBER_CUDA_CHECK(cudaGetLastError());
     });
   });
@@ -293,9 +288,9 @@ template <class I>
 Tensor sort_shared_index(const Tensor& index, const ip::ScatterPlan& p, cudaStream_t stream, const Report& report) {
   const ip::SortBuffers sb = ip::plan_sort_buffers(p.k);
   Tensor buf = scratch(sb.total, kI64, index.device());
-  int64_t* b = ptr<int64_t>(buf);
+  int64_t* b = dptr<int64_t>(buf);
   sort_keys_kernel<I>
-      <<<grid(p.k), kThreads, 0, stream>>>(ptr<const I>(index), p, b + sb.keys_in, b + sb.pos_in, report);
+      <<<grid(p.k), kThreads, 0, stream>>>(dptr<const I>(index), p, b + sb.keys_in, b + sb.pos_in, report);
   EMBER_CUDA_CHECK(cudaGetLastError());
   // Keys are in [0, size]: sorting them as unsigned over key_bits bits orders them as signed.
   auto* keys_in = reinterpret_cast<unsigned long long*>(b + sb.keys_in);
@@ -304,7 +299,7 @@ Tensor sort_shared_index(const Tensor& index, const ip::ScatterPlan& p, cudaStre
   EMBER_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys_in, keys_out, b + sb.pos_in, b + sb.pos_out,
                                                    p.k, 0, p.key_bits, stream));
   Tensor temp = scratch(static_cast<int64_t>(bytes), kU8, index.device());
-  EMBER_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.raw_data(), bytes, keys_in, keys_out, b + sb.pos_in,
+  EMBER_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(dptr<void>(temp), bytes, keys_in, keys_out, b + sb.pos_in,
                                                    b + sb.pos_out, p.k, 0, p.key_bits, stream));
   return buf;
 }
@@ -327,22 +322,22 @@ void scatter(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& 
       if constexpr (kAtomics) {
         if (p.kernel == ip::ScatterKernel::Elements) {
           scatter_elements_kernel<T, I><<<grid(p.elems.numel), kThreads, 0, stream>>>(
-              ptr<T>(out), ptr<const T>(src), ptr<const I>(index), p, a, add, report);
+              dptr<T>(out), dptr<const T>(src), dptr<const I>(index), p, a, add, report);
           EMBER_CUDA_CHECK(cudaGetLastError());
           return;
         }
         if (p.kernel == ip::ScatterKernel::SortedRows) {
           Tensor buf = sort_shared_index<I>(index, p, stream, report);
           const ip::SortBuffers sb = ip::plan_sort_buffers(p.k);
-          const int64_t* b = ptr<const int64_t>(buf);
+          const int64_t* b = dptr<const int64_t>(buf);
           scatter_sorted_kernel<T><<<grid(p.k * p.lines.numel), kThreads, 0, stream>>>(
-              ptr<T>(out), ptr<const T>(src), b + sb.keys_out, b + sb.pos_out, p, a, add);
+              dptr<T>(out), dptr<const T>(src), b + sb.keys_out, b + sb.pos_out, p, a, add);
           EMBER_CUDA_CHECK(cudaGetLastError());
           return;
         }
       }
-      scatter_lines_kernel<T, I><<<grid(p.lines.numel), kThreads, 0, stream>>>(ptr<T>(out), ptr<const T>(src),
-                                                                               ptr<const I>(index), p, a, add, report);
+      scatter_lines_kernel<T, I><<<grid(p.lines.numel), kThreads, 0, stream>>>(dptr<T>(out), dptr<const T>(src),
+                                                                               dptr<const I>(index), p, a, add, report);
       EMBER_CUDA_CHECK(cudaGetLastError());
     });
   });
@@ -355,9 +350,9 @@ void check_index_range(const Tensor& index, int64_t lo, int64_t hi, std::optiona
   DeviceGuard guard(dev);
   cudaStream_t stream = current_stream(dev);
   Tensor first = scratch(1, kI64, index.device());
-  auto* f = static_cast<unsigned long long*>(first.raw_data());
+  auto* f = dptr<unsigned long long>(first);
   EMBER_CUDA_CHECK(cudaMemsetAsync(f, 0xFF, sizeof(*f), stream));
-  const int64_t* ix = ptr<const int64_t>(index);
+  const int64_t* ix = dptr<const int64_t>(index);
   first_outside_kernel<<<grid(index.numel()), kThreads, 0, stream>>>(ix, index.numel(), lo, hi, skip.has_value(),
                                                                      skip.value_or(0), f);
   EMBER_CUDA_CHECK(cudaGetLastError());
@@ -371,8 +366,8 @@ void masked_fill(const Tensor& out, const Tensor& self, const Tensor& mask, cons
   DeviceGuard guard(dev);
   const ip::Layout l = ip::make_layout(out.shape(), {out.strides(), self.strides(), mask.strides()});
   visit_dtype<AllTypes>(out.dtype(), "[masked_fill]", [&]<class T>() {
-    masked_fill_kernel<T><<<grid(l.numel), kThreads, 0, current_stream(dev)>>>(ptr<T>(out), ptr<const T>(self),
-                                                                               ptr<const bool>(mask), l, value.to<T>());
+    masked_fill_kernel<T><<<grid(l.numel), kThreads, 0, current_stream(dev)>>>(
+        dptr<T>(out), dptr<const T>(self), dptr<const bool>(mask), l, value.to<T>());
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }
@@ -384,10 +379,10 @@ int64_t count_true(const Tensor& mask) {
   cudaStream_t stream = current_stream(dev);
   const ip::Layout l = ip::make_layout(mask.shape(), {mask.strides()});
   Tensor r = scratch(1, kI64, mask.device());
-  auto* rp = static_cast<unsigned long long*>(r.raw_data());
+  auto* rp = dptr<unsigned long long>(r);
   EMBER_CUDA_CHECK(cudaMemsetAsync(rp, 0, sizeof(*rp), stream));
   const auto blocks = static_cast<unsigned>(ip::reduce_blocks(l.numel, kThreads));
-  count_true_kernel<<<blocks, kThreads, 0, stream>>>(ptr<const bool>(mask), l, rp);
+  count_true_kernel<<<blocks, kThreads, 0, stream>>>(dptr<const bool>(mask), l, rp);
   EMBER_CUDA_CHECK(cudaGetLastError());
   unsigned long long host = 0;
   copy_bytes(&host, kCPU, rp, mask.device(), sizeof(host));
@@ -402,16 +397,16 @@ void masked_select(const Tensor& out, const Tensor& self, const Tensor& mask) {
   const ip::Layout l = ip::make_layout(mask.shape(), {mask.strides(), self.strides()});
   const int64_t n = l.numel;
   Tensor flags = scratch(2 * n, kI64, mask.device());
-  int64_t* f = ptr<int64_t>(flags);
-  mask_flags_kernel<<<grid(n), kThreads, 0, stream>>>(ptr<const bool>(mask), l, f);
+  int64_t* f = dptr<int64_t>(flags);
+  mask_flags_kernel<<<grid(n), kThreads, 0, stream>>>(dptr<const bool>(mask), l, f);
   EMBER_CUDA_CHECK(cudaGetLastError());
   size_t bytes = 0;
   EMBER_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, bytes, f, f + n, n, stream));
   Tensor temp = scratch(static_cast<int64_t>(bytes), kU8, mask.device());
-  EMBER_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp.raw_data(), bytes, f, f + n, n, stream));
+  EMBER_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(dptr<void>(temp), bytes, f, f + n, n, stream));
   visit_dtype<AllTypes>(self.dtype(), "[masked_select]", [&]<class T>() {
     masked_select_kernel<T>
-        <<<grid(n), kThreads, 0, stream>>>(ptr<T>(out), ptr<const T>(self), ptr<const bool>(mask), l, f + n);
+        <<<grid(n), kThreads, 0, stream>>>(dptr<T>(out), dptr<const T>(self), dptr<const bool>(mask), l, f + n);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }

@@ -28,14 +28,6 @@ namespace {
 
 namespace lp = linalg_plan;
 
-// The device address of an operand of dtype T (data_ptr is for host memory: it refuses CUDA tensors).
-template <class T>
-T* device_ptr(const Tensor& t) {
-  EMBER_CHECK(t.dtype() == dtype_of<T>(), DTypeError, "[matmul] expected a ", dtype_of<T>(), " operand, got ",
-              describe(t));
-  return static_cast<T*>(t.raw_data());
-}
-
 // ------------------------------------------------------------------------------------------ kernels
 
 // One thread per element of D (grid-stride, 64-bit indices); C and D share storage.
@@ -298,8 +290,7 @@ void launch_lt(int dev, const lp::Plan& plan, const T* A, const T* B, T* C, cons
     if (algo.workspace > 0)
       workspace = make_tensor({static_cast<int64_t>(algo.workspace)}, kU8, Device(Device::Kind::CUDA, dev));
     EMBER_CUBLAS_CHECK(cublasLtMatmul(handle(dev), d.op, alpha_p, a, d.a, b, d.b, beta_p, c, d.c, c, d.c, &algo.algo,
-                                      workspace.defined() ? workspace.raw_data() : nullptr, algo.workspace,
-                                      current_stream(dev)));
+                                      dptr<void>(workspace), algo.workspace, current_stream(dev)));
   }
 }
 
@@ -319,9 +310,8 @@ bool try_lt_epilogue(int dev, const lp::Plan& p, const T* A, const T* B, T* C, v
   Tensor workspace;
   if (algo.workspace > 0)
     workspace = make_tensor({static_cast<int64_t>(algo.workspace)}, kU8, Device(Device::Kind::CUDA, dev));
-  const cublasStatus_t s =
-      cublasLtMatmul(handle(dev), d.op, &one, A, d.a, B, d.b, &zero, C, d.c, C, d.c, &algo.algo,
-                     workspace.defined() ? workspace.raw_data() : nullptr, algo.workspace, current_stream(dev));
+  const cublasStatus_t s = cublasLtMatmul(handle(dev), d.op, &one, A, d.a, B, d.b, &zero, C, d.c, C, d.c, &algo.algo,
+                                          dptr<void>(workspace), algo.workspace, current_stream(dev));
   if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE || s == CUBLAS_STATUS_ARCH_MISMATCH) {
     std::fprintf(stderr, "[matmul] cuBLASLt refused the epilogue for m=%lld n=%lld k=%lld (%s); running %s\n",
                  static_cast<long long>(p.m), static_cast<long long>(p.n), static_cast<long long>(p.k),
@@ -366,11 +356,11 @@ void run_gemm(int dev, const Tensor& out, const Tensor& a, const Tensor& b, cons
     if (plan.copy_c) copy(out, c2);
     return;
   }
-  const T* pa = device_ptr<T>(a);
-  const T* pb = device_ptr<T>(b);
+  const T* pa = dptr<T>(a);
+  const T* pb = dptr<T>(b);
   const T* A = plan.swap ? pb : pa;
   const T* B = plan.swap ? pa : pb;
-  T* C = device_ptr<T>(out);
+  T* C = dptr<T>(out);
   if (alpha.to_double() == 0.0) plan.k = 0;  // beta * C (+ epilogue) without reading A and B
   if (!plan.lt_types || plan.k == 0) return launch_reference(dev, plan, A, B, C, bias, alpha, beta, beta_zero);
   launch_lt(dev, plan, A, B, C, bias, alpha, beta, beta_zero);
@@ -401,10 +391,10 @@ void gemm_bias(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor
     return;
   }
   // cuBLASLt reads the bias as a contiguous vector; a fresh allocation is also 256-byte aligned.
-  const bool usable = bias.is_contiguous() && lp::alignment(reinterpret_cast<uint64_t>(bias.raw_data())) >= 16;
+  const bool usable = bias.is_contiguous() && lp::alignment(reinterpret_cast<uint64_t>(dptr<void>(bias))) >= 16;
   const Tensor vec = usable ? bias : contiguous_copy(bias);
   visit_dtype<FloatTypes>(out.dtype(), "[linear]", [&]<class T>() {
-    run_gemm<T>(dev, out, a, b, device_ptr<T>(vec), alpha, 0, gelu ? lp::Epilogue::GeluBias : lp::Epilogue::Bias);
+    run_gemm<T>(dev, out, a, b, dptr<T>(vec), alpha, 0, gelu ? lp::Epilogue::GeluBias : lp::Epilogue::Bias);
   });
 }
 
@@ -413,15 +403,15 @@ void gemm_bias_gelu(const Tensor& out, const Tensor& pre, const Tensor& a, const
   DeviceGuard guard(dev);
   const lp::Plan plan =
       lp::plan_gemm(lp::make_problem(out, a, b, lp::Epilogue::GeluAuxBias, float32_matmul_allows_tf32()));
-  const lp::AuxPlan aux = lp::plan_aux(plan, reinterpret_cast<uint64_t>(pre.raw_data()));
-  const bool bias_ok = bias.is_contiguous() && lp::alignment(reinterpret_cast<uint64_t>(bias.raw_data())) >= 16;
+  const lp::AuxPlan aux = lp::plan_aux(plan, reinterpret_cast<uint64_t>(dptr<void>(pre)));
+  const bool bias_ok = bias.is_contiguous() && lp::alignment(reinterpret_cast<uint64_t>(dptr<void>(bias))) >= 16;
   bool done = false;
   if (fusable(plan) && aux.ok && bias_ok && pre.is_contiguous() && pre.shape() == out.shape()) {
     visit_dtype<FloatTypes>(out.dtype(), "[addmm_gelu]", [&]<class T>() {
-      const T* pa = device_ptr<T>(a);
-      const T* pb = device_ptr<T>(b);
-      done = try_lt_epilogue<T>(dev, plan, plan.swap ? pb : pa, plan.swap ? pa : pb, device_ptr<T>(out),
-                                const_cast<void*>(bias.raw_data()), pre.raw_data(), aux.ld);
+      const T* pa = dptr<T>(a);
+      const T* pb = dptr<T>(b);
+      done = try_lt_epilogue<T>(dev, plan, plan.swap ? pb : pa, plan.swap ? pa : pb, dptr<T>(out), dptr<void>(bias),
+                                dptr<void>(pre), aux.ld);
     });
   }
   if (done) return;
@@ -435,14 +425,14 @@ bool gemm_bgrad(const Tensor& out, const Tensor& a, const Tensor& b, const Tenso
   const lp::Epilogue e = of_b ? lp::Epilogue::BgradB : lp::Epilogue::BgradA;
   const lp::Plan plan = lp::plan_gemm(lp::make_problem(out, a, b, e, float32_matmul_allows_tf32()));
   const bool vec_ok = bias_grad.is_contiguous() && bias_grad.dtype() == out.dtype() &&
-                      lp::alignment(reinterpret_cast<uint64_t>(bias_grad.raw_data())) >= 16;
+                      lp::alignment(reinterpret_cast<uint64_t>(dptr<void>(bias_grad))) >= 16;
   bool done = false;
   if (fusable(plan) && vec_ok) {
     visit_dtype<FloatTypes>(out.dtype(), "[matmul]", [&]<class T>() {
-      const T* pa = device_ptr<T>(a);
-      const T* pb = device_ptr<T>(b);
-      done = try_lt_epilogue<T>(dev, plan, plan.swap ? pb : pa, plan.swap ? pa : pb, device_ptr<T>(out),
-                                bias_grad.raw_data(), nullptr, 0);
+      const T* pa = dptr<T>(a);
+      const T* pb = dptr<T>(b);
+      done = try_lt_epilogue<T>(dev, plan, plan.swap ? pb : pa, plan.swap ? pa : pb, dptr<T>(out),
+                                dptr<void>(bias_grad), nullptr, 0);
     });
   }
   if (!done) gemm(out, a, b, 1, 0);
@@ -457,12 +447,12 @@ void dot(const Tensor& out, const Tensor& a, const Tensor& b) {
     const int64_t n = a.numel();
     const int parts = static_cast<int>(std::min<int64_t>(blocks_for(n, kThreads), 1024));
     Tensor partial = make_tensor({static_cast<int64_t>(parts * sizeof(R))}, kU8, out.device());
-    R* pp = static_cast<R*>(partial.raw_data());
+    R* pp = static_cast<R*>(dptr<void>(partial));
     cudaStream_t stream = current_stream(dev);
     dot_partial_kernel<T, R>
-        <<<parts, kThreads, 0, stream>>>(device_ptr<T>(a), a.strides()[0], device_ptr<T>(b), b.strides()[0], n, pp);
+        <<<parts, kThreads, 0, stream>>>(dptr<T>(a), a.strides()[0], dptr<T>(b), b.strides()[0], n, pp);
     EMBER_CUDA_CHECK(cudaGetLastError());
-    dot_final_kernel<T, R><<<1, 1024, 0, stream>>>(pp, parts, device_ptr<T>(out));
+    dot_final_kernel<T, R><<<1, 1024, 0, stream>>>(pp, parts, dptr<T>(out));
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }

@@ -46,7 +46,7 @@ Layout<N> make_layout(const std::array<const Tensor*, N>& ops) {
   Layout<N> l;
   const Tensor& out = *ops[0];
   l.numel = out.numel();
-  for (int k = 0; k < N; ++k) l.ptr[k] = static_cast<char*>(ops[k]->raw_data());
+  for (int k = 0; k < N; ++k) l.ptr[k] = dptr<char>(*ops[k]);
   int nd = 0;
   // Walk from the innermost dim out; drop size-1 dims; merge a dim into the one inside it when every
   // operand's stride allows it.

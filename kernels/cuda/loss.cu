@@ -190,11 +190,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <class T>
-const T* cptr(const Tensor& t) {
-  return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr;
-}
-
 // The smallest flat index of an element outside [0, 1] (NaN passes, as on the CPU), into *first.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
@@ -219,11 +214,11 @@ void check_probabilities(const Tensor& input) {
   DeviceGuard guard(dev);
   cudaStream_t stream = current_stream(dev);
   Tensor first = make_tensor({1}, kI64, input.device());
-  auto* f = static_cast<unsigned long long*>(first.raw_data());
+  auto* f = dptr<unsigned long long>(first);
   EMBER_CUDA_CHECK(cudaMemsetAsync(f, 0xFF, sizeof(*f), stream));
   visit_dtype<FloatTypes>(input.dtype(), "[binary_cross_entropy]", [&]<class T>() {
-    outside_unit_kernel<T><<<blocks_for(input.numel(), kThreads), kThreads, 0, stream>>>(
-        static_cast<const T*>(input.raw_data()), input.numel(), f);
+    outside_unit_kernel<T>
+        <<<blocks_for(input.numel(), kThreads), kThreads, 0, stream>>>(dptr<const T>(input), input.numel(), f);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
   report_probability_kernel<<<1, 1, 0, stream>>>(f, input.numel(), deferred_error_slot(dev));
@@ -246,7 +241,7 @@ void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& 
   DeferredError* error = deferred_error_slot(dev);
   const CrossEntropyPlan plan = plan_cross_entropy(positions, c);
   Tensor ws_t = make_tensor({plan.workspace_slots}, kI64, input.device());
-  auto* ws = static_cast<int64_t*>(ws_t.raw_data());
+  auto* ws = dptr<int64_t>(ws_t);
   EMBER_CUDA_CHECK(cudaMemsetAsync(ws + kWsBadIndex, 0xFF, sizeof(int64_t), stream));
   const bool smoothing = p.label_smoothing != 0;
   CeArgs a{.n_pos = positions,
@@ -261,27 +256,27 @@ void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& 
   const CeSumsArgs sa{.blocks = plan.grid,
                       .c = c,
                       .ignore_index = p.ignore_index,
-                      .target = cptr<int64_t>(target),
+                      .target = dptr<const int64_t>(target),
                       .error = error,
-                      .sums = static_cast<double*>(sums.raw_data()),
+                      .sums = dptr<double>(sums),
                       .mean = reduce == CeReduce::kMean};
   visit_dtype<FloatTypes>(input.dtype(), "[cross_entropy]", [&]<class T>() {
-    const T* w = cptr<T>(weight);
+    const T* w = dptr<const T>(weight);
     if (a.device_w_total) {
       weight_total_kernel<T><<<1, kThreads, 0, stream>>>(w, c, reinterpret_cast<double*>(ws + kWsWeightTotal));
       EMBER_CUDA_CHECK(cudaGetLastError());
     }
     const auto grid = static_cast<unsigned>(plan.grid);
-    const T* x = cptr<T>(input);
-    const int64_t* tg = cptr<int64_t>(target);
-    T* l = static_cast<T*>(loss.raw_data());
-    acc_t<T>* s = static_cast<acc_t<T>*>(lse.raw_data());
+    const T* x = dptr<const T>(input);
+    const int64_t* tg = dptr<const int64_t>(target);
+    T* l = dptr<T>(loss);
+    acc_t<T>* s = dptr<acc_t<T>>(lse);
     if (plan.threads_per_position == kThreads)
       ce_forward_kernel<T, kThreads><<<grid, kThreads, 0, stream>>>(x, tg, w, l, s, ws, a);
     else
       ce_forward_kernel<T, kWarp><<<grid, kThreads, 0, stream>>>(x, tg, w, l, s, ws, a);
     EMBER_CUDA_CHECK(cudaGetLastError());
-    T* r = reduced.defined() ? static_cast<T*>(reduced.raw_data()) : nullptr;
+    T* r = dptr<T>(reduced);
     ce_sums_kernel<T><<<1, 1024, 0, stream>>>(ws, r, sa);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
@@ -307,19 +302,19 @@ void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, d
                .keep = 1.0 - p.label_smoothing,
                .lsc = p.label_smoothing / static_cast<double>(c),
                .w_total = static_cast<double>(c),
-               .divide_by = divide_by.defined() ? static_cast<const double*>(divide_by.raw_data()) : nullptr};
+               .divide_by = dptr<const double>(divide_by)};
   visit_dtype<FloatTypes>(input.dtype(), "[cross_entropy]", [&]<class T>() {
-    const T* w = cptr<T>(weight);
-    double* wt_dev = device_w_total ? static_cast<double*>(w_total_t.raw_data()) : nullptr;
+    const T* w = dptr<const T>(weight);
+    double* wt_dev = dptr<double>(w_total_t);
     if (device_w_total) {
       weight_total_kernel<T><<<1, kThreads, 0, stream>>>(w, c, wt_dev);
       EMBER_CUDA_CHECK(cudaGetLastError());
     }
-    T* gi = static_cast<T*>(grad_input.raw_data());
+    T* gi = dptr<T>(grad_input);
     const auto grid = static_cast<unsigned>(plan.backward_grid);
-    const T *g = cptr<T>(grad_loss), *xs = cptr<T>(input);
-    const acc_t<T>* l = cptr<acc_t<T>>(lse);
-    const int64_t* tg = cptr<int64_t>(target);
+    const T *g = dptr<const T>(grad_loss), *xs = dptr<const T>(input);
+    const acc_t<T>* l = dptr<const acc_t<T>>(lse);
+    const int64_t* tg = dptr<const int64_t>(target);
     if (plan.backward_index32) {
       if (k == 1)
         ce_backward_kernel<T, true, uint32_t><<<grid, kThreads, 0, stream>>>(gi, g, xs, tg, w, l, wt_dev, a);

@@ -275,11 +275,6 @@ __global__ void __launch_bounds__(256)
   }
 }
 
-template <class T>
-T* data(const Tensor& t) {
-  return t.defined() ? static_cast<T*>(t.raw_data()) : nullptr;
-}
-
 }  // namespace
 
 // Launches the block-per-row or warp-per-row instance of a row kernel, as plan_rows decides (within
@@ -302,8 +297,8 @@ void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const
   DeviceGuard guard(dev);
   visit_dtype<FloatTypes>(in.dtype(), "[layer_norm]", [&]<class T>() {
     using A = acc_t<T>;
-    EMBER_LAUNCH_ROWS(layer_norm_kernel, T, rows, cols, data<T>(out), data<const T>(in), data<const A>(weight),
-                      data<const A>(bias), rows, cols, static_cast<A>(eps));
+    EMBER_LAUNCH_ROWS(layer_norm_kernel, T, rows, cols, dptr<T>(out), dptr<const T>(in), dptr<const A>(weight),
+                      dptr<const A>(bias), rows, cols, static_cast<A>(eps));
   });
 }
 
@@ -315,8 +310,8 @@ void layer_norm_backward(const Tensor& grad_in, const Tensor& xhat, const Tensor
   DeviceGuard guard(dev);
   visit_dtype<FloatTypes>(in.dtype(), "[layer_norm_backward]", [&]<class T>() {
     using A = acc_t<T>;
-    EMBER_LAUNCH_ROWS(layer_norm_backward_kernel, T, rows, cols, data<T>(grad_in), data<A>(xhat), data<const T>(in),
-                      data<const T>(grad_out), data<const A>(weight), rows, cols, static_cast<A>(eps));
+    EMBER_LAUNCH_ROWS(layer_norm_backward_kernel, T, rows, cols, dptr<T>(grad_in), dptr<A>(xhat), dptr<const T>(in),
+                      dptr<const T>(grad_out), dptr<const A>(weight), rows, cols, static_cast<A>(eps));
   });
 }
 
@@ -327,7 +322,7 @@ void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double 
   DeviceGuard guard(dev);
   visit_dtype<FloatTypes>(in.dtype(), "[rms_norm]", [&]<class T>() {
     using A = acc_t<T>;
-    EMBER_LAUNCH_ROWS(rms_norm_kernel, T, rows, cols, data<T>(out), data<const T>(in), data<const A>(weight), rows,
+    EMBER_LAUNCH_ROWS(rms_norm_kernel, T, rows, cols, dptr<T>(out), dptr<const T>(in), dptr<const A>(weight), rows,
                       cols, static_cast<A>(eps));
   });
 }
@@ -345,13 +340,13 @@ void batch_norm_stats(const Tensor& mean, const Tensor& var, const Tensor& in) {
   visit_dtype<FloatTypes>(in.dtype(), "[batch_norm]", [&]<class T>() {
     bn_stats_partial_kernel<T>
         <<<dim3(static_cast<unsigned>(p.grid_x), static_cast<unsigned>(p.grid_y)), p.threads, 0, stream>>>(
-            data<double>(ws), data<const T>(in), c, s, in.stride(0), in.stride(1), in.stride(2), count, p.chunk_len,
+            dptr<double>(ws), dptr<const T>(in), c, s, in.stride(0), in.stride(1), in.stride(2), count, p.chunk_len,
             p.chunks);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
   const FlatPlan f = plan_flat(c);
   bn_stats_final_kernel<<<static_cast<unsigned>(f.blocks), f.threads, 0, stream>>>(
-      data<double>(mean), data<double>(var), data<const double>(ws), c, p.chunks);
+      dptr<double>(mean), dptr<double>(var), dptr<const double>(ws), c, p.chunks);
   EMBER_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -364,7 +359,7 @@ void batch_norm_apply(const Tensor& out, const Tensor& in, const Tensor& scale, 
   const FlatPlan f = plan_flat(total);
   visit_dtype<FloatTypes>(in.dtype(), "[batch_norm]", [&]<class T>() {
     bn_apply_kernel<T><<<static_cast<unsigned>(f.blocks), f.threads, 0, current_stream(dev)>>>(
-        data<T>(out), data<const T>(in), data<const double>(sc), data<const double>(sh), c, s, in.stride(0),
+        dptr<T>(out), dptr<const T>(in), dptr<const double>(sc), dptr<const double>(sh), c, s, in.stride(0),
         in.stride(1), in.stride(2), total);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
@@ -385,18 +380,18 @@ void batch_norm_backward(const Tensor& grad_in, const Tensor& sum_g, const Tenso
   visit_dtype<FloatTypes>(in.dtype(), "[batch_norm_backward]", [&]<class T>() {
     bn_backward_partial_kernel<T>
         <<<dim3(static_cast<unsigned>(p.grid_x), static_cast<unsigned>(p.grid_y)), p.threads, 0, stream>>>(
-            data<double>(ws), data<const T>(in), data<const T>(grad_out), data<const double>(mu), c, s, count,
+            dptr<double>(ws), dptr<const T>(in), dptr<const T>(grad_out), dptr<const double>(mu), c, s, count,
             p.chunk_len, p.chunks);
     EMBER_CUDA_CHECK(cudaGetLastError());
     const FlatPlan fc = plan_flat(c);
     bn_backward_final_kernel<<<static_cast<unsigned>(fc.blocks), fc.threads, 0, stream>>>(
-        data<double>(sum_g), data<double>(sum_gxm), data<double>(coef), data<const double>(ws), data<const double>(mu),
-        data<const double>(rs), data<const double>(sc), c, p.chunks, static_cast<double>(count), training);
+        dptr<double>(sum_g), dptr<double>(sum_gxm), dptr<double>(coef), dptr<const double>(ws), dptr<const double>(mu),
+        dptr<const double>(rs), dptr<const double>(sc), c, p.chunks, static_cast<double>(count), training);
     EMBER_CUDA_CHECK(cudaGetLastError());
     if (grad_in.numel() == 0) return;
     const FlatPlan f = plan_flat(grad_in.numel());
     bn_backward_apply_kernel<T><<<static_cast<unsigned>(f.blocks), f.threads, 0, stream>>>(
-        data<T>(grad_in), data<const T>(in), data<const T>(grad_out), data<const double>(coef), c, s, grad_in.numel());
+        dptr<T>(grad_in), dptr<const T>(in), dptr<const T>(grad_out), dptr<const double>(coef), c, s, grad_in.numel());
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }

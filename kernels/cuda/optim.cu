@@ -122,7 +122,7 @@ __global__ void norm_final_kernel(const double* __restrict partials, int64_t cou
 std::vector<void*> pointers(const TensorList& l) {
   std::vector<void*> out;
   out.reserve(l.size());
-  for (const Tensor& t : l) out.push_back(t.defined() ? t.raw_data() : nullptr);
+  for (const Tensor& t : l) out.push_back(dptr<void>(t));
   return out;
 }
 
@@ -219,7 +219,7 @@ Tensor multi_tensor_norm(const TensorList& tensors, double p, DType out_dtype) {
     Group g{.dt = dt, .numels = {}, .ptrs = {}, .launches = {}};
     for (size_t j : idx) {
       g.numels.push_back(tensors[j].numel());
-      g.ptrs[0].push_back(tensors[j].raw_data());
+      g.ptrs[0].push_back(dptr<void>(tensors[j]));
     }
     g.launches = plan_multi_tensor(g.numels, mta_max_tensors(1));
     for (const MtaLaunch& l : g.launches) partial_count += static_cast<int64_t>(l.blocks.size());
@@ -227,7 +227,7 @@ Tensor multi_tensor_norm(const TensorList& tensors, double p, DType out_dtype) {
   }
   Tensor partials = make_tensor({std::max<int64_t>(partial_count, 1)}, kF64, device);
   Tensor out = make_tensor({}, kF64, device);
-  auto* part = static_cast<double*>(partials.raw_data());
+  auto* part = dptr<double>(partials);
   int64_t offset = 0;
   for (const Group& g : groups) {
     visit_dtype<FloatTypes>(g.dt, "[clip_grad_norm_]", [&]<class T>() {
@@ -243,7 +243,7 @@ Tensor multi_tensor_norm(const TensorList& tensors, double p, DType out_dtype) {
       }
     });
   }
-  norm_final_kernel<<<1, 1024, 0, stream>>>(part, offset, p, inf, static_cast<double*>(out.raw_data()));
+  norm_final_kernel<<<1, 1024, 0, stream>>>(part, offset, p, inf, dptr<double>(out));
   EMBER_CUDA_CHECK(cudaGetLastError());
   return out_dtype == kF64 ? out : out.to(out_dtype);
 }

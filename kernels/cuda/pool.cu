@@ -168,19 +168,14 @@ void launch_flat(const Tensor& t, const char* op, int64_t total, F&& launch) {
   EMBER_CUDA_CHECK(cudaGetLastError());
 }
 
-template <class T>
-T* data(const Tensor& t) {
-  return static_cast<T*>(t.raw_data());
-}
-
 }  // namespace
 
 void max_pool2d(const Tensor& out, const Tensor& indices, const Tensor& in, const Pool2dParams& p) {
   const PoolGeom g = make_pool_geom(in, in.size(2), in.size(3), out.size(2), out.size(3), p);
-  int64_t* idx = indices.defined() ? data<int64_t>(indices) : nullptr;
+  int64_t* idx = dptr<int64_t>(indices);
   visit_dtype<NumericTypes>(in.dtype(), "[max_pool2d]", [&]<class T>() {
     launch_flat(in, "max_pool2d", out.numel(), [&](unsigned b, int t, cudaStream_t s) {
-      max_pool2d_kernel<T><<<b, t, 0, s>>>(data<T>(out), idx, data<const T>(in), g, out.numel());
+      max_pool2d_kernel<T><<<b, t, 0, s>>>(dptr<T>(out), idx, dptr<const T>(in), g, out.numel());
     });
   });
 }
@@ -189,7 +184,7 @@ void avg_pool2d(const Tensor& out, const Tensor& in, const Pool2dParams& p) {
   const PoolGeom g = make_pool_geom(in, in.size(2), in.size(3), out.size(2), out.size(3), p);
   visit_dtype<FloatTypes>(in.dtype(), "[avg_pool2d]", [&]<class T>() {
     launch_flat(in, "avg_pool2d", out.numel(), [&](unsigned b, int t, cudaStream_t s) {
-      avg_pool2d_kernel<T><<<b, t, 0, s>>>(data<T>(out), data<const T>(in), g, out.numel());
+      avg_pool2d_kernel<T><<<b, t, 0, s>>>(dptr<T>(out), dptr<const T>(in), g, out.numel());
     });
   });
 }
@@ -198,7 +193,7 @@ void adaptive_avg_pool2d(const Tensor& out, const Tensor& in) {
   const PoolGeom g = make_pool_geom(in, in.size(2), in.size(3), out.size(2), out.size(3), Pool2dParams{});
   visit_dtype<FloatTypes>(in.dtype(), "[adaptive_avg_pool2d]", [&]<class T>() {
     launch_flat(in, "adaptive_avg_pool2d", out.numel(), [&](unsigned b, int t, cudaStream_t s) {
-      adaptive_avg_pool2d_kernel<T><<<b, t, 0, s>>>(data<T>(out), data<const T>(in), g, out.numel());
+      adaptive_avg_pool2d_kernel<T><<<b, t, 0, s>>>(dptr<T>(out), dptr<const T>(in), g, out.numel());
     });
   });
 }
@@ -208,7 +203,7 @@ void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Te
   visit_dtype<FloatTypes>(grad_in.dtype(), "[max_pool2d_backward]", [&]<class T>() {
     launch_flat(grad_in, "max_pool2d_backward", grad_in.numel(), [&](unsigned b, int t, cudaStream_t s) {
       max_pool2d_backward_kernel<T>
-          <<<b, t, 0, s>>>(data<T>(grad_in), data<const T>(grad_out), data<const int64_t>(indices), g, grad_in.numel());
+          <<<b, t, 0, s>>>(dptr<T>(grad_in), dptr<const T>(grad_out), dptr<const int64_t>(indices), g, grad_in.numel());
     });
   });
 }
@@ -217,7 +212,7 @@ void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Po
   const PoolGeom g = make_pool_geom(grad_out, grad_in.size(2), grad_in.size(3), grad_out.size(2), grad_out.size(3), p);
   visit_dtype<FloatTypes>(grad_in.dtype(), "[avg_pool2d_backward]", [&]<class T>() {
     launch_flat(grad_in, "avg_pool2d_backward", grad_in.numel(), [&](unsigned b, int t, cudaStream_t s) {
-      avg_pool2d_backward_kernel<T><<<b, t, 0, s>>>(data<T>(grad_in), data<const T>(grad_out), g, grad_in.numel());
+      avg_pool2d_backward_kernel<T><<<b, t, 0, s>>>(dptr<T>(grad_in), dptr<const T>(grad_out), g, grad_in.numel());
     });
   });
 }
@@ -228,7 +223,7 @@ void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out)
   visit_dtype<FloatTypes>(grad_in.dtype(), "[adaptive_avg_pool2d_backward]", [&]<class T>() {
     launch_flat(grad_in, "adaptive_avg_pool2d_backward", grad_in.numel(), [&](unsigned b, int t, cudaStream_t s) {
       adaptive_avg_pool2d_backward_kernel<T>
-          <<<b, t, 0, s>>>(data<T>(grad_in), data<const T>(grad_out), g, grad_in.numel());
+          <<<b, t, 0, s>>>(dptr<T>(grad_in), dptr<const T>(grad_out), g, grad_in.numel());
     });
   });
 }

@@ -53,14 +53,14 @@ void random_fill(const Tensor& out, const RandomParams& p, uint64_t seed, uint64
                     p.probs->numel() == out.numel(),
                 ValueError, "[bernoulli] probabilities ", describe(*p.probs),
                 " must be contiguous float64 on the output's device ", describe(out));
-    probs = static_cast<const double*>(p.probs->raw_data());
+    probs = dptr<const double>(*p.probs);
   }
   const int64_t n = out.numel();
   if (n == 0) return;
   DeviceGuard guard(dev);
   visit_dtype<AllTypes>(out.dtype(), "[random]", [&]<class T>() {
-    random_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream(dev)>>>(
-        static_cast<T*>(out.raw_data()), n, p.dist, p.a, p.b, probs, seed, base, p.philox_slot);
+    random_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, current_stream(dev)>>>(dptr<T>(out), n, p.dist, p.a, p.b,
+                                                                                    probs, seed, base, p.philox_slot);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }

@@ -27,10 +27,7 @@ namespace {
 template <class In, class State, class Out, class Mon, class Term, class Fin>
 void run_monoid(const ReducePlan& p, const Tensor& out, const Tensor& in, Term term, Fin fin,
                 const typename Term::Center* centre = nullptr) {
-  EMBER_CHECK(out.dtype() == dtype_of<Out>(), DTypeError, "[reduce] output ", describe(out), " is not of dtype ",
-              dtype_name(dtype_of<Out>()));
-  MonoidOp<In, State, Out, Mon, Term, Fin> op{static_cast<const char*>(in.raw_data()),
-                                              static_cast<Out*>(out.raw_data()), term, fin, centre};
+  MonoidOp<In, State, Out, Mon, Term, Fin> op{dptr<const char>(in), dptr<Out>(out), term, fin, centre};  // checks Out
   launch_reduce(p, op, in.device());
 }
 
@@ -101,7 +98,7 @@ void var_mean(const Tensor& var, const Tensor& mean, const Tensor& in, int64_t c
     run_monoid<T, double, double, AddM>(plan, centre, in, IdentTerm<acc_t<T>>{}, ScaleFin{1.0 / n});
     const double divisor = n - static_cast<double>(correction) > 0 ? n - static_cast<double>(correction) : 0.0;
     run_monoid<T, double, T, AddM>(plan, var, in, SqDevTerm{}, VarFin{1.0 / divisor, take_sqrt},
-                                   static_cast<const double*>(centre.raw_data()));
+                                   dptr<const double>(centre));
     if (mean.defined()) kernels::copy(mean, centre);
   });
 }
@@ -114,8 +111,7 @@ void logsumexp(const Tensor& out, const Tensor& in) {
     Tensor shift = make_tensor(out.shape(), dtype_of<A>(), in.device());
     run_monoid<T, A, A, MaxM>(plan, shift, in, IdentTerm<A>{}, PlainFin{});
     // The shift's infinities become 0 inside the terms (lse_shift), as the CPU's fix-up loop.
-    run_monoid<T, double, T, AddM>(plan, out, in, ExpShiftTerm<A>{}, LogShiftFin{},
-                                   static_cast<const A*>(shift.raw_data()));
+    run_monoid<T, double, T, AddM>(plan, out, in, ExpShiftTerm<A>{}, LogShiftFin{}, dptr<const A>(shift));
   });
 }
 

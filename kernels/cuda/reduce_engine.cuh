@@ -84,7 +84,7 @@ void launch_reduce(const ReducePlan& p, const Op& op, Device device, int64_t max
   char* partial = nullptr;
   if (l.workspace > 0) {
     ws = make_tensor({l.workspace}, kU8, device);
-    partial = static_cast<char*>(ws.raw_data());
+    partial = dptr<char>(ws);
   }
   const dim3 grid(static_cast<unsigned>(l.grid_x), static_cast<unsigned>(l.splits));
   reduce_kernel<Op><<<grid, l.threads(), static_cast<size_t>(l.smem), stream>>>(op, p, l, partial);

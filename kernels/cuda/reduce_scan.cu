@@ -170,9 +170,9 @@ void sort_lines(const Tensor& values, const Tensor& indices, const Tensor& x, in
   DeviceGuard guard(dev);
   cudaStream_t stream = current_stream(dev);
   const SortLaunch s = plan_sort_launch(lines, l.n, sizeof(K));
-  const T* xp = static_cast<const T*>(x.raw_data());
-  T* vp = static_cast<T*>(values.raw_data());
-  auto* ip = static_cast<int64_t*>(indices.raw_data());
+  const T* xp = dptr<const T>(x);
+  T* vp = dptr<T>(values);
+  auto* ip = dptr<int64_t>(indices);
   if (s.shared) {
     sort_shared_kernel<T><<<blocks_for(lines, 1), s.threads, static_cast<size_t>(s.smem), stream>>>(
         xp, vp, ip, lines, l.n, l.inner, s.P, kout, desc);
@@ -180,7 +180,7 @@ void sort_lines(const Tensor& values, const Tensor& indices, const Tensor& x, in
     return;
   }
   Tensor ws = make_tensor({s.workspace}, kU8, x.device());
-  auto* idx = static_cast<int64_t*>(ws.raw_data());
+  auto* idx = static_cast<int64_t*>(dptr<void>(ws));
   K* key = reinterpret_cast<K*>(idx + lines * s.P);
   sort_load_kernel<T>
       <<<blocks_for(lines * s.P, kThreads), kThreads, 0, stream>>>(xp, key, idx, lines, l.n, l.inner, s.P);
@@ -206,8 +206,8 @@ void cumulative(bool is_prod, const Tensor& out, const Tensor& in, int64_t dim) 
   DeviceGuard guard(dev);
   cudaStream_t stream = current_stream(dev);
   visit_dtype<AllTypes>(in.dtype(), is_prod ? "[cumprod]" : "[cumsum]", [&]<class T>() {
-    const T* xp = static_cast<const T*>(x.raw_data());
-    auto* yp = static_cast<scan_out_t<T>*>(out.raw_data());
+    const T* xp = dptr<const T>(x);
+    auto* yp = dptr<scan_out_t<T>>(out);
     const auto launch = [&]<bool kProd>() {
       if (l.inner == 1) {
         scan_rows_kernel<T, kProd>

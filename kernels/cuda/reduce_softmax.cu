@@ -121,9 +121,9 @@ Shape keep_shape(const Tensor& t, int64_t dim) {
 void arg_reduce(bool is_max, const Tensor& values, const Tensor& indices, const Tensor& in) {
   const ReducePlan plan = make_reduce_plan(indices, in);
   visit_dtype<AllTypes>(in.dtype(), is_max ? "[argmax]" : "[argmin]", [&]<class T>() {
-    const char* x = static_cast<const char*>(in.raw_data());
-    T* v = values.defined() ? static_cast<T*>(values.raw_data()) : nullptr;
-    auto* ix = static_cast<int64_t*>(indices.raw_data());
+    const char* x = dptr<const char>(in);
+    T* v = dptr<T>(values);
+    auto* ix = dptr<int64_t>(indices);
     if (is_max)
       launch_reduce(plan, ArgOp<T, true>{x, v, ix}, in.device());
     else
@@ -138,18 +138,14 @@ void softmax(const Tensor& out, const Tensor& in, int64_t dim, bool log) {
     using A = acc_t<T>;
     const Shape ks = keep_shape(x, dim);
     Tensor m = make_tensor(ks, dtype_of<A>(), x.device()), s = make_tensor(ks, dtype_of<A>(), x.device());
-    launch_reduce(make_reduce_plan(m, x),
-                  SoftmaxStatsOp<T>{static_cast<const char*>(x.raw_data()), static_cast<A*>(m.raw_data()),
-                                    static_cast<A*>(s.raw_data())},
-                  x.device());
+    launch_reduce(make_reduce_plan(m, x), SoftmaxStatsOp<T>{dptr<const char>(x), dptr<A>(m), dptr<A>(s)}, x.device());
     int64_t n = 1, inner = 1;
     for (int64_t d = dim; d < x.dim(); ++d) (d == dim ? n : inner) *= x.shape()[d];
     const int dev = device_index(x.device(), "softmax");
     DeviceGuard guard(dev);
     const int64_t total = x.numel();
     softmax_write_kernel<T><<<blocks_for(total, kThreads), kThreads, 0, current_stream(dev)>>>(
-        static_cast<const T*>(x.raw_data()), static_cast<T*>(out.raw_data()), static_cast<const A*>(m.raw_data()),
-        static_cast<const A*>(s.raw_data()), n, inner, total, log);
+        dptr<const T>(x), dptr<T>(out), dptr<const A>(m), dptr<const A>(s), n, inner, total, log);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }
@@ -163,17 +159,14 @@ void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tenso
   visit_dtype<FloatTypes>(out.dtype(), log ? "[log_softmax_backward]" : "[softmax_backward]", [&]<class T>() {
     const int64_t last = out.dim() == 0 ? 0 : out.dim() - 1;
     Tensor sums = make_tensor(keep_shape(out, last), kF64, out.device());
-    launch_reduce(
-        make_reduce_plan(sums, out),
-        SoftmaxBackOp<T>{static_cast<const char*>(grad_out.raw_data()), static_cast<const char*>(out.raw_data()),
-                         static_cast<double*>(sums.raw_data()), log},
-        out.device());
+    launch_reduce(make_reduce_plan(sums, out),
+                  SoftmaxBackOp<T>{dptr<const char>(grad_out), dptr<const char>(out), dptr<double>(sums), log},
+                  out.device());
     const int64_t n = out.dim() == 0 ? 1 : out.shape().back(), total = out.numel();
     const int dev = device_index(out.device(), "softmax_backward");
     DeviceGuard guard(dev);
     softmax_backward_kernel<T><<<blocks_for(total, kThreads), kThreads, 0, current_stream(dev)>>>(
-        static_cast<const T*>(grad_out.raw_data()), static_cast<const T*>(out.raw_data()),
-        static_cast<T*>(grad_in.raw_data()), static_cast<const double*>(sums.raw_data()), n, total, log);
+        dptr<const T>(grad_out), dptr<const T>(out), dptr<T>(grad_in), dptr<const double>(sums), n, total, log);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }

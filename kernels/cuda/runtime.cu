@@ -70,6 +70,14 @@ int device_index(Device d, const char* op) {
   return d.index;
 }
 
+void check_operand(const Tensor& t, std::optional<DType> dtype) {
+  if (!t.defined()) return;
+  EMBER_CHECK(t.device().is_cuda(), DeviceError, "[cuda] a CUDA kernel was handed a tensor on ", t.device(), ": ",
+              describe(t));
+  EMBER_CHECK(!dtype || t.dtype() == *dtype, DTypeError, "[cuda] a CUDA kernel expected a ", *dtype, " tensor, got ",
+              describe(t));
+}
+
 DeviceGuard::DeviceGuard(int device) : cur_(device) {
   EMBER_CUDA_CHECK(cudaGetDevice(&prev_));
   if (prev_ != cur_) EMBER_CUDA_CHECK(cudaSetDevice(cur_));

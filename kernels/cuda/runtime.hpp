@@ -1,11 +1,14 @@
 // CUDA runtime helpers shared by the .cu files: error checking with file and line, the stream each
-// device's work goes to, a device guard, and launch geometry.
+// device's work goes to, a device guard, operand addresses, and launch geometry.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <optional>
+#include <type_traits>
 
 #include "core/device.hpp"
+#include "core/tensor.hpp"
 #include "kernels/cuda_device.hpp"
 
 // Throws ember::Error naming the failed call, file, line and CUDA's message.
@@ -37,6 +40,26 @@ class DeviceGuard {
   int prev_ = -1;
   int cur_ = -1;
 };
+
+// Raises a DeviceError unless t lives on a CUDA device, and a DTypeError unless its dtype is `dtype`
+// (when given). See dptr.
+void check_operand(const Tensor& t, std::optional<DType> dtype);
+
+// The device address of t's first element as a T*, null for an undefined tensor. Host code hands every
+// tensor to a kernel or library call through this: a host tensor would give the device a host address
+// (a fault, or a silent wrong read), so it raises instead. When T is an element type (float, int64_t,
+// half ...) t's dtype must be T's; byte and workspace views (char, unsigned long long, CUDA's own types)
+// are only checked for their device.
+template <class T>
+T* dptr(const Tensor& t) {
+  using E = std::remove_const_t<T>;
+  constexpr bool element = contains_v<E, TypeList<float, double, half, bfloat16, int32_t, int64_t, uint8_t, bool>>;
+  if constexpr (element)
+    check_operand(t, dtype_of<E>());
+  else
+    check_operand(t, std::nullopt);
+  return t.defined() ? static_cast<T*>(t.raw_data()) : nullptr;
+}
 
 inline constexpr int kThreads = 256;
 
