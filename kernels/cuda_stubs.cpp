@@ -73,7 +73,7 @@ void sort(const Tensor&, const Tensor&, const Tensor&, int64_t, bool) { no_cuda(
 void topk(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, bool, bool) { no_cuda("topk"); }
 void softmax(const Tensor&, const Tensor&, int64_t, bool) { no_cuda("softmax"); }
 void softmax_backward(const Tensor&, const Tensor&, const Tensor&, bool) { no_cuda("softmax_backward"); }
-void check_probabilities(const Tensor&) { no_cuda("binary_cross_entropy"); }
+void check_probabilities(const Tensor&, ProbabilityOp) { no_cuda("check_probabilities"); }
 void cross_entropy_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                            const CrossEntropyParams&, const Tensor&, const Tensor&, CeReduce) {
   no_cuda("cross_entropy");

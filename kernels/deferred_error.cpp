@@ -2,6 +2,7 @@
 // immediate CPU checks.
 #include "kernels/deferred_error.hpp"
 
+#include <bit>
 #include <iterator>
 #include <string_view>
 
@@ -39,7 +40,10 @@ std::string deferred_error_message(const DeferredError& e) {
         return detail::cat_str("[one_hot] class value ", e.args[0], " is out of bounds for ", e.args[1], " classes");
       return detail::cat_str("[", index_op_name(static_cast<IndexOp>(e.args[3])), "] index ", e.args[0],
                              " is out of bounds for dim ", e.args[2], " with size ", e.args[1]);
-    case DeferredCode::kProbabilityRange:  // worded as core/ops/loss.cpp's check_probabilities
+    case DeferredCode::kProbabilityRange:  // worded as check_probabilities (core/ops/loss.cpp) and bernoulli's
+      if (e.args[2] == static_cast<int64_t>(ProbabilityOp::kBernoulli))
+        return detail::cat_str("[bernoulli] probabilities must be in [0, 1], got ", std::bit_cast<double>(e.args[3]),
+                               " (element ", e.args[0], " of ", e.args[1], ")");
       return detail::cat_str("[binary_cross_entropy] all elements of input should be between 0 and 1 (element ",
                              e.args[0], " of ", e.args[1], " is not)");
     default:

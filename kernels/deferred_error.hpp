@@ -15,7 +15,7 @@ enum class DeferredCode : int64_t {
   kCrossEntropyTarget = 1,  // args: target, classes, flat target index, ignore_index
   kIndexOutOfRange = 2,     // args: index, size along dim, dim, IndexOp
   kNllLossTarget = 3,       // args as kCrossEntropyTarget
-  kProbabilityRange = 4,    // binary_cross_entropy's input outside [0, 1]; args: flat index, numel
+  kProbabilityRange = 4,    // a probability outside [0, 1]; args: flat index, numel, ProbabilityOp, value's bits
 };
 
 // The op whose indices a CUDA indexing kernel checks (the message names it).
@@ -32,6 +32,12 @@ enum class IndexOp : int64_t {
   kIndexPut_ = 9,  // index_put_
   kOneHot = 10,    // one_hot with num_classes given (worded as its class-value check)
 };
+// The op whose probabilities a kProbabilityRange error is about.
+enum class ProbabilityOp : int64_t {
+  kBinaryCrossEntropy = 0,  // its input (NaN passes, as on the CPU)
+  kBernoulli = 1,           // bernoulli(p)'s p (NaN fails, as on the CPU)
+};
+
 // The op's public name ("index_select", "embedding", "gather", ...), and back (kIndexSelect for a name
 // that is none of them).
 const char* index_op_name(IndexOp op);

@@ -3,7 +3,9 @@
 // with logged values bit-identical to reading each loss when it is logged.
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -319,6 +321,19 @@ TEST_SUITE("host_sync") {
     CHECK(bce_msg.starts_with(bce_common));
     CHECK(kernels::deferred_error_message(bce).starts_with(bce_common + "should be between 0 and 1"));
     CHECK_THROWS_AS(kernels::raise_deferred_error(bce), ValueError);
+    // bernoulli's p: the CPU's words and value, then where it is.
+    std::string bern_msg;
+    try {
+      (void)bernoulli(tensor<double>({0.5, 1.5}));
+    } catch (const ValueError& e) {
+      bern_msg = e.what();
+    }
+    const kernels::DeferredError bern{
+        .code = int64_t(kernels::DeferredCode::kProbabilityRange),
+        .args = {1, 2, int64_t(kernels::ProbabilityOp::kBernoulli), std::bit_cast<int64_t>(1.5)}};
+    CHECK(bern_msg == "[bernoulli] probabilities must be in [0, 1], got 1.5");
+    CHECK(kernels::deferred_error_message(bern) == bern_msg + " (element 1 of 2)");
+    CHECK_THROWS_AS(kernels::raise_deferred_error(bern), ValueError);
   }
 
   TEST_CASE("cuda: cross_entropy reads nothing to the host; a bad target raises at the next read") {
@@ -348,6 +363,25 @@ TEST_SUITE("host_sync") {
     CHECK(throws_with<IndexError>([&] { (void)l.item<float>(); },
                                   "[cross_entropy] target 12 is out of bounds for 10 classes (at flat target index 2"));
     CHECK_NOTHROW((void)mean.item<float>());  // raised once
+  }
+
+  TEST_CASE("cuda: bernoulli(p) reads nothing to the host; a p outside [0, 1] (or NaN) raises at the next read") {
+    CUDA_OR_SKIP();
+    const Device gpu(Device::Kind::CUDA, 0);
+    Tensor p = tensor<float>({0.25f, 0.5f, 1.f, 0.f}).to(gpu);
+    const int64_t before = host_reads();
+    Tensor ok = bernoulli(p);
+    CHECK(host_reads() == before);
+    CHECK(ok.cpu().to_vector<float>()[2] == 1.f);
+    Tensor bad = bernoulli(tensor<float>({0.5f, 0.5f, 1.5f, -1.f}).to(gpu));
+    CHECK(throws_with<ValueError>([&] { (void)bad.cpu(); },
+                                  "[bernoulli] probabilities must be in [0, 1], got 1.5 (element 2 of 4)"));
+    Tensor nan = bernoulli(tensor<float>({0.5f, std::numeric_limits<float>::quiet_NaN()}).to(gpu));
+    CHECK(throws_with<ValueError>([&] { (void)nan.cpu(); }, "[bernoulli] probabilities must be in [0, 1], got nan"));
+    // binary_cross_entropy still lets NaN through, as on the CPU.
+    Tensor q = tensor<float>({0.5f, std::numeric_limits<float>::quiet_NaN()}).to(gpu);
+    Tensor l = nn::functional::binary_cross_entropy(q, tensor<float>({1.f, 0.f}).to(gpu));
+    CHECK_NOTHROW((void)l.cpu());
   }
 
   TEST_CASE("cuda: fused cross_entropy in bf16 at GPT-2's vocabulary: the gradient of f32 logits, rows summing to 0") {

@@ -15,6 +15,7 @@
 #include "core/ops/elementwise.hpp"
 #include "core/profiler.hpp"
 #include "kernels/elementwise.hpp"
+#include "kernels/loss.hpp"
 #include "kernels/philox.hpp"
 #include "kernels/random.hpp"
 
@@ -143,8 +144,11 @@ Tensor bernoulli(const Tensor& p, Generator* g) {
   profiler::OpRecord prof("bernoulli", {&p});
   EMBER_CHECK(is_floating(p.dtype()), DTypeError, "[bernoulli] needs floating probabilities, got ", describe(p));
   Tensor probs = p.to(kF64).contiguous();
-  for (double v : probs.to_vector<double>())
-    EMBER_CHECK(v >= 0 && v <= 1, ValueError, "[bernoulli] probabilities must be in [0, 1], got ", v);
+  if (probs.device().is_cuda())  // no host read: a bad p is a deferred ValueError, raised at the next read
+    kernels::cuda::check_probabilities(probs, kernels::ProbabilityOp::kBernoulli);
+  else
+    for (double v : probs.to_vector<double>())
+      EMBER_CHECK(v >= 0 && v <= 1, ValueError, "[bernoulli] probabilities must be in [0, 1], got ", v);
   Tensor out = make_tensor(p.shape(), p.dtype(), p.device());
   draw(out, {.dist = Distribution::Bernoulli, .probs = &probs}, g);
   return out;

@@ -3,10 +3,13 @@
 // cudaFree synchronise the device and a training step must not call them. A block is handed out for
 // work on the current stream; one also used on other streams (record_stream) waits, once freed, for
 // events on those streams before it is reused. Pinned host memory: cudaHostAlloc'd blocks cached by
-// size, held back after a free until the async copies that use them are done.
+// size, held back after a free until the async copies that use them are done. They are portable (pinned
+// for every device's context) and allocated with the process's working device current, so a data loader
+// thread (whose current device is 0) does not open a context on GPU 0 in a process that trains on GPU 3.
 // CUDA graphs: while a graph captures on a stream, allocations on it come from a pool owned by that graph
 // (kernels/graph_pools.hpp, CPU-tested): never handed to eager work, nothing cudaFree'd during a capture,
 // ordinary frees held until the capture ends; cudaMalloc runs in relaxed capture mode.
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,9 +44,23 @@ bool all_done(const std::vector<cudaEvent_t>& events) {
   return true;
 }
 
+// The first device this process gave memory to (-1 before any): the context pinned memory is made in.
+std::atomic<int> g_working_device{-1};
+
+// Makes the working device current (the calling thread's own device before the process has one).
+DeviceGuard working_device_guard() {
+  const int d = g_working_device.load(std::memory_order_relaxed);
+  if (d >= 0) return DeviceGuard(d);
+  int cur = 0;
+  EMBER_CUDA_CHECK(cudaGetDevice(&cur));
+  return DeviceGuard(cur);
+}
+
 // cudaMalloc in relaxed capture mode: it is not a stream operation, and the capturing thread's
 // thread-local mode would otherwise reject it as "potentially unsafe".
 void* system_malloc(int device, size_t n) {
+  int none = -1;
+  g_working_device.compare_exchange_strong(none, device, std::memory_order_relaxed);
   DeviceGuard g(device);
   cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
   EMBER_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
@@ -270,11 +287,12 @@ class PinnedAllocator final : public Allocator {
       it->second.pop_back();
       stats_.cached_bytes -= static_cast<int64_t>(sz);
     } else {
-      cudaError_t err = cudaHostAlloc(&p, sz, cudaHostAllocDefault);
+      const DeviceGuard guard = working_device_guard();
+      cudaError_t err = cudaHostAlloc(&p, sz, cudaHostAllocPortable);
       if (err == cudaErrorMemoryAllocation) {
         cudaGetLastError();
         release_locked();
-        err = cudaHostAlloc(&p, sz, cudaHostAllocDefault);
+        err = cudaHostAlloc(&p, sz, cudaHostAllocPortable);
       }
       if (err == cudaErrorMemoryAllocation) {
         cudaGetLastError();
@@ -361,6 +379,7 @@ class PinnedAllocator final : public Allocator {
     }
   }
   void release_locked() {
+    const DeviceGuard guard = working_device_guard();
     for (auto& [sz, blocks] : free_)
       for (void* p : blocks) {
         EMBER_CUDA_CHECK(cudaFreeHost(p));

@@ -190,39 +190,46 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// The smallest flat index of an element outside [0, 1] (NaN passes, as on the CPU), into *first.
+// The smallest flat index of an element outside [0, 1] into *first; NaN is outside unless nan_ok.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    outside_unit_kernel(const T* __restrict x, int64_t n, unsigned long long* first) {
+    outside_unit_kernel(const T* __restrict x, int64_t n, bool nan_ok, unsigned long long* first) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     using A = acc_t<T>;
     const A v = static_cast<A>(x[i]);
-    if (v < A(0) || v > A(1)) atomicMin(first, static_cast<unsigned long long>(i));
+    const bool outside = nan_ok ? (v < A(0) || v > A(1)) : !(v >= A(0) && v <= A(1));
+    if (outside) atomicMin(first, static_cast<unsigned long long>(i));
   }
 }
-__global__ void report_probability_kernel(const unsigned long long* first, int64_t n, DeferredError* error) {
-  if (*first != ~0ULL)
-    report_deferred_error(error, DeferredCode::kProbabilityRange, static_cast<int64_t>(*first), n, 0, 0);
+template <class T>
+__global__ void report_probability_kernel(const T* x, const unsigned long long* first, int64_t n, ProbabilityOp op,
+                                          DeferredError* error) {
+  if (*first == ~0ULL) return;
+  const auto i = static_cast<int64_t>(*first);
+  const auto value = static_cast<double>(static_cast<acc_t<T>>(x[i]));
+  report_deferred_error(error, DeferredCode::kProbabilityRange, i, n, static_cast<int64_t>(op),
+                        __double_as_longlong(value));
 }
 
 }  // namespace
 
-void check_probabilities(const Tensor& input) {
+void check_probabilities(const Tensor& input, ProbabilityOp op) {
   if (input.numel() == 0) return;
-  const int dev = device_index(input.device(), "binary_cross_entropy");
+  const int dev = device_index(input.device(), "check_probabilities");
   DeviceGuard guard(dev);
   cudaStream_t stream = current_stream(dev);
   Tensor first = make_tensor({1}, kI64, input.device());
   auto* f = dptr<unsigned long long>(first);
   EMBER_CUDA_CHECK(cudaMemsetAsync(f, 0xFF, sizeof(*f), stream));
-  visit_dtype<FloatTypes>(input.dtype(), "[binary_cross_entropy]", [&]<class T>() {
-    outside_unit_kernel<T>
-        <<<blocks_for(input.numel(), kThreads), kThreads, 0, stream>>>(dptr<const T>(input), input.numel(), f);
+  visit_dtype<FloatTypes>(input.dtype(), "[check_probabilities]", [&]<class T>() {
+    const T* x = dptr<const T>(input);
+    outside_unit_kernel<T><<<blocks_for(input.numel(), kThreads), kThreads, 0, stream>>>(
+        x, input.numel(), op == ProbabilityOp::kBinaryCrossEntropy, f);
+    EMBER_CUDA_CHECK(cudaGetLastError());
+    report_probability_kernel<T><<<1, 1, 0, stream>>>(x, f, input.numel(), op, deferred_error_slot(dev));
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
-  report_probability_kernel<<<1, 1, 0, stream>>>(f, input.numel(), deferred_error_slot(dev));
-  EMBER_CUDA_CHECK(cudaGetLastError());
 }
 
 void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input, const Tensor& target,
