@@ -17,6 +17,12 @@ void check_index(const char* op, int64_t index, int64_t size) {
   EMBER_CHECK(index >= 0 && index < size, IndexError, "[", op, "] index ", index, " is out of range for a dataset of ",
               size, " examples");
 }
+
+Tensor index_to(const Tensor& host_index, Device device) {
+  if (device.is_cpu()) return host_index;
+  // The pinned source is held until the copy is done (the pinned allocator waits for it).
+  return host_index.pin_memory().to(device, /*copy=*/false, /*non_blocking=*/true);
+}
 }  // namespace detail
 
 // ---- Dataset ----
@@ -69,7 +75,7 @@ Tensor index_tensor(const char* op, std::span<const int64_t> indices, int64_t si
   detail::check_index(op, *hi, size);
   Tensor idx = make_tensor(Shape{static_cast<int64_t>(indices.size())}, kI64);
   std::copy(indices.begin(), indices.end(), idx.data_ptr<int64_t>());
-  return device.is_cpu() ? idx : idx.to(device);
+  return detail::index_to(idx, device);
 }
 }  // namespace
 

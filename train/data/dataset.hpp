@@ -132,6 +132,10 @@ requires std::is_arithmetic_v<T> std::vector<std::shared_ptr<Subset>> random_spl
 namespace detail {
 // IndexError "[op] index i is out of range for a dataset of n examples" unless 0 <= i < n.
 void check_index(const char* op, int64_t index, int64_t size);
+// A batch's host-built index tensor moved to the data's device. To a GPU it goes through pinned memory
+// as a non-blocking copy on the current stream: a plain copy from pageable memory would wait for the
+// device's queued work (a training step) before every batch.
+Tensor index_to(const Tensor& host_index, Device device);
 }  // namespace detail
 
 }  // namespace ember::data

@@ -227,7 +227,7 @@ Batch NextTokenDataset::get_batch(std::span<const int64_t> indices) const {
     const int64_t s = indices[static_cast<size_t>(r)] * stride_;
     for (int64_t t = 0; t < block_; ++t) p[r * block_ + t] = s + t;
   }
-  if (!tokens_.device().is_cpu()) pos = pos.to(tokens_.device());
+  pos = detail::index_to(pos, tokens_.device());
   Batch out;
   out.input = index_select(tokens_, 0, pos).view({b, block_});
   out.target = index_select(tokens_.narrow(0, 1, tokens_.numel() - 1), 0, pos).view({b, block_});
