@@ -8,16 +8,29 @@
 namespace ember::kernels {
 
 // arange's element i: start + i * step, in double when the dtype or a bound is floating (rounded once
-// to the dtype), else in int64. Shared by the CPU loop and the CUDA kernel.
+// to the dtype), else in int64. linspace sets from_end: the elements from there on count back from
+// its end, end - (last - i) * step, so the last one is exactly `end`. Shared by the CPU loop and the
+// CUDA kernel, with the same two roundings on both (nvcc would fuse the product and sum into an FMA).
 struct ArangeParams {
   bool floating = false;
   double start = 0, step = 1;
   int64_t istart = 0, istep = 1;
+  double end = 0;
+  int64_t from_end = INT64_MAX, last = 0;
 };
+EMBER_HD double add_product(double a, double b, double c, bool subtract) {
+#ifdef __CUDA_ARCH__
+  return subtract ? __dsub_rn(a, __dmul_rn(b, c)) : __dadd_rn(a, __dmul_rn(b, c));
+#else
+  return subtract ? a - b * c : a + b * c;
+#endif
+}
 template <class T>
 EMBER_HD T arange_value(const ArangeParams& p, int64_t i) {
-  if (p.floating) return static_cast<T>(static_cast<acc_t<T>>(p.start + static_cast<double>(i) * p.step));
-  return static_cast<T>(p.istart + i * p.istep);
+  if (!p.floating) return static_cast<T>(p.istart + i * p.istep);
+  const double v = i < p.from_end ? add_product(p.start, p.step, static_cast<double>(i), false)
+                                  : add_product(p.end, p.step, static_cast<double>(p.last - i), true);
+  return static_cast<T>(static_cast<acc_t<T>>(v));
 }
 
 void unary(int op, const Tensor& out, const Tensor& a, const OpParams& p);

@@ -350,6 +350,33 @@ TEST_CASE("cuda: random draws equal the CPU's for the same seed") {
   CHECK(equal(gp, cp));
 }
 
+TEST_CASE("cuda: arange and linspace are made on the device, bit for bit the CPU's") {
+  CUDA_OR_SKIP();
+  // Both round the product and the sum separately on the device too (no FMA), so no last bit differs.
+  auto both = [](auto make) {
+    Tensor g = make(kCuda);
+    CHECK(g.device() == kCuda);
+    return std::make_pair(g.cpu(), make(kCPU));
+  };
+  for (DType dt : {kF64, kF32, kBF16, kI64}) {
+    CAPTURE(dt);
+    if (dt != kI64) {
+      auto [ga, ca] = both([&](Device d) { return arange(0.1, 50.0, 0.037, dt, d); });
+      CHECK(equal(ga, ca));
+    }
+    auto [gi, ci] = both([&](Device d) { return arange(-7, 1000, 3, dt, d); });
+    CHECK(equal(gi, ci));
+    for (int64_t steps : {0, 1, 2, 1000, 1001}) {
+      CAPTURE(steps);
+      auto [gl, cl] = both([&](Device d) { return linspace(0.1, 7.3, steps, {.dtype = dt, .device = d}); });
+      CHECK(equal(gl, cl));
+    }
+  }
+  Tensor l = linspace(-1e308, 1e308, 3, {.dtype = kF64, .device = kCuda});
+  CHECK(l.device() == kCuda);
+  CHECK(l.cpu().to_vector<double>() == std::vector<double>{-1e308, 0, 1e308});
+}
+
 TEST_CASE("cuda: caching allocator statistics, reuse and empty_cache") {
   CUDA_OR_SKIP();
   empty_cache(kCuda);

@@ -86,15 +86,14 @@ Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, std::o
 Tensor linspace(double start, double end, int64_t steps, const TensorOptions& o) {
   profiler::OpRecord prof("linspace");
   EMBER_CHECK(steps >= 0, ValueError, "[linspace] number of steps must be non-negative, got ", steps);
-  Tensor out = make_tensor({steps}, kF64);
-  double* p = out.data_ptr<double>();
-  double gaps = static_cast<double>(steps - 1);
+  const double gaps = static_cast<double>(steps - 1);
   // end - start overflows for far-apart finite ends (-1e308, 1e308): divide each first then.
-  double step = steps <= 1 ? 0 : std::isfinite(end - start) ? (end - start) / gaps : end / gaps - start / gaps;
-  int64_t half_n = steps / 2;  // fill from both ends, as PyTorch, so the last value is exactly `end`
-  for (int64_t i = 0; i < steps; ++i)
-    p[i] = i < half_n ? start + step * static_cast<double>(i) : end - step * static_cast<double>(steps - 1 - i);
-  return finish(out.to(o.device, o.dtype), o);
+  const double step = steps <= 1 ? 0 : std::isfinite(end - start) ? (end - start) / gaps : end / gaps - start / gaps;
+  // Made in double on the output's device, filled from both ends as PyTorch does, then rounded once.
+  Tensor out = make_tensor({steps}, kF64, o.device);
+  kernels::arange(
+      out, {.floating = true, .start = start, .step = step, .end = end, .from_end = steps / 2, .last = steps - 1});
+  return finish(out.to(o.dtype), o);
 }
 
 Tensor eye(int64_t n, std::optional<int64_t> m, const TensorOptions& o) {
