@@ -66,6 +66,8 @@ if [[ "${1:-}" == "--prepare" ]]; then
   # --reconfigure (not configure): a build folder made before an option existed learns it here.
   meson setup --reconfigure build-cuda -Dmpi=disabled -Dnccl=disabled -Dbenchmarks=true -Dexamples=true \
     -Dgpu_arch=90,90-ptx -Ddefault_library=shared -Dcpu_arch=x86-64-v3 || die "meson configure"
+  # Meson 1.0 gives nvcc no dependency files: rebuild the CUDA objects whose headers changed since.
+  python3 tools/cuda_deps.py build-cuda || die "cuda_deps"
   ninja -C build-cuda -j"${EMBER_JOBS:-2}" tests/ember_tests bm_gpu_elementwise bench/bench_gpu \
     examples/digits_mlp/digits_mlp examples/mnist_cnn/mnist_cnn examples/gpt2/gpt2 || die "build"
   stage=$(mktemp -d)

@@ -82,4 +82,6 @@ if [ -f "$build/meson-private/coredata.dat" ]; then
 else
   meson setup "$build" "$src" "$@"
 fi
+# An incremental build: CUDA objects whose headers changed (Meson 1.0 gives nvcc no dependency files).
+((has_cuda)) && [ -f "$build/compile_commands.json" ] && python3 tools/cuda_deps.py "$build"
 ninja -C "$build" -j "${EMBER_JOBS:-$(nproc)}"
