@@ -195,13 +195,16 @@ inline Result train(const Config& cfg, train::TrainerOptions options, const std:
   auto start = std::chrono::steady_clock::now();
   manual_seed(cfg.seed);
   data::CharLmData lm = data::char_lm_data(text, cfg.context, 0.1);
-  auto train_loader = std::make_shared<data::DataLoader>(
-      lm.train,
-      data::DataLoaderOptions{
-          .batch_size = cfg.batch_size, .shuffle = true, .drop_last = true, .seed = cfg.seed, .num_workers = 1});
+  auto train_loader = std::make_shared<data::DataLoader>(lm.train, data::DataLoaderOptions{.batch_size = cfg.batch_size,
+                                                                                           .shuffle = true,
+                                                                                           .drop_last = true,
+                                                                                           .seed = cfg.seed,
+                                                                                           .num_workers = 1,
+                                                                                           .pin_memory = true});
   // Each validation reads the next epoch of this shuffled loader: eval_batches random batches each time.
   auto val_loader = std::make_shared<data::DataLoader>(
-      lm.val, data::DataLoaderOptions{.batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed + 1});
+      lm.val,
+      data::DataLoaderOptions{.batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed + 1, .pin_memory = true});
 
   GPT model(lm.vocab.size(), cfg);
   model.start = start;

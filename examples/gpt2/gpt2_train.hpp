@@ -240,13 +240,17 @@ inline Result train(const TrainConfig& cfg, train::TrainerOptions options, const
   const int64_t t = cfg.model.context;
   auto train_set = std::make_shared<data::NextTokenDataset>(train_tokens, t);
   auto val_set = std::make_shared<data::NextTokenDataset>(val_tokens, t);
-  auto train_loader = std::make_shared<data::DataLoader>(
-      train_set,
-      data::DataLoaderOptions{
-          .batch_size = cfg.batch_size, .shuffle = true, .drop_last = true, .seed = cfg.seed, .num_workers = 1});
+  auto train_loader =
+      std::make_shared<data::DataLoader>(train_set, data::DataLoaderOptions{.batch_size = cfg.batch_size,
+                                                                            .shuffle = true,
+                                                                            .drop_last = true,
+                                                                            .seed = cfg.seed,
+                                                                            .num_workers = 1,
+                                                                            .pin_memory = true});
   // Each validation reads the next eval_batches batches of this shuffled loader.
   auto val_loader = std::make_shared<data::DataLoader>(
-      val_set, data::DataLoaderOptions{.batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed + 1});
+      val_set,
+      data::DataLoaderOptions{.batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed + 1, .pin_memory = true});
 
   GPT2 model(cfg);
   model.start = start;

@@ -110,11 +110,13 @@ inline Result train(const Config& cfg, train::TrainerOptions options) {
   auto split = data::random_split(images, {images->size() - cfg.val_size, cfg.val_size}, cfg.seed);
   auto train_loader = std::make_shared<data::DataLoader>(
       split[0],
-      data::DataLoaderOptions{.batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed, .num_workers = 1});
-  auto val_loader = std::make_shared<data::DataLoader>(split[1], data::DataLoaderOptions{.batch_size = 1000});
+      data::DataLoaderOptions{
+          .batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed, .num_workers = 1, .pin_memory = true});
+  auto val_loader =
+      std::make_shared<data::DataLoader>(split[1], data::DataLoaderOptions{.batch_size = 1000, .pin_memory = true});
   auto test_loader =
       std::make_shared<data::DataLoader>(ember_examples::first_n(data::mnist(cfg.root, false), cfg.limit_test),
-                                         data::DataLoaderOptions{.batch_size = 1000});
+                                         data::DataLoaderOptions{.batch_size = 1000, .pin_memory = true});
 
   LitAutoEncoder model(cfg.model);
   Result r;

@@ -99,8 +99,10 @@ inline Result train(const Config& cfg, train::TrainerOptions options) {
   auto test_set = ember_examples::first_n(data::mnist(cfg.root, false), cfg.limit_test);
   auto train_loader = std::make_shared<data::DataLoader>(
       train_set,
-      data::DataLoaderOptions{.batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed, .num_workers = 1});
-  auto test_loader = std::make_shared<data::DataLoader>(test_set, data::DataLoaderOptions{.batch_size = 1000});
+      data::DataLoaderOptions{
+          .batch_size = cfg.batch_size, .shuffle = true, .seed = cfg.seed, .num_workers = 1, .pin_memory = true});
+  auto test_loader =
+      std::make_shared<data::DataLoader>(test_set, data::DataLoaderOptions{.batch_size = 1000, .pin_memory = true});
 
   LeNet net(cfg);
   Result r;
