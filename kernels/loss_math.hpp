@@ -9,35 +9,40 @@
 
 namespace ember::kernels {
 
-// Running max m and sum s of exp(x - m) over the values seen. NaN anywhere makes the result NaN; a +inf
-// makes it +inf and an all -inf row -inf, as the CPU's two-pass logsumexp.
+// Running max m and sum s of exp(x - m) over the values seen. NaN anywhere makes the result NaN (m turns
+// NaN and stays so, whatever the grouping), else a +inf makes it +inf and an all -inf row -inf, as the
+// CPU's two-pass logsumexp and PyTorch.
 template <class A>
 struct LseAcc {
   A m = -std::numeric_limits<A>::infinity();
   A s = 0;
 
   EMBER_HD void add(A x) {
-    if (x > m) {
+    if (m != m) return;
+    if (x != x) {
+      m = x;
+    } else if (x > m) {
       s = s * std::exp(m - x) + A(1);  // m = -inf: exp(-inf) = 0
       m = x;
     } else if (x != -std::numeric_limits<A>::infinity()) {
-      s += std::exp(x - m);  // x NaN lands here and poisons s
+      s += std::exp(x - m);  // after a +inf: exp(inf - inf) is NaN, but result() returns m then
     }
   }
   // Folds in another partial row (om, os).
   EMBER_HD void merge(A om, A os) {
-    if (om > m) {
+    if (m != m) return;
+    if (om != om) {
+      m = om;
+    } else if (om > m) {
       s = s * std::exp(m - om) + os;
       m = om;
-    } else if (om != -std::numeric_limits<A>::infinity() || os != os) {
+    } else if (om != -std::numeric_limits<A>::infinity()) {
       s += os * std::exp(om - m);
     }
   }
   EMBER_HD A result() const {
     constexpr A inf = std::numeric_limits<A>::infinity();
-    if (m == inf) return m;
-    if (s != s) return s;
-    if (m == -inf) return m;
+    if (m != m || m == inf || m == -inf) return m;
     return m + std::log(s);
   }
 };

@@ -3,6 +3,7 @@
 // against its composition, and the errors for bad input.
 #include <doctest/doctest.h>
 
+#include <limits>
 #include <map>
 #include <sstream>
 #include <string>
@@ -255,6 +256,16 @@ TEST_CASE("loss: unbatched, empty and large-logit inputs") {
   Tensor l = F::cross_entropy(big, tensor<int64_t>({0, 0}), {}, -100, "none");
   CHECK(l.to_vector<float>()[0] == doctest::Approx(0.0f));
   CHECK(l.to_vector<float>()[1] == doctest::Approx(1e4f));
+  // A NaN logit makes its row's loss NaN wherever it sits, a +inf among them too (PyTorch's results; the
+  // row max used to skip a NaN after the first element and return the +inf). Without a NaN, +inf gives
+  // inf for another target (-inf log-probability) and NaN for its own (inf - inf).
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  Tensor odd = tensor<float>({{nan, inf, 0.f}, {0.f, nan, inf}, {inf, 0.f, nan}, {0.f, inf, 1.f}, {0.f, inf, 1.f}});
+  const std::vector<float> odd_loss =
+      F::cross_entropy(odd, tensor<int64_t>({2, 0, 1, 2, 1}), {}, -100, "none").to_vector<float>();
+  for (int i = 0; i < 3; ++i) CHECK(std::isnan(odd_loss[static_cast<size_t>(i)]));
+  CHECK(odd_loss[3] == inf);
+  CHECK(std::isnan(odd_loss[4]));
   // int32 targets are accepted beside int64.
   Tensor logits = randn({3, 4});
   CHECK(allclose(F::cross_entropy(logits, tensor<int32_t>({1, 3, 0})),

@@ -127,6 +127,11 @@ TEST_CASE("plan loss: the online logsumexp keeps the two-pass result on inf, -in
     CHECK(std::isnan(split_lse<double>({1.0, nan, 3.0}, parts)));
     CHECK(std::isnan(split_lse<double>({-inf, nan, -inf}, parts)));
     CHECK(std::isnan(split_lse<float>({2.0, 1.0, 0.5, nan}, parts)));
+    // NaN beside +inf is NaN wherever each sits and however the row is split.
+    CHECK(std::isnan(split_lse<double>({nan, inf, 0.0}, parts)));
+    CHECK(std::isnan(split_lse<double>({0.0, nan, inf}, parts)));
+    CHECK(std::isnan(split_lse<double>({inf, 0.0, nan, inf}, parts)));
+    CHECK(std::isnan(split_lse<float>({-inf, -inf, -inf, nan}, parts)));
     // -inf entries add nothing: log(e^0 + e^0) = log 2.
     CHECK(split_lse<double>({0.0, -inf, 0.0, -inf}, parts) == doctest::Approx(std::log(2.0)).epsilon(1e-15));
   }

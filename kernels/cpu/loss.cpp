@@ -29,7 +29,6 @@ namespace ember::kernels {
 namespace cpu {
 namespace {
 
-
 // Positions [0, n) in parallel chunks of about kGrain elements of work when large.
 template <class F>
 void for_positions(int64_t n, int64_t work, F&& body) {
@@ -102,8 +101,12 @@ inline V8 exp8(V8 x) {
 // log(sum(exp(x))) over C values at stride st.
 template <class T, bool kUnit>
 inline T row_logsumexp(const T* x, int64_t c, int64_t stride) {
-  const T m = row_max<T, kUnit>(x, c, stride);
-  if (std::isinf(m)) return m;  // all -inf (or a +inf): the loss is NaN or inf, as PyTorch's
+  const T m = row_max<T, kUnit>(x, c, stride);  // NaN only when x[0] is: the exp sum catches the others
+  if (std::isinf(m)) {  // all -inf, or a +inf: the loss is NaN or inf, as PyTorch's, unless a NaN is there
+    for (int64_t j = 0; j < c; ++j)
+      if (std::isnan(x[j * stride])) return x[j * stride];
+    return m;
+  }
   T s = 0;
   int64_t j = 0;
   if constexpr (kUnit && std::is_same_v<T, float>) {
