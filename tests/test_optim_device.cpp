@@ -112,4 +112,13 @@ TEST_CASE("optim device: clip_grad_norm_ gives the same total norm and gradients
     }
   }
   CUDA_OR_SKIP();
+  // f32 gradients of 2e19: their squares overflow a float, so the sum of squares is kept in double on
+  // both devices (the norm is 2e19 * sqrt(2), not inf).
+  for (Device d : {kCPU, Device(Device::Kind::CUDA, 0)}) {
+    CAPTURE(d);
+    Tensor p = zeros({2}).to(d).requires_grad_();
+    p.set_grad(full({2}, 2e19).to(d));
+    const double total = nn::clip_grad_norm_({p}, 1e30).item<double>();
+    CHECK(total == doctest::Approx(2e19 * std::sqrt(2.0)).epsilon(1e-6));
+  }
 }

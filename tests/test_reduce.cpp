@@ -365,6 +365,16 @@ TEST_CASE("max/min/argmax/argmin: first index of the extreme, NaN counts as the 
     CHECK(argmin(r, 1).to_vector<int64_t>()[0] == 0);
     CHECK(argmax(r.t(), 0).to_vector<int64_t>()[1] == 555);  // outer-mode path
   }
+  // The value is the element at the index: a long row whose max is 0 first at a +0.0, later at a -0.0.
+  Tensor z = full({40}, -1.0);
+  z.narrow(0, 1, 1).fill_(0.0);
+  z.narrow(0, 16, 1).fill_(-0.0);
+  auto [zv, zi] = max(z, 0);
+  CHECK(zi.item<int64_t>() == 1);
+  CHECK(!std::signbit(zv.item<float>()));
+  auto [nv, ni] = min(-z, 0);
+  CHECK(ni.item<int64_t>() == 1);
+  CHECK(std::signbit(nv.item<float>()));  // -(+0.0)
   // bool extremes
   Tensor b = tensor({false, true, true});
   CHECK(amax(b).item<bool>());

@@ -254,7 +254,7 @@ struct ArgReduce {
       } else {
         while (to_acc<A>(x[j]) != m) ++j;
       }
-      combine(s, {m, pos + j});
+      combine(s, {to_acc<A>(x[j]), pos + j});  // the element, not m: +0 and -0 compare equal
       return;
     }
     for (int64_t k = 0; k < n; ++k) {

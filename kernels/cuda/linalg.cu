@@ -66,7 +66,7 @@ __global__ void dot_partial_kernel(const T* x, int64_t sx, const T* y, int64_t s
 
 // Pass 2: one block sums the partials and writes the result in T.
 template <class T, class R>
-__global__ void dot_final_kernel(const R* partial, int parts, T* out) {
+__global__ void __launch_bounds__(1024) dot_final_kernel(const R* partial, int parts, T* out) {
   __shared__ R shared[kWarp];
   R acc = R(0);
   for (int i = threadIdx.x; i < parts; i += blockDim.x) acc = static_cast<R>(acc + partial[i]);

@@ -124,7 +124,7 @@ struct CeSumsArgs {
 // One block: the per-block partials summed in a fixed order into ws[kWsLossSum], ws[kWsWeightSum], the
 // sums tensor and the reduced loss (the division in double, as the host did); then a bad target's report.
 template <class T>
-__global__ void ce_sums_kernel(int64_t* __restrict ws, T* __restrict reduced, CeSumsArgs a) {
+__global__ void __launch_bounds__(1024) ce_sums_kernel(int64_t* __restrict ws, T* __restrict reduced, CeSumsArgs a) {
   const int64_t blocks = a.blocks;
   __shared__ double sh[kWarp];
   const double* partial = reinterpret_cast<const double*>(ws + kWsPartials);

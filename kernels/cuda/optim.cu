@@ -84,32 +84,33 @@ struct AdagradOp {
 template <class T, bool kInf>
 __global__ void __launch_bounds__(kThreads)
     norm_partial_kernel(const __grid_constant__ MtaArgs<1> args, double p, double* __restrict partials) {
-  using A = acc_t<T>;
-  __shared__ A sh[kWarp];
+  // Sums of powers in double, as the CPU's (a float square of a 2e19 gradient overflows); the max is exact
+  // in the element's own accumulation type.
+  using S = std::conditional_t<kInf, acc_t<T>, double>;
+  __shared__ S sh[kWarp];
   const int slot = args.block_tensor[blockIdx.x];
   const int64_t begin = static_cast<int64_t>(args.block_chunk[blockIdx.x]) * kMtaChunk;
   const int64_t left = args.numel[slot] - begin;
   const int64_t n = left < kMtaChunk ? left : kMtaChunk;
   const T* x = static_cast<const T*>(args.ptrs[0][slot]) + begin;
-  const A pa = static_cast<A>(p);
-  A acc = 0;
+  S acc = 0;
   for (int64_t i = threadIdx.x; i < n; i += kThreads) {
-    const A a = std::abs(static_cast<A>(x[i]));
+    const S a = std::abs(static_cast<S>(static_cast<acc_t<T>>(x[i])));
     if constexpr (kInf)
       acc = om::nan_max(a, acc);
     else
-      acc += p == 2 ? a * a : std::pow(a, pa);
+      acc += p == 2 ? a * a : std::pow(a, p);
   }
   if constexpr (kInf)
-    acc = block_reduce(acc, MaxOp{}, A(0), sh);
+    acc = block_reduce(acc, MaxOp{}, S(0), sh);
   else
-    acc = block_reduce(acc, SumOp{}, A(0), sh);
+    acc = block_reduce(acc, SumOp{}, S(0), sh);
   if (threadIdx.x == 0) partials[blockIdx.x] = static_cast<double>(acc);
 }
 
 // The partials in a fixed order, then the root: out = (sum)^(1/p), or the max.
-__global__ void norm_final_kernel(const double* __restrict partials, int64_t count, double p, bool inf,
-                                  double* __restrict out) {
+__global__ void __launch_bounds__(1024)
+    norm_final_kernel(const double* __restrict partials, int64_t count, double p, bool inf, double* __restrict out) {
   __shared__ double sh[kWarp];
   double acc = 0;
   for (int64_t b = threadIdx.x; b < count; b += blockDim.x)
