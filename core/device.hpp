@@ -26,5 +26,9 @@ std::ostream& operator<<(std::ostream& os, const Device& d);
 // Usable CUDA devices (0 in a CPU-only build, or without driver or device), as torch.cuda.device_count().
 int cuda_device_count();
 bool cuda_is_available();
+// Makes `device` (a CUDA device of this machine) the calling thread's current one, as torch.cuda.set_device:
+// a process that works on cuda:3 calls it first, so that nothing it does opens a context on cuda:0.
+// DeviceError for a device that is not there.
+void set_device(Device device);
 
 }  // namespace ember

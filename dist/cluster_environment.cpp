@@ -17,6 +17,7 @@
 #include <cstring>
 #include <iostream>
 #include <optional>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -332,10 +333,30 @@ std::shared_ptr<ClusterEnvironment> detect_cluster_environment() {
   if (OpenMPIEnvironment::detect()) return std::make_shared<OpenMPIEnvironment>();
   if (MPICHEnvironment::detect()) return std::make_shared<MPICHEnvironment>();
   if (SLURMEnvironment::detect()) return std::make_shared<SLURMEnvironment>();
+  // torchrun's variables with no MPI launcher or SLURM step: nothing connects these processes, and each
+  // would train alone on GPU 0, writing the same checkpoints.
+  const char* ws = std::getenv("WORLD_SIZE");
+  EMBER_CHECK(ws == nullptr || *ws == '\0' || std::string_view(ws) == "1", DistError, "[dist] WORLD_SIZE=", ws,
+              " is set (torchrun sets it) but no MPI launcher (mpirun, mpiexec) or SLURM step started this process. "
+              "Ember connects its processes through MPI: start them with `mpirun -np ",
+              ws, " <program>` (or srun), or unset WORLD_SIZE to run one process");
   return std::make_shared<LocalEnvironment>();
 }
 
 LaunchInfo launch_info() { return detect_cluster_environment()->info(); }
+
+int local_cuda_device(const LaunchInfo& launch, int device_count) {
+  EMBER_CHECK(device_count > 0, DeviceError, "[dist] rank ", launch.rank, " of ", launch.world_size,
+              " sees no CUDA device");
+  if (device_count == 1) return 0;
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  EMBER_CHECK(launch.local_rank < device_count, DeviceError, "[dist] local rank ", launch.local_rank, " of the ",
+              launch.local_world_size, " processes on node ", launch.node_rank,
+              " has no GPU of its own: the node shows ", device_count,
+              " CUDA devices (CUDA_VISIBLE_DEVICES=", visible != nullptr ? visible : "<unset>",
+              "). Start at most one process per GPU");
+  return launch.local_rank;
+}
 
 void init_process_group(const ClusterEnvironment& environment) {
   const LaunchInfo info = environment.info();

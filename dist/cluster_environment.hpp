@@ -21,6 +21,12 @@ struct LaunchInfo {
   int num_nodes = 1;
 };
 
+// The CUDA device index a process of `launch` trains on, with `device_count` devices visible to it: its
+// local rank, or 0 when it sees a single GPU (srun --gpus-per-task=1, a CUDA_VISIBLE_DEVICES per rank).
+// DeviceError when the node has fewer GPUs than processes, instead of a rank failing while the others
+// wait for it in the NCCL setup.
+int local_cuda_device(const LaunchInfo& launch, int device_count);
+
 // The extension point: a launcher Ember does not know becomes a subclass that reads its own variables
 // (or asks its own service). Values are fixed for the life of the process; read them in the constructor
 // and raise DistError there for values that make no sense, as the built-ins do.

@@ -3,6 +3,8 @@
 // mean gradients back.
 #include "dist/ddp.hpp"
 
+#include <algorithm>
+
 #include "core/autograd.hpp"
 #include "core/error.hpp"
 #include "core/ops/creation.hpp"
@@ -18,7 +20,8 @@ struct DistributedDataParallel::Bucket {
   std::vector<int64_t> offsets;
   int64_t grads_numel = 0;
   Tensor flat;
-  size_t ready = 0;  // parameters whose gradient arrived in this backward
+  size_t ready = 0;         // parameters whose gradient arrived in this backward
+  bool all_present = true;  // at the last launch, this rank had every parameter's gradient
   Work work;
 };
 
@@ -30,6 +33,7 @@ DistributedDataParallel::DistributedDataParallel(ModelTensors model, Communicato
   params_ = detail::trainable(std::move(model.parameters), comm_, "DistributedDataParallel");
   for (auto& [name, t] : model.buffers) buffers_.push_back(std::move(t));
   bucket_of_.resize(params_.size());
+  arrived_.resize(params_.size());
   for (std::vector<size_t>& plan : detail::plan_buckets(params_, options_.bucket_cap_mb * 1024.0 * 1024.0)) {
     auto b = std::make_unique<Bucket>();
     for (size_t k : plan) {
@@ -82,11 +86,22 @@ void DistributedDataParallel::on_grad_ready(size_t param) {
       b->work.wait();  // only left over when an earlier backward threw
       b->ready = 0;
     }
+    std::fill(arrived_.begin(), arrived_.end(), char{0});
     next_launch_ = 0;
     launched_early_ = 0;
     detail::queue_end_of_backward(in_backward_, [this] { finish(); });
   }
   Bucket& b = *buckets_[bucket_of_[param]];
+  if (arrived_[param]) {  // accumulated again by a nested backward: fine until its bucket has left
+    EMBER_CHECK(bucket_of_[param] >= next_launch_, AutogradError, "[DistributedDataParallel] parameter ", param, " (",
+                describe(params_[param]),
+                ") got more gradient after its bucket's all-reduce had started in this backward, so the mean "
+                "would leave it out. It is used both inside an activation-checkpointed block (nn::checkpoint, "
+                "whose recompute runs a nested backward) and elsewhere, or in two such blocks: keep a shared "
+                "weight's uses outside checkpointed blocks, or inside one");
+    return;
+  }
+  arrived_[param] = 1;
   ++b.ready;
   while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready == buckets_[next_launch_]->params.size()) {
     ++launched_early_;
@@ -95,23 +110,28 @@ void DistributedDataParallel::on_grad_ready(size_t param) {
 }
 
 // Packs the bucket's gradients (whatever .grad holds now, so gradients accumulated under no_sync are
-// included) and starts its all-reduce.
+// included), divided by the world size, and starts its all-reduce. The presence slots are filled on the
+// device (no host-to-device copy, which would wait for the backward queued so far).
 void DistributedDataParallel::launch(size_t index) {
   autograd::NoGradGuard no_grad;
   Bucket& b = *buckets_[index];
-  std::vector<float> present(b.params.size());
+  Tensor slots = b.flat.narrow(0, b.grads_numel, static_cast<int64_t>(b.params.size()));
+  slots.fill_(1);
+  b.all_present = true;
   for (size_t j = 0; j < b.params.size(); ++j) {
     const Tensor& p = params_[b.params[j]];
     Tensor slice = b.flat.narrow(0, b.offsets[j], p.numel());
     const Tensor g = p.grad();
-    present[j] = g.defined() ? 1.0f : 0.0f;
-    if (g.defined())
+    if (g.defined()) {
       slice.copy_(g.reshape({p.numel()}));
-    else
+    } else {
       slice.zero_();
+      slots.narrow(0, static_cast<int64_t>(j), 1).zero_();
+      b.all_present = false;
+    }
   }
-  Tensor slots = b.flat.narrow(0, b.grads_numel, static_cast<int64_t>(b.params.size()));
-  slots.copy_(tensor_from(present, {static_cast<int64_t>(present.size())}, std::nullopt).to(b.flat.device()));
+  b.flat.narrow(0, 0, b.grads_numel)
+      .div_(full({}, comm_.world_size(), {.dtype = b.flat.dtype(), .device = b.flat.device()}));
   b.work = comm_.all_reduce_async(b.flat, ReduceOp::kSum);
 }
 
@@ -122,12 +142,13 @@ void DistributedDataParallel::finish() {
   for (auto& bp : buckets_) {
     Bucket& b = *bp;
     b.work.wait();
-    Tensor counts = b.flat.narrow(0, b.grads_numel, static_cast<int64_t>(b.params.size())).to(Device()).to(kF64);
-    const double* count = counts.data_ptr<double>();
-    b.flat.narrow(0, 0, b.grads_numel)
-        .div_(full({}, comm_.world_size(), {.dtype = b.flat.dtype(), .device = b.flat.device()}));
+    // Only a parameter this rank had no gradient for may have had none on every rank: then the counts
+    // are read (a host synchronisation); when this rank had them all, each count is at least 1.
+    Tensor counts;
+    if (!b.all_present)
+      counts = b.flat.narrow(0, b.grads_numel, static_cast<int64_t>(b.params.size())).to(Device()).to(kF64);
     for (size_t j = 0; j < b.params.size(); ++j) {
-      if (count[j] == 0) continue;  // no rank had a gradient
+      if (counts.defined() && counts.data_ptr<double>()[j] == 0) continue;  // no rank had a gradient
       Tensor p = params_[b.params[j]];
       Tensor mean = b.flat.narrow(0, b.offsets[j], p.numel()).view(p.shape());
       Tensor g = p.grad();

@@ -3,6 +3,11 @@
 // ranks' gradients. Gradients go into buckets of about bucket_cap_mb (in reverse parameter order, roughly
 // the order backward produces them); a bucket all-reduces asynchronously as soon as each of its
 // parameters has its gradient, while backward goes on, and the end of backward waits for them all.
+// Each rank divides its gradients by the world size before the sum (as PyTorch's DDP), so f16 sums do not
+// overflow where the mean would not. A gradient that grows after its bucket's all-reduce started (a
+// parameter reached again by a nested backward: a weight used inside an activation-checkpointed block and
+// elsewhere) raises AutogradError, as PyTorch's DDP does, instead of leaving that part out of the mean.
+// On a GPU nothing in this is a host synchronisation unless a rank lacks a parameter's gradient.
 // Construction first compares the ranks' models (count, names, shapes, dtypes of parameters and buffers)
 // in one small all-gather, so different models raise DistError on every rank instead of mixing weights.
 #pragma once
@@ -69,6 +74,7 @@ class DistributedDataParallel : public Replica {
   DDPOptions options_;
   std::vector<std::unique_ptr<Bucket>> buckets_;
   std::vector<size_t> bucket_of_;  // per parameter
+  std::vector<char> arrived_;      // per parameter: its gradient arrived in this backward
   std::vector<HookHandle> hooks_;
   bool in_backward_ = false;  // a finish() is queued
   size_t next_launch_ = 0;    // buckets launch in order, so every rank issues the same sequence

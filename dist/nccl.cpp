@@ -5,7 +5,8 @@
 // Timeouts: the communicator is nonblocking (every NCCL call returns at once and is polled against the
 // timeout), and a watchdog thread polls ncclCommGetAsyncError and the oldest collective in flight; past
 // the timeout it prints the error, aborts the communicator (ncclCommAbort ends its kernels, so streams
-// waiting on them drain) and every later use raises DistError. Never run on a GPU so far.
+// waiting on them drain) and every later use raises DistError, as does every later host read of the
+// device's results (kernels::cuda::poison_device). Never run on a GPU so far.
 #include "dist/nccl.hpp"
 
 #include <cuda_runtime.h>
@@ -27,6 +28,7 @@
 #include "core/error.hpp"
 #include "core/ops/creation.hpp"
 #include "kernels/cuda/runtime.hpp"
+#include "kernels/deferred_error.hpp"
 
 namespace ember::dist {
 namespace {
@@ -218,6 +220,9 @@ class NcclCommunicator final : public Communicator {
     }
     mark_collective_failed();
     std::cerr << why << std::endl;
+    // Before the abort lets the streams waiting on the collective drain: a host read that returns
+    // then (the gradients' mean, a checkpoint's weights) raises instead of passing on partial data.
+    kernels::cuda::poison_device(device_, why);
     if (comm_ != nullptr) ncclCommAbort(comm_);
     comm_ = nullptr;
   }

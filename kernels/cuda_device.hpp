@@ -12,6 +12,8 @@ namespace ember::kernels::cuda {
 // Usable CUDA devices; 0 without CUDA support, driver or device (any runtime error counts as none).
 int device_count();
 bool is_available();
+// Makes `device` the calling thread's current device (DeviceError when it is not there).
+void set_device(int device);
 // Waits for all work queued on `device` (every device when -1).
 void synchronize(int device = -1);
 // The caching allocator of one device; DeviceError when the index is out of range.

@@ -22,6 +22,7 @@ namespace {
 
 int device_count() { return 0; }
 bool is_available() { return false; }
+void set_device(int) { no_cuda("set_device"); }
 void synchronize(int) {}
 Allocator& allocator(int) { no_cuda("cuda allocator"); }
 void copy_bytes(void*, Device, const void*, Device, size_t) { no_cuda("to"); }

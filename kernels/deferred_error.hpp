@@ -61,6 +61,12 @@ DeferredError* deferred_error_slot(int device);
 // After a synchronisation with `device` (-1: every device with a slot): a recorded error is cleared and
 // thrown. Cheap: a read of host memory.
 void check_deferred_errors(int device = -1);
+// Marks the results of `device` untrustworthy for the rest of the process: a collective on it was aborted
+// (dist/nccl.cpp's timeout or a peer's failure), so the streams that waited for it went on with partial
+// data. From then on every check_deferred_errors of the device (each host read: item(), a checkpoint's
+// copy of the weights, synchronize()) raises DistError(why), so no such result is reported or saved.
+void poison_device(int device, const std::string& why);
+void clear_poisoned_devices();  // tests only
 }  // namespace cuda
 
 }  // namespace ember::kernels

@@ -41,6 +41,7 @@ const char* const kLauncherVars[] = {"OMPI_COMM_WORLD_SIZE",
                                      "SLURM_ARRAY_JOB_ID",
                                      "SLURM_ARRAY_TASK_ID",
                                      "SLURM_RESTART_COUNT",
+                                     "WORLD_SIZE",
                                      "PATH"};
 
 // For one scope: no launcher variable but those given (so the tests pass inside a real SLURM job or
@@ -242,9 +243,30 @@ TEST_SUITE("cluster environment") {
                 "SLURM_STEP_NUM_NODES=3 but SLURM_STEP_TASKS_PER_NODE lists 2 nodes"));
     CHECK(fails({{"SLURM_JOB_ID", "12a"}}, "[dist::SLURMEnvironment] SLURM_JOB_ID=\"12a\" is not a job id"));
     CHECK(fails({{"SLURM_JOB_ID", "12"}, {"SLURM_RESTART_COUNT", "x"}}, "SLURM_RESTART_COUNT=\"x\""));
+    // torchrun's variables alone: the processes are not connected, so each would train alone.
+    CHECK(fails({{"WORLD_SIZE", "4"}}, "[dist] WORLD_SIZE=4 is set (torchrun sets it) but no MPI launcher"));
+    {
+      EnvGuard one({{"WORLD_SIZE", "1"}});
+      CHECK(dist::detect_cluster_environment()->name() == "local");
+    }
+    {
+      EnvGuard under_mpirun({{"WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_RANK", "1"}});
+      CHECK(dist::detect_cluster_environment()->info().world_size == 2);
+    }
     // The Trainer raises them at construction, before anything runs.
     EnvGuard env({{"PMI_SIZE", "2"}, {"PMI_RANK", "5"}});
     CHECK(throws_with<DistError>([] { train::Trainer t(quiet({})); }, "PMI_RANK=5"));
+  }
+
+  TEST_CASE("each process's GPU: its local rank, or the one GPU it sees; too few GPUs is a DeviceError") {
+    const dist::LaunchInfo third{.rank = 6, .world_size = 8, .local_rank = 2, .local_world_size = 4, .node_rank = 1};
+    CHECK(dist::local_cuda_device(third, 4) == 2);
+    CHECK(dist::local_cuda_device(third, 8) == 2);
+    CHECK(dist::local_cuda_device(third, 1) == 0);  // srun --gpus-per-task=1: each task sees its own GPU as 0
+    CHECK(throws_with<DeviceError>([&] { dist::local_cuda_device(third, 2); },
+                                   "[dist] local rank 2 of the 4 processes on node 1 has no GPU of its own: the "
+                                   "node shows 2 CUDA devices"));
+    CHECK(throws_with<DeviceError>([&] { dist::local_cuda_device(third, 0); }, "rank 6 of 8 sees no CUDA device"));
   }
 
   TEST_CASE("a user's own ClusterEnvironment: the Trainer uses it instead of detecting, and checks it") {

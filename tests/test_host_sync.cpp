@@ -336,6 +336,29 @@ TEST_SUITE("host_sync") {
     CHECK_THROWS_AS(kernels::raise_deferred_error(bern), ValueError);
   }
 
+#ifdef EMBER_CUDA
+  TEST_CASE("a device whose collective was aborted: every later check of it raises DistError, others pass") {
+    // dist/nccl.cpp poisons its device before ncclCommAbort lets the waiting streams drain.
+    kernels::cuda::poison_device(7, "[dist::all_reduce] timed out");
+    CHECK(throws_with<DistError>([] { kernels::cuda::check_deferred_errors(7); },
+                                 "[cuda] the results on cuda:7 are not trusted"));
+    CHECK(throws_with<DistError>([] { kernels::cuda::check_deferred_errors(); }, "[dist::all_reduce] timed out"));
+    CHECK(throws_with<DistError>([] { kernels::cuda::check_deferred_errors(7); }, "timed out"));  // every time
+    CHECK_NOTHROW(kernels::cuda::check_deferred_errors(6));
+    kernels::cuda::clear_poisoned_devices();
+    CHECK_NOTHROW(kernels::cuda::check_deferred_errors());
+    if (!cuda_is_available()) return;
+    // On a device: the host read of a result raises, the device's own work still runs.
+    const Device gpu(Device::Kind::CUDA, 0);
+    Tensor x = ones({4}).to(gpu) * 2.0;
+    kernels::cuda::poison_device(0, "a test");
+    CHECK_THROWS_AS((void)x.cpu(), DistError);
+    CHECK_THROWS_AS((void)x.sum().item<float>(), DistError);
+    kernels::cuda::clear_poisoned_devices();
+    CHECK(x.sum().item<float>() == 8.f);
+  }
+#endif
+
   TEST_CASE("cuda: cross_entropy reads nothing to the host; a bad target raises at the next read") {
     CUDA_OR_SKIP();
     const Device gpu(Device::Kind::CUDA, 0);

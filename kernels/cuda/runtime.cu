@@ -78,9 +78,27 @@ void check_operand(const Tensor& t, std::optional<DType> dtype) {
               describe(t));
 }
 
+namespace {
+// Whether this thread's current device is one it chose (set_device, or its first guard's).
+thread_local bool tl_device_chosen = false;
+}  // namespace
+
+void set_device(int device) {
+  device_index(Device(Device::Kind::CUDA, device), "set_device");
+  EMBER_CUDA_CHECK(cudaSetDevice(device));
+  tl_device_chosen = true;
+}
+
 DeviceGuard::DeviceGuard(int device) : cur_(device) {
   EMBER_CUDA_CHECK(cudaGetDevice(&prev_));
   if (prev_ != cur_) EMBER_CUDA_CHECK(cudaSetDevice(cur_));
+  // A thread still on the default device 0 keeps its first guard's device: putting 0 back would open a
+  // context on GPU 0 (cudaSetDevice initialises one since CUDA 12) in a process that works elsewhere,
+  // from every loader thread and every DDP rank.
+  if (!tl_device_chosen) {
+    tl_device_chosen = true;
+    if (prev_ == 0) prev_ = cur_;
+  }
 }
 DeviceGuard::~DeviceGuard() {
   if (prev_ != cur_) cudaSetDevice(prev_);

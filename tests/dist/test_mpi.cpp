@@ -246,6 +246,27 @@ TEST_SUITE("dist ddp") {
     CHECK(same_on_all_ranks(flat(*net)));
   }
 
+  TEST_CASE("DDP: a weight used inside a checkpointed block and outside it is an error, not a partial mean") {
+    // The recompute's nested backward accumulates into w, its bucket (w alone) starts reducing, and the
+    // outer use adds more afterwards: the mean would leave that part out. Every rank raises the same error.
+    const int r = rank();
+    manual_seed(3);
+    Tensor w = randn({4, 4}, {.dtype = kF64}).requires_grad_(true);
+    dist::DDP ddp(std::vector<Tensor>{w}, {}, comm());
+    Tensor x = full({2, 4}, 1.0 + r, {.dtype = kF64});
+    auto twice = [&] {
+      Tensor inside = nn::checkpoint([&](const Tensor& t) { return matmul(t, w).tanh(); }, x);
+      return (inside.sum() + matmul(x, w).sum());
+    };
+    CHECK(throws_with<AutogradError>([&] { twice().backward(); },
+                                     "got more gradient after its bucket's all-reduce had started"));
+    // Used twice in the outer graph only, the engine sums the uses first: one arrival, the full mean.
+    w.set_grad(Tensor());
+    (matmul(x, w).sum() + matmul(x, w).tanh().sum()).backward();
+    Tensor want = w.grad().clone();
+    CHECK(same_on_all_ranks(want));
+  }
+
   TEST_CASE("DDP with a parameter one rank does not use, and one no rank uses") {
     const int r = rank();
     manual_seed(7);

@@ -50,7 +50,10 @@ DDPStrategy::DDPStrategy(DDPStrategyOptions options) : options_(options) {
 }
 
 void DDPStrategy::setup_environment(const dist::LaunchInfo& launch, bool cuda) {
-  device_ = cuda ? Device(Device::Kind::CUDA, launch.local_rank) : Device();
+  device_ = cuda ? Device(Device::Kind::CUDA, dist::local_cuda_device(launch, cuda_device_count())) : Device();
+  // Each rank works on its own GPU from the start: nothing (the NCCL communicator, streams, loader
+  // threads' pinned memory) then opens a context on GPU 0.
+  if (cuda) set_device(device_);
   if (options_.timeout) dist::set_timeout(*options_.timeout);  // before the first collective
   comm_ = &dist::world();
   grad_comm_ = &dist::world(device_);
