@@ -65,8 +65,9 @@ Tensor flat_view(const Tensor& t) { return t.reshape({t.numel()}); }
 struct ShardedDataParallel::Bucket {
   std::vector<size_t> params;
   Layout reduce, gather;
-  bool scatter = false;  // stage 2 with reduce_scatter (else all_reduce of the compact layout)
-  Tensor flat, out;      // in flight: the packed gradients (stage 2: and this rank's reduced region)
+  bool scatter = false;      // stage 2 with reduce_scatter (else all_reduce of the compact layout)
+  Tensor flat, out;          // in flight: the packed gradients (stage 2: and this rank's reduced region)
+  bool mine_present = true;  // at launch this rank had a gradient for every parameter it owns here
   size_t ready = 0;
   Work work;
 };
@@ -200,10 +201,12 @@ void ShardedDataParallel::launch(size_t index) {
   Bucket& b = *buckets_[index];
   const Tensor& p0 = params_[b.params.front()];
   b.flat = zeros({b.reduce.total}, {.dtype = p0.dtype(), .device = p0.device()});
+  b.mine_present = true;
   for (size_t j = 0; j < b.params.size(); ++j) {
     Tensor p = params_[b.params[j]];
     const int r = owners_[b.params[j]];
     const Tensor g = p.grad();
+    if (r == comm_.rank() && !g.defined()) b.mine_present = false;
     if (g.defined()) {
       b.flat.narrow(0, b.reduce.start[r] + b.reduce.offset[j], p.numel()).copy_(flat_view(g));
       b.flat.narrow(0, b.reduce.start[r] + b.reduce.slot[j], 1).fill_(1);
@@ -233,12 +236,15 @@ void ShardedDataParallel::settle(size_t index) {
       grads_numel += params_[b.params[j]].numel();
     }
   if (!mine.empty()) {
-    Tensor counts = region.narrow(0, grads_numel, static_cast<int64_t>(mine.size())).to(Device()).to(kF64);
-    const double* count = counts.data_ptr<double>();
+    // The counts are read (a host synchronisation, inside backward) only when this rank lacked a gradient
+    // it owns: otherwise each is at least 1.
+    Tensor counts;
+    if (!b.mine_present)
+      counts = region.narrow(0, grads_numel, static_cast<int64_t>(mine.size())).to(Device()).to(kF64);
     Tensor grads = region.narrow(0, 0, grads_numel);
     grads.div_(full({}, comm_.world_size(), {.dtype = grads.dtype(), .device = grads.device()}));
     for (size_t i = 0; i < mine.size(); ++i) {
-      if (count[i] == 0) continue;  // no rank had a gradient: it stays undefined
+      if (counts.defined() && counts.data_ptr<double>()[i] == 0) continue;  // no rank had one: stays undefined
       Tensor p = params_[b.params[mine[i]]];
       Tensor mean = grads.narrow(0, b.reduce.offset[mine[i]], p.numel()).view(p.shape());
       Tensor g = p.grad();
@@ -346,12 +352,15 @@ void ShardedDataParallel::clip_grad_value_(double clip_value) {
 
 bool ShardedDataParallel::found_nonfinite() {
   autograd::NoGradGuard no_grad;
-  bool found = false;
+  // Counted on the device over every gradient this rank owns, summed over the ranks, then read once
+  // (one host read per step, not one per gradient).
+  Tensor bad = zeros({1}, {.dtype = kF64, .device = params_.front().device()});
   for (const Tensor& p : owned_parameters()) {
     const Tensor g = p.grad();
-    if (g.defined() && !found) found = !all(isfinite(g)).item<bool>();
+    if (g.defined()) bad.add_(1.0 - all(isfinite(g)).to(kF64));
   }
-  return comm_.any(found);
+  comm_.all_reduce(bad, ReduceOp::kSum);
+  return bad.item<double>() > 0;
 }
 
 }  // namespace ember::dist
