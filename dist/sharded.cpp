@@ -213,6 +213,9 @@ void ShardedDataParallel::launch(size_t index) {
     }
     if (r != comm_.rank()) p.set_grad(Tensor());
   }
+  // Divided before the sum, as DDP does (f16 sums must not overflow where the mean would not); the
+  // presence slots are divided too, which leaves a zero count zero.
+  b.flat.div_(full({}, comm_.world_size(), {.dtype = b.flat.dtype(), .device = b.flat.device()}));
   if (!b.scatter) {
     b.work = comm_.all_reduce_async(b.flat, ReduceOp::kSum);
   } else {
@@ -242,7 +245,6 @@ void ShardedDataParallel::settle(size_t index) {
     if (!b.mine_present)
       counts = region.narrow(0, grads_numel, static_cast<int64_t>(mine.size())).to(Device()).to(kF64);
     Tensor grads = region.narrow(0, 0, grads_numel);
-    grads.div_(full({}, comm_.world_size(), {.dtype = grads.dtype(), .device = grads.device()}));
     for (size_t i = 0; i < mine.size(); ++i) {
       if (counts.defined() && counts.data_ptr<double>()[i] == 0) continue;  // no rank had one: stays undefined
       Tensor p = params_[b.params[mine[i]]];
