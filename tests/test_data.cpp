@@ -780,26 +780,3 @@ TEST_CASE("data: DigitsDataModule") {
   CHECK(other.train_dataloader()->state_dict() == s["train"]);
   CHECK_THROWS_AS(data::DigitsDataModule({.val_fraction = 1.5}), ValueError);
 }
-
-TEST_CASE("data: datasets resident on a GPU give the CPU's batches, from loader workers too") {
-  CUDA_OR_SKIP();
-  const Device gpu(Device::Kind::CUDA, 0);
-  // Their batch indices reach the GPU through pinned memory as non-blocking copies (detail::index_to).
-  Tensor x = arange(0, 60, 1, kF32).view({20, 3}), y = arange(0, 20);
-  data::TensorDataset host(x, y), dev(x.to(gpu), y.to(gpu));
-  data::NextTokenDataset host_text(arange(0, 500), 8), dev_text(arange(0, 500).to(gpu), 8);
-  const std::vector<int64_t> idx{19, 0, 7, 7, 3};
-  CHECK(testing::equal(dev.get_batch(idx).input.cpu(), host.get_batch(idx).input));
-  CHECK(testing::equal(dev.get_batch(idx).target.cpu(), host.get_batch(idx).target));
-  CHECK(testing::equal(dev_text.get_batch(idx).input.cpu(), host_text.get_batch(idx).input));
-  CHECK(testing::equal(dev_text.get_batch(idx).target.cpu(), host_text.get_batch(idx).target));
-  for (int64_t workers : {0, 2}) {
-    CAPTURE(workers);
-    const data::DataLoaderOptions o{.batch_size = 16, .num_workers = workers};
-    std::vector<Tensor> got, want;
-    for (const data::Batch& b : data::DataLoader(dev_text, o)) got.push_back(b.target.cpu());
-    for (const data::Batch& b : data::DataLoader(host_text, o)) want.push_back(b.target);
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < got.size(); ++i) CHECK(testing::equal(got[i], want[i]));
-  }
-}
