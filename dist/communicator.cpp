@@ -28,10 +28,22 @@ const char* reduce_op_name(ReduceOp op) {
 
 namespace {
 std::atomic<bool> g_collective_failed{false};
-}
+std::mutex g_run_failure_mutex;
+std::string g_run_failure;
+}  // namespace
 
 bool collective_failed() { return g_collective_failed.load(); }
 void mark_collective_failed() { g_collective_failed.store(true); }
+
+void set_run_failure(const std::string& what) {
+  std::lock_guard lock(g_run_failure_mutex);
+  g_run_failure = what;
+}
+
+std::string run_failure() {
+  std::lock_guard lock(g_run_failure_mutex);
+  return g_run_failure;
+}
 
 // ---------------------------------------------------------------- Work
 void Work::State::finish(std::exception_ptr e) {

@@ -31,6 +31,14 @@ inline constexpr double kDefaultTimeout = 1800.0;
 bool collective_failed();
 void mark_collective_failed();
 
+// This process's last Trainer run on several ranks raised an error (`what`) its peers may not share: they
+// may wait for it in a collective forever. The Trainer sets it when such a run fails and clears it ("") when
+// a later one succeeds. At shutdown the process group then waits at most kExitWait seconds for the other
+// ranks; if they do not come, it ends the job with MPI_Abort instead of waiting in MPI_Finalize.
+void set_run_failure(const std::string& what);
+std::string run_failure();
+inline constexpr double kExitWait = 30.0;
+
 // A collective in flight. wait() returns once its result may be used: on CPU when the data is there,
 // on CUDA once the device's stream is ordered after it. A failed collective rethrows its error from
 // wait(). A default-made Work is complete.

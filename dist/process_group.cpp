@@ -2,6 +2,7 @@
 // order: NCCL before the MPI group that bootstrapped it, then MPI_Finalize).
 #include "dist/process_group.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
@@ -28,9 +29,20 @@ struct Group {
 
   ~Group() {
 #ifdef EMBER_MPI
-    if (collective_failed()) {  // the peers may never reach MPI_Finalize's own synchronisation
-      std::cerr << "[dist] a collective failed or timed out earlier: ending the job with MPI_Abort instead of "
-                   "MPI_Finalize, which would wait for the other ranks forever"
+    // The peers may never reach MPI_Finalize's own synchronisation: after a failed collective, or when this
+    // rank's run raised alone (they wait for it in a collective) and they do not come to the end.
+    std::string why;
+    if (collective_failed()) {
+      why = "a collective failed or timed out earlier";
+    } else if (const std::string failed = run_failure(); !failed.empty() && !others_reach_exit()) {
+      why = detail::cat_str("rank ", cpu->rank(), "'s run raised (", failed,
+                            ") and the other ranks did not reach the end within ", cpu->timeout(),
+                            " s: they may wait for it in a collective");
+    }
+    if (!why.empty()) {
+      std::cerr << "[dist] " << why
+                << ": ending the job with MPI_Abort instead of MPI_Finalize, which would wait for the other ranks "
+                   "forever"
                 << std::endl;
       mpi_abort(1);
     }
@@ -39,6 +51,17 @@ struct Group {
 #ifdef EMBER_MPI
     mpi_finalize();  // at exit only: MPI cannot start again once finalised
 #endif
+  }
+  // Whether every rank comes to a barrier within kExitWait seconds (or the group's timeout, if shorter).
+  bool others_reach_exit() {
+    if (!cpu || cpu->world_size() == 1) return true;
+    cpu->set_timeout(std::min(cpu->timeout(), kExitWait));
+    try {
+      cpu->barrier();
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
   }
   void reset() {
     cuda.clear();

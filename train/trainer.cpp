@@ -320,8 +320,12 @@ void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* dat
     stage_ = Stage::kNone;
     model.trainer_ = nullptr;
     strategy_->teardown_training();  // its gradient hooks must not outlive the run
+    // The other ranks may wait for this one in a collective: the process group's shutdown must not wait
+    // for them in turn (dist::set_run_failure). A later run that succeeds shows they did not.
+    if (world_size() > 1) dist::set_run_failure(detail::cat_str(name, ": ", e.what()));
     throw;
   }
+  if (world_size() > 1) dist::set_run_failure("");
   elapsed_before_ = elapsed();
   stage_ = Stage::kNone;
   model.trainer_ = nullptr;  // the module may outlive this Trainer, or the other way round

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "core/dtype.hpp"
 #include "kernels/attention.hpp"
@@ -407,15 +408,17 @@ bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(dptr<const 
 
 FlashPlan checked_plan(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                        std::initializer_list<const Tensor*> others, const AttentionParams& p) {
-  bool contiguous = q.is_contiguous() && k.is_contiguous() && v.is_contiguous(), aligned = true;
-  bool same = q.dtype() == k.dtype() && q.dtype() == v.dtype();
-  for (const Tensor* t : {&q, &k, &v}) aligned = aligned && aligned16(*t);
-  for (const Tensor* t : others) {
+  std::vector<const Tensor*> all = {&q, &k, &v};
+  all.insert(all.end(), others.begin(), others.end());
+  bool contiguous = true, aligned = true;
+  for (const Tensor* t : all) {  // devices first: the alignment check reads device addresses
     contiguous = contiguous && t->is_contiguous();
-    aligned = aligned && aligned16(*t);
     EMBER_CHECK(t->device() == q.device(), DeviceError, "[", kOp, "] expected all tensors on one device, got query ",
                 describe(q), " and ", describe(*t));
   }
+  if (q.device().is_cuda())
+    for (const Tensor* t : all) aligned = aligned && aligned16(*t);
+  bool same = q.dtype() == k.dtype() && q.dtype() == v.dtype();
   EMBER_CHECK(q.dim() == 3 && k.dim() == 3 && v.dim() == 3 && contiguous, ShapeError, "[", kOp,
               "] the fused CUDA kernel takes contiguous [B, L, E], [B, S, E], [B, S, E] tensors, got ", describe(q),
               ", ", describe(k), ", ", describe(v));

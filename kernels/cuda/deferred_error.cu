@@ -1,6 +1,5 @@
 // Deferred device errors' slots (kernels/deferred_error.hpp): one record per device in mapped pinned
 // host memory, so a kernel writes it directly and the host reads it after a sync without a copy.
-#include <atomic>
 #include <map>
 #include <mutex>
 #include <string>
@@ -15,20 +14,17 @@ namespace {
 std::mutex g_mutex;
 std::vector<DeferredError*> g_slots;  // host pointers by device; null until first used
 std::vector<void*> g_device_ptrs;     // the same slots as the devices address them
-std::atomic<bool> g_any_poisoned{false};
 std::map<int, std::string> g_poisoned;  // by device, under g_mutex
 }  // namespace
 
 void poison_device(int device, const std::string& why) {
   std::lock_guard lock(g_mutex);
   g_poisoned.emplace(device, why);
-  g_any_poisoned.store(true);
 }
 
 void clear_poisoned_devices() {
   std::lock_guard lock(g_mutex);
   g_poisoned.clear();
-  g_any_poisoned.store(false);
 }
 
 DeferredError* deferred_error_slot(int device) {
@@ -60,13 +56,12 @@ void check_deferred_errors(int device) {
   DeferredError found;
   {
     std::lock_guard lock(g_mutex);
-    if (g_any_poisoned.load(std::memory_order_relaxed))
-      for (const auto& [d, why] : g_poisoned)
-        if (device < 0 || d == device)
-          throw DistError(detail::cat_str("[cuda] the results on cuda:", d,
-                                          " are not trusted: a collective on it was aborted, and the work that "
-                                          "waited for it went on with partial data (",
-                                          why, ")"));
+    for (const auto& [d, why] : g_poisoned)  // empty unless a collective was aborted
+      if (device < 0 || d == device)
+        throw DistError(detail::cat_str("[cuda] the results on cuda:", d,
+                                        " are not trusted: a collective on it was aborted, and the work that "
+                                        "waited for it went on with partial data (",
+                                        why, ")"));
     for (int d = 0; d < static_cast<int>(g_slots.size()); ++d) {
       if ((device >= 0 && d != device) || g_slots[d] == nullptr) continue;
       volatile DeferredError* s = g_slots[d];

@@ -451,9 +451,13 @@ namespace {
 struct Plain : train::TrainModule {
   nn::Linear fc{4, 3};
   int64_t stop_self_at = -1;  // rank 1 stops itself (SIGSTOP) at this global step
+  int64_t raise_at = -1;      // rank 1 (every rank: raise_everywhere) raises a ValueError at this global step
+  bool raise_everywhere = false;
   Plain() { register_module("fc", fc); }
   Tensor training_step(const data::Batch& b, int64_t) override {
     if (stop_self_at >= 0 && trainer().global_step() == stop_self_at && rank() == 1) std::raise(SIGSTOP);
+    if (raise_at >= 0 && trainer().global_step() == raise_at && (raise_everywhere || rank() == 1))
+      throw ValueError("[Plain] rank " + std::to_string(rank()) + "'s batch is bad");
     return nn::functional::cross_entropy(fc(b.input), b.target);
   }
   train::OptimizerConfig configure_optimizers() override {
@@ -476,18 +480,32 @@ std::shared_ptr<data::DataLoader> stream(int64_t n) {
 
 // What a scenario does on each rank of a child job (see main): runs until a collective times out, then
 // reports what it caught and whether the communicator still works, and returns 0. The process group's
-// shutdown must still make the job exit non-zero, and promptly.
+// shutdown must still make the job exit non-zero, and promptly. The *_raises scenarios return 1 at once,
+// as a program's main would.
 constexpr double kScenarioTimeout = 4.0;  // ddp_timeout in the child jobs (seconds)
 
 int run_scenario(const std::string& name, const fs::path& dir) {
   std::ofstream(dir / ("pid." + std::to_string(rank()))) << getpid() << "\n";
-  auto options = [](int64_t epochs) {
-    return trainer_test::quiet({.max_epochs = epochs, .devices = 2, .ddp_timeout = kScenarioTimeout});
+  auto options = [](int64_t epochs, double timeout = kScenarioTimeout) {
+    return trainer_test::quiet({.max_epochs = epochs, .devices = 2, .ddp_timeout = timeout});
   };
   try {
     manual_seed(1);
     Plain m;
-    if (name == "stopped_rank") {  // rank 1 stops itself in its second step; rank 0 waits in the gradient all-reduce
+    if (name == "one_rank_raises" || name == "every_rank_raises") {
+      // Rank 1 (or both) raises in its second step and, as a program's main would, returns 1. Rank 0 would
+      // wait in the gradient all-reduce for the whole (long) timeout.
+      m.raise_at = 1;
+      m.raise_everywhere = name == "every_rank_raises";
+      train::Trainer t(options(2, 600));
+      try {
+        t.fit(m, loader(64, 8, true));
+      } catch (const std::exception& e) {
+        std::cout << "rank " << rank() << " caught: " << e.what() << std::endl;
+        return 1;
+      }
+    } else if (name == "stopped_rank") {
+      // Rank 1 stops itself in its second step; rank 0 waits in the gradient all-reduce.
       m.stop_self_at = 1;
       train::Trainer t(options(2));
       t.fit(m, loader(64, 8, true));
@@ -645,6 +663,36 @@ TEST_SUITE("dist ranks that disagree") {
       CHECK(has(job.output, "ending the job with MPI_Abort"));
       CHECK(!has(job.output, "rank 1 caught"));  // stopped, it raised nothing
       CHECK(job.seconds < 40);
+    });
+  }
+
+  TEST_CASE("an error on one rank ends the job within dist::kExitWait, not after the ddp_timeout") {
+    if (world() != 2) return;  // the child job is the same under -np 3: once is enough
+    on_rank_zero([] {
+      const ChildJob job = run_child_job("one_rank_raises", 120);
+      INFO(job.output);
+      CHECK(!job.killed);
+      CHECK(job.exited_nonzero());
+      CHECK(has(job.output, "rank 1 caught: [Plain] rank 1's batch is bad"));
+      CHECK(has(job.output,
+                "[dist] rank 1's run raised (fit: [Plain] rank 1's batch is bad) and the other ranks did "
+                "not reach the end within 30 s: they may wait for it in a collective: ending the job "
+                "with MPI_Abort"));
+      CHECK(!has(job.output, "rank 0 caught"));  // its collective waits up to 600 s: the abort ends it first
+      CHECK(job.seconds < dist::kExitWait + 30);
+    });
+  }
+
+  TEST_CASE("an error on every rank: the ranks meet at the end and finalize normally") {
+    on_rank_zero([] {
+      const ChildJob job = run_child_job("every_rank_raises", 60);
+      INFO(job.output);
+      CHECK(!job.killed);
+      CHECK(job.exited_nonzero());  // main returned 1
+      CHECK(has(job.output, "rank 0 caught: [Plain] rank 0's batch is bad"));
+      CHECK(has(job.output, "rank 1 caught: [Plain] rank 1's batch is bad"));
+      CHECK(!has(job.output, "MPI_Abort"));
+      CHECK(job.seconds < 20);
     });
   }
 
