@@ -28,32 +28,39 @@ struct Group {
   std::map<int, std::unique_ptr<Communicator>> cuda;  // per device index
 
   ~Group() {
+    shut_down();
 #ifdef EMBER_MPI
-    // The peers may never reach MPI_Finalize's own synchronisation: after a failed collective, or when this
-    // rank's run raised alone (they wait for it in a collective) and they do not come to the end.
+    mpi_finalize();  // at exit only: MPI cannot start again once finalised
+#endif
+  }
+  // Frees the communicators. First, when the other ranks may never come (a collective failed, or this rank's
+  // run raised alone: they may wait for it in a collective, and they do not reach a barrier within
+  // kExitWait), ends the job with MPI_Abort: freeing the communicators or MPI_Finalize would wait forever.
+  void shut_down() {
+#ifdef EMBER_MPI
     std::string why;
     if (collective_failed()) {
       why = "a collective failed or timed out earlier";
-    } else if (const std::string failed = run_failure(); !failed.empty() && !others_reach_exit()) {
+    } else if (const std::string failed = run_failure(); !failed.empty() && !others_reach_barrier()) {
       why = detail::cat_str("rank ", cpu->rank(), "'s run raised (", failed,
                             ") and the other ranks did not reach the end within ", cpu->timeout(),
                             " s: they may wait for it in a collective");
     }
     if (!why.empty()) {
       std::cerr << "[dist] " << why
-                << ": ending the job with MPI_Abort instead of MPI_Finalize, which would wait for the other ranks "
-                   "forever"
+                << ": ending the job with MPI_Abort instead of waiting for the other ranks (MPI_Finalize), which "
+                   "could last forever"
                 << std::endl;
       mpi_abort(1);
     }
 #endif
-    reset();
-#ifdef EMBER_MPI
-    mpi_finalize();  // at exit only: MPI cannot start again once finalised
-#endif
+    set_run_failure("");  // the others came
+    cuda.clear();
+    cpu.reset();
+    backend.clear();
   }
   // Whether every rank comes to a barrier within kExitWait seconds (or the group's timeout, if shorter).
-  bool others_reach_exit() {
+  bool others_reach_barrier() {
     if (!cpu || cpu->world_size() == 1) return true;
     cpu->set_timeout(std::min(cpu->timeout(), kExitWait));
     try {
@@ -62,11 +69,6 @@ struct Group {
     } catch (const std::exception&) {
       return false;
     }
-  }
-  void reset() {
-    cuda.clear();
-    cpu.reset();
-    backend.clear();
   }
 };
 
@@ -164,7 +166,7 @@ int world_size() { return world().world_size(); }
 
 void destroy_process_group() {
   std::lock_guard lock(g_mutex);
-  group().reset();
+  group().shut_down();
 }
 
 }  // namespace ember::dist

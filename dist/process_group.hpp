@@ -30,6 +30,9 @@ int world_size();
 void set_timeout(double seconds);
 double timeout();
 // Frees the communicators (a later init starts afresh). At exit Ember also finalises MPI if it started it.
+// After a failed collective, or a Trainer run that raised on this rank while the other ranks do not reach
+// this point within kExitWait seconds (set_run_failure, communicator.hpp), it ends the job with MPI_Abort
+// instead, as the exit does: waiting for them could last forever.
 void destroy_process_group();
 
 }  // namespace ember::dist

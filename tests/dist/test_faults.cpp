@@ -80,8 +80,8 @@ int run_scenario(const std::string& name, const fs::path& dir) {
     manual_seed(1);
     Plain m;
     if (name == "one_rank_raises" || name == "every_rank_raises") {
-      // Rank 1 (or both) raises in its second step and, as a program's main would, returns 1. Rank 0 would
-      // wait in the gradient all-reduce for the whole (long) timeout.
+      // Rank 1 (or both) raises in its second step and, as a program's main would, returns 1 (after
+      // destroy_process_group for one rank). Rank 0 would wait in the gradient all-reduce for the whole timeout.
       m.raise_at = 1;
       m.raise_everywhere = name == "every_rank_raises";
       train::Trainer t(options(2, 600));
@@ -89,6 +89,7 @@ int run_scenario(const std::string& name, const fs::path& dir) {
         t.fit(m, loader(64, 8, true));
       } catch (const std::exception& e) {
         std::cout << "rank " << rank() << " caught: " << e.what() << std::endl;
+        if (name == "one_rank_raises") dist::destroy_process_group();  // as the exit would, or abort
         return 1;
       }
     } else if (name == "stopped_rank") {
