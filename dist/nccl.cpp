@@ -178,7 +178,13 @@ class NcclCommunicator final : public Communicator {
       Event ready = make_event();
       EMBER_CUDA_CHECK(cudaEventRecord(ready.get(), compute));
       EMBER_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready.get(), 0));
-      launch(op);
+      try {
+        launch(op);
+      } catch (...) {  // settled by an abort, perhaps half enqueued: op's tensors are freed only after its stream
+        cudaStreamSynchronize(stream_);
+        cudaGetLastError();
+        throw;
+      }
       EMBER_CUDA_CHECK(cudaEventRecord(end.get(), stream_));
       in_flight_.push_back({end, op, Clock::now()});
     }

@@ -341,6 +341,26 @@ TEST_CASE("cuda graph: capture allocates from the graph's pool, which lives as l
   CHECK(memory_stats(kCuda).current_bytes == before);
 }
 
+TEST_CASE("cuda graph: a stream forked into the capture cannot allocate (its memory would be eager memory)") {
+  CUDA_OR_SKIP();
+  Tensor x = ones({1 << 10}, {.device = kCuda});
+  CudaGraph graph(kCuda);
+  Stream side(kCuda);
+  {
+    CudaGraphCapture cap(graph);
+    Tensor y = x * 2;
+    side.wait(cap.stream());  // side joins the capture
+    {
+      StreamGuard on_side(side);
+      CHECK(throws_with<Error>([&] { (void)(x + 1); }, "a stream that joined a CUDA graph capture"));
+      CHECK(throws_with<Error>([&] { record_stream(y, side); }, "joined a CUDA graph capture"));
+    }
+    cap.stream().wait(side);  // joins back, or the capture cannot end
+  }
+  graph.replay();
+  Stream::current(kCuda).synchronize();
+}
+
 TEST_CASE(
     "cuda graph: indexing, losses, tril, pad, interpolate and the composed attention capture (no host copy or read)") {
   CUDA_OR_SKIP();

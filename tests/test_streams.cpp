@@ -98,6 +98,27 @@ TEST_CASE("streams: a side stream, StreamGuard, events and record_stream") {
   CHECK(other_default);
 }
 
+TEST_CASE("streams: a stream dropped while a tensor still names it is recycled, not destroyed") {
+  CUDA_OR_SKIP();
+  Tensor a = full({1 << 20}, 2.0, {.device = kCuda});
+  void* handle = nullptr;
+  {
+    Stream side(kCuda);
+    handle = side.handle();
+    side.wait(Stream::default_stream(kCuda));
+    StreamGuard guard(side);
+    Tensor b = a * 5;
+    record_stream(a, side);  // a's free must record an event on side, after side's last copy is gone
+  }
+  a = Tensor();  // a destroyed stream's handle here would fail (or name another stream's queue)
+  Stream again(kCuda);
+  CHECK(again.handle() == handle);  // the same queue, handed out again
+  StreamGuard guard(again);
+  CHECK(equal((full({8}, 1.0, {.device = kCuda}) + 1).cpu(), full({8}, 2.0)));
+  Stream high(kCuda, -1);  // another priority: never a recycled default-priority stream
+  CHECK(high.handle() != handle);
+}
+
 TEST_CASE("streams: steady-state training sizes reuse cached blocks (no cudaMalloc after the first step)") {
   CUDA_OR_SKIP();
   auto step = [] {

@@ -32,6 +32,22 @@ struct Pending {
   std::vector<cudaEvent_t> events;
 };
 
+// A stream that joined a capture by waiting on the capturing stream records into the graph too, but the
+// graph's pool is the capturing stream's: its allocations would be eager memory the graph writes at every
+// replay, and its uses of graph memory are not ordered with that pool's reuse. Ember's graphs capture one
+// stream, so such a stream is an error rather than silent corruption.
+void check_not_forked_into_capture(cudaStream_t stream, const char* what) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &status) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  EMBER_CHECK(status == cudaStreamCaptureStatusNone, Error, "[", what,
+              "] a stream that joined a CUDA graph capture (it waited on the capturing stream) allocates or takes "
+              "graph memory: Ember's CUDA graphs capture a single stream. Queue the captured work on the capture "
+              "stream (CudaGraphCapture::stream()), or fork only work that uses memory made before the capture");
+}
+
 bool all_done(const std::vector<cudaEvent_t>& events) {
   for (cudaEvent_t e : events) {
     cudaError_t r = cudaEventQuery(e);
@@ -110,6 +126,7 @@ class CudaCachingAllocator final : public Allocator {
       return p;
     }
     if (graph_pools_.capturing()) {  // another stream during a capture: no event queries, no cudaFree
+      check_not_forked_into_capture(stream, "cuda allocator");
       void* p = pool_.allocate(nbytes, key, /*may_release=*/false);
       if (p == nullptr) throw_oom_locked(nbytes, /*released=*/false);
       peak_ = std::max(peak_, pool_.stats().allocated_bytes + graph_pools_.allocated_bytes());
@@ -178,9 +195,10 @@ class CudaCachingAllocator final : public Allocator {
     std::lock_guard lock(mu_);
     EMBER_CHECK(pool_.block_size(p) > 0 || graph_pools_.owns(p), ValueError,
                 "[record_stream] the pointer is not the start of a block of this device's allocator");
-    if (graph_pools_.owns(p)) return;  // graph memory: ordered by the graph's own stream
     // A capturing stream's work runs at replays; an event recorded on it at the free could not be waited on.
     if (graph_pools_.pool_for(reinterpret_cast<uintptr_t>(stream))) return;
+    if (graph_pools_.capturing()) check_not_forked_into_capture(stream, "record_stream");
+    if (graph_pools_.owns(p)) return;  // graph memory: ordered by the graph's own stream
     if (reinterpret_cast<uintptr_t>(stream) == pool_.block_stream(p)) return;
     auto& v = uses_[p];
     for (cudaStream_t s : v)
@@ -323,7 +341,9 @@ class PinnedAllocator final : public Allocator {
       free_[sz].push_back(p);
       return;
     }
-    pending_.push_back({p, std::move(it->second)});
+    Pending waiting{p, {}};
+    for (const CopyUse& u : it->second) waiting.events.push_back(u.event);
+    pending_.push_back(std::move(waiting));
     pending_size_[p] = sz;
     uses_.erase(it);
   }
@@ -343,10 +363,18 @@ class PinnedAllocator final : public Allocator {
     EMBER_CHECK(it != size_of_.begin(), ValueError, "[pin_memory] not a pinned block");
     --it;
     DeviceGuard g(device);
+    std::vector<CopyUse>& uses = uses_[it->first];
+    for (CopyUse& u : uses)
+      if (u.device == device && u.stream == stream) {  // a stream runs in order: the later copy's event covers both
+        EMBER_CUDA_CHECK(cudaEventRecord(u.event, stream));
+        return;
+      }
     cudaEvent_t e = nullptr;
     EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-    EMBER_CUDA_CHECK(cudaEventRecord(e, stream));
-    uses_[it->first].push_back(e);
+    const cudaError_t err = cudaEventRecord(e, stream);
+    if (err != cudaSuccess) cudaEventDestroy(e);
+    EMBER_CUDA_CHECK(err);
+    uses.push_back({device, stream, e});
   }
 
   MemoryStats stats() const override {
@@ -392,7 +420,14 @@ class PinnedAllocator final : public Allocator {
   mutable std::mutex mu_;
   std::map<void*, size_t> size_of_;  // live blocks, ordered for the inside-a-block lookup
   std::unordered_map<size_t, std::vector<void*>> free_;
-  std::unordered_map<void*, std::vector<cudaEvent_t>> uses_;
+  // Copies in flight from or to a live block: one event per (device, stream), re-recorded by each later copy
+  // (cudaStreamLegacy names a different queue on each device).
+  struct CopyUse {
+    int device;
+    cudaStream_t stream;
+    cudaEvent_t event;
+  };
+  std::unordered_map<void*, std::vector<CopyUse>> uses_;
   std::vector<Pending> pending_;
   std::unordered_map<void*, size_t> pending_size_;
   MemoryStats stats_;

@@ -1,8 +1,13 @@
 // CUDA runtime glue: error reporting, device discovery (no driver means no devices, not an error),
 // device guards, each thread's current stream, streams and events, synchronisation and byte copies
 // between any two devices.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/graph_capture.hpp"
@@ -125,17 +130,43 @@ void set_current_stream_handle(int device, void* stream) {
   tl_current[device] = static_cast<cudaStream_t>(stream);
 }
 
+// Streams are recycled, never destroyed (as PyTorch's stream pool): the caching allocator keys free blocks
+// and records events by stream handle, so a handle must stay valid, and mean the same queue, for as long as
+// blocks or events may name it. A recycled stream keeps its queue order, so reuse is safe.
+namespace {
+std::mutex g_stream_mutex;
+std::map<std::pair<int, int>, std::vector<cudaStream_t>> g_spare_streams;  // by (device, priority)
+}  // namespace
+
 void* stream_create(int device, int priority) {
   DeviceGuard g(device_index(Device(Device::Kind::CUDA, device), "Stream"));
+  int least = 0, greatest = 0;  // CUDA clamps a priority to the device's range: so does the spare list's key
+  EMBER_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  priority = std::clamp(priority, greatest, least);
+  {
+    std::lock_guard lock(g_stream_mutex);
+    auto& spare = g_spare_streams[{device, priority}];
+    if (!spare.empty()) {
+      cudaStream_t s = spare.back();
+      spare.pop_back();
+      return s;
+    }
+  }
   cudaStream_t s = nullptr;
   // Non-blocking: no implicit ordering against the legacy default stream; events order the work.
   EMBER_CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, priority));
   return s;
 }
-void stream_destroy(int device, void* stream) {
+void stream_destroy(int device, void* stream) {  // no throw: called from destructors
   if (stream == nullptr) return;
+  int priority = 0;
   DeviceGuard g(device);
-  cudaStreamDestroy(static_cast<cudaStream_t>(stream));  // no throw: called from destructors
+  if (cudaStreamGetPriority(static_cast<cudaStream_t>(stream), &priority) != cudaSuccess) return;
+  try {
+    std::lock_guard lock(g_stream_mutex);
+    g_spare_streams[{device, priority}].push_back(static_cast<cudaStream_t>(stream));
+  } catch (...) {  // out of memory for the list: the stream stays allocated, unlisted
+  }
 }
 void stream_synchronize(int device, void* stream) {
   graph::check_host_read(device, "Stream::synchronize()");
