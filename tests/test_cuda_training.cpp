@@ -113,13 +113,19 @@ TEST_CASE("cuda training: datasets resident on a GPU give the CPU's batches, fro
   CHECK(testing::equal(dev.get_batch(idx).target.cpu(), host.get_batch(idx).target));
   CHECK(testing::equal(dev_text.get_batch(idx).input.cpu(), host_text.get_batch(idx).input));
   CHECK(testing::equal(dev_text.get_batch(idx).target.cpu(), host_text.get_batch(idx).target));
-  for (int64_t workers : {0, 2}) {
-    CAPTURE(workers);
-    const data::DataLoaderOptions o{.batch_size = 16, .num_workers = workers};
-    std::vector<Tensor> got, want;
-    for (const data::Batch& b : data::DataLoader(dev_text, o)) got.push_back(b.target.cpu());
-    for (const data::Batch& b : data::DataLoader(host_text, o)) want.push_back(b.target);
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < got.size(); ++i) CHECK(testing::equal(got[i], want[i]));
-  }
+  for (int64_t workers : {0, 2})
+    for (bool side : {false, true}) {  // the consumer on another stream than the workers' gathers
+      CAPTURE(workers);
+      CAPTURE(side);
+      const data::DataLoaderOptions o{.batch_size = 16, .num_workers = workers};
+      Stream stream(gpu);
+      std::optional<StreamGuard> guard;
+      if (side) guard.emplace(stream);
+      std::vector<Tensor> got, want;
+      for (const data::Batch& b : data::DataLoader(dev_text, o)) got.push_back((b.target * 1).cpu());
+      guard.reset();
+      for (const data::Batch& b : data::DataLoader(host_text, o)) want.push_back(b.target);
+      REQUIRE(got.size() == want.size());
+      for (size_t i = 0; i < got.size(); ++i) CHECK(testing::equal(got[i], want[i]));
+    }
 }

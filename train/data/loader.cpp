@@ -9,18 +9,49 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include "core/autograd.hpp"
 #include "core/error_context.hpp"
 #include "core/ops/random.hpp"
+#include "core/stream.hpp"
 
 namespace ember::data {
 
 using json = nlohmann::json;
 
 namespace detail {
+
+// A worker makes a GPU-resident batch (a CUDA dataset's gather) on its own thread's current stream, and
+// the consumer may run on another (a StreamGuard): the batch carries an event per CUDA device it uses.
+struct DeviceReady {
+  std::vector<Event> events;
+
+  explicit DeviceReady(const Batch& b) {
+    for_cuda_fields(b, [&](const Tensor& t) {
+      for (const Event& e : events)
+        if (e.device() == t.device()) return;
+      events.emplace_back(t.device()).record();
+    });
+  }
+  // The consumer's streams wait for the batch, and the fields' memory, when freed, for their work.
+  void wait(const Batch& b) const {
+    for (const Event& e : events) Stream::current(e.device()).wait(e);
+    for_cuda_fields(b, [](const Tensor& t) { record_stream(t, Stream::current(t.device())); });
+  }
+  template <class F>
+  static void for_cuda_fields(const Batch& b, F&& f) {
+    auto visit = [&](const Tensor& t) {
+      if (t.defined() && t.device().is_cuda()) f(t);
+    };
+    visit(b.input);
+    visit(b.target);
+    for (const auto& [name, t] : b.extra) visit(t);
+  }
+};
 
 // One pass over the loader. fetch(k, worker) makes batch k (nullopt: the stream ended before it);
 // worker is -1 on the consuming thread. Batches [begin, end) are made; end shrinks when a stream ends.
@@ -81,6 +112,7 @@ class Pass {
   struct Slot {
     std::optional<Batch> batch;
     std::exception_ptr error;
+    std::optional<DeviceReady> ready;  // made by a worker thread
   };
   void work(int64_t worker);
   void finish(bool natural);
@@ -166,6 +198,7 @@ bool Pass::advance() {
     slot = std::move(it->second);
     results_.erase(it);
   }
+  if (slot.ready) slot.ready->wait(*slot.batch);
   if (slot.error) {
     finish(false);
     std::rethrow_exception(slot.error);
@@ -201,6 +234,7 @@ void Pass::work(int64_t worker) {
     Slot slot;
     try {
       slot.batch = fetch_(k, worker);
+      if (slot.batch) slot.ready.emplace(*slot.batch);
     } catch (...) {
       slot.error = std::current_exception();
     }
