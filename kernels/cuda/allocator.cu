@@ -49,40 +49,21 @@ void check_not_forked_into_capture(cudaStream_t stream, const char* what) {
 }
 
 bool all_done(const std::vector<cudaEvent_t>& events) {
-  for (cudaEvent_t e : events) {
-    cudaError_t r = cudaEventQuery(e);
-    if (r == cudaErrorNotReady) {
-      cudaGetLastError();
-      return false;
-    }
-    EMBER_CUDA_CHECK(r);
-  }
+  for (cudaEvent_t e : events)
+    if (!event_done(e)) return false;
   return true;
-}
-
-// The first device this process gave memory to (-1 before any): the context pinned memory is made in.
-std::atomic<int> g_working_device{-1};
-
-// Makes the working device current (the calling thread's own device before the process has one).
-DeviceGuard working_device_guard() {
-  const int d = g_working_device.load(std::memory_order_relaxed);
-  if (d >= 0) return DeviceGuard(d);
-  int cur = 0;
-  EMBER_CUDA_CHECK(cudaGetDevice(&cur));
-  return DeviceGuard(cur);
 }
 
 // cudaMalloc in relaxed capture mode: it is not a stream operation, and the capturing thread's
 // thread-local mode would otherwise reject it as "potentially unsafe".
 void* system_malloc(int device, size_t n) {
-  int none = -1;
-  g_working_device.compare_exchange_strong(none, device, std::memory_order_relaxed);
+  note_working_device(device);
   DeviceGuard g(device);
-  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-  EMBER_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
   void* p = nullptr;
-  cudaError_t err = cudaMalloc(&p, n);
-  cudaThreadExchangeStreamCaptureMode(&mode);
+  cudaError_t err = [&] {
+    RelaxedCaptureGuard relaxed;
+    return cudaMalloc(&p, n);
+  }();
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
     return nullptr;

@@ -19,6 +19,7 @@
 
 #include "core/backend.hpp"
 #include "core/determinism.hpp"
+#include "core/graph_capture.hpp"
 #include "kernels/conv_plan.hpp"
 #include "kernels/cuda/cudnn_handle.hpp"
 #include "kernels/cuda/runtime.hpp"
@@ -225,7 +226,9 @@ std::string describe_plan(const cp::Plan& p) {
 
 // The usable algorithms of one call's plan, best first: cached, or asked of cuDNN once per key.
 std::vector<cp::AlgoPerf> algorithms(const cp::Plan& plan, cudnnHandle_t h, const Buffers& b, int device) {
-  const bool det = ember::deterministic(), bench = cudnn_benchmark();
+  // cudnnFind* times the algorithms with device syncs, which a CUDA-graph capture cannot hold: a capture
+  // takes the heuristics' order (cached under the no-benchmark key).
+  const bool det = ember::deterministic(), bench = cudnn_benchmark() && !graph::is_capturing(device);
   const cp::Key key = cp::make_key(plan, device, det, bench);
   AlgoCache& cache = algo_cache();
   {

@@ -39,6 +39,7 @@ CudnnHandle::CudnnHandle(int device, const char* op) : device_(device) {
   if (h_ == nullptr) {
     EMBER_CHECK(cudnnGetVersion() >= 90000, DeviceError, "[", op, "] needs cuDNN 9, found version ", cudnnGetVersion());
     DeviceGuard guard(device);
+    RelaxedCaptureGuard relaxed;  // a first use inside a CUDA-graph capture: the handle's memory is not stream work
     const cudnnStatus_t s = cudnnCreate(&h_);
     EMBER_CHECK(s == CUDNN_STATUS_SUCCESS, DeviceError, "[", op, "] cannot create a cuDNN handle on cuda:", device,
                 ": ", cudnnGetErrorString(s), " (are cuDNN 9's libraries on the library path?)");

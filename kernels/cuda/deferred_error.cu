@@ -12,8 +12,8 @@
 namespace ember::kernels::cuda {
 namespace {
 std::mutex g_mutex;
-std::vector<DeferredError*> g_slots;  // host pointers by device; null until first used
-std::vector<void*> g_device_ptrs;     // the same slots as the devices address them
+std::vector<DeferredError*> g_slots;    // host pointers by device; null until first used
+std::vector<void*> g_device_ptrs;       // the same slots as the devices address them
 std::map<int, std::string> g_poisoned;  // by device, under g_mutex
 }  // namespace
 
@@ -35,16 +35,16 @@ DeferredError* deferred_error_slot(int device) {
   }
   if (g_slots[device] == nullptr) {
     DeviceGuard g(device);
-    // The first use may come inside a CUDA-graph capture (thread-local mode rejects cudaHostAlloc
-    // there and invalidates the capture): relaxed mode for the allocation, as the allocator's.
-    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-    EMBER_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+    // The first use may come inside a CUDA-graph capture: relaxed mode for the allocation.
     void* p = nullptr;
     void* on_device = nullptr;
-    cudaError_t err = cudaHostAlloc(&p, sizeof(DeferredError), cudaHostAllocMapped | cudaHostAllocPortable);
-    if (err == cudaSuccess) err = cudaHostGetDevicePointer(&on_device, p, 0);
-    if (err != cudaSuccess && p != nullptr) cudaFreeHost(p);
-    cudaThreadExchangeStreamCaptureMode(&mode);
+    cudaError_t err = [&] {
+      RelaxedCaptureGuard relaxed;
+      cudaError_t e = cudaHostAlloc(&p, sizeof(DeferredError), cudaHostAllocMapped | cudaHostAllocPortable);
+      if (e == cudaSuccess) e = cudaHostGetDevicePointer(&on_device, p, 0);
+      if (e != cudaSuccess && p != nullptr) cudaFreeHost(p);
+      return e;
+    }();
     EMBER_CUDA_CHECK(err);
     g_slots[device] = new (p) DeferredError{};
     g_device_ptrs[device] = on_device;

@@ -93,7 +93,11 @@ cublasLtHandle_t handle(int dev) {
   static std::map<int, cublasLtHandle_t> handles;
   std::lock_guard lock(mu);
   cublasLtHandle_t& h = handles[dev];
-  if (h == nullptr) EMBER_CUBLAS_CHECK(cublasLtCreate(&h));
+  if (h == nullptr) {
+    DeviceGuard guard(dev);
+    RelaxedCaptureGuard relaxed;  // a first use inside a CUDA-graph capture: not stream work
+    EMBER_CUBLAS_CHECK(cublasLtCreate(&h));
+  }
   return h;
 }
 
@@ -231,6 +235,12 @@ Algo find_algo(int dev, const lp::Plan& p, const Descriptors& d, const char* fal
   int returned = 0;
   const cublasStatus_t s =
       cublasLtMatmulAlgoGetHeuristic(handle(dev), d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result, &returned);
+  // "Not supported" means none; so do the refusals an epilogue may meet (as at its launch below). Any other
+  // failure (a descriptor bug, no memory) is raised, not cached: the shape would run the fallback for good.
+  const bool refused =
+      s == CUBLAS_STATUS_NOT_SUPPORTED ||
+      (p.epilogue != lp::Epilogue::None && (s == CUBLAS_STATUS_INVALID_VALUE || s == CUBLAS_STATUS_ARCH_MISMATCH));
+  if (!refused) EMBER_CUBLAS_CHECK(s);
   Algo algo;
   if (s == CUBLAS_STATUS_SUCCESS && returned > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
     algo = {true, result.algo, result.workspaceSize};

@@ -2,6 +2,7 @@
 // device guards, each thread's current stream, streams and events, synchronisation and byte copies
 // between any two devices.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -92,6 +93,33 @@ void set_device(int device) {
   device_index(Device(Device::Kind::CUDA, device), "set_device");
   EMBER_CUDA_CHECK(cudaSetDevice(device));
   tl_device_chosen = true;
+  note_working_device(device);
+}
+
+int current_device() {
+  int d = 0;
+  if (cudaGetDevice(&d) != cudaSuccess) {  // no driver: cuda:0, which the caller's checks then refuse
+    cudaGetLastError();
+    return 0;
+  }
+  return d;
+}
+
+namespace {
+std::atomic<int> g_working_device{-1};
+}  // namespace
+
+void note_working_device(int device) {
+  int none = -1;
+  g_working_device.compare_exchange_strong(none, device, std::memory_order_relaxed);
+}
+
+DeviceGuard working_device_guard() {
+  const int d = g_working_device.load(std::memory_order_relaxed);
+  if (d >= 0) return DeviceGuard(d);
+  int cur = 0;
+  EMBER_CUDA_CHECK(cudaGetDevice(&cur));
+  return DeviceGuard(cur);
 }
 
 DeviceGuard::DeviceGuard(int device) : cur_(device) {
@@ -108,6 +136,9 @@ DeviceGuard::DeviceGuard(int device) : cur_(device) {
 DeviceGuard::~DeviceGuard() {
   if (prev_ != cur_) cudaSetDevice(prev_);
 }
+
+RelaxedCaptureGuard::RelaxedCaptureGuard() { EMBER_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&prev_)); }
+RelaxedCaptureGuard::~RelaxedCaptureGuard() { cudaThreadExchangeStreamCaptureMode(&prev_); }
 
 namespace {
 constexpr int kMaxDevices = 64;
@@ -161,7 +192,10 @@ void stream_destroy(int device, void* stream) {  // no throw: called from destru
   if (stream == nullptr) return;
   int priority = 0;
   DeviceGuard g(device);
-  if (cudaStreamGetPriority(static_cast<cudaStream_t>(stream), &priority) != cudaSuccess) return;
+  if (cudaStreamGetPriority(static_cast<cudaStream_t>(stream), &priority) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
   try {
     std::lock_guard lock(g_stream_mutex);
     g_spare_streams[{device, priority}].push_back(static_cast<cudaStream_t>(stream));
@@ -204,14 +238,14 @@ void event_record(int device, void* event, void* stream) {
   DeviceGuard g(device);
   EMBER_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), as_stream(stream)));
 }
-void event_synchronize(void* event) {
-  graph::check_host_read(-1, "Event::synchronize()");
+void event_synchronize(int device, void* event) {
+  graph::check_host_read(device, "Event::synchronize()");
+  DeviceGuard g(device);
   EMBER_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event)));
-  check_deferred_errors();
+  check_deferred_errors(device);  // this device's: another's belong to its own next sync
 }
-bool event_query(void* event) {
-  graph::check_host_read(-1, "Event::query()");
-  cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(event));
+bool event_done(cudaEvent_t event) {
+  const cudaError_t e = cudaEventQuery(event);
   if (e == cudaErrorNotReady) {
     cudaGetLastError();
     return false;
@@ -219,7 +253,13 @@ bool event_query(void* event) {
   EMBER_CUDA_CHECK(e);
   return true;
 }
-float event_elapsed_ms(void* start, void* end) {
+bool event_query(int device, void* event) {
+  graph::check_host_read(device, "Event::query()");
+  DeviceGuard g(device);
+  return event_done(static_cast<cudaEvent_t>(event));
+}
+float event_elapsed_ms(int device, void* start, void* end) {
+  DeviceGuard g(device);
   float ms = 0;
   EMBER_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)));
   return ms;
@@ -251,7 +291,11 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   if (dst_device.is_cuda() && src_device.is_cuda() && dst_device.index != src_device.index) {
     device_index(dst_device, "to");
     device_index(src_device, "to");
-    EMBER_CUDA_CHECK(cudaMemcpyPeer(dst, dst_device.index, src, src_device.index, nbytes));
+    {  // the source's producers may sit on a non-blocking stream, which the peer copy is not ordered after
+      DeviceGuard g(src_device.index);
+      EMBER_CUDA_CHECK(cudaStreamSynchronize(current_stream(src_device.index)));
+      EMBER_CUDA_CHECK(cudaMemcpyPeer(dst, dst_device.index, src, src_device.index, nbytes));
+    }
     DeviceGuard g(dst_device.index);
     EMBER_CUDA_CHECK(cudaDeviceSynchronize());
     return;

@@ -41,6 +41,31 @@ class DeviceGuard {
   int cur_ = -1;
 };
 
+// The process's working device: the first set_device chose or, before one, the first given device memory.
+// Pinned host memory is allocated in its context, so no thread opens a context on GPU 0 for it.
+void note_working_device(int device);
+// Makes the working device current (the calling thread's own device before the process has one).
+DeviceGuard working_device_guard();
+
+// Whether the work an event recorded is done. cudaErrorNotReady is cleared from this thread's last-error
+// state (cudaGetLastError after the next kernel launch would report it); any other error throws.
+bool event_done(cudaEvent_t event);
+
+// Relaxed stream-capture mode on this thread for the guard's lifetime. Resource set-up that is not stream
+// work (cudaMalloc, cudaHostAlloc, a library handle's creation) may then run while this thread captures a
+// CUDA graph: the thread-local mode of Ember's captures rejects it as "potentially unsafe" and invalidates
+// the capture otherwise.
+class RelaxedCaptureGuard {
+ public:
+  RelaxedCaptureGuard();
+  ~RelaxedCaptureGuard();
+  RelaxedCaptureGuard(const RelaxedCaptureGuard&) = delete;
+  RelaxedCaptureGuard& operator=(const RelaxedCaptureGuard&) = delete;
+
+ private:
+  cudaStreamCaptureMode prev_ = cudaStreamCaptureModeRelaxed;
+};
+
 // Raises a DeviceError unless t lives on a CUDA device, and a DTypeError unless its dtype is `dtype`
 // (when given). See dptr.
 void check_operand(const Tensor& t, std::optional<DType> dtype);
