@@ -110,7 +110,7 @@ void CudaGraph::replay() {
           std::shared_ptr<void>(kc::event_create(dev, false), [dev](void* e) { kc::event_destroy(dev, e); });
     }
     // The copy from this buffer two replays ago must have read it before it is overwritten.
-    if (staging_used_[k]) kc::event_synchronize(staging_event_[k].get());
+    if (staging_used_[k]) kc::event_synchronize(dev, staging_event_[k].get());
     std::memcpy(staging_[k], slots_->host(), used);
     kc::copy_to_device_async(dev, device_slots_, staging_[k], used, stream);
     kc::event_record(dev, staging_event_[k].get(), stream);
@@ -160,7 +160,7 @@ void CudaGraph::reset() {
   kc::graph_destroy(dev, exec_);
   exec_ = nullptr;
   for (int k = 0; k < 2; ++k) {
-    if (staging_used_[k]) wait([&] { kc::event_synchronize(staging_event_[k].get()); });
+    if (staging_used_[k]) wait([&] { kc::event_synchronize(dev, staging_event_[k].get()); });
     kc::pinned_free_raw(staging_[k]);
     staging_[k] = nullptr;
     staging_event_[k].reset();

@@ -27,7 +27,7 @@ namespace ember {
 
 class CudaGraph {
  public:
-  explicit CudaGraph(Device device = Device(Device::Kind::CUDA, 0), size_t slot_bytes = size_t{64} << 10);
+  explicit CudaGraph(Device device = current_cuda_device(), size_t slot_bytes = size_t{64} << 10);
   ~CudaGraph();
   CudaGraph(const CudaGraph&) = delete;
   CudaGraph& operator=(const CudaGraph&) = delete;
@@ -94,6 +94,6 @@ class CudaGraphCapture {
 };
 
 // Whether this thread captures a CUDA graph on the device.
-bool is_capturing(Device device = Device(Device::Kind::CUDA, 0));
+bool is_capturing(Device device = current_cuda_device());
 
 }  // namespace ember

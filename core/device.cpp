@@ -31,5 +31,6 @@ void set_device(Device device) {
   EMBER_CHECK(device.is_cuda(), DeviceError, "[set_device] expected a CUDA device, got ", device);
   kernels::cuda::set_device(device.index);
 }
+Device current_cuda_device() { return Device(Device::Kind::CUDA, kernels::cuda::current_device()); }
 
 }  // namespace ember

@@ -30,5 +30,8 @@ bool cuda_is_available();
 // a process that works on cuda:3 calls it first, so that nothing it does opens a context on cuda:0.
 // DeviceError for a device that is not there.
 void set_device(Device device);
+// This thread's current CUDA device (cuda:0 unless set_device chose another, or without CUDA), as
+// torch.cuda.current_device(). Stream, Event and CudaGraph default to it.
+Device current_cuda_device();
 
 }  // namespace ember

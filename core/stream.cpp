@@ -47,10 +47,10 @@ void Event::record(const Stream& s) {
               s.device());
   kernels::cuda::event_record(device_.index, handle_.get(), s.handle());
 }
-bool Event::query() const { return kernels::cuda::event_query(handle_.get()); }
-void Event::synchronize() const { kernels::cuda::event_synchronize(handle_.get()); }
+bool Event::query() const { return kernels::cuda::event_query(device_.index, handle_.get()); }
+void Event::synchronize() const { kernels::cuda::event_synchronize(device_.index, handle_.get()); }
 double Event::elapsed_ms(const Event& end) const {
-  return kernels::cuda::event_elapsed_ms(handle_.get(), end.handle_.get());
+  return kernels::cuda::event_elapsed_ms(device_.index, handle_.get(), end.handle_.get());
 }
 
 StreamGuard::StreamGuard(const Stream& s) : prev_(Stream::current(s.device())) {

@@ -18,9 +18,9 @@ class Stream {
   // A new stream of device d. It does not synchronise with the default stream: order work with events.
   explicit Stream(Device d, int priority = 0);
   // This thread's current stream of d.
-  static Stream current(Device d = Device(Device::Kind::CUDA, 0));
+  static Stream current(Device d = current_cuda_device());
   // The default (legacy) stream of d.
-  static Stream default_stream(Device d = Device(Device::Kind::CUDA, 0));
+  static Stream default_stream(Device d = current_cuda_device());
 
   Device device() const { return device_; }
   void* handle() const { return handle_; }  // a cudaStream_t; nullptr for the default stream
@@ -39,7 +39,7 @@ class Stream {
 
 class Event {
  public:
-  explicit Event(Device d = Device(Device::Kind::CUDA, 0), bool enable_timing = false);
+  explicit Event(Device d = current_cuda_device(), bool enable_timing = false);
   void record(const Stream& s);
   void record() { record(Stream::current(device_)); }
   bool query() const;        // the recorded work is done

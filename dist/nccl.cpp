@@ -75,12 +75,17 @@ ncclDataType_t nccl_type(DType dt) {
   return ncclUint8;
 }
 
-// Events are shared by the in-flight list and the Work handles that may still wait on them.
+// Events are shared by the in-flight list and the Work handles that may still wait on them. The last
+// owner may be any thread: the deleter makes the event's device current (a thread on no device would
+// otherwise open a context on GPU 0).
 using Event = std::shared_ptr<std::remove_pointer_t<cudaEvent_t>>;
-Event make_event() {
+Event make_event(int device) {
   cudaEvent_t e;
   EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-  return Event(e, [](cudaEvent_t x) { cudaEventDestroy(x); });
+  return Event(e, [device](cudaEvent_t x) {
+    kernels::cuda::DeviceGuard g(device);
+    cudaEventDestroy(x);
+  });
 }
 
 ncclRedOp_t nccl_op(ReduceOp op) {
@@ -168,14 +173,14 @@ class NcclCommunicator final : public Communicator {
 
   Work submit(Op op) override {
     kernels::cuda::DeviceGuard guard(device_);
-    Event end = make_event();
+    Event end = make_event(device_);
     {
       std::lock_guard lock(mutex_);
       if (const std::string why = failure_->get(); !why.empty())
         return done(std::make_exception_ptr(DistError(unusable(op, why))));
       release_finished();
       const cudaStream_t compute = kernels::cuda::current_stream(device_);
-      Event ready = make_event();
+      Event ready = make_event(device_);
       EMBER_CUDA_CHECK(cudaEventRecord(ready.get(), compute));
       EMBER_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready.get(), 0));
       try {
@@ -193,6 +198,7 @@ class NcclCommunicator final : public Communicator {
       cudaError_t state;
       while ((state = cudaEventQuery(end.get())) == cudaErrorNotReady && failure_->get().empty())
         std::this_thread::sleep_for(std::chrono::microseconds(50));
+      if (state == cudaErrorNotReady) cudaGetLastError();  // not an error: cleared from the last-error state
       if (const std::string why = failure_->get(); !why.empty()) throw DistError(why);  // the watchdog's timeout
       EMBER_CUDA_CHECK(state);
     }
@@ -204,7 +210,10 @@ class NcclCommunicator final : public Communicator {
       kernels::cuda::DeviceGuard g(device);
       EMBER_CUDA_CHECK(cudaStreamWaitEvent(kernels::cuda::current_stream(device), end.get(), 0));
     };
-    state->device_done = [end] { return cudaEventQuery(end.get()) == cudaSuccess; };
+    state->device_done = [end, device] {
+      kernels::cuda::DeviceGuard g(device);
+      return kernels::cuda::event_done(end.get());
+    };
     state->finish();
     return Work(std::move(state));
   }
@@ -276,7 +285,7 @@ class NcclCommunicator final : public Communicator {
         }
         // The oldest collective not yet done (finished ones are released by submit, on the caller's thread).
         for (const Flight& f : in_flight_) {
-          if (cudaEventQuery(f.end.get()) == cudaSuccess) continue;
+          if (kernels::cuda::event_done(f.end.get())) continue;
           if (std::chrono::duration<double>(Clock::now() - f.start).count() > limit)
             fail_locked(timeout_message(f.op, limit));
           break;
@@ -314,7 +323,7 @@ class NcclCommunicator final : public Communicator {
 
   // Drops the references of collectives whose end event has fired (oldest first: the stream is in order).
   void release_finished() {
-    while (!in_flight_.empty() && cudaEventQuery(in_flight_.front().end.get()) == cudaSuccess) in_flight_.pop_front();
+    while (!in_flight_.empty() && kernels::cuda::event_done(in_flight_.front().end.get())) in_flight_.pop_front();
   }
 
   struct Flight {

@@ -14,6 +14,8 @@ int device_count();
 bool is_available();
 // Makes `device` the calling thread's current device (DeviceError when it is not there).
 void set_device(int device);
+// The calling thread's current device (0 without CUDA).
+int current_device();
 // Waits for all work queued on `device` (every device when -1).
 void synchronize(int device = -1);
 // The caching allocator of one device; DeviceError when the index is out of range.
@@ -42,9 +44,9 @@ void stream_wait_event(int device, void* stream, void* event);
 void* event_create(int device, bool timing);
 void event_destroy(int device, void* event);
 void event_record(int device, void* event, void* stream);
-void event_synchronize(void* event);
-bool event_query(void* event);
-float event_elapsed_ms(void* start, void* end);
+void event_synchronize(int device, void* event);
+bool event_query(int device, void* event);
+float event_elapsed_ms(int device, void* start, void* end);
 // Marks the device block at ptr (from the caching allocator) as used by work on `stream`: once freed,
 // it is not handed out again before that work is done.
 void record_stream(int device, void* ptr, void* stream);

@@ -23,6 +23,7 @@ namespace {
 int device_count() { return 0; }
 bool is_available() { return false; }
 void set_device(int) { no_cuda("set_device"); }
+int current_device() { return 0; }
 void synchronize(int) {}
 Allocator& allocator(int) { no_cuda("cuda allocator"); }
 void copy_bytes(void*, Device, const void*, Device, size_t) { no_cuda("to"); }
@@ -39,9 +40,9 @@ void stream_wait_event(int, void*, void*) { no_cuda("Stream"); }
 void* event_create(int, bool) { no_cuda("Event"); }
 void event_destroy(int, void*) {}
 void event_record(int, void*, void*) { no_cuda("Event"); }
-void event_synchronize(void*) { no_cuda("Event"); }
-bool event_query(void*) { no_cuda("Event"); }
-float event_elapsed_ms(void*, void*) { no_cuda("Event"); }
+void event_synchronize(int, void*) { no_cuda("Event"); }
+bool event_query(int, void*) { no_cuda("Event"); }
+float event_elapsed_ms(int, void*, void*) { no_cuda("Event"); }
 void record_stream(int, void*, void*) { no_cuda("record_stream"); }
 void graph_capture_begin(int, void*) { no_cuda("cuda graph"); }
 void* graph_capture_end(int, void*) { no_cuda("cuda graph"); }

@@ -96,8 +96,9 @@ void device_free_raw(int device, void* p) {
   cudaFree(p);  // no throw: called from destructors
 }
 void* pinned_malloc_raw(size_t nbytes) {
+  const DeviceGuard guard = working_device_guard();  // in the working device's context, as all pinned memory
   void* p = nullptr;
-  EMBER_CUDA_CHECK(cudaHostAlloc(&p, nbytes, cudaHostAllocDefault));
+  EMBER_CUDA_CHECK(cudaHostAlloc(&p, nbytes, cudaHostAllocPortable));
   return p;
 }
 void pinned_free_raw(void* p) {
