@@ -165,8 +165,14 @@ void set_current_stream_handle(int device, void* stream) {
 // and records events by stream handle, so a handle must stay valid, and mean the same queue, for as long as
 // blocks or events may name it. A recycled stream keeps its queue order, so reuse is safe.
 namespace {
-std::mutex g_stream_mutex;
-std::map<std::pair<int, int>, std::vector<cudaStream_t>> g_spare_streams;  // by (device, priority)
+struct SpareStreams {
+  std::mutex mu;
+  std::map<std::pair<int, int>, std::vector<cudaStream_t>> free;  // by (device, priority)
+};
+SpareStreams& spare_streams() {  // never destroyed: a static Stream may be dropped during exit
+  static auto* s = new SpareStreams;
+  return *s;
+}
 }  // namespace
 
 void* stream_create(int device, int priority) {
@@ -175,8 +181,9 @@ void* stream_create(int device, int priority) {
   EMBER_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
   priority = std::clamp(priority, greatest, least);
   {
-    std::lock_guard lock(g_stream_mutex);
-    auto& spare = g_spare_streams[{device, priority}];
+    SpareStreams& pool = spare_streams();
+    std::lock_guard lock(pool.mu);
+    auto& spare = pool.free[{device, priority}];
     if (!spare.empty()) {
       cudaStream_t s = spare.back();
       spare.pop_back();
@@ -197,8 +204,9 @@ void stream_destroy(int device, void* stream) {  // no throw: called from destru
     return;
   }
   try {
-    std::lock_guard lock(g_stream_mutex);
-    g_spare_streams[{device, priority}].push_back(static_cast<cudaStream_t>(stream));
+    SpareStreams& pool = spare_streams();
+    std::lock_guard lock(pool.mu);
+    pool.free[{device, priority}].push_back(static_cast<cudaStream_t>(stream));
   } catch (...) {  // out of memory for the list: the stream stays allocated, unlisted
   }
 }
