@@ -54,7 +54,7 @@ class CpuCachingAllocator final : public Allocator {
     return p;
   }
 
-  void deallocate(void* p, size_t nbytes) override {
+  void deallocate(void* p, size_t nbytes) noexcept override {
     if (!p) return;
     size_t sz = round_size(nbytes);
     std::lock_guard lock(mu_);

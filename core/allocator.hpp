@@ -23,7 +23,7 @@ class Allocator {
  public:
   virtual ~Allocator() = default;
   virtual void* allocate(size_t nbytes) = 0;
-  virtual void deallocate(void* p, size_t nbytes) = 0;
+  virtual void deallocate(void* p, size_t nbytes) noexcept = 0;  // called from ~Storage: never throws
   virtual MemoryStats stats() const = 0;
   virtual void reset_peak() = 0;
   virtual void empty_cache() = 0;

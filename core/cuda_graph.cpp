@@ -5,6 +5,7 @@
 #include <cstring>
 #include <exception>
 
+#include "core/allocator.hpp"
 #include "core/error.hpp"
 #include "kernels/cuda_device.hpp"
 
@@ -44,6 +45,12 @@ void CudaGraph::capture_begin() {
   EMBER_CHECK(stream != nullptr, DeviceError,
               "[cuda graph] capture cannot use the legacy default stream: capture under a StreamGuard of a new "
               "Stream (CudaGraphCapture does)");
+  // As torch.cuda.graph: the eager steps before (a warm-up's activations) leave memory cached that the
+  // graph's pool cannot use and that cannot be released while capturing; give it back first.
+  if (!graph::is_capturing(dev)) {
+    kc::synchronize(dev);
+    allocator_for(device_).empty_cache();
+  }
   slots_ = std::make_unique<graph::SlotTable>(slot_bytes_);
   if (device_slots_ == nullptr) device_slots_ = kc::device_malloc_raw(dev, slot_bytes_);
   ctx_ = graph::CaptureContext{dev, graph::CaptureContext::Mode::kCapture, slots_.get(),

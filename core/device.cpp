@@ -32,5 +32,8 @@ void set_device(Device device) {
   kernels::cuda::set_device(device.index);
 }
 Device current_cuda_device() { return Device(Device::Kind::CUDA, kernels::cuda::current_device()); }
+void synchronize(Device device) {
+  if (device.is_cuda()) kernels::cuda::synchronize(device.index);
+}
 
 }  // namespace ember

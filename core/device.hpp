@@ -33,5 +33,8 @@ void set_device(Device device);
 // This thread's current CUDA device (cuda:0 unless set_device chose another, or without CUDA), as
 // torch.cuda.current_device(). Stream, Event and CudaGraph default to it.
 Device current_cuda_device();
+// Waits for all work queued on `device` (every stream), then raises the errors its kernels found (a bad
+// index, deferred until a synchronisation) as torch.cuda.synchronize. Nothing to do for the CPU.
+void synchronize(Device device);
 
 }  // namespace ember

@@ -221,9 +221,8 @@ Tensor Tensor::to(Device d, bool copy, bool non_blocking) const {
   Tensor out = async && d.is_cpu() ? make_tensor(shape(), dtype(), d).pin_memory() : make_tensor(shape(), dtype(), d);
   if (async)
     kernels::cuda::copy_bytes_async(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
-  else if (d.is_cpu())  // the host waits for the device: a host read (once, inside item()/to_vector())
-    detail::count_host_read();
-  if (!async) kernels::cuda::copy_bytes(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
+  else  // a blocking copy to the host counts as a host read there (core/host_sync.hpp)
+    kernels::cuda::copy_bytes(out.raw_data(), d, src.raw_data(), src.device(), src.nbytes());
   if (autograd::needs_grad(*this))
     autograd::record("to", {&out}, {this}, {},
                      [](autograd::Ctx& c) { return autograd::Grads{c.grad().to(c.input(0).device)}; });

@@ -3,6 +3,7 @@
 #include "kernels/linalg_plan.hpp"
 
 #include <algorithm>
+#include <sstream>
 
 namespace ember::kernels::linalg_plan {
 namespace {
@@ -212,6 +213,16 @@ AuxPlan plan_aux(const Plan& p, uint64_t aux_address) {
   else
     a.ok = true, a.ld = p.m;
   return a;
+}
+
+std::string describe(const Plan& p) {
+  static constexpr const char* kData[] = {"float32", "float64", "float16", "bfloat16"};
+  static constexpr const char* kEpilogue[] = {"none", "bias", "gelu_bias", "gelu_aux_bias", "bgrada", "bgradb"};
+  auto op = [](Op o) { return o == Op::N ? "N" : "T"; };
+  std::ostringstream os;
+  os << "m=" << p.m << " n=" << p.n << " k=" << p.k << " batch=" << p.batch << " " << kData[int(p.data)] << ", A op "
+     << op(p.op_a) << ", B op " << op(p.op_b) << ", epilogue " << kEpilogue[int(p.epilogue)];
+  return os.str();
 }
 
 Key cache_key(const Plan& p) {

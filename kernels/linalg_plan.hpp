@@ -5,6 +5,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/dtype.hpp"
@@ -105,6 +106,10 @@ AuxPlan plan_aux(const Plan& p, uint64_t aux_address);
 
 // Largest power of two <= kMaxAlignment dividing the address.
 uint32_t alignment(uint64_t address);
+
+// The problem cuBLASLt is given, for messages: "m=768 n=8192 k=3072 batch=1 bfloat16, A op N, B op T,
+// epilogue gelu_aux_bias".
+std::string describe(const Plan& p);
 
 // The heuristic cache's key: everything cuBLASLt's algorithm choice depends on (device added by the caller).
 using Key = std::array<int64_t, 24>;

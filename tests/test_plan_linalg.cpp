@@ -142,6 +142,7 @@ TEST_CASE("linalg plan: contiguous row-major product is column-major C^T = B^T A
   CHECK((p.lc.rows == 5 && p.lc.cols == 4 && p.lc.ld == 5));
   CHECK(p.batch == 1);
   CHECK((p.data == lp::DataType::F32 && p.compute == lp::ComputeType::F32 && p.scale == lp::DataType::F32));
+  CHECK(lp::describe(p) == "m=5 n=4 k=6 batch=1 float32, A op N, B op N, epilogue none");  // for error messages
   check_against_cpu<float>(out, a, b, 1, 0);
 }
 

@@ -58,7 +58,6 @@ TEST_CASE("streams: pinned memory and non-blocking copies round trip") {
   std::vector<Tensor> on_gpu;
   for (int k = 0; k < 16; ++k) on_gpu.push_back(full({1 << 16}, k).pin_memory().to(kCuda, false, true));
   for (int k = 0; k < 16; ++k) CHECK(equal(on_gpu[k].cpu(), full({1 << 16}, k)));
-  CHECK(memory_stats(kCPU).current_bytes >= 0);
 }
 
 TEST_CASE("streams: a side stream, StreamGuard, events and record_stream") {
@@ -71,17 +70,22 @@ TEST_CASE("streams: a side stream, StreamGuard, events and record_stream") {
     StreamGuard guard(side);
     CHECK(Stream::current(kCuda) == side);
     side.wait(Stream::default_stream(kCuda));  // a was written on the default stream
-    b = a * 3 + 1;                             // queued on side
+    Tensor m = randn({4096, 4096}, {.device = kCuda});
+    for (int i = 0; i < 8; ++i) m = m.matmul(m) * (1.0 / 64);  // keeps side busy for milliseconds
+    b = a * 3 + 1;                                             // queued on side behind the products
     record_stream(a, side);
   }
   CHECK(Stream::current(kCuda) == Stream::default_stream(kCuda));
+  const void* a_block = a.raw_data();
+  const bool side_busy = !side.query();
+  a = Tensor();  // freed while side still reads it: the block waits for side's event
+  Tensor c = full({1 << 22}, 7.0, {.device = kCuda});  // on the default stream, not ordered after side
+  if (side_busy) CHECK(c.raw_data() != a_block);       // without record_stream, c would take a's block
   Stream::default_stream(kCuda).wait(side);
   CHECK(equal(b.cpu(), full({1 << 22}, 4.0)));
-  a = Tensor();  // freed while side may still read it: the allocator waits for side's event
-  Tensor c = full({1 << 22}, 7.0, {.device = kCuda});
+  CHECK(equal(c.cpu(), full({1 << 22}, 7.0)));
   side.synchronize();
   CHECK(side.query());
-  CHECK(equal(c.cpu(), full({1 << 22}, 7.0)));
 
   Event start(kCuda, true), stop(kCuda, true);
   start.record();
@@ -100,6 +104,8 @@ TEST_CASE("streams: a side stream, StreamGuard, events and record_stream") {
 
 TEST_CASE("streams: a stream dropped while a tensor still names it is recycled, not destroyed") {
   CUDA_OR_SKIP();
+  Stream::default_stream(kCuda).synchronize();
+  const int64_t before = memory_stats(kCuda).current_bytes;
   Tensor a = full({1 << 20}, 2.0, {.device = kCuda});
   void* handle = nullptr;
   {
@@ -111,12 +117,20 @@ TEST_CASE("streams: a stream dropped while a tensor still names it is recycled, 
     record_stream(a, side);  // a's free must record an event on side, after side's last copy is gone
   }
   a = Tensor();  // a destroyed stream's handle here would fail (or name another stream's queue)
-  Stream again(kCuda);
-  CHECK(again.handle() == handle);  // the same queue, handed out again
-  StreamGuard guard(again);
-  CHECK(equal((full({8}, 1.0, {.device = kCuda}) + 1).cpu(), full({8}, 2.0)));
-  Stream high(kCuda, -1);  // another priority: never a recycled default-priority stream
+  {
+    Stream again(kCuda);
+    CHECK(again.handle() == handle);  // the same queue, handed out again
+    StreamGuard guard(again);
+    CHECK(equal((full({8}, 1.0, {.device = kCuda}) + 1).cpu(), full({8}, 2.0)));
+  }
+  // a's block came back once side's work was done (a failed event on a dead stream would leak it).
+  synchronize(kCuda);
+  (void)full({8}, 1.0, {.device = kCuda});  // an allocation collects the blocks whose events are done
+  CHECK(memory_stats(kCuda).current_bytes == before);
+  Stream high(kCuda, -1);  // another priority: never the spare default-priority stream
   CHECK(high.handle() != handle);
+  Stream normal(kCuda);
+  CHECK(normal.handle() == handle);
 }
 
 TEST_CASE("streams: steady-state training sizes reuse cached blocks (no cudaMalloc after the first step)") {

@@ -175,10 +175,6 @@ inline train::TrainerOptions trainer_options(const TrainConfig& cfg) {
 }
 
 namespace detail {
-inline void synchronize(Device d) {
-  if (d.is_cuda()) Stream::current(d).synchronize();
-}
-
 // Training throughput: wall time from the third training batch to the end of training, less the time
 // spent validating and between epochs (the end-of-epoch checkpoint: this callback runs first), with the
 // device drained at each mark (the step queues work asynchronously).

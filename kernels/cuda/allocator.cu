@@ -10,6 +10,7 @@
 // (kernels/graph_pools.hpp, CPU-tested): never handed to eager work, nothing cudaFree'd during a capture,
 // ordinary frees held until the capture ends; cudaMalloc runs in relaxed capture mode.
 #include <atomic>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -125,15 +126,23 @@ class CudaCachingAllocator final : public Allocator {
     return p;
   }
 
-  void deallocate(void* p, size_t /*nbytes*/) override {
+  // Called from ~Storage, so it never throws. After a sticky device fault (an illegal address) the events
+  // and cudaFree below fail: the block is then left allocated, never reused, and the fault is reported by
+  // the next synchronisation or launch instead of terminating the process while an exception unwinds.
+  void deallocate(void* p, size_t /*nbytes*/) noexcept override {
     if (!p) return;
     std::lock_guard lock(mu_);
-    if (graph_pools_.free(p)) {
-      uses_.erase(p);  // graph memory: its work is ordered by the graph's own stream
-      return;
+    try {
+      if (graph_pools_.free(p)) {
+        uses_.erase(p);  // graph memory: its work is ordered by the graph's own stream
+        return;
+      }
+      if (graph_pools_.defer(p)) return;  // freed during a capture: once no capture is under way
+      free_main_locked(p);
+    } catch (const std::exception& e) {
+      if (!warned_leak_) std::fprintf(stderr, "[cuda allocator] a freed block is not reused after: %s\n", e.what());
+      warned_leak_ = true;
     }
-    if (graph_pools_.defer(p)) return;  // freed during a capture: once no capture is under way
-    free_main_locked(p);
   }
 
   // A capture begins on `stream` into the graph's pool `id`.
@@ -160,12 +169,18 @@ class CudaCachingAllocator final : public Allocator {
       return;
     }
     Pending pend{p, {}};
-    DeviceGuard g(device_);
-    for (cudaStream_t s : it->second) {
-      cudaEvent_t e = nullptr;
-      EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-      EMBER_CUDA_CHECK(cudaEventRecord(e, s));
-      pend.events.push_back(e);
+    try {
+      DeviceGuard g(device_);
+      for (cudaStream_t s : it->second) {
+        cudaEvent_t e = nullptr;
+        EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+        pend.events.push_back(e);
+        EMBER_CUDA_CHECK(cudaEventRecord(e, s));
+      }
+    } catch (...) {  // the block cannot be ordered after its other streams' work: it stays allocated
+      for (cudaEvent_t e : pend.events) cudaEventDestroy(e);
+      uses_.erase(it);
+      throw;
     }
     uses_.erase(it);
     pending_.push_back(std::move(pend));
@@ -259,6 +274,7 @@ class CudaCachingAllocator final : public Allocator {
   int64_t allocations_ = 0;
   int64_t peak_ = 0;
   GraphPools graph_pools_;  // CUDA graphs' pools (kernels/graph_pools.hpp)
+  bool warned_leak_ = false;
 };
 
 std::vector<std::unique_ptr<CudaCachingAllocator>>& device_allocators() {
@@ -309,7 +325,7 @@ class PinnedAllocator final : public Allocator {
     return p;
   }
 
-  void deallocate(void* p, size_t /*nbytes*/) override {
+  void deallocate(void* p, size_t /*nbytes*/) noexcept override {
     if (!p) return;
     std::lock_guard lock(mu_);
     const size_t sz = size_of_.at(p);
@@ -387,15 +403,19 @@ class PinnedAllocator final : public Allocator {
       }
     }
   }
+  // Every cached block leaves the cache before it is freed, so a failed cudaFreeHost (it also returns
+  // earlier asynchronous errors) never leaves a freed block to be handed out; the first error is raised.
   void release_locked() {
     const DeviceGuard guard = working_device_guard();
-    for (auto& [sz, blocks] : free_)
+    cudaError_t first = cudaSuccess;
+    for (auto& [sz, blocks] : std::exchange(free_, {}))
       for (void* p : blocks) {
-        EMBER_CUDA_CHECK(cudaFreeHost(p));
+        const cudaError_t err = cudaFreeHost(p);
+        if (first == cudaSuccess) first = err;
         stats_.cached_bytes -= static_cast<int64_t>(sz);
       }
-    free_.clear();
     stats_.reserved_bytes = stats_.current_bytes + stats_.cached_bytes;
+    EMBER_CUDA_CHECK(first);
   }
 
   mutable std::mutex mu_;

@@ -34,22 +34,23 @@ void* graph_capture_end(int device, void* stream) {
                                 "synchronisation, a blocking copy, a legacy-stream launch); EMBER_CUDA_SYNC must be "
                                 "off while capturing"));
   }
+  if (err != cudaSuccess && graph) cudaGraphDestroy(graph);
   EMBER_CUDA_CHECK(err);
-  auto* h = new GraphHandle{graph, nullptr};
-  err = cudaGraphInstantiate(&h->exec, graph, 0);
+  cudaGraphExec_t exec = nullptr;
+  err = cudaGraphInstantiate(&exec, graph, 0);
+  // Uploading now keeps the first replay's cost out of timed steps.
+  if (err == cudaSuccess) err = cudaGraphUpload(exec, static_cast<cudaStream_t>(stream));
   if (err != cudaSuccess) {
+    if (exec) cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
-    delete h;
     EMBER_CUDA_CHECK(err);
   }
-  // Uploading now keeps the first replay's cost out of timed steps.
-  EMBER_CUDA_CHECK(cudaGraphUpload(h->exec, static_cast<cudaStream_t>(stream)));
-  return h;
+  return new GraphHandle{graph, exec};
 }
 
 void graph_capture_abort(int device, void* stream) {
   if (stream == nullptr) return;
-  DeviceGuard g(device);
+  DeviceGuard g(device, std::nothrow);
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(static_cast<cudaStream_t>(stream), &status) != cudaSuccess) {
     cudaGetLastError();

@@ -84,6 +84,13 @@ void check_cublas(cublasStatus_t s, const char* expr, const char* file, int line
                               cublasGetStatusString(s)));
 }
 
+// A failed cublasLtMatmul: the op's problem and device in the message.
+void check_matmul(cublasStatus_t s, const lp::Plan& p, int dev) {
+  if (s == CUBLAS_STATUS_SUCCESS) return;
+  throw Error(detail::cat_str("[matmul] cublasLtMatmul failed on cuda:", dev, " for ", lp::describe(p), ": ",
+                              cublasGetStatusName(s), ": ", cublasGetStatusString(s)));
+}
+
 constexpr uint64_t kMaxWorkspaceBytes = uint64_t{32} << 20;
 
 // One handle per device, created on first use and kept for the process (destroying it at exit races
@@ -245,9 +252,8 @@ Algo find_algo(int dev, const lp::Plan& p, const Descriptors& d, const char* fal
   if (s == CUBLAS_STATUS_SUCCESS && returned > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
     algo = {true, result.algo, result.workspaceSize};
   } else {
-    std::fprintf(stderr, "[matmul] cuBLASLt has no algorithm for m=%lld n=%lld k=%lld batch=%lld (%s); running %s\n",
-                 static_cast<long long>(p.m), static_cast<long long>(p.n), static_cast<long long>(p.k),
-                 static_cast<long long>(p.chunk), cublasGetStatusName(s), fallback);
+    std::fprintf(stderr, "[matmul] cuBLASLt has no algorithm for %s (%s); running %s\n", lp::describe(p).c_str(),
+                 cublasGetStatusName(s), fallback);
   }
   std::lock_guard lock(c.mu);
   c.algos.emplace(key, algo);
@@ -299,8 +305,9 @@ void launch_lt(int dev, const lp::Plan& plan, const T* A, const T* B, T* C, cons
     Tensor workspace;
     if (algo.workspace > 0)
       workspace = make_tensor({static_cast<int64_t>(algo.workspace)}, kU8, Device(Device::Kind::CUDA, dev));
-    EMBER_CUBLAS_CHECK(cublasLtMatmul(handle(dev), d.op, alpha_p, a, d.a, b, d.b, beta_p, c, d.c, c, d.c, &algo.algo,
-                                      dptr<void>(workspace), algo.workspace, current_stream(dev)));
+    check_matmul(cublasLtMatmul(handle(dev), d.op, alpha_p, a, d.a, b, d.b, beta_p, c, d.c, c, d.c, &algo.algo,
+                                dptr<void>(workspace), algo.workspace, current_stream(dev)),
+                 p, dev);
   }
 }
 
@@ -323,15 +330,14 @@ bool try_lt_epilogue(int dev, const lp::Plan& p, const T* A, const T* B, T* C, v
   const cublasStatus_t s = cublasLtMatmul(handle(dev), d.op, &one, A, d.a, B, d.b, &zero, C, d.c, C, d.c, &algo.algo,
                                           dptr<void>(workspace), algo.workspace, current_stream(dev));
   if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE || s == CUBLAS_STATUS_ARCH_MISMATCH) {
-    std::fprintf(stderr, "[matmul] cuBLASLt refused the epilogue for m=%lld n=%lld k=%lld (%s); running %s\n",
-                 static_cast<long long>(p.m), static_cast<long long>(p.n), static_cast<long long>(p.k),
+    std::fprintf(stderr, "[matmul] cuBLASLt refused the epilogue for %s (%s); running %s\n", lp::describe(p).c_str(),
                  cublasGetStatusName(s), fallback);
     AlgoCache& c = algo_cache();
     std::lock_guard lock(c.mu);
     c.algos[std::make_pair(dev, lp::cache_key(p))] = Algo{};
     return false;
   }
-  EMBER_CUBLAS_CHECK(s);
+  check_matmul(s, p, dev);
   return true;
 }
 

@@ -12,6 +12,7 @@
 
 #include "core/error.hpp"
 #include "core/graph_capture.hpp"
+#include "core/host_sync.hpp"
 #include "kernels/cuda/runtime.hpp"
 #include "kernels/deferred_error.hpp"
 
@@ -125,9 +126,20 @@ DeviceGuard working_device_guard() {
 DeviceGuard::DeviceGuard(int device) : cur_(device) {
   EMBER_CUDA_CHECK(cudaGetDevice(&prev_));
   if (prev_ != cur_) EMBER_CUDA_CHECK(cudaSetDevice(cur_));
-  // A thread still on the default device 0 keeps its first guard's device: putting 0 back would open a
-  // context on GPU 0 (cudaSetDevice initialises one since CUDA 12) in a process that works elsewhere,
-  // from every loader thread and every DDP rank.
+  keep_first_device();
+}
+DeviceGuard::DeviceGuard(int device, std::nothrow_t) noexcept : cur_(device) {
+  if (cudaGetDevice(&prev_) != cudaSuccess || (prev_ != cur_ && cudaSetDevice(cur_) != cudaSuccess)) {
+    cudaGetLastError();
+    prev_ = cur_;  // nothing to put back
+    return;
+  }
+  keep_first_device();
+}
+// A thread still on the default device 0 keeps its first guard's device: putting 0 back would open a
+// context on GPU 0 (cudaSetDevice initialises one since CUDA 12) in a process that works elsewhere, from
+// every loader thread and every DDP rank.
+void DeviceGuard::keep_first_device() noexcept {
   if (!tl_device_chosen) {
     tl_device_chosen = true;
     if (prev_ == 0) prev_ = cur_;
@@ -198,7 +210,7 @@ void* stream_create(int device, int priority) {
 void stream_destroy(int device, void* stream) {  // no throw: called from destructors
   if (stream == nullptr) return;
   int priority = 0;
-  DeviceGuard g(device);
+  DeviceGuard g(device, std::nothrow);
   if (cudaStreamGetPriority(static_cast<cudaStream_t>(stream), &priority) != cudaSuccess) {
     cudaGetLastError();
     return;
@@ -237,9 +249,9 @@ void* event_create(int device, bool timing) {
   EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&e, timing ? cudaEventDefault : cudaEventDisableTiming));
   return e;
 }
-void event_destroy(int device, void* event) {
+void event_destroy(int device, void* event) {  // no throw: called from destructors
   if (event == nullptr) return;
-  DeviceGuard g(device);
+  DeviceGuard g(device, std::nothrow);
   cudaEventDestroy(static_cast<cudaEvent_t>(event));
 }
 void event_record(int device, void* event, void* stream) {
@@ -327,7 +339,10 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   cudaStream_t stream = current_stream(dev);
   EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, kind, stream));
   if (kind != cudaMemcpyDeviceToDevice) EMBER_CUDA_CHECK(cudaStreamSynchronize(stream));
-  if (kind == cudaMemcpyDeviceToHost) check_deferred_errors(dev);  // a host read: raise what kernels found
+  if (kind == cudaMemcpyDeviceToHost) {  // a host read (every one passes here): counted, and raises what kernels found
+    ember::detail::count_host_read();
+    check_deferred_errors(dev);
+  }
 }
 
 void copy_bytes_async(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
@@ -345,7 +360,12 @@ void copy_bytes_async(void* dst, Device dst_device, const void* src, Device src_
   cudaStream_t stream = current_stream(dev);
   EMBER_CUDA_CHECK(
       cudaMemcpyAsync(dst, src, nbytes, dst_device.is_cpu() ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice, stream));
-  record_host_use(const_cast<void*>(host), dev, stream);
+  try {
+    record_host_use(const_cast<void*>(host), dev, stream);
+  } catch (...) {  // unrecorded, the host block could be reused while the copy still runs: wait for it
+    cudaStreamSynchronize(stream);
+    throw;
+  }
 }
 
 }  // namespace ember::kernels::cuda

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <new>
 #include <optional>
 #include <type_traits>
 
@@ -32,11 +33,14 @@ int device_index(Device d, const char* op);
 class DeviceGuard {
  public:
   explicit DeviceGuard(int device);
+  // For destructors and unwinding: a failure to switch (after a sticky device fault) is ignored.
+  DeviceGuard(int device, std::nothrow_t) noexcept;
   ~DeviceGuard();
   DeviceGuard(const DeviceGuard&) = delete;
   DeviceGuard& operator=(const DeviceGuard&) = delete;
 
  private:
+  void keep_first_device() noexcept;
   int prev_ = -1;
   int cur_ = -1;
 };
