@@ -172,6 +172,23 @@ TEST_SUITE("amp") {
     CHECK(copy.get_scale() == scaler.get_scale());
     CHECK(copy.growth_tracker() == scaler.growth_tracker());
     CHECK_THROWS_AS(copy.load_state_dict({{"scale", 2.0}}), ValueError);
+    // A damaged state is refused as the constructor refuses the options, and the scaler keeps its own.
+    struct Damage {
+      const char* field;
+      nlohmann::json value;
+      const char* says;
+    };
+    for (const Damage& d :
+         {Damage{"scale", 0.0, "init_scale"}, Damage{"scale", -1.0, "init_scale"},
+          Damage{"growth_factor", 1.0, "growth_factor"}, Damage{"backoff_factor", 1.5, "backoff_factor"},
+          Damage{"growth_interval", 0, "growth_interval"}, Damage{"growth_tracker", -2, "growth_tracker"},
+          Damage{"growth_tracker", 2000, "growth_tracker"}}) {
+      CAPTURE(d.field);
+      nlohmann::json bad = scaler.state_dict();
+      bad[d.field] = d.value;
+      CHECK(throws_with<ValueError>([&] { copy.load_state_dict(bad); }, d.says));
+      CHECK(copy.get_scale() == scaler.get_scale());
+    }
     CHECK_THROWS_AS(train::GradScaler({.growth_factor = 0.5}), ValueError);
     CHECK_THROWS_AS(train::GradScaler({.init_scale = 0}), ValueError);
     train::GradScaler off({.enabled = false});

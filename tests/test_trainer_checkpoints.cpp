@@ -283,6 +283,62 @@ TEST_SUITE("trainer") {
                                   "no run under this default_root_dir was stopped by a signal"));
   }
 
+  TEST_CASE("exact resume from inside a gradient-accumulation window: the window's gradients are saved") {
+    // accumulate_grad_batches = 3 over 6 batches per epoch; a signal after batch k stops the run there,
+    // inside a window when k + 1 is not a multiple of 3. The resumed run's next step must sum the same
+    // three batches as the uninterrupted run's.
+    auto options = [](const std::string& root) {
+      return quiet({.max_epochs = 2,
+                    .accumulate_grad_batches = 3,
+                    .num_sanity_val_steps = 0,
+                    .callbacks = {},
+                    .default_root_dir = root});
+    };
+    auto make_model = [] {
+      auto m = std::make_unique<Tiny>();
+      m->use_adam = true;
+      return m;
+    };
+    manual_seed(3);
+    auto full_model = make_model();
+    TempDir full_dir("accumulate_full");
+    train::Trainer full(options(full_dir.str()));
+    full.fit(*full_model, loader(24, 4, true), loader(8, 4, false));
+    REQUIRE(full.global_step() == 4);
+
+    struct RaiseAfter : train::Callback {
+      int64_t batch = 0;
+      void on_train_batch_end(train::Trainer& t, train::TrainModule&, const Tensor&, const data::Batch&,
+                              int64_t i) override {
+        if (t.current_epoch() == 0 && i == batch) std::raise(SIGTERM);
+      }
+    };
+    for (int64_t batch : {0, 1, 4}) {
+      CAPTURE(batch);
+      TempDir dir("accumulate_part");
+      manual_seed(3);
+      auto model = make_model();
+      auto raiser = std::make_shared<RaiseAfter>();
+      raiser->batch = batch;
+      auto o = options(dir.str());
+      o.callbacks = {raiser};
+      train::Trainer first(o);
+      first.fit(*model, loader(24, 4, true), loader(8, 4, false));
+      REQUIRE(first.interrupted());
+      train::Checkpoint ck = train::Checkpoint::load(first.interrupted_checkpoint_path());
+      CHECK(ck.state.at("loops").at("grads_pending") == true);
+      CHECK(ck.tensors.count("accumulated_grads.fc.weight") == 1);
+      CHECK(ck.weights().count("accumulated_grads.fc.weight") == 0);
+
+      manual_seed(77);
+      auto resumed_model = make_model();
+      train::Trainer second(options(dir.str()));
+      second.fit(*resumed_model, loader(24, 4, true), loader(8, 4, false), {.ckpt_path = "interrupted"});
+      CHECK(second.global_step() == full.global_step());
+      CHECK(flat_params(*resumed_model) == flat_params(*full_model));
+    }
+  }
+
   TEST_CASE("exact resume with the sanity check on, from a checkpoint taken at any point of the loops") {
     // A checkpoint written from a hook (a batch, the epoch's last batch, a validation batch, validation
     // end, epoch end, the sanity check) and a crash right after it: the run resumed from that file ends

@@ -68,7 +68,9 @@ void verify(const std::string& path, const TensorMap& tensors, const std::string
 TensorMap Checkpoint::weights() const {
   TensorMap out;
   for (const auto& [k, v] : tensors)
-    if (k.rfind(kOptimizerPrefix, 0) != 0 && k.rfind(kMetricStatePrefix, 0) != 0) out.emplace(k, v);
+    if (!k.starts_with(kOptimizerPrefix) && !k.starts_with(kMetricStatePrefix) &&
+        !k.starts_with(kAccumulatedGradPrefix))
+      out.emplace(k, v);
   return out;
 }
 

@@ -17,6 +17,8 @@ namespace ember::train {
 inline constexpr const char* kOptimizerPrefix = "optimizer_states.";
 // Logged metric objects' states (ember::metrics) of the epoch in progress: "metric_states.<name>.<state>".
 inline constexpr const char* kMetricStatePrefix = "metric_states.";
+// The parameters' gradients of a gradient-accumulation window in progress: "accumulated_grads.<param>".
+inline constexpr const char* kAccumulatedGradPrefix = "accumulated_grads.";
 
 struct CheckpointLoadOptions {
   bool verify_checksums = true;  // compare each tensor with the checksum the file carries (if any)

@@ -11,6 +11,7 @@
 #include "core/autograd.hpp"
 #include "core/determinism.hpp"
 #include "core/error.hpp"
+#include "core/ops/creation.hpp"
 #include "core/ops/random.hpp"
 #include "dist/process_group.hpp"
 #include "train/callbacks/model_checkpoint.hpp"
@@ -292,6 +293,9 @@ void Trainer::run_guarded(Stage stage, TrainModule& model, data::DataModule* dat
     call_hook("setup", [&](Callback& c) { c.setup(*this, model, name); });
     model.to(device_, dtype_);
     body();
+    // A kernel's deferred error from the last steps (a bad index) is raised here, not lost, if no host
+    // read came after it.
+    synchronize(device_);
     call_hook("teardown", [&](Callback& c) { c.teardown(*this, model, name); });
     model.teardown(name);
     if (data != nullptr) data->teardown(name);
@@ -576,7 +580,9 @@ Checkpoint Trainer::make_checkpoint(bool weights_only) {
                 {"tail_pending", tail_pending_},
                 {"step_before_batch", step_before_batch_},
                 {"accumulate_grad_batches", accumulate_},
+                {"grads_pending", grads_pending_},
                 {"elapsed_s", std::chrono::duration<double>(elapsed()).count()}};
+  if (grads_pending_) save_pending_grads(ck);
   // The loaders the loops read (not the DataModule's factories, which may build fresh ones).
   if (train_loader_ != nullptr) s["train_loader"] = train_loader_->state_dict();
   // During an evaluation the run is recorded as it stood when the evaluation began: the resumed run
@@ -599,6 +605,50 @@ Checkpoint Trainer::make_checkpoint(bool weights_only) {
   model_->on_save_checkpoint(ck);
   call_hook("on_save_checkpoint", [&](Callback& c) { c.on_save_checkpoint(*this, *model_, ck); });
   return ck;
+}
+
+// A save inside a gradient-accumulation window (a signal, a time interval, a validation) keeps the
+// window's gradients, so the resumed run's next step sums the same batches. Under DDP each rank holds its
+// own part (no_sync): all ranks go on from their mean, which the window's all-reduce then completes to
+// the same mean as without the save, and that mean is what the checkpoint keeps.
+void Trainer::save_pending_grads(Checkpoint& ck) {
+  auto params = model_->named_parameters();
+  const bool ranks = comm_ != nullptr && comm_->world_size() > 1;
+  // Which parameters hold a gradient on some rank: every rank then takes part in the same all-reduces
+  // (a rank without one adds zeros, as DDP's reduction does).
+  std::vector<double> present(params.size());
+  for (size_t i = 0; i < params.size(); ++i) present[i] = params[i].second.grad().defined() ? 1.0 : 0.0;
+  if (ranks && !params.empty()) {
+    Tensor flags = tensor(present, Shape{static_cast<int64_t>(params.size())}, {.dtype = kF64});
+    comm_->all_reduce(flags, dist::ReduceOp::kMax);
+    present = flags.to_vector<double>();
+  }
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (present[i] == 0.0) continue;
+    auto& [name, p] = params[i];
+    if (ranks) {
+      Tensor g = p.grad();
+      Tensor mean = g.defined() ? g.contiguous() : zeros(p.shape(), {.dtype = p.dtype(), .device = p.device()});
+      dist::world(device_).all_reduce(mean, dist::ReduceOp::kAvg);
+      if (!g.defined())
+        p.set_grad(mean);
+      else if (!mean.is_same(g))
+        g.copy_(mean);
+    }
+    ck.tensors.emplace(kAccumulatedGradPrefix + name, p.grad());
+  }
+}
+
+void Trainer::restore_pending_grads(const Checkpoint& ck, const StateReader& r) {
+  for (auto [name, p] : model_->named_parameters()) {
+    auto it = ck.tensors.find(kAccumulatedGradPrefix + name);
+    if (it == ck.tensors.end()) continue;
+    if (it->second.shape() != p.shape())
+      r.fail("loops.grads_pending", detail::cat_str("the gradient of '", name, "' has shape ", it->second.shape(),
+                                                    ", the parameter ", p.shape()));
+    p.set_grad(it->second.to(p.device(), p.dtype(), /*copy=*/true));
+  }
+  grads_pending_ = true;
 }
 
 void Trainer::load_checkpoint(const Checkpoint& ck, bool restore_training) {
@@ -628,6 +678,7 @@ void Trainer::restore_run_state(const Checkpoint& ck) {
   const bool tail = r.boolean("loops.tail_pending");
   const int64_t before = r.integer("loops.step_before_batch", 0, step);
   const int64_t accumulate = r.integer("loops.accumulate_grad_batches", 1, int64_t(1) << 31);
+  const bool grads_pending = r.has("loops.grads_pending") && r.boolean("loops.grads_pending");
   const double elapsed_s = r.number("loops.elapsed_s", 0.0, 1e12);
   if (num_training_batches_ >= 0 && in_epoch > num_training_batches_ && !epoch_done)
     r.fail("loops.batches_this_epoch",
@@ -697,6 +748,7 @@ void Trainer::restore_run_state(const Checkpoint& ck) {
   tail_pending_ = tail;
   step_before_batch_ = before;
   accumulate_ = accumulate;
+  if (grads_pending) restore_pending_grads(ck, r);
   elapsed_before_ =
       std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(elapsed_s));
   resume_validation_ = validation_at;

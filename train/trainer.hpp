@@ -176,6 +176,9 @@ class Trainer {
   // Optimizer steps taken: with accumulate_grad_batches = N, one per N batches. Logged metrics use this
   // step too (Lightning's loggers count the same way), so "step" in metrics.csv is global_step.
   int64_t global_step() const { return global_step_; }
+  // cuda_graphs: the training steps replayed from a captured graph so far (a capture's own first replay
+  // not counted); 0 without the option.
+  int64_t cuda_graph_replays() const;
   Stage stage() const { return stage_; }
   bool training() const { return stage_ == Stage::kFitting; }
   bool sanity_checking() const { return stage_ == Stage::kSanityChecking; }
@@ -266,6 +269,8 @@ class Trainer {
   Checkpoint make_checkpoint(bool weights_only);
   void load_checkpoint(const Checkpoint& checkpoint, bool restore_training);
   void restore_run_state(const Checkpoint& checkpoint);  // fit's part of load_checkpoint
+  void save_pending_grads(Checkpoint& checkpoint);       // an accumulation window's gradients, mid-window
+  void restore_pending_grads(const Checkpoint& checkpoint, const StateReader& r);
 
   // trainer_checks.cpp: what a Lightning user expects to be told
   nlohmann::json callback_states() const;  // non-empty states by state_key; clashing keys are an error
@@ -308,7 +313,7 @@ class Trainer {
   // TrainerOptions::cuda_graphs (train/cuda_graph_step.cpp): false when the batch runs eagerly.
   bool cuda_graph_step(const data::Batch& b, int64_t batch_idx, Tensor& loss);
   std::shared_ptr<CudaGraphStep> graph_step_;
-  std::shared_ptr<ProfilerRun> profiling_;     // TrainerOptions::profiler during a fit
+  std::shared_ptr<ProfilerRun> profiling_;  // TrainerOptions::profiler during a fit
 
   // Calls f on every callback, each call timed as "[Callback]<state_key>.<hook>" while a profiler runs.
   template <class F>

@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/io/temp_files.hpp"
+
 namespace ember {
 
 static_assert(std::endian::native == std::endian::little,
@@ -305,8 +307,8 @@ TensorMap make_tensors(const Header& h, const std::string& source,
     Tensor t;
     auto oom = [&](const char* why) {
       return OutOfMemoryError(detail::cat_str("[load] ", source, ": out of memory allocating ", e.end - e.begin,
-                                              " bytes for tensor ", printable(e.name), " (",
-                                              safetensors_name(e.dtype), " ", e.shape, "): ", why));
+                                              " bytes for tensor ", printable(e.name), " (", safetensors_name(e.dtype),
+                                              " ", e.shape, "): ", why));
     };
     try {
       t = make_tensor(e.shape, e.dtype);
@@ -452,14 +454,7 @@ class TempFile {
     if (::close(fd) != 0) fail("close failed", errno);
     if (::rename(path_.c_str(), target_.c_str()) != 0) fail("cannot rename " + path_ + " over it", errno);
     committed_ = true;
-    size_t slash = target_.find_last_of('/');
-    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : target_.substr(0, slash);
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) fail("cannot open directory " + dir + " to fsync it", errno);
-    int rc = ::fsync(dfd), err = errno;
-    ::close(dfd);
-    // Some filesystems cannot fsync a directory (EINVAL); the data itself is already synced.
-    if (rc != 0 && err != EINVAL) fail("fsync of directory " + dir + " failed", err);
+    if (const int err = fsync_parent_dir(target_)) fail("fsync of its directory failed", err);
   }
 
  private:

@@ -1,6 +1,7 @@
 // Temporary files of the atomic writers and the clean-up of those left by processes that are gone.
 #include "core/io/temp_files.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -30,6 +31,25 @@ std::optional<long> temp_file_pid(std::string_view file_name, std::string* targe
   if (pid <= 0 || pid > INT_MAX) return std::nullopt;  // pid_t is an int; kill(0 or -1, ...) means a group
   if (target) *target = std::string(file_name.substr(0, at));
   return pid;
+}
+
+namespace {
+int fsync_path(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return errno;
+  const int rc = ::fsync(fd), err = errno;
+  ::close(fd);
+  return rc == 0 ? 0 : err;
+}
+}  // namespace
+
+int fsync_file(const std::string& path) { return fsync_path(path, O_RDONLY); }
+
+int fsync_parent_dir(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const int err = fsync_path(dir, O_RDONLY | O_DIRECTORY);
+  return err == EINVAL ? 0 : err;
 }
 
 bool process_exists(long pid) {

@@ -11,6 +11,11 @@ namespace ember {
 
 // "<target>.tmp.<pid>": the temporary name an atomic writer of `target` uses in this process.
 std::string temp_file_name(const std::string& target);
+// fsync of the file `path` (opened for it), and of the folder holding it, so that a rename into that folder
+// survives a crash: 0, or the errno of the failing call. A filesystem that cannot fsync a folder (EINVAL)
+// counts as done, since the data itself is synced.
+int fsync_file(const std::string& path);
+int fsync_parent_dir(const std::string& path);
 // The pid of a name shaped exactly "<target>.tmp.<pid>" (pid: decimal digits, no sign or leading zero,
 // > 0); nullopt for any other name. *target receives the part before ".tmp.".
 std::optional<long> temp_file_pid(std::string_view file_name, std::string* target = nullptr);

@@ -284,11 +284,13 @@ using trainer_test::loader;
 struct Softmax : train::TrainModule {
   nn::Linear fc{4, 3};
   Softmax() { register_module("fc", fc); }
-  Tensor training_step(const data::Batch& b, int64_t) override {
+  Tensor training_step(const data::Batch& b, int64_t i) override {
     Tensor loss = nn::functional::cross_entropy(fc(b.input), b.target);
     log("train_loss", loss, {.sync_dist = true});
     log("local_loss", loss);
     if (stop_signal_at >= 0 && trainer().global_step() == stop_signal_at && rank() == 0) std::raise(SIGTERM);
+    if (signal_at_batch >= 0 && i == signal_at_batch && trainer().current_epoch() == 0 && rank() == 0)
+      std::raise(SIGTERM);
     if (stop_at >= 0 && trainer().global_step() == stop_at && rank() == 1) trainer().should_stop = true;
     return loss;
   }
@@ -305,7 +307,7 @@ struct Softmax : train::TrainModule {
   void on_after_backward() override {
     if (record_sync) synced.push_back(same_on_all_ranks(fc->weight.grad()));
   }
-  int64_t stop_signal_at = -1, stop_at = -1;
+  int64_t stop_signal_at = -1, stop_at = -1, signal_at_batch = -1;
   bool record_sync = false;
   std::vector<bool> synced;
 };
@@ -430,6 +432,37 @@ TEST_SUITE("dist trainer") {
     CHECK(!c.interrupted());
     CHECK(c.global_step() == a.global_step());
     CHECK(testing::equal(flat(resumed), flat(whole)));
+  }
+
+  TEST_CASE("SIGTERM inside a gradient-accumulation window: the ranks' gradients so far are saved, as their mean") {
+    // 4 batches per rank and epoch, accumulate_grad_batches = 3: stopped after batch 1, each rank holds
+    // its own part of the window (no_sync). The resumed run adds the rest to their mean, which the
+    // window's all-reduce completes to the uninterrupted run's mean (up to rounding).
+    SharedDir dir("signal_accumulate");
+    auto options = [&] {
+      return trainer_test::quiet(
+          {.max_epochs = 2, .devices = 2, .accumulate_grad_batches = 3, .default_root_dir = dir.path.string()});
+    };
+    manual_seed(9);
+    Softmax whole;
+    train::Trainer a(options());
+    a.fit(whole, loader(64, 8, true));
+
+    manual_seed(9);
+    Softmax part;
+    part.signal_at_batch = 1;
+    train::Trainer b(options());
+    b.fit(part, loader(64, 8, true));
+    REQUIRE(b.interrupted());
+    CHECK(b.global_step() == 0);
+
+    manual_seed(1234);
+    Softmax resumed;
+    train::Trainer c(options());
+    c.fit(resumed, loader(64, 8, true), nullptr, {.ckpt_path = "interrupted"});
+    CHECK(c.global_step() == a.global_step());
+    CHECK(same_on_all_ranks(flat(resumed)));
+    CHECK(testing::allclose(flat(resumed), flat(whole), 1e-5, 1e-6));
   }
 }
 

@@ -610,6 +610,14 @@ TEST_SUITE("dist sharded") {
       strategy->copy_checkpoint(sharded, copy, io);
       for (int r = 0; r < n; ++r) CHECK(fs::exists(copy + train::shard_suffix(r, n)));
       CHECK(testing::allclose(fit_global12("single_device", 3, "", copy), reference, 1e-11, 1e-13));
+      // A shard of another save beside the index (the run stopped between writing the shards and the
+      // index) is refused, not mixed in.
+      const std::string first_shard = copy + train::shard_suffix(0, n);
+      train::Checkpoint other = train::Checkpoint::load(first_shard);
+      other.state["save_id"] = "0123456789abcdef";
+      other.save(first_shard);
+      CHECK(throws_with<Error>([&] { fit_global12("single_device", 3, "", copy); }, "belongs to another save"));
+      strategy->copy_checkpoint(sharded, copy, io);  // whole again
       const std::string last_shard = copy + train::shard_suffix(n - 1, n);
       fs::resize_file(last_shard, fs::file_size(last_shard) - 3);
       CHECK(throws_with<Error>([&] { fit_global12("single_device", 3, "", copy); }, last_shard));

@@ -40,7 +40,10 @@ void LocalCheckpointIO::copy_checkpoint(const std::string& from, const std::stri
   const std::string tmp = temp_file_name(to);  // "<to>.tmp.<pid>": a later run removes it if we are killed
   std::error_code ec;
   fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec);
+  // As an atomic save: the copy is on disk before it replaces `to`, and the rename is on disk after.
+  if (!ec) ec.assign(fsync_file(tmp), std::generic_category());
   if (!ec) fs::rename(tmp, to, ec);
+  if (!ec) ec.assign(fsync_parent_dir(to), std::generic_category());
   if (ec) {
     std::error_code ignored;
     if (fs::symlink_status(tmp, ignored).type() == fs::file_type::regular) fs::remove(tmp, ignored);

@@ -83,15 +83,28 @@ nlohmann::json GradScaler::state_dict() const {
 }
 
 void GradScaler::load_state_dict(const nlohmann::json& s) {
+  GradScalerOptions o = options_;
+  double scale = 0;
+  int64_t tracker = 0;
   try {
-    scale_ = s.at("scale").get<double>();
-    options_.growth_factor = s.at("growth_factor").get<double>();
-    options_.backoff_factor = s.at("backoff_factor").get<double>();
-    options_.growth_interval = json_int64(s.at("growth_interval"), "[GradScaler] growth_interval");
-    growth_tracker_ = json_int64(s.at("growth_tracker"), "[GradScaler] growth_tracker");
+    scale = s.at("scale").get<double>();
+    o.growth_factor = s.at("growth_factor").get<double>();
+    o.backoff_factor = s.at("backoff_factor").get<double>();
+    o.growth_interval = json_int64(s.at("growth_interval"), "[GradScaler] growth_interval");
+    tracker = json_int64(s.at("growth_tracker"), "[GradScaler] growth_tracker");
   } catch (const nlohmann::json::exception& e) {
     throw ValueError(detail::cat_str("[GradScaler.load_state_dict] malformed state: ", e.what()));
   }
+  // The constructor's checks (a scale of 0 would skip every step, a growth_interval of 0 never grow it).
+  o.init_scale = scale;
+  GradScaler checked(o);
+  EMBER_CHECK(tracker >= 0 && tracker < o.growth_interval, ValueError,
+              "[GradScaler.load_state_dict] growth_tracker must lie in [0, growth_interval = ", o.growth_interval,
+              "), got ", tracker);
+  o.init_scale = options_.init_scale;
+  options_ = o;
+  scale_ = scale;
+  growth_tracker_ = tracker;
   found_inf_.clear();
 }
 

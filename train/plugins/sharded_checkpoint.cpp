@@ -3,7 +3,9 @@
 #include "train/plugins/sharded_checkpoint.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <random>
 
 #include "core/error.hpp"
 
@@ -12,6 +14,15 @@ namespace ember::train {
 namespace {
 constexpr const char* kWhere = "[sharded checkpoint]";
 constexpr const char* kOptPrefix = "optimizer_states.";
+
+// 64 random bits in hex.
+std::string new_save_id() {
+  std::random_device rd;
+  const uint64_t v = (uint64_t{rd()} << 32) ^ rd();
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
 
 // "optimizer_states.<i>.state.<p>.<name>" -> {i, p}; false for any other key.
 bool parse_key(const std::string& key, size_t& opt, size_t& param) {
@@ -42,14 +53,17 @@ void save_sharded_checkpoint(const Checkpoint& checkpoint, const std::string& pa
   const int rank = comm.rank(), n = comm.world_size();
   Checkpoint shard, index;
   for (const auto& [key, t] : checkpoint.tensors) (key.starts_with(kOptPrefix) ? shard : index).tensors.emplace(key, t);
-  shard.state = {{"format", "ember-optimizer-shard"}, {"rank", rank}, {"world_size", n}};
+  // One id for this save in the shards and the index: a crash between the shard writes and the index's
+  // leaves an older index beside newer shards, which loading then refuses instead of mixing two saves.
+  const std::string save_id = comm.broadcast_string(rank == 0 ? new_save_id() : std::string());
+  shard.state = {{"format", "ember-optimizer-shard"}, {"rank", rank}, {"world_size", n}, {"save_id", save_id}};
   write(shard, path + shard_suffix(rank, n));
   comm.barrier();  // every shard is written before the index that names them
   if (rank == 0) {
     index.state = checkpoint.state;
     nlohmann::json files = nlohmann::json::array();
     for (int r = 0; r < n; ++r) files.push_back(shard_suffix(r, n));
-    index.state[kOptimizerShardsKey] = {{"world_size", n}, {"files", files}, {"owners", owners}};
+    index.state[kOptimizerShardsKey] = {{"world_size", n}, {"files", files}, {"owners", owners}, {"save_id", save_id}};
     write(index, path);
   }
   comm.barrier();
@@ -88,6 +102,11 @@ void complete_sharded_checkpoint(Checkpoint& checkpoint, CheckpointIO& io) {
     if (!s.is_object() || s.value("rank", nlohmann::json()) != nlohmann::json(rank) ||
         s.value("world_size", nlohmann::json()) != nlohmann::json(n))
       throw bad(detail::cat_str("is not the shard of rank ", rank, " of ", n, " (its metadata: ", s.dump(), ")"));
+    // Files written before save ids carry none.
+    if (it->contains("save_id") && s.value("save_id", nlohmann::json()) != it->at("save_id"))
+      throw bad(detail::cat_str("belongs to another save than its index (save id ",
+                                s.value("save_id", nlohmann::json()).dump(), ", the index's ", it->at("save_id").dump(),
+                                "): the run may have stopped between writing the shards and the index"));
     for (auto& [key, t] : shard.tensors) {
       size_t opt = 0, param = 0;
       if (!parse_key(key, opt, param)) throw bad("holds '" + key + "', which is no optimizer state entry");
