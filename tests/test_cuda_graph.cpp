@@ -55,6 +55,7 @@ TEST_CASE("cuda graph option: what it cannot take is an error naming it") {
                                   s.world_size = 2;
                                 }),
                                 "one device only; strategy \"ddp\""));
+  CHECK(throws_with<ValueError>(with([](auto& s) { s.detect_anomaly = true; }), "detect_anomaly"));
 }
 
 TEST_CASE("cuda graph option: the Trainer refuses a CPU run with cuda_graphs") {
@@ -106,6 +107,27 @@ TEST_CASE("cuda graph log recorder: log calls are recorded while it is active, a
     CHECK(calls[1].name == "b");
   }
   CHECK_FALSE(train::record_graph_log("a", v, {}));
+}
+
+TEST_CASE("cuda graph log recorder: a number or a Metric logged inside a captured step is an error") {
+  // Their values would be the capture step's in every replay; a tensor is recorded and re-issued instead.
+  struct LogsInCapture : Tiny {
+    std::string what;
+    Tensor training_step(const data::Batch& b, int64_t i) override {
+      train::GraphLogRecorder recording;  // as the graph step's capture
+      metrics::MeanMetric mean;
+      if (what == "number") log("lr", 0.1);
+      if (what == "metric") log("mean", mean);
+      return Tiny::training_step(b, i);
+    }
+  };
+  for (const char* what : {"number", "metric"}) {
+    CAPTURE(what);
+    LogsInCapture m;
+    m.what = what;
+    train::Trainer t(quiet({.max_epochs = 1, .accelerator = "cpu"}));
+    CHECK(throws_with<ValueError>([&] { t.fit(m, loader(16, 8, false)); }, "captured by cuda_graphs"));
+  }
 }
 
 // ---------------------------------------------------------------- on a GPU
@@ -438,6 +460,7 @@ TEST_CASE("cuda graph: Trainer with cuda_graphs trains as it does without") {
     o.cuda_graphs = graphs;
     train::Trainer t(o);
     t.fit(m, data);  // 6 full batches (3 eager warm-up, a capture, replays) and a partial one (eager) per epoch
+    CHECK(t.cuda_graph_replays() == (graphs ? 2 + 6 : 0));
     std::vector<Tensor> out;
     for (const Tensor& p : m.parameters()) out.push_back(p.detach().cpu());
     return std::make_pair(out, t.callback_metrics().at("train_loss_epoch"));
@@ -446,4 +469,59 @@ TEST_CASE("cuda graph: Trainer with cuda_graphs trains as it does without") {
   const auto [graphed, graphed_loss] = run(true);
   for (size_t i = 0; i < eager.size(); ++i) CHECK(ember::testing::equal(graphed[i], eager[i]));
   CHECK(graphed_loss == eager_loss);  // every replay's loss was logged (re-issued after the replay)
+}
+
+TEST_CASE("cuda graph: a parameter without a gradient is not stepped, and freezing layers mid-run recaptures") {
+  CUDA_OR_SKIP();
+  // AdamW's weight decay would shrink a parameter the loss does not reach if the graph stepped it; a
+  // callback freezes the first layer at epoch 1, after which the graph must leave it alone.
+  struct PartlyUsed : GraphedRegression {
+    nn::Linear unused{4, 4};
+    PartlyUsed() { register_module("unused", unused); }
+    train::OptimizerConfig configure_optimizers() override {
+      return {std::make_shared<optim::AdamW>(parameters(), optim::AdamWOptions{.lr = 1e-2, .weight_decay = 0.1})};
+    }
+  };
+  struct FreezeAtEpoch1 : train::Callback {
+    void on_train_epoch_start(train::Trainer& t, train::TrainModule& m) override {
+      if (t.current_epoch() == 1) (*static_cast<PartlyUsed&>(m).net)[0]->requires_grad_(false);
+    }
+  };
+  auto run = [](bool graphs) {
+    manual_seed(0);
+    PartlyUsed m;
+    const Tensor unused_before = m.unused->weight.detach().clone();
+    const Tensor first_before = m.net->at<nn::LinearImpl>(0)->weight.detach().clone();
+    Generator g(3);
+    Tensor x = randn({100, 4}, {}, &g), y = randn({100, 3}, {}, &g);
+    auto data = std::make_shared<data::DataLoader>(data::TensorDataset(x, y),
+                                                   data::DataLoaderOptions{.batch_size = 16, .shuffle = true});
+    train::TrainerOptions o = quiet({.max_epochs = 3,
+                                     .accelerator = "cuda",
+                                     .deterministic = true,
+                                     .callbacks = {std::make_shared<FreezeAtEpoch1>()}});
+    o.cuda_graphs = graphs;
+    train::Trainer t(o);
+    t.fit(m, data);
+    // Epoch 0: 3 warm-up steps, a capture, 2 replays; epoch 1 (frozen): the same again; epoch 2: 6 replays.
+    CHECK(t.cuda_graph_replays() == (graphs ? 2 + 2 + 6 : 0));
+    CHECK(ember::testing::equal(m.unused->weight.detach().cpu(), unused_before));
+    CHECK_FALSE(ember::testing::equal(m.net->at<nn::LinearImpl>(0)->weight.detach().cpu(), first_before));
+    std::vector<Tensor> out;
+    for (const Tensor& p : m.parameters()) out.push_back(p.detach().cpu());
+    return out;
+  };
+  const std::vector<Tensor> eager = run(false), graphed = run(true);
+  for (size_t i = 0; i < eager.size(); ++i) CHECK(ember::testing::equal(graphed[i], eager[i]));
+}
+
+TEST_CASE("cuda graph option: a GradientAccumulationScheduler that would accumulate is refused") {
+  Tiny m;
+  train::TrainerOptions o = quiet({.max_epochs = 1,
+                                   .accelerator = "cpu",
+                                   .callbacks = {std::make_shared<train::GradientAccumulationScheduler>(
+                                       std::map<int64_t, int64_t>{{1, 2}})}});  // accumulates from epoch 1
+  o.cuda_graphs = true;
+  train::Trainer t(o);
+  CHECK(throws_with<ValueError>([&] { t.fit(m, loader(64, 16, false)); }, "cannot accumulate"));
 }

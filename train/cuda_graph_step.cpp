@@ -4,9 +4,7 @@
 
 #include <sstream>
 
-#include "core/autograd.hpp"
 #include "core/error.hpp"
-#include "core/ops/creation.hpp"
 #include "core/profiler.hpp"
 #include "train/trainer.hpp"
 
@@ -28,6 +26,9 @@ void check_cuda_graph_setup(const CudaGraphSetup& s) {
               "[Trainer] cuda_graphs runs on one device only; strategy \"", s.strategy, "\" with ", s.world_size,
               " processes is not supported (its gradient all-reduce is launched from backward hooks and "
               "synchronises with the host)");
+  EMBER_CHECK(!s.detect_anomaly, ValueError,
+              "[Trainer] cuda_graphs does not take detect_anomaly: it reads every step's loss and checks every "
+              "backward on the host, which a replayed step cannot do");
 }
 
 std::string BatchSignature::str() const {
@@ -92,8 +93,17 @@ void reissue_graph_logs(TrainModule& m, const std::vector<GraphLogRecorder::Call
 CudaGraphStep::CudaGraphStep(Device device, int64_t warmup_steps) : device_(device), plan_(warmup_steps) {}
 CudaGraphStep::~CudaGraphStep() = default;
 
+// The parameters the optimizer would train now: a callback that freezes or unfreezes some (fine-tuning)
+// changes which ones a step must touch.
+std::vector<const void*> CudaGraphStep::trainable(const optim::Optimizer& opt) {
+  std::vector<const void*> out;
+  for (const Tensor& p : opt.parameters())
+    if (p.requires_grad()) out.push_back(&p.impl());
+  return out;
+}
+
 // Between steps the parameters hold no gradients (as after the eager step's zero_grad); the graph
-// accumulates into the buffers it captured, so they go back before each replay (it zeroes them itself).
+// writes the buffers it captured, so they go back before each replay.
 void CudaGraphStep::restore_grads() {
   for (size_t i = 0; i < params_.size(); ++i)
     if (!params_[i].grad().defined() || params_[i].grad().impl().storage != static_grads_[i].impl().storage)
@@ -108,23 +118,14 @@ void CudaGraphStep::capture(Trainer& t, const data::Batch& b, int64_t batch_idx)
   static_batch_.input = clone(b.input);
   static_batch_.target = clone(b.target);
   for (const auto& [name, x] : b.extra) static_batch_.extra[name] = clone(x);
-  // Gradients stay allocated (zeroed inside the graph, accumulated in place by backward).
-  params_.clear();
-  static_grads_.clear();
-  {
-    autograd::NoGradGuard no_grad;
-    for (Tensor p : opt.parameters()) {
-      if (!p.requires_grad()) continue;
-      if (!p.grad().defined()) p.set_grad(zeros_like(p));
-      params_.push_back(p);
-      static_grads_.push_back(p.grad());
-    }
-  }
+  // Backward makes the gradients inside the capture (graph memory that every replay rewrites), so a
+  // parameter the loss does not reach has none and the optimizer skips it, as in an eager step.
+  for (Tensor p : opt.parameters()) p.set_grad(Tensor());
+  trainable_ = trainable(opt);
   graph_ = std::make_unique<CudaGraph>(device_);
   GraphLogRecorder recorder;
   {
     CudaGraphCapture cap(*graph_);
-    opt.zero_grad(/*set_to_none=*/false);
     {
       const std::shared_ptr<void> amp = t.precision_->forward_context(device_);
       profiler::RecordFunction step_range("[TrainModule] training_step");
@@ -137,6 +138,13 @@ void CudaGraphStep::capture(Trainer& t, const data::Batch& b, int64_t batch_idx)
                 "[Trainer] training_step's loss does not require grad (computed under no_grad, or from detached "
                 "tensors?)");
     t.backward(static_loss_);
+    params_.clear();
+    static_grads_.clear();
+    for (const Tensor& p : opt.parameters())
+      if (p.requires_grad() && p.grad().defined()) {
+        params_.push_back(p);
+        static_grads_.push_back(p.grad());
+      }
     t.unscale_once(opt);
     m.on_before_optimizer_step(opt);
     t.call_hook("on_before_optimizer_step", [&](Callback& c) { c.on_before_optimizer_step(t, m, opt); });
@@ -159,10 +167,16 @@ void CudaGraphStep::capture(Trainer& t, const data::Batch& b, int64_t batch_idx)
 }
 
 bool CudaGraphStep::run(Trainer& t, const data::Batch& b, int64_t batch_idx, Tensor& loss) {
-  const GraphPlan::Route route = plan_.next(signature_of(b));
-  if (route == GraphPlan::Route::kEager) return false;
   TrainModule& m = *t.model_;
   optim::Optimizer& opt = *t.optimizers_.front();
+  if (graph_ != nullptr && trainable(opt) != trainable_) {  // frozen or unfrozen: warm up and capture again
+    graph_.reset();
+    params_.clear();
+    static_grads_.clear();
+    plan_.restart();
+  }
+  const GraphPlan::Route route = plan_.next(signature_of(b));
+  if (route == GraphPlan::Route::kEager) return false;
   if (route == GraphPlan::Route::kCapture) {
     try {
       capture(t, b, batch_idx);
@@ -183,33 +197,44 @@ bool CudaGraphStep::run(Trainer& t, const data::Batch& b, int64_t batch_idx, Ten
     profiler::RecordFunction range("[Trainer] cuda_graph_replay");
     graph_->replay();
   }
-  // As the eager step's zero_grad(set_to_none): an eager step in between (other shapes) starts from no
-  // gradients instead of adding to the replay's; restore_grads puts the buffers back before a replay.
-  for (Tensor& p : params_) p.set_grad(Tensor());
   reissue_graph_logs(m, logs_);
-  loss = static_loss_;
+  loss = static_loss_.clone();  // the next replay overwrites static_loss_; a callback may keep this one
   return true;
 }
+
+// As the eager step's zero_grad(set_to_none): an eager step in between (other shapes) starts from no
+// gradients instead of adding to the replay's; restore_grads puts the buffers back before a replay.
+void CudaGraphStep::drop_grads() {
+  for (Tensor& p : params_) p.set_grad(Tensor());
+}
+
+int64_t Trainer::cuda_graph_replays() const { return graph_step_ ? graph_step_->plan().replays() : 0; }
 
 // The hook in Trainer::training_batch: the graph step and its bookkeeping (the parts of optimizer_step
 // that stay on the host), or false for the eager path.
 bool Trainer::cuda_graph_step(const data::Batch& b, int64_t batch_idx, Tensor& loss) {
   if (!options_.cuda_graphs) return false;
+  // At every step: a callback may change what the graph depends on (set_accumulate_grad_batches).
+  check_cuda_graph_setup({.device = device_,
+                          .automatic_optimization = model_->automatic_optimization,
+                          .precision = precision_->name(),
+                          .accumulate_grad_batches = accumulate_,
+                          .strategy = strategy_->name(),
+                          .world_size = strategy_->world_size(),
+                          .detect_anomaly = options_.detect_anomaly});
   if (graph_step_ == nullptr) {
-    check_cuda_graph_setup({.device = device_,
-                            .automatic_optimization = model_->automatic_optimization,
-                            .precision = precision_->name(),
-                            .accumulate_grad_batches = accumulate_,
-                            .strategy = strategy_->name(),
-                            .world_size = strategy_->world_size()});
     EMBER_CHECK(optimizers_.size() == 1, ValueError, "[Trainer] cuda_graphs takes one optimizer, got ",
                 optimizers_.size());
     graph_step_ = std::make_shared<CudaGraphStep>(device_);
   }
   if (!graph_step_->run(*this, b, batch_idx, loss)) return false;
-  grads_pending_ = false;
   update_precision();
   ++global_step_;
+  optim::Optimizer& opt = *optimizers_.front();  // the eager optimizer_step's ending
+  model_->on_before_zero_grad(opt);
+  call_hook("on_before_zero_grad", [&](Callback& c) { c.on_before_zero_grad(*this, *model_, opt); });
+  graph_step_->drop_grads();
+  grads_pending_ = false;
   step_schedulers("step");
   return true;
 }

@@ -9,11 +9,14 @@
 //  - Each replay first re-runs the optimizer's host code (Trainer strategy's optimizer_step under
 //    CudaGraph::rerun): step counts advance and the scheduler's lr reaches the fused kernels through the
 //    graph's slots. The optimizer must step every parameter with the fused kernels (fused = true).
+//    A parameter the loss does not reach gets no gradient and is not stepped, as in an eager step; a
+//    callback that freezes or unfreezes parameters makes the next steps warm up and capture again.
 //  - Module and callback hooks inside the captured region (training_step, on_before_backward, ...) run
 //    at capture only; log() calls made there are recorded and re-issued after every replay with the
 //    step's static output tensors (GraphLogRecorder; log() must not read them to the host).
 //  - Refused with a clear error: a CPU accelerator, manual optimisation, 16-mixed (its GradScaler decides
-//    on the host whether to skip each step), gradient accumulation, DDP and other multi-device strategies.
+//    on the host whether to skip each step), gradient accumulation (also a GradientAccumulationScheduler's),
+//    DDP and other multi-device strategies, detect_anomaly (it reads each loss to the host).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -25,6 +28,7 @@
 #include "core/device.hpp"
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
+#include "nn/optim/optimizer.hpp"
 #include "train/data/batch.hpp"
 #include "train/module.hpp"
 
@@ -40,6 +44,7 @@ struct CudaGraphSetup {
   int64_t accumulate_grad_batches = 1;
   std::string strategy;
   int world_size = 1;
+  bool detect_anomaly = false;
 };
 // ValueError naming what cuda_graphs cannot take.
 void check_cuda_graph_setup(const CudaGraphSetup& s);
@@ -68,6 +73,11 @@ class GraphPlan {
   Route next(const BatchSignature& sig);
   // The capture failed (its error reaches fit's caller): any later batch runs eagerly.
   void disable() { disabled_ = true; }
+  // The captured step no longer fits the run (parameters frozen or unfrozen): warm up and capture anew.
+  void restart() {
+    seen_ = 0;
+    captured_.reset();
+  }
   int64_t eager_fallbacks() const { return fallbacks_; }
   int64_t replays() const { return replays_; }
   const std::optional<BatchSignature>& captured() const { return captured_; }
@@ -117,19 +127,23 @@ class CudaGraphStep {
   // Runs batch b's training step through the graph and returns its loss (a static tensor), or returns
   // false when b runs eagerly (warm-up, other shapes): the caller's eager path then runs it.
   bool run(Trainer& t, const data::Batch& b, int64_t batch_idx, Tensor& loss);
+  // After a replay's bookkeeping: the parameters give their gradients back (zero_grad(set_to_none)).
+  void drop_grads();
   const GraphPlan& plan() const { return plan_; }
   const CudaGraph& graph() const { return *graph_; }
 
  private:
   void capture(Trainer& t, const data::Batch& b, int64_t batch_idx);
   void restore_grads();
+  static std::vector<const void*> trainable(const optim::Optimizer& opt);
 
   Device device_;
   GraphPlan plan_;
   std::unique_ptr<CudaGraph> graph_;
   data::Batch static_batch_;
   Tensor static_loss_;
-  std::vector<Tensor> params_, static_grads_;
+  std::vector<Tensor> params_, static_grads_;  // the parameters the captured step trains, and their gradients
+  std::vector<const void*> trainable_;         // trainable(opt) at the capture
   std::vector<GraphLogRecorder::Call> logs_;
 };
 

@@ -37,9 +37,11 @@ void check_batch_counts(dist::Communicator& comm, int64_t batches) {
 data::Batch Trainer::prepare_batch(const data::Batch& batch) const {
   profiler::RecordFunction range("[Trainer] batch_to_device");
   data::Batch b;
-  if (device_.is_cuda() && batch.input.defined() && batch.input.is_pinned()) {
-    // A pinned batch crosses on a copy stream, so it overlaps the compute already queued; the compute
-    // stream waits for the copy, and the batch's memory stays reserved until that compute is done.
+  if (device_.is_cuda() && batch.input.defined() && batch.input.device().is_cpu()) {
+    // A host batch crosses on a copy stream: pinned, the copy overlaps the compute already queued;
+    // pageable, the copy waits for its own (idle) stream, where on the compute stream it would wait for
+    // the steps queued before it. The compute stream waits for the copy, and the batch's memory stays
+    // reserved until that compute is done.
     const Stream compute = Stream::current(device_);
     if (!copy_stream_) copy_stream_ = Stream(device_);
     {

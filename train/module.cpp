@@ -40,13 +40,24 @@ void TrainModule::log(const std::string& name, const Tensor& value, const LogOpt
   trainer_->metrics_.log(name, value, options);
 }
 
+// A captured CUDA graph step runs training_step's host code once: a number or a Metric's update logged
+// there would stand for the capture step in every replay.
+static void check_not_captured(const std::string& name, const char* what) {
+  EMBER_CHECK(GraphLogRecorder::active() == nullptr, ValueError, "[log] '", name, "' logs ", what,
+              " inside a training_step captured by cuda_graphs, which runs its host code at the capture only: every "
+              "replay would report the capture step's value. Log a tensor computed in the step, or log it from "
+              "on_train_batch_start/on_train_batch_end");
+}
+
 void TrainModule::log(const std::string& name, double value, const LogOptions& options) {
   EMBER_CHECK(trainer_ != nullptr, ValueError, "[log] '", name, "' was logged outside a Trainer run");
+  check_not_captured(name, "a number");
   trainer_->metrics_.log(name, value, options);
 }
 
 void TrainModule::log(const std::string& name, metrics::Metric& metric, const LogOptions& options) {
   EMBER_CHECK(trainer_ != nullptr, ValueError, "[log] '", name, "' was logged outside a Trainer run");
+  check_not_captured(name, "a Metric");
   trainer_->metrics_.log(name, metric, options);
 }
 

@@ -112,12 +112,17 @@ struct GPT : train::TrainModule {
   }
   double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
 
-  Tensor training_step(const data::Batch& b, int64_t) override {
+  Tensor training_step(const data::Batch& b, int64_t batch_idx) override {
     Tensor loss = lm_loss(b);
-    if (global_step() == 0) first_train_loss = loss.item<float>();
+    if (global_step() == 0 && batch_idx == 0) first_train_loss = loss.item<float>();  // one read, the first batch
     log("train_loss", loss, {.prog_bar = true});
-    log("lr", optimizers().front()->lr(0), {.prog_bar = true});
     return loss;
+  }
+  // The lr this step uses (before the training step, which a CUDA graph may capture: a number logged
+  // there would keep the capture step's value).
+  bool on_train_batch_start(const data::Batch&, int64_t) override {
+    log("lr", optimizers().front()->lr(0), {.prog_bar = true});
+    return true;
   }
   void validation_step(const data::Batch& b, int64_t) override { log("val_loss", lm_loss(b), {.prog_bar = true}); }
 

@@ -59,6 +59,10 @@ void GradientAccumulationScheduler::on_train_start(Trainer& trainer, TrainModule
               trainer.options().accumulate_grad_batches,
               " and the GradientAccumulationScheduler callback is used: either remove accumulate_grad_batches "
               "from the Trainer or remove the callback");
+  EMBER_CHECK(!trainer.options().cuda_graphs || !going_to_accumulate_grad_batches(), ValueError,
+              "[GradientAccumulationScheduler] the Trainer has cuda_graphs = true, whose captured step is one whole "
+              "step (forward, backward, optimizer): it cannot accumulate ",
+              join_keys_or_values(scheduling_, false), " batches. Remove the callback or cuda_graphs");
 }
 
 void GradientAccumulationScheduler::on_train_epoch_start(Trainer& trainer, TrainModule& /*module*/) {
