@@ -242,6 +242,10 @@ Tensor& assign(Tensor& self, const Tensor& src, const char* op, bool idempotent)
   if (!idempotent) check_no_internal_overlap(self, op);
   bool record_it = needs_grad({&self, &src});
   if (record_it) check_inplace(self, op);
+  if (record_it && self.impl().view_base)  // checked before the write: a refused op leaves the data alone
+    EMBER_CHECK(Tensor(self.impl().view_base).is_contiguous(), AutogradError, "[", op,
+                "] in-place write into a view of a non-contiguous base ", describe(Tensor(self.impl().view_base)),
+                " is not supported under autograd");
   {
     NoGradGuard no_grad;
     Tensor s = src.expand(self.shape());
@@ -259,8 +263,6 @@ Tensor& assign(Tensor& self, const Tensor& src, const char* op, bool idempotent)
   // A write through a view: the base's new history takes the base's old gradient outside the view and
   // src's inside it; the view then reads the base's history again.
   Tensor base(self.impl().view_base);
-  EMBER_CHECK(base.is_contiguous(), AutogradError, "[", op, "] in-place write into a view of a non-contiguous base ",
-              describe(base), " is not supported under autograd");
   Strided view(self);
   view.offset -= base.storage_offset();
   Shape base_shape = base.shape();

@@ -176,6 +176,11 @@ TEST_CASE("in-place safety: writing a saved tensor, a leaf, or a view of a leaf 
     a.mul_(2.0);
   }
   CHECK(allclose(a.detach(), f64({2.0, 4.0}, {2})));
+  // A write through a view of a non-contiguous base is refused before it writes anything.
+  Tensor base = f64({1, 2, 3, 4, 5, 6}, {3, 2}).t().detach();  // a [2, 3] root with strides [1, 2]
+  Tensor src = leaf({7, 8, 9}, {1, 3});
+  CHECK(has(error_of([&] { base.narrow(0, 0, 1).copy_(src); }), "non-contiguous base"));
+  CHECK(allclose(base, f64({1, 3, 5, 2, 4, 6}, {2, 3})));
 }
 
 TEST_CASE("in-place ops on non-leaves are differentiated through") {

@@ -438,6 +438,20 @@ TEST_CASE("grad embedding: repeated rows accumulate; padding_idx rows get nothin
   Tensor v = rn({5, 3}, 76);
   embedding(idx, v, -1).sum().backward();  // padding row 4
   CHECK(allclose(v.grad(), f64({1, 1, 1, 3, 3, 3, 0, 0, 0, 1, 1, 1, 0, 0, 0}, {5, 3})));
+  // f16/bf16 weights: a row picked n times gets n (exact in the dtype), not a sum stuck where one more
+  // 1 rounds away (256 in bf16, 2048 in f16).
+  struct Case {
+    DType dt;
+    int64_t n;
+  };
+  for (const Case& c : {Case{kBF16, 1000}, Case{kF16, 5000}}) {
+    CAPTURE(c.dt);
+    Tensor h = zeros({3, 2}, {.dtype = c.dt, .requires_grad = true});
+    embedding(zeros({c.n}, {.dtype = kI64}), h).sum().backward();
+    CHECK(h.grad().dtype() == c.dt);
+    const double n = static_cast<double>(c.n);
+    CHECK(allclose(h.grad().to(kF64), f64({n, n, 0, 0, 0, 0}, {3, 2})));
+  }
 }
 
 TEST_CASE("grad index ops: in-place writes into their results keep the results' history") {

@@ -101,7 +101,8 @@ TEST_CASE("optim device: clip_grad_norm_ gives the same total norm and gradients
     for (const Tensor& p : ps) out.push_back(p.grad().cpu());
     return out;
   };
-  for (double norm_type : {2.0, 1.0, std::numeric_limits<double>::infinity()}) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  for (double norm_type : {2.0, 1.0, kInf, -kInf}) {
     INFO(norm_type);
     const auto cpu = clip(kCPU, norm_type, kF32);
     CHECK(cpu[0].dim() == 0);

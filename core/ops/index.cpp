@@ -356,6 +356,10 @@ Tensor embedding(const Tensor& indices, const Tensor& weight, std::optional<int6
       Tensor index = c.saved(0).reshape({-1});
       Tensor g = c.grad().reshape({-1, width});
       if (pad) g = g.masked_fill((index == *pad).unsqueeze(1), 0.0);
+      // f16/bf16 rows add up in float32: a frequent token's sum rounded after each add would stop
+      // growing once it is 256 times an increment (bf16).
+      if (g.dtype() == kF16 || g.dtype() == kBF16)
+        return autograd::Grads{zeros({n, width}, {.device = g.device()}).index_add(0, index, g.to(kF32)).to(g.dtype())};
       return autograd::Grads{zeros({n, width}, like(g)).index_add(0, index, g)};
     });
   return out;
