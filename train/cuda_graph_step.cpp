@@ -198,7 +198,7 @@ bool CudaGraphStep::run(Trainer& t, const data::Batch& b, int64_t batch_idx, Ten
     graph_->replay();
   }
   reissue_graph_logs(m, logs_);
-  loss = static_loss_.clone();  // the next replay overwrites static_loss_; a callback may keep this one
+  loss = static_loss_.detach().clone();  // the next replay overwrites static_loss_; a callback may keep this
   return true;
 }
 
