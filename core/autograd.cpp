@@ -31,6 +31,12 @@ AutogradMeta& meta_of(const Tensor& t) {
   return *m;
 }
 
+// Whether t is the only handle on its data: no other Tensor shares its impl or its storage, and it is
+// no view. Such a gradient may be kept or added into in place without anyone else seeing the change.
+bool sole_owner(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.impl().storage.use_count() == 1 && !t.impl().view_base;
+}
+
 // Accumulates the gradient of one leaf into its .grad.
 class AccumulateGrad final : public Node {
  public:
@@ -46,8 +52,7 @@ class AccumulateGrad final : public Node {
     AutogradMeta& m = meta_of(leaf_);
     if (!m.grad.defined()) {
       // Keep the incoming tensor when nothing else can see it; a view or a shared buffer is copied.
-      bool owned = !is_grad_enabled() && g.is_contiguous() && g.impl_ptr().use_count() == 1 &&
-                   g.impl().storage.use_count() == 1 && !g.impl().view_base;
+      bool owned = !is_grad_enabled() && g.is_contiguous() && sole_owner(g);
       // An expanded g (sum's backward) is cloned, so later accumulation can add into it in place.
       bool shared = has_internal_overlap(g);
       m.grad = is_grad_enabled() ? (shared ? g.clone() : g) : owned ? g.detach() : g.detach().clone();
@@ -393,7 +398,17 @@ class Engine {
         for (const NodeInput& in : s.node->inputs)
           if (in.edge.fn) ++slots[in.edge.fn->slot_].deps;
 
-    auto add_grad = [](Tensor& buf, Tensor g) { buf = buf.defined() ? buf + g : std::move(g); };
+    // A second gradient for the same input is added into the first in place when nothing else can see
+    // that buffer (as PyTorch's engine does), so a residual stream's junctions allocate nothing.
+    auto add_grad = [](Tensor& buf, Tensor g) {
+      if (!buf.defined())
+        buf = std::move(g);
+      else if (!is_grad_enabled() && sole_owner(buf) && !has_internal_overlap(buf) && buf.shape() == g.shape() &&
+               buf.device() == g.device() && promote_types(buf.dtype(), g.dtype()) == buf.dtype())
+        buf.add_(g);
+      else
+        buf = buf + g;
+    };
     for (size_t i = 0; i < roots.size(); ++i)
       add_grad(grads[slots[roots[i].fn->slot_].grads + roots[i].input_nr], root_grads[i]);
 

@@ -183,6 +183,20 @@ TEST_CASE("in-place safety: writing a saved tensor, a leaf, or a view of a leaf 
   CHECK(allclose(base, f64({1, 3, 5, 2, 4, 6}, {2, 3})));
 }
 
+TEST_CASE("gradients meeting at one input add up; the engine adds in place only into buffers no one else sees") {
+  // Two roots seeded with the caller's own tensor, a residual junction, and a gradient shared by two
+  // inputs (x + x): every sum is right, and the caller's tensor is never written.
+  Tensor x = leaf({1, 2, 3}, {3});
+  Tensor h = x * 2.0;
+  Tensor y = h + h.exp() + (h + h);  // four paths meet at h
+  Tensor seed = f64({1, 1, 1}, {3});
+  autograd::backward({y, y}, {seed, seed});
+  CHECK(allclose(seed, f64({1, 1, 1}, {3})));
+  // dy/dh = 1 + exp(h) + 2, twice (two roots), times dh/dx = 2.
+  Tensor want = ((x.detach() * 2.0).exp() + 3.0) * 4.0;
+  CHECK(allclose(x.grad(), want));
+}
+
 TEST_CASE("in-place ops on non-leaves are differentiated through") {
   Tensor a = leaf({1, 2, 3}, {3});
   Tensor y = a * a;
