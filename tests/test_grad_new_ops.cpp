@@ -103,6 +103,32 @@ TEST_CASE("new ops: gradcheck and gradgradcheck in f64") {
   CHECK(gradcheck([](const std::vector<Tensor>& v) { return clamp_max(v[0], v[1]); }, {leaf(c), leaf(c * 0.5 - 0.1)}));
   CHECK(gradcheck([](const std::vector<Tensor>& v) { return stack(unbind(v[0], 1), 0) * v[0].t(); },
                   {leaf(smooth_input(seed++))}));
+  // unbind is one node: slices left unused get zeros, and second derivatives go through its stack.
+  auto some_slices = [](const std::vector<Tensor>& v) {
+    std::vector<Tensor> p = unbind(v[0], 0);
+    return p[0] * p[2].exp();
+  };
+  CHECK(gradcheck(some_slices, {leaf(randn({3, 2, 4}, {.dtype = kF64}))}));
+  CHECK(gradgradcheck(some_slices, {leaf(randn({3, 2, 4}, {.dtype = kF64}))}));
+  // Its gradient is laid out as its input (GPT-2's q, k, v of a permuted view), so the views that made
+  // the input take it back without a copy.
+  Tensor x = leaf(randn({2, 3, 12}, {.dtype = kF64}));
+  Tensor p = (x * 1.0).view({2, 3, 3, 2, 2}).permute({2, 0, 3, 1, 4});
+  Shape seen;
+  p.register_hook([&](const Tensor& g) {
+    seen = g.strides();
+    return Tensor();
+  });
+  std::vector<Tensor> qkv = p.unbind(0);
+  (qkv[0] * qkv[1] + qkv[2]).sum().backward();
+  CHECK(seen == p.strides());
+  // The slices are views: an in-place write through one reaches the base's history.
+  Tensor base = leaf(randn({2, 3}, {.dtype = kF64}));
+  Tensor y = base * 1.0;
+  std::vector<Tensor> rows = unbind(y, 0);
+  rows[1].mul_(3.0);
+  y.sum().backward();
+  CHECK(allclose(base.grad(), tensor(std::vector<double>{1, 1, 1, 3, 3, 3}, {.dtype = kF64}).view(2, 3)));
   CHECK(gradcheck([](const std::vector<Tensor>& v) { return tril(v[0], -1) + triu(v[0], 2); },
                   {leaf(randn({2, 3, 4}, {.dtype = kF64}))}));
 }
