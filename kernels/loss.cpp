@@ -20,13 +20,15 @@ CrossEntropySums cross_entropy_forward(const Tensor& loss, const Tensor& lse, co
   CrossEntropySums out;
   if (input.device().is_cuda()) {
     out.device_sums = make_tensor({2}, kF64, input.device());
-    if (reduce != CeReduce::kNone) out.reduced = make_tensor({}, input.dtype(), input.device());
+    if (reduce != CeReduce::kNone) out.reduced = make_tensor({}, loss.dtype(), input.device());
     cuda::cross_entropy_forward(loss, lse, input, target, weight, p, out.device_sums, out.reduced, reduce);
     return out;
   }
   EMBER_CHECK(input.device().is_cpu(), DeviceError, "[cross_entropy] device ", input.device(),
               " is not supported by the fused kernel in this build");
-  std::tie(out.loss, out.weight) = cpu::cross_entropy_forward(loss, lse, input, target, weight, p);
+  // f16/bf16 logits with a float32 loss: the CPU kernel runs on a float32 copy (the CUDA kernel reads them).
+  const Tensor x = input.dtype() == loss.dtype() ? input : input.to(loss.dtype());
+  std::tie(out.loss, out.weight) = cpu::cross_entropy_forward(loss, lse, x, target, weight, p);
   return out;
 }
 
@@ -39,7 +41,12 @@ void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, d
   EMBER_CHECK(input.device().is_cpu(), DeviceError, "[cross_entropy] device ", input.device(),
               " is not supported by the fused kernel in this build");
   EMBER_CHECK(!divide_by.defined(), ValueError, "[cross_entropy] divide_by is for CUDA tensors");
-  cpu::cross_entropy_backward(grad_input, grad_loss, grad_scale, input, target, weight, lse, p);
+  if (lse.dtype() == input.dtype() || input.dtype() == kF64)
+    return cpu::cross_entropy_backward(grad_input, grad_loss, grad_scale, input, target, weight, lse, p);
+  // f16/bf16 logits (a float32 lse): the float32 gradient, rounded once into grad_input.
+  Tensor g = make_tensor(input.shape(), lse.dtype(), input.device());
+  cpu::cross_entropy_backward(g, grad_loss, grad_scale, input.to(lse.dtype()), target, weight, lse, p);
+  Tensor(grad_input).copy_(g);
 }
 
 }  // namespace ember::kernels

@@ -21,22 +21,23 @@ enum class CeReduce { kNone, kSum, kMean };
 struct CrossEntropySums {
   double loss = 0, weight = 0;  // CPU: sum of the losses, sum of the non-ignored target weights
   Tensor device_sums;           // CUDA: float64 [2] {loss sum, weight sum} on the device
-  Tensor reduced;               // CUDA, reduce kSum/kMean: the 0-dim loss (input dtype) on the device
+  Tensor reduced;               // CUDA, reduce kSum/kMean: the 0-dim loss (the loss's dtype) on the device
 };
 
-// input: contiguous f32/f64 (on CUDA also f16/bf16) [N, C, K]; target: contiguous i64 [N, K]; weight:
-// contiguous [C] of the input's dtype or undefined. Writes each position's loss (contiguous [N, K], input
-// dtype) and logsumexp (contiguous [N, K], float32 for f16/bf16/f32 input, else float64) and returns the sums. A target
+// input: contiguous f32/f64 (on CUDA also f16/bf16) [N, C, K], or f16/bf16 with a float32 loss (autocast's
+// loss: the CUDA kernel reads the logits as they are, the CPU's a float32 copy); target: contiguous i64
+// [N, K]; weight: contiguous [C] of the loss's dtype or undefined. Writes each position's loss (contiguous
+// [N, K], the input's dtype or float32) and logsumexp (contiguous [N, K], float32 for f16/bf16/f32 input,
+// else float64) and returns the sums. A target
 // outside [0, C) other than ignore_index raises IndexError: at once on the CPU; on CUDA at the next host
 // synchronisation (kernels/deferred_error.hpp).
 CrossEntropySums cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input, const Tensor& target,
                                        const Tensor& weight, const CrossEntropyParams& p,
                                        CeReduce reduce = CeReduce::kNone);
-// grad_input (contiguous [N, C, K]) <- coef * (s * softmax(input) - q) with coef the upstream
-// gradient times grad_scale (grad_loss contiguous [N, K], or one element for every position, or when
-// undefined 1), s and q the weighted, smoothed target terms; ignored positions get zeros. On CUDA,
-// divide_by (a float64 element on the device, or undefined) divides grad_scale: a mean's weight sum
-// that was never read to the host.
+// grad_input (contiguous [N, C, K], the input's dtype) <- coef * (s * softmax(input) - q) with coef the upstream
+// gradient times grad_scale (grad_loss contiguous [N, K] of the loss's dtype, or one element for every position, or
+// when undefined 1), s and q the weighted, smoothed target terms; ignored positions get zeros. On CUDA, divide_by (a
+// float64 element on the device, or undefined) divides grad_scale: a mean's weight sum that was never read to the host.
 void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, double grad_scale, const Tensor& input,
                             const Tensor& target, const Tensor& weight, const Tensor& lse, const CrossEntropyParams& p,
                             const Tensor& divide_by = Tensor());

@@ -184,10 +184,19 @@ Tensor cross_entropy_probs(const Tensor& input, const Tensor& target, const Tens
 
 // Dispatch shared by cross_entropy and cross_entropy_composite.
 Tensor cross_entropy_impl(const Tensor& input, const Tensor& target, const Tensor& weight, int64_t ignore_index,
-                          std::string_view reduction, double label_smoothing, bool fused) {
-  if (autocast::should_cast(CastPolicy::kFloat32, {&input, &target, &weight}))
+                          std::string_view reduction, double label_smoothing, bool fused,
+                          std::optional<DType> loss_dtype = std::nullopt) {
+  if (!loss_dtype && autocast::should_cast(CastPolicy::kFloat32, {&input, &target, &weight})) {
+    // Class indices on CUDA: the fused kernel reads f16/bf16 logits as they are and gives the float32 loss,
+    // without the float32 copy of the logits (GPT-2's [8192, 50257]: 1.6 GB saved for backward).
+    const bool low = input.defined() && (input.dtype() == kF16 || input.dtype() == kBF16);
+    const bool indices = target.defined() && !target.is_floating_point();
+    if (fused && low && indices && input.device().is_cuda())
+      return cross_entropy_impl(input, target, autocast::to_f32(weight), ignore_index, reduction, label_smoothing, true,
+                                kF32);
     return cross_entropy_impl(autocast::to_f32(input), autocast::to_f32(target), autocast::to_f32(weight), ignore_index,
                               reduction, label_smoothing, fused);
+  }
   const char* op = "cross_entropy";
   const Reduction r = parse_reduction(op, reduction);
   EMBER_CHECK(label_smoothing >= 0 && label_smoothing <= 1, ValueError, "[", op,
@@ -222,7 +231,7 @@ Tensor cross_entropy_impl(const Tensor& input, const Tensor& target, const Tenso
   const LossReduction lr = r == Reduction::None  ? LossReduction::None
                            : r == Reduction::Sum ? LossReduction::Sum
                                                  : LossReduction::Mean;
-  Tensor loss = cross_entropy_loss(x3, t2, weight, ignore_index, lr, label_smoothing);
+  Tensor loss = cross_entropy_loss(x3, t2, weight, ignore_index, lr, label_smoothing, loss_dtype);
   return r == Reduction::None ? loss.reshape(target.shape()) : loss;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ops/loss.hpp"
 #include "gradcheck.hpp"
 #include "test_util.hpp"
 
@@ -235,6 +236,46 @@ TEST_CASE("loss: fused cross_entropy equals its composition (f32 and f64, every 
   Tensor g2 = autograd::grad({F::cross_entropy(x, t, w, -100, "mean", 0.25)}, {x}, {}, true, true)[0];
   CHECK(g2.requires_grad());
   CHECK(allclose(g1, g2, 1e-12, 1e-14));
+}
+
+TEST_CASE("loss: f16 and bf16 logits with a float32 loss (autocast's cross entropy) equal the float32 logits'") {
+  // The CPU kernel runs on a float32 copy, so loss and gradient are exactly the float32 logits' (the
+  // gradient rounded once into the logits' dtype); the CUDA kernel reads the half logits (tests/test_amp.cpp).
+  using testing::equal;
+  manual_seed(21);
+  Tensor t = randint(0, 9, {4, 3});
+  t.view({-1}).narrow(0, 2, 2).fill_(-1);
+  Tensor w = rand({9}) + 0.1;
+  for (DType dt : {kBF16, kF16})
+    for (LossReduction r : {LossReduction::None, LossReduction::Mean, LossReduction::Sum})
+      for (double ls : {0.0, 0.2})
+        for (bool weighted : {false, true}) {
+          CAPTURE(dt);
+          CAPTURE(static_cast<int>(r));
+          CAPTURE(ls);
+          CAPTURE(weighted);
+          Tensor wt = weighted ? w : Tensor();
+          Tensor xh = (randn({4, 9, 3}) * 4).to(dt).requires_grad_();
+          Tensor xf = xh.detach().to(kF32).requires_grad_();
+          Tensor lh = cross_entropy_loss(xh, t, wt, -1, r, ls, kF32);
+          Tensor lf = cross_entropy_loss(xf, t, wt, -1, r, ls);
+          CHECK(lh.dtype() == kF32);
+          CHECK(equal(lh, lf));
+          Tensor gy = randn(lf.shape());
+          lh.backward(gy);
+          lf.backward(gy);
+          REQUIRE(xh.grad().dtype() == dt);
+          CHECK(equal(xh.grad(), xf.grad().to(dt)));
+          // create_graph: the formula in float32, cast back (differentiably) to the logits' dtype.
+          Tensor g2 = autograd::grad({cross_entropy_loss(xh, t, wt, -1, r, ls, kF32)}, {xh}, {gy}, true, true)[0];
+          CHECK(g2.requires_grad());
+          CHECK(g2.dtype() == dt);
+          CHECK(allclose(g2.to(kF32), xf.grad(), 1e-2, 1e-3));
+        }
+  Tensor xh = randn({2, 3, 1}).to(kBF16), t1 = tensor<int64_t>({0, 2}).reshape({2, 1});
+  CHECK_THROWS_AS(cross_entropy_loss(xh, t1), DTypeError);  // half logits on the CPU need the float32 loss
+  CHECK_THROWS_AS(cross_entropy_loss(xh, t1, {}, -100, LossReduction::Mean, 0.0, kF64), DTypeError);
+  CHECK_THROWS_AS(cross_entropy_loss(xh.to(kF32), t1, {}, -100, LossReduction::Mean, 0.0, kF16), DTypeError);
 }
 
 TEST_CASE("loss: unbatched, empty and large-logit inputs") {

@@ -73,13 +73,17 @@ void check_probabilities(const char* op, const Tensor& input) {
 }
 
 Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tensor& weight, int64_t ignore_index,
-                          LossReduction reduction, double label_smoothing) {
+                          LossReduction reduction, double label_smoothing, std::optional<DType> loss_dtype) {
   profiler::OpRecord prof("cross_entropy", {&input, &target});
   EMBER_CHECK(input.defined() && target.defined(), ValueError, "[cross_entropy] input and target must be defined");
-  const bool half_ok = input.device().is_cuda() && (input.dtype() == kF16 || input.dtype() == kBF16);
-  EMBER_CHECK(input.dtype() == kF32 || input.dtype() == kF64 || half_ok, DTypeError,
-              "[cross_entropy] the fused op takes float32 or float64 logits (on CUDA also float16 and bfloat16), got ",
+  const DType dt = input.dtype(), lt = loss_dtype.value_or(dt);
+  const bool half = dt == kF16 || dt == kBF16;
+  EMBER_CHECK(dt == kF32 || dt == kF64 || (half && (input.device().is_cuda() || lt == kF32)), DTypeError,
+              "[cross_entropy] the fused op takes float32 or float64 logits (f16 and bf16 on CUDA, or with a "
+              "float32 loss), got ",
               describe(input));
+  EMBER_CHECK(lt == dt || (half && lt == kF32), DTypeError, "[cross_entropy] the loss of ", describe(input),
+              " is computed in its dtype (or float32 for float16 and bfloat16), not ", dtype_name(lt));
   EMBER_CHECK(input.dim() == 3, ShapeError, "[cross_entropy] the fused op takes input [N, C, K], got ",
               describe(input));
   const int64_t n = input.size(0), c = input.size(1), k = input.size(2);
@@ -100,13 +104,12 @@ Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tenso
                 describe(*t));
 
   const kernels::CrossEntropyParams params{.ignore_index = ignore_index, .label_smoothing = label_smoothing};
-  const DType dt = input.dtype();
   Tensor x = input.contiguous();
   Tensor t = target.to(kI64).contiguous();
-  Tensor w = weight.defined() ? weight.to(dt).contiguous() : Tensor();
+  Tensor w = weight.defined() ? weight.to(lt).contiguous() : Tensor();
   // lse stays in the accumulation type: a bf16 lse near 10 is off by up to 0.03, which would scale every
   // softmax of its row in backward by exp(0.03).
-  Tensor loss = make_tensor({n, k}, dt, input.device());
+  Tensor loss = make_tensor({n, k}, lt, input.device());
   Tensor lse = make_tensor({n, k}, dt == kF64 ? kF64 : kF32, input.device());
   const kernels::CeReduce reduce = reduction == LossReduction::None  ? kernels::CeReduce::kNone
                                    : reduction == LossReduction::Sum ? kernels::CeReduce::kSum
@@ -121,18 +124,19 @@ Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tenso
   const Tensor wsum_t = sums.device_sums.defined() ? sums.device_sums.narrow(0, 1, 1) : Tensor();
   Tensor out = reduction == LossReduction::None  ? loss
                : sums.reduced.defined()          ? sums.reduced
-               : reduction == LossReduction::Sum ? full({}, total, {.dtype = dt, .device = input.device()})
-                                                 : full({}, total / wsum, {.dtype = dt, .device = input.device()});
+               : reduction == LossReduction::Sum ? full({}, total, {.dtype = lt, .device = input.device()})
+                                                 : full({}, total / wsum, {.dtype = lt, .device = input.device()});
   if (autograd::needs_grad(input)) {
     autograd::record(
-        "cross_entropy", {&out}, {&input}, {x, t, w, lse}, [params, reduction, wsum, wsum_t](autograd::Ctx& ctx) {
+        "cross_entropy", {&out}, {&input}, {x, t, w, lse}, [params, reduction, wsum, wsum_t, lt](autograd::Ctx& ctx) {
           Tensor x = ctx.saved(0), t = ctx.saved(1), w = ctx.saved(2), g = ctx.grad();
-          if (autograd::is_grad_enabled())
-            return autograd::Grads{cross_entropy_grad_composite(g, x, t, w, params, reduction, wsum, wsum_t)};
+          if (autograd::is_grad_enabled())  // in the loss's dtype, then (differentiably) the input's
+            return autograd::Grads{
+                cross_entropy_grad_composite(g, x.to(lt), t, w, params, reduction, wsum, wsum_t).to(x.dtype())};
           Tensor gi = make_tensor(x.shape(), x.dtype(), x.device());
           // On CUDA a reduced loss's upstream gradient stays on the device (one element for every position).
           const bool device_g = reduction == LossReduction::None || !x.device().is_cpu();
-          Tensor g_loss = device_g ? g.to(x.dtype()).contiguous() : Tensor();
+          Tensor g_loss = device_g ? g.to(lt).contiguous() : Tensor();
           double scale = 1.0;
           Tensor divide_by;
           if (device_g) {

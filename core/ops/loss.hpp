@@ -2,6 +2,7 @@
 // class weights in one kernel, and a one-pass backward). nn::functional::cross_entropy calls it.
 #pragma once
 #include <cstdint>
+#include <optional>
 
 #include "core/tensor.hpp"
 
@@ -14,9 +15,12 @@ enum class LossReduction { None, Mean, Sum };
 // [N, K] (None), their sum (Sum) or their sum over the summed target weights of the non-ignored
 // positions (Mean; NaN when all are ignored, as PyTorch). Backward is one fused pass, or under
 // create_graph a formula of public ops over softmax (so double backward works).
+// loss_dtype (default: the input's) may be float32 for f16/bf16 logits: the loss is then float32 as the
+// float32 logits' would be (up to summation order) and the input's gradient is the float32 one rounded
+// once, without a float32 copy of the logits (autocast's cross entropy on CUDA).
 Tensor cross_entropy_loss(const Tensor& input, const Tensor& target, const Tensor& weight = {},
                           int64_t ignore_index = -100, LossReduction reduction = LossReduction::Mean,
-                          double label_smoothing = 0.0);
+                          double label_smoothing = 0.0, std::optional<DType> loss_dtype = std::nullopt);
 
 // Raises IndexError naming op ("cross_entropy" or "nll_loss") when a class-index target other than
 // ignore_index is outside [0, classes): at once on the CPU; on CUDA at the next host read (a deferred

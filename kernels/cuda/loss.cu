@@ -8,6 +8,7 @@
 // recomputes it from the saved lse.
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "core/dtype.hpp"
 #include "kernels/cuda/block_reduce.cuh"
@@ -48,10 +49,11 @@ __global__ void weight_total_kernel(const T* __restrict w, int64_t c, double* __
   if (threadIdx.x == 0) *out = s;
 }
 
-// kTpp threads per position (32: a warp; kThreads: the block). ws as in loss_plan.hpp.
-template <class T, int kTpp>
+// kTpp threads per position (32: a warp; kThreads: the block). ws as in loss_plan.hpp. T: the logits'
+// type; L: the loss's and the class weights' (T, or float32 for f16/bf16 logits under autocast).
+template <class T, class L, int kTpp>
 __global__ void __launch_bounds__(kThreads)
-    ce_forward_kernel(const T* __restrict x, const int64_t* __restrict tg, const T* __restrict w, T* __restrict loss,
+    ce_forward_kernel(const T* __restrict x, const int64_t* __restrict tg, const L* __restrict w, L* __restrict loss,
                       acc_t<T>* __restrict lse, int64_t* __restrict ws, CeArgs a) {
   using A = acc_t<T>;
   constexpr int kPpb = kThreads / kTpp;
@@ -71,7 +73,7 @@ __global__ void __launch_bounds__(kThreads)
       atomicMin(reinterpret_cast<unsigned long long*>(ws + kWsBadIndex), static_cast<unsigned long long>(i));
     const bool skip = t == a.ignore_index || bad;
     if (skip) {  // uniform over the group (and over the block when it is the group): no reduction to join
-      if (live && lane == 0) loss[i] = convert_from<T>(A(0)), lse[i] = A(0);
+      if (live && lane == 0) loss[i] = convert_from<L>(A(0)), lse[i] = A(0);
       continue;
     }
     const T* row = x + (i / a.k) * a.c * a.k + i % a.k;
@@ -96,7 +98,7 @@ __global__ void __launch_bounds__(kThreads)
     if (lane == 0) {
       const A l = acc.result();
       const A wt = w ? load(w[t]) : A(1);
-      const T v = convert_from<T>(ce_position_loss<A>(l, load(row[t * a.k]), wt, static_cast<A>(a.keep),
+      const L v = convert_from<L>(ce_position_loss<A>(l, load(row[t * a.k]), wt, static_cast<A>(a.keep),
                                                       static_cast<A>(a.ls_over_c), w_total, dot, a.smoothing));
       loss[i] = v;
       lse[i] = l;
@@ -152,12 +154,12 @@ struct CeBackArgs {
   const double* divide_by;  // on the device: scale / *divide_by (a mean's weight sum), or null
 };
 
-// grad[n, j, k] = coef (s softmax_j - q_j), elementwise; kUnitK: K == 1 (no division by K). I: the index
-// type, 32-bit below 2^31 elements (a 64-bit division costs several times a 32-bit one).
-template <class T, bool kUnitK, class I>
+// grad[n, j, k] = coef (s softmax_j - q_j), elementwise (T, L as in the forward); kUnitK: K == 1 (no division by K). I:
+// the index type, 32-bit below 2^31 elements (a 64-bit division costs several times a 32-bit one).
+template <class T, class L, bool kUnitK, class I>
 __global__ void __launch_bounds__(kThreads)
-    ce_backward_kernel(T* __restrict gi, const T* __restrict g, const T* __restrict x, const int64_t* __restrict tg,
-                       const T* __restrict w, const acc_t<T>* __restrict lse, const double* __restrict w_total_dev,
+    ce_backward_kernel(T* __restrict gi, const L* __restrict g, const T* __restrict x, const int64_t* __restrict tg,
+                       const L* __restrict w, const acc_t<T>* __restrict lse, const double* __restrict w_total_dev,
                        CeBackArgs a) {
   using A = acc_t<T>;
   const I total = static_cast<I>(a.n * a.c * a.k), c = static_cast<I>(a.c), k = static_cast<I>(a.k);
@@ -210,6 +212,20 @@ __global__ void report_probability_kernel(const T* x, const unsigned long long* 
   const auto value = static_cast<double>(static_cast<acc_t<T>>(x[i]));
   report_deferred_error(error, DeferredCode::kProbabilityRange, i, n, static_cast<int64_t>(op),
                         __double_as_longlong(value));
+}
+
+// Calls f<T, L>() for the logits' type T and the loss's type L: the logits' own, or float32 for f16/bf16
+// logits (autocast's loss, without a float32 copy of the logits).
+template <class F>
+void visit_ce_types(const Tensor& input, DType loss_dtype, F&& f) {
+  visit_dtype<FloatTypes>(input.dtype(), "[cross_entropy]", [&]<class T>() {
+    if (loss_dtype == input.dtype()) return f.template operator()<T, T>();
+    if constexpr (!std::is_same_v<T, acc_t<T>>) {
+      if (loss_dtype == kF32) return f.template operator()<T, float>();
+    }
+    throw DTypeError(detail::cat_str("[cross_entropy] the loss of ", describe(input),
+                                     " is computed in its dtype or float32, not ", dtype_name(loss_dtype)));
+  });
 }
 
 }  // namespace
@@ -267,24 +283,24 @@ void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& 
                       .error = error,
                       .sums = dptr<double>(sums),
                       .mean = reduce == CeReduce::kMean};
-  visit_dtype<FloatTypes>(input.dtype(), "[cross_entropy]", [&]<class T>() {
-    const T* w = dptr<const T>(weight);
+  visit_ce_types(input, loss.dtype(), [&]<class T, class L>() {
+    const L* w = dptr<const L>(weight);
     if (a.device_w_total) {
-      weight_total_kernel<T><<<1, kThreads, 0, stream>>>(w, c, reinterpret_cast<double*>(ws + kWsWeightTotal));
+      weight_total_kernel<L><<<1, kThreads, 0, stream>>>(w, c, reinterpret_cast<double*>(ws + kWsWeightTotal));
       EMBER_CUDA_CHECK(cudaGetLastError());
     }
     const auto grid = static_cast<unsigned>(plan.grid);
     const T* x = dptr<const T>(input);
     const int64_t* tg = dptr<const int64_t>(target);
-    T* l = dptr<T>(loss);
+    L* l = dptr<L>(loss);
     acc_t<T>* s = dptr<acc_t<T>>(lse);
     if (plan.threads_per_position == kThreads)
-      ce_forward_kernel<T, kThreads><<<grid, kThreads, 0, stream>>>(x, tg, w, l, s, ws, a);
+      ce_forward_kernel<T, L, kThreads><<<grid, kThreads, 0, stream>>>(x, tg, w, l, s, ws, a);
     else
-      ce_forward_kernel<T, kWarp><<<grid, kThreads, 0, stream>>>(x, tg, w, l, s, ws, a);
+      ce_forward_kernel<T, L, kWarp><<<grid, kThreads, 0, stream>>>(x, tg, w, l, s, ws, a);
     EMBER_CUDA_CHECK(cudaGetLastError());
-    T* r = dptr<T>(reduced);
-    ce_sums_kernel<T><<<1, 1024, 0, stream>>>(ws, r, sa);
+    L* r = dptr<L>(reduced);
+    ce_sums_kernel<L><<<1, 1024, 0, stream>>>(ws, r, sa);
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }
@@ -310,28 +326,31 @@ void cross_entropy_backward(const Tensor& grad_input, const Tensor& grad_loss, d
                .lsc = p.label_smoothing / static_cast<double>(c),
                .w_total = static_cast<double>(c),
                .divide_by = dptr<const double>(divide_by)};
-  visit_dtype<FloatTypes>(input.dtype(), "[cross_entropy]", [&]<class T>() {
-    const T* w = dptr<const T>(weight);
+  // The loss's dtype is the upstream gradient's and the weights' (L in the kernels).
+  const DType loss_dtype = grad_loss.defined() ? grad_loss.dtype() : weight.defined() ? weight.dtype() : input.dtype();
+  visit_ce_types(input, loss_dtype, [&]<class T, class L>() {
+    const L* w = dptr<const L>(weight);
     double* wt_dev = dptr<double>(w_total_t);
     if (device_w_total) {
-      weight_total_kernel<T><<<1, kThreads, 0, stream>>>(w, c, wt_dev);
+      weight_total_kernel<L><<<1, kThreads, 0, stream>>>(w, c, wt_dev);
       EMBER_CUDA_CHECK(cudaGetLastError());
     }
     T* gi = dptr<T>(grad_input);
     const auto grid = static_cast<unsigned>(plan.backward_grid);
-    const T *g = dptr<const T>(grad_loss), *xs = dptr<const T>(input);
+    const L* g = dptr<const L>(grad_loss);
+    const T* xs = dptr<const T>(input);
     const acc_t<T>* l = dptr<const acc_t<T>>(lse);
     const int64_t* tg = dptr<const int64_t>(target);
     if (plan.backward_index32) {
       if (k == 1)
-        ce_backward_kernel<T, true, uint32_t><<<grid, kThreads, 0, stream>>>(gi, g, xs, tg, w, l, wt_dev, a);
+        ce_backward_kernel<T, L, true, uint32_t><<<grid, kThreads, 0, stream>>>(gi, g, xs, tg, w, l, wt_dev, a);
       else
-        ce_backward_kernel<T, false, uint32_t><<<grid, kThreads, 0, stream>>>(gi, g, xs, tg, w, l, wt_dev, a);
+        ce_backward_kernel<T, L, false, uint32_t><<<grid, kThreads, 0, stream>>>(gi, g, xs, tg, w, l, wt_dev, a);
     } else {
       if (k == 1)
-        ce_backward_kernel<T, true, int64_t><<<grid, kThreads, 0, stream>>>(gi, g, xs, tg, w, l, wt_dev, a);
+        ce_backward_kernel<T, L, true, int64_t><<<grid, kThreads, 0, stream>>>(gi, g, xs, tg, w, l, wt_dev, a);
       else
-        ce_backward_kernel<T, false, int64_t><<<grid, kThreads, 0, stream>>>(gi, g, xs, tg, w, l, wt_dev, a);
+        ce_backward_kernel<T, L, false, int64_t><<<grid, kThreads, 0, stream>>>(gi, g, xs, tg, w, l, wt_dev, a);
     }
     EMBER_CUDA_CHECK(cudaGetLastError());
   });
