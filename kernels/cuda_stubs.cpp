@@ -165,7 +165,8 @@ void max_pool2d_backward(const Tensor&, const Tensor&, const Tensor&, const Pool
 void avg_pool2d_backward(const Tensor&, const Tensor&, const Pool2dParams&) { no_cuda("avg_pool2d_backward"); }
 void adaptive_avg_pool2d_backward(const Tensor&, const Tensor&) { no_cuda("adaptive_avg_pool2d_backward"); }
 void layer_norm(const Tensor&, const Tensor&, const Tensor&, const Tensor&, double) { no_cuda("layer_norm"); }
-void layer_norm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, double) {
+void layer_norm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                         double) {
   no_cuda("layer_norm_backward");
 }
 void rms_norm(const Tensor&, const Tensor&, const Tensor&, double) { no_cuda("rms_norm"); }

@@ -52,11 +52,11 @@ void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const
   if (on_cuda("layer_norm", in, {&out, &weight, &bias})) return cuda::layer_norm(out, in, weight, bias, eps);
   cpu::layer_norm(out, in, weight, bias, eps);
 }
-void layer_norm_backward(const Tensor& grad_in, const Tensor& xhat, const Tensor& in, const Tensor& grad_out,
-                         const Tensor& weight, double eps) {
-  if (on_cuda("layer_norm", in, {&grad_in, &xhat, &grad_out, &weight}))
-    return cuda::layer_norm_backward(grad_in, xhat, in, grad_out, weight, eps);
-  cpu::layer_norm_backward(grad_in, xhat, in, grad_out, weight, eps);
+void layer_norm_backward(const Tensor& grad_in, const Tensor& grad_weight, const Tensor& grad_bias, const Tensor& in,
+                         const Tensor& grad_out, const Tensor& weight, double eps) {
+  if (on_cuda("layer_norm", in, {&grad_in, &grad_weight, &grad_bias, &grad_out, &weight}))
+    return cuda::layer_norm_backward(grad_in, grad_weight, grad_bias, in, grad_out, weight, eps);
+  cpu::layer_norm_backward(grad_in, grad_weight, grad_bias, in, grad_out, weight, eps);
 }
 void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps) {
   if (on_cuda("rms_norm", in, {&out, &weight})) return cuda::rms_norm(out, in, weight, eps);

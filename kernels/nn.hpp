@@ -29,10 +29,11 @@ void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out)
 // in, out: contiguous [rows, cols]; weight and bias: contiguous [cols] in the computation dtype
 // (f64 for f64 input, f32 otherwise) or undefined when absent.
 void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps);
-// grad_in <- d(layer_norm)/d(in) given grad_out (all contiguous [rows, cols], the input's dtype), and
-// xhat (contiguous [rows, cols] in the computation dtype) when defined. weight as for layer_norm.
-void layer_norm_backward(const Tensor& grad_in, const Tensor& xhat, const Tensor& in, const Tensor& grad_out,
-                         const Tensor& weight, double eps);
+// grad_in <- d(layer_norm)/d(in) given grad_out (all contiguous [rows, cols], the input's dtype), and when
+// defined grad_weight and grad_bias (contiguous [cols], the computation dtype) <- the sums over rows of
+// grad_out * xhat and of grad_out (zeros without rows), in a fixed order. weight as for layer_norm.
+void layer_norm_backward(const Tensor& grad_in, const Tensor& grad_weight, const Tensor& grad_bias, const Tensor& in,
+                         const Tensor& grad_out, const Tensor& weight, double eps);
 void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps);
 
 // in: [N, C, S] of any strides. Writes each channel's mean and biased variance into f64 [C] tensors.
@@ -54,8 +55,8 @@ void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Te
 void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p);
 void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out);
 void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps);
-void layer_norm_backward(const Tensor& grad_in, const Tensor& xhat, const Tensor& in, const Tensor& grad_out,
-                         const Tensor& weight, double eps);
+void layer_norm_backward(const Tensor& grad_in, const Tensor& grad_weight, const Tensor& grad_bias, const Tensor& in,
+                         const Tensor& grad_out, const Tensor& weight, double eps);
 void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps);
 void batch_norm_stats(const Tensor& mean, const Tensor& var, const Tensor& in);
 void batch_norm_apply(const Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift);
@@ -72,8 +73,8 @@ void max_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Te
 void avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out, const Pool2dParams& p);
 void adaptive_avg_pool2d_backward(const Tensor& grad_in, const Tensor& grad_out);
 void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const Tensor& bias, double eps);
-void layer_norm_backward(const Tensor& grad_in, const Tensor& xhat, const Tensor& in, const Tensor& grad_out,
-                         const Tensor& weight, double eps);
+void layer_norm_backward(const Tensor& grad_in, const Tensor& grad_weight, const Tensor& grad_bias, const Tensor& in,
+                         const Tensor& grad_out, const Tensor& weight, double eps);
 void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps);
 void batch_norm_stats(const Tensor& mean, const Tensor& var, const Tensor& in);
 void batch_norm_apply(const Tensor& out, const Tensor& in, const Tensor& scale, const Tensor& shift);

@@ -47,6 +47,19 @@ RowPlan plan_rows(int64_t rows, int64_t cols) {
   return {true, static_cast<int>(threads), 1, std::min(rows, kNnMaxGridX)};
 }
 
+LayerNormParamPlan plan_layer_norm_params(int64_t rows, int64_t cols) {
+  LayerNormParamPlan p{};
+  p.tiles = std::max<int64_t>(1, ceil_div(cols, kParamTileCols));
+  // About 1024 blocks in all (a large GPU's fill), each with at least four rows per thread.
+  const int64_t by_fill = std::max<int64_t>(1, ceil_div(1024, p.tiles));
+  const int64_t by_rows = std::max<int64_t>(1, rows / (int64_t{4} * kParamTileRows));
+  const int64_t chunks = std::min({by_fill, by_rows, kNnMaxGridY});
+  p.chunk_rows = std::max<int64_t>(1, ceil_div(rows, chunks));
+  p.chunks = std::max<int64_t>(1, ceil_div(rows, p.chunk_rows));  // no empty chunk
+  p.workspace = p.chunks * 2 * cols;
+  return p;
+}
+
 ChannelPlan plan_channels(int64_t channels, int64_t count, int width) {
   ChannelPlan p{};
   p.threads = kBlock;

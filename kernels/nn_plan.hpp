@@ -45,6 +45,17 @@ inline constexpr int kRowWarpThreads = 256;  // the launch bounds of the row ker
 inline constexpr int kRowMaxThreads = 1024;
 RowPlan plan_rows(int64_t rows, int64_t cols);
 
+// layer_norm's weight and bias gradients on CUDA, the sums over rows of g * xhat and of g: block
+// (tile, chunk) of kParamTileCols x kParamTileRows threads takes columns [32 tile, 32 tile + 32) of rows
+// [chunk * chunk_rows, ...) and writes its two partial rows to workspace[chunk][2][cols] (the computation
+// dtype); a second kernel sums each column's chunks in order. Deterministic, no float atomics.
+struct LayerNormParamPlan {
+  int64_t tiles, chunks, chunk_rows;  // grid (tiles, chunks); chunks <= kNnMaxGridY, none empty
+  int64_t workspace;                  // elements: chunks * 2 * cols
+};
+inline constexpr int kParamTileCols = 32, kParamTileRows = 8;
+LayerNormParamPlan plan_layer_norm_params(int64_t rows, int64_t cols);
+
 // A deterministic per-channel reduction over [N, C, S] (batch_norm's statistics and its backward's
 // sums): each channel's count = N * S values are cut into `chunks` equal pieces of chunk_len (the
 // last may be shorter, none empty); block (chunk, channel) writes `width` doubles of partials to

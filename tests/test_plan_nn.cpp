@@ -343,6 +343,25 @@ TEST_CASE("nn plan: row plans cover every row within the launch limits") {
     }
 }
 
+TEST_CASE("nn plan: layer_norm's parameter-gradient plans take every row once, in non-empty chunks") {
+  for (int64_t rows : std::initializer_list<int64_t>{1, 7, 33, 8192, 100000, int64_t{1} << 33})
+    for (int64_t cols : {1, 31, 32, 768, 1025, 100000}) {
+      CAPTURE(rows);
+      CAPTURE(cols);
+      const LayerNormParamPlan p = plan_layer_norm_params(rows, cols);
+      CHECK(p.tiles * kParamTileCols >= cols);
+      CHECK((p.tiles - 1) * kParamTileCols < cols);
+      CHECK(p.chunks >= 1);
+      CHECK(p.chunks <= kNnMaxGridY);
+      CHECK(p.chunks * p.chunk_rows >= rows);
+      CHECK((p.chunks - 1) * p.chunk_rows < rows);  // the last chunk has a row
+      CHECK(p.workspace == p.chunks * 2 * cols);
+      // Enough blocks to fill a GPU where there are enough rows, each thread with a few rows.
+      if (rows >= 4 * kParamTileRows * 1024) CHECK(p.tiles * p.chunks >= 960);
+      if (p.chunks > 1) CHECK(p.chunk_rows >= 4 * kParamTileRows);
+    }
+}
+
 TEST_CASE("nn plan: channel plans cut each channel into non-empty chunks the workspace holds") {
   for (int64_t c : {1, 3, 64, 1000, 70000})
     for (int64_t count : std::initializer_list<int64_t>{0, 1, 2, 255, 1024, 65536, 802816, int64_t{1} << 26})

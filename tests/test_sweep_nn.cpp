@@ -108,6 +108,12 @@ TEST_CASE("sweep: nn normalisation") {
        floats,
        true,
        kTol},
+      {"layer_norm affine many rows",  // the parameter gradients' CUDA reduction: 9 row chunks, 2 column tiles
+       {{{300, 37}}, {{37}}, {{37}}},
+       [](const V& a) { return V{F::layer_norm(a[0], {37}, a[1], a[2])}; },
+       floats,
+       true,
+       kTol},
       {"layer_norm plain two dims",
        {{{3, 4, 5, 6}}},
        [](const V& a) {

@@ -80,19 +80,20 @@ Tensor normalized_input_grad(const Tensor& gw, const Tensor& xhat, const Tensor&
   return rstd * inner;
 }
 
-// layer_norm's first-order backward (no graph to build) in one fused pass per row; the composite in
-// layer_norm's node is what double backward differentiates.
+// layer_norm's first-order backward (no graph to build): the input's gradient in one fused pass per row,
+// which also sums the weight's and bias's gradients over the rows; the composite in layer_norm's node is
+// what double backward differentiates.
 autograd::Grads layer_norm_backward_fused(autograd::Ctx& c, const Tensor& x, const Tensor& w, int64_t rows,
                                           int64_t cols, double eps) {
   const DType ct = compute_dtype(x.dtype());
   Tensor g = c.grad().to(x.dtype()).contiguous();
   Tensor dx = make_tensor(x.shape(), x.dtype(), x.device());
-  Tensor xhat = c.needs_grad(1) ? make_tensor(x.shape(), ct, x.device()) : Tensor();
-  kernels::layer_norm_backward(dx.view({rows, cols}), xhat.defined() ? xhat.view({rows, cols}) : Tensor(),
-                               x.contiguous().view({rows, cols}), g.view({rows, cols}), flat_param(w, ct, cols), eps);
-  Tensor gc = c.needs_grad(1) || c.needs_grad(2) ? g.to(ct) : Tensor();
-  return autograd::Grads{c.needs_grad(0) ? dx : Tensor(), c.needs_grad(1) ? gc * xhat : Tensor(),
-                         c.needs_grad(2) ? gc : Tensor()};  // the engine sums the rows away
+  Tensor gw = c.needs_grad(1) ? make_tensor({cols}, ct, x.device()) : Tensor();
+  Tensor gb = c.needs_grad(2) ? make_tensor({cols}, ct, x.device()) : Tensor();
+  kernels::layer_norm_backward(dx.view({rows, cols}), gw, gb, x.contiguous().view({rows, cols}), g.view({rows, cols}),
+                               flat_param(w, ct, cols), eps);
+  return autograd::Grads{c.needs_grad(0) ? dx : Tensor(), gw.defined() ? gw.view(c.input(1).shape) : Tensor(),
+                         gb.defined() ? gb.view(c.input(2).shape) : Tensor()};
 }
 
 // batch_norm's first-order backward: two fused passes per channel (see kernels::batch_norm_backward).

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/loops.hpp"
 #include "kernels/nn.hpp"
@@ -101,50 +102,76 @@ void layer_norm_impl(const Tensor& out, const Tensor& in, const Tensor& weight, 
 
 // The input gradient of layer_norm in one pass per row (first-order backward, no graph): with xhat and
 // rstd recomputed as the forward does and gw = g * w, dx = rstd * (gw - xhat * mean(gw * xhat) - mean(gw)).
-// Also writes xhat (the computation dtype) when asked, for the weight's gradient.
+// The weight's and bias's gradients (the sums over rows of g * xhat and of g) accumulate in double per
+// chunk of rows as they go; the chunks (fixed by the shape, not by the threads) are then added in order.
 template <class T>
-void layer_norm_backward_impl(const Tensor& grad_in, const Tensor& xhat_out, const Tensor& in, const Tensor& grad_out,
-                              const Tensor& weight, double eps) {
+void layer_norm_backward_impl(const Tensor& grad_in, const Tensor& grad_weight, const Tensor& grad_bias,
+                              const Tensor& in, const Tensor& grad_out, const Tensor& weight, double eps) {
   using A = acc_t<T>;
   const int64_t rows = in.size(0), cols = in.size(1);
   const T* src = static_cast<const T*>(in.raw_data());
   const T* gsrc = static_cast<const T*>(grad_out.raw_data());
   T* dst = static_cast<T*>(grad_in.raw_data());
-  A* xh = xhat_out.defined() ? static_cast<A*>(xhat_out.raw_data()) : nullptr;
   const A* w = weight.defined() ? static_cast<const A*>(weight.raw_data()) : nullptr;
+  A* gwt = grad_weight.defined() ? static_cast<A*>(grad_weight.raw_data()) : nullptr;
+  A* gbs = grad_bias.defined() ? static_cast<A*>(grad_bias.raw_data()) : nullptr;
   if (cols == 0) return;
-  for_each(rows, 3 * cols, [&](int64_t r) {
-    const T* x = src + r * cols;
-    const T* g = gsrc + r * cols;
-    T* dx = dst + r * cols;
-    const auto [hi, lo, rstd] = row_stats(x, cols, eps);
-    constexpr int L = 8;  // lanes, so the two sums vectorise
-    double a[L] = {}, b[L] = {};
-    int64_t j = 0;
-    for (; j + L <= cols; j += L)
-      for (int l = 0; l < L; ++l) {
-        const A xhat = normalize_value(load(x[j + l]), hi, lo, rstd);
-        const A gw = w ? load(g[j + l]) * w[j + l] : load(g[j + l]);
-        a[l] += static_cast<double>(gw * xhat);
-        b[l] += static_cast<double>(gw);
+  const bool params = gwt || gbs;
+  const int64_t chunk_rows = std::max<int64_t>(1, kGrain / (3 * cols));
+  const int64_t chunks = (rows + chunk_rows - 1) / chunk_rows;
+  std::vector<double> partial(params ? static_cast<size_t>(chunks * 2 * cols) : 0);  // [chunk][2][cols]
+  auto rows_of = [&](int64_t chunk) {
+    double* pw = params ? partial.data() + chunk * 2 * cols : nullptr;
+    double* pb = params ? pw + cols : nullptr;
+    for (int64_t r = chunk * chunk_rows; r < std::min(rows, (chunk + 1) * chunk_rows); ++r) {
+      const T* x = src + r * cols;
+      const T* g = gsrc + r * cols;
+      T* dx = dst + r * cols;
+      const auto [hi, lo, rstd] = row_stats(x, cols, eps);
+      constexpr int L = 8;  // lanes, so the two sums vectorise
+      double a[L] = {}, b[L] = {};
+      int64_t j = 0;
+      for (; j + L <= cols; j += L)
+        for (int l = 0; l < L; ++l) {
+          const A xhat = normalize_value(load(x[j + l]), hi, lo, rstd);
+          const A gw = w ? load(g[j + l]) * w[j + l] : load(g[j + l]);
+          a[l] += static_cast<double>(gw * xhat);
+          b[l] += static_cast<double>(gw);
+        }
+      double sum_gx = 0, sum_g = 0;
+      for (; j < cols; ++j) {
+        const A xhat = normalize_value(load(x[j]), hi, lo, rstd);
+        const A gw = w ? load(g[j]) * w[j] : load(g[j]);
+        sum_gx += static_cast<double>(gw * xhat);
+        sum_g += static_cast<double>(gw);
       }
-    double sum_gx = 0, sum_g = 0;
-    for (; j < cols; ++j) {
-      const A xhat = normalize_value(load(x[j]), hi, lo, rstd);
-      const A gw = w ? load(g[j]) * w[j] : load(g[j]);
-      sum_gx += static_cast<double>(gw * xhat);
-      sum_g += static_cast<double>(gw);
+      for (int l = 0; l < L; ++l) sum_gx += a[l], sum_g += b[l];
+      const A mgx = static_cast<A>(sum_gx / static_cast<double>(cols)),
+              mg = static_cast<A>(sum_g / static_cast<double>(cols));
+      for (j = 0; j < cols; ++j) {
+        const A xhat = normalize_value(load(x[j]), hi, lo, rstd);
+        const A gj = load(g[j]);
+        dx[j] = convert<T>(layer_norm_dx(rstd, w ? gj * w[j] : gj, xhat, mgx, mg));
+        if (params) {
+          pw[j] += static_cast<double>(gj * xhat);
+          pb[j] += static_cast<double>(gj);
+        }
+      }
     }
-    for (int l = 0; l < L; ++l) sum_gx += a[l], sum_g += b[l];
-    const A mgx = static_cast<A>(sum_gx / static_cast<double>(cols)),
-            mg = static_cast<A>(sum_g / static_cast<double>(cols));
-    for (j = 0; j < cols; ++j) {
-      const A xhat = normalize_value(load(x[j]), hi, lo, rstd);
-      const A gw = w ? load(g[j]) * w[j] : load(g[j]);
-      dx[j] = convert<T>(layer_norm_dx(rstd, gw, xhat, mgx, mg));
-      if (xh) xh[r * cols + j] = xhat;
-    }
-  });
+  };
+  if (chunks == 1)
+    rows_of(0);
+  else
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, chunks, 1), [&](const tbb::blocked_range<int64_t>& r) {
+      for (int64_t c = r.begin(); c < r.end(); ++c) rows_of(c);
+    });
+  if (!params) return;
+  for (int64_t j = 0; j < cols; ++j) {
+    double sw = 0, sb = 0;
+    for (int64_t c = 0; c < chunks; ++c) sw += partial[c * 2 * cols + j], sb += partial[c * 2 * cols + cols + j];
+    if (gwt) gwt[j] = static_cast<A>(sw);
+    if (gbs) gbs[j] = static_cast<A>(sb);
+  }
 }
 
 template <class T>
@@ -291,10 +318,11 @@ void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const
   visit_dtype<FloatTypes>(in.dtype(), "[layer_norm]",
                           [&]<class T>() { layer_norm_impl<T>(out, in, weight, bias, eps); });
 }
-void layer_norm_backward(const Tensor& grad_in, const Tensor& xhat, const Tensor& in, const Tensor& grad_out,
-                         const Tensor& weight, double eps) {
-  visit_dtype<FloatTypes>(in.dtype(), "[layer_norm_backward]",
-                          [&]<class T>() { layer_norm_backward_impl<T>(grad_in, xhat, in, grad_out, weight, eps); });
+void layer_norm_backward(const Tensor& grad_in, const Tensor& grad_weight, const Tensor& grad_bias, const Tensor& in,
+                         const Tensor& grad_out, const Tensor& weight, double eps) {
+  visit_dtype<FloatTypes>(in.dtype(), "[layer_norm_backward]", [&]<class T>() {
+    layer_norm_backward_impl<T>(grad_in, grad_weight, grad_bias, in, grad_out, weight, eps);
+  });
 }
 void rms_norm(const Tensor& out, const Tensor& in, const Tensor& weight, double eps) {
   visit_dtype<FloatTypes>(in.dtype(), "[rms_norm]", [&]<class T>() { rms_norm_impl<T>(out, in, weight, eps); });

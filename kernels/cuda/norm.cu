@@ -1,5 +1,6 @@
-// CUDA normalisation kernels: layer_norm (and its fused first-order backward) and rms_norm with a warp
-// or a block per row, batch_norm's per-channel statistics, apply and backward over [N, C, S].
+// CUDA normalisation kernels: layer_norm (and its fused first-order backward, with the weight's and
+// bias's gradients summed over rows in fixed-order chunks) and rms_norm with a warp or a block per row,
+// batch_norm's per-channel statistics, apply and backward over [N, C, S].
 // Why: the statistics accumulate in f32 (f64 for f64) in a fixed order (warp/block trees, then chunk
 // partials merged in order by a second kernel), so results are deterministic without float atomics.
 // Rows are centred by a shifted two-pass mean (as the CPU's hi + lo split, a large mean keeps f32
@@ -84,12 +85,12 @@ __global__ void __launch_bounds__(kBlock ? kRowMaxThreads : kRowWarpThreads)
   }
 }
 
-// The fused first-order backward of one row (see layer_norm_dx); writes xhat too when asked (the
-// weight's gradient is then g * xhat summed over rows by the builder).
+// The fused first-order backward of one row (see layer_norm_dx); writes the row's statistics {hi, lo,
+// rstd} to stats[3 r ...] when asked, for the weight's and bias's gradients (the kernels below).
 template <class T, bool kBlock>
 __global__ void __launch_bounds__(kBlock ? kRowMaxThreads : kRowWarpThreads)
-    layer_norm_backward_kernel(T* dx, acc_t<T>* xhat_out, const T* in, const T* grad_out, const acc_t<T>* w,
-                               int64_t rows, int64_t cols, acc_t<T> eps) {
+    layer_norm_backward_kernel(T* dx, acc_t<T>* stats, const T* in, const T* grad_out, const acc_t<T>* w, int64_t rows,
+                               int64_t cols, acc_t<T> eps) {
   using A = acc_t<T>;
   using G = Group<kBlock>;
   __shared__ A shared[kWarp];
@@ -110,8 +111,52 @@ __global__ void __launch_bounds__(kBlock ? kRowMaxThreads : kRowWarpThreads)
       const A xhat = normalize_value(load(x[j]), st.hi, st.lo, st.rstd);
       const A gw = w ? load(g[j]) * w[j] : load(g[j]);
       dx[r * cols + j] = convert_from<T>(layer_norm_dx(st.rstd, gw, xhat, mgx, mg));
-      if (xhat_out) xhat_out[r * cols + j] = xhat;
     }
+    if (stats && G::lane() == 0) stats[3 * r] = st.hi, stats[3 * r + 1] = st.lo, stats[3 * r + 2] = st.rstd;
+  }
+}
+
+// Block (tile, chunk) of kParamTileCols x kParamTileRows threads (nn_plan.hpp): thread (tx, ty) sums
+// g * xhat and g of column 32 tile + tx over every kParamTileRows-th row of the chunk from its ty; the
+// block adds its row threads in order and writes partial[chunk][0][col] and partial[chunk][1][col].
+template <class T>
+__global__ void __launch_bounds__(kParamTileCols* kParamTileRows)
+    layer_norm_param_partials_kernel(acc_t<T>* __restrict partial, const T* __restrict in, const T* __restrict grad_out,
+                                     const acc_t<T>* __restrict stats, int64_t rows, int64_t cols, int64_t chunk_rows) {
+  using A = acc_t<T>;
+  __shared__ A sw[kParamTileRows][kParamTileCols], sb[kParamTileRows][kParamTileCols];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * kParamTileCols + tx, chunk = blockIdx.y;
+  const int64_t begin = chunk * chunk_rows, end = begin + chunk_rows < rows ? begin + chunk_rows : rows;
+  A aw = 0, ab = 0;
+  if (col < cols)
+    for (int64_t r = begin + ty; r < end; r += kParamTileRows) {
+      const A* st = stats + 3 * r;
+      const A g = load(grad_out[r * cols + col]);
+      aw += g * normalize_value(load(in[r * cols + col]), st[0], st[1], st[2]);
+      ab += g;
+    }
+  sw[ty][tx] = aw;
+  sb[ty][tx] = ab;
+  __syncthreads();
+  if (ty == 0 && col < cols) {
+    for (int q = 1; q < kParamTileRows; ++q) aw += sw[q][tx], ab += sb[q][tx];
+    partial[chunk * 2 * cols + col] = aw;
+    partial[chunk * 2 * cols + cols + col] = ab;
+  }
+}
+
+// Each column's chunk partials added in chunk order into the weight's and the bias's gradients.
+template <class A>
+__global__ void __launch_bounds__(256)
+    layer_norm_param_sums_kernel(A* __restrict gw, A* __restrict gb, const A* __restrict partial, int64_t chunks,
+                                 int64_t cols) {
+  for (int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; col < cols;
+       col += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    A w = 0, b = 0;
+    for (int64_t c = 0; c < chunks; ++c) w += partial[c * 2 * cols + col], b += partial[c * 2 * cols + cols + col];
+    if (gw) gw[col] = w;
+    if (gb) gb[col] = b;
   }
 }
 
@@ -302,16 +347,35 @@ void layer_norm(const Tensor& out, const Tensor& in, const Tensor& weight, const
   });
 }
 
-void layer_norm_backward(const Tensor& grad_in, const Tensor& xhat, const Tensor& in, const Tensor& grad_out,
-                         const Tensor& weight, double eps) {
+void layer_norm_backward(const Tensor& grad_in, const Tensor& grad_weight, const Tensor& grad_bias, const Tensor& in,
+                         const Tensor& grad_out, const Tensor& weight, double eps) {
   const int64_t rows = in.size(0), cols = in.size(1);
-  if (rows == 0 || cols == 0) return;
+  if (cols == 0) return;
+  const bool params = grad_weight.defined() || grad_bias.defined();
+  if (rows == 0) {  // sums over no rows (queued fills)
+    for (const Tensor* t : {&grad_weight, &grad_bias})
+      if (t->defined()) Tensor(*t).zero_();
+    return;
+  }
   const int dev = device_index(in.device(), "layer_norm_backward");
   DeviceGuard guard(dev);
+  cudaStream_t stream = current_stream(dev);
   visit_dtype<FloatTypes>(in.dtype(), "[layer_norm_backward]", [&]<class T>() {
     using A = acc_t<T>;
-    EMBER_LAUNCH_ROWS(layer_norm_backward_kernel, T, rows, cols, dptr<T>(grad_in), dptr<A>(xhat), dptr<const T>(in),
+    Tensor stats = params ? make_tensor({rows, 3}, dtype_of<A>(), in.device()) : Tensor();
+    EMBER_LAUNCH_ROWS(layer_norm_backward_kernel, T, rows, cols, dptr<T>(grad_in), dptr<A>(stats), dptr<const T>(in),
                       dptr<const T>(grad_out), dptr<const A>(weight), rows, cols, static_cast<A>(eps));
+    if (!params) return;
+    const LayerNormParamPlan pp = plan_layer_norm_params(rows, cols);
+    Tensor partial = make_tensor({pp.workspace}, dtype_of<A>(), in.device());
+    const dim3 grid(static_cast<unsigned>(pp.tiles), static_cast<unsigned>(pp.chunks));
+    layer_norm_param_partials_kernel<T><<<grid, dim3(kParamTileCols, kParamTileRows), 0, stream>>>(
+        dptr<A>(partial), dptr<const T>(in), dptr<const T>(grad_out), dptr<const A>(stats), rows, cols, pp.chunk_rows);
+    EMBER_CUDA_CHECK(cudaGetLastError());
+    const FlatPlan fp = plan_flat(cols);
+    layer_norm_param_sums_kernel<A><<<static_cast<unsigned>(fp.blocks), fp.threads, 0, stream>>>(
+        dptr<A>(grad_weight), dptr<A>(grad_bias), dptr<const A>(partial), pp.chunks, cols);
+    EMBER_CUDA_CHECK(cudaGetLastError());
   });
 }
 
