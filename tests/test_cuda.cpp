@@ -288,6 +288,11 @@ TEST_CASE("cuda: to(device) round trips and dtype conversions for all dtypes") {
       CHECK(equal(g.to(dst).cpu(), t.to(dst)));
       CHECK(equal(g.t().to(dst).cpu(), t.t().to(dst)));  // strided copy with conversion
       CHECK(equal(t.to(kCuda, dst).cpu(), t.to(dst)));
+      // Long enough for the vectorised conversion (16 bytes of the wider dtype per access), its tail,
+      // and an operand one element off its vector alignment (the scalar kernel).
+      Tensor long_t = (rand({9001}, {.dtype = kF64}) * 100.0).to(src), long_g = long_t.to(kCuda);
+      CHECK(equal(long_g.to(dst).cpu(), long_t.to(dst)));
+      CHECK(equal(long_g.narrow(0, 1, 9000).to(dst).cpu(), long_t.narrow(0, 1, 9000).to(dst)));
     }
   }
   Tensor empty_t = zeros({0, 3}).to(kCuda);

@@ -1,7 +1,8 @@
 // The CUDA elementwise engine, shared by the elementwise .cu files. Operands (output first) of one
 // shape are coalesced into as few strided dims as possible on the host (as kernels/cpu/loops.hpp does);
-// contiguous operands (or one-element broadcasts) take a flat kernel, 128-bit vectorised when aligned,
-// anything else an offset-calculator kernel with 32-bit index math (larger problems are split).
+// contiguous operands (or one-element broadcasts) take a flat kernel, vectorised (16 bytes of the wider
+// dtype per access) when aligned, anything else an offset-calculator kernel with 32-bit index math
+// (larger problems are split).
 #pragma once
 #include <array>
 #include <cstdint>
@@ -159,15 +160,18 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Vectorised flat layout: every operand contiguous, 16-byte aligned, Out and In of one size; each
-// thread moves 16 bytes per operand per step. The tail (n % kVec) goes to the flat kernel.
+// Vectorised flat layout: every operand contiguous and aligned to its kVec elements, kVec = 16 bytes of
+// the wider of Out and In (a float32 -> bfloat16 cast moves 16 bytes in, 8 out); each thread moves kVec
+// elements per operand per step. The tail (n % kVec) goes to the flat kernel.
 template <class T, int V>
-struct alignas(16) Vec {
+struct alignas(sizeof(T) * V) Vec {
   T v[V];
 };
+template <class Out, class In>
+inline constexpr int kVecOf = static_cast<int>(16 / (sizeof(Out) > sizeof(In) ? sizeof(Out) : sizeof(In)));
 template <class Out, class In, int NIn, class F>
 __global__ void __launch_bounds__(kThreads) elementwise_vec_kernel(F f, Ptrs<NIn + 1> ptrs, int64_t nvec) {
-  constexpr int kVec = 16 / sizeof(In);
+  constexpr int kVec = kVecOf<Out, In>;
   constexpr int kIn = NIn == 0 ? 1 : NIn;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < nvec;
        i += static_cast<int64_t>(gridDim.x) * kThreads) {
@@ -254,10 +258,11 @@ void run_elementwise(const std::array<const Tensor*, NIn + 1>& ops, const F& f) 
   if (!flat) return launch_strided_split<Out, In, NIn>(f, l, stream);
 
   int64_t n = l.numel;
-  if constexpr (sizeof(Out) == sizeof(In) && sizeof(In) <= 8) {
-    constexpr int kVec = 16 / sizeof(In);
+  if constexpr (sizeof(Out) <= 8 && sizeof(In) <= 8) {
+    constexpr int kVec = kVecOf<Out, In>;
     bool aligned = true;
-    for (int k = 0; k <= NIn; ++k) aligned = aligned && reinterpret_cast<uintptr_t>(l.ptr[k]) % 16 == 0;
+    for (int k = 0; k <= NIn; ++k)
+      aligned = aligned && reinterpret_cast<uintptr_t>(l.ptr[k]) % (kVec * (k == 0 ? sizeof(Out) : sizeof(In))) == 0;
     if (dense && aligned && n >= kVec) {
       int64_t nvec = n / kVec;
       elementwise_vec_kernel<Out, In, NIn, F><<<blocks_for(nvec, kThreads), kThreads, 0, stream>>>(f, ptrs, nvec);
