@@ -309,15 +309,13 @@ std::vector<Stat> Profiler::key_averages() const {
 }
 
 std::string Profiler::table(const std::string& sort_by, int row_limit) const {
-  EMBER_CHECK(sort_by == "self" || sort_by == "total", ValueError,
-              "[profiler] table sorts by \"self\" or \"total\", got \"", sort_by, "\"");
+  EMBER_CHECK(sort_by == "self" || sort_by == "total" || sort_by == "cuda", ValueError,
+              "[profiler] table sorts by \"self\", \"total\" or \"cuda\", got \"", sort_by, "\"");
   std::vector<Stat> rows = key_averages();
   double self_sum = 0;
   for (const Stat& r : rows) self_sum += r.self_us;
-  const bool by_self = sort_by == "self";
-  std::stable_sort(rows.begin(), rows.end(), [&](const Stat& a, const Stat& b) {
-    return by_self ? a.self_us > b.self_us : a.total_us > b.total_us;
-  });
+  auto key = [&](const Stat& r) { return sort_by == "self" ? r.self_us : sort_by == "total" ? r.total_us : r.cuda_us; };
+  std::stable_sort(rows.begin(), rows.end(), [&](const Stat& a, const Stat& b) { return key(a) > key(b); });
   if (row_limit >= 0 && rows.size() > size_t(row_limit)) rows.resize(row_limit);
   size_t w = 4;
   for (const Stat& r : rows) w = std::max(w, std::min<size_t>(r.name.size(), 60));

@@ -89,7 +89,8 @@ class Profiler {
 
   // Rows by name with self time (total minus the time of events nested in it on its thread).
   std::vector<Stat> key_averages() const;
-  // torch's prof.key_averages().table(sort_by, row_limit): sort_by "self" or "total".
+  // torch's prof.key_averages().table(sort_by, row_limit): sort_by "self" or "total" (CPU time), or
+  // "cuda" (the device time of CUDA ops, torch's "cuda_time_total").
   std::string table(const std::string& sort_by = "self", int row_limit = 20) const;
   // Lightning's SimpleProfiler report: each range name with its mean, calls, total and percent of the run.
   std::string phase_table(const std::string& title = "Profiler Report") const;

@@ -54,7 +54,7 @@ namespace cuda {
 // input: contiguous, floating, on a CUDA device. The first element outside [0, 1] becomes the deferred
 // error kProbabilityRange worded for `op` (binary_cross_entropy's input, bernoulli's p), nothing read back.
 void check_probabilities(const Tensor& input, ProbabilityOp op = ProbabilityOp::kBinaryCrossEntropy);
-// sums: float64 [2] on the device; reduced: 0-dim of the input's dtype, or undefined for kNone.
+// sums: float64 [2] on the device; reduced: 0-dim of the loss's dtype, or undefined for kNone.
 void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& input, const Tensor& target,
                            const Tensor& weight, const CrossEntropyParams& p, const Tensor& sums, const Tensor& reduced,
                            CeReduce reduce);

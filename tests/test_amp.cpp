@@ -131,38 +131,57 @@ TEST_SUITE("amp") {
     }
   }
 
-  TEST_CASE(
-      "Autocast on CUDA: cross_entropy reads f16/bf16 logits as they are; loss and gradient are the float32 logits'") {
+  TEST_CASE("Autocast on CUDA: cross_entropy reads f16/bf16 logits as they are, with the float32 logits' results") {
     CUDA_OR_SKIP();
     const Device cuda("cuda");
     manual_seed(12);
     for (DType dt : {kBF16, kF16})
       for (int64_t c : {50, 1100})  // 1100 classes: the block-per-row forward
-        for (double ls : {0.0, 0.1}) {
-          CAPTURE(dt);
-          CAPTURE(c);
-          CAPTURE(ls);
-          Tensor t = randint(0, c, {6});
-          t.narrow(0, 4, 1).fill_(-100);
-          t = t.to(cuda);
-          Tensor x = (randn({6, c}) * 3).to(dt).to(cuda).requires_grad_();
-          Tensor xf = x.detach().to(kF32).requires_grad_();
-          Tensor l;
-          {
-            Autocast amp(cuda, dt);
-            l = nn::functional::cross_entropy(x, t, {}, -100, "mean", ls);
-          }
-          REQUIRE(l.dtype() == kF32);
-          REQUIRE(std::string(l.grad_fn()->name()) == "cross_entropy");
-          CHECK(l.grad_fn()->saved.at(0).unpack(*l.grad_fn()).dtype() == dt);  // no float32 copy kept
-          Tensor lf = nn::functional::cross_entropy(xf, t, {}, -100, "mean", ls);
-          CHECK(allclose(l.cpu(), lf.cpu(), 1e-6, 1e-7));
-          l.backward();
-          lf.backward();
-          REQUIRE(x.grad().dtype() == dt);
-          // The float32 gradient rounded once (the same kernel math): equal up to one rounding.
-          CHECK(allclose(x.grad().cpu().to(kF32), xf.grad().to(dt).cpu().to(kF32), dt == kBF16 ? 8e-3 : 1e-3, 1e-7));
-        }
+        for (const char* r : {"mean", "sum", "none"})
+          for (bool weighted : {false, true})
+            for (double ls : {0.0, 0.1}) {
+              CAPTURE(dt);
+              CAPTURE(c);
+              CAPTURE(r);
+              CAPTURE(weighted);
+              CAPTURE(ls);
+              // [N, C] and [N, C, K] logits; one target ignored.
+              for (const Shape& shape : {Shape{6, c}, Shape{2, c, 3}}) {
+                Tensor t = randint(0, c, shape.size() == 2 ? Shape{6} : Shape{2, 3});
+                t.view({-1}).narrow(0, 4, 1).fill_(-100);
+                t = t.to(cuda);
+                Tensor w = weighted ? (rand({c}) + 0.5).to(cuda) : Tensor();
+                Tensor x = (randn(shape) * 3).to(dt).to(cuda).requires_grad_();
+                Tensor xf = x.detach().to(kF32).requires_grad_();
+                Tensor l;
+                {
+                  Autocast amp(cuda, dt);
+                  l = nn::functional::cross_entropy(x, t, w, -100, r, ls);
+                }
+                REQUIRE(l.dtype() == kF32);
+                REQUIRE(std::string(l.grad_fn()->name()) == "cross_entropy");
+                CHECK(l.grad_fn()->saved.at(0).unpack(*l.grad_fn()).dtype() == dt);  // no float32 copy kept
+                Tensor lf = nn::functional::cross_entropy(xf, t, w, -100, r, ls);
+                CHECK(allclose(l.cpu(), lf.cpu(), 1e-6, 1e-6));
+                Tensor gy = randn(l.shape()).to(cuda);
+                l.backward(gy);
+                lf.backward(gy);
+                REQUIRE(x.grad().dtype() == dt);
+                // The float32 gradient rounded once (the same kernel math): equal up to one rounding.
+                CHECK(allclose(x.grad().cpu().to(kF32), xf.grad().to(dt).cpu().to(kF32), dt == kBF16 ? 8e-3 : 1e-3,
+                               1e-7));
+              }
+            }
+    // Every target ignored: a NaN mean and zero gradients, as with float32 logits.
+    Tensor x = randn({3, 7}).to(kBF16).to(cuda).requires_grad_();
+    Tensor l;
+    {
+      Autocast amp(cuda, kBF16);
+      l = nn::functional::cross_entropy(x, full({3}, -100, {.dtype = kI64}).to(cuda));
+    }
+    CHECK(std::isnan(l.item<float>()));
+    l.backward();
+    CHECK(x.grad().abs().sum().item<float>() == 0.0f);
   }
 
   TEST_CASE("GradScaler: scales the loss, unscales once, skips non-finite steps, backs off and grows") {

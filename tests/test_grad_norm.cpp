@@ -101,14 +101,17 @@ TEST_CASE("normalisation gradients match PyTorch (tests/reference/grad_norm.safe
 }
 
 TEST_CASE("layer_norm's fused backward sums the weight's and bias's gradients over row chunks as the composite") {
-  // 2100 rows of 40: the CPU kernel cuts them into several chunks whose partial sums it adds in order.
+  // 2100 rows of 40: the CPU kernel cuts them into several chunks, the CUDA one (EMBER_TEST_DEVICE=cuda)
+  // into row chunks and column tiles, whose partial sums each adds in a fixed order.
+  const Device d = testing::test_device();
   manual_seed(24);
   for (DType dt : {kF64, kF32}) {
     CAPTURE(dt);
-    Tensor x = (randn({300, 7, 40}, {.dtype = dt}) * 3 + 5).requires_grad_();
-    Tensor w = randn({40}, {.dtype = dt, .requires_grad = true}), b = randn({40}, {.dtype = dt, .requires_grad = true});
-    Tensor gy = randn({300, 7, 40}, {.dtype = dt});
+    Tensor x = (randn({300, 7, 40}, {.dtype = dt}) * 3 + 5).to(d).requires_grad_();
+    Tensor w = randn({40}, {.dtype = dt}).to(d).requires_grad_(), b = randn({40}, {.dtype = dt}).to(d).requires_grad_();
+    Tensor gy = randn({300, 7, 40}, {.dtype = dt}).to(d);
     std::vector<Tensor> fused = autograd::grad({layer_norm(x, {40}, w, b)}, {x, w, b}, {gy});
+    std::vector<Tensor> again = autograd::grad({layer_norm(x, {40}, w, b)}, {x, w, b}, {gy});
     std::vector<Tensor> comp = autograd::grad({layer_norm(x, {40}, w, b)}, {x, w, b}, {gy}, true, true);
     REQUIRE(comp[1].requires_grad());  // the composite formula, not the fused kernel
     const double tol = dt == kF64 ? 1e-10 : 2e-4;
@@ -116,15 +119,16 @@ TEST_CASE("layer_norm's fused backward sums the weight's and bias's gradients ov
       CAPTURE(i);
       CHECK(fused[i].shape() == comp[i].shape());
       CHECK(allclose(fused[i], comp[i].detach(), tol, tol));
+      CHECK(testing::equal(fused[i], again[i]));  // deterministic
     }
     CHECK(allclose(fused[2], gy.sum({0, 1}), tol, tol));
   }
   // No rows: zero gradients for the parameters.
-  Tensor e = randn({0, 5}, {.requires_grad = true});
-  Tensor w = randn({5}, {.requires_grad = true}), b = randn({5}, {.requires_grad = true});
+  Tensor e = randn({0, 5}).to(d).requires_grad_();
+  Tensor w = randn({5}).to(d).requires_grad_(), b = randn({5}).to(d).requires_grad_();
   layer_norm(e, {5}, w, b).sum().backward();
-  CHECK(testing::equal(w.grad(), zeros({5})));
-  CHECK(testing::equal(b.grad(), zeros({5})));
+  CHECK(testing::equal(w.grad().cpu(), zeros({5})));
+  CHECK(testing::equal(b.grad().cpu(), zeros({5})));
 }
 
 TEST_CASE("f32 and bf16 normalisations: gradients in the input's dtype, close to f64") {

@@ -180,6 +180,7 @@ TEST_SUITE("profiler") {
     CHECK(table.find("outer") != std::string::npos);
     CHECK(table.find("matmul") != std::string::npos);
     CHECK(throws_with<ValueError>([&] { (void)p.table("flops"); }, "[profiler]"));
+    CHECK(p.table("cuda", 5).find("CUDA total") != std::string::npos);  // sorted by device time (none here)
   }
 
   TEST_CASE("profiler: the Chrome trace parses and has the fields chrome://tracing needs") {

@@ -10,11 +10,11 @@ namespace ember {
 
 enum class LossReduction { None, Mean, Sum };
 
-// input: f32/f64 logits [N, C, K] (K positions per sample; K = 1 for [N, C]); target: integer class
-// indices [N, K]; weight: [C] or undefined (a constant: no gradient, as PyTorch). Returns the losses
-// [N, K] (None), their sum (Sum) or their sum over the summed target weights of the non-ignored
-// positions (Mean; NaN when all are ignored, as PyTorch). Backward is one fused pass, or under
-// create_graph a formula of public ops over softmax (so double backward works).
+// input: f32/f64 logits [N, C, K] (K positions per sample; K = 1 for [N, C]; f16/bf16 on CUDA or with a
+// float32 loss_dtype); target: integer class indices [N, K]; weight: [C] or undefined (a constant: no
+// gradient, as PyTorch). Returns the losses [N, K] (None), their sum (Sum) or their sum over the summed
+// target weights of the non-ignored positions (Mean; NaN when all are ignored, as PyTorch). Backward is
+// one fused pass, or under create_graph a formula of public ops over softmax (so double backward works).
 // loss_dtype (default: the input's) may be float32 for f16/bf16 logits: the loss is then float32 as the
 // float32 logits' would be (up to summation order) and the input's gradient is the float32 one rounded
 // once, without a float32 copy of the logits (autocast's cross entropy on CUDA).

@@ -117,7 +117,10 @@ void layer_norm_backward_impl(const Tensor& grad_in, const Tensor& grad_weight, 
   A* gbs = grad_bias.defined() ? static_cast<A*>(grad_bias.raw_data()) : nullptr;
   if (cols == 0) return;
   const bool params = gwt || gbs;
-  const int64_t chunk_rows = std::max<int64_t>(1, kGrain / (3 * cols));
+  // About kGrain elements of work per chunk, at most kMaxChunks chunks (the partials' memory).
+  constexpr int64_t kMaxChunks = 256;
+  int64_t chunk_rows = std::max<int64_t>(1, kGrain / (3 * cols));
+  if ((rows + chunk_rows - 1) / chunk_rows > kMaxChunks) chunk_rows = (rows + kMaxChunks - 1) / kMaxChunks;
   const int64_t chunks = (rows + chunk_rows - 1) / chunk_rows;
   std::vector<double> partial(params ? static_cast<size_t>(chunks * 2 * cols) : 0);  // [chunk][2][cols]
   auto rows_of = [&](int64_t chunk) {
@@ -166,12 +169,12 @@ void layer_norm_backward_impl(const Tensor& grad_in, const Tensor& grad_weight, 
       for (int64_t c = r.begin(); c < r.end(); ++c) rows_of(c);
     });
   if (!params) return;
-  for (int64_t j = 0; j < cols; ++j) {
+  for_each(cols, 2 * chunks, [&](int64_t j) {
     double sw = 0, sb = 0;
     for (int64_t c = 0; c < chunks; ++c) sw += partial[c * 2 * cols + j], sb += partial[c * 2 * cols + cols + j];
     if (gwt) gwt[j] = static_cast<A>(sw);
     if (gbs) gbs[j] = static_cast<A>(sb);
-  }
+  });
 }
 
 template <class T>

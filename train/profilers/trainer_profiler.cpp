@@ -1,6 +1,7 @@
 // The Trainer's profiler run: which profiler each TrainerOptions::profiler value means, and its report.
 #include "train/profilers/trainer_profiler.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -41,6 +42,11 @@ void ProfilerRun::finish(const std::string& dir, const std::string& stage, bool 
   if (ops) {
     report += '\n';  // (not "\n" + table(): g++ 12 -Wrestrict misfires on literal + temporary string)
     report += profiler_->table("self", 20);
+    const std::vector<profiler::Stat> stats = profiler_->key_averages();
+    if (std::any_of(stats.begin(), stats.end(), [](const profiler::Stat& s) { return s.cuda_us > 0; })) {
+      report += '\n';  // where the device's time goes
+      report += profiler_->table("cuda", 25);
+    }
   }
   if (print) std::cout << "\n" << report << std::flush;
   if (dir.empty()) return;
