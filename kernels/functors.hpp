@@ -201,11 +201,14 @@ struct Gelu : UnaryFloat {  // exact: x * Phi(x)
     return x * T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
   }
 };
+// GELU's tanh form 0.5 x (1 + tanh z), z = sqrt(2/pi) (x + 0.044715 x^3), as x sigmoid(2 z): the same
+// function without the cancellation of 1 + tanh z in the negative tail (and vectorisable on the host).
+// -inf gives NaN as the tanh form (-inf * 0), also where the host's exp saturates.
 struct GeluTanh : UnaryFloat {
   template <class T>
   EMBER_HD T operator()(T x) const {
-    const T k = T(0.79788456080286535588);  // sqrt(2/pi)
-    return T(0.5) * x * (T(1) + std::tanh(k * (x + T(0.044715) * x * x * x)));
+    const T y = x / (T(1) + exp_(T(-1.59576912160573071176) * (x + T(0.044715) * x * x * x)));
+    return std::isinf(x) && x < T(0) ? std::numeric_limits<T>::quiet_NaN() : y;
   }
 };
 struct Silu : UnaryFloat {
@@ -657,17 +660,18 @@ struct GeluBackward : BinaryNumeric {
   }
 };
 
-// d/dx of GeluTanh times g: 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2), t = tanh(k (x + c x^3)).
-// The backward of addmm_gelu (core/ops/linalg.cpp) on CPU and CUDA alike.
+// d/dx of GeluTanh times g: with s = sigmoid(2 z) = (1 + tanh z) / 2, s (1 + 2 k (1 - s) x (1 + 3 c x^2)),
+// k = sqrt(2/pi), c = 0.044715; NaN at +-inf as the tanh form's x (1 - tanh^2 z). The backward of gelu's
+// tanh form and of addmm_gelu (core/ops/linalg.cpp) on CPU and CUDA alike.
 struct GeluTanhBackward : BinaryNumeric {
   using Types = FloatTypes;
   static constexpr bool kIntToFloat = true;
   template <class T>
   EMBER_HD T operator()(T g, T x) const {
-    const T k = T(0.79788456080286535588), c = T(0.044715);  // sqrt(2/pi)
-    const T x2 = x * x;
-    const T t = std::tanh(k * (x + c * x2 * x));
-    return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * k * (T(1) + T(3) * c * x2));
+    const T k = T(0.79788456080286535588), c = T(0.044715), x2 = x * x;
+    const T s = T(1) / (T(1) + exp_(T(-2) * k * (x + c * x2 * x)));
+    const T d = s * (T(1) + T(2) * k * (T(1) - s) * x * (T(1) + T(3) * c * x2));
+    return std::isinf(x) ? std::numeric_limits<T>::quiet_NaN() : g * d;
   }
 };
 

@@ -79,6 +79,42 @@ TEST_CASE("unary ops match PyTorch in every float dtype, contiguous and transpos
   }
 }
 
+TEST_CASE("gelu's tanh form in float32 keeps its relative accuracy in the negative tail, forward and backward") {
+  // Reference in float64 as x sigmoid(2z), which has no cancellation; 0.5 x (1 + tanh z) in float32 loses
+  // the tail's digits (relative error 1e-4 near x = -5, all of them past x = -7).
+  Tensor x64 = linspace(-9.0, 12.0, 20001, {.dtype = kF64}).to(kF32).to(kF64);
+  Tensor z2 = (x64 + x64.pow(3) * 0.044715) * 1.5957691216057308;
+  Tensor s = sigmoid(z2);
+  Tensor want = x64 * s;
+  Tensor x = x64.to(kF32).requires_grad_();
+  Tensor y = gelu(x, "tanh");
+  CHECK(allclose(y.to(kF64), want, 1e-5, 0));  // z carries |z| float roundings into exp
+  y.backward(ones({20001}));
+  Tensor dwant = s + x64 * s * (1.0 - s) * 2.0 * 0.7978845608028654 * (x64 * x64 * 0.134145 + 1.0);
+  // Relative accuracy in the tail (x < -3); near the derivative's zero (x = -0.75) its two terms cancel.
+  CHECK(allclose(x.grad().to(kF64).narrow(0, 0, 5700), dwant.narrow(0, 0, 5700), 1e-5, 1e-30));
+  CHECK(allclose(x.grad().to(kF64), dwant, 1e-5, 1e-6));
+  // The double-backward graph (public ops) is the same function.
+  Tensor xd = x64.detach().requires_grad_();
+  Tensor gd = autograd::grad({gelu(xd, "tanh")}, {xd}, {ones({20001}, {.dtype = kF64})}, true, true)[0];
+  REQUIRE(gd.requires_grad());
+  CHECK(allclose(gd.detach(), dwant, 1e-9, 1e-30));
+  // inf and NaN as the tanh form gives them.
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  Tensor sp = tensor<float>({inf, -inf, nan, 0.0f}).requires_grad_();
+  Tensor ys = gelu(sp, "tanh");
+  std::vector<float> v = ys.to_vector<float>();
+  CHECK(v[0] == inf);
+  CHECK(std::isnan(v[1]));
+  CHECK(std::isnan(v[2]));
+  CHECK(v[3] == 0.0f);
+  ys.backward(ones({4}));
+  std::vector<float> gv = sp.grad().to_vector<float>();
+  CHECK(std::isnan(gv[0]));
+  CHECK(std::isnan(gv[1]));
+  CHECK(gv[3] == 0.5f);
+}
+
 TEST_CASE("low-precision results round like PyTorch") {
   auto fx = ember::testing::fixtures("elementwise");
   CHECK(allclose(exp(fx.at("f16.in")), fx.at("f16.exp"), 1e-3, 0));

@@ -287,19 +287,16 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
     });
   EMBER_CHECK(approximate == "tanh", ValueError, "[gelu] approximate must be 'none' or 'tanh', got '", approximate,
               "'");
-  return unary_row<GeluTanh>("gelu", x, {}, {.a = true}, [](const D& d) {
-    constexpr double k = 0.79788456080286535588, c = 0.044715;  // sqrt(2/pi)
-    Tensor x2 = d.a * d.a;
-    Tensor t = tanh((d.a + d.a * x2 * c) * k);
-    return d.g * ((t + 1) * 0.5 + d.a * (1 - t * t) * (x2 * (3 * c) + 1) * (0.5 * k));
-  });
+  return unary_row<GeluTanh>("gelu", x, {}, {.a = true}, [](const D& d) { return gelu_tanh_backward(d.g, d.a); });
 }
 Tensor gelu_tanh_backward(const Tensor& grad, const Tensor& x) {
   if (!autograd::is_grad_enabled()) return binary_op<GeluTanhBackward>("gelu_tanh_backward", grad, x);
-  constexpr double k = 0.79788456080286535588, c = 0.044715;  // a graph for double backward: public ops
+  // A graph for double backward, in public ops: with s = sigmoid(2z) = (1 + tanh z) / 2 (no cancellation
+  // in the negative tail), d/dx = s (1 + 2 k (1 - s) x (1 + 3 c x^2)).
+  constexpr double k = 0.79788456080286535588, c = 0.044715;  // sqrt(2/pi)
   Tensor x2 = x * x;
-  Tensor t = tanh((x + x * x2 * c) * k);
-  return grad * ((t + 1) * 0.5 + x * (1 - t * t) * (x2 * (3 * c) + 1) * (0.5 * k));
+  Tensor s = sigmoid((x + x * x2 * c) * (2 * k));
+  return grad * s * ((1 - s) * x * (x2 * (3 * c) + 1) * (2 * k) + 1);
 }
 Tensor silu(const Tensor& x) {
   return unary_row<Silu>("silu", x, {}, {.a = true}, [](const D& d) {
