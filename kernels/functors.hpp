@@ -684,6 +684,12 @@ using BinaryFunctors =
              LogicalAnd, LogicalOr, LogicalXor, LerpScalar, ReluBackward, GeluBackward, Fmod, Atan2, GeluTanhBackward>;
 using TernaryFunctors = TypeList<Lerp, Addcmul, Addcdiv, Where>;
 
+// Binary ops whose CUDA kernel also takes a float32 operand beside a float16/bfloat16 one (read as it is
+// and widened on load, as PyTorch's TensorIterator does), for a float32 result: autocast's residual adds
+// of a bfloat16 block output to the float32 stream then need no cast pass (core/ops/elementwise.cpp).
+template <class F>
+inline constexpr bool kTakesHalfOperand = std::is_same_v<F, Add> || std::is_same_v<F, Sub> || std::is_same_v<F, Mul>;
+
 template <class T, class List>
 struct index_of;
 template <class T, class... Ts>

@@ -236,6 +236,28 @@ TEST_CASE("cuda: binary ops match the CPU in every dtype, broadcast and transpos
   }
 }
 
+TEST_CASE("cuda: float32 add, sub and mul read a float16/bfloat16 operand as it is, as the CPU's cast") {
+  CUDA_OR_SKIP();
+  manual_seed(7);
+  for (DType h : {kBF16, kF16}) {
+    CAPTURE(h);
+    Tensor f = input({9001}, kF32), l = input({9001}, h);
+    Tensor gf = f.to(kCuda), gl = l.to(kCuda);
+    CHECK(close(add(gf, gl), add(f, l)));
+    CHECK(close(add(gl, gf, 2), add(l, f, 2)));
+    CHECK(close(sub(gf, gl, 3), sub(f, l, 3)));
+    CHECK(close(sub(gl, gf), sub(l, f)));
+    CHECK(close(mul(gl, gf), mul(f, l)));
+    Tensor acc = gf.clone();
+    acc.add_(gl);  // in place, the float32 residual stream += a block's output
+    CHECK(close(acc, add(f, l)));
+    // Broadcast and strided operands take the cast path.
+    Tensor m = input({3, 5}, kF32), r = input({5}, h), t = input({5, 3}, h);
+    CHECK(close(add(m.to(kCuda), r.to(kCuda)), add(m, r)));
+    CHECK(close(mul(m.to(kCuda), t.to(kCuda).t()), mul(m, t.t())));
+  }
+}
+
 TEST_CASE("cuda: ternary ops, wrapped scalars and in-place ops match the CPU") {
   CUDA_OR_SKIP();
   manual_seed(3);

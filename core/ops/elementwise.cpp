@@ -52,6 +52,19 @@ Tensor unary_op(const char* op, const Tensor& x, const OpParams& p = {}) {
   return out;
 }
 
+// Whether a float32 op on CUDA may read a float16/bfloat16 operand as it is (kernels::kTakesHalfOperand):
+// one operand float32, the other 2-byte, both contiguous of the result's shape.
+template <class F>
+bool takes_half_operand(DType ct, const Shape& shape, const Tensor& a, const Tensor& b) {
+  if constexpr (!kTakesHalfOperand<F>) {
+    return false;
+  } else {
+    auto half = [](const Tensor& t) { return t.dtype() == kF16 || t.dtype() == kBF16; };
+    return ct == kF32 && a.device().is_cuda() && ((a.dtype() == kF32 && half(b)) || (half(a) && b.dtype() == kF32)) &&
+           a.shape() == shape && b.shape() == shape && a.is_contiguous() && b.is_contiguous();
+  }
+}
+
 template <class F>
 Tensor binary_op(const char* op, const Tensor& a, const Tensor& b, const OpParams& p = {}) {
   profiler::OpRecord prof(op, {&a, &b});
@@ -61,7 +74,10 @@ Tensor binary_op(const char* op, const Tensor& a, const Tensor& b, const OpParam
   Shape shape = broadcast_shapes(a.shape(), b.shape(), (std::string("[") + op + "]").c_str());
   Device dev = a.impl().wrapped_number ? b.device() : a.device();
   Tensor out = make_tensor(shape, F::kBoolOut ? kBool : ct, dev);
-  binary(index_of_v<F, BinaryFunctors>, out, a.to(ct).expand(shape), b.to(ct).expand(shape), p);
+  if (takes_half_operand<F>(ct, shape, a, b))
+    binary(index_of_v<F, BinaryFunctors>, out, a, b, p);
+  else
+    binary(index_of_v<F, BinaryFunctors>, out, a.to(ct).expand(shape), b.to(ct).expand(shape), p);
   return out;
 }
 
@@ -107,7 +123,8 @@ Tensor& binary_inplace(const char* op, Tensor& self, const Tensor& b, const OpPa
   if (!direct) return assign_inplace(op, self, binary_op<F>(op, self, b, p));
   check_devices(op, {&self, &b});
   check_no_internal_overlap(self, op);
-  binary(index_of_v<F, BinaryFunctors>, self, self, b.to(ct).expand(self.shape()), p);
+  const bool as_is = takes_half_operand<F>(ct, self.shape(), self, b);
+  binary(index_of_v<F, BinaryFunctors>, self, self, as_is ? b : b.to(ct).expand(self.shape()), p);
   self.impl().storage->bump_version(op);
   return self;
 }
