@@ -203,12 +203,14 @@ struct Gelu : UnaryFloat {  // exact: x * Phi(x)
 };
 // GELU's tanh form 0.5 x (1 + tanh z), z = sqrt(2/pi) (x + 0.044715 x^3), as x sigmoid(2 z): the same
 // function without the cancellation of 1 + tanh z in the negative tail (and vectorisable on the host).
-// -inf gives NaN as the tanh form (-inf * 0), also where the host's exp saturates.
+// Past 2z = -80 the value is below 1e-34 |x|: x * 0 there (-0, and NaN at -inf as the tanh form), so
+// the host's saturating exp and the device's agree.
+inline constexpr double kGeluTanhTail = -80;
 struct GeluTanh : UnaryFloat {
   template <class T>
   EMBER_HD T operator()(T x) const {
-    const T y = x / (T(1) + exp_(T(-1.59576912160573071176) * (x + T(0.044715) * x * x * x)));
-    return std::isinf(x) && x < T(0) ? std::numeric_limits<T>::quiet_NaN() : y;
+    const T z2 = T(1.59576912160573071176) * (x + T(0.044715) * x * x * x);
+    return z2 < T(kGeluTanhTail) ? x * T(0) : x / (T(1) + exp_(-z2));
   }
 };
 struct Silu : UnaryFloat {
@@ -661,16 +663,18 @@ struct GeluBackward : BinaryNumeric {
 };
 
 // d/dx of GeluTanh times g: with s = sigmoid(2 z) = (1 + tanh z) / 2, s (1 + 2 k (1 - s) x (1 + 3 c x^2)),
-// k = sqrt(2/pi), c = 0.044715; NaN at +-inf as the tanh form's x (1 - tanh^2 z). The backward of gelu's
-// tanh form and of addmm_gelu (core/ops/linalg.cpp) on CPU and CUDA alike.
+// k = sqrt(2/pi), c = 0.044715; 0 in GeluTanh's tail (where x (1 + 3 c x^2) may overflow), NaN at +-inf as
+// the tanh form's x (1 - tanh^2 z). The backward of gelu's tanh form and of addmm_gelu (core/ops/linalg.cpp)
+// on CPU and CUDA alike.
 struct GeluTanhBackward : BinaryNumeric {
   using Types = FloatTypes;
   static constexpr bool kIntToFloat = true;
   template <class T>
   EMBER_HD T operator()(T g, T x) const {
     const T k = T(0.79788456080286535588), c = T(0.044715), x2 = x * x;
-    const T s = T(1) / (T(1) + exp_(T(-2) * k * (x + c * x2 * x)));
-    const T d = s * (T(1) + T(2) * k * (T(1) - s) * x * (T(1) + T(3) * c * x2));
+    const T z2 = T(2) * k * (x + c * x2 * x);
+    const T s = T(1) / (T(1) + exp_(-z2));
+    const T d = z2 < T(kGeluTanhTail) ? T(0) : s * (T(1) + T(2) * k * (T(1) - s) * x * (T(1) + T(3) * c * x2));
     return std::isinf(x) ? std::numeric_limits<T>::quiet_NaN() : g * d;
   }
 };

@@ -248,9 +248,19 @@ TEST_CASE("cuda: float32 add, sub and mul read a float16/bfloat16 operand as it 
     CHECK(close(sub(gf, gl, 3), sub(f, l, 3)));
     CHECK(close(sub(gl, gf), sub(l, f)));
     CHECK(close(mul(gl, gf), mul(f, l)));
+    CHECK(close(sub(gl, gf, 3), sub(l, f, 3)));  // alpha scales the second operand, the float32 one
     Tensor acc = gf.clone();
     acc.add_(gl);  // in place, the float32 residual stream += a block's output
     CHECK(close(acc, add(f, l)));
+    acc.sub_(gl, 2);
+    acc.mul_(gl);
+    CHECK(close(acc, mul(sub(add(f, l), l, 2), l)));
+    // Through autograd: the 2-byte operand's gradient comes back in its dtype.
+    Tensor lf = gl.detach().requires_grad_(), ff = gf.detach().requires_grad_();
+    (ff * lf).sum().backward();
+    CHECK(lf.grad().dtype() == h);
+    CHECK(close(lf.grad(), f.to(h)));
+    CHECK(close(ff.grad(), l.to(kF32)));
     // Broadcast and strided operands take the cast path.
     Tensor m = input({3, 5}, kF32), r = input({5}, h), t = input({5, 3}, h);
     CHECK(close(add(m.to(kCuda), r.to(kCuda)), add(m, r)));

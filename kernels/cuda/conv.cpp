@@ -353,7 +353,7 @@ void add_bias(const Tensor& out, const Tensor& bias) {
   if (!bias.defined() || out.numel() == 0) return;
   const Shape strides{0, bias.strides()[0], 0, 0};
   cuda::binary(index_of_v<Add, BinaryFunctors>, out, out, make_view(bias, out.shape(), strides, bias.storage_offset()),
-               OpParams{});
+               OpParams{.a = 1});  // Add's alpha
 }
 
 bool allow_tf32() { return float32_matmul_allows_tf32(); }

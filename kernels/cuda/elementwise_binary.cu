@@ -10,10 +10,9 @@ using BinaryFn = void (*)(const std::array<const Tensor*, 3>&, const OpParams&);
 constexpr auto kBinary = make_table<2, BinaryFn>(BinaryFunctors{});
 
 // out (float32) <- f(a, b), one operand float32 and the other float16/bfloat16 (kTakesHalfOperand), all
-// contiguous of one shape; kUnroll elements per thread in flight, as the flat kernel.
+// contiguous of one shape (out may be a: in place); kUnroll elements per thread in flight, as the flat kernel.
 template <class A, class B, class F>
-__global__ void __launch_bounds__(kThreads)
-    mixed_binary_kernel(F f, float* __restrict out, const A* __restrict a, const B* __restrict b, int64_t n) {
+__global__ void __launch_bounds__(kThreads) mixed_binary_kernel(F f, float* out, const A* a, const B* b, int64_t n) {
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * (kThreads * kUnroll) + threadIdx.x; base < n;
        base += static_cast<int64_t>(gridDim.x) * (kThreads * kUnroll)) {
     float va[kUnroll], vb[kUnroll];
