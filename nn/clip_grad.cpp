@@ -45,9 +45,10 @@ Tensor get_total_norm(const std::vector<Tensor>& tensors, double norm_type, bool
     dt = promote_types(dt, t.dtype());
   }
   const Device first = tensors[0].device();
-  // CUDA: one multi-tensor reduction (contiguous tensors on one device) for p > 0 and +inf; -inf (the
-  // smallest magnitude) takes the per-tensor norms.
-  bool one_pass = first.is_cuda() && norm_type > 0;
+  // One multi-tensor reduction (contiguous tensors on one device; squares summed in double on both
+  // devices, so f32 gradients past 1.8e19 do not overflow) for p > 0 and +inf; -inf (the smallest
+  // magnitude) takes the per-tensor norms.
+  bool one_pass = norm_type > 0;
   for (const Tensor& t : tensors) one_pass = one_pass && t.device() == first && t.is_contiguous() && t.numel() > 0;
   if (one_pass) {
     Tensor total = multi_tensor_norm(tensors, norm_type, dt);
