@@ -138,7 +138,8 @@ inline bool gradcheck(const GradFn& f, const std::vector<Tensor>& given, Gradche
 }
 
 // gradcheck of the gradient itself: for each input x_j, (inputs, v) -> d<f, v>/dx_j built with create_graph.
-inline bool gradgradcheck(const GradFn& f, const std::vector<Tensor>& inputs, GradcheckOptions o = {}) {
+inline bool gradgradcheck(const GradFn& f, const std::vector<Tensor>& host_inputs, GradcheckOptions o = {}) {
+  const std::vector<Tensor> inputs = on_test_device(host_inputs);  // f's constants live there too (dev)
   Tensor out = f(inputs);
   Tensor v = randn(out.shape(), {.dtype = out.dtype(), .device = out.device(), .requires_grad = true});
   std::vector<Tensor> args = inputs;

@@ -139,7 +139,7 @@ TEST_CASE("loss: gradcheck and gradgradcheck of cross_entropy (fused kernel) and
             gradcheck([&](const std::vector<Tensor>& a) { return F::nll_loss(a[0], t, wt, -100, r); }, {rnd({4, 5})}));
       }
   // The fused node is the one recorded (not the composition), and its double backward is exact.
-  Tensor x = rnd({4, 5});
+  Tensor x = testing::dev(rnd({4, 5}));
   Tensor loss = F::cross_entropy(x, t);
   REQUIRE(loss.grad_fn());
   CHECK(std::string(loss.grad_fn()->name()) == "cross_entropy");
